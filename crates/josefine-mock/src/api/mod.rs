@@ -1,0 +1,185 @@
+//! The Kafka APIs the mock answers, one module each, behind one dispatcher.
+//!
+//! Each module implements [`Handler`]: a synchronous function from a decoded
+//! request to a response, plus the response a test gets when it asks for an
+//! error with [`Action::Error`](crate::Action::Error). Decoding, version
+//! checks and encoding live here, once, so a new API is one small file and one
+//! line in [`serve`] and [`IMPLEMENTED`].
+//!
+//! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
+
+pub(crate) mod api_versions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_topics;
+pub(crate) mod metadata;
+
+use std::panic::{self, AssertUnwindSafe};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest,
+    RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
+};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Node;
+
+pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+pub(crate) const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
+pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
+
+/// The APIs the mock implements and, by default, advertises: every version
+/// the kafka-protocol crate can decode and encode.
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 4] = [
+    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+    (ApiKey::Metadata, MetadataRequest::VERSIONS),
+    (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
+    (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+];
+
+/// How to answer a request: as a broker would, or with the error code a test
+/// asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Normal,
+    Error(i16),
+}
+
+/// Why the mock closes a connection instead of answering, as Kafka does for
+/// requests it cannot parse or does not support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal(pub(crate) String);
+
+/// A complete response frame: the length prefix, the response header and the
+/// body, ready to write.
+pub(crate) type Frame = BytesMut;
+
+pub(crate) trait Handler {
+    type Request: Request + Default;
+
+    fn handle(
+        node: &Node,
+        request: Self::Request,
+        version: i16,
+    ) -> <Self::Request as Request>::Response;
+
+    /// A well-formed response that carries `code` wherever the API has room
+    /// for an error code.
+    fn error_response(
+        node: &Node,
+        request: &Self::Request,
+        version: i16,
+        code: i16,
+    ) -> <Self::Request as Request>::Response;
+}
+
+/// Answers one request whose header has been decoded; `body` is what follows
+/// the header.
+pub(crate) fn serve(
+    node: &Node,
+    header: &RequestHeader,
+    body: Bytes,
+    mode: Mode,
+) -> Result<Frame, Refusal> {
+    match ApiKey::try_from(header.request_api_key) {
+        Ok(ApiKey::ApiVersions) => api_versions::serve(node, header, body, mode),
+        Ok(ApiKey::Metadata) => serve_with::<metadata::Metadata>(node, header, body, mode),
+        Ok(ApiKey::CreateTopics) => {
+            serve_with::<create_topics::CreateTopics>(node, header, body, mode)
+        }
+        Ok(ApiKey::DeleteTopics) => {
+            serve_with::<delete_topics::DeleteTopics>(node, header, body, mode)
+        }
+        Ok(other) => Err(Refusal(format!("{other:?} is not implemented by the mock"))),
+        Err(()) => Err(Refusal(format!(
+            "unknown api key {}",
+            header.request_api_key
+        ))),
+    }
+}
+
+fn serve_with<H: Handler>(
+    node: &Node,
+    header: &RequestHeader,
+    mut body: Bytes,
+    mode: Mode,
+) -> Result<Frame, Refusal> {
+    let version = header.request_api_version;
+    let key = header.request_api_key;
+    if !codec_supports::<H::Request>(version) {
+        return Err(Refusal(format!(
+            "api key {key} v{version} is beyond what kafka-protocol can encode ({})",
+            <H::Request as Message>::VERSIONS
+        )));
+    }
+    let response = match mode {
+        Mode::Normal => {
+            if !node.advertises(key, version) {
+                return Err(Refusal(format!(
+                    "api key {key} v{version} is outside the advertised versions"
+                )));
+            }
+            let request = decode::<H::Request>(&mut body, version)
+                .map_err(|e| Refusal(format!("malformed api key {key} v{version} request: {e}")))?;
+            H::handle(node, request, version)
+        }
+        Mode::Error(code) => {
+            // The test asked for an error, so it gets one even when the mock
+            // could not parse the request (or the client never advertised
+            // it): the response then just names no topics.
+            let request = decode::<H::Request>(&mut body, version).unwrap_or_default();
+            H::error_response(node, &request, version, code)
+        }
+    };
+    encode_response(header.correlation_id, version, &response)
+}
+
+/// Whether kafka-protocol can decode and encode version `version` of `M`.
+fn codec_supports<M: Message>(version: i16) -> bool {
+    (M::VERSIONS.min..=M::VERSIONS.max).contains(&version)
+}
+
+/// Runs a kafka-protocol decoder, turning a panic into an error: the decoders
+/// are generated code fed with bytes from the network, and one bad frame must
+/// cost its connection, not the test's output.
+pub(crate) fn decode_guarded<T, E: std::fmt::Display>(
+    decode: impl FnOnce() -> Result<T, E>,
+) -> Result<T, String> {
+    match panic::catch_unwind(AssertUnwindSafe(decode)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("decoder panicked".to_owned()),
+    }
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
+    decode_guarded(|| T::decode(body, version))
+}
+
+/// Encodes the response header (in the version the response type dictates;
+/// ApiVersions always uses v0, KIP-511) and the body behind a length prefix.
+pub(crate) fn encode_response<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    response: &R,
+) -> Result<Frame, Refusal> {
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut frame, R::header_version(version))
+        .and_then(|()| response.encode(&mut frame, version))
+        .map_err(|e| {
+            Refusal(format!(
+                "mock bug: cannot encode a v{version} response: {e}"
+            ))
+        })?;
+    let len = i32::try_from(frame.len() - 4)
+        .map_err(|_| Refusal("mock bug: response larger than 2 GiB".to_owned()))?;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}

@@ -1,0 +1,337 @@
+//! Fault injection: rules that take over a request before the broker answers it.
+//!
+//! A rule is an [`Intercept`] (which requests) plus an [`Action`] (what the
+//! broker does instead of, or before, answering). Rules are tried in the order
+//! they were added and the first one that matches wins; a rule limited with
+//! [`Intercept::times`] stops matching once it has fired that many times, so a
+//! test can script "fail twice, then work" with one line.
+//!
+//! Matching runs on every request of every connection, concurrently. User
+//! predicates are called on a snapshot of the rule list, outside any lock, so
+//! a predicate that calls back into the broker cannot deadlock it; claiming a
+//! limited rule is a compare-and-swap, so two connections racing for the last
+//! use of a `times(1)` rule cannot both win.
+
+use std::fmt;
+use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+
+use crate::lock;
+
+/// One request as the broker saw it, after decoding its header.
+///
+/// Every request whose header decodes is recorded (see
+/// [`MockBroker::requests`](crate::MockBroker::requests)) and offered to the
+/// intercept rules, including requests the mock then refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestInfo {
+    /// The broker that received the request.
+    pub node_id: i32,
+    /// Which accepted connection it came on, counting from 1, so a test can
+    /// tell that a client reconnected.
+    pub connection_id: u64,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    /// As the client sent it; `None` for a null client id.
+    pub client_id: Option<String>,
+}
+
+type Predicate = Arc<dyn Fn(&RequestInfo) -> bool + Send + Sync>;
+
+/// Which requests a rule applies to.
+///
+/// Conditions combine with AND. Without [`times`](Self::times) a rule matches
+/// forever.
+///
+/// ```
+/// use josefine_mock::{ApiKey, Intercept};
+///
+/// // The first two Metadata requests at version 9 or above.
+/// let rule = Intercept::api(ApiKey::Metadata).versions(9..).times(2);
+/// # let _ = rule;
+/// ```
+#[derive(Clone)]
+#[must_use = "an Intercept does nothing until passed to MockBroker::intercept"]
+pub struct Intercept {
+    api_key: Option<ApiKey>,
+    predicates: Vec<Predicate>,
+    times: Option<usize>,
+}
+
+impl Intercept {
+    /// Matches every request.
+    pub fn any() -> Self {
+        Intercept {
+            api_key: None,
+            predicates: Vec::new(),
+            times: None,
+        }
+    }
+
+    /// Matches requests of one API.
+    pub fn api(api_key: ApiKey) -> Self {
+        Intercept {
+            api_key: Some(api_key),
+            ..Intercept::any()
+        }
+    }
+
+    /// Also requires the request's API version to lie in `range`.
+    pub fn versions(self, range: impl RangeBounds<i16>) -> Self {
+        // A pair of owned bounds is itself a range, so any range type can be
+        // kept without boxing it.
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.when(move |req| bounds.contains(&req.api_version))
+    }
+
+    /// Also requires `predicate` to hold. It runs on connection tasks, so it
+    /// should be quick; it may call back into the broker.
+    pub fn when(
+        mut self,
+        predicate: impl Fn(&RequestInfo) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.predicates.push(Arc::new(predicate));
+        self
+    }
+
+    /// Stops matching after `n` matches.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    /// Same as `times(1)`.
+    pub fn once(self) -> Self {
+        self.times(1)
+    }
+
+    fn matches(&self, req: &RequestInfo) -> bool {
+        self.api_key.map_or(true, |key| key == req.api_key)
+            && self.predicates.iter().all(|p| p(req))
+    }
+}
+
+impl fmt::Debug for Intercept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Intercept")
+            .field("api_key", &self.api_key)
+            .field("predicates", &self.predicates.len())
+            .field("times", &self.times)
+            .finish()
+    }
+}
+
+/// What the broker does with an intercepted request.
+///
+/// Connections are served one request at a time, in order, as Kafka does; so
+/// an action that holds up one request (`Delay`, `Stall`) holds up every
+/// request pipelined behind it on the same connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Wait, then answer normally.
+    Delay(Duration),
+    /// Answer with a well-formed response of the request's API carrying this
+    /// error code: the top-level error code where the API has one, and every
+    /// per-topic error code for Metadata, CreateTopics and DeleteTopics. For
+    /// Metadata without a topic list, every existing topic carries the error.
+    /// For an API the mock does not implement, the connection is closed.
+    Error(i16),
+    /// Close the connection without answering.
+    Disconnect,
+    /// Write these bytes, as they are, instead of a response.
+    Garbage(Bytes),
+    /// Never answer, and never answer anything after it on this connection,
+    /// but keep the connection open until the client closes it.
+    Stall,
+    /// Write this frame body (response header and all) after a correct length
+    /// prefix, for wrong correlation ids, truncated bodies and the like.
+    RawResponse(Bytes),
+    /// Write the length prefix and the first half of the real response, then
+    /// close the connection.
+    HalfResponse,
+}
+
+impl Action {
+    /// [`Action::Error`] with a named error.
+    pub fn error(error: ResponseError) -> Self {
+        Action::Error(error.code())
+    }
+}
+
+struct Rule {
+    intercept: Intercept,
+    action: Action,
+    hits: AtomicUsize,
+    removed: AtomicBool,
+}
+
+impl Rule {
+    fn is_live(&self) -> bool {
+        !self.removed.load(Ordering::Acquire)
+            && self
+                .intercept
+                .times
+                .map_or(true, |n| self.hits.load(Ordering::Acquire) < n)
+    }
+
+    /// Takes one use of the rule; false when another connection took the last.
+    fn claim(&self) -> bool {
+        let limit = self.intercept.times;
+        self.hits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |hits| match limit {
+                Some(n) if hits >= n => None,
+                _ => Some(hits + 1),
+            })
+            .is_ok()
+    }
+}
+
+/// A rule added with [`MockBroker::intercept`](crate::MockBroker::intercept).
+///
+/// Dropping the handle keeps the rule; call [`remove`](Self::remove) to end
+/// it early.
+#[derive(Clone)]
+pub struct InterceptHandle {
+    rule: Arc<Rule>,
+}
+
+impl InterceptHandle {
+    /// How many requests the rule has taken over so far.
+    pub fn hits(&self) -> usize {
+        self.rule.hits.load(Ordering::Acquire)
+    }
+
+    /// Whether the rule can still match: not removed, and not used up.
+    pub fn is_active(&self) -> bool {
+        self.rule.is_live()
+    }
+
+    /// Stops the rule from matching any further request.
+    pub fn remove(&self) {
+        self.rule.removed.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for InterceptHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InterceptHandle")
+            .field("intercept", &self.rule.intercept)
+            .field("action", &self.rule.action)
+            .field("hits", &self.hits())
+            .field("active", &self.is_active())
+            .finish()
+    }
+}
+
+/// The ordered rule list of one broker.
+#[derive(Default)]
+pub(crate) struct Interceptor {
+    rules: Mutex<Vec<Arc<Rule>>>,
+}
+
+impl Interceptor {
+    pub(crate) fn add(&self, intercept: Intercept, action: Action) -> InterceptHandle {
+        let rule = Arc::new(Rule {
+            intercept,
+            action,
+            hits: AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
+        });
+        lock(&self.rules).push(Arc::clone(&rule));
+        InterceptHandle { rule }
+    }
+
+    pub(crate) fn clear(&self) {
+        for rule in lock(&self.rules).drain(..) {
+            rule.removed.store(true, Ordering::Release);
+        }
+    }
+
+    /// The action of the first live rule matching `req`, using it up.
+    pub(crate) fn take(&self, req: &RequestInfo) -> Option<Action> {
+        let snapshot: Vec<Arc<Rule>> = {
+            let mut rules = lock(&self.rules);
+            rules.retain(|rule| rule.is_live());
+            rules.clone()
+        };
+        snapshot
+            .iter()
+            .find(|rule| rule.is_live() && rule.intercept.matches(req) && rule.claim())
+            .map(|rule| rule.action.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(api_key: ApiKey, api_version: i16) -> RequestInfo {
+        RequestInfo {
+            node_id: 1,
+            connection_id: 1,
+            api_key,
+            api_version,
+            correlation_id: 7,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_times_expire() {
+        let rules = Interceptor::default();
+        let once = rules.add(Intercept::api(ApiKey::Metadata).once(), Action::Error(5));
+        rules.add(Intercept::any(), Action::Disconnect);
+        assert_eq!(
+            rules.take(&req(ApiKey::Metadata, 1)),
+            Some(Action::Error(5))
+        );
+        assert_eq!(
+            rules.take(&req(ApiKey::Metadata, 1)),
+            Some(Action::Disconnect)
+        );
+        assert_eq!(once.hits(), 1);
+        assert!(!once.is_active());
+    }
+
+    #[test]
+    fn versions_and_predicates_combine() {
+        let rules = Interceptor::default();
+        rules.add(
+            Intercept::any()
+                .versions(3..=4)
+                .when(|r| r.correlation_id == 7),
+            Action::Stall,
+        );
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 2)), None);
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 4)), Some(Action::Stall));
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 5)), None);
+    }
+
+    #[test]
+    fn removed_and_cleared_rules_stop_matching() {
+        let rules = Interceptor::default();
+        let handle = rules.add(Intercept::any(), Action::Stall);
+        handle.remove();
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 4)), None);
+        let handle = rules.add(Intercept::any(), Action::Stall);
+        rules.clear();
+        assert!(!handle.is_active());
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 4)), None);
+    }
+
+    #[test]
+    fn times_zero_never_matches() {
+        let rules = Interceptor::default();
+        rules.add(Intercept::any().times(0), Action::Stall);
+        assert_eq!(rules.take(&req(ApiKey::Fetch, 4)), None);
+    }
+}

@@ -1,0 +1,350 @@
+//! What the mock cluster knows: its brokers, its topics and where each
+//! partition lives.
+//!
+//! A `ClusterState` belongs to the cluster, not to one broker, so that a
+//! multi-broker cluster can share it and move leaders under every broker's
+//! feet at once. It lives behind a `std::sync::Mutex`. Handlers are plain
+//! synchronous functions from a request to a response, so the lock is taken
+//! and dropped inside one of them and never held across an `.await`; a test
+//! thread mutating the state can therefore never observe (or produce) a
+//! response built from half an update.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+/// Kafka's `num.partitions` default, used when CreateTopics asks for -1.
+pub(crate) const DEFAULT_PARTITIONS: i32 = 1;
+
+/// Kafka has no such cap, but a client asking for billions of partitions
+/// would make the mock allocate them; this is far above what tests need.
+pub(crate) const MAX_PARTITIONS: i32 = 100_000;
+
+/// Kafka's `default.replication.factor` default, used when CreateTopics asks for -1.
+pub(crate) const DEFAULT_REPLICATION_FACTOR: i16 = 1;
+
+/// Kafka's `legal.chars` and `MAX_NAME_LENGTH` for topic names (`Topic.java`).
+const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Topic ids only have to be unique, but unique across every mock in the
+/// process keeps a client that talks to two mocks from confusing their topics.
+static NEXT_TOPIC_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The high half of every mock topic id, "josefine" in ASCII, so ids are easy
+/// to spot in logs and never nil (nil means "no id" on the wire).
+const TOPIC_ID_PREFIX: u64 = 0x6a6f_7365_6669_6e65;
+
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerInfo {
+    pub(crate) node_id: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionState {
+    pub(crate) leader: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TopicState {
+    pub(crate) id: Uuid,
+    pub(crate) partitions: Vec<PartitionState>,
+}
+
+/// Why a topic cannot be created: a Kafka error code and the message a real
+/// broker would send with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    pub(crate) code: i16,
+    pub(crate) message: String,
+}
+
+impl Rejection {
+    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Rejection {
+            code: error.code(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    pub(crate) cluster_id: String,
+    pub(crate) controller_id: i32,
+    pub(crate) brokers: BTreeMap<i32, BrokerInfo>,
+    pub(crate) topics: BTreeMap<String, TopicState>,
+}
+
+impl ClusterState {
+    pub(crate) fn new(cluster_id: String, controller_id: i32) -> Self {
+        ClusterState {
+            cluster_id,
+            controller_id,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn add_broker(&mut self, broker: BrokerInfo) {
+        self.brokers.insert(broker.node_id, broker);
+    }
+
+    pub(crate) fn topic_by_id(&self, id: Uuid) -> Option<(&str, &TopicState)> {
+        self.topics
+            .iter()
+            .find(|(_, topic)| topic.id == id)
+            .map(|(name, topic)| (name.as_str(), topic))
+    }
+
+    /// Checks a CreateTopics entry the way Kafka's controller does and returns
+    /// the partition count and replication factor it would use.
+    ///
+    /// `partitions` and `replication_factor` of -1 mean "broker default"
+    /// (KIP-464); the mock uses Kafka's defaults, `num.partitions` = 1 and
+    /// `default.replication.factor` = 1.
+    pub(crate) fn check_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<(i32, i16), Rejection> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(Rejection::new(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        let partitions = match partitions {
+            -1 => DEFAULT_PARTITIONS,
+            n if n > MAX_PARTITIONS => {
+                return Err(Rejection::new(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                    "The mock broker allows at most {MAX_PARTITIONS} partitions per topic ({n})."
+                ),
+                ))
+            }
+            n if n >= 1 => n,
+            n => {
+                return Err(Rejection::new(
+                    ResponseError::InvalidPartitions,
+                    format!("Number of partitions was set to an invalid non-positive value ({n})."),
+                ))
+            }
+        };
+        let brokers = i16::try_from(self.brokers.len()).unwrap_or(i16::MAX);
+        let replication_factor = match replication_factor {
+            -1 => DEFAULT_REPLICATION_FACTOR,
+            n if n >= 1 && n <= brokers => n,
+            n if n >= 1 => {
+                return Err(Rejection::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("Replication factor: {n} larger than available brokers: {brokers}."),
+                ))
+            }
+            n => {
+                return Err(Rejection::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("Replication factor must be larger than 0, or -1 to use the default value ({n})."),
+                ))
+            }
+        };
+        Ok((partitions, replication_factor))
+    }
+
+    /// Places `partitions` partitions of `replication_factor` replicas
+    /// round-robin over the brokers, like Kafka's rack-unaware assignment, so
+    /// multi-broker tests see more than one leader.
+    pub(crate) fn assign_replicas(
+        &self,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Vec<Vec<i32>> {
+        let nodes: Vec<i32> = self.brokers.keys().copied().collect();
+        if nodes.is_empty() {
+            return (0..partitions).map(|_| vec![self.controller_id]).collect();
+        }
+        let replication = usize::try_from(replication_factor)
+            .unwrap_or(1)
+            .clamp(1, nodes.len());
+        // Kafka starts each topic at a random broker; the mock starts at the
+        // topic count so placement is spread out yet reproducible.
+        let start = self.topics.len();
+        (0..partitions as usize)
+            .map(|p| {
+                (0..replication)
+                    .map(|r| nodes[(start + p + r) % nodes.len()])
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Checks an explicit CreateTopics replica assignment: partitions numbered
+    /// 0..n without gaps, each on distinct, existing brokers.
+    pub(crate) fn check_replica_assignment(
+        &self,
+        assignment: &[(i32, Vec<i32>)],
+    ) -> Result<Vec<Vec<i32>>, Rejection> {
+        let invalid = |why: String| Rejection::new(ResponseError::InvalidReplicaAssignment, why);
+        let mut sorted: Vec<&(i32, Vec<i32>)> = assignment.iter().collect();
+        sorted.sort_by_key(|(index, _)| *index);
+        let mut replicas = Vec::with_capacity(sorted.len());
+        for (expected, (index, brokers)) in sorted.into_iter().enumerate() {
+            if usize::try_from(*index) != Ok(expected) {
+                return Err(invalid(format!(
+                    "Partitions should be numbered 0 to {}, without gaps.",
+                    assignment.len().saturating_sub(1)
+                )));
+            }
+            if brokers.is_empty() {
+                return Err(invalid(format!("Partition {index} has no replicas.")));
+            }
+            if let Some(unknown) = brokers.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(invalid(format!("Broker {unknown} does not exist.")));
+            }
+            let mut distinct = brokers.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != brokers.len() {
+                return Err(invalid(format!("Partition {index} lists a broker twice.")));
+            }
+            replicas.push(brokers.clone());
+        }
+        Ok(replicas)
+    }
+
+    /// Creates a topic with one replica list per partition, the first replica
+    /// leading; the arguments must have passed the checks above.
+    pub(crate) fn create_topic(&mut self, name: &str, replicas: Vec<Vec<i32>>) -> &TopicState {
+        let partitions = replicas
+            .into_iter()
+            .map(|replicas| PartitionState {
+                leader: replicas.first().copied().unwrap_or(self.controller_id),
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+            })
+            .collect();
+        let seq = NEXT_TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
+        let topic = TopicState {
+            id: Uuid::from_u64_pair(TOPIC_ID_PREFIX, seq),
+            partitions,
+        };
+        self.topics.insert(name.to_owned(), topic);
+        &self.topics[name]
+    }
+
+    pub(crate) fn delete_topic(&mut self, name: &str) -> Option<TopicState> {
+        self.topics.remove(name)
+    }
+}
+
+/// Kafka's topic-name rules (`Topic.validate`): what a real broker rejects
+/// with INVALID_TOPIC_EXCEPTION, the mock rejects too, so clients are tested
+/// against the same boundary.
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), Rejection> {
+    let invalid = |why: String| Err(Rejection::new(ResponseError::InvalidTopicException, why));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".to_owned());
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"".to_owned());
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(brokers: &[i32]) -> ClusterState {
+        let mut state = ClusterState::new("c".into(), brokers[0]);
+        for &node_id in brokers {
+            state.add_broker(BrokerInfo {
+                node_id,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            });
+        }
+        state
+    }
+
+    #[test]
+    fn defaults_apply_for_minus_one() {
+        let state = cluster(&[1]);
+        assert_eq!(state.check_new_topic("t", -1, -1), Ok((1, 1)));
+    }
+
+    #[test]
+    fn rejects_what_kafka_rejects() {
+        let mut state = cluster(&[1]);
+        let code = |r: Result<(i32, i16), Rejection>| r.unwrap_err().code;
+        assert_eq!(code(state.check_new_topic("t", 0, 1)), 37);
+        assert_eq!(code(state.check_new_topic("t", -2, 1)), 37);
+        assert_eq!(code(state.check_new_topic("t", 1, 2)), 38);
+        assert_eq!(code(state.check_new_topic("t", 1, 0)), 38);
+        assert_eq!(code(state.check_new_topic("", 1, 1)), 17);
+        assert_eq!(code(state.check_new_topic("..", 1, 1)), 17);
+        assert_eq!(code(state.check_new_topic("a/b", 1, 1)), 17);
+        assert_eq!(code(state.check_new_topic(&"x".repeat(250), 1, 1)), 17);
+        state.create_topic("t", vec![vec![1]]);
+        assert_eq!(code(state.check_new_topic("t", 1, 1)), 36);
+    }
+
+    #[test]
+    fn leaders_spread_over_brokers() {
+        let mut state = cluster(&[1, 2, 3]);
+        let replicas = state.assign_replicas(3, 2);
+        let topic = state.create_topic("t", replicas).clone();
+        let leaders: Vec<i32> = topic.partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, [1, 2, 3]);
+        assert_eq!(topic.partitions[2].replicas, [3, 1]);
+        assert_ne!(topic.id, Uuid::nil());
+    }
+
+    #[test]
+    fn explicit_assignments_are_checked() {
+        let state = cluster(&[1, 2]);
+        let ok = state.check_replica_assignment(&[(1, vec![2, 1]), (0, vec![1])]);
+        assert_eq!(ok, Ok(vec![vec![1], vec![2, 1]]));
+        for bad in [
+            vec![(1, vec![1])],
+            vec![(0, vec![])],
+            vec![(0, vec![3])],
+            vec![(0, vec![1, 1])],
+        ] {
+            assert_eq!(state.check_replica_assignment(&bad).unwrap_err().code, 39);
+        }
+    }
+
+    #[test]
+    fn recreated_topic_gets_a_new_id() {
+        let mut state = cluster(&[1]);
+        let first = state.create_topic("t", vec![vec![1]]).id;
+        state.delete_topic("t");
+        let second = state.create_topic("t", vec![vec![1]]).id;
+        assert_ne!(first, second);
+        assert_eq!(state.topic_by_id(second).map(|(n, _)| n), Some("t"));
+    }
+}

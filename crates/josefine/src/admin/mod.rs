@@ -1,0 +1,254 @@
+//! Admin basics: create, delete and list topics; describe the cluster.
+//!
+//! CreateTopics and DeleteTopics go to the controller (required before KIP-590
+//! forwarding; harmless after it). A broker acknowledges a new topic before every
+//! broker's metadata shows it, so [`Admin::create_topic`] also waits until metadata
+//! lists the topic with a leader for every partition: code that produces right after
+//! creating a topic then does not race the cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use crate::client::{BrokerInfo, Client, TopicMetadata};
+use crate::error::{Error, KafkaCode, Result};
+
+/// How long [`Admin::create_topic`] waits for metadata to show a new topic.
+const TOPIC_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker's `num.partitions`.
+    pub partitions: i32,
+    /// -1: the broker's `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Topic configs such as `cleanup.policy`, in order.
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: Vec::new(),
+        }
+    }
+
+    pub fn replication_factor(mut self, factor: i16) -> Self {
+        self.replication_factor = factor;
+        self
+    }
+
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// One topic of [`Admin::list_topics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicListing {
+    pub name: String,
+    pub partitions: usize,
+    pub is_internal: bool,
+}
+
+/// The cluster as [`Admin::describe_cluster`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    pub controller_id: Option<i32>,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// Admin operations over a [`Client`]; get one with [`Client::admin`].
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn timeout_ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+impl Admin {
+    pub(crate) fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Creates one topic and waits until metadata shows a leader for each partition.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
+        let name = topic.name.clone();
+        let (_, result) = self
+            .create_topics(vec![topic])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::protocol("CreateTopics answered without the topic"))?;
+        result?;
+        self.wait_for_topic(&name, TOPIC_PROPAGATION_TIMEOUT).await
+    }
+
+    /// Creates topics; returns each topic's own outcome (TOPIC_ALREADY_EXISTS, ...).
+    /// Does not wait for propagation.
+    pub async fn create_topics(&self, topics: Vec<NewTopic>) -> Result<Vec<(String, Result<()>)>> {
+        let timeout = self.request_timeout();
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout_ms(timeout))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let controller = self.client.controller().await?;
+        let response = controller.call(&request).await?;
+        Ok(response
+            .topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let result = topic_result(t.error_code, t.error_message.as_ref(), &name);
+                (name, result)
+            })
+            .collect())
+    }
+
+    /// Deletes one topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let (_, result) = self
+            .delete_topics(&[name])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::protocol("DeleteTopics answered without the topic"))?;
+        result
+    }
+
+    /// Deletes topics by name; returns each topic's own outcome.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<Vec<(String, Result<()>)>> {
+        let timeout = timeout_ms(self.request_timeout());
+        let controller = self.client.controller().await?;
+        let (_, response) = controller
+            .call_versioned(|version| {
+                let request = DeleteTopicsRequest::default().with_timeout_ms(timeout);
+                if version >= 6 {
+                    request.with_topics(
+                        names
+                            .iter()
+                            .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                            .collect(),
+                    )
+                } else {
+                    request.with_topic_names(names.iter().map(|n| topic_name(n)).collect())
+                }
+            })
+            .await?;
+        Ok(response
+            .responses
+            .into_iter()
+            .map(|t| {
+                let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+                let result = topic_result(t.error_code, t.error_message.as_ref(), &name);
+                (name, result)
+            })
+            .collect())
+    }
+
+    /// Every topic in the cluster (internal ones included, flagged), by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicListing>> {
+        let md = self.client.refresh_all_metadata().await?;
+        Ok(md
+            .topics
+            .values()
+            .filter(|t| t.error.is_none())
+            .map(|t| TopicListing {
+                name: t.name.clone(),
+                partitions: t.partitions.len(),
+                is_internal: t.is_internal,
+            })
+            .collect())
+    }
+
+    /// Partitions, leaders, replicas and ISR of the given topics.
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<Arc<TopicMetadata>>> {
+        let md = self.client.refresh_metadata(names).await?;
+        names
+            .iter()
+            .map(|n| md.topic_or_error(n).cloned())
+            .collect()
+    }
+
+    /// Cluster id, controller and brokers, freshly fetched.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let md = self.client.refresh_metadata(&[]).await?;
+        Ok(ClusterDescription {
+            cluster_id: md.cluster_id.clone(),
+            controller_id: md.controller_id,
+            brokers: md.brokers.values().cloned().collect(),
+        })
+    }
+
+    /// Waits until metadata lists `topic` with a leader for every partition.
+    pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let md = self.client.refresh_metadata(&[topic]).await?;
+            let ready = md.topic_or_error(topic).map(|t| {
+                !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader.is_some())
+            });
+            match ready {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(_) if Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Ok(false) => {
+                    return Err(Error::kafka(KafkaCode::LEADER_NOT_AVAILABLE).with_topic(topic));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.client.inner_request_timeout()
+    }
+}
+
+fn topic_result(code: i16, message: Option<&StrBytes>, topic: &str) -> Result<()> {
+    Error::check_code(code).map_err(|e| {
+        let e = match message {
+            Some(m) if !m.is_empty() => Error::new(e.kind().clone(), m.to_string()),
+            _ => e,
+        };
+        e.with_topic(topic)
+    })
+}

@@ -1,0 +1,270 @@
+//! The shared client: seed brokers, the metadata cache with on-demand and background
+//! refresh, broker handles by node id, and the coordinator cache.
+//!
+//! Mirrors Sarama's `client` (see `docs/DESIGN.md`): producers, consumers, groups and
+//! the admin API all hang off one cheap-to-clone [`Client`], so they share broker
+//! connections and one cluster view.
+//!
+//! # Refresh
+//! The client remembers every topic it was asked about (the *wanted* set). A refresh
+//! asks for the wanted set; a refresh requested while one is in flight that already
+//! covers the asked topics joins it instead of sending another Metadata request
+//! (coalescing). A background task refreshes the wanted set every `metadata.max.age`.
+//! Metadata requests go to any known broker, then to the seeds, so a cluster whose
+//! bootstrap addresses died is still reachable.
+
+pub mod coordinator;
+pub mod metadata;
+
+mod builder;
+mod refresh;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use builder::ClientBuilder;
+pub use coordinator::CoordinatorType;
+pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::net::{Broker, BrokerConfig};
+
+/// Settings of a [`Client`] beyond how to reach brokers; see [`ClientBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct ClientConfig {
+    pub retry_backoff: crate::backoff::Backoff,
+    pub allow_auto_topic_creation: bool,
+}
+
+/// A handle to the cluster. Cheap to clone; every clone shares connections and cache.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    broker_config: Arc<BrokerConfig>,
+    seeds: Vec<Broker>,
+    state: Mutex<State>,
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct State {
+    brokers: HashMap<i32, Broker>,
+    metadata: Arc<ClusterMetadata>,
+    wanted_topics: BTreeSet<String>,
+    refresh: Option<refresh::InFlight>,
+    coordinators: HashMap<(CoordinatorType, String), i32>,
+    /// Rotates the broker asked for metadata, spreading load.
+    next_broker: usize,
+    closed: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.background.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}
+
+impl Client {
+    /// A builder; `bootstrap` is required.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The current cluster view (no I/O).
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.state().metadata.clone()
+    }
+
+    /// Refreshes metadata for `topics` (and every topic asked about before), joining
+    /// a refresh in flight that covers them.
+    pub async fn refresh_metadata(&self, topics: &[&str]) -> Result<Arc<ClusterMetadata>> {
+        refresh::refresh(self, Some(topics)).await
+    }
+
+    /// Refreshes metadata for every topic in the cluster.
+    pub async fn refresh_all_metadata(&self) -> Result<Arc<ClusterMetadata>> {
+        refresh::refresh(self, None).await
+    }
+
+    /// The partition ids of `topic`, refreshing once if the topic is not known yet.
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        let ids = |md: &ClusterMetadata| -> Result<Vec<i32>> {
+            Ok(md
+                .topic_or_error(topic)?
+                .partitions
+                .iter()
+                .map(|p| p.id)
+                .collect())
+        };
+        match ids(&self.metadata()) {
+            Ok(ids) => Ok(ids),
+            Err(_) => ids(&*self.refresh_metadata(&[topic]).await?),
+        }
+    }
+
+    /// The leader of `topic`/`partition`, refreshing metadata once if the cached view
+    /// has none.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Broker> {
+        if let Ok(broker) = self.cached_leader(topic, partition) {
+            return Ok(broker);
+        }
+        self.refresh_metadata(&[topic]).await?;
+        self.cached_leader(topic, partition)
+    }
+
+    /// The leader according to the cached view only.
+    pub fn cached_leader(&self, topic: &str, partition: i32) -> Result<Broker> {
+        let state = self.state();
+        let id = state.metadata.leader(topic, partition)?;
+        state.brokers.get(&id).cloned().ok_or_else(|| {
+            Error::kafka(crate::KafkaCode::LEADER_NOT_AVAILABLE)
+                .with_topic(topic)
+                .with_partition(partition)
+                .with_broker(format!("{id} (not in metadata)"))
+        })
+    }
+
+    /// The broker with node id `id`, if metadata listed it.
+    pub fn broker(&self, id: i32) -> Option<Broker> {
+        self.state().brokers.get(&id).cloned()
+    }
+
+    /// Every broker the metadata lists, by node id.
+    pub fn brokers(&self) -> Vec<Broker> {
+        let state = self.state();
+        let mut brokers: Vec<Broker> = state.brokers.values().cloned().collect();
+        brokers.sort_by_key(|b| b.id());
+        brokers
+    }
+
+    /// The controller broker (admin requests that must go to it).
+    pub async fn controller(&self) -> Result<Broker> {
+        let lookup = |md: &ClusterMetadata, client: &Client| {
+            md.controller_id.and_then(|id| client.broker(id))
+        };
+        if let Some(broker) = lookup(&self.metadata(), self) {
+            return Ok(broker);
+        }
+        let md = self.refresh_metadata(&[]).await?;
+        lookup(&md, self).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoBrokerAvailable,
+                "the cluster reports no controller",
+            )
+        })
+    }
+
+    /// Some broker to send a cluster-wide request to: a known one, else a seed.
+    pub fn any_broker(&self) -> Result<Broker> {
+        self.candidates()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::new(ErrorKind::Closed, "the client is closed"))
+    }
+
+    /// The coordinator of consumer group `group`, from the cache or FindCoordinator.
+    pub async fn coordinator(&self, group: &str) -> Result<Broker> {
+        coordinator::coordinator(self, CoordinatorType::Group, group).await
+    }
+
+    /// Forgets the cached coordinator of `group` (after NOT_COORDINATOR or a lost
+    /// connection), so the next [`coordinator`](Self::coordinator) asks again.
+    pub fn invalidate_coordinator(&self, group: &str) {
+        self.state()
+            .coordinators
+            .remove(&(CoordinatorType::Group, group.to_string()));
+    }
+
+    /// The admin API on this client.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(self.clone())
+    }
+
+    /// Closes every connection and stops background refresh. Clones of this client
+    /// fail with [`ErrorKind::Closed`] afterwards.
+    pub fn close(&self) {
+        let brokers = {
+            let mut state = self.state();
+            state.closed = true;
+            state.refresh = None;
+            std::mem::take(&mut state.brokers)
+        };
+        if let Some(task) = self.inner.background.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+        for broker in brokers.values().chain(&self.inner.seeds) {
+            broker.disconnect();
+        }
+    }
+
+    pub(crate) fn inner_request_timeout(&self) -> Duration {
+        self.inner.broker_config.request_timeout
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Brokers to try for a cluster-wide request: known brokers, rotated, then seeds.
+    fn candidates(&self) -> Vec<Broker> {
+        let mut state = self.state();
+        if state.closed {
+            return Vec::new();
+        }
+        let mut known: Vec<Broker> = state.brokers.values().cloned().collect();
+        known.sort_by_key(|b| b.id());
+        if !known.is_empty() {
+            let start = state.next_broker % known.len();
+            known.rotate_left(start);
+            state.next_broker = state.next_broker.wrapping_add(1);
+        }
+        known.extend(self.inner.seeds.iter().cloned());
+        known
+    }
+
+    /// The broker handle for node `id` at `addr`: the existing one if the address is
+    /// unchanged, else a new one (the old one is disconnected).
+    fn broker_handle(
+        state: &mut State,
+        config: &Arc<BrokerConfig>,
+        id: i32,
+        addr: String,
+    ) -> Broker {
+        if let Some(existing) = state.brokers.get(&id) {
+            if existing.addr() == addr {
+                return existing.clone();
+            }
+            existing.disconnect();
+        }
+        let broker = Broker::new(Some(id), addr, config.clone());
+        state.brokers.insert(id, broker.clone());
+        broker
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .expect("client state lock is never held across a panic")
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("Client")
+            .field("seeds", &self.inner.seeds)
+            .field("brokers", &state.brokers.len())
+            .field("topics", &state.metadata.topics.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}

@@ -1,0 +1,408 @@
+//! The one public error type.
+//!
+//! Shaped like tokio-postgres' error: an opaque [`Error`] with a `#[non_exhaustive]`
+//! [`ErrorKind`], so new failure modes can be added without breaking users, plus the
+//! context a Kafka operator needs to act on it (broker, API, topic, partition) and the
+//! protocol's own verdict on whether retrying can help ([`Error::is_retriable`]).
+//!
+//! Kafka error codes are listed in the protocol guide ("Error Codes") and in the Java
+//! client's `Errors.java`; [`KafkaCode`] wraps the numeric code and borrows names and the
+//! retriable flag from the `kafka-protocol` crate's table.
+
+use std::fmt;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ApiKey;
+
+use crate::protocol::records::RecordError;
+
+/// Shorthand for results whose error is Josefine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A Kafka protocol error code, as returned in a response field.
+///
+/// Unknown codes (from a broker newer than this client) are kept as they are and are
+/// treated as not retriable, as the Java client does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KafkaCode(i16);
+
+impl KafkaCode {
+    /// Wraps a code; `None` for 0, which means "no error".
+    pub fn from_code(code: i16) -> Option<Self> {
+        (code != 0).then_some(Self(code))
+    }
+
+    /// The numeric code, as on the wire.
+    pub fn code(self) -> i16 {
+        self.0
+    }
+
+    /// The protocol's name for the code, for example `NotLeaderOrFollower`.
+    pub fn name(self) -> String {
+        match ResponseError::try_from_code(self.0) {
+            Some(ResponseError::Unknown(_)) | None => format!("UnknownErrorCode({})", self.0),
+            Some(known) => known.to_string(),
+        }
+    }
+
+    /// Whether the protocol marks this code as retriable (a later retry may succeed).
+    pub fn is_retriable(self) -> bool {
+        ResponseError::try_from_code(self.0).is_some_and(|e| e.is_retriable())
+    }
+}
+
+/// Well-known codes the client branches on. Values are from the protocol guide.
+impl KafkaCode {
+    pub const UNKNOWN_SERVER_ERROR: Self = Self(-1);
+    pub const OFFSET_OUT_OF_RANGE: Self = Self(1);
+    pub const CORRUPT_MESSAGE: Self = Self(2);
+    pub const UNKNOWN_TOPIC_OR_PARTITION: Self = Self(3);
+    pub const LEADER_NOT_AVAILABLE: Self = Self(5);
+    pub const NOT_LEADER_OR_FOLLOWER: Self = Self(6);
+    pub const REQUEST_TIMED_OUT: Self = Self(7);
+    pub const MESSAGE_TOO_LARGE: Self = Self(10);
+    pub const COORDINATOR_LOAD_IN_PROGRESS: Self = Self(14);
+    pub const COORDINATOR_NOT_AVAILABLE: Self = Self(15);
+    pub const NOT_COORDINATOR: Self = Self(16);
+    pub const ILLEGAL_GENERATION: Self = Self(22);
+    pub const UNKNOWN_MEMBER_ID: Self = Self(25);
+    pub const REBALANCE_IN_PROGRESS: Self = Self(27);
+    pub const UNSUPPORTED_VERSION: Self = Self(35);
+    pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
+    pub const INVALID_PARTITIONS: Self = Self(37);
+    pub const FENCED_LEADER_EPOCH: Self = Self(74);
+    pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
+    pub const MEMBER_ID_REQUIRED: Self = Self(79);
+}
+
+impl fmt::Debug for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {})", self.name(), self.0)
+    }
+}
+
+/// What went wrong, coarsely; match on it to decide what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The broker answered with a Kafka error code.
+    Kafka(KafkaCode),
+    /// The socket failed (connect refused, reset, ...).
+    Io,
+    /// The connection was closed: by the peer (EOF), or poisoned by an earlier fatal error.
+    ConnectionClosed,
+    /// No response arrived within the request timeout.
+    Timeout,
+    /// The bytes from the network broke the protocol: bad frame length, unknown
+    /// correlation id, undecodable response. The connection is dropped.
+    Protocol,
+    /// A record batch failed to decode (CRC mismatch, truncation inside a batch, ...).
+    CorruptRecords,
+    /// The broker supports no version of an API that this client can speak.
+    UnsupportedVersion,
+    /// None of the bootstrap or known brokers could be reached.
+    NoBrokerAvailable,
+    /// The configuration is invalid; the message says which setting.
+    Config,
+    /// The client (or the component) was closed.
+    Closed,
+}
+
+/// Where an error happened. Every field is optional: fill what is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorContext {
+    /// The broker, as `id@host:port` or just the address before its id is known.
+    pub broker: Option<String>,
+    pub api: Option<ApiKey>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    /// The consumer group, for coordinator and membership errors.
+    pub group: Option<String>,
+}
+
+/// Josefine's error: a kind, context, a message and an optional source.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    context: ErrorContext,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// A new error of `kind` with a human message (what happened, what to do).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            message: message.into(),
+            context: ErrorContext::default(),
+            source: None,
+        }))
+    }
+
+    /// An error for a Kafka error code returned by a broker.
+    pub fn kafka(code: KafkaCode) -> Self {
+        Self::new(ErrorKind::Kafka(code), String::new())
+    }
+
+    /// The error for `code` if it is not 0.
+    pub fn check_code(code: i16) -> Result<()> {
+        match KafkaCode::from_code(code) {
+            None => Ok(()),
+            Some(code) => Err(Self::kafka(code)),
+        }
+    }
+
+    pub(crate) fn io(err: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, String::new()).with_source(err)
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Protocol, message)
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.0.source = Some(Box::new(source));
+        self
+    }
+
+    /// Adds the broker to the context, keeping one already set.
+    pub fn with_broker(mut self, broker: impl fmt::Display) -> Self {
+        self.0
+            .context
+            .broker
+            .get_or_insert_with(|| broker.to_string());
+        self
+    }
+
+    /// Adds the API to the context, keeping one already set.
+    pub fn with_api(mut self, api: ApiKey) -> Self {
+        self.0.context.api.get_or_insert(api);
+        self
+    }
+
+    /// Adds the topic to the context, keeping one already set.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        if self.0.context.topic.is_none() {
+            self.0.context.topic = Some(topic.into());
+        }
+        self
+    }
+
+    /// Adds the partition to the context, keeping one already set.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.0.context.partition.get_or_insert(partition);
+        self
+    }
+
+    /// Adds the consumer group to the context, keeping one already set.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        if self.0.context.group.is_none() {
+            self.0.context.group = Some(group.into());
+        }
+        self
+    }
+
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0.kind
+    }
+
+    /// The Kafka error code, if the broker returned one.
+    pub fn code(&self) -> Option<KafkaCode> {
+        match self.0.kind {
+            ErrorKind::Kafka(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn context(&self) -> &ErrorContext {
+        &self.0.context
+    }
+
+    /// Whether retrying the same operation (perhaps after a metadata refresh or a
+    /// reconnect) can succeed. Kafka codes follow the protocol's table; transport
+    /// failures are retriable because a new connection may work; protocol violations,
+    /// corrupt records and configuration errors are not.
+    pub fn is_retriable(&self) -> bool {
+        match &self.0.kind {
+            ErrorKind::Kafka(code) => code.is_retriable(),
+            ErrorKind::Io
+            | ErrorKind::ConnectionClosed
+            | ErrorKind::Timeout
+            | ErrorKind::NoBrokerAvailable => true,
+            ErrorKind::Protocol
+            | ErrorKind::CorruptRecords
+            | ErrorKind::UnsupportedVersion
+            | ErrorKind::Config
+            | ErrorKind::Closed => false,
+        }
+    }
+
+    /// Whether the error means the connection it came from is gone.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self.0.kind,
+            ErrorKind::Io | ErrorKind::ConnectionClosed | ErrorKind::Protocol
+        )
+    }
+}
+
+impl Clone for Error {
+    /// Clones kind, message and context; the source is kept as its rendered text
+    /// because arbitrary sources are not `Clone`. A poisoned connection hands the same
+    /// error to every waiter, which needs this.
+    fn clone(&self) -> Self {
+        let mut message = self.0.message.clone();
+        if let Some(source) = &self.0.source {
+            if message.is_empty() {
+                message = source.to_string();
+            } else {
+                message = format!("{message}: {source}");
+            }
+        }
+        Self(Box::new(Inner {
+            kind: self.0.kind.clone(),
+            message,
+            context: self.0.context.clone(),
+            source: None,
+        }))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.kind {
+            ErrorKind::Kafka(code) => write!(f, "broker returned {code}")?,
+            ErrorKind::Io => f.write_str("I/O error")?,
+            ErrorKind::ConnectionClosed => f.write_str("connection closed")?,
+            ErrorKind::Timeout => f.write_str("request timed out")?,
+            ErrorKind::Protocol => f.write_str("protocol violation")?,
+            ErrorKind::CorruptRecords => f.write_str("corrupt record batch")?,
+            ErrorKind::UnsupportedVersion => f.write_str("unsupported API version")?,
+            ErrorKind::NoBrokerAvailable => f.write_str("no broker available")?,
+            ErrorKind::Config => f.write_str("invalid configuration")?,
+            ErrorKind::Closed => f.write_str("closed")?,
+        }
+        if !self.0.message.is_empty() {
+            write!(f, ": {}", self.0.message)?;
+        }
+        let ctx = &self.0.context;
+        if let Some(api) = ctx.api {
+            write!(f, " [api {api:?}]")?;
+        }
+        if let Some(broker) = &ctx.broker {
+            write!(f, " [broker {broker}]")?;
+        }
+        if let Some(group) = &ctx.group {
+            write!(f, " [group {group}]")?;
+        }
+        match (&ctx.topic, ctx.partition) {
+            (Some(t), Some(p)) => write!(f, " [{t}/{p}]")?,
+            (Some(t), None) => write!(f, " [topic {t}]")?,
+            (None, Some(p)) => write!(f, " [partition {p}]")?,
+            (None, None) => {}
+        }
+        if let Some(source) = &self.0.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("context", &self.0.context)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<RecordError> for Error {
+    fn from(err: RecordError) -> Self {
+        Self::new(ErrorKind::CorruptRecords, String::new()).with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_codes_carry_name_and_retriable_flag() {
+        assert_eq!(KafkaCode::from_code(0), None);
+        let nl = KafkaCode::NOT_LEADER_OR_FOLLOWER;
+        assert!(nl.is_retriable());
+        assert_eq!(nl.name(), "NotLeaderOrFollower");
+        assert!(!KafkaCode::TOPIC_ALREADY_EXISTS.is_retriable());
+    }
+
+    #[test]
+    fn unknown_codes_are_kept_and_not_retriable() {
+        let code = KafkaCode::from_code(31_000).unwrap();
+        assert_eq!(code.code(), 31_000);
+        assert!(!code.is_retriable());
+        assert!(code.name().contains("31000"), "{}", code.name());
+        assert!(!Error::kafka(code).is_retriable());
+    }
+
+    #[test]
+    fn display_includes_context() {
+        let err = Error::kafka(KafkaCode::NOT_LEADER_OR_FOLLOWER)
+            .with_api(ApiKey::Produce)
+            .with_broker("1@127.0.0.1:9092")
+            .with_topic("orders")
+            .with_partition(3);
+        let text = err.to_string();
+        assert!(text.contains("NotLeaderOrFollower"), "{text}");
+        assert!(text.contains("Produce"), "{text}");
+        assert!(text.contains("1@127.0.0.1:9092"), "{text}");
+        assert!(text.contains("orders/3"), "{text}");
+        assert!(err.is_retriable());
+        assert_eq!(err.code(), Some(KafkaCode::NOT_LEADER_OR_FOLLOWER));
+    }
+
+    #[test]
+    fn context_is_not_overwritten_by_outer_layers() {
+        let err = Error::protocol("x")
+            .with_broker("inner")
+            .with_broker("outer");
+        assert_eq!(err.context().broker.as_deref(), Some("inner"));
+    }
+
+    #[test]
+    fn clone_keeps_source_text() {
+        let err = Error::io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer reset",
+        ));
+        let copy = err.clone();
+        assert_eq!(copy.kind(), &ErrorKind::Io);
+        assert!(copy.to_string().contains("peer reset"), "{copy}");
+    }
+}

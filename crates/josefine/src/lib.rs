@@ -1,0 +1,29 @@
+//! Josefine: a Kafka client for Rust built around consumer groups.
+//!
+//! The crate is layered like Sarama's consume flow (see `docs/DESIGN.md`):
+//! [`protocol`] (wire format over the `kafka-protocol` crate plus our own record-batch
+//! codec), [`net`] (one task per socket, brokers with lazy reconnecting connections),
+//! [`client`] (metadata and coordinator caches), and [`admin`].
+//!
+//! ```no_run
+//! # async fn demo() -> josefine::Result<()> {
+//! use josefine::{Client, NewTopic};
+//! let client = Client::builder().bootstrap(["localhost:9092"]).connect().await?;
+//! client.admin().create_topic(NewTopic::new("orders", 6)).await?;
+//! for topic in client.admin().list_topics().await? {
+//!     println!("{} ({} partitions)", topic.name, topic.partitions);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod backoff;
+pub mod client;
+pub mod error;
+pub mod net;
+pub mod protocol;
+
+pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
+pub use client::{Client, ClientBuilder, ClusterMetadata};
+pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
+pub use kafka_protocol;

@@ -1,0 +1,392 @@
+//! One connection to one broker: a task that owns the socket, and cheap cloneable
+//! [`Connection`] handles that send it requests.
+//!
+//! # Life cycle
+//! The task runs while the socket is healthy and at least one handle exists. It is
+//! `Active` until the first fatal error: end of stream, an I/O error, a frame whose
+//! length is absurd, a response with a correlation id we never sent, or a request
+//! timeout (the broker is presumed stuck, as the Java client does). Then the
+//! connection is *poisoned*: the error is stored, every waiting caller and every
+//! queued request gets a copy of it, and the task ends, closing the socket. A
+//! poisoned connection is never reused; the broker layer above opens a new one.
+//!
+//! # Pipelining and cancellation
+//! Kafka answers the requests of one connection in order, identified by correlation
+//! id. Callers encode their request on their own task (so encoding runs in parallel),
+//! get a correlation id from an atomic counter, and hand the frame to the task with a
+//! oneshot reply channel. A caller that gives up (drops its future) only drops the
+//! receiving end: the task still reads that response off the socket and discards it,
+//! so the byte stream stays in step and nothing is corrupted.
+//!
+//! # Memory
+//! Each response is read into one buffer sized from its length prefix, after the
+//! prefix was checked against `max_frame_size`; the decoded response borrows from it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::frame::{self, LENGTH_PREFIX};
+use crate::protocol::KafkaRequest;
+
+/// Requests queued to the task before `send` waits: backpressure for callers.
+const COMMAND_QUEUE: usize = 128;
+/// Bytes of encoded requests the task buffers before it stops taking new ones.
+const WRITE_HIGH_WATER: usize = 8 * 1024 * 1024;
+/// Read granularity when no frame is in progress.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Sent in every request header (`client.id`).
+    pub client_id: Option<StrBytes>,
+    /// Largest response frame accepted.
+    pub max_frame_size: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+}
+
+/// A handle to a connection task. Cloning is cheap; the task ends when the last
+/// handle is dropped or on the first fatal error.
+#[derive(Clone)]
+pub struct Connection {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Who is at the other end, for error context and logs.
+    peer: String,
+    config: ConnectionConfig,
+    next_correlation_id: AtomicI32,
+    /// Set once, when the connection is poisoned.
+    poison: Mutex<Option<Error>>,
+    /// Wakes the task when a caller poisons the connection (request timeout).
+    close: Notify,
+}
+
+struct Command {
+    correlation_id: i32,
+    api: ApiKey,
+    frame: Bytes,
+    /// `None` for requests the broker does not answer (Produce with acks=0).
+    reply: Option<oneshot::Sender<Result<Bytes>>>,
+}
+
+struct Waiter {
+    api: ApiKey,
+    reply: oneshot::Sender<Result<Bytes>>,
+}
+
+impl Connection {
+    /// Spawns the task that owns `stream` and returns the first handle to it.
+    pub fn spawn<S>(stream: S, peer: impl Into<String>, config: ConnectionConfig) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Arc::new(Shared {
+            peer: peer.into(),
+            config,
+            next_correlation_id: AtomicI32::new(0),
+            poison: Mutex::new(None),
+            close: Notify::new(),
+        });
+        let span = tracing::debug_span!("connection", broker = %shared.peer);
+        tokio::spawn(run(stream, rx, shared.clone()).instrument(span));
+        Self { commands, shared }
+    }
+
+    /// The address or name of the peer.
+    pub fn peer(&self) -> &str {
+        &self.shared.peer
+    }
+
+    /// Whether the connection is poisoned or its task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed() || self.poison_error().is_some()
+    }
+
+    /// Sends `request` at `version` and waits for its response, at most `timeout`.
+    ///
+    /// Requests the broker does not answer (Produce with acks=0) return the response
+    /// type's default once the request is queued for writing.
+    pub async fn call<R: KafkaRequest>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        match self.call_raw(request, version, timeout).await? {
+            Some(frame) => {
+                frame::decode_response::<R>(frame, version).map_err(|e| self.context(e, R::API_KEY))
+            }
+            None => Ok(R::Response::default()),
+        }
+    }
+
+    /// Like [`call`](Self::call) but returns the undecoded response frame (correlation
+    /// id first), or `None` when no response is expected.
+    pub async fn call_raw<R: KafkaRequest>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>> {
+        let correlation_id = self
+            .shared
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed);
+        let mut buf = BytesMut::new();
+        frame::encode_request(
+            &mut buf,
+            request,
+            version,
+            correlation_id,
+            self.shared.config.client_id.as_ref(),
+        )
+        .map_err(|e| self.context(e, R::API_KEY))?;
+        let expects_response = request.expects_response();
+        tracing::trace!(api = ?R::API_KEY, version, correlation_id, bytes = buf.len(), "request");
+        self.send_frame(
+            R::API_KEY,
+            correlation_id,
+            buf.freeze(),
+            expects_response,
+            timeout,
+        )
+        .await
+        .map_err(|e| self.context(e, R::API_KEY))
+    }
+
+    async fn send_frame(
+        &self,
+        api: ApiKey,
+        correlation_id: i32,
+        frame: Bytes,
+        expects_response: bool,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>> {
+        let (reply, response) = if expects_response {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let command = Command {
+            correlation_id,
+            api,
+            frame,
+            reply,
+        };
+        let exchange = async {
+            self.commands
+                .send(command)
+                .await
+                .map_err(|_| self.closed_error())?;
+            match response {
+                None => Ok(None),
+                Some(rx) => match rx.await {
+                    Ok(result) => result.map(Some),
+                    // The task ended without answering: it was poisoned meanwhile.
+                    Err(_) => Err(self.closed_error()),
+                },
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                let err = Error::new(
+                    ErrorKind::Timeout,
+                    format!("no response within {timeout:?} (correlation id {correlation_id})"),
+                );
+                self.poison(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Poisons the connection from outside the task: the task fails every waiter
+    /// with `err` and closes the socket.
+    pub fn poison(&self, err: Error) {
+        {
+            let mut poison = self
+                .shared
+                .poison
+                .lock()
+                .expect("poison lock is never held across a panic");
+            if poison.is_none() {
+                *poison = Some(err);
+            }
+        }
+        self.shared.close.notify_one();
+    }
+
+    fn poison_error(&self) -> Option<Error> {
+        self.shared
+            .poison
+            .lock()
+            .expect("poison lock is never held across a panic")
+            .clone()
+    }
+
+    fn closed_error(&self) -> Error {
+        self.poison_error()
+            .unwrap_or_else(|| Error::new(ErrorKind::ConnectionClosed, "connection task ended"))
+    }
+
+    fn context(&self, err: Error, api: ApiKey) -> Error {
+        err.with_api(api).with_broker(&self.shared.peer)
+    }
+}
+
+/// The task owning the socket. See the module docs for the life cycle.
+async fn run<S>(stream: S, mut commands: mpsc::Receiver<Command>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut in_flight: HashMap<i32, Waiter> = HashMap::new();
+    let mut outgoing: VecDeque<Bytes> = VecDeque::new();
+    let mut outgoing_bytes = 0usize;
+    let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+    let max_frame = shared.config.max_frame_size;
+
+    let error = loop {
+        tokio::select! {
+            biased;
+            _ = shared.close.notified() => {
+                break shared.poison.lock().expect("poison lock is never held across a panic").clone()
+                    .unwrap_or_else(|| Error::new(ErrorKind::ConnectionClosed, "connection closed"));
+            }
+            read = reader.read_buf(&mut read_buf) => match read {
+                Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the broker closed the connection"),
+                Ok(_) => {
+                    if let Err(e) = deliver_frames(&mut read_buf, &mut in_flight, max_frame) {
+                        break e;
+                    }
+                }
+                Err(e) => break Error::io(e),
+            },
+            written = write_front(&mut writer, &mut outgoing), if !outgoing.is_empty() => match written {
+                Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the socket accepts no more bytes"),
+                Ok(n) => {
+                    outgoing_bytes -= n;
+                    if outgoing.front().is_some_and(|f| !f.has_remaining()) {
+                        outgoing.pop_front();
+                    }
+                    if outgoing.is_empty() {
+                        // Transports that buffer (TLS) need a flush to put bytes on the wire.
+                        if let Err(e) = writer.flush().await {
+                            break Error::io(e);
+                        }
+                    }
+                }
+                Err(e) => break Error::io(e),
+            },
+            command = commands.recv(), if outgoing_bytes < WRITE_HIGH_WATER => match command {
+                // Every handle is gone: nobody can be waiting for a response.
+                None => return,
+                Some(command) => {
+                    outgoing_bytes += command.frame.len();
+                    outgoing.push_back(command.frame);
+                    if let Some(reply) = command.reply {
+                        in_flight.insert(command.correlation_id, Waiter { api: command.api, reply });
+                    }
+                }
+            },
+        }
+    };
+
+    tracing::debug!(error = %error, in_flight = in_flight.len(), "connection poisoned");
+    let error = error.with_broker(&shared.peer);
+    {
+        let mut poison = shared
+            .poison
+            .lock()
+            .expect("poison lock is never held across a panic");
+        if poison.is_none() {
+            *poison = Some(error.clone());
+        }
+    }
+    // Close first so no request can slip in after the drain below.
+    commands.close();
+    for (_, waiter) in in_flight.drain() {
+        let _ = waiter.reply.send(Err(error.clone().with_api(waiter.api)));
+    }
+    while let Ok(command) = commands.try_recv() {
+        if let Some(reply) = command.reply {
+            let _ = reply.send(Err(error.clone().with_api(command.api)));
+        }
+    }
+}
+
+/// Writes some of the oldest queued frame; pending forever when nothing is queued
+/// (`select!` builds the future even when its branch is disabled).
+async fn write_front<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    outgoing: &mut VecDeque<Bytes>,
+) -> std::io::Result<usize> {
+    match outgoing.front_mut() {
+        Some(frame) => writer.write_buf(frame).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Splits every complete frame off `buf` and hands it to its waiter. Leaves a partial
+/// frame in place with room reserved for the rest of it.
+fn deliver_frames(
+    buf: &mut BytesMut,
+    in_flight: &mut HashMap<i32, Waiter>,
+    max_frame: usize,
+) -> Result<()> {
+    while let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() {
+        let len = frame::frame_length(*prefix, max_frame)?;
+        let needed = LENGTH_PREFIX + len;
+        if buf.len() < needed {
+            // Only now, with the length validated, is it safe to size the buffer by it.
+            buf.reserve(needed - buf.len());
+            return Ok(());
+        }
+        buf.advance(LENGTH_PREFIX);
+        let frame = buf.split_to(len).freeze();
+        let correlation_id = frame::correlation_id(&frame)?;
+        match in_flight.remove(&correlation_id) {
+            Some(waiter) => {
+                tracing::trace!(api = ?waiter.api, correlation_id, bytes = len, "response");
+                // The caller may have given up; the frame was consumed either way.
+                let _ = waiter.reply.send(Ok(frame));
+            }
+            None => {
+                return Err(Error::protocol(format!(
+                    "response with correlation id {correlation_id}, which no request in flight has"
+                )))
+            }
+        }
+    }
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

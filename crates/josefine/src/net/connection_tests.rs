@@ -1,0 +1,279 @@
+//! Connection fault tests against an in-memory peer (`tokio::io::duplex`): the peer is
+//! scripted byte by byte, so each failure mode is exact and no real time passes
+//! (the clock is paused).
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{HeartbeatRequest, ProduceRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The request header fields the peer needs.
+struct Received {
+    api_key: i16,
+    correlation_id: i32,
+}
+
+fn connect() -> (Connection, DuplexStream) {
+    connect_with(ConnectionConfig::default())
+}
+
+fn connect_with(config: ConnectionConfig) -> (Connection, DuplexStream) {
+    let (client_end, peer) = tokio::io::duplex(1 << 20);
+    (Connection::spawn(client_end, "peer", config), peer)
+}
+
+async fn read_request(peer: &mut DuplexStream) -> Received {
+    let len = peer.read_i32().await.expect("request length") as usize;
+    let mut body = vec![0u8; len];
+    peer.read_exact(&mut body).await.expect("request body");
+    Received {
+        api_key: i16::from_be_bytes([body[0], body[1]]),
+        correlation_id: i32::from_be_bytes(body[4..8].try_into().unwrap()),
+    }
+}
+
+/// A Heartbeat v0 response frame: header v0 (correlation id) + error code.
+fn heartbeat_response(correlation_id: i32, error_code: i16) -> BytesMut {
+    let mut frame = BytesMut::new();
+    frame.put_i32(6);
+    frame.put_i32(correlation_id);
+    frame.put_i16(error_code);
+    frame
+}
+
+async fn heartbeat(conn: &Connection) -> Result<i16> {
+    conn.call(&HeartbeatRequest::default(), 0, TIMEOUT)
+        .await
+        .map(|r| r.error_code)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_requests_each_get_their_own_response() {
+    let (conn, mut peer) = connect();
+    let calls = tokio::spawn({
+        let conn = conn.clone();
+        async move { futures::future::join_all((0..3).map(|_| heartbeat(&conn))).await }
+    });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(read_request(&mut peer).await.correlation_id);
+    }
+    // Answer in reverse order, each with its correlation id as error code, to prove
+    // routing is by id and not by position.
+    for &id in ids.iter().rev() {
+        peer.write_all(&heartbeat_response(id, 100 + id as i16))
+            .await
+            .unwrap();
+    }
+    let results: Vec<i16> = calls
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut expected: Vec<i16> = ids.iter().map(|&id| 100 + id as i16).collect();
+    expected.sort();
+    let mut got = results.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn response_split_across_many_writes_is_reassembled() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    let req = read_request(&mut peer).await;
+    for byte in heartbeat_response(req.correlation_id, 7).iter() {
+        peer.write_all(&[*byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(call.await.unwrap().unwrap(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_mid_response_fails_every_waiter_and_poisons() {
+    let (conn, mut peer) = connect();
+    let calls = tokio::spawn({
+        let conn = conn.clone();
+        async move { futures::future::join(heartbeat(&conn), heartbeat(&conn)).await }
+    });
+    let first = read_request(&mut peer).await;
+    read_request(&mut peer).await;
+    let frame = heartbeat_response(first.correlation_id, 0);
+    peer.write_all(&frame[..7]).await.unwrap();
+    drop(peer);
+    let (a, b) = calls.await.unwrap();
+    for result in [a, b] {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::ConnectionClosed, "{err}");
+        assert_eq!(err.context().api, Some(ApiKey::Heartbeat));
+    }
+    assert!(conn.is_closed());
+    // A poisoned connection refuses new work with the same error, at once.
+    let err = heartbeat(&conn).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::ConnectionClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_bytes_are_a_protocol_error() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    read_request(&mut peer).await;
+    peer.write_all(b"\xde\xad\xbe\xef garbage garbage")
+        .await
+        .unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
+    assert!(conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn absurd_length_prefix_is_rejected_before_allocating() {
+    let (conn, mut peer) = connect_with(ConnectionConfig {
+        max_frame_size: 1024 * 1024,
+        ..ConnectionConfig::default()
+    });
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    read_request(&mut peer).await;
+    peer.write_all(&i32::MAX.to_be_bytes()).await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Protocol);
+    assert!(err.to_string().contains("exceeds the maximum"), "{err}");
+}
+
+#[test]
+fn deliver_frames_does_not_reserve_an_unvalidated_length() {
+    let mut buf = BytesMut::from(&i32::MAX.to_be_bytes()[..]);
+    let mut in_flight = HashMap::new();
+    assert!(deliver_frames(&mut buf, &mut in_flight, 1 << 20).is_err());
+    assert!(buf.capacity() < 1 << 20, "capacity {}", buf.capacity());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_correlation_id_poisons_the_connection() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    let req = read_request(&mut peer).await;
+    peer.write_all(&heartbeat_response(req.correlation_id + 1000, 0))
+        .await
+        .unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Protocol);
+    assert!(err.to_string().contains("correlation id"), "{err}");
+    assert!(conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_slower_than_timeout_times_out_and_poisons() {
+    let (conn, mut peer) = connect();
+    let slow = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            conn.call(&HeartbeatRequest::default(), 0, Duration::from_millis(200))
+                .await
+        }
+    });
+    let other = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    read_request(&mut peer).await;
+    read_request(&mut peer).await;
+    // The peer never answers; the paused clock jumps to the timeout.
+    let err = slow.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout);
+    // The stuck connection is closed, so the other request fails too, not hangs.
+    let err = other.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+    assert!(conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_caller_leaves_the_stream_in_step() {
+    let (conn, mut peer) = connect();
+    let abandoned = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    let first = read_request(&mut peer).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    let next = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    let second = read_request(&mut peer).await;
+    peer.write_all(&heartbeat_response(first.correlation_id, 1))
+        .await
+        .unwrap();
+    peer.write_all(&heartbeat_response(second.correlation_id, 2))
+        .await
+        .unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), 2);
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn produce_with_acks_zero_expects_no_response() {
+    let (conn, mut peer) = connect();
+    let request = ProduceRequest::default().with_acks(0);
+    let response = conn.call(&request, 3, TIMEOUT).await.unwrap();
+    assert!(response.responses.is_empty());
+    let received = read_request(&mut peer).await;
+    assert_eq!(received.api_key, ApiKey::Produce as i16);
+    // The next answered request still lines up.
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    let req = read_request(&mut peer).await;
+    peer.write_all(&heartbeat_response(req.correlation_id, 3))
+        .await
+        .unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn truncated_response_body_is_a_protocol_error_not_a_panic() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(&HeartbeatRequest::default(), 1, TIMEOUT).await }
+    });
+    let req = read_request(&mut peer).await;
+    // v1 needs throttle time + error code (6 bytes); send 1.
+    let mut frame = BytesMut::new();
+    frame.put_i32(5);
+    frame.put_i32(req.correlation_id);
+    frame.put_u8(0);
+    peer.write_all(&frame).await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_ends_the_task() {
+    let (conn, mut peer) = connect();
+    drop(conn);
+    // The task closes its end: the peer reads EOF.
+    let mut buf = [0u8; 1];
+    assert_eq!(peer.read(&mut buf).await.unwrap(), 0);
+}

@@ -1,0 +1,140 @@
+//! Request/response framing: `[i32 length][header][body]`, big-endian.
+//!
+//! Requests are encoded into one buffer with the length patched in afterwards, so the
+//! connection task writes them with a single write. Responses are handed in as one
+//! `Bytes` frame (without the length prefix); decoding slices it, so record data in a
+//! Fetch response stays a view of the frame the socket read.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use super::KafkaRequest;
+use crate::error::{Error, Result};
+
+/// Size of the length prefix in front of every frame.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Default cap on a response frame: 100 MiB, Kafka's `socket.request.max.bytes`.
+/// A peer announcing more is treated as garbage rather than trusted with memory.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 100 * 1024 * 1024;
+
+/// Encodes `request` at `version` with its header into `buf`, length prefix included.
+pub fn encode_request<R: KafkaRequest>(
+    buf: &mut BytesMut,
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: Option<&StrBytes>,
+) -> Result<()> {
+    let start = buf.len();
+    buf.put_i32(0);
+    let header = RequestHeader::default()
+        .with_request_api_key(R::API_KEY as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(client_id.cloned());
+    header
+        .encode(buf, R::header_version(version))
+        .and_then(|()| request.encode(buf, version))
+        .map_err(|e| {
+            buf.truncate(start);
+            Error::protocol(format!("cannot encode {:?} v{version}: {e}", R::API_KEY))
+        })?;
+    let len = buf.len() - start - LENGTH_PREFIX;
+    let len = i32::try_from(len)
+        .map_err(|_| Error::protocol(format!("request of {len} bytes does not fit a frame")))?;
+    buf[start..start + LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Validates a frame's length prefix. Negative or oversized lengths are a protocol
+/// violation: we must not allocate what an untrusted peer asks for.
+pub fn frame_length(prefix: [u8; LENGTH_PREFIX], max_frame_size: usize) -> Result<usize> {
+    let len = i32::from_be_bytes(prefix);
+    // A response frame holds at least the correlation id.
+    if len < 4 {
+        return Err(Error::protocol(format!("invalid frame length {len}")));
+    }
+    let len = len as usize;
+    if len > max_frame_size {
+        return Err(Error::protocol(format!(
+            "frame of {len} bytes exceeds the maximum of {max_frame_size} bytes; \
+             raise the client's max frame size if the broker legitimately sends more"
+        )));
+    }
+    Ok(len)
+}
+
+/// Reads the correlation id, which opens every response header version.
+pub fn correlation_id(frame: &[u8]) -> Result<i32> {
+    match frame.first_chunk::<4>() {
+        Some(bytes) => Ok(i32::from_be_bytes(*bytes)),
+        None => Err(Error::protocol("response frame shorter than its header")),
+    }
+}
+
+/// Decodes a response frame (without length prefix) of `R` at `version`.
+pub fn decode_response<R: KafkaRequest>(mut frame: Bytes, version: i16) -> Result<R::Response> {
+    let header_version = R::Response::header_version(version);
+    ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| Error::protocol(format!("bad {:?} response header: {e}", R::API_KEY)))?;
+    let response = R::Response::decode(&mut frame, version).map_err(|e| {
+        Error::protocol(format!(
+            "cannot decode {:?} v{version} response: {e}",
+            R::API_KEY
+        ))
+    })?;
+    if frame.has_remaining() {
+        // Newer brokers may append fields we do not know at this version; the data we
+        // decoded is still what the schema says, so this is logged, not fatal.
+        tracing::debug!(api = ?R::API_KEY, version, trailing = frame.remaining(), "response has trailing bytes");
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest};
+
+    #[test]
+    fn request_frame_has_length_prefix_and_header() {
+        let mut buf = BytesMut::new();
+        let client_id = StrBytes::from_static_str("josefine");
+        encode_request(
+            &mut buf,
+            &MetadataRequest::default(),
+            1,
+            42,
+            Some(&client_id),
+        )
+        .unwrap();
+        let len = i32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, buf.len() - 4);
+        let mut body = buf.freeze().slice(4..);
+        assert_eq!(body.get_i16(), ApiKey::Metadata as i16);
+        assert_eq!(body.get_i16(), 1);
+        assert_eq!(body.get_i32(), 42);
+        assert_eq!(body.get_i16(), 8);
+        assert_eq!(&body[..8], b"josefine");
+    }
+
+    #[test]
+    fn frame_length_rejects_negative_tiny_and_oversized() {
+        assert!(frame_length((-1i32).to_be_bytes(), 1000).is_err());
+        assert!(frame_length(3i32.to_be_bytes(), 1000).is_err());
+        assert!(frame_length(1001i32.to_be_bytes(), 1000).is_err());
+        assert!(frame_length(i32::MAX.to_be_bytes(), DEFAULT_MAX_FRAME_SIZE).is_err());
+        assert_eq!(frame_length(1000i32.to_be_bytes(), 1000).unwrap(), 1000);
+    }
+
+    #[test]
+    fn truncated_response_is_a_typed_error() {
+        // Correlation id only; a Metadata v1 body is missing entirely.
+        let frame = Bytes::from_static(&[0, 0, 0, 7]);
+        let err = decode_response::<MetadataRequest>(frame, 1).unwrap_err();
+        assert_eq!(err.kind(), &crate::ErrorKind::Protocol);
+        assert!(correlation_id(&[0, 0]).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job (README): starts a local Tansu broker, creates a demo topic and runs the
+# `josefine` CLI against it, then stops the broker.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_venv
+log "building the josefine CLI (release)"
+cargo build --release --locked -p josefine-cli
+start_broker
+JOSEFINE=("$ROOT/target/release/josefine" --bootstrap "$JOSEFINE_BROKER")
+
+log "creating topic demo-orders (6 partitions) with josefine"
+"${JOSEFINE[@]}" topic create demo-orders --partitions 6 || true
+log "the cluster as josefine sees it"
+"${JOSEFINE[@]}" cluster

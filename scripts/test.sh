@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs the pinned broker, checks formatting and
+# lints, starts Tansu on a free port and runs every test against it, then stops it.
+#
+#   scripts/test.sh            fmt, clippy, all tests (unit, mock broker, real broker)
+#   JOSEFINE_FULL=1 scripts/test.sh   also the full-length decode benchmark
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+started=$(date +%s)
+ensure_venv
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building tests"
+cargo test --workspace --all-targets --locked --no-run
+
+start_broker
+# Integration tests fail, never skip, when this is set and no broker is reachable.
+export JOSEFINE_REQUIRE_BROKER=1
+
+log "cargo test (unit, mock broker, real broker; benchmarks run once in test mode)"
+cargo test --workspace --all-targets --locked
+log "doc tests"
+cargo test --workspace --doc --locked
+
+if [ "${JOSEFINE_FULL:-}" = 1 ]; then
+    log "full decode benchmark"
+    cargo bench --locked -p josefine --bench record_decode
+fi
+
+log "all green in $(( $(date +%s) - started )) s"
