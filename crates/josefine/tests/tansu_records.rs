@@ -12,13 +12,7 @@ use josefine::kafka_protocol::protocol::StrBytes;
 use josefine::protocol::records::{batches, BatchBuilder, Compression, DecodeOptions, Header};
 use josefine::{Client, NewTopic};
 
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
+const CODECS: [Compression; 5] = Compression::ALL;
 
 /// What we put in each record, to compare with what comes back.
 struct Input {

@@ -49,6 +49,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec, in id order.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The id stored in attribute bits 0-2.
     pub const fn id(self) -> u8 {
         match self {
@@ -505,13 +514,7 @@ mod tests {
             .collect()
     }
 
-    const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const ALL: [Compression; 5] = Compression::ALL;
 
     #[test]
     fn ids_and_names() {

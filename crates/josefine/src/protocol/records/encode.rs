@@ -336,13 +336,7 @@ mod tests {
     };
     use proptest::prelude::*;
 
-    const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const ALL: [Compression; 5] = Compression::ALL;
 
     /// A record as the tests describe it: timestamp, key, value, headers.
     type Spec = (
