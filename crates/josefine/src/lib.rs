@@ -21,9 +21,11 @@ pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod net;
+pub mod producer;
 pub mod protocol;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use kafka_protocol;
+pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerRecord};

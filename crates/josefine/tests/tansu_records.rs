@@ -5,9 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use common::real_broker;
-use josefine::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use josefine::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefine::kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+use josefine::kafka_protocol::messages::{ProduceRequest, TopicName};
 use josefine::kafka_protocol::protocol::StrBytes;
 use josefine::protocol::records::{batches, BatchBuilder, Compression, DecodeOptions, Header};
 use josefine::{Client, NewTopic};
@@ -60,33 +59,6 @@ async fn produce(client: &Client, topic: &str, partition: i32, batch: Bytes) -> 
     p.base_offset
 }
 
-async fn fetch(client: &Client, topic: &str, partition: i32, offset: i64) -> Bytes {
-    let leader = client.leader(topic, partition).await.unwrap();
-    let topic_id = client
-        .metadata()
-        .topic(topic)
-        .unwrap()
-        .topic_id
-        .unwrap_or_default();
-    let request = FetchRequest::default()
-        .with_max_wait_ms(500)
-        .with_min_bytes(1)
-        .with_max_bytes(16 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_topic_id(topic_id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(8 << 20)])]);
-    let response = leader.call(&request).await.unwrap();
-    assert_eq!(response.error_code, 0);
-    let data = &response.responses[0].partitions[0];
-    assert_eq!(data.error_code, 0, "fetch {topic}/{partition}");
-    assert!(data.high_watermark > offset);
-    data.records.clone().expect("fetched records")
-}
-
 #[tokio::test]
 async fn a_batch_of_every_codec_round_trips_byte_identical() {
     let addr = real_broker!();
@@ -115,7 +87,7 @@ async fn a_batch_of_every_codec_round_trips_byte_identical() {
         let produced = builder.finish().unwrap();
         let base = produce(&client, &topic, partition, produced.clone()).await;
 
-        let fetched = fetch(&client, &topic, partition, base).await;
+        let fetched = common::fetch_records(&client, &topic, partition, base).await;
         let mut decoded = batches(fetched, &DecodeOptions::default());
         let batch = decoded.next().expect("one batch").unwrap();
         assert!(decoded.next().is_none(), "{codec:?}: exactly one batch");

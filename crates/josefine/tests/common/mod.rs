@@ -62,3 +62,113 @@ pub async fn client(addr: &str) -> Client {
         .await
         .expect("connect to the test broker")
 }
+
+/// The venv's Python (with confluent-kafka) from `JOSEFINE_PYTHON`, under the same
+/// skip-or-fail rule as [`broker`].
+pub fn python() -> Option<std::path::PathBuf> {
+    match std::env::var("JOSEFINE_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p.into()),
+        _ => {
+            let required = ["CI", "JOSEFINE_REQUIRE_BROKER"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+            assert!(
+                !required,
+                "JOSEFINE_PYTHON is not set but interop is required: run scripts/test.sh"
+            );
+            eprintln!("skipped interop: JOSEFINE_PYTHON is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// Runs `tests/interop/rdkafka.py` with `args`, feeding `stdin`; returns its stdout.
+pub fn rdkafka(python: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/rdkafka.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the interop script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("interop script runs");
+    assert!(out.status.success(), "interop script {args:?} failed");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// One Fetch of `topic`/`partition` from `offset` at the leader; the records bytes.
+pub async fn fetch_records(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> bytes::Bytes {
+    use josefine::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use josefine::kafka_protocol::messages::{FetchRequest, TopicName};
+    use josefine::kafka_protocol::protocol::StrBytes;
+    let leader = client.leader(topic, partition).await.unwrap();
+    let topic_id = client
+        .metadata()
+        .topic(topic)
+        .and_then(|t| t.topic_id)
+        .unwrap_or_default();
+    let request = FetchRequest::default()
+        .with_max_wait_ms(200)
+        .with_min_bytes(1)
+        .with_max_bytes(16 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_topic_id(topic_id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(8 << 20)])]);
+    let response = leader.call(&request).await.unwrap();
+    assert_eq!(response.error_code, 0);
+    let data = &response.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0, "fetch {topic}/{partition}@{offset}");
+    data.records.clone().unwrap_or_default()
+}
+
+/// Every record of `topic`/`partition` from offset 0 until `count` were read (the
+/// low-level way, so producer tests do not depend on the consumer).
+pub async fn read_partition(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    count: usize,
+) -> Vec<josefine::protocol::records::Record> {
+    use josefine::protocol::records::{batches, DecodeOptions};
+    let mut records = Vec::with_capacity(count);
+    let mut offset = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while records.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic}/{partition}: read {} of {count} records",
+            records.len()
+        );
+        let data = fetch_records(client, topic, partition, offset).await;
+        for batch in batches(data, &DecodeOptions::default()) {
+            let batch = batch.expect("valid batch");
+            for record in batch.records() {
+                let record = record.expect("valid record");
+                if record.offset() >= offset {
+                    offset = record.offset() + 1;
+                    records.push(record);
+                }
+            }
+        }
+    }
+    records
+}

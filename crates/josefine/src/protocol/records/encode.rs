@@ -309,6 +309,29 @@ impl BatchBuilder {
     }
 }
 
+/// A copy of an encoded batch with new producer id, epoch and base sequence, and its
+/// CRC recomputed. An idempotent producer needs this when it retries a batch after an
+/// epoch bump (KIP-360): the records and their compression stay exactly as they were.
+pub fn restamp_producer(
+    batch: &[u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, RecordError> {
+    if batch.len() < RECORD_BATCH_OVERHEAD {
+        return Err(RecordError::UnexpectedEof {
+            context: "batch header",
+        });
+    }
+    let mut out = batch.to_vec();
+    put(&mut out, at::PRODUCER_ID, &producer_id.to_be_bytes());
+    put(&mut out, at::PRODUCER_EPOCH, &producer_epoch.to_be_bytes());
+    put(&mut out, at::BASE_SEQUENCE, &base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[at::ATTRIBUTES..]);
+    put(&mut out, at::CRC, &crc.to_be_bytes());
+    Ok(Bytes::from(out))
+}
+
 #[inline]
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     buf[at..at + bytes.len()].copy_from_slice(bytes);
@@ -323,6 +346,40 @@ fn put_nullable(buf: &mut Vec<u8>, field: Option<&[u8]>) {
             write_varint(buf, b.len() as i32);
             buf.extend_from_slice(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod restamp_tests {
+    use super::*;
+    use crate::protocol::records::{batches, DecodeOptions};
+
+    #[test]
+    fn restamp_changes_producer_fields_and_keeps_a_valid_crc() {
+        let mut b = BatchBuilder::new()
+            .producer(7, 0, 10)
+            .compression(Compression::Lz4, None);
+        b.push(1, Some(b"k"), Some(b"v"), &[]).unwrap();
+        let original = b.finish().unwrap();
+        let restamped = restamp_producer(&original, 7, 1, 0).unwrap();
+        let batch = batches(restamped.clone(), &DecodeOptions::default())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                batch.producer_id(),
+                batch.producer_epoch(),
+                batch.base_sequence()
+            ),
+            (7, 1, 0)
+        );
+        assert_eq!(
+            batch.records().next().unwrap().unwrap().value().unwrap(),
+            "v"
+        );
+        assert_eq!(restamped[61..], original[61..], "records untouched");
+        assert!(restamp_producer(&original[..20], 1, 1, 1).is_err());
     }
 }
 

@@ -47,7 +47,7 @@ use bytes::Bytes;
 
 pub use compression::{compress, decompress, Compression};
 pub use decode::{batches, Batches, HeaderRefs, RecordBatch, RecordIter, RecordRef};
-pub use encode::BatchBuilder;
+pub use encode::{restamp_producer, BatchBuilder};
 pub use error::RecordError;
 
 /// Bytes before a batch's `partitionLeaderEpoch`: base offset (8) and batch length (4).

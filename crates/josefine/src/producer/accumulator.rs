@@ -1,0 +1,512 @@
+//! The record accumulator: one queue of batches per partition, sans-io.
+//!
+//! `send` appends records to the partition's *open* batch (encoding them into its
+//! buffer right away); a batch closes when the next record would push it past
+//! `batch.size`. The sender drains, per partition, the oldest closed batch, or the open
+//! one once `linger.ms` has passed since it was opened (or at once when flushing).
+//!
+//! At most one batch per partition is in flight: a partition is *muted* from drain to
+//! completion. That is what keeps retries from reordering records (a retried batch
+//! goes back to the front of its queue) without relying on the broker to reject
+//! out-of-order sequences, and it keeps sequence numbers simple. Throughput comes from
+//! many partitions per request and several requests per broker.
+//!
+//! Time is passed in; replies are a type parameter, so this module is tested without a
+//! runtime.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::idempotence::Stamp;
+use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
+
+/// A topic and a partition of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+/// How batches are shaped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchConfig {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+}
+
+/// A batch of one partition, from its first record to its delivery.
+#[derive(Debug)]
+pub(crate) struct Batch<R> {
+    pub tp: TopicPartition,
+    /// The records, until the batch is encoded for its first send.
+    pub builder: Option<BatchBuilder>,
+    /// The encoded batch and the producer stamp it carries, once sent.
+    pub encoded: Option<(Bytes, Option<Stamp>)>,
+    /// The stamp the next send must carry (assigned by the sender, idempotence only).
+    pub stamp: Option<Stamp>,
+    /// One reply per record, in offset order.
+    pub replies: Vec<R>,
+    pub created: Instant,
+    /// Bytes of `buffer.memory` this batch holds until it is done.
+    pub reserved: usize,
+    /// Sends so far.
+    pub attempts: u32,
+}
+
+impl<R> Batch<R> {
+    pub fn record_count(&self) -> i32 {
+        self.replies.len() as i32
+    }
+
+    /// Size on the wire: exact once encoded, an upper bound before.
+    pub fn size(&self) -> usize {
+        match (&self.encoded, &self.builder) {
+            (Some((bytes, _)), _) => bytes.len(),
+            (None, Some(builder)) => builder.estimated_size(),
+            (None, None) => 0,
+        }
+    }
+}
+
+struct PartitionQueue<R> {
+    open: Option<Batch<R>>,
+    closed: VecDeque<Batch<R>>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+impl<R> Default for PartitionQueue<R> {
+    fn default() -> Self {
+        Self {
+            open: None,
+            closed: VecDeque::new(),
+            in_flight: false,
+            retry_at: None,
+        }
+    }
+}
+
+impl<R> PartitionQueue<R> {
+    fn is_idle(&self) -> bool {
+        self.open.is_none() && self.closed.is_empty() && !self.in_flight
+    }
+
+    fn close_open(&mut self) -> bool {
+        match self.open.take() {
+            Some(batch) => {
+                self.closed.push_back(batch);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What an append did, for the caller to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Appended {
+    /// A new open batch was started (the sender must schedule its linger deadline).
+    pub new_batch: bool,
+    /// A batch of this partition closed because it was full.
+    pub batch_full: bool,
+}
+
+/// All partitions' queues.
+pub(crate) struct Accumulator<R> {
+    config: BatchConfig,
+    partitions: HashMap<TopicPartition, PartitionQueue<R>>,
+    /// Rotates where draining starts, so a request-size limit never starves the
+    /// partitions that happen to come last.
+    drain_start: usize,
+}
+
+impl<R> Accumulator<R> {
+    pub fn new(config: BatchConfig) -> Self {
+        Self {
+            config,
+            partitions: HashMap::new(),
+            drain_start: 0,
+        }
+    }
+
+    /// Appends one record to `tp`'s open batch. On failure (only the wire format's own
+    /// limits) the reply is handed back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+        reply: R,
+        reserved: usize,
+        now: Instant,
+    ) -> Result<Appended, (R, RecordError)> {
+        let config = self.config;
+        let queue = self.partitions.entry(tp.clone()).or_default();
+        let mut appended = Appended::default();
+        let needed = BatchBuilder::record_size_upper_bound(key, value, headers);
+        if let Some(open) = &queue.open {
+            let size = open
+                .builder
+                .as_ref()
+                .map_or(0, BatchBuilder::estimated_size);
+            if size + needed > config.batch_size {
+                queue.close_open();
+                appended.batch_full = true;
+            }
+        }
+        let open = queue.open.get_or_insert_with(|| {
+            appended.new_batch = true;
+            Batch {
+                tp: tp.clone(),
+                builder: Some(
+                    BatchBuilder::new().compression(config.compression, config.compression_level),
+                ),
+                encoded: None,
+                stamp: None,
+                replies: Vec::new(),
+                created: now,
+                reserved: 0,
+                attempts: 0,
+            }
+        });
+        let builder = open
+            .builder
+            .as_mut()
+            .expect("an open batch is never encoded");
+        if let Err(err) = builder.push(timestamp, key, value, headers) {
+            if open.replies.is_empty() {
+                queue.open = None;
+            }
+            return Err((reply, err));
+        }
+        open.replies.push(reply);
+        open.reserved += reserved;
+        if builder.estimated_size() >= config.batch_size {
+            queue.close_open();
+            appended.batch_full = true;
+        }
+        Ok(appended)
+    }
+
+    /// Takes sendable batches: per unmuted partition out of backoff, the oldest closed
+    /// batch, else the open one if its linger passed (or `force`). `route` sees each
+    /// candidate and its size and returns where it goes (a broker id), or `None` to
+    /// leave it (no leader, broker busy, request full). Taken partitions are muted.
+    pub fn drain<K>(
+        &mut self,
+        now: Instant,
+        force: bool,
+        mut route: impl FnMut(&TopicPartition, usize) -> Option<K>,
+    ) -> Vec<(K, Batch<R>)> {
+        let linger = self.config.linger;
+        let mut keys: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, q)| !q.in_flight && q.retry_at.is_none_or(|t| t <= now))
+            .filter(|(_, q)| {
+                !q.closed.is_empty()
+                    || q.open
+                        .as_ref()
+                        .is_some_and(|b| force || b.created + linger <= now)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        keys.sort();
+        if !keys.is_empty() {
+            let start = self.drain_start % keys.len();
+            keys.rotate_left(start);
+            self.drain_start = self.drain_start.wrapping_add(1);
+        }
+        let mut out = Vec::new();
+        for tp in keys {
+            let queue = self
+                .partitions
+                .get_mut(&tp)
+                .expect("key taken from the map");
+            if queue.closed.is_empty() {
+                queue.close_open();
+            }
+            let size = queue.closed.front().map_or(0, Batch::size);
+            if let Some(key) = route(&tp, size) {
+                let batch = queue.closed.pop_front().expect("checked non-empty");
+                queue.in_flight = true;
+                queue.retry_at = None;
+                out.push((key, batch));
+            }
+        }
+        out
+    }
+
+    /// When the next drain could find something new: the earliest linger deadline or
+    /// end of a backoff among partitions that are not muted.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.partitions
+            .values()
+            .filter(|q| !q.in_flight)
+            .filter_map(|q| {
+                let ready = match (&q.closed.front(), &q.open) {
+                    (Some(_), _) => q.retry_at,
+                    (None, Some(open)) => {
+                        Some(q.retry_at.map_or(open.created + self.config.linger, |r| {
+                            r.max(open.created + self.config.linger)
+                        }))
+                    }
+                    (None, None) => None,
+                };
+                ready
+            })
+            .min()
+    }
+
+    /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.partitions
+            .values()
+            .flat_map(|q| q.closed.iter().chain(q.open.iter()))
+            .map(|b| b.created + timeout)
+            .min()
+    }
+
+    /// Removes waiting batches created `timeout` or longer ago. In-flight batches wait
+    /// for their response (the request timeout bounds that).
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
+        let mut expired = Vec::new();
+        for queue in self.partitions.values_mut() {
+            let (keep, gone): (VecDeque<_>, VecDeque<_>) = queue
+                .closed
+                .drain(..)
+                .partition(|b| b.created + timeout > now);
+            queue.closed = keep;
+            expired.extend(gone);
+            if queue
+                .open
+                .as_ref()
+                .is_some_and(|b| b.created + timeout <= now)
+            {
+                expired.extend(queue.open.take());
+            }
+        }
+        self.partitions.retain(|_, q| !q.is_idle());
+        expired
+    }
+
+    /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
+    pub fn complete(&mut self, tp: &TopicPartition) {
+        if let Some(queue) = self.partitions.get_mut(tp) {
+            queue.in_flight = false;
+            if queue.is_idle() {
+                self.partitions.remove(tp);
+            }
+        }
+    }
+
+    /// Puts batches back at the front of their partition's queue (in the given order)
+    /// to be sent again no earlier than `retry_at`, and unmutes the partition.
+    pub fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
+        for batch in batches.into_iter().rev() {
+            let queue = self.partitions.entry(batch.tp.clone()).or_default();
+            queue.in_flight = false;
+            queue.retry_at = Some(retry_at);
+            queue.closed.push_front(batch);
+        }
+    }
+
+    /// Whether no partition has a record waiting or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.partitions.values().all(PartitionQueue::is_idle)
+    }
+
+    /// Removes every waiting batch (in-flight ones stay), to fail them.
+    pub fn take_all_waiting(&mut self) -> Vec<Batch<R>> {
+        let mut out = Vec::new();
+        for queue in self.partitions.values_mut() {
+            out.extend(queue.closed.drain(..));
+            out.extend(queue.open.take());
+        }
+        self.partitions.retain(|_, q| !q.is_idle());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_millis(5);
+
+    fn acc(batch_size: usize) -> Accumulator<u32> {
+        Accumulator::new(BatchConfig {
+            batch_size,
+            linger: LINGER,
+            compression: Compression::None,
+            compression_level: None,
+        })
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition {
+            topic: Arc::from("t"),
+            partition: p,
+        }
+    }
+
+    fn push(a: &mut Accumulator<u32>, p: i32, id: u32, now: Instant) -> Appended {
+        a.append(&tp(p), 0, None, Some(&[0u8; 100]), &[], id, 100, now)
+            .unwrap()
+    }
+
+    fn ids(batch: &Batch<u32>) -> Vec<u32> {
+        batch.replies.clone()
+    }
+
+    #[test]
+    fn open_batch_waits_for_linger_unless_forced() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        assert!(push(&mut a, 0, 1, t0).new_batch);
+        assert!(!push(&mut a, 0, 2, t0).new_batch);
+        assert!(a.drain(t0, false, |_, _| Some(())).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + LINGER));
+        let forced = a.drain(t0, true, |_, _| Some(()));
+        assert_eq!(ids(&forced[0].1), [1, 2]);
+    }
+
+    #[test]
+    fn linger_expiry_makes_the_batch_sendable() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        let drained = a.drain(t0 + LINGER, false, |_, _| Some(7));
+        assert_eq!(drained.len(), 1);
+        assert_eq!(drained[0].0, 7);
+    }
+
+    #[test]
+    fn full_batches_close_and_the_next_record_opens_a_new_one() {
+        let t0 = Instant::now();
+        let mut a = acc(400);
+        let mut full = 0;
+        for i in 0..10 {
+            if push(&mut a, 0, i, t0).batch_full {
+                full += 1;
+            }
+        }
+        assert!(full >= 2, "{full}");
+        // Closed batches go without waiting for linger, one per drain (muted after).
+        let first = a.drain(t0, false, |_, _| Some(()));
+        assert_eq!(first.len(), 1);
+        assert_eq!(ids(&first[0].1)[0], 0);
+        assert!(
+            a.drain(t0, false, |_, _| Some(())).is_empty(),
+            "partition is muted"
+        );
+        a.complete(&tp(0));
+        let second = a.drain(t0, false, |_, _| Some(()));
+        assert_eq!(ids(&second[0].1)[0], *ids(&first[0].1).last().unwrap() + 1);
+    }
+
+    #[test]
+    fn a_retried_batch_goes_first_after_its_backoff() {
+        let t0 = Instant::now();
+        let mut a = acc(250);
+        for i in 0..6 {
+            push(&mut a, 0, i, t0);
+        }
+        let (_, first) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
+        let first_ids = ids(&first);
+        a.retry(vec![first], t0 + Duration::from_millis(100));
+        assert!(a
+            .drain(t0 + Duration::from_millis(50), true, |_, _| Some(()))
+            .is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        let (_, again) = a
+            .drain(t0 + Duration::from_millis(100), true, |_, _| Some(()))
+            .pop()
+            .unwrap();
+        assert_eq!(ids(&again), first_ids, "no reordering");
+    }
+
+    #[test]
+    fn route_can_refuse_and_partitions_are_independent() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        for p in 0..4 {
+            push(&mut a, p, p as u32, t0);
+        }
+        // Partition 1 has no leader: it stays.
+        let drained = a.drain(t0, true, |tp, _| {
+            (tp.partition != 1).then_some(tp.partition)
+        });
+        let mut got: Vec<i32> = drained.iter().map(|(k, _)| *k).collect();
+        got.sort();
+        assert_eq!(got, [0, 2, 3]);
+        let later = a.drain(t0, true, |tp, _| Some(tp.partition));
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].0, 1);
+    }
+
+    #[test]
+    fn waiting_batches_expire_but_in_flight_ones_do_not() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        push(&mut a, 1, 2, t0);
+        let _in_flight = a.drain(t0, true, |tp, _| (tp.partition == 0).then_some(()));
+        let timeout = Duration::from_secs(1);
+        assert_eq!(a.next_expiry(timeout), Some(t0 + timeout));
+        assert!(a
+            .expire(t0 + Duration::from_millis(999), timeout)
+            .is_empty());
+        let expired = a.expire(t0 + timeout, timeout);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(ids(&expired[0]), [2]);
+        assert!(!a.is_empty(), "partition 0 is still in flight");
+        a.complete(&tp(0));
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn memory_reservations_add_up_per_batch() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        push(&mut a, 0, 2, t0);
+        let (_, batch) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
+        assert_eq!(batch.reserved, 200);
+        assert_eq!(batch.record_count(), 2);
+        assert!(batch.size() > 200);
+    }
+
+    #[test]
+    fn drain_start_rotates_for_fairness() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        let mut firsts = std::collections::HashSet::new();
+        for round in 0..4 {
+            for p in 0..4 {
+                push(&mut a, p, round, t0);
+            }
+            // Room for one batch per drain.
+            let mut taken = false;
+            let got = a.drain(t0, true, |_, _| {
+                (!std::mem::replace(&mut taken, true)).then_some(())
+            });
+            let (_, b) = &got[0];
+            firsts.insert(b.tp.partition);
+            a.complete(&b.tp.clone());
+            a.take_all_waiting();
+        }
+        assert!(
+            firsts.len() > 1,
+            "always the same partition first: {firsts:?}"
+        );
+    }
+}

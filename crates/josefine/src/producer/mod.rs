@@ -1,0 +1,427 @@
+//! The producer: `send` buffers a record into its partition's batch; a sender task
+//! drains ready batches into one Produce request per broker and delivers the reports.
+//!
+//! Life of a record: [`Producer::send`] picks the partition ([`partitioner`]), waits
+//! for room in `buffer.memory`, and appends the record to the partition's open batch
+//! ([`accumulator`]). The sender task ([`sender`]) takes batches that are full or have
+//! lingered, stamps them with producer id, epoch and sequence when idempotence is on
+//! ([`idempotence`]), and sends them with at most one batch per partition in flight and
+//! at most `max.in.flight.requests.per.connection` requests per broker. Each record's
+//! [`Delivery`] resolves with its offset, or with the error that ended its retries.
+//!
+//! KIPs: KIP-98 (idempotence), KIP-91 (`delivery.timeout.ms`), KIP-360 (epoch bump),
+//! KIP-480 (sticky partitioner). Protocol: Produce, InitProducerId.
+
+pub mod accumulator;
+pub mod idempotence;
+pub mod partitioner;
+
+mod builder;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify, Semaphore};
+
+pub use accumulator::TopicPartition;
+pub use builder::{Acks, ProducerBuilder};
+pub use partitioner::{murmur2, partition_for_key, DefaultPartitioner, Partitioner};
+
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::protocol::records::{BatchBuilder, Header, RECORD_BATCH_OVERHEAD};
+use accumulator::Accumulator;
+use builder::ProducerConfig;
+
+/// A record to produce.
+///
+/// ```
+/// use josefine::ProducerRecord;
+/// let record = ProducerRecord::new("orders")
+///     .key("order-42")
+///     .value(r#"{"total": 12}"#)
+///     .header("trace-id", "abc")
+///     .header("trace-id", "def"); // headers are ordered; keys may repeat
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    pub topic: String,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// `None`: the partitioner chooses.
+    pub partition: Option<i32>,
+    /// Milliseconds since the epoch; `None`: the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Appends a header (order is kept; a key may appear more than once).
+    pub fn header(mut self, key: &str, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::from_bytes(
+            Bytes::copy_from_slice(key.as_bytes()),
+            Some(value.into()),
+        ));
+        self
+    }
+
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// -1 with `acks=0`, where the broker does not say.
+    pub offset: i64,
+    /// The record's timestamp, or the broker's append time for topics with
+    /// `message.timestamp.type=LogAppendTime`.
+    pub timestamp: i64,
+}
+
+/// The future delivery report of one record; see [`Producer::enqueue`].
+#[must_use = "a Delivery does nothing unless awaited; dropping it does not cancel the send"]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<DeliveryReport>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<DeliveryReport>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    "the producer stopped before delivering",
+                ))
+            })
+        })
+    }
+}
+
+/// What the accumulator keeps per record.
+pub(crate) struct PendingRecord {
+    reply: oneshot::Sender<Result<DeliveryReport>>,
+    timestamp: i64,
+}
+
+/// State shared by the producer handles and the sender task.
+pub(crate) struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    accumulator: Mutex<Accumulator<PendingRecord>>,
+    /// Wakes the sender: a batch filled or opened, a flush, close.
+    wake: Notify,
+    /// `buffer.memory`, in bytes; a batch returns its bytes when it is done.
+    memory: Semaphore,
+    /// Records accepted by `send` and not yet reported.
+    pending: AtomicUsize,
+    /// Signalled whenever `pending` drops to zero.
+    idle: Notify,
+    flushing: AtomicUsize,
+    closed: AtomicBool,
+    /// Set when the producer cannot go on (InitProducerId failed for good).
+    fatal: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    fn accumulator(&self) -> std::sync::MutexGuard<'_, Accumulator<PendingRecord>> {
+        self.accumulator
+            .lock()
+            .expect("accumulator lock is never held across a panic")
+    }
+
+    fn fatal(&self) -> Option<Error> {
+        self.fatal
+            .lock()
+            .expect("fatal lock is never held across a panic")
+            .clone()
+    }
+
+    /// Records `n` reports as delivered (or failed).
+    fn finished(&self, n: usize) {
+        if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// A Kafka producer; cheap to clone. Dropping the last clone closes it in the
+/// background (records already sent are still delivered); [`close`](Self::close)
+/// waits for that.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Producer {
+    /// A builder with every setting at its default.
+    pub fn builder(client: Client) -> ProducerBuilder {
+        ProducerBuilder::new(client)
+    }
+
+    fn start(client: Client, config: ProducerConfig) -> Self {
+        let accumulator = Accumulator::new(accumulator::BatchConfig {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            compression: config.compression,
+            compression_level: config.compression_level,
+        });
+        let shared = Arc::new(Shared {
+            client,
+            memory: Semaphore::new(config.buffer_memory),
+            config,
+            accumulator: Mutex::new(accumulator),
+            wake: Notify::new(),
+            pending: AtomicUsize::new(0),
+            idle: Notify::new(),
+            flushing: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+        });
+        let task = tokio::spawn(sender::run(shared.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                sender: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// Sends `record` and waits for its delivery report.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryReport> {
+        self.enqueue(record).await?.await
+    }
+
+    /// Buffers `record` (waiting, up to `max.block.ms`, for metadata of its topic and
+    /// for room in `buffer.memory`) and returns its [`Delivery`] without waiting for
+    /// it: many records can be in flight from one task.
+    pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::Closed, "the producer is closed"));
+        }
+        if let Some(err) = shared.fatal() {
+            return Err(err);
+        }
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let size = BatchBuilder::record_size_upper_bound(key, value, &record.headers);
+        let limit = shared
+            .config
+            .max_request_size
+            .min(shared.config.buffer_memory);
+        if size + RECORD_BATCH_OVERHEAD > limit {
+            return Err(Error::new(
+                ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),
+                format!(
+                    "the record is {} bytes serialized, more than max.request.size / buffer.memory ({limit} bytes)",
+                    size + RECORD_BATCH_OVERHEAD
+                ),
+            )
+            .with_topic(&record.topic));
+        }
+        let deadline = tokio::time::Instant::now() + shared.config.max_block;
+        let partition = self.partition_of(&record, deadline).await?;
+        let permit = tokio::time::timeout_at(deadline, shared.memory.acquire_many(size as u32))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "buffer.memory stayed full for max.block.ms ({:?})",
+                        shared.config.max_block
+                    ),
+                )
+                .with_topic(&record.topic)
+            })?
+            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
+        // The bytes are returned when the batch is done, not when this function ends.
+        permit.forget();
+
+        let timestamp = record.timestamp.unwrap_or_else(now_millis);
+        let (reply, rx) = oneshot::channel();
+        let tp = TopicPartition {
+            topic: Arc::from(record.topic.as_str()),
+            partition,
+        };
+        shared.pending.fetch_add(1, Ordering::AcqRel);
+        let appended = shared.accumulator().append(
+            &tp,
+            timestamp,
+            key,
+            value,
+            &record.headers,
+            PendingRecord { reply, timestamp },
+            size,
+            tokio::time::Instant::now().into_std(),
+        );
+        match appended {
+            Ok(appended) => {
+                if appended.batch_full {
+                    shared
+                        .config
+                        .partitioner
+                        .on_batch_full(&record.topic, partition);
+                }
+                if appended.new_batch || appended.batch_full {
+                    shared.wake.notify_one();
+                }
+                Ok(Delivery { rx })
+            }
+            Err((_, err)) => {
+                shared.memory.add_permits(size);
+                shared.finished(1);
+                Err(Error::from(err)
+                    .with_topic(&record.topic)
+                    .with_partition(partition))
+            }
+        }
+    }
+
+    /// The record's partition: its own, checked against the topic, or the
+    /// partitioner's choice. Waits for metadata of a topic not known yet.
+    async fn partition_of(
+        &self,
+        record: &ProducerRecord,
+        deadline: tokio::time::Instant,
+    ) -> Result<i32> {
+        let shared = &self.inner.shared;
+        let mut failures = 0;
+        let count = loop {
+            match shared.client.partitions(&record.topic).await {
+                Ok(ids) => break ids.len() as i32,
+                Err(err) if err.is_retriable() => {
+                    failures += 1;
+                    let delay = shared
+                        .config
+                        .retry_backoff
+                        .delay(failures, crate::backoff::jitter_unit());
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "no metadata for topic {} within max.block.ms ({:?}): {err}",
+                                record.topic, shared.config.max_block
+                            ),
+                        )
+                        .with_topic(&record.topic));
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err.with_topic(&record.topic)),
+            }
+        };
+        match record.partition {
+            Some(p) if (0..count).contains(&p) => Ok(p),
+            Some(p) => Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+                .with_topic(&record.topic)
+                .with_partition(p)),
+            None => {
+                let p = shared.config.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    count,
+                );
+                Ok(p.rem_euclid(count.max(1)))
+            }
+        }
+    }
+
+    /// Sends every buffered record now (ignoring `linger.ms`) and waits until all
+    /// records sent so far have their delivery reports.
+    pub async fn flush(&self) {
+        let shared = &self.inner.shared;
+        shared.flushing.fetch_add(1, Ordering::AcqRel);
+        shared.wake.notify_one();
+        loop {
+            let idle = shared.idle.notified();
+            if shared.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        shared.flushing.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Stops accepting records, delivers every buffered one (within
+    /// `delivery.timeout.ms`) and stops the sender. No record is left behind: each gets
+    /// its report or its error.
+    pub async fn close(&self) -> Result<()> {
+        let shared = &self.inner.shared;
+        shared.closed.store(true, Ordering::Release);
+        shared.wake.notify_one();
+        let task = self
+            .inner
+            .sender
+            .lock()
+            .expect("sender lock is never held across a panic")
+            .take();
+        if let Some(task) = task {
+            task.await.map_err(|e| {
+                Error::new(ErrorKind::Closed, format!("the sender task failed: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Records accepted and not yet reported.
+    pub fn pending(&self) -> usize {
+        self.inner.shared.pending.load(Ordering::Acquire)
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

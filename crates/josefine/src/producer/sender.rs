@@ -1,0 +1,629 @@
+//! The sender task: drains ready batches into Produce requests, one per broker, and
+//! turns responses into delivery reports, retries or errors.
+//!
+//! It owns what must change in one place and order: in-flight counts per broker, the
+//! idempotent producer's identity and sequences, epoch bumps. Requests themselves run
+//! in spawned tasks (encoding and compressing batches there, in parallel) and report
+//! back through a channel.
+//!
+//! Errors per batch:
+//! - success, or DUPLICATE_SEQUENCE_NUMBER (the broker already has it): delivered;
+//! - retriable (NOT_LEADER_OR_FOLLOWER, a lost connection, a timeout, ...): back to
+//!   the front of its partition's queue after a backoff, with a metadata refresh when
+//!   the leader may have moved, while `delivery.timeout.ms` and `retries` allow;
+//! - OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH with
+//!   idempotence: the broker lost our sequence state; bump the epoch (KIP-360) and
+//!   retry, re-stamped from sequence 0;
+//! - MESSAGE_TOO_LARGE for a batch of several records: split it in two and retry, so
+//!   only a record too large on its own fails;
+//! - anything else: the batch's records fail with the error. With idempotence, a batch
+//!   that failed after being sent leaves its sequence unresolved, so the epoch is
+//!   bumped before the partition sends again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::mpsc;
+
+use super::accumulator::{Batch, TopicPartition};
+use super::builder::Acks;
+use super::idempotence::{ProducerIdentity, Sequences, Stamp};
+use super::{DeliveryReport, PendingRecord, Shared};
+use crate::backoff::jitter_unit;
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::protocol::records::{batches, restamp_producer, BatchBuilder, DecodeOptions, Header};
+
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+const PRODUCER_FENCED: i16 = 90;
+
+type ProducerBatch = Batch<PendingRecord>;
+
+/// A finished Produce request, back from its task.
+struct Completion {
+    broker: i32,
+    batches: Vec<ProducerBatch>,
+    result: Result<ProduceResponse>,
+}
+
+struct Sender {
+    shared: Arc<Shared>,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    in_flight: HashMap<i32, usize>,
+    sequences: Sequences,
+    /// Set when sequence state may be out of step with the brokers'.
+    needs_epoch_bump: bool,
+    /// Topics whose leaders must be looked up again, and when that was last asked.
+    stale_topics: HashSet<Arc<str>>,
+    last_refresh: Option<Instant>,
+}
+
+pub(super) async fn run(shared: Arc<Shared>) {
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let mut sender = Sender {
+        shared,
+        completions_tx,
+        completions,
+        in_flight: HashMap::new(),
+        sequences: Sequences::default(),
+        needs_epoch_bump: false,
+        stale_topics: HashSet::new(),
+        last_refresh: None,
+    };
+    sender.run().await;
+}
+
+impl Sender {
+    async fn run(&mut self) {
+        if self.shared.config.idempotence {
+            self.init_producer_id().await;
+        }
+        loop {
+            let now = now();
+            self.expire(now);
+            if self.needs_epoch_bump && self.in_flight_total() == 0 {
+                self.init_producer_id().await;
+            }
+            let closing = self.shared.closed.load(Ordering::Acquire);
+            if !self.needs_epoch_bump {
+                self.dispatch(
+                    now,
+                    closing || self.shared.flushing.load(Ordering::Acquire) > 0,
+                );
+            }
+            self.refresh_stale_metadata(now);
+            if closing && self.in_flight_total() == 0 && self.shared.accumulator().is_empty() {
+                return;
+            }
+            let deadline = self.next_wakeup(now);
+            tokio::select! {
+                _ = self.shared.wake.notified() => {}
+                Some(done) = self.completions.recv() => self.complete(done),
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
+    fn in_flight_total(&self) -> usize {
+        self.in_flight.values().sum()
+    }
+
+    /// When to look again without being woken: a linger or backoff deadline, an
+    /// expiry, or a metadata retry for batches without a leader.
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let acc = self.shared.accumulator();
+        let mut deadline = now + Duration::from_secs(1);
+        for candidate in [
+            acc.next_deadline(),
+            acc.next_expiry(self.shared.config.delivery_timeout),
+            (!self.stale_topics.is_empty()).then(|| now + self.shared.config.retry_backoff.initial),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            deadline = deadline.min(candidate.max(now));
+        }
+        deadline
+    }
+
+    /// Fails batches that waited longer than `delivery.timeout.ms`.
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.shared.config.delivery_timeout;
+        let expired = self.shared.accumulator().expire(now, timeout);
+        for batch in expired {
+            let err = Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "delivery.timeout.ms ({timeout:?}) expired before the batch could be delivered after {} attempt(s)",
+                    batch.attempts
+                ),
+            );
+            self.fail(batch, err);
+        }
+    }
+
+    /// Drains sendable batches and starts one request per broker with room for one.
+    fn dispatch(&mut self, now: Instant, force: bool) {
+        let client = &self.shared.client;
+        let config = &self.shared.config;
+        let mut request_bytes: HashMap<i32, usize> = HashMap::new();
+        let mut leaderless = Vec::new();
+        let drained = self.shared.accumulator().drain(now, force, |tp, size| {
+            let leader = match client.cached_leader(&tp.topic, tp.partition) {
+                Ok(broker) => broker.id()?,
+                Err(_) => {
+                    leaderless.push(tp.topic.clone());
+                    return None;
+                }
+            };
+            if self.in_flight.get(&leader).copied().unwrap_or(0) >= config.max_in_flight {
+                return None;
+            }
+            let bytes = request_bytes.entry(leader).or_insert(0);
+            if *bytes > 0 && *bytes + size > config.max_request_size {
+                return None;
+            }
+            *bytes += size;
+            Some(leader)
+        });
+        self.stale_topics.extend(leaderless);
+        let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
+        for (broker, mut batch) in drained {
+            batch.stamp = self
+                .sequences
+                .stamp(&batch.tp, batch.stamp, batch.record_count());
+            by_broker.entry(broker).or_default().push(batch);
+        }
+        for (broker_id, batches) in by_broker {
+            let Some(broker) = self.shared.client.broker(broker_id) else {
+                // The broker left the metadata between lookup and now.
+                self.retry_all(batches, now, None);
+                continue;
+            };
+            *self.in_flight.entry(broker_id).or_insert(0) += 1;
+            let tx = self.completions_tx.clone();
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let (batches, result) = produce(&shared, &broker, batches).await;
+                let _ = tx.send(Completion {
+                    broker: broker_id,
+                    batches,
+                    result,
+                });
+            });
+        }
+    }
+
+    /// Asks for fresh metadata of topics whose batches have no leader or hit a leader
+    /// error, at most once per `retry.backoff.ms`.
+    fn refresh_stale_metadata(&mut self, now: Instant) {
+        if self.stale_topics.is_empty() {
+            return;
+        }
+        let backoff = self.shared.config.retry_backoff.initial;
+        if self.last_refresh.is_some_and(|t| now < t + backoff) {
+            return;
+        }
+        self.last_refresh = Some(now);
+        let topics: Vec<String> = self.stale_topics.drain().map(|t| t.to_string()).collect();
+        let client = self.shared.client.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Err(err) = client.refresh_metadata(&names).await {
+                tracing::debug!(error = %err, "producer metadata refresh failed");
+            }
+            shared.wake.notify_one();
+        });
+    }
+
+    /// Handles a finished request.
+    fn complete(&mut self, done: Completion) {
+        if let Some(n) = self.in_flight.get_mut(&done.broker) {
+            *n = n.saturating_sub(1);
+        }
+        let now = now();
+        match done.result {
+            Err(err) => {
+                tracing::debug!(broker = done.broker, error = %err, "produce request failed");
+                for batch in done.batches {
+                    self.retry_or_fail(batch, err.clone(), now);
+                }
+            }
+            Ok(response) => {
+                let acks_none = self.shared.config.acks == Acks::None;
+                for batch in done.batches {
+                    match partition_result(&response, &batch.tp) {
+                        _ if acks_none => self.deliver(batch, -1, -1),
+                        None => {
+                            let err = Error::protocol(
+                                "the Produce response does not mention the partition",
+                            );
+                            self.retry_or_fail(batch, err, now);
+                        }
+                        Some((0 | DUPLICATE_SEQUENCE_NUMBER, base_offset, append_time)) => {
+                            self.deliver(batch, base_offset, append_time)
+                        }
+                        Some((code, _, _)) => {
+                            let err =
+                                Error::kafka(KafkaCode::from_code(code).expect("non-zero code"));
+                            self.retry_or_fail(batch, err, now);
+                        }
+                    }
+                }
+            }
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn deliver(&mut self, batch: ProducerBatch, base_offset: i64, append_time: i64) {
+        let n = batch.replies.len();
+        for (i, record) in batch.replies.into_iter().enumerate() {
+            let report = DeliveryReport {
+                topic: batch.tp.topic.clone(),
+                partition: batch.tp.partition,
+                offset: if base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i as i64
+                },
+                timestamp: if append_time >= 0 {
+                    append_time
+                } else {
+                    record.timestamp
+                },
+            };
+            let _ = record.reply.send(Ok(report));
+        }
+        self.shared.accumulator().complete(&batch.tp);
+        self.shared.memory.add_permits(batch.reserved);
+        self.shared.finished(n);
+    }
+
+    fn fail(&mut self, batch: ProducerBatch, err: Error) {
+        let err = err
+            .with_topic(&*batch.tp.topic)
+            .with_partition(batch.tp.partition);
+        tracing::warn!(error = %err, records = batch.replies.len(), "produce failed");
+        if self.shared.config.idempotence && batch.encoded.is_some() {
+            // The broker may or may not have this batch: its sequences are unresolved.
+            self.needs_epoch_bump = true;
+        }
+        let n = batch.replies.len();
+        for record in batch.replies {
+            let _ = record.reply.send(Err(err.clone()));
+        }
+        self.shared.accumulator().complete(&batch.tp);
+        self.shared.memory.add_permits(batch.reserved);
+        self.shared.finished(n);
+    }
+
+    fn retry_or_fail(&mut self, batch: ProducerBatch, err: Error, now: Instant) {
+        let config = &self.shared.config;
+        let code = err.code().map(KafkaCode::code);
+        let sequence_trouble = config.idempotence
+            && matches!(
+                code,
+                Some(OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID | INVALID_PRODUCER_EPOCH)
+            );
+        let too_large =
+            err.code() == Some(KafkaCode::MESSAGE_TOO_LARGE) && batch.record_count() > 1;
+        let in_time = now < batch.created + config.delivery_timeout;
+        let attempts_left = batch.attempts <= config.retries;
+        if code == Some(PRODUCER_FENCED) {
+            return self.fail(batch, err);
+        }
+        if !(err.is_retriable() || sequence_trouble || too_large) || !in_time || !attempts_left {
+            let err = if !in_time {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "delivery.timeout.ms expired after {} attempt(s); last error: {err}",
+                        batch.attempts
+                    ),
+                )
+            } else {
+                err
+            };
+            return self.fail(batch, err);
+        }
+        if sequence_trouble {
+            tracing::info!(error = %err, "broker lost our producer state; bumping the epoch");
+            self.needs_epoch_bump = true;
+        }
+        if err.is_connection_lost()
+            || matches!(
+                err.code(),
+                Some(
+                    KafkaCode::NOT_LEADER_OR_FOLLOWER
+                        | KafkaCode::LEADER_NOT_AVAILABLE
+                        | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
+                        | KafkaCode::FENCED_LEADER_EPOCH
+                )
+            )
+            || err.kind() == &ErrorKind::Timeout
+        {
+            self.stale_topics.insert(batch.tp.topic.clone());
+        }
+        let delay = config.retry_backoff.delay(batch.attempts, jitter_unit());
+        tracing::debug!(topic = %batch.tp.topic, partition = batch.tp.partition, attempt = batch.attempts, error = %err, ?delay, "retrying batch");
+        if too_large {
+            match split(batch) {
+                Ok(halves) => {
+                    // The halves need fresh sequences; only a new epoch gives them.
+                    if config.idempotence {
+                        self.needs_epoch_bump = true;
+                    }
+                    self.shared.accumulator().retry(halves, now);
+                }
+                Err((batch, split_err)) => self.fail(batch, split_err),
+            }
+            return;
+        }
+        self.retry_all(vec![batch], now, Some(delay));
+    }
+
+    fn retry_all(&mut self, batches: Vec<ProducerBatch>, now: Instant, delay: Option<Duration>) {
+        let at = now + delay.unwrap_or(self.shared.config.retry_backoff.initial);
+        self.shared.accumulator().retry(batches, at);
+    }
+
+    /// Gets a producer id, or a new epoch for ours (KIP-360). Retries retriable errors;
+    /// a non-retriable one makes the producer fail every record from then on.
+    async fn init_producer_id(&mut self) {
+        let current = self.sequences.identity();
+        let mut failures = 0;
+        loop {
+            let attempt = async {
+                let broker = self.shared.client.any_broker()?;
+                let (version, response) = broker
+                    .call_versioned(|version| {
+                        let request =
+                            InitProducerIdRequest::default().with_transaction_timeout_ms(i32::MAX);
+                        match current {
+                            // Bumping keeps the id; older brokers can only hand out a new one.
+                            Some(id) if version >= 3 => request
+                                .with_producer_id(ProducerId(id.id))
+                                .with_producer_epoch(id.epoch),
+                            _ => request
+                                .with_producer_id(ProducerId(-1))
+                                .with_producer_epoch(-1),
+                        }
+                    })
+                    .await?;
+                Error::check_code(response.error_code)?;
+                tracing::debug!(
+                    version,
+                    id = response.producer_id.0,
+                    epoch = response.producer_epoch,
+                    "producer id"
+                );
+                Ok::<_, Error>(ProducerIdentity {
+                    id: response.producer_id.0,
+                    epoch: response.producer_epoch,
+                })
+            };
+            match attempt.await {
+                Ok(identity) => {
+                    self.sequences.reset(identity);
+                    self.needs_epoch_bump = false;
+                    return;
+                }
+                Err(err) if err.is_retriable() && !self.shared.closed.load(Ordering::Acquire) => {
+                    failures += 1;
+                    let delay = self
+                        .shared
+                        .config
+                        .retry_backoff
+                        .delay(failures, jitter_unit());
+                    tracing::debug!(error = %err, ?delay, "InitProducerId failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => {
+                    let err = Error::new(
+                        err.kind().clone(),
+                        format!("cannot get a producer id: {err}"),
+                    );
+                    tracing::error!(error = %err, "idempotent producer cannot continue");
+                    *self
+                        .shared
+                        .fatal
+                        .lock()
+                        .expect("fatal lock is never held across a panic") = Some(err.clone());
+                    let waiting = self.shared.accumulator().take_all_waiting();
+                    for batch in waiting {
+                        self.fail(batch, err.clone());
+                    }
+                    self.needs_epoch_bump = false;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The error code, base offset and append time the response gives `tp`.
+fn partition_result(response: &ProduceResponse, tp: &TopicPartition) -> Option<(i16, i64, i64)> {
+    response
+        .responses
+        .iter()
+        .filter(|t| t.name.0.is_empty() || *t.name.0 == *tp.topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == tp.partition)
+        .map(|p| (p.error_code, p.base_offset, p.log_append_time_ms))
+}
+
+/// Encodes the batches (once; re-stamped if the producer epoch changed) and sends them
+/// in one Produce request.
+async fn produce(
+    shared: &Shared,
+    broker: &crate::net::Broker,
+    mut batches: Vec<ProducerBatch>,
+) -> (Vec<ProducerBatch>, Result<ProduceResponse>) {
+    let config = &shared.config;
+    let mut topics: BTreeMap<Arc<str>, Vec<PartitionProduceData>> = BTreeMap::new();
+    let mut encode_failures = Vec::new();
+    for (i, batch) in batches.iter_mut().enumerate() {
+        batch.attempts += 1;
+        match encode(batch) {
+            Ok(bytes) => topics.entry(batch.tp.topic.clone()).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(batch.tp.partition)
+                    .with_records(Some(bytes)),
+            ),
+            Err(err) => encode_failures.push((i, err)),
+        }
+    }
+    if let Some((_, err)) = encode_failures.into_iter().next() {
+        // An encoding failure is a bug or a record the format cannot hold; no retry helps.
+        return (batches, Err(err));
+    }
+    let metadata = shared.client.metadata();
+    let request = ProduceRequest::default()
+        .with_acks(config.acks.wire())
+        .with_timeout_ms(i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX))
+        .with_topic_data(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let topic_id = metadata
+                        .topic(&topic)
+                        .and_then(|t| t.topic_id)
+                        .unwrap_or_default();
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_topic_id(topic_id)
+                        .with_partition_data(partitions)
+                })
+                .collect(),
+        );
+    // The broker may hold the request for its own timeout; allow for the trip.
+    let timeout = config.request_timeout + Duration::from_secs(5);
+    let result = broker.call_with_timeout(&request, timeout).await;
+    (batches, result)
+}
+
+/// The bytes to send for `batch`, encoding it on first use and re-stamping it when its
+/// stamp changed since (epoch bump).
+fn encode(batch: &mut ProducerBatch) -> Result<Bytes> {
+    if let Some(builder) = batch.builder.take() {
+        let builder = match batch.stamp {
+            Some(s) => builder.producer(s.producer_id, s.producer_epoch, s.base_sequence),
+            None => builder,
+        };
+        let bytes = builder.finish()?;
+        batch.encoded = Some((bytes.clone(), batch.stamp));
+        return Ok(bytes);
+    }
+    let (bytes, stamped) = batch
+        .encoded
+        .clone()
+        .ok_or_else(|| Error::protocol("a batch with neither records nor bytes"))?;
+    if stamped == batch.stamp {
+        return Ok(bytes);
+    }
+    let Stamp {
+        producer_id,
+        producer_epoch,
+        base_sequence,
+    } = batch.stamp.unwrap_or(Stamp {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    });
+    let bytes = restamp_producer(&bytes, producer_id, producer_epoch, base_sequence)?;
+    batch.encoded = Some((bytes.clone(), batch.stamp));
+    Ok(bytes)
+}
+
+/// Splits a batch the broker found too large into two, re-encoding its records.
+#[allow(clippy::result_large_err)]
+fn split(
+    mut batch: ProducerBatch,
+) -> std::result::Result<Vec<ProducerBatch>, (ProducerBatch, Error)> {
+    let bytes = match encode(&mut batch) {
+        Ok(bytes) => bytes,
+        Err(err) => return Err((batch, err)),
+    };
+    let decoded = batches(bytes, &DecodeOptions::default())
+        .next()
+        .and_then(|b| b.ok())
+        .map(|b| b.records().collect::<std::result::Result<Vec<_>, _>>());
+    let records = match decoded {
+        Some(Ok(records)) if records.len() == batch.replies.len() => records,
+        _ => {
+            return Err((
+                batch,
+                Error::protocol("cannot split a batch that does not decode"),
+            ))
+        }
+    };
+    let compression = batch_compression(&batch);
+    let mid = records.len() / 2;
+    let mut replies = std::mem::take(&mut batch.replies);
+    let second_replies = replies.split_off(mid);
+    let mut halves = Vec::new();
+    let reserved_first = batch.reserved / 2;
+    for (part, replies, reserved) in [
+        (&records[..mid], replies, reserved_first),
+        (
+            &records[mid..],
+            second_replies,
+            batch.reserved - reserved_first,
+        ),
+    ] {
+        let mut builder = BatchBuilder::new().compression(compression.0, compression.1);
+        for r in part {
+            let headers: Vec<Header> = r.headers().to_vec();
+            if let Err(e) = builder.push(
+                r.timestamp(),
+                r.key().map(|k| &k[..]),
+                r.value().map(|v| &v[..]),
+                &headers,
+            ) {
+                // Unreachable in practice: these records were encoded once already.
+                tracing::error!(error = %e, "re-encoding a split batch failed");
+            }
+        }
+        halves.push(Batch {
+            tp: batch.tp.clone(),
+            builder: Some(builder),
+            encoded: None,
+            stamp: None,
+            replies,
+            created: batch.created,
+            reserved,
+            attempts: batch.attempts,
+        });
+    }
+    Ok(halves)
+}
+
+fn batch_compression(
+    batch: &ProducerBatch,
+) -> (crate::protocol::records::Compression, Option<i32>) {
+    let codec = batch
+        .encoded
+        .as_ref()
+        .and_then(|(bytes, _)| batches(bytes.clone(), &DecodeOptions::default()).next())
+        .and_then(|b| b.ok())
+        .map_or(crate::protocol::records::Compression::None, |b| {
+            b.compression()
+        });
+    (codec, None)
+}
