@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use josefine::{Client, ClusterMetadata, NewTopic};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "josefine",
@@ -41,6 +43,15 @@ enum Command {
     /// Manage topics.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Throughput benchmarks (see docs/BENCHMARKS.md and scripts/bench.sh).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Produce N records and report msgs/s, CPU and peak RSS as one JSON line.
+    Produce(bench::ProduceArgs),
 }
 
 #[derive(Subcommand)]
@@ -150,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("deleting topic {name}"))?;
             println!("deleted topic {name}");
         }
+        Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Topic(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
             md.topic_or_error(&name)?;

@@ -109,6 +109,14 @@ impl Client {
         }
     }
 
+    /// The number of partitions of `topic` in the cached view, if it is known and
+    /// healthy (no I/O, no allocation: the producer asks once per record).
+    pub fn cached_partition_count(&self, topic: &str) -> Option<i32> {
+        let state = self.state();
+        let t = state.metadata.topic(topic)?;
+        (t.error.is_none() && !t.partitions.is_empty()).then_some(t.partitions.len() as i32)
+    }
+
     /// The leader of `topic`/`partition`, refreshing metadata once if the cached view
     /// has none.
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<Broker> {

@@ -14,7 +14,8 @@
 //! Time is passed in; replies are a type parameter, so this module is tested without a
 //! runtime.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,10 +117,38 @@ pub(crate) struct Appended {
     pub batch_full: bool,
 }
 
+/// FNV-1a: these maps are hit once per record with short keys, where SipHash's
+/// flooding resistance buys nothing (keys are our own topic names) and costs time.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// All partitions' queues.
 pub(crate) struct Accumulator<R> {
     config: BatchConfig,
-    partitions: HashMap<TopicPartition, PartitionQueue<R>>,
+    partitions: FastMap<TopicPartition, PartitionQueue<R>>,
+    /// Topic names seen, so appending a record allocates no name.
+    topics: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
     /// Rotates where draining starts, so a request-size limit never starves the
     /// partitions that happen to come last.
     drain_start: usize,
@@ -129,13 +158,27 @@ impl<R> Accumulator<R> {
     pub fn new(config: BatchConfig) -> Self {
         Self {
             config,
-            partitions: HashMap::new(),
+            partitions: FastMap::default(),
+            topics: HashSet::default(),
             drain_start: 0,
         }
     }
 
-    /// Appends one record to `tp`'s open batch. On failure (only the wire format's own
-    /// limits) the reply is handed back.
+    /// The shared name of `topic`, allocated once per topic.
+    pub fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
+        let topic = match self.topics.get(topic) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.topics.insert(name.clone());
+                name
+            }
+        };
+        TopicPartition { topic, partition }
+    }
+
+    /// Appends one record to `tp`'s open batch; `now` is asked only if a batch opens.
+    /// On failure (only the wire format's own limits) the reply is handed back.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
@@ -146,10 +189,13 @@ impl<R> Accumulator<R> {
         headers: &[Header],
         reply: R,
         reserved: usize,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Result<Appended, (R, RecordError)> {
         let config = self.config;
-        let queue = self.partitions.entry(tp.clone()).or_default();
+        let queue = match self.partitions.get_mut(tp) {
+            Some(queue) => queue,
+            None => self.partitions.entry(tp.clone()).or_default(),
+        };
         let mut appended = Appended::default();
         let needed = BatchBuilder::record_size_upper_bound(key, value, headers);
         if let Some(open) = &queue.open {
@@ -172,7 +218,7 @@ impl<R> Accumulator<R> {
                 encoded: None,
                 stamp: None,
                 replies: Vec::new(),
-                created: now,
+                created: now(),
                 reserved: 0,
                 attempts: 0,
             }

@@ -270,32 +270,34 @@ impl Producer {
             )
             .with_topic(&record.topic));
         }
-        let deadline = tokio::time::Instant::now() + shared.config.max_block;
-        let partition = self.partition_of(&record, deadline).await?;
-        let permit = tokio::time::timeout_at(deadline, shared.memory.acquire_many(size as u32))
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "buffer.memory stayed full for max.block.ms ({:?})",
-                        shared.config.max_block
-                    ),
-                )
-                .with_topic(&record.topic)
-            })?
-            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
+        let max_block = || tokio::time::Instant::now() + shared.config.max_block;
+        let partition = self.partition_of(&record, max_block).await?;
+        // Fast path without a timer: room is usually there.
+        let permit = match shared.memory.try_acquire_many(size as u32) {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(max_block(), shared.memory.acquire_many(size as u32))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "buffer.memory stayed full for max.block.ms ({:?})",
+                            shared.config.max_block
+                        ),
+                    )
+                    .with_topic(&record.topic)
+                })?
+                .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?,
+        };
         // The bytes are returned when the batch is done, not when this function ends.
         permit.forget();
 
         let timestamp = record.timestamp.unwrap_or_else(now_millis);
         let (reply, rx) = oneshot::channel();
-        let tp = TopicPartition {
-            topic: Arc::from(record.topic.as_str()),
-            partition,
-        };
         shared.pending.fetch_add(1, Ordering::AcqRel);
-        let appended = shared.accumulator().append(
+        let mut accumulator = shared.accumulator();
+        let tp = accumulator.topic_partition(&record.topic, partition);
+        let appended = accumulator.append(
             &tp,
             timestamp,
             key,
@@ -303,8 +305,9 @@ impl Producer {
             &record.headers,
             PendingRecord { reply, timestamp },
             size,
-            tokio::time::Instant::now().into_std(),
+            || tokio::time::Instant::now().into_std(),
         );
+        drop(accumulator);
         match appended {
             Ok(appended) => {
                 if appended.batch_full {
@@ -329,17 +332,46 @@ impl Producer {
     }
 
     /// The record's partition: its own, checked against the topic, or the
-    /// partitioner's choice. Waits for metadata of a topic not known yet.
+    /// partitioner's choice. Waits (until `max_block()`) for metadata of a topic the
+    /// cache does not know yet.
     async fn partition_of(
+        &self,
+        record: &ProducerRecord,
+        max_block: impl Fn() -> tokio::time::Instant,
+    ) -> Result<i32> {
+        let shared = &self.inner.shared;
+        let count = match shared.client.cached_partition_count(&record.topic) {
+            Some(count) => count,
+            None => self.wait_for_partitions(record, max_block()).await?,
+        };
+        match record.partition {
+            Some(p) if (0..count).contains(&p) => Ok(p),
+            Some(p) => Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+                .with_topic(&record.topic)
+                .with_partition(p)),
+            None => {
+                let p = shared.config.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    count,
+                );
+                Ok(p.rem_euclid(count.max(1)))
+            }
+        }
+    }
+
+    /// The partition count of a topic missing from the cache, asking the cluster with
+    /// backoff until `deadline`.
+    async fn wait_for_partitions(
         &self,
         record: &ProducerRecord,
         deadline: tokio::time::Instant,
     ) -> Result<i32> {
         let shared = &self.inner.shared;
         let mut failures = 0;
-        let count = loop {
+        loop {
             match shared.client.partitions(&record.topic).await {
-                Ok(ids) => break ids.len() as i32,
+                Ok(ids) => return Ok(ids.len() as i32),
                 Err(err) if err.is_retriable() => {
                     failures += 1;
                     let delay = shared
@@ -359,20 +391,6 @@ impl Producer {
                     tokio::time::sleep(delay).await;
                 }
                 Err(err) => return Err(err.with_topic(&record.topic)),
-            }
-        };
-        match record.partition {
-            Some(p) if (0..count).contains(&p) => Ok(p),
-            Some(p) => Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
-                .with_topic(&record.topic)
-                .with_partition(p)),
-            None => {
-                let p = shared.config.partitioner.partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    count,
-                );
-                Ok(p.rem_euclid(count.max(1)))
             }
         }
     }

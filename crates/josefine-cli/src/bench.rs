@@ -1,0 +1,190 @@
+//! `josefine bench`: whole-process throughput runs, the same workload and the same
+//! one-line JSON report as `bench/rdkafka_peer.c`, so `scripts/bench.sh` can put the
+//! two side by side.
+//!
+//! Record i's value byte j is `(i + j) * 31 + 7` (as in the peer), so compressible in
+//! the same way; with `--keyed` its key is `key-<i>`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use josefine::producer::Acks;
+use josefine::protocol::records::Compression;
+use josefine::{Client, Producer, ProducerRecord};
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    #[arg(long)]
+    keyed: bool,
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    compression: Codec,
+    #[arg(long, value_enum, default_value_t = AcksArg::All)]
+    acks: AcksArg,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcksArg {
+    All,
+    #[value(name = "1")]
+    One,
+    #[value(name = "0")]
+    Zero,
+}
+
+/// Deliveries awaited at most this far behind the newest send: bounds the memory the
+/// benchmark itself holds, independent of `buffer.memory`.
+const WINDOW: usize = 200_000;
+
+pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
+    let compression = match args.compression {
+        Codec::None => Compression::None,
+        Codec::Gzip => Compression::Gzip,
+        Codec::Snappy => Compression::Snappy,
+        Codec::Lz4 => Compression::Lz4,
+        Codec::Zstd => Compression::Zstd,
+    };
+    let acks = match args.acks {
+        AcksArg::All => Acks::All,
+        AcksArg::One => Acks::Leader,
+        AcksArg::Zero => Acks::None,
+    };
+    let mut builder = Producer::builder(client)
+        .acks(acks)
+        .compression(compression, None)
+        .linger(Duration::from_millis(args.linger_ms));
+    if let Some(bytes) = args.batch_size {
+        builder = builder.batch_size(bytes);
+    }
+    let producer = builder.build()?;
+
+    let started = Instant::now();
+    let mut progress = Progress::new("produced", args.records);
+    let mut window = VecDeque::with_capacity(WINDOW);
+    let mut value = vec![0u8; args.size];
+    let mut ends = LogEnds::default();
+    for i in 0..args.records {
+        for (j, byte) in value.iter_mut().enumerate() {
+            *byte = ((i as usize + j) * 31 + 7) as u8;
+        }
+        let mut record = ProducerRecord::new(&args.topic).value(Bytes::copy_from_slice(&value));
+        if args.keyed {
+            record = record.key(format!("key-{i}"));
+        }
+        window.push_back(producer.enqueue(record).await.context("enqueue")?);
+        if window.len() >= WINDOW {
+            let report = window
+                .pop_front()
+                .expect("window is full")
+                .await
+                .context("delivery")?;
+            ends.note(&report);
+            progress.tick(i + 1 - window.len() as u64);
+        }
+    }
+    while let Some(delivery) = window.pop_front() {
+        ends.note(&delivery.await.context("delivery")?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    producer.close().await?;
+    progress.done();
+    if !matches!(args.acks, AcksArg::Zero) {
+        ends.check(args.records)?;
+    }
+    report(
+        "produce",
+        args.records,
+        args.records * args.size as u64,
+        seconds,
+    );
+    Ok(())
+}
+
+/// The highest offset reported per partition: on a fresh topic, their sum plus one
+/// per partition must be the number of records sent, or the run does not count.
+#[derive(Default)]
+struct LogEnds(std::collections::HashMap<i32, i64>);
+
+impl LogEnds {
+    fn note(&mut self, report: &josefine::DeliveryReport) {
+        let end = self.0.entry(report.partition).or_insert(-1);
+        *end = (*end).max(report.offset);
+    }
+
+    fn check(&self, records: u64) -> anyhow::Result<()> {
+        let written: i64 = self.0.values().map(|last| last + 1).sum();
+        anyhow::ensure!(
+            written == records as i64,
+            "the topic's partitions end at {written} records in total, not {records}: \
+             use a fresh topic (acks=0 reports no offsets and cannot be checked)"
+        );
+        Ok(())
+    }
+}
+
+/// Prints `{"client":"josefine",...}` with this process's CPU time and peak RSS.
+fn report(mode: &str, records: u64, bytes: u64, seconds: f64) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    println!(
+        r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}}}"#,
+        secs(usage.ru_utime),
+        secs(usage.ru_stime),
+        usage.ru_maxrss
+    );
+}
+
+/// Progress on stderr, at most once a second.
+struct Progress {
+    what: &'static str,
+    total: u64,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64) -> Self {
+        Self {
+            what,
+            total,
+            last: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, done: u64) {
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            eprintln!("{} {done}/{} records", self.what, self.total);
+        }
+    }
+
+    fn done(&self) {
+        eprintln!("{} {}/{} records", self.what, self.total, self.total);
+    }
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Whole-process benchmarks: josefine against librdkafka 2.16 (bench/rdkafka_peer.c),
+# same workload, same broker, same run, alternating order. Method: docs/BENCHMARKS.md.
+#
+#   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
+#   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
+#   RUNS=5 scripts/bench.sh     more runs
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+mode="${1:-full}"
+if [ "$mode" = "--smoke" ]; then
+    runs=1
+    workloads=("20000 100" "4000 1024")
+    profile=debug
+    cargo build --locked -q -p josefine-cli
+else
+    runs="${RUNS:-3}"
+    workloads=("1000000 100" "200000 1024")
+    profile=release
+    log "building josefine (release)"
+    cargo build --locked --release -q -p josefine-cli
+fi
+ensure_venv
+peer="$(bash bench/build-peer.sh)"
+ours="$ROOT/target/$profile/josefine"
+results="$BUILD_DIR/bench/results-$(date +%Y%m%d-%H%M%S).jsonl"
+mkdir -p "$(dirname "$results")"
+start_broker
+
+run_produce() {
+    local client="$1" records="$2" size="$3" topic="$4"
+    create_topic "$topic" 6
+    case "$client" in
+        librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --records "$records" --size "$size" ;;
+        josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+                        --records "$records" --size "$size" ;;
+    esac
+}
+
+for workload in "${workloads[@]}"; do
+    read -r records size <<<"$workload"
+    for run in $(seq 1 "$runs"); do
+        # Alternate who goes first, so neither always meets a warmer broker.
+        if [ $((run % 2)) = 1 ]; then order=(librdkafka josefine); else order=(josefine librdkafka); fi
+        for client in "${order[@]}"; do
+            log "produce $records x $size B, run $run/$runs: $client"
+            run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
+                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
+        done
+    done
+done
+
+log "results: $results"
+python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+groups = {}
+for r in rows:
+    groups.setdefault((r["mode"], r["size"], r["client"]), []).append(r)
+def med(rs, f): return statistics.median(f(r) for r in rs)
+print(f'{"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7}')
+summary = {}
+for (mode, size, client), rs in sorted(groups.items()):
+    n = rs[0]["records"]
+    rate = med(rs, lambda r: r["records"] / r["seconds"])
+    mbs = med(rs, lambda r: r["bytes"] / r["seconds"] / 1e6)
+    cpu = med(rs, lambda r: r["cpu_user"] + r["cpu_sys"])
+    rss = med(rs, lambda r: r["max_rss_kb"] / 1024)
+    summary[(mode, size, client)] = (rate, cpu, rss)
+    print(f'{mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f}')
+for (mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
+    if client != "josefine":
+        continue
+    peer = summary.get((mode, size, "librdkafka"))
+    if peer:
+        print(f'{mode} {size} B: josefine/librdkafka  throughput x{rate / peer[0]:.2f}  '
+              f'cpu x{cpu / peer[1]:.2f}  rss x{rss / peer[2]:.2f}')
+PY
