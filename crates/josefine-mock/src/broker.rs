@@ -1,9 +1,11 @@
 //! The public handle of one mock broker, its builder, and the `Node` its
 //! connection tasks share.
 //!
-//! `Node` is split from the cluster-wide [`ClusterState`] on purpose: a
-//! future multi-broker `Cluster` gives every broker its own `Node` (listener,
-//! advertised versions, intercept rules, request log) over one shared state.
+//! `Node` holds what is per broker (listener settings, advertised versions,
+//! intercept rules, request log, connections); the cluster-wide state sits
+//! behind [`Shared`], which every broker of a [`MockCluster`](crate::MockCluster)
+//! points at. A broker started with [`MockBroker::builder`] is a cluster of
+//! one.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,6 +18,7 @@ use kafka_protocol::protocol::VersionRange;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cluster::Shared;
 use crate::intercept::{Action, Intercept, InterceptHandle, Interceptor, RequestInfo};
 use crate::server::{self, Connections};
 use crate::state::{BrokerInfo, ClusterState};
@@ -31,7 +34,7 @@ pub(crate) struct Node {
     /// Advertised version ranges by API key; ordered so ApiVersions responses
     /// are stable.
     advertised: BTreeMap<i16, VersionRange>,
-    state: Arc<Mutex<ClusterState>>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) interceptor: Interceptor,
     log: Mutex<Vec<RequestInfo>>,
     pub(crate) accepted: AtomicU64,
@@ -41,7 +44,7 @@ pub(crate) struct Node {
 impl Node {
     /// The cluster state. Never hold the guard across an `.await`.
     pub(crate) fn state(&self) -> MutexGuard<'_, ClusterState> {
-        lock(&self.state)
+        self.shared.state()
     }
 
     pub(crate) fn advertised(&self) -> impl Iterator<Item = (i16, VersionRange)> + '_ {
@@ -59,25 +62,117 @@ impl Node {
     }
 }
 
+/// What every broker of a cluster is configured with; the builders' common
+/// part.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeConfig {
+    pub(crate) cluster_id: String,
+    pub(crate) topics: Vec<(String, i32)>,
+    pub(crate) versions: BTreeMap<i16, Option<VersionRange>>,
+    pub(crate) max_frame_size: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            cluster_id: "josefine-mock".to_owned(),
+            topics: Vec::new(),
+            versions: BTreeMap::new(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub(crate) fn topic(&mut self, name: String, partitions: i32) {
+        self.topics.retain(|(existing, _)| *existing != name);
+        self.topics.push((name, partitions));
+    }
+
+    fn advertised(&self) -> BTreeMap<i16, VersionRange> {
+        let mut advertised: BTreeMap<i16, VersionRange> = api::IMPLEMENTED
+            .iter()
+            .map(|(key, range)| (*key as i16, *range))
+            .collect();
+        for (key, range) in &self.versions {
+            match range {
+                Some(range) => advertised.insert(*key, *range),
+                None => advertised.remove(key),
+            };
+        }
+        advertised
+    }
+
+    /// Binds one listener per node id, builds the shared state with every
+    /// broker and pre-created topic, and starts serving.
+    pub(crate) async fn start(
+        &self,
+        node_ids: &[i32],
+    ) -> io::Result<(Arc<Shared>, Vec<MockBroker>)> {
+        let mut listeners = Vec::with_capacity(node_ids.len());
+        for _ in node_ids {
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let addr = listener.local_addr()?;
+            listeners.push((listener, addr));
+        }
+        let controller = node_ids.first().copied().unwrap_or(1);
+        let mut state = ClusterState::new(self.cluster_id.clone(), controller);
+        for (node_id, (_, addr)) in node_ids.iter().zip(&listeners) {
+            state.add_broker(BrokerInfo {
+                node_id: *node_id,
+                host: addr.ip().to_string(),
+                port: i32::from(addr.port()),
+            });
+        }
+        for (name, partitions) in &self.topics {
+            let (partitions, _) = state
+                .check_new_topic(name, *partitions, 1)
+                .map_err(|r| io::Error::new(io::ErrorKind::InvalidInput, r.message))?;
+            let replicas = state.spread_replicas(partitions);
+            state.create_topic(name, replicas);
+        }
+        let shared = Shared::new(state);
+        let advertised = self.advertised();
+        let brokers = node_ids
+            .iter()
+            .zip(listeners)
+            .map(|(node_id, (listener, addr))| {
+                let node = Arc::new(Node {
+                    node_id: *node_id,
+                    max_frame_size: self.max_frame_size,
+                    advertised: advertised.clone(),
+                    shared: Arc::clone(&shared),
+                    interceptor: Interceptor::default(),
+                    log: Mutex::new(Vec::new()),
+                    accepted: AtomicU64::new(0),
+                    connections: Mutex::new(Connections::default()),
+                });
+                let accept = server::spawn_accept_loop(listener, Arc::clone(&node));
+                tracing::debug!(node_id, %addr, "mock broker started");
+                MockBroker {
+                    node,
+                    addr,
+                    accept: tokio::sync::Mutex::new(Some(accept)),
+                }
+            })
+            .collect();
+        Ok((shared, brokers))
+    }
+}
+
 /// Configures and starts a [`MockBroker`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until start() is awaited"]
 pub struct MockBrokerBuilder {
     node_id: i32,
-    cluster_id: String,
-    topics: Vec<(String, i32)>,
-    versions: BTreeMap<i16, Option<VersionRange>>,
-    max_frame_size: usize,
+    config: NodeConfig,
 }
 
 impl Default for MockBrokerBuilder {
     fn default() -> Self {
         MockBrokerBuilder {
             node_id: 1,
-            cluster_id: "josefine-mock".to_owned(),
-            topics: Vec::new(),
-            versions: BTreeMap::new(),
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            config: NodeConfig::default(),
         }
     }
 }
@@ -91,16 +186,14 @@ impl MockBrokerBuilder {
 
     /// The cluster id reported by Metadata. Default `"josefine-mock"`.
     pub fn cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
-        self.cluster_id = cluster_id.into();
+        self.config.cluster_id = cluster_id.into();
         self
     }
 
     /// A topic that exists from the start, its partitions all led by this
     /// broker. Repeating a name keeps the last partition count.
     pub fn topic(mut self, name: impl Into<String>, partitions: i32) -> Self {
-        let name = name.into();
-        self.topics.retain(|(existing, _)| *existing != name);
-        self.topics.push((name, partitions));
+        self.config.topic(name.into(), partitions);
         self
     }
 
@@ -114,7 +207,8 @@ impl MockBrokerBuilder {
     /// Advertising an API the mock does not implement lists it without
     /// answering it.
     pub fn api_versions(mut self, api_key: ApiKey, min: i16, max: i16) -> Self {
-        self.versions
+        self.config
+            .versions
             .insert(api_key as i16, Some(VersionRange { min, max }));
         self
     }
@@ -122,7 +216,7 @@ impl MockBrokerBuilder {
     /// Leaves `api_key` out of ApiVersions and refuses its requests, like a
     /// broker too old to know it.
     pub fn without_api(mut self, api_key: ApiKey) -> Self {
-        self.versions.insert(api_key as i16, None);
+        self.config.versions.insert(api_key as i16, None);
         self
     }
 
@@ -130,7 +224,7 @@ impl MockBrokerBuilder {
     /// `socket.request.max.bytes`). A larger or negative length prefix closes
     /// the connection before anything is allocated. Default 100 MiB.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes;
+        self.config.max_frame_size = bytes;
         self
     }
 
@@ -140,62 +234,28 @@ impl MockBrokerBuilder {
     /// Fails with `InvalidInput` when a pre-created topic has an invalid name
     /// or fewer than one partition.
     pub async fn start(self) -> io::Result<MockBroker> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-
-        let mut state = ClusterState::new(self.cluster_id, self.node_id);
-        state.add_broker(BrokerInfo {
-            node_id: self.node_id,
-            host: addr.ip().to_string(),
-            port: i32::from(addr.port()),
-        });
-        for (name, partitions) in &self.topics {
-            let (partitions, replication) = state
-                .check_new_topic(name, *partitions, 1)
-                .map_err(|r| io::Error::new(io::ErrorKind::InvalidInput, r.message))?;
-            let replicas = state.assign_replicas(partitions, replication);
-            state.create_topic(name, replicas);
-        }
-
-        let mut advertised: BTreeMap<i16, VersionRange> = api::IMPLEMENTED
-            .iter()
-            .map(|(key, range)| (*key as i16, *range))
-            .collect();
-        for (key, range) in self.versions {
-            match range {
-                Some(range) => advertised.insert(key, range),
-                None => advertised.remove(&key),
-            };
-        }
-
-        let node = Arc::new(Node {
-            node_id: self.node_id,
-            max_frame_size: self.max_frame_size,
-            advertised,
-            state: Arc::new(Mutex::new(state)),
-            interceptor: Interceptor::default(),
-            log: Mutex::new(Vec::new()),
-            accepted: AtomicU64::new(0),
-            connections: Mutex::new(Connections::default()),
-        });
-        let accept = server::spawn_accept_loop(listener, Arc::clone(&node));
-        tracing::debug!(node_id = node.node_id, %addr, "mock broker started");
-        Ok(MockBroker {
-            node,
-            addr,
-            accept: Some(accept),
-        })
+        let (_, mut brokers) = self.config.start(&[self.node_id]).await?;
+        Ok(brokers.remove(0))
     }
 }
 
-/// An in-process Kafka broker on `127.0.0.1`, for tests.
+/// An in-process Kafka broker on `127.0.0.1`, for tests: on its own (see
+/// [`MockBroker::builder`]) or one of a [`MockCluster`](crate::MockCluster).
+///
+/// The topic, log and producer methods act on the whole cluster's state,
+/// which a lone broker has to itself; the connection, intercept and request
+/// log methods are this broker's own.
 ///
 /// Dropping it (or awaiting [`shutdown`](Self::shutdown)) stops the listener
 /// and closes every connection, so a test never leaks a port or a task.
 pub struct MockBroker {
     node: Arc<Node>,
     addr: SocketAddr,
-    accept: Option<JoinHandle<()>>,
+    /// The accept loop, `None` while stopped. An async mutex on purpose: it
+    /// is held across the awaits of [`stop`](Self::stop) and
+    /// [`restart`](Self::restart) so that two of them cannot interleave and,
+    /// say, rebind the port before the old listener is gone.
+    accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MockBroker {
@@ -210,7 +270,12 @@ impl MockBroker {
         MockBroker::builder().start().await
     }
 
-    /// The address the broker listens on.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.node.shared
+    }
+
+    /// The address the broker listens on, the same across
+    /// [`restart`](Self::restart)s.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -240,7 +305,7 @@ impl MockBroker {
         lock(&self.node.log).clone()
     }
 
-    /// Connections accepted so far, open or closed.
+    /// Connections accepted so far, open or closed, across restarts.
     pub fn connection_count(&self) -> u64 {
         self.node.accepted.load(Ordering::Acquire)
     }
@@ -258,55 +323,69 @@ impl MockBroker {
         }
     }
 
-    /// Creates a topic as if an admin had; false when the name is invalid or
-    /// taken, or `partitions` is below 1.
-    pub fn create_topic(&self, name: &str, partitions: i32) -> bool {
-        // -1 means "the default" on the wire, which is no use to a test.
-        if partitions < 1 {
-            return false;
-        }
-        let mut state = self.node.state();
-        match state.check_new_topic(name, partitions, 1) {
-            Ok((partitions, replication)) => {
-                let replicas = state.assign_replicas(partitions, replication);
-                state.create_topic(name, replicas);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// The names of the existing topics, sorted.
-    pub fn topics(&self) -> Vec<String> {
-        self.node.state().topics.keys().cloned().collect()
-    }
-
-    /// The partition count of `topic`, if it exists.
-    pub fn partition_count(&self, topic: &str) -> Option<i32> {
-        let state = self.node.state();
-        let topic = state.topics.get(topic)?;
-        Some(i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX))
-    }
-
-    /// Stops listening and closes every connection, returning once the
-    /// listening socket and all connection sockets are closed.
-    pub async fn shutdown(mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-            // A cancelled task reports JoinError::Cancelled, which is the
-            // point; anything else was logged by the task.
-            let _ = accept.await;
-        }
+    /// Stops the broker as if it had crashed: closes the listener (clients
+    /// get connection refused) and every connection, and drops its fetch
+    /// sessions. The cluster's state is untouched: Metadata from the other
+    /// brokers still lists this one and it still leads its partitions, as
+    /// before Kafka's controller notices. Returns once the sockets are
+    /// closed; stopping a stopped broker does nothing.
+    pub async fn stop(&self) {
+        let mut accept = self.accept.lock().await;
+        let Some(task) = accept.take() else {
+            return;
+        };
+        task.abort();
+        // A cancelled task reports JoinError::Cancelled, which is the point;
+        // anything else was logged by the task.
+        let _ = task.await;
         for task in server::take_connections(&self.node, true) {
             task.abort();
             let _ = task.await;
         }
+        self.node
+            .state()
+            .fetch_sessions
+            .close_broker(self.node.node_id);
+        tracing::debug!(node_id = self.node.node_id, "mock broker stopped");
     }
+
+    /// Listens again on the same address after [`stop`](Self::stop), and
+    /// puts the broker back into Metadata if a test had removed it (a
+    /// restarted Kafka broker registers again). Does nothing while running.
+    ///
+    /// Fails if the port was taken by someone else in the meantime.
+    pub async fn restart(&self) -> io::Result<()> {
+        let mut accept = self.accept.lock().await;
+        if accept.is_some() {
+            return Ok(());
+        }
+        // tokio sets SO_REUSEADDR, so connections the stop left in TIME_WAIT
+        // do not keep the port.
+        let listener = TcpListener::bind(self.addr).await?;
+        server::reopen(&self.node);
+        *accept = Some(server::spawn_accept_loop(listener, Arc::clone(&self.node)));
+        {
+            let mut state = self.node.state();
+            if let Some(info) = state.members.get(&self.node.node_id).cloned() {
+                state.brokers.insert(info.node_id, info);
+            }
+        }
+        tracing::debug!(node_id = self.node.node_id, "mock broker restarted");
+        Ok(())
+    }
+
+    /// Stops listening and closes every connection, returning once the
+    /// listening socket and all connection sockets are closed.
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    cluster_ops!();
 }
 
 impl Drop for MockBroker {
     fn drop(&mut self) {
-        if let Some(accept) = self.accept.take() {
+        if let Some(accept) = self.accept.get_mut().take() {
             accept.abort();
         }
         for task in server::take_connections(&self.node, true) {

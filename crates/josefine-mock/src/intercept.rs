@@ -140,10 +140,17 @@ pub enum Action {
     /// Wait, then answer normally.
     Delay(Duration),
     /// Answer with a well-formed response of the request's API carrying this
-    /// error code: the top-level error code where the API has one, and every
-    /// per-topic error code for Metadata, CreateTopics and DeleteTopics. For
-    /// Metadata without a topic list, every existing topic carries the error.
-    /// For an API the mock does not implement, the connection is closed.
+    /// error code, without acting on the request: the top-level error code
+    /// where the API has one (ApiVersions, Metadata v13+, InitProducerId),
+    /// every per-topic error code for Metadata, CreateTopics and
+    /// DeleteTopics, and every per-partition error code for Produce,
+    /// ListOffsets and Fetch. For Metadata without a topic list, every
+    /// existing topic carries the error. A fetch-session error
+    /// (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
+    /// FETCH_SESSION_TOPIC_ID_ERROR) goes top-level in Fetch v7+, as Kafka
+    /// sends it; an error on a Produce with `acks=0` closes the connection,
+    /// as Kafka does. For an API the mock does not implement, the connection
+    /// is closed.
     Error(i16),
     /// Close the connection without answering.
     Disconnect,

@@ -1,13 +1,21 @@
-//! An in-process mock Kafka broker with fault injection, for testing Kafka
+//! An in-process mock Kafka cluster with fault injection, for testing Kafka
 //! clients without a Kafka.
 //!
-//! A [`MockBroker`] listens on `127.0.0.1` and answers ApiVersions, Metadata,
-//! CreateTopics and DeleteTopics, at every version the `kafka-protocol` crate
-//! supports, from an in-memory cluster state. Its point is the faults: any
-//! request can be [intercepted](MockBroker::intercept) and answered with an
-//! error code, delayed, stalled, dropped with the connection, or replaced by
-//! raw or garbage bytes, and the broker records every request and connection
-//! so a test can assert what the client did about it.
+//! A [`MockBroker`] listens on `127.0.0.1` and answers Produce, Fetch,
+//! ListOffsets, Metadata, ApiVersions, CreateTopics, DeleteTopics and
+//! InitProducerId, at every version the `kafka-protocol` crate supports,
+//! from an in-memory cluster state: topics, leaders and a log per partition.
+//! A [`MockCluster`] runs several brokers over one such state, so leaders
+//! can move and brokers can crash and come back.
+//!
+//! Its point is the faults: any request can be
+//! [intercepted](MockBroker::intercept) and answered with an error code,
+//! delayed, stalled, dropped with the connection, or replaced by raw or
+//! garbage bytes, and each broker records every request and connection so a
+//! test can assert what the client did about it. On top of that a test can
+//! move a partition's leader, stop and restart a broker, make a broker forget
+//! its idempotent-producer state, delete records, store corrupt batches, and
+//! make Fetch end with partial batches.
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,6 +41,7 @@
 //! // ... run the client under test against `bootstrap`, then:
 //! assert_eq!(flaky.hits(), 0);
 //! assert!(broker.requests().iter().all(|r| r.api_key != ApiKey::Produce));
+//! assert_eq!(broker.log_end_offset("orders", 0), 0);
 //! broker.shutdown().await;
 //! # Ok(())
 //! # }
@@ -47,28 +56,83 @@
 //! * A request for an API the mock does not implement, an absurd length
 //!   prefix, or a request that does not decode closes the connection with a
 //!   `tracing` warning, as Kafka does.
-//! * Each connection is served one request at a time, in order.
+//! * Each connection is served one request at a time, in order; a
+//!   long-polling Fetch holds up the requests behind it on its connection,
+//!   and only those.
+//! * Produce: only the leader accepts; exactly one CRC-checked magic-2 batch
+//!   per partition; offsets assigned by rewriting the base offset, and the
+//!   leader epoch stamped, as a leader does; idempotent producers' sequences
+//!   checked with the last five batches remembered (duplicates answered with
+//!   their original offset); `acks=0` answered by silence, or by closing the
+//!   connection when a partition failed.
+//! * Fetch: leader and leader-epoch checks (KIP-320), byte limits with the
+//!   first batch exempt (KIP-74), long polling up to `max_wait_ms`,
+//!   incremental fetch sessions (KIP-227), topic ids from v13 (KIP-516), the
+//!   current leader and its endpoint with leadership errors (KIP-951).
+//! * ListOffsets: earliest, latest, max timestamp and by timestamp, with the
+//!   same leader checks. InitProducerId: producer ids from 1000, epoch bumps
+//!   (KIP-360).
+//! * Stopping a broker is a crash before the controller reacts: connections
+//!   are refused, but Metadata still lists it and it keeps its partitions
+//!   until a test calls [`MockCluster::remove_broker_from_metadata`] and
+//!   [`MockCluster::move_leader`].
+//!
+//! # Known gaps
+//!
+//! * No replication: every replica is always in sync, the high watermark and
+//!   last stable offset are the log end offset, `acks` 1 and -1 are the same,
+//!   and followers never serve fetches (KIP-392): only the leader answers.
+//! * No transactions: InitProducerId with a transactional id gets
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and transactional batches
+//!   INVALID_TXN_STATE. No consumer groups, no offset commits, no ACLs, no
+//!   SASL, no quotas (throttle time is always 0).
+//! * Records are never parsed, only batch headers: ListOffsets by timestamp
+//!   answers the first batch whose max timestamp qualifies (with that max
+//!   timestamp), where Kafka names the exact record; compressed batches are
+//!   stored as sent. There is no retention or compaction; the log start
+//!   moves only with [`MockCluster::delete_records_before`].
+//! * Without a transactional id, InitProducerId bumps a known producer's
+//!   epoch; Apache Kafka hands out a fresh id instead (see
+//!   [`MockCluster::set_init_producer_id_bumps_epoch`]). A partition with no
+//!   state for a producer refuses a batch not starting at sequence 0, where
+//!   Kafka 2.5+ accepts it (see [`UnknownProducer`]).
+//! * Fetch sessions list partitions in the order they joined; Kafka rotates
+//!   the ones that returned data to the back. `last_fetched_epoch` is not
+//!   checked, as the logs never diverge.
 //!
 //! # Layout
 //!
-//! `broker.rs` (public handle and builder), `server.rs` (accept loop,
-//! framing, per-connection task), `intercept.rs` (rules and actions),
-//! `state.rs` (cluster state: brokers, topics, partitions), `api/` (one file
-//! per Kafka API). The state is shared by the whole cluster and the rest is
-//! per broker, so a multi-broker cluster can be added without reshaping it.
+//! `broker.rs` (one broker's public handle and builder), `cluster.rs` (the
+//! multi-broker cluster, and the shared state with its test-facing
+//! operations, which `ops.rs` exposes on both handles), `server.rs` (accept
+//! loop, framing, per-connection task), `intercept.rs` (rules and actions),
+//! `state.rs` (brokers, topics, partitions, leadership checks), `log.rs`
+//! (a partition's batches and producer state), `batch.rs` (the record
+//! batch header and Produce's validation), `session.rs` (fetch sessions),
+//! `api/` (one file per Kafka API). The state is shared by the whole cluster;
+//! listeners, intercepts, request logs and fetch sessions are per broker.
+
+#[macro_use]
+mod ops;
 
 mod api;
+mod batch;
 mod broker;
+mod cluster;
 mod intercept;
+mod log;
 mod server;
+mod session;
 mod state;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use broker::{MockBroker, MockBrokerBuilder, DEFAULT_MAX_FRAME_SIZE};
+pub use cluster::{MockCluster, MockClusterBuilder};
 pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;
+pub use log::UnknownProducer;
 
 /// Locks a mutex, ignoring poison: a test that panicked while holding one of
 /// the mock's locks must not turn every later use of the mock into a second,

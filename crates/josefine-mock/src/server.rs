@@ -4,8 +4,9 @@
 //! an `i32` big-endian size, then a request header and body. Each connection
 //! task reads one request, answers it (or does what an intercept rule says),
 //! and only then reads the next, which is how a Kafka broker orders a
-//! connection's responses; so a delayed or stalled request holds up the ones
-//! pipelined behind it, as it would on a real broker.
+//! connection's responses; so a delayed or stalled request, or a Fetch
+//! long-polling for data, holds up the ones pipelined behind it, as it would
+//! on a real broker. A Produce with `acks=0` gets no response at all.
 //!
 //! Anything the mock cannot make sense of (an absurd length, a header that
 //! does not decode, an unknown API key or version) closes the connection, the
@@ -34,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::api::{self, Mode, Refusal};
+use crate::api::{self, Mode, Refusal, Reply};
 use crate::broker::Node;
 use crate::intercept::{Action, RequestInfo};
 use crate::lock;
@@ -66,6 +67,11 @@ pub(crate) fn take_connections(node: &Node, close: bool) -> Vec<JoinHandle<()>> 
     let mut connections = lock(&node.connections);
     connections.closed |= close;
     connections.tasks.drain().map(|(_, task)| task).collect()
+}
+
+/// Lets a stopped broker's connections register again, for a restart.
+pub(crate) fn reopen(node: &Node) {
+    lock(&node.connections).closed = false;
 }
 
 pub(crate) fn spawn_accept_loop(listener: TcpListener, node: Arc<Node>) -> JoinHandle<()> {
@@ -244,8 +250,8 @@ async fn handle_request(
     node.record(request.clone());
 
     let Some(action) = node.interceptor.take(&request) else {
-        write_all(stream, &api::serve(node, &header, frame, Mode::Normal)?).await?;
-        return Ok(Next::Continue);
+        let reply = api::serve(node, &header, frame, Mode::Normal).await?;
+        return write_reply(stream, reply).await;
     };
     tracing::debug!(
         ?action,
@@ -255,16 +261,12 @@ async fn handle_request(
     match action {
         Action::Delay(delay) => {
             tokio::time::sleep(delay).await;
-            write_all(stream, &api::serve(node, &header, frame, Mode::Normal)?).await?;
-            Ok(Next::Continue)
+            let reply = api::serve(node, &header, frame, Mode::Normal).await?;
+            write_reply(stream, reply).await
         }
         Action::Error(code) => {
-            write_all(
-                stream,
-                &api::serve(node, &header, frame, Mode::Error(code))?,
-            )
-            .await?;
-            Ok(Next::Continue)
+            let reply = api::serve(node, &header, frame, Mode::Error(code)).await?;
+            write_reply(stream, reply).await
         }
         Action::Disconnect => Ok(Next::Close),
         Action::Garbage(bytes) => {
@@ -288,11 +290,27 @@ async fn handle_request(
         Action::HalfResponse => {
             // The request takes effect (a topic is created, say) and only the
             // answer is lost, which is the case a client's retry must handle.
-            let response = api::serve(node, &header, frame, Mode::Normal)?;
-            let body_len = response.len() - 4;
-            write_all(stream, &response[..4 + body_len / 2]).await?;
+            // An acks=0 Produce has no answer to halve; the close remains.
+            if let Reply::Frame(response) = api::serve(node, &header, frame, Mode::Normal).await? {
+                let body_len = response.len() - 4;
+                write_all(stream, &response[..4 + body_len / 2]).await?;
+            }
             Ok(Next::Close)
         }
+    }
+}
+
+/// Writes what the API handler decided: a response, nothing (Produce with
+/// acks=0), or a hang-up (acks=0 with a failed partition, Kafka's only way
+/// to tell such a producer).
+async fn write_reply(stream: &mut TcpStream, reply: Reply) -> Result<Next, ConnectionError> {
+    match reply {
+        Reply::Frame(frame) => {
+            write_all(stream, &frame).await?;
+            Ok(Next::Continue)
+        }
+        Reply::Nothing => Ok(Next::Continue),
+        Reply::Close => Ok(Next::Close),
     }
 }
 

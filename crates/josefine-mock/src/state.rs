@@ -1,19 +1,22 @@
-//! What the mock cluster knows: its brokers, its topics and where each
-//! partition lives.
+//! What the mock cluster knows: its brokers, its topics, where each
+//! partition lives, the partitions' logs and the producer ids handed out.
 //!
-//! A `ClusterState` belongs to the cluster, not to one broker, so that a
-//! multi-broker cluster can share it and move leaders under every broker's
-//! feet at once. It lives behind a `std::sync::Mutex`. Handlers are plain
+//! A `ClusterState` belongs to the cluster, not to one broker, so a leader
+//! moves under every broker's feet at once. It lives behind a
+//! `std::sync::Mutex` (see [`Shared`](crate::cluster::Shared)). Handlers are
 //! synchronous functions from a request to a response, so the lock is taken
 //! and dropped inside one of them and never held across an `.await`; a test
 //! thread mutating the state can therefore never observe (or produce) a
 //! response built from half an update.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
+
+use crate::log::{PartitionLog, UnknownProducer};
+use crate::session::{FetchSessions, TopicKey};
 
 /// Kafka's `num.partitions` default, used when CreateTopics asks for -1.
 pub(crate) const DEFAULT_PARTITIONS: i32 = 1;
@@ -49,7 +52,52 @@ pub(crate) struct PartitionState {
     pub(crate) leader_epoch: i32,
     pub(crate) replicas: Vec<i32>,
     pub(crate) isr: Vec<i32>,
+    pub(crate) log: PartitionLog,
 }
+
+/// Why a broker does not serve a partition: the error code and, when the
+/// partition exists, its leader and leader epoch, which Fetch v12+ and
+/// Produce v10+ report so the client can skip a metadata refresh (KIP-951).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotServed {
+    pub(crate) code: i16,
+    pub(crate) leader: Option<(i32, i32)>,
+}
+
+impl NotServed {
+    fn unknown(topic: &TopicKey) -> Self {
+        let error = match topic {
+            TopicKey::Name(_) => ResponseError::UnknownTopicOrPartition,
+            TopicKey::Id(_) => ResponseError::UnknownTopicId,
+        };
+        NotServed {
+            code: error.code(),
+            leader: None,
+        }
+    }
+}
+
+/// Knobs a test turns through `MockCluster`/`MockBroker`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) unknown_producer: UnknownProducer,
+    pub(crate) truncate_last_batch: bool,
+    pub(crate) init_producer_id_bumps_epoch: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            unknown_producer: UnknownProducer::default(),
+            truncate_last_batch: false,
+            init_producer_id_bumps_epoch: true,
+        }
+    }
+}
+
+/// Where InitProducerId starts handing out producer ids; far from 0 so a
+/// client that sends an uninitialised id is easy to tell apart.
+pub(crate) const FIRST_PRODUCER_ID: i64 = 1000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct TopicState {
@@ -78,8 +126,17 @@ impl Rejection {
 pub(crate) struct ClusterState {
     pub(crate) cluster_id: String,
     pub(crate) controller_id: i32,
+    /// The brokers Metadata lists: every broker of the cluster, stopped or
+    /// not, unless a test removed it.
     pub(crate) brokers: BTreeMap<i32, BrokerInfo>,
+    /// Every broker of the cluster, listed or not.
+    pub(crate) members: BTreeMap<i32, BrokerInfo>,
     pub(crate) topics: BTreeMap<String, TopicState>,
+    /// The current epoch of every producer id InitProducerId handed out.
+    pub(crate) producer_epochs: HashMap<i64, i16>,
+    pub(crate) next_producer_id: i64,
+    pub(crate) fetch_sessions: FetchSessions,
+    pub(crate) settings: Settings,
 }
 
 impl ClusterState {
@@ -88,11 +145,17 @@ impl ClusterState {
             cluster_id,
             controller_id,
             brokers: BTreeMap::new(),
+            members: BTreeMap::new(),
             topics: BTreeMap::new(),
+            producer_epochs: HashMap::new(),
+            next_producer_id: FIRST_PRODUCER_ID,
+            fetch_sessions: FetchSessions::default(),
+            settings: Settings::default(),
         }
     }
 
     pub(crate) fn add_broker(&mut self, broker: BrokerInfo) {
+        self.members.insert(broker.node_id, broker.clone());
         self.brokers.insert(broker.node_id, broker);
     }
 
@@ -101,6 +164,101 @@ impl ClusterState {
             .iter()
             .find(|(_, topic)| topic.id == id)
             .map(|(name, topic)| (name.as_str(), topic))
+    }
+
+    /// The topic a fetch, produce or list-offsets entry names, by name or id.
+    pub(crate) fn resolve(&self, key: &TopicKey) -> Option<(&str, &TopicState)> {
+        match key {
+            TopicKey::Name(name) => self
+                .topics
+                .get_key_value(name.as_str())
+                .map(|(name, topic)| (name.as_str(), topic)),
+            TopicKey::Id(id) if id.is_nil() => None,
+            TopicKey::Id(id) => self.topic_by_id(*id),
+        }
+    }
+
+    /// The partition, if `node_id` may serve it to a client that believes
+    /// the leader epoch is `current_leader_epoch` (-1: no opinion).
+    ///
+    /// Checks in Kafka's order (`Partition.getLocalLog`): existence, then
+    /// the epoch (FENCED_LEADER_EPOCH when the client's is older,
+    /// UNKNOWN_LEADER_EPOCH when newer, KIP-320), then leadership
+    /// (NOT_LEADER_OR_FOLLOWER). The mock does not serve reads from
+    /// followers (KIP-392), so only the leader answers.
+    pub(crate) fn served_partition(
+        &self,
+        node_id: i32,
+        key: &TopicKey,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<&PartitionState, NotServed> {
+        let (_, topic) = self.resolve(key).ok_or_else(|| NotServed::unknown(key))?;
+        let state = usize::try_from(partition)
+            .ok()
+            .and_then(|index| topic.partitions.get(index))
+            .ok_or(NotServed {
+                code: ResponseError::UnknownTopicOrPartition.code(),
+                leader: None,
+            })?;
+        check_served(state, node_id, current_leader_epoch)?;
+        Ok(state)
+    }
+
+    /// [`served_partition`](Self::served_partition), for appending.
+    pub(crate) fn served_partition_mut(
+        &mut self,
+        node_id: i32,
+        key: &TopicKey,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<&mut PartitionState, NotServed> {
+        // Checked through the shared path first; the name is then known to
+        // resolve, so the lookups below cannot miss.
+        self.served_partition(node_id, key, partition, current_leader_epoch)?;
+        let name = self
+            .resolve(key)
+            .map(|(name, _)| name.to_owned())
+            .ok_or_else(|| NotServed::unknown(key))?;
+        self.partition_mut(&name, partition)
+            .ok_or_else(|| NotServed::unknown(key))
+    }
+
+    /// A partition by topic name and index, for the test-facing API.
+    pub(crate) fn partition_mut(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&mut PartitionState> {
+        self.topics
+            .get_mut(topic)?
+            .partitions
+            .get_mut(usize::try_from(partition).ok()?)
+    }
+
+    /// Read-only [`partition_mut`](Self::partition_mut).
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.topics
+            .get(topic)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)
+    }
+
+    /// Places every partition on every broker, partition `p` led by the
+    /// `p % n`-th broker by node id: the layout of topics a builder or a test
+    /// creates, so multi-broker tests see every broker lead something.
+    pub(crate) fn spread_replicas(&self, partitions: i32) -> Vec<Vec<i32>> {
+        let nodes: Vec<i32> = self.brokers.keys().copied().collect();
+        if nodes.is_empty() {
+            return (0..partitions).map(|_| vec![self.controller_id]).collect();
+        }
+        (0..usize::try_from(partitions).unwrap_or(0))
+            .map(|p| {
+                (0..nodes.len())
+                    .map(|r| nodes[(p + r) % nodes.len()])
+                    .collect()
+            })
+            .collect()
     }
 
     /// Checks a CreateTopics entry the way Kafka's controller does and returns
@@ -231,6 +389,7 @@ impl ClusterState {
                 leader_epoch: 0,
                 isr: replicas.clone(),
                 replicas,
+                log: PartitionLog::default(),
             })
             .collect();
         let seq = NEXT_TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +404,27 @@ impl ClusterState {
     pub(crate) fn delete_topic(&mut self, name: &str) -> Option<TopicState> {
         self.topics.remove(name)
     }
+}
+
+fn check_served(
+    state: &PartitionState,
+    node_id: i32,
+    current_leader_epoch: i32,
+) -> Result<(), NotServed> {
+    let refuse = |error: ResponseError| NotServed {
+        code: error.code(),
+        leader: Some((state.leader, state.leader_epoch)),
+    };
+    if current_leader_epoch >= 0 && current_leader_epoch < state.leader_epoch {
+        return Err(refuse(ResponseError::FencedLeaderEpoch));
+    }
+    if current_leader_epoch > state.leader_epoch {
+        return Err(refuse(ResponseError::UnknownLeaderEpoch));
+    }
+    if state.leader != node_id {
+        return Err(refuse(ResponseError::NotLeaderOrFollower));
+    }
+    Ok(())
 }
 
 /// Kafka's topic-name rules (`Topic.validate`): what a real broker rejects

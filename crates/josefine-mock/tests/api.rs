@@ -8,7 +8,8 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    DeleteTopicsRequest, MetadataRequest, ProduceRequest,
+    DeleteTopicsRequest, DescribeAclsRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::{Encodable, Message, StrBytes};
 
@@ -52,8 +53,21 @@ async fn api_versions_v0_lists_the_implemented_apis() {
     );
     assert_eq!(
         ranges(ApiKey::Produce),
+        Some((3, ProduceRequest::VERSIONS.max))
+    );
+    assert_eq!(ranges(ApiKey::Fetch), Some((4, FetchRequest::VERSIONS.max)));
+    assert_eq!(
+        ranges(ApiKey::ListOffsets),
+        Some((1, ListOffsetsRequest::VERSIONS.max))
+    );
+    assert_eq!(
+        ranges(ApiKey::InitProducerId),
+        Some((0, InitProducerIdRequest::VERSIONS.max))
+    );
+    assert_eq!(
+        ranges(ApiKey::DescribeAcls),
         None,
-        "the mock does not implement Produce"
+        "the mock does not implement DescribeAcls"
     );
 }
 
@@ -69,7 +83,7 @@ async fn api_versions_v3_flexible_is_answered() {
     for version in 3..=ApiVersionsRequest::VERSIONS.max {
         let response = client.call(&request, version).await;
         assert_eq!(response.error_code, 0, "v{version}");
-        assert_eq!(response.api_keys.len(), 4, "v{version}");
+        assert_eq!(response.api_keys.len(), 8, "v{version}");
     }
 }
 
@@ -388,9 +402,9 @@ async fn delete_topics_by_name_and_by_id() {
 async fn unimplemented_api_closes_the_connection_but_is_logged() {
     let broker = MockBroker::start().await.unwrap();
     let mut client = RawClient::connect(&broker).await;
-    client.send(&ProduceRequest::default(), 9).await;
+    client.send(&DescribeAclsRequest::default(), 1).await;
     client.expect_closed().await;
     let requests = broker.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].api_key, ApiKey::Produce);
+    assert_eq!(requests[0].api_key, ApiKey::DescribeAcls);
 }

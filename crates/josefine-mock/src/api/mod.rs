@@ -6,19 +6,29 @@
 //! checks and encoding live here, once, so a new API is one small file and one
 //! line in [`serve`] and [`IMPLEMENTED`].
 //!
+//! Two APIs need more than a function: Produce with `acks=0` sends no
+//! response at all ([`Reply::Nothing`]), and Fetch may wait for data
+//! (`max_wait_ms`), so [`serve`] is async and their modules wrap their
+//! handlers in a `serve` of their own.
+//!
 //! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
 
 pub(crate) mod api_versions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_topics;
+pub(crate) mod fetch;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod produce;
 
 use std::panic::{self, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest,
-    RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
@@ -34,11 +44,15 @@ pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
 /// the kafka-protocol crate can decode and encode.
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 4] = [
-    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 8] = [
+    (ApiKey::Produce, ProduceRequest::VERSIONS),
+    (ApiKey::Fetch, FetchRequest::VERSIONS),
+    (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
     (ApiKey::Metadata, MetadataRequest::VERSIONS),
+    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
     (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
     (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+    (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -57,6 +71,18 @@ pub(crate) struct Refusal(pub(crate) String);
 /// A complete response frame: the length prefix, the response header and the
 /// body, ready to write.
 pub(crate) type Frame = BytesMut;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Write this response.
+    Frame(Frame),
+    /// Write nothing and read the next request (Produce with acks=0).
+    Nothing,
+    /// Close the connection without a response (Produce with acks=0 that
+    /// failed).
+    Close,
+}
 
 pub(crate) trait Handler {
     type Request: Request + Default;
@@ -79,61 +105,82 @@ pub(crate) trait Handler {
 
 /// Answers one request whose header has been decoded; `body` is what follows
 /// the header.
-pub(crate) fn serve(
+pub(crate) async fn serve(
     node: &Node,
     header: &RequestHeader,
     body: Bytes,
     mode: Mode,
-) -> Result<Frame, Refusal> {
-    match ApiKey::try_from(header.request_api_key) {
-        Ok(ApiKey::ApiVersions) => api_versions::serve(node, header, body, mode),
+) -> Result<Reply, Refusal> {
+    let frame = match ApiKey::try_from(header.request_api_key) {
+        Ok(ApiKey::Produce) => return produce::serve(node, header, body, mode),
+        Ok(ApiKey::Fetch) => return fetch::serve(node, header, body, mode).await,
+        Ok(ApiKey::ListOffsets) => {
+            serve_with::<list_offsets::ListOffsets>(node, header, body, mode)
+        }
         Ok(ApiKey::Metadata) => serve_with::<metadata::Metadata>(node, header, body, mode),
+        Ok(ApiKey::ApiVersions) => api_versions::serve(node, header, body, mode),
         Ok(ApiKey::CreateTopics) => {
             serve_with::<create_topics::CreateTopics>(node, header, body, mode)
         }
         Ok(ApiKey::DeleteTopics) => {
             serve_with::<delete_topics::DeleteTopics>(node, header, body, mode)
         }
+        Ok(ApiKey::InitProducerId) => {
+            serve_with::<init_producer_id::InitProducerId>(node, header, body, mode)
+        }
         Ok(other) => Err(Refusal(format!("{other:?} is not implemented by the mock"))),
         Err(()) => Err(Refusal(format!(
             "unknown api key {}",
             header.request_api_key
         ))),
-    }
+    };
+    frame.map(Reply::Frame)
 }
 
-fn serve_with<H: Handler>(
+/// Decodes a request body after the version checks, or refuses it.
+///
+/// In [`Mode::Error`] the test asked for an error, so it gets one even when
+/// the mock could not parse the request (or never advertised the version):
+/// the request is then the default one and the response names nothing.
+fn decode_for<R: Request + Default>(
     node: &Node,
     header: &RequestHeader,
     mut body: Bytes,
     mode: Mode,
-) -> Result<Frame, Refusal> {
+) -> Result<R, Refusal> {
     let version = header.request_api_version;
     let key = header.request_api_key;
-    if !codec_supports::<H::Request>(version) {
+    if !codec_supports::<R>(version) {
         return Err(Refusal(format!(
             "api key {key} v{version} is beyond what kafka-protocol can encode ({})",
-            <H::Request as Message>::VERSIONS
+            <R as Message>::VERSIONS
         )));
     }
-    let response = match mode {
+    match mode {
         Mode::Normal => {
             if !node.advertises(key, version) {
                 return Err(Refusal(format!(
                     "api key {key} v{version} is outside the advertised versions"
                 )));
             }
-            let request = decode::<H::Request>(&mut body, version)
-                .map_err(|e| Refusal(format!("malformed api key {key} v{version} request: {e}")))?;
-            H::handle(node, request, version)
+            decode::<R>(&mut body, version)
+                .map_err(|e| Refusal(format!("malformed api key {key} v{version} request: {e}")))
         }
-        Mode::Error(code) => {
-            // The test asked for an error, so it gets one even when the mock
-            // could not parse the request (or the client never advertised
-            // it): the response then just names no topics.
-            let request = decode::<H::Request>(&mut body, version).unwrap_or_default();
-            H::error_response(node, &request, version, code)
-        }
+        Mode::Error(_) => Ok(decode::<R>(&mut body, version).unwrap_or_default()),
+    }
+}
+
+fn serve_with<H: Handler>(
+    node: &Node,
+    header: &RequestHeader,
+    body: Bytes,
+    mode: Mode,
+) -> Result<Frame, Refusal> {
+    let version = header.request_api_version;
+    let request = decode_for::<H::Request>(node, header, body, mode)?;
+    let response = match mode {
+        Mode::Normal => H::handle(node, request, version),
+        Mode::Error(code) => H::error_response(node, &request, version, code),
     };
     encode_response(header.correlation_id, version, &response)
 }

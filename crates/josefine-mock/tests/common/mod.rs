@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use josefine_mock::MockBroker;
+use josefine_mock::{MockBroker, MockCluster};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{
@@ -33,6 +33,10 @@ impl RawClient {
             .await
             .expect("connect to mock");
         RawClient::from_stream(stream)
+    }
+
+    pub async fn connect_to(cluster: &MockCluster, node_id: i32) -> RawClient {
+        RawClient::connect(cluster.broker(node_id)).await
     }
 
     pub fn from_stream(stream: TcpStream) -> RawClient {
@@ -155,4 +159,231 @@ pub fn metadata_all(version: i16) -> MetadataRequest {
 
 pub fn api_key(key: ApiKey) -> i16 {
     key as i16
+}
+
+pub mod records {
+    //! Hand-made magic-2 record batches (KIP-98), uncompressed, so the tests
+    //! do not lean on the code under test to build their input.
+    //! <https://kafka.apache.org/documentation/#recordbatch>
+
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// What goes into a batch besides its values.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Spec {
+        pub base_timestamp: i64,
+        pub producer_id: i64,
+        pub producer_epoch: i16,
+        pub base_sequence: i32,
+    }
+
+    impl Default for Spec {
+        fn default() -> Self {
+            Spec {
+                base_timestamp: 1_000,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+            }
+        }
+    }
+
+    fn varint(buf: &mut BytesMut, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        while zigzag >= 0x80 {
+            buf.put_u8((zigzag as u8) | 0x80);
+            zigzag >>= 7;
+        }
+        buf.put_u8(zigzag as u8);
+    }
+
+    /// A batch of one record per value, record `i` stamped
+    /// `base_timestamp + i`, with a valid CRC-32C and base offset 0.
+    pub fn batch_with(spec: Spec, values: &[&str]) -> Bytes {
+        assert!(!values.is_empty(), "a batch needs a record");
+        let mut records = BytesMut::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut record = BytesMut::new();
+            record.put_i8(0); // attributes
+            varint(&mut record, i as i64); // timestamp delta
+            varint(&mut record, i as i64); // offset delta
+            varint(&mut record, -1); // null key
+            varint(&mut record, value.len() as i64);
+            record.put_slice(value.as_bytes());
+            varint(&mut record, 0); // no headers
+            varint(&mut records, record.len() as i64);
+            records.put_slice(&record);
+        }
+        let last_delta = values.len() as i32 - 1;
+        let mut batch = BytesMut::new();
+        batch.put_i64(0); // base offset, assigned by the broker
+        batch.put_i32(0); // length, patched below
+        batch.put_i32(-1); // partition leader epoch, stamped by the broker
+        batch.put_i8(2); // magic
+        batch.put_u32(0); // crc, patched below
+        batch.put_i16(0); // attributes: uncompressed, CreateTime
+        batch.put_i32(last_delta);
+        batch.put_i64(spec.base_timestamp);
+        batch.put_i64(spec.base_timestamp + i64::from(last_delta));
+        batch.put_i64(spec.producer_id);
+        batch.put_i16(spec.producer_epoch);
+        batch.put_i32(spec.base_sequence);
+        batch.put_i32(values.len() as i32);
+        batch.put_slice(&records);
+        let length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch.freeze()
+    }
+
+    pub fn batch(values: &[&str]) -> Bytes {
+        batch_with(Spec::default(), values)
+    }
+
+    /// A batch whose records start at `base_timestamp`.
+    pub fn batch_at(base_timestamp: i64, values: &[&str]) -> Bytes {
+        batch_with(
+            Spec {
+                base_timestamp,
+                ..Spec::default()
+            },
+            values,
+        )
+    }
+
+    /// An idempotent producer's batch.
+    pub fn idempotent(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+        batch_with(
+            Spec {
+                producer_id,
+                producer_epoch: epoch,
+                base_sequence,
+                ..Spec::default()
+            },
+            values,
+        )
+    }
+
+    pub fn base_offset(batch: &[u8]) -> i64 {
+        i64::from_be_bytes(batch[0..8].try_into().unwrap())
+    }
+
+    pub fn leader_epoch(batch: &[u8]) -> i32 {
+        i32::from_be_bytes(batch[12..16].try_into().unwrap())
+    }
+
+    /// Whether the batch's CRC-32C still matches.
+    pub fn crc_ok(batch: &[u8]) -> bool {
+        u32::from_be_bytes(batch[17..21].try_into().unwrap()) == crc32c::crc32c(&batch[21..])
+    }
+
+    /// Splits a Fetch response's records into whole batches, and the bytes
+    /// of a trailing partial one.
+    pub fn split(records: &[u8]) -> (Vec<Bytes>, usize) {
+        let mut batches = Vec::new();
+        let mut rest = records;
+        while rest.len() >= 12 {
+            let size = 12 + i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize;
+            if size > rest.len() {
+                break;
+            }
+            batches.push(Bytes::copy_from_slice(&rest[..size]));
+            rest = &rest[size..];
+        }
+        (batches, rest.len())
+    }
+
+    /// Everything but the base offset and leader epoch, which the broker
+    /// assigns: the part a fetched batch must share with the produced one.
+    pub fn payload(batch: &[u8]) -> &[u8] {
+        &batch[16..]
+    }
+}
+
+pub mod requests {
+    //! Client-side requests, spelled the way each version needs.
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, ProduceRequest};
+    use uuid::Uuid;
+
+    use super::topic_name;
+
+    /// One batch to one partition, naming the topic by name, or by id from
+    /// v13 (pass the id then).
+    pub fn produce(
+        topic: &str,
+        id: Uuid,
+        partition: i32,
+        records: Bytes,
+        version: i16,
+    ) -> ProduceRequest {
+        produce_many(&[(topic, id, partition, records)], version)
+    }
+
+    pub fn produce_many(parts: &[(&str, Uuid, i32, Bytes)], version: i16) -> ProduceRequest {
+        let topics = parts
+            .iter()
+            .map(|(topic, id, partition, records)| {
+                let data = TopicProduceData::default().with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(*partition)
+                        .with_records(Some(records.clone())),
+                ]);
+                if version >= 13 {
+                    data.with_topic_id(*id)
+                } else {
+                    data.with_name(topic_name(topic))
+                }
+            })
+            .collect();
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(topics)
+    }
+
+    /// A partition to fetch: (topic, id, partition, offset, partition max bytes).
+    pub type Part<'a> = (&'a str, Uuid, i32, i64, i32);
+
+    /// A sessionless fetch that answers at once.
+    pub fn fetch(parts: &[Part<'_>], version: i16) -> FetchRequest {
+        fetch_topics(parts, version)
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(i32::MAX)
+    }
+
+    /// The topic list of a fetch, one topic entry per part.
+    pub fn fetch_topics(parts: &[Part<'_>], version: i16) -> FetchRequest {
+        let topics = parts
+            .iter()
+            .map(|(topic, id, partition, offset, max_bytes)| {
+                let t = FetchTopic::default().with_partitions(vec![FetchPartition::default()
+                    .with_partition(*partition)
+                    .with_fetch_offset(*offset)
+                    .with_partition_max_bytes(*max_bytes)]);
+                if version >= 13 {
+                    t.with_topic_id(*id)
+                } else {
+                    t.with_topic(topic_name(topic))
+                }
+            })
+            .collect();
+        FetchRequest::default().with_topics(topics)
+    }
+
+    pub fn list_offsets(topic: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
+        ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])])
+    }
 }

@@ -405,7 +405,7 @@ mod tests {
     }
 
     fn push(a: &mut Accumulator<u32>, p: i32, id: u32, now: Instant) -> Appended {
-        a.append(&tp(p), 0, None, Some(&[0u8; 100]), &[], id, 100, now)
+        a.append(&tp(p), 0, None, Some(&[0u8; 100]), &[], id, 100, || now)
             .unwrap()
     }
 

@@ -1,0 +1,545 @@
+/*
+ * rdkafka_peer: a small whole-process benchmark peer for Josefine, linked
+ * against the librdkafka shared object bundled in the confluent-kafka wheel
+ * (librdkafka 2.16). Build it with bench/build-peer.sh.
+ *
+ *   rdkafka_peer produce --bootstrap HOST:PORT --topic T --records N --size BYTES
+ *                [--keyed] [--acks all|1|0] [--compression none|gzip|snappy|lz4|zstd]
+ *                [--linger-ms MS] [--batch-size BYTES] [--batch-num-messages N]
+ *                [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...
+ *   rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N
+ *                [--no-warmup] [--set NAME=VALUE]...
+ * --set passes any librdkafka configuration property, applied after the defaults.
+ * By default both modes warm up before the clock starts: two metadata requests for
+ * the topic, so that the connection to the advertised broker is up, the partition
+ * leaders are known and (idempotent producer) the producer id was acquired. See
+ * warm_up() for why: without it librdkafka loses ~0.5 s to fixed start-up timers.
+ * --no-warmup skips it (the clock then includes that start-up).
+ *
+ * Each mode prints exactly one JSON line on stdout at the end:
+ *   {"client":"librdkafka","mode":"produce","records":N,"bytes":B,"seconds":S,
+ *    "cpu_user":U,"cpu_sys":Y,"max_rss_kb":K}
+ * bytes is the sum of value bytes; seconds spans the first produce call (or the
+ * assign) to the last delivery report (or the N-th record received); cpu and rss
+ * are getrusage(RUSAGE_SELF) of the whole process (all librdkafka threads) after
+ * the client handle was destroyed. Progress goes to stderr, at most once a second.
+ *
+ * Value of record i (0-based), byte j: (uint8_t)((i + j) * 31 + 7).
+ * Key of record i with --keyed: "key-<i>" (decimal, no padding).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------
+ * The subset of librdkafka's public C API used here, declared by hand because
+ * the wheel ships no headers. Prototypes, enum values, macros and the layout of
+ * rd_kafka_message_t follow librdkafka's public header src/rdkafka.h as of
+ * v2.15.0 (RD_KAFKA_VERSION 0x020f00ff; identical on its master branch leading
+ * to 2.16). None of these changed in 2.x; the wheel's runtime reports 2.16.0, and
+ * main() refuses a runtime other than 2.x.
+ * ------------------------------------------------------------------------ */
+typedef struct rd_kafka_s rd_kafka_t;
+typedef struct rd_kafka_topic_s rd_kafka_topic_t;
+typedef struct rd_kafka_conf_s rd_kafka_conf_t;
+typedef struct rd_kafka_topic_conf_s rd_kafka_topic_conf_t;
+typedef struct rd_kafka_topic_partition_list_s rd_kafka_topic_partition_list_t;
+/* Only handled through pointers returned by librdkafka; layout not needed. */
+typedef struct rd_kafka_topic_partition_s rd_kafka_topic_partition_t;
+struct rd_kafka_metadata; /* only passed back to rd_kafka_metadata_destroy() */
+
+typedef enum rd_kafka_type_t { RD_KAFKA_PRODUCER = 0, RD_KAFKA_CONSUMER = 1 } rd_kafka_type_t;
+
+/* rd_kafka_resp_err_t is an int-sized enum; only the values used are named. */
+typedef enum {
+    RD_KAFKA_RESP_ERR__PARTITION_EOF = -191,
+    RD_KAFKA_RESP_ERR__QUEUE_FULL = -184,
+    RD_KAFKA_RESP_ERR__FATAL = -150,
+    RD_KAFKA_RESP_ERR_NO_ERROR = 0,
+} rd_kafka_resp_err_t;
+
+typedef enum {
+    RD_KAFKA_CONF_UNKNOWN = -2,
+    RD_KAFKA_CONF_INVALID = -1,
+    RD_KAFKA_CONF_OK = 0,
+} rd_kafka_conf_res_t;
+
+#define RD_KAFKA_PARTITION_UA ((int32_t)-1)
+#define RD_KAFKA_MSG_F_COPY 0x2
+#define RD_KAFKA_OFFSET_BEGINNING -2
+
+typedef struct rd_kafka_message_s {
+    rd_kafka_resp_err_t err;
+    rd_kafka_topic_t *rkt;
+    int32_t partition;
+    void *payload;
+    size_t len;
+    void *key;
+    size_t key_len;
+    int64_t offset;
+    void *_private;
+} rd_kafka_message_t;
+
+int rd_kafka_version(void);
+const char *rd_kafka_version_str(void);
+const char *rd_kafka_err2str(rd_kafka_resp_err_t err);
+rd_kafka_resp_err_t rd_kafka_last_error(void);
+rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size);
+
+rd_kafka_conf_t *rd_kafka_conf_new(void);
+rd_kafka_conf_res_t rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+                                      char *errstr, size_t errstr_size);
+void rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
+                                 void (*dr_msg_cb)(rd_kafka_t *rk,
+                                                   const rd_kafka_message_t *rkmessage,
+                                                   void *opaque));
+
+rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                         size_t errstr_size);
+void rd_kafka_destroy(rd_kafka_t *rk);
+int rd_kafka_poll(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_resp_err_t rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+int rd_kafka_outq_len(rd_kafka_t *rk);
+
+rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic,
+                                     rd_kafka_topic_conf_t *conf);
+void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt);
+int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload,
+                     size_t len, const void *key, size_t keylen, void *msg_opaque);
+
+rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_new(int size);
+void rd_kafka_topic_partition_list_destroy(rd_kafka_topic_partition_list_t *rkparlist);
+rd_kafka_topic_partition_t *rd_kafka_topic_partition_list_add(
+    rd_kafka_topic_partition_list_t *rktparlist, const char *topic, int32_t partition);
+rd_kafka_resp_err_t rd_kafka_topic_partition_list_set_offset(
+    rd_kafka_topic_partition_list_t *rktparlist, const char *topic, int32_t partition,
+    int64_t offset);
+rd_kafka_resp_err_t rd_kafka_metadata(rd_kafka_t *rk, int all_topics, rd_kafka_topic_t *only_rkt,
+                                      const struct rd_kafka_metadata **metadatap, int timeout_ms);
+void rd_kafka_metadata_destroy(const struct rd_kafka_metadata *metadata);
+rd_kafka_resp_err_t rd_kafka_poll_set_consumer(rd_kafka_t *rk);
+rd_kafka_resp_err_t rd_kafka_assign(rd_kafka_t *rk,
+                                    const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms);
+void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage);
+rd_kafka_resp_err_t rd_kafka_consumer_close(rd_kafka_t *rk);
+
+/* ------------------------------------------------------------------------ */
+
+#define STALL_TIMEOUT_S 60.0
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, const char *arg) {
+    fprintf(stderr, "rdkafka_peer: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage:\n"
+            "  rdkafka_peer produce --bootstrap HOST:PORT --topic T --records N --size BYTES\n"
+            "               [--keyed] [--acks all|1|0] [--compression none|gzip|snappy|lz4|zstd]\n"
+            "               [--linger-ms MS] [--batch-size BYTES] [--batch-num-messages N]\n"
+            "               [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...\n"
+            "  rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N\n"
+            "               [--no-warmup] [--set NAME=VALUE]...\n"
+            "--set passes any librdkafka property (e.g. debug=eos), after the defaults.\n");
+    exit(2);
+}
+
+static long long parse_count(const char *flag, const char *v, long long min) {
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < min) die("bad value for %s", flag);
+    return n;
+}
+
+static void set_conf(rd_kafka_conf_t *conf, const char *name, const char *value) {
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "rdkafka_peer: config %s=%s: %s\n", name, value, errstr);
+        exit(1);
+    }
+}
+
+static void print_result(const char *mode, long long records, long long bytes, double seconds) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("{\"client\":\"librdkafka\",\"mode\":\"%s\",\"records\":%lld,\"bytes\":%lld,"
+           "\"seconds\":%.6f,\"cpu_user\":%.6f,\"cpu_sys\":%.6f,\"max_rss_kb\":%ld}\n",
+           mode, records, bytes, seconds, user, sys, ru.ru_maxrss);
+    fflush(stdout);
+}
+
+struct opts {
+    const char *mode;
+    const char *bootstrap;
+    const char *topic;
+    long long records;
+    long long size;
+    long long partitions;
+    int keyed;
+    const char *acks;
+    const char *compression;
+    const char *linger_ms;
+    const char *batch_size;
+    const char *batch_num_messages;
+    const char *idempotence;
+    int warmup;
+    int n_extra;
+    const char *extra[32]; /* --set NAME=VALUE, applied last */
+};
+
+static struct opts parse_args(int argc, char **argv) {
+    struct opts o;
+    memset(&o, 0, sizeof o);
+    o.records = -1;
+    o.size = -1;
+    o.partitions = -1;
+    o.acks = "all";
+    o.compression = "none";
+    o.linger_ms = "5";
+    o.idempotence = "true";
+    o.warmup = 1;
+    if (argc < 2) usage();
+    o.mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--keyed") == 0) {
+            o.keyed = 1;
+            continue;
+        }
+        if (strcmp(a, "--warmup") == 0 || strcmp(a, "--no-warmup") == 0) { /* both modes */
+            o.warmup = strcmp(a, "--warmup") == 0;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage();
+        if (i + 1 >= argc) die("missing value for %s", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--bootstrap") == 0) o.bootstrap = v;
+        else if (strcmp(a, "--topic") == 0) o.topic = v;
+        else if (strcmp(a, "--records") == 0) o.records = parse_count(a, v, 1);
+        else if (strcmp(a, "--size") == 0) o.size = parse_count(a, v, 0);
+        else if (strcmp(a, "--partitions") == 0) o.partitions = parse_count(a, v, 1);
+        else if (strcmp(a, "--acks") == 0) o.acks = v;
+        else if (strcmp(a, "--compression") == 0) o.compression = v;
+        else if (strcmp(a, "--linger-ms") == 0) o.linger_ms = v;
+        else if (strcmp(a, "--batch-size") == 0) o.batch_size = v;
+        else if (strcmp(a, "--batch-num-messages") == 0) o.batch_num_messages = v;
+        else if (strcmp(a, "--idempotence") == 0) o.idempotence = v;
+        else if (strcmp(a, "--set") == 0) {
+            if (o.n_extra == 32 || !strchr(v, '=')) die("bad --set %s (NAME=VALUE, at most 32)", v);
+            o.extra[o.n_extra++] = v;
+        }
+        else die("unknown option %s", a);
+    }
+    if (!o.bootstrap || !o.topic || o.records < 1) usage();
+    if (strcmp(o.mode, "produce") == 0) {
+        if (o.size < 0) usage();
+        if (strcmp(o.acks, "all") == 0) o.acks = "-1";
+        else if (strcmp(o.acks, "1") != 0 && strcmp(o.acks, "0") != 0 && strcmp(o.acks, "-1") != 0)
+            die("--acks must be all, 1 or 0, not %s", o.acks);
+        if (strcmp(o.idempotence, "true") != 0 && strcmp(o.idempotence, "false") != 0)
+            die("--idempotence must be true or false, not %s", o.idempotence);
+    } else if (strcmp(o.mode, "consume") == 0) {
+        if (o.partitions < 1) usage();
+    } else {
+        usage();
+    }
+    return o;
+}
+
+/* --set NAME=VALUE pairs, applied after this program's defaults. */
+static void set_extra(rd_kafka_conf_t *conf, const struct opts *o) {
+    for (int i = 0; i < o->n_extra; i++) {
+        char name[256];
+        const char *eq = strchr(o->extra[i], '=');
+        size_t n = (size_t)(eq - o->extra[i]);
+        if (n >= sizeof name) die("--set name too long: %s", o->extra[i]);
+        memcpy(name, o->extra[i], n);
+        name[n] = '\0';
+        set_conf(conf, name, eq + 1);
+    }
+}
+
+/* Warm-up (default; --no-warmup skips it): two metadata round trips for the topic
+ * before the clock starts. The first, on the bootstrap connection, teaches
+ * librdkafka the advertised broker and the partition leaders (librdkafka then drops
+ * the bootstrap connection and opens one to the advertised broker ~50 ms later);
+ * the second is answered over that new connection, so it is up when the clock
+ * starts. Without this, both modes lose ~0.5 s to fixed librdkafka timers at
+ * start-up: the idempotent producer's PID request finds no broker up and retries
+ * after 500 ms, and an assigned partition whose leader is not yet known retries its
+ * offset query after 500 ms. The stderr summary shows the latency to the first
+ * delivery report / record, which stays at a few ms when the warm-up did its job. */
+static void warm_up(rd_kafka_t *rk, rd_kafka_topic_t *rkt) {
+    for (int i = 0; i < 2; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+        if (err) die("warm-up metadata request: %s", rd_kafka_err2str(err));
+        rd_kafka_metadata_destroy(md);
+    }
+}
+
+/* ---------------------------------- produce ------------------------------ */
+
+struct produce_state {
+    long long records;
+    long long delivered;
+    long long failed;
+    double t_first_report;
+    double t_last_report;
+    rd_kafka_resp_err_t first_err;
+};
+
+static struct produce_state P;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (P.delivered + P.failed == 0) P.t_first_report = now_s();
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        P.delivered++;
+    } else {
+        if (P.failed == 0) P.first_err = m->err;
+        P.failed++;
+    }
+    if (P.delivered + P.failed == P.records) P.t_last_report = now_s();
+}
+
+/* Produces record i (value pattern + i % 256, key "key-<i>" when keyed), serving
+ * delivery reports while librdkafka's local queue is full. */
+static void produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const struct opts *o,
+                        unsigned char *pattern, long long i, char *key, size_t key_cap) {
+    char errstr[512];
+    void *value = pattern + (i & 255);
+    const void *k = NULL;
+    size_t klen = 0;
+    if (o->keyed) {
+        klen = (size_t)snprintf(key, key_cap, "key-%lld", i);
+        k = key;
+    }
+    double stalled_since = 0;
+    long long done_then = 0;
+    while (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, value,
+                            (size_t)o->size, k, klen, NULL) == -1) {
+        rd_kafka_resp_err_t err = rd_kafka_last_error();
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (err == RD_KAFKA_RESP_ERR__FATAL) rd_kafka_fatal_error(rk, errstr, sizeof errstr);
+            else snprintf(errstr, sizeof errstr, "%s", rd_kafka_err2str(err));
+            die("rd_kafka_produce: %s", errstr);
+        }
+        /* Local queue full: serve delivery reports, which frees room. */
+        rd_kafka_poll(rk, 10);
+        double t = now_s();
+        long long done = P.delivered + P.failed;
+        if (stalled_since == 0 || done != done_then) {
+            stalled_since = t;
+            done_then = done;
+        } else if (t - stalled_since > STALL_TIMEOUT_S) {
+            die("%s", "no delivery progress for 60 s while the queue is full");
+        }
+    }
+}
+
+static int produce_mode(const struct opts *o) {
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set_conf(conf, "bootstrap.servers", o->bootstrap);
+    set_conf(conf, "client.id", "josefine-bench-rdkafka-peer");
+    set_conf(conf, "linger.ms", o->linger_ms);
+    set_conf(conf, "enable.idempotence", o->idempotence);
+    set_conf(conf, "acks", o->acks);
+    set_conf(conf, "compression.type", o->compression);
+    if (o->batch_size) set_conf(conf, "batch.size", o->batch_size);
+    if (o->batch_num_messages) set_conf(conf, "batch.num.messages", o->batch_num_messages);
+    set_extra(conf, o);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) die("rd_kafka_new(producer): %s", errstr); /* conf is still ours, but we exit */
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+    if (!rkt) die("rd_kafka_topic_new: %s", rd_kafka_err2str(rd_kafka_last_error()));
+
+    /* Record i's value is pattern[i % 256 .. i % 256 + size): byte j of it is
+     * (uint8_t)((i + j) * 31 + 7), because 31 * 256 wraps to 0 in a byte. */
+    size_t size = (size_t)o->size;
+    unsigned char *pattern = malloc(size + 256);
+    if (!pattern) die("%s", "out of memory");
+    for (size_t k = 0; k < size + 256; k++) pattern[k] = (unsigned char)(k * 31 + 7);
+
+    P.records = o->records;
+    char key[32];
+    if (o->warmup) {
+        double tw = now_s();
+        warm_up(rk, rkt);
+        fprintf(stderr, "produce: warm-up took %.1f ms\n", (now_s() - tw) * 1e3);
+    }
+    double t0 = now_s();
+    double next_progress = t0 + 1.0;
+
+    for (long long i = 0; i < o->records; i++) {
+        produce_one(rk, rkt, o, pattern, i, key, sizeof key);
+        /* Serve delivery reports now and then rather than after every call. */
+        if ((i & 1023) == 1023) {
+            rd_kafka_poll(rk, 0);
+            double t = now_s();
+            if (t >= next_progress) {
+                fprintf(stderr, "produce: %lld sent, %lld delivered, %lld failed\n", i + 1,
+                        P.delivered, P.failed);
+                next_progress = t + 1.0;
+            }
+        }
+    }
+
+    /* Flush in 1 s steps so progress can be shown and a stalled broker noticed. */
+    long long last_done = -1;
+    double last_progress_at = now_s();
+    while (rd_kafka_outq_len(rk) > 0) {
+        rd_kafka_flush(rk, 1000);
+        double t = now_s();
+        long long done = P.delivered + P.failed;
+        if (done != last_done) {
+            last_done = done;
+            last_progress_at = t;
+        } else if (t - last_progress_at > STALL_TIMEOUT_S) {
+            fprintf(stderr, "rdkafka_peer: no delivery progress for 60 s while flushing\n");
+            break;
+        }
+        if (t >= next_progress && rd_kafka_outq_len(rk) > 0) {
+            fprintf(stderr, "produce: flushing, %lld delivered, %lld failed, %d queued\n",
+                    P.delivered, P.failed, rd_kafka_outq_len(rk));
+            next_progress = t + 1.0;
+        }
+    }
+    double t_end = P.t_last_report > 0 ? P.t_last_report : now_s();
+    long long delivered = P.delivered, failed = P.failed;
+    int stuck = P.delivered + P.failed != P.records;
+
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    free(pattern);
+
+    fprintf(stderr, "produce: %lld delivered, %lld failed%s%s; first delivery report %.1f ms "
+            "after the first produce\n", delivered, failed, failed ? ", first error: " : "",
+            failed ? rd_kafka_err2str(P.first_err) : "", (P.t_first_report - t0) * 1e3);
+    print_result("produce", delivered, delivered * (long long)size, t_end - t0);
+    return (failed > 0 || stuck) ? 1 : 0;
+}
+
+/* ---------------------------------- consume ------------------------------ */
+
+static int consume_mode(const struct opts *o) {
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set_conf(conf, "bootstrap.servers", o->bootstrap);
+    set_conf(conf, "client.id", "josefine-bench-rdkafka-peer");
+    /* Required by the consumer API even though partitions are assigned directly;
+     * no JoinGroup happens without subscribe(), and nothing is committed. */
+    set_conf(conf, "group.id", "josefine-bench-rdkafka-peer");
+    set_conf(conf, "enable.auto.commit", "false");
+    set_conf(conf, "enable.auto.offset.store", "false");
+    set_conf(conf, "enable.partition.eof", "false");
+    set_conf(conf, "fetch.wait.max.ms", "100");
+    set_extra(conf, o);
+
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) die("rd_kafka_new(consumer): %s", errstr);
+    rd_kafka_poll_set_consumer(rk); /* errors and logs come out of consumer_poll */
+
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new((int)o->partitions);
+    for (int32_t p = 0; p < (int32_t)o->partitions; p++) {
+        rd_kafka_topic_partition_list_add(parts, o->topic, p);
+        rd_kafka_topic_partition_list_set_offset(parts, o->topic, p, RD_KAFKA_OFFSET_BEGINNING);
+    }
+
+    if (o->warmup) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+        if (!rkt) die("rd_kafka_topic_new: %s", rd_kafka_err2str(rd_kafka_last_error()));
+        double tw = now_s();
+        warm_up(rk, rkt);
+        fprintf(stderr, "consume: warm-up took %.1f ms\n", (now_s() - tw) * 1e3);
+        rd_kafka_topic_destroy(rkt);
+    }
+
+    long long count = 0, bytes = 0;
+    double t0 = now_s();
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (err) die("rd_kafka_assign: %s", rd_kafka_err2str(err));
+
+    double next_progress = t0 + 1.0;
+    double last_progress_at = t0;
+    long long last_count = 0;
+    double t_first = 0, t_end = 0;
+    int timed_out = 0;
+    while (count < o->records) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m) {
+            if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                if (count == 0) t_first = now_s();
+                count++;
+                bytes += (long long)m->len;
+                if (count == o->records) t_end = now_s();
+                rd_kafka_message_destroy(m);
+                if ((count & 1023) != 0) continue; /* clock checks once per 1024 records */
+            } else {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    fprintf(stderr, "consume: error event: %s: %.*s\n", rd_kafka_err2str(m->err),
+                            (int)m->len, m->payload ? (const char *)m->payload : "");
+                rd_kafka_message_destroy(m);
+            }
+        }
+        double t = now_s();
+        if (count != last_count) {
+            last_count = count;
+            last_progress_at = t;
+        }
+        if (t >= next_progress) {
+            fprintf(stderr, "consume: %lld records, %lld bytes\n", count, bytes);
+            next_progress = t + 1.0;
+        }
+        if (t - last_progress_at > STALL_TIMEOUT_S) {
+            fprintf(stderr, "rdkafka_peer: no new records for 60 s, got %lld of %lld\n", count,
+                    o->records);
+            timed_out = 1;
+            break;
+        }
+    }
+    if (t_end == 0) t_end = now_s();
+
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+
+    fprintf(stderr, "consume: %lld records, %lld bytes; first record %.1f ms after the assign\n",
+            count, bytes, t_first > 0 ? (t_first - t0) * 1e3 : -1.0);
+
+    print_result("consume", count, bytes, t_end - t0);
+    return timed_out ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    struct opts o = parse_args(argc, argv);
+    int v = rd_kafka_version();
+    if ((v >> 24) != 2)
+        die("expected librdkafka 2.x at run time, found %s", rd_kafka_version_str());
+    fprintf(stderr, "rdkafka_peer: librdkafka %s, %s\n", rd_kafka_version_str(), o.mode);
+    return strcmp(o.mode, "produce") == 0 ? produce_mode(&o) : consume_mode(&o);
+}

@@ -1,0 +1,391 @@
+//! A cluster of mock brokers over one shared state, and that state's
+//! test-facing operations.
+//!
+//! Every broker has its own listener, intercepts, request log and fetch
+//! sessions; topics, leaders, logs and producer ids are the cluster's, so
+//! moving a leader is seen by every broker at once, the way a client sees
+//! Kafka once the controller has propagated an election. What the mock does
+//! not model is the delay in between: there is no replication lag, every
+//! replica is always in sync, and the high watermark is the log end offset.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::VersionRange;
+use tokio::sync::Notify;
+
+use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::broker::{MockBroker, NodeConfig};
+use crate::lock;
+use crate::state::{ClusterState, PartitionState, Settings};
+
+/// The state every broker of a cluster shares, and a signal for fetches
+/// waiting for it to change.
+pub(crate) struct Shared {
+    state: Mutex<ClusterState>,
+    /// Woken after every append, leader move and log truncation, so a
+    /// long-polling Fetch (which waits up to `max_wait_ms` for data) answers
+    /// as soon as there is something to say, on whichever broker.
+    changed: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(state: ClusterState) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        })
+    }
+
+    /// The cluster state. Never hold the guard across an `.await`.
+    pub(crate) fn state(&self) -> MutexGuard<'_, ClusterState> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// Wakes the waiting fetches; call it after releasing the state lock so
+    /// they do not wake up only to block on it.
+    pub(crate) fn notify_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Runs `f` on a partition, for the test-facing API, whose callers
+    /// name partitions that exist.
+    #[track_caller]
+    fn with_partition<T>(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: impl FnOnce(&mut PartitionState) -> T,
+    ) -> T {
+        let mut state = self.state();
+        let Some(p) = state.partition_mut(topic, partition) else {
+            drop(state);
+            panic!("the mock cluster has no partition {topic}-{partition}");
+        };
+        f(p)
+    }
+
+    pub(crate) fn settings(&self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.state().settings);
+    }
+
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) -> bool {
+        // -1 means "the default" on the wire, which is no use to a test.
+        if partitions < 1 {
+            return false;
+        }
+        let mut state = self.state();
+        match state.check_new_topic(name, partitions, 1) {
+            Ok((partitions, _)) => {
+                let replicas = state.spread_replicas(partitions);
+                state.create_topic(name, replicas);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn topics(&self) -> Vec<String> {
+        self.state().topics.keys().cloned().collect()
+    }
+
+    pub(crate) fn partition_count(&self, topic: &str) -> Option<i32> {
+        let state = self.state();
+        let topic = state.topics.get(topic)?;
+        Some(i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX))
+    }
+
+    pub(crate) fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+        self.state().topics.get(topic).map(|t| t.id)
+    }
+
+    pub(crate) fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.state().partition(topic, partition).map(|p| p.leader)
+    }
+
+    pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.state()
+            .partition(topic, partition)
+            .map(|p| p.leader_epoch)
+    }
+
+    #[track_caller]
+    pub(crate) fn move_leader(&self, topic: &str, partition: i32, node_id: i32) {
+        let is_member = self.state().members.contains_key(&node_id);
+        assert!(is_member, "the mock cluster has no broker {node_id}");
+        self.with_partition(topic, partition, |p| {
+            p.leader = node_id;
+            p.leader_epoch += 1;
+            if !p.replicas.contains(&node_id) {
+                p.replicas.push(node_id);
+            }
+            if !p.isr.contains(&node_id) {
+                p.isr.push(node_id);
+            }
+        });
+        self.notify_changed();
+    }
+
+    #[track_caller]
+    pub(crate) fn batches(&self, topic: &str, partition: i32) -> Vec<Bytes> {
+        self.with_partition(topic, partition, |p| {
+            p.log.entries().iter().map(|e| e.bytes.clone()).collect()
+        })
+    }
+
+    #[track_caller]
+    pub(crate) fn log_start_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.with_partition(topic, partition, |p| p.log.start_offset())
+    }
+
+    #[track_caller]
+    pub(crate) fn log_end_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.with_partition(topic, partition, |p| p.log.end_offset())
+    }
+
+    #[track_caller]
+    pub(crate) fn append_batch(&self, topic: &str, partition: i32, batch: Bytes) -> i64 {
+        let Some(header) = BatchHeader::parse(&batch) else {
+            panic!(
+                "append_batch needs a record batch of at least {HEADER_LEN} bytes, not {}",
+                batch.len()
+            );
+        };
+        let offset = self.with_partition(topic, partition, |p| {
+            let offset = p.log.append(&batch, p.leader_epoch);
+            if header.has_producer_id() {
+                p.log.record_producer_batch(&header, offset);
+            }
+            offset
+        });
+        self.notify_changed();
+        offset
+    }
+
+    #[track_caller]
+    pub(crate) fn append_raw(&self, topic: &str, partition: i32, bytes: Bytes) -> i64 {
+        let offset = self.with_partition(topic, partition, |p| p.log.append_raw(bytes));
+        self.notify_changed();
+        offset
+    }
+
+    #[track_caller]
+    pub(crate) fn delete_records_before(&self, topic: &str, partition: i32, offset: i64) {
+        self.with_partition(topic, partition, |p| p.log.delete_before(offset));
+        self.notify_changed();
+    }
+
+    pub(crate) fn forget_producer_state(&self) {
+        let mut state = self.state();
+        for topic in state.topics.values_mut() {
+            for partition in &mut topic.partitions {
+                partition.log.forget_producers();
+            }
+        }
+    }
+}
+
+/// Configures and starts a [`MockCluster`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until start() is awaited"]
+pub struct MockClusterBuilder {
+    brokers: i32,
+    config: NodeConfig,
+}
+
+impl Default for MockClusterBuilder {
+    fn default() -> Self {
+        MockClusterBuilder {
+            brokers: 3,
+            config: NodeConfig::default(),
+        }
+    }
+}
+
+impl MockClusterBuilder {
+    /// How many brokers, with node ids `1..=n`; broker 1 is the controller.
+    /// Default 3.
+    pub fn brokers(mut self, n: i32) -> Self {
+        self.brokers = n;
+        self
+    }
+
+    /// The cluster id reported by Metadata. Default `"josefine-mock"`.
+    pub fn cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.config.cluster_id = cluster_id.into();
+        self
+    }
+
+    /// A topic that exists from the start: partition `p` is led by broker
+    /// `1 + p % n` and replicated on every broker. Repeating a name keeps the
+    /// last partition count.
+    pub fn topic(mut self, name: impl Into<String>, partitions: i32) -> Self {
+        self.config.topic(name.into(), partitions);
+        self
+    }
+
+    /// Every broker advertises `min..=max` for `api_key`; see
+    /// [`MockBrokerBuilder::api_versions`](crate::MockBrokerBuilder::api_versions).
+    pub fn api_versions(mut self, api_key: ApiKey, min: i16, max: i16) -> Self {
+        self.config
+            .versions
+            .insert(api_key as i16, Some(VersionRange { min, max }));
+        self
+    }
+
+    /// No broker knows `api_key`; see
+    /// [`MockBrokerBuilder::without_api`](crate::MockBrokerBuilder::without_api).
+    pub fn without_api(mut self, api_key: ApiKey) -> Self {
+        self.config.versions.insert(api_key as i16, None);
+        self
+    }
+
+    /// Every broker's `socket.request.max.bytes`; see
+    /// [`MockBrokerBuilder::max_frame_size`](crate::MockBrokerBuilder::max_frame_size).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Binds one `127.0.0.1:0` listener per broker and starts serving. Must
+    /// be called within a tokio runtime.
+    ///
+    /// Fails with `InvalidInput` for fewer than one broker, or a pre-created
+    /// topic with an invalid name or fewer than one partition.
+    pub async fn start(self) -> io::Result<MockCluster> {
+        if self.brokers < 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a cluster needs at least one broker, not {}", self.brokers),
+            ));
+        }
+        let node_ids: Vec<i32> = (1..=self.brokers).collect();
+        let (shared, brokers) = self.config.start(&node_ids).await?;
+        Ok(MockCluster { shared, brokers })
+    }
+}
+
+/// Several in-process Kafka brokers on `127.0.0.1` sharing one cluster
+/// state, for testing what a client does when leaders move and brokers die.
+///
+/// ```
+/// use josefine_mock::MockCluster;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let cluster = MockCluster::builder().brokers(3).topic("orders", 3).start().await?;
+/// assert_eq!(cluster.leader("orders", 1), Some(2));
+///
+/// // ... run the client against cluster.bootstrap(), then fail over:
+/// cluster.stop_broker(2).await;
+/// cluster.move_leader("orders", 1, 3);
+/// assert_eq!(cluster.leader_epoch("orders", 1), Some(1));
+/// cluster.restart_broker(2).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping it stops every broker.
+pub struct MockCluster {
+    shared: Arc<Shared>,
+    brokers: Vec<MockBroker>,
+}
+
+impl MockCluster {
+    /// A builder with the defaults: three brokers, no topics, every version
+    /// the mock implements.
+    pub fn builder() -> MockClusterBuilder {
+        MockClusterBuilder::default()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Every broker's `"127.0.0.1:port"`, comma-separated, for a client's
+    /// `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(MockBroker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The broker with this node id, for its intercepts, request log and
+    /// connection counts.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such broker.
+    #[track_caller]
+    pub fn broker(&self, node_id: i32) -> &MockBroker {
+        match self.brokers.iter().find(|b| b.node_id() == node_id) {
+            Some(broker) => broker,
+            None => panic!("the mock cluster has no broker {node_id}"),
+        }
+    }
+
+    /// Every broker, by node id.
+    pub fn brokers(&self) -> &[MockBroker] {
+        &self.brokers
+    }
+
+    /// Crashes a broker; see [`MockBroker::stop`].
+    ///
+    /// # Panics
+    ///
+    /// When there is no such broker.
+    pub async fn stop_broker(&self, node_id: i32) {
+        self.broker(node_id).stop().await;
+    }
+
+    /// Brings a stopped broker back on the same port; see
+    /// [`MockBroker::restart`].
+    ///
+    /// # Panics
+    ///
+    /// When there is no such broker.
+    pub async fn restart_broker(&self, node_id: i32) -> io::Result<()> {
+        self.broker(node_id).restart().await
+    }
+
+    /// Takes a broker out of Metadata responses and out of every partition's
+    /// ISR, as the controller does once it notices a broker died. Partitions
+    /// it leads keep naming it until a test moves them with
+    /// [`move_leader`](Self::move_leader). A
+    /// [`restart_broker`](Self::restart_broker) puts it back into Metadata
+    /// (not into the ISRs).
+    pub fn remove_broker_from_metadata(&self, node_id: i32) {
+        let mut state = self.shared.state();
+        state.brokers.remove(&node_id);
+        for topic in state.topics.values_mut() {
+            for partition in &mut topic.partitions {
+                partition.isr.retain(|n| *n != node_id);
+            }
+        }
+    }
+
+    /// Stops every broker, returning once all their sockets are closed.
+    pub async fn shutdown(self) {
+        for broker in &self.brokers {
+            broker.stop().await;
+        }
+    }
+
+    cluster_ops!();
+}
+
+impl std::fmt::Debug for MockCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockCluster")
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,462 @@
+//! One partition's log: the stored batches, the offsets around them, and the
+//! idempotent producers' sequence state (KIP-98, with KIP-360's epoch bumps).
+//!
+//! Entries are whole batches, kept as bytes with the offset range they
+//! cover. Offsets are contiguous: each append starts at the log end offset,
+//! and the log start offset only moves forward (DeleteRecords). There are no
+//! segments, no retention and no compaction, so an offset range never has
+//! holes a consumer would have to skip.
+//!
+//! Producer state follows Kafka's `ProducerStateManager`: per producer id the
+//! epoch, the last sequence and the last five batches (the most a producer
+//! may have in flight per partition), so a retried batch is recognised as a
+//! duplicate and answered with the offset it was first written at.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+
+use crate::batch::{self, BatchHeader};
+
+/// How many batches per producer Kafka remembers for duplicate detection,
+/// which is why `max.in.flight.requests.per.connection` must be at most 5 for
+/// an idempotent producer.
+pub(crate) const PRODUCER_BATCH_MEMORY: usize = 5;
+
+/// What a partition without state for a producer id says to a batch that
+/// does not start at sequence 0.
+///
+/// Set with `set_unknown_producer` on a [`MockBroker`](crate::MockBroker) or
+/// [`MockCluster`](crate::MockCluster); a broker that lost its producer state
+/// ([`forget_producer_state`](crate::MockCluster::forget_producer_state)) is
+/// the usual way to get there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownProducer {
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45). The default.
+    #[default]
+    OutOfOrderSequence,
+    /// UNKNOWN_PRODUCER_ID (59), as brokers before Kafka 2.5 answered.
+    UnknownProducerId,
+    /// Accept the batch and start tracking from its sequence. This is what
+    /// Apache Kafka 2.5+ does (`ProducerAppendInfo.checkSequence` accepts any
+    /// sequence when it has no epoch on record for the producer).
+    Accept,
+}
+
+/// A stored batch and the offsets it covers.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) base_offset: i64,
+    /// One past the last offset in the batch.
+    pub(crate) next_offset: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) bytes: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchMetadata {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug, Clone)]
+struct ProducerEntry {
+    epoch: i16,
+    last_seq: i32,
+    batches: VecDeque<BatchMetadata>,
+}
+
+/// What the sequence check says about an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already written at this base offset: answer success, append nothing.
+    Duplicate(i64),
+    /// Refuse with this error code.
+    Refuse(i16),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartitionLog {
+    start_offset: i64,
+    end_offset: i64,
+    entries: Vec<Entry>,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// The result of reading from an offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Read {
+    pub(crate) records: Bytes,
+    /// Whole batches in `records`, so a caller can tell a partial trailing
+    /// batch from a full one.
+    pub(crate) batches: usize,
+}
+
+impl PartitionLog {
+    pub(crate) fn start_offset(&self) -> i64 {
+        self.start_offset
+    }
+
+    pub(crate) fn end_offset(&self) -> i64 {
+        self.end_offset
+    }
+
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Appends a batch at the log end offset, rewriting its base offset and
+    /// stamping `leader_epoch`, and returns the base offset.
+    pub(crate) fn append(&mut self, batch: &[u8], leader_epoch: i32) -> i64 {
+        let mut bytes = batch.to_vec();
+        let base_offset = self.end_offset;
+        batch::set_base_offset(&mut bytes, base_offset);
+        batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+        let header = BatchHeader::parse(&bytes);
+        let span = header.map_or(1, |h| i64::from(h.last_offset_delta.max(0)) + 1);
+        self.push(Entry {
+            base_offset,
+            next_offset: base_offset + span,
+            max_timestamp: header.map_or(-1, |h| h.max_timestamp),
+            leader_epoch,
+            bytes: Bytes::from(bytes),
+        });
+        base_offset
+    }
+
+    /// Stores `bytes` untouched at the log end offset. They cover as many
+    /// offsets as their header claims (last offset delta + 1), or one when
+    /// they are too short or claim nonsense.
+    pub(crate) fn append_raw(&mut self, bytes: Bytes) -> i64 {
+        let base_offset = self.end_offset;
+        let field = |range: std::ops::Range<usize>| bytes.get(range);
+        let span = field(23..27)
+            .map(|d| i32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+            .filter(|delta| *delta >= 0)
+            .map_or(1, |delta| i64::from(delta) + 1);
+        let max_timestamp = field(35..43).map_or(-1, |t| {
+            i64::from_be_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]])
+        });
+        let leader_epoch =
+            field(12..16).map_or(-1, |e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]));
+        self.push(Entry {
+            base_offset,
+            next_offset: base_offset + span,
+            max_timestamp,
+            leader_epoch,
+            bytes,
+        });
+        base_offset
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.end_offset = entry.next_offset;
+        self.entries.push(entry);
+    }
+
+    /// Moves the log start offset up to `offset` (at most the log end), as
+    /// DeleteRecords does, dropping batches wholly below it. A batch that
+    /// straddles the new start stays, and is still served whole.
+    pub(crate) fn delete_before(&mut self, offset: i64) {
+        let offset = offset.min(self.end_offset);
+        if offset <= self.start_offset {
+            return;
+        }
+        self.start_offset = offset;
+        self.entries.retain(|entry| entry.next_offset > offset);
+    }
+
+    /// The index of the batch holding `offset`, or of the first batch after
+    /// it.
+    fn position(&self, offset: i64) -> usize {
+        self.entries
+            .partition_point(|entry| entry.next_offset <= offset)
+    }
+
+    /// Batches from the one holding `offset`, as many whole ones as fit in
+    /// `limit` bytes; the first is returned whatever its size when
+    /// `min_one` (KIP-74), and with `partial` the rest of `limit` is filled
+    /// with the start of the next batch, as Kafka's byte-range log reads do.
+    /// The caller checks `offset` against the log's bounds.
+    pub(crate) fn read(&self, offset: i64, limit: usize, min_one: bool, partial: bool) -> Read {
+        let mut out = Vec::new();
+        let mut batches = 0;
+        for entry in &self.entries[self.position(offset)..] {
+            let size = entry.bytes.len();
+            if out.len() + size <= limit || (min_one && batches == 0) {
+                out.extend_from_slice(&entry.bytes);
+                batches += 1;
+                continue;
+            }
+            if partial {
+                let room = limit.saturating_sub(out.len());
+                out.extend_from_slice(&entry.bytes[..room.min(size)]);
+            }
+            break;
+        }
+        Read {
+            records: Bytes::from(out),
+            batches,
+        }
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp`, as
+    /// (base offset, max timestamp, leader epoch). Kafka answers with the
+    /// exact record; the mock does not parse records, so it names the batch.
+    pub(crate) fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64, i32)> {
+        self.entries
+            .iter()
+            .find(|entry| entry.max_timestamp >= timestamp)
+            .map(|entry| {
+                (
+                    entry.base_offset.max(self.start_offset),
+                    entry.max_timestamp,
+                    entry.leader_epoch,
+                )
+            })
+    }
+
+    /// The batch with the largest max timestamp, the earliest on a tie
+    /// (KIP-734), as (base offset, max timestamp, leader epoch).
+    pub(crate) fn max_timestamp(&self) -> Option<(i64, i64, i32)> {
+        let mut best: Option<&Entry> = None;
+        for entry in &self.entries {
+            if best.map_or(true, |b| entry.max_timestamp > b.max_timestamp) {
+                best = Some(entry);
+            }
+        }
+        best.map(|entry| {
+            (
+                entry.base_offset.max(self.start_offset),
+                entry.max_timestamp,
+                entry.leader_epoch,
+            )
+        })
+    }
+
+    /// The leader epoch of the batch holding `offset`, if any.
+    pub(crate) fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .get(self.position(offset))
+            .filter(|entry| entry.base_offset <= offset)
+            .map(|entry| entry.leader_epoch)
+    }
+
+    /// Kafka's sequence checks for a batch with a producer id
+    /// (`ProducerStateManager.findDuplicateBatch` and
+    /// `ProducerAppendInfo.checkSequence`).
+    pub(crate) fn check_sequence(
+        &self,
+        header: &BatchHeader,
+        unknown: UnknownProducer,
+    ) -> SequenceCheck {
+        let first_seq = header.base_sequence;
+        let last_seq = header.last_sequence();
+        let Some(entry) = self.producers.get(&header.producer_id) else {
+            return match unknown {
+                _ if first_seq == 0 => SequenceCheck::Append,
+                UnknownProducer::Accept => SequenceCheck::Append,
+                UnknownProducer::UnknownProducerId => {
+                    SequenceCheck::Refuse(ResponseError::UnknownProducerId.code())
+                }
+                UnknownProducer::OutOfOrderSequence => {
+                    SequenceCheck::Refuse(ResponseError::OutOfOrderSequenceNumber.code())
+                }
+            };
+        };
+        let out_of_order = SequenceCheck::Refuse(ResponseError::OutOfOrderSequenceNumber.code());
+        if header.producer_epoch < entry.epoch {
+            return SequenceCheck::Refuse(ResponseError::InvalidProducerEpoch.code());
+        }
+        if header.producer_epoch > entry.epoch {
+            // A new epoch restarts the sequence (KIP-360).
+            return if first_seq == 0 {
+                SequenceCheck::Append
+            } else {
+                out_of_order
+            };
+        }
+        if let Some(duplicate) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return SequenceCheck::Duplicate(duplicate.base_offset);
+        }
+        if first_seq == batch::increment_sequence(entry.last_seq, 1) {
+            SequenceCheck::Append
+        } else {
+            out_of_order
+        }
+    }
+
+    /// Records an appended idempotent batch, resetting the producer's state
+    /// when its epoch moved on.
+    pub(crate) fn record_producer_batch(&mut self, header: &BatchHeader, base_offset: i64) {
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                last_seq: -1,
+                batches: VecDeque::new(),
+            });
+        if entry.epoch != header.producer_epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_seq = header.last_sequence();
+        entry.batches.push_back(BatchMetadata {
+            first_seq: header.base_sequence,
+            last_seq: entry.last_seq,
+            base_offset,
+        });
+        while entry.batches.len() > PRODUCER_BATCH_MEMORY {
+            entry.batches.pop_front();
+        }
+    }
+
+    pub(crate) fn forget_producers(&mut self) {
+        self.producers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::batch;
+
+    fn header(b: &[u8]) -> BatchHeader {
+        BatchHeader::parse(b).unwrap()
+    }
+
+    #[test]
+    fn appends_assign_contiguous_offsets() {
+        let mut log = PartitionLog::default();
+        assert_eq!(log.append(&batch(3, -1, -1, -1), 0), 0);
+        assert_eq!(log.append(&batch(2, -1, -1, -1), 4), 3);
+        assert_eq!(log.end_offset(), 5);
+        let second = header(&log.entries()[1].bytes);
+        assert_eq!((second.base_offset, second.partition_leader_epoch), (3, 4));
+    }
+
+    #[test]
+    fn reads_start_at_the_batch_holding_the_offset_and_respect_limits() {
+        let mut log = PartitionLog::default();
+        for _ in 0..3 {
+            log.append(&batch(2, -1, -1, -1), 0);
+        }
+        let size = log.entries()[0].bytes.len();
+        let read = log.read(3, usize::MAX, true, false);
+        assert_eq!(read.batches, 2, "offset 3 is inside the second batch");
+        assert_eq!(header(&read.records).base_offset, 2);
+        assert_eq!(log.read(0, size + 1, true, false).records.len(), size);
+        assert_eq!(log.read(0, 1, true, false).batches, 1, "KIP-74: one anyway");
+        assert!(log.read(0, 1, false, false).records.is_empty());
+        let partial = log.read(0, size + 10, true, true);
+        assert_eq!((partial.batches, partial.records.len()), (1, size + 10));
+        assert!(log.read(6, usize::MAX, true, false).records.is_empty());
+    }
+
+    #[test]
+    fn delete_before_moves_the_start_and_keeps_a_straddling_batch() {
+        let mut log = PartitionLog::default();
+        log.append(&batch(2, -1, -1, -1), 0);
+        log.append(&batch(2, -1, -1, -1), 0);
+        log.delete_before(3);
+        assert_eq!(log.start_offset(), 3);
+        assert_eq!(log.entries().len(), 1);
+        log.delete_before(1);
+        assert_eq!(log.start_offset(), 3, "never moves back");
+        log.delete_before(99);
+        assert_eq!(log.start_offset(), 4, "at most the end");
+    }
+
+    #[test]
+    fn timestamps_find_batches() {
+        let mut log = PartitionLog::default();
+        log.append(&batch(1, -1, -1, -1), 0); // max timestamp 1001
+        log.append(&batch(5, -1, -1, -1), 1); // max timestamp 1005
+        log.append(&batch(2, -1, -1, -1), 2); // max timestamp 1002
+        assert_eq!(log.offset_for_timestamp(0), Some((0, 1001, 0)));
+        assert_eq!(log.offset_for_timestamp(1003), Some((1, 1005, 1)));
+        assert_eq!(log.offset_for_timestamp(2000), None);
+        assert_eq!(log.max_timestamp(), Some((1, 1005, 1)));
+        assert_eq!(log.epoch_at(7), Some(2));
+        assert_eq!(log.epoch_at(8), None);
+    }
+
+    #[test]
+    fn raw_bytes_are_stored_untouched() {
+        let mut log = PartitionLog::default();
+        log.append(&batch(1, -1, -1, -1), 0);
+        let raw = Bytes::from_static(b"garbage");
+        assert_eq!(log.append_raw(raw.clone()), 1);
+        assert_eq!(log.end_offset(), 2);
+        assert_eq!(log.entries()[1].bytes, raw);
+        let mut corrupt = batch(3, -1, -1, -1);
+        corrupt[60] ^= 0xff;
+        assert_eq!(log.append_raw(Bytes::from(corrupt)), 2);
+        assert_eq!(log.end_offset(), 5, "spans what its header claims");
+    }
+
+    #[test]
+    fn idempotent_sequences_follow_kafka() {
+        use SequenceCheck::*;
+        let unknown = UnknownProducer::OutOfOrderSequence;
+        let mut log = PartitionLog::default();
+        let write = |log: &mut PartitionLog, b: Vec<u8>| {
+            let h = header(&b);
+            let check = log.check_sequence(&h, unknown);
+            if check == Append {
+                let offset = log.append(&b, 0);
+                log.record_producer_batch(&h, offset);
+            }
+            check
+        };
+        assert_eq!(
+            write(&mut log, batch(2, 9, 0, 1)),
+            Refuse(45),
+            "unknown, not 0"
+        );
+        assert_eq!(write(&mut log, batch(2, 9, 0, 0)), Append);
+        assert_eq!(write(&mut log, batch(2, 9, 0, 2)), Append);
+        assert_eq!(write(&mut log, batch(2, 9, 0, 0)), Duplicate(0));
+        assert_eq!(write(&mut log, batch(2, 9, 0, 2)), Duplicate(2));
+        assert_eq!(write(&mut log, batch(2, 9, 0, 1)), Refuse(45), "overlap");
+        assert_eq!(write(&mut log, batch(2, 9, 0, 5)), Refuse(45), "gap");
+        assert_eq!(
+            write(&mut log, batch(1, 9, 1, 3)),
+            Refuse(45),
+            "new epoch, not 0"
+        );
+        assert_eq!(write(&mut log, batch(1, 9, 1, 0)), Append);
+        assert_eq!(write(&mut log, batch(1, 9, 0, 4)), Refuse(47), "old epoch");
+        assert_eq!(log.end_offset(), 5);
+        // Only the last five batches are remembered.
+        for seq in 1..=5 {
+            assert_eq!(write(&mut log, batch(1, 9, 1, seq)), Append);
+        }
+        assert_eq!(write(&mut log, batch(1, 9, 1, 0)), Refuse(45));
+        assert_eq!(write(&mut log, batch(1, 9, 1, 1)), Duplicate(5));
+        log.forget_producers();
+        assert_eq!(write(&mut log, batch(1, 9, 1, 6)), Refuse(45));
+        assert_eq!(
+            log.check_sequence(
+                &header(&batch(1, 9, 1, 6)),
+                UnknownProducer::UnknownProducerId
+            ),
+            Refuse(59)
+        );
+        assert_eq!(
+            log.check_sequence(&header(&batch(1, 9, 1, 6)), UnknownProducer::Accept),
+            Append
+        );
+    }
+}

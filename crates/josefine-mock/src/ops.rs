@@ -1,0 +1,177 @@
+//! The test-facing operations on the cluster's state, which [`MockBroker`]
+//! and [`MockCluster`] both offer.
+//!
+//! A macro rather than a trait so they are inherent methods (no import
+//! needed in a test) documented once; each forwards to
+//! [`Shared`](crate::cluster::Shared), which implements them.
+//!
+//! [`MockBroker`]: crate::MockBroker
+//! [`MockCluster`]: crate::MockCluster
+
+/// Expands, inside an `impl` block of a type with
+/// `fn shared(&self) -> &Shared`, to the cluster-state methods.
+macro_rules! cluster_ops {
+    () => {
+        /// Creates a topic as if an admin had, partition `p` led by the
+        /// `p % n`-th of the cluster's `n` brokers and replicated on all;
+        /// false when the name is invalid or taken, or `partitions` is below 1.
+        pub fn create_topic(&self, name: &str, partitions: i32) -> bool {
+            self.shared().create_topic(name, partitions)
+        }
+
+        /// The names of the existing topics, sorted.
+        pub fn topics(&self) -> Vec<String> {
+            self.shared().topics()
+        }
+
+        /// The partition count of `topic`, if it exists.
+        pub fn partition_count(&self, topic: &str) -> Option<i32> {
+            self.shared().partition_count(topic)
+        }
+
+        /// The topic's id (KIP-516), for requests that name topics by id
+        /// (Produce v13, Fetch v13+), if the topic exists.
+        pub fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+            self.shared().topic_id(topic)
+        }
+
+        /// The node id of the partition's leader, if the partition exists.
+        pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+            self.shared().leader(topic, partition)
+        }
+
+        /// The partition's leader epoch, if the partition exists. It starts at
+        /// 0 and [`move_leader`](Self::move_leader) bumps it.
+        pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+            self.shared().leader_epoch(topic, partition)
+        }
+
+        /// Makes `node_id` the partition's leader and bumps its leader epoch,
+        /// as a controller's election does. Metadata from every broker shows
+        /// it at once; the old leader answers NOT_LEADER_OR_FOLLOWER for
+        /// Produce, Fetch and ListOffsets of the partition (or
+        /// FENCED_LEADER_EPOCH to a Fetch or ListOffsets that names the old
+        /// epoch, which Kafka checks first). Long-polling fetches wake up.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist or `node_id` is not a broker of
+        /// the cluster.
+        #[track_caller]
+        pub fn move_leader(&self, topic: &str, partition: i32, node_id: i32) {
+            self.shared().move_leader(topic, partition, node_id)
+        }
+
+        /// The partition's stored batches, oldest first, as Fetch serves
+        /// them: with the base offsets and leader epochs the log assigned.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn batches(&self, topic: &str, partition: i32) -> Vec<bytes::Bytes> {
+            self.shared().batches(topic, partition)
+        }
+
+        /// The partition's log start offset: 0 until
+        /// [`delete_records_before`](Self::delete_records_before) moves it.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn log_start_offset(&self, topic: &str, partition: i32) -> i64 {
+            self.shared().log_start_offset(topic, partition)
+        }
+
+        /// The partition's log end offset, which is also its high watermark
+        /// and last stable offset: the offset the next batch gets.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn log_end_offset(&self, topic: &str, partition: i32) -> i64 {
+            self.shared().log_end_offset(topic, partition)
+        }
+
+        /// Appends a magic-2 record batch as the leader would, bypassing
+        /// Produce and its checks, and returns the base offset it got. The
+        /// base offset and partition leader epoch are rewritten (both lie
+        /// outside the CRC); a producer id in the batch is recorded for the
+        /// idempotence checks, as Kafka's log does. Fetching long-polls wake
+        /// up.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist or `batch` is shorter than a
+        /// record batch header (61 bytes).
+        #[track_caller]
+        pub fn append_batch(&self, topic: &str, partition: i32, batch: bytes::Bytes) -> i64 {
+            self.shared().append_batch(topic, partition, batch)
+        }
+
+        /// Stores `bytes` as they are (a corrupt or truncated batch, say) at
+        /// the log end offset, for testing how a consumer copes with them,
+        /// and returns that offset. They span as many offsets as bytes 23..27
+        /// (the last offset delta) claim, plus one, or a single offset when
+        /// there are not that many bytes; their base offset field is left
+        /// alone.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn append_raw(&self, topic: &str, partition: i32, bytes: bytes::Bytes) -> i64 {
+            self.shared().append_raw(topic, partition, bytes)
+        }
+
+        /// Moves the log start offset up to `offset` (capped at the log end),
+        /// as the DeleteRecords API does, dropping batches wholly below it.
+        /// Fetches below the new start get OFFSET_OUT_OF_RANGE and ListOffsets
+        /// for the earliest offset answers it.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn delete_records_before(&self, topic: &str, partition: i32, offset: i64) {
+            self.shared()
+                .delete_records_before(topic, partition, offset)
+        }
+
+        /// Drops every partition's idempotent-producer state, like a broker
+        /// that lost it. The next batch of a producer that does not start at
+        /// sequence 0 then gets what
+        /// [`set_unknown_producer`](Self::set_unknown_producer) says
+        /// (OUT_OF_ORDER_SEQUENCE_NUMBER by default). Producer ids and epochs
+        /// handed out by InitProducerId are kept.
+        pub fn forget_producer_state(&self) {
+            self.shared().forget_producer_state()
+        }
+
+        /// How a partition answers a batch from a producer it has no state
+        /// for, whose sequence is not 0. See [`UnknownProducer`](crate::UnknownProducer).
+        pub fn set_unknown_producer(&self, answer: crate::UnknownProducer) {
+            self.shared().settings(|s| s.unknown_producer = answer)
+        }
+
+        /// With `true`, Fetch fills each partition's byte budget exactly, so
+        /// the records end with the head of the batch that did not fit, as
+        /// Kafka's byte-range log reads do and as consumers must tolerate.
+        /// The default (`false`) returns whole batches only.
+        pub fn set_truncate_last_batch(&self, truncate: bool) {
+            self.shared().settings(|s| s.truncate_last_batch = truncate)
+        }
+
+        /// Whether InitProducerId v3+ with a known producer id and its current
+        /// epoch bumps the epoch of that id (the default, KIP-360 as
+        /// transactional producers see it) or, with `false`, hands out a fresh
+        /// producer id at epoch 0 as Apache Kafka does for every request
+        /// without a transactional id.
+        pub fn set_init_producer_id_bumps_epoch(&self, bump: bool) {
+            self.shared()
+                .settings(|s| s.init_producer_id_bumps_epoch = bump)
+        }
+    };
+}
