@@ -28,4 +28,4 @@ pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use kafka_protocol;
-pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerRecord};
+pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};

@@ -57,6 +57,8 @@ pub(crate) struct Batch<R> {
     pub reserved: usize,
     /// Sends so far.
     pub attempts: u32,
+    /// Why the last send failed, for the error if the batch runs out of time.
+    pub last_error: Option<crate::error::Error>,
 }
 
 impl<R> Batch<R> {
@@ -221,6 +223,7 @@ impl<R> Accumulator<R> {
                 created: now(),
                 reserved: 0,
                 attempts: 0,
+                last_error: None,
             }
         });
         let builder = open

@@ -142,10 +142,15 @@ impl Sender {
         let timeout = self.shared.config.delivery_timeout;
         let expired = self.shared.accumulator().expire(now, timeout);
         for batch in expired {
+            let last = batch
+                .last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
             let err = Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "delivery.timeout.ms ({timeout:?}) expired before the batch could be delivered after {} attempt(s)",
+                    "delivery.timeout.ms ({timeout:?}) expired before the batch could be delivered after {} attempt(s){last}",
                     batch.attempts
                 ),
             );
@@ -357,6 +362,8 @@ impl Sender {
             self.stale_topics.insert(batch.tp.topic.clone());
         }
         let delay = config.retry_backoff.delay(batch.attempts, jitter_unit());
+        let mut batch = batch;
+        batch.last_error = Some(err.clone());
         tracing::debug!(topic = %batch.tp.topic, partition = batch.tp.partition, attempt = batch.attempts, error = %err, ?delay, "retrying batch");
         if too_large {
             match split(batch) {
@@ -389,8 +396,10 @@ impl Sender {
                 let broker = self.shared.client.any_broker()?;
                 let (version, response) = broker
                     .call_versioned(|version| {
-                        let request =
-                            InitProducerIdRequest::default().with_transaction_timeout_ms(i32::MAX);
+                        let request = InitProducerIdRequest::default()
+                            // Not transactional: null, not the default empty string.
+                            .with_transactional_id(None)
+                            .with_transaction_timeout_ms(i32::MAX);
                         match current {
                             // Bumping keeps the id; older brokers can only hand out a new one.
                             Some(id) if version >= 3 => request
@@ -609,6 +618,7 @@ fn split(
             created: batch.created,
             reserved,
             attempts: batch.attempts,
+            last_error: batch.last_error.clone(),
         });
     }
     Ok(halves)
