@@ -3,7 +3,7 @@
 # lints, starts Tansu on a free port and runs every test against it, then stops it.
 #
 #   scripts/test.sh            fmt, clippy, all tests (unit, mock broker, real broker)
-#   JOSEFINE_FULL=1 scripts/test.sh   also the full-length decode benchmark
+#   JOSEFINE_FULL=1 scripts/test.sh   full-length benchmarks instead of the smoke run
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -31,8 +31,12 @@ log "doc tests"
 cargo test --workspace --doc --locked
 
 if [ "${JOSEFINE_FULL:-}" = 1 ]; then
-    log "full decode benchmark"
+    log "full benchmarks"
     cargo bench --locked -p josefine --bench record_decode
+    bash scripts/bench.sh
+else
+    log "benchmark smoke run (josefine and the librdkafka peer, small workloads)"
+    bash scripts/bench.sh --smoke
 fi
 
 log "all green in $(( $(date +%s) - started )) s"
