@@ -124,6 +124,8 @@ pub struct ErrorContext {
     pub partition: Option<i32>,
     /// The consumer group, for coordinator and membership errors.
     pub group: Option<String>,
+    /// The record offset, for errors about a position in a partition.
+    pub offset: Option<i64>,
 }
 
 /// Josefine's error: a kind, context, a message and an optional source.
@@ -206,6 +208,12 @@ impl Error {
     /// Adds the partition to the context, keeping one already set.
     pub fn with_partition(mut self, partition: i32) -> Self {
         self.0.context.partition.get_or_insert(partition);
+        self
+    }
+
+    /// Adds the offset to the context, keeping one already set.
+    pub fn with_offset(mut self, offset: i64) -> Self {
+        self.0.context.offset.get_or_insert(offset);
         self
     }
 
@@ -315,6 +323,9 @@ impl fmt::Display for Error {
             (Some(t), None) => write!(f, " [topic {t}]")?,
             (None, Some(p)) => write!(f, " [partition {p}]")?,
             (None, None) => {}
+        }
+        if let Some(offset) = ctx.offset {
+            write!(f, " [offset {offset}]")?;
         }
         if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;

@@ -19,13 +19,19 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+pub mod consumer;
 pub mod error;
 pub mod net;
 pub mod producer;
 pub mod protocol;
+mod topic_partition;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
+pub use consumer::{
+    Consumer, ConsumerRecord, FetchedBatch, OffsetReset, PartitionConsumer, StartOffset,
+};
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};
+pub use topic_partition::TopicPartition;

@@ -23,13 +23,7 @@ use bytes::Bytes;
 
 use super::idempotence::Stamp;
 use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
-
-/// A topic and a partition of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: Arc<str>,
-    pub partition: i32,
-}
+pub use crate::topic_partition::TopicPartition;
 
 /// How batches are shaped.
 #[derive(Debug, Clone, Copy)]

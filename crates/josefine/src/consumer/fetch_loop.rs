@@ -1,0 +1,508 @@
+//! One fetch loop per broker (Sarama's `brokerConsumer`): every partition the broker
+//! leads, for every partition consumer of this consumer, goes into one Fetch request.
+//!
+//! A partition is fetched when it is not paused, not stopped by an error, out of
+//! backoff, and has room in its queue (so a partition nobody reads costs nothing and
+//! never slows the others), and while `queued.max.bytes` is not reached. Responses are
+//! checked batch by batch (CRC, completeness) here; records are decoded later on the
+//! reader's task.
+//!
+//! Per partition, errors lead to:
+//! - NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+//!   a lost connection...: the partition leaves this loop and is dispatched again,
+//!   after a metadata refresh, to its leader's loop (Sarama's trigger/dispatcher);
+//! - OFFSET_OUT_OF_RANGE: `auto.offset.reset` (earliest, latest), or an error to the
+//!   reader and a stop until it seeks;
+//! - a corrupt batch: the batches before it are delivered, then an error naming its
+//!   offset; the partition stops there until the reader seeks: never a silent skip;
+//! - other retriable codes: a backoff; other codes: an error to the reader, then a stop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::batch::{AbortedTransaction, FetchedBatch};
+use super::list_offsets::{list_offset, EARLIEST, LATEST};
+use super::partition::{Fetched, PartitionShared};
+use super::scan::scan;
+use super::{ConsumerShared, IsolationLevel, OffsetReset};
+use crate::backoff::jitter_unit;
+use crate::error::{Error, ErrorKind, KafkaCode};
+use crate::net::Broker;
+
+/// A partition as a fetch loop (or the dispatcher between loops) holds it.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub shared: Arc<PartitionShared>,
+    pub tx: mpsc::Sender<Fetched>,
+    /// The next offset to fetch.
+    pub offset: i64,
+    /// Current per-partition byte limit (grows when one batch does not fit).
+    pub max_bytes: i32,
+    pub generation: u64,
+    pub retry_at: Option<Instant>,
+    /// Consecutive failures, for the backoff.
+    pub failures: u32,
+    /// Waiting for the reader to seek (after an error that must not be skipped).
+    pub stopped: bool,
+    /// The leader may have moved: refresh metadata before the next dispatch.
+    pub stale: bool,
+}
+
+impl Subscription {
+    /// Applies a pending seek and reports whether the reader closed the partition.
+    fn sync_with_reader(&mut self) -> bool {
+        if let Some((generation, offset)) = self.shared.take_seek() {
+            self.generation = generation;
+            self.offset = offset;
+            self.stopped = false;
+            self.retry_at = None;
+            self.failures = 0;
+        }
+        self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
+    }
+
+    fn fetchable(&self, now: Instant) -> bool {
+        !self.stopped
+            && !self.shared.paused.load(Ordering::Acquire)
+            && self.retry_at.is_none_or(|t| t <= now)
+            && self.tx.capacity() >= 2
+    }
+
+    /// Sends an error to the reader (there is always a slot: see `QUEUE_SLOTS`).
+    fn report(&self, error: Error) {
+        let error = error
+            .with_topic(&*self.shared.tp.topic)
+            .with_partition(self.shared.tp.partition)
+            .with_offset(self.offset);
+        tracing::debug!(error = %error, "partition error");
+        let _ = self.tx.try_send(Fetched::Error {
+            generation: self.generation,
+            error,
+        });
+    }
+}
+
+/// The handle the dispatcher keeps for a running loop.
+#[derive(Clone)]
+pub(crate) struct LoopHandle {
+    pub tx: mpsc::UnboundedSender<Subscription>,
+    pub wake: Arc<Notify>,
+}
+
+/// Starts the loop for `broker` and returns its handle.
+pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let wake = Arc::new(Notify::new());
+    let handle = LoopHandle {
+        tx,
+        wake: wake.clone(),
+    };
+    let span = tracing::debug_span!("fetch_loop", broker = %broker);
+    tokio::spawn(tracing::Instrument::instrument(
+        FetchLoop {
+            shared,
+            broker,
+            rx,
+            wake,
+            subs: Vec::new(),
+        }
+        .run(),
+        span,
+    ));
+    handle
+}
+
+struct FetchLoop {
+    shared: Arc<ConsumerShared>,
+    broker: Broker,
+    rx: mpsc::UnboundedReceiver<Subscription>,
+    wake: Arc<Notify>,
+    subs: Vec<Subscription>,
+}
+
+impl FetchLoop {
+    async fn run(mut self) {
+        loop {
+            while let Ok(sub) = self.rx.try_recv() {
+                self.add(sub);
+            }
+            self.subs.retain_mut(|s| !s.sync_with_reader());
+            if self.subs.is_empty() && self.exit_if_idle() {
+                return;
+            }
+            let now = Instant::now();
+            let fetchable: Vec<usize> = (0..self.subs.len())
+                .filter(|&i| self.subs[i].fetchable(now))
+                .collect();
+            if fetchable.is_empty() || self.shared.queued.is_full() {
+                self.wait_for_work(now).await;
+                continue;
+            }
+            let request = self.fetch_request(&fetchable);
+            let config = &self.shared.config;
+            let timeout = config.request_timeout + config.fetch_max_wait;
+            match self.broker.call_with_timeout(&request, timeout).await {
+                Ok(response) => self.handle_response(response, &fetchable).await,
+                Err(err) => self.handle_failure(err),
+            }
+        }
+    }
+
+    fn add(&mut self, sub: Subscription) {
+        *sub.shared
+            .loop_wake
+            .lock()
+            .expect("wake lock is never held across a panic") = Some(self.wake.clone());
+        tracing::debug!(partition = %sub.shared.tp, offset = sub.offset, "partition joins fetch loop");
+        self.subs.push(sub);
+    }
+
+    /// With no partition left, removes this loop from the consumer's table and ends,
+    /// unless a partition arrived meanwhile. The table lock makes the check and the
+    /// removal one step for the dispatcher.
+    fn exit_if_idle(&mut self) -> bool {
+        let mut loops = self
+            .shared
+            .loops
+            .lock()
+            .expect("loops lock is never held across a panic");
+        if let Ok(sub) = self.rx.try_recv() {
+            drop(loops);
+            self.add(sub);
+            return false;
+        }
+        let id = self.broker.id().unwrap_or(-1);
+        if loops
+            .get(&id)
+            .is_some_and(|h| Arc::ptr_eq(&h.wake, &self.wake))
+        {
+            loops.remove(&id);
+        }
+        tracing::debug!("fetch loop idle, stopping");
+        true
+    }
+
+    /// Sleeps until a partition arrives, a reader frees a slot or resumes, memory is
+    /// released, or a backoff ends.
+    async fn wait_for_work(&mut self, now: Instant) {
+        let next_retry = self
+            .subs
+            .iter()
+            .filter_map(|s| s.retry_at)
+            .filter(|&t| t > now)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+        let queued = self.shared.queued.clone();
+        tokio::select! {
+            sub = self.rx.recv() => {
+                if let Some(sub) = sub {
+                    self.add(sub);
+                }
+            }
+            _ = self.wake.notified() => {}
+            _ = queued.wait_for_room(), if queued.is_full() => {}
+            _ = tokio::time::sleep_until(next_retry) => {}
+        }
+    }
+
+    fn fetch_request(&self, fetchable: &[usize]) -> FetchRequest {
+        let config = &self.shared.config;
+        let metadata = self.shared.client.metadata();
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for &i in fetchable {
+            let sub = &self.subs[i];
+            let tp = &sub.shared.tp;
+            let epoch = metadata
+                .partition(&tp.topic, tp.partition)
+                .map_or(-1, |p| p.leader_epoch);
+            topics.entry(&tp.topic).or_default().push(
+                FetchPartition::default()
+                    .with_partition(tp.partition)
+                    .with_fetch_offset(sub.offset)
+                    .with_current_leader_epoch(epoch)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(sub.max_bytes),
+            );
+        }
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(millis(config.fetch_max_wait))
+            .with_min_bytes(config.fetch_min_bytes)
+            .with_max_bytes(config.fetch_max_bytes)
+            .with_isolation_level(config.isolation.wire())
+            // Sessionless full fetches (KIP-227 sessions are not used yet).
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let topic_id = metadata
+                            .topic(topic)
+                            .and_then(|t| t.topic_id)
+                            .unwrap_or_default();
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_topic_id(topic_id)
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            )
+    }
+
+    /// The request failed as a whole: the broker may be gone, so every partition it
+    /// was serving goes back to the dispatcher.
+    fn handle_failure(&mut self, err: Error) {
+        tracing::debug!(error = %err, partitions = self.subs.len(), "fetch failed");
+        if err.kind() == &ErrorKind::UnsupportedVersion {
+            for sub in &mut self.subs {
+                sub.report(err.clone());
+                sub.stopped = true;
+            }
+            return;
+        }
+        for sub in std::mem::take(&mut self.subs) {
+            self.redispatch(sub);
+        }
+    }
+
+    async fn handle_response(&mut self, response: FetchResponse, fetchable: &[usize]) {
+        if let Some(code) = KafkaCode::from_code(response.error_code) {
+            // A fetch-session or top-level error: nothing per partition to act on.
+            tracing::debug!(error = %code, "fetch response error");
+            let now = Instant::now();
+            for &i in fetchable {
+                let sub = &mut self.subs[i];
+                sub.failures += 1;
+                sub.retry_at = Some(
+                    now + self
+                        .shared
+                        .config
+                        .retry_backoff
+                        .delay(sub.failures, jitter_unit()),
+                );
+            }
+            return;
+        }
+        let metadata = self.shared.client.metadata();
+        let mut by_partition: HashMap<(&str, i32), &PartitionData> = HashMap::new();
+        for topic in &response.responses {
+            let name: &str = if topic.topic.0.is_empty() {
+                // v13+: by id.
+                match metadata
+                    .topics
+                    .values()
+                    .find(|t| t.topic_id == Some(topic.topic_id))
+                {
+                    Some(t) => &t.name,
+                    None => continue,
+                }
+            } else {
+                &topic.topic.0
+            };
+            for p in &topic.partitions {
+                by_partition.insert((name, p.partition_index), p);
+            }
+        }
+        let mut leaving = Vec::new();
+        for &i in fetchable {
+            let tp = self.subs[i].shared.tp.clone();
+            let Some(data) = by_partition.get(&(&*tp.topic, tp.partition)) else {
+                continue;
+            };
+            if let Outcome::Redispatch = self.handle_partition(i, data).await {
+                leaving.push(i);
+            }
+        }
+        leaving.sort_unstable_by(|a, b| b.cmp(a));
+        for i in leaving {
+            let mut sub = self.subs.swap_remove(i);
+            sub.stale = true;
+            self.redispatch(sub);
+        }
+    }
+
+    async fn handle_partition(&mut self, i: usize, data: &PartitionData) -> Outcome {
+        let config = self.shared.config.clone();
+        let queued = self.shared.queued.clone();
+        let sub = &mut self.subs[i];
+        let Some(code) = KafkaCode::from_code(data.error_code) else {
+            sub.failures = 0;
+            sub.shared
+                .high_watermark
+                .store(data.high_watermark, Ordering::Release);
+            deliver(sub, data, &config, &queued);
+            return Outcome::Keep;
+        };
+        let err = Error::kafka(code);
+        match code {
+            KafkaCode::OFFSET_OUT_OF_RANGE => {
+                let target = match config.auto_offset_reset {
+                    OffsetReset::Earliest => EARLIEST,
+                    OffsetReset::Latest => LATEST,
+                    OffsetReset::None => {
+                        sub.report(Error::new(
+                            ErrorKind::Kafka(code),
+                            "the offset is out of range and auto.offset.reset is none; seek to continue",
+                        ));
+                        sub.stopped = true;
+                        return Outcome::Keep;
+                    }
+                };
+                let tp = sub.shared.tp.clone();
+                let reset = list_offset(
+                    &self.shared.client,
+                    &tp.topic,
+                    tp.partition,
+                    target,
+                    config.isolation.wire(),
+                    config.retry_backoff,
+                )
+                .await;
+                let sub = &mut self.subs[i];
+                match reset {
+                    Ok(offset) => {
+                        let offset = offset.unwrap_or(0);
+                        tracing::info!(partition = %tp, from = sub.offset, to = offset, "offset out of range, reset");
+                        sub.offset = offset;
+                    }
+                    Err(err) => {
+                        sub.failures += 1;
+                        sub.retry_at = Some(
+                            Instant::now()
+                                + config.retry_backoff.delay(sub.failures, jitter_unit()),
+                        );
+                        sub.report(err);
+                    }
+                }
+                Outcome::Keep
+            }
+            KafkaCode::NOT_LEADER_OR_FOLLOWER
+            | KafkaCode::LEADER_NOT_AVAILABLE
+            | KafkaCode::FENCED_LEADER_EPOCH
+            | KafkaCode::UNKNOWN_LEADER_EPOCH
+            | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION => Outcome::Redispatch,
+            _ if err.is_retriable() || code.code() == UNKNOWN_TOPIC_ID => {
+                sub.failures += 1;
+                sub.retry_at =
+                    Some(Instant::now() + config.retry_backoff.delay(sub.failures, jitter_unit()));
+                if code.code() == UNKNOWN_TOPIC_ID {
+                    return Outcome::Redispatch;
+                }
+                Outcome::Keep
+            }
+            _ => {
+                sub.report(err);
+                sub.stopped = true;
+                Outcome::Keep
+            }
+        }
+    }
+
+    /// Hands `sub` back to the dispatcher, which finds its leader's loop.
+    fn redispatch(&self, mut sub: Subscription) {
+        sub.failures += 1;
+        let delay = self
+            .shared
+            .config
+            .retry_backoff
+            .delay(sub.failures, jitter_unit());
+        sub.retry_at = Some(Instant::now() + delay);
+        sub.stale = true;
+        *sub.shared
+            .loop_wake
+            .lock()
+            .expect("wake lock is never held across a panic") = None;
+        tracing::debug!(partition = %sub.shared.tp, ?delay, "partition leaves fetch loop");
+        tokio::spawn(super::dispatch(self.shared.clone(), sub));
+    }
+}
+
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+enum Outcome {
+    Keep,
+    Redispatch,
+}
+
+/// Hands the complete batches of one partition's data to its reader and advances.
+fn deliver(
+    sub: &mut Subscription,
+    data: &PartitionData,
+    config: &super::ConsumerConfig,
+    queued: &Arc<super::memory::QueuedBytes>,
+) {
+    let records = data.records.clone().unwrap_or_default();
+    if records.is_empty() {
+        return;
+    }
+    let bytes = records.len();
+    let scanned = scan(records, sub.offset, &config.decode_options());
+    if !scanned.batches.is_empty() {
+        let aborted = (config.isolation == IsolationLevel::ReadCommitted).then(|| {
+            let mut list: Vec<AbortedTransaction> = data
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|t| AbortedTransaction {
+                    producer_id: t.producer_id.0,
+                    first_offset: t.first_offset,
+                })
+                .collect();
+            list.sort_by_key(|t| t.first_offset);
+            list
+        });
+        let batch = FetchedBatch {
+            topic: sub.shared.tp.topic.clone(),
+            partition: sub.shared.tp.partition,
+            batches: scanned.batches,
+            position: sub.offset,
+            high_watermark: data.high_watermark,
+            aborted,
+            _memory: Some(queued.hold(bytes)),
+        };
+        let next = batch.next_offset();
+        if sub
+            .tx
+            .try_send(Fetched::Batch {
+                generation: sub.generation,
+                batch,
+            })
+            .is_ok()
+        {
+            sub.offset = next;
+        }
+    }
+    if let Some((offset, err)) = scanned.corrupt {
+        sub.offset = sub.offset.max(offset);
+        sub.report(Error::from(err));
+        sub.stopped = true;
+    } else if scanned.needs_larger_fetch {
+        if sub.max_bytes >= config.fetch_max_bytes {
+            sub.report(Error::new(
+                ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),
+                format!(
+                    "a batch is larger than fetch.max.bytes ({}); raise it to read on",
+                    config.fetch_max_bytes
+                ),
+            ));
+            sub.stopped = true;
+        } else {
+            sub.max_bytes = sub.max_bytes.saturating_mul(2).min(config.fetch_max_bytes);
+            tracing::debug!(partition = %sub.shared.tp, max_bytes = sub.max_bytes, "batch larger than the partition limit, growing it");
+        }
+    }
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
