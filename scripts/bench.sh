@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Whole-process benchmarks: josefine against librdkafka 2.16 (bench/rdkafka_peer.c),
-# same workload, same broker, same run, alternating order. Method: docs/BENCHMARKS.md.
+# produce and consume, same workload, same broker, same run, alternating order.
+# Method: docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
@@ -40,6 +41,16 @@ run_produce() {
     esac
 }
 
+run_consume() {
+    local client="$1" records="$2" topic="$3"
+    case "$client" in
+        librdkafka) "$peer" consume --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --partitions 6 --records "$records" ;;
+        josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench consume --topic "$topic" \
+                        --partitions 6 --records "$records" ;;
+    esac
+}
+
 for workload in "${workloads[@]}"; do
     read -r records size <<<"$workload"
     for run in $(seq 1 "$runs"); do
@@ -48,6 +59,12 @@ for workload in "${workloads[@]}"; do
         for client in "${order[@]}"; do
             log "produce $records x $size B, run $run/$runs: $client"
             run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
+                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
+        done
+        # Both read the same records: the topic librdkafka wrote in this run.
+        for client in "${order[@]}"; do
+            log "consume $records x $size B, run $run/$runs: $client"
+            run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
                 | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
         done
     done

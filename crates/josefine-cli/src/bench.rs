@@ -122,6 +122,85 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Args)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    topic: String,
+    /// Partitions 0..P are read from the beginning.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+}
+
+/// Reads `records` records from partitions `0..partitions` of a topic, from the
+/// beginning, with direct partition consumers (one task each), touching every value.
+pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let consumer = josefine::Consumer::builder(client)
+        .fetch_max_wait(Duration::from_millis(100))
+        .build()?;
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for p in 0..args.partitions {
+        readers.push(
+            consumer
+                .consume_partition(&args.topic, p, josefine::StartOffset::Earliest)
+                .await?,
+        );
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for mut reader in readers {
+        let (total, bytes, done, target) = (total.clone(), bytes.clone(), done.clone(), args.records);
+        tasks.push(tokio::spawn(async move {
+            while total.load(Ordering::Relaxed) < target {
+                let batch = tokio::select! {
+                    batch = reader.next_batch() => batch,
+                    _ = done.notified() => return Ok(()),
+                };
+                let Some(batch) = batch else { return Ok(()) };
+                let batch = batch?;
+                let (mut n, mut b) = (0u64, 0u64);
+                for record in &batch {
+                    let record = record?;
+                    b += record.value().map_or(0, |v| v.len()) as u64;
+                    n += 1;
+                }
+                bytes.fetch_add(b, Ordering::Relaxed);
+                if total.fetch_add(n, Ordering::Relaxed) + n >= target {
+                    done.notify_waiters();
+                }
+            }
+            Ok::<_, josefine::Error>(())
+        }));
+    }
+    let mut progress = Progress::new("consumed", args.records);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while total.load(Ordering::Relaxed) < args.records {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "read only {} of {} records in 120 s",
+            total.load(Ordering::Relaxed),
+            args.records
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        progress.tick(total.load(Ordering::Relaxed));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    done.notify_waiters();
+    for task in tasks {
+        task.await??;
+    }
+    progress.done();
+    report("consume", total.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), seconds);
+    Ok(())
+}
+
 /// The highest offset reported per partition: on a fresh topic, their sum plus one
 /// per partition must be the number of records sent, or the run does not count.
 #[derive(Default)]

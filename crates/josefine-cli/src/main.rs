@@ -52,6 +52,8 @@ enum Command {
 enum BenchCommand {
     /// Produce N records and report msgs/s, CPU and peak RSS as one JSON line.
     Produce(bench::ProduceArgs),
+    /// Read N records from the beginning of P partitions; same JSON report.
+    Consume(bench::ConsumeArgs),
 }
 
 #[derive(Subcommand)]
@@ -162,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("deleted topic {name}");
         }
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
+        Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
         Command::Topic(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
             md.topic_or_error(&name)?;
