@@ -156,7 +156,8 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let done = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
     for mut reader in readers {
-        let (total, bytes, done, target) = (total.clone(), bytes.clone(), done.clone(), args.records);
+        let (total, bytes, done, target) =
+            (total.clone(), bytes.clone(), done.clone(), args.records);
         tasks.push(tokio::spawn(async move {
             while total.load(Ordering::Relaxed) < target {
                 let batch = tokio::select! {
@@ -197,7 +198,12 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
         task.await??;
     }
     progress.done();
-    report("consume", total.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed), seconds);
+    report(
+        "consume",
+        total.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+        seconds,
+    );
     Ok(())
 }
 

@@ -260,6 +260,24 @@ impl Error {
         }
     }
 
+    /// Whether the error says our view of who leads a partition may be stale, so a
+    /// retry should come after a metadata refresh: leadership and leader-epoch codes,
+    /// an unknown topic or partition, and a lost or timed-out connection.
+    pub fn is_stale_metadata(&self) -> bool {
+        self.is_connection_lost()
+            || self.0.kind == ErrorKind::Timeout
+            || matches!(
+                self.code(),
+                Some(
+                    KafkaCode::NOT_LEADER_OR_FOLLOWER
+                        | KafkaCode::LEADER_NOT_AVAILABLE
+                        | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
+                        | KafkaCode::FENCED_LEADER_EPOCH
+                        | KafkaCode::UNKNOWN_LEADER_EPOCH
+                )
+            )
+    }
+
     /// Whether the error means the connection it came from is gone.
     pub fn is_connection_lost(&self) -> bool {
         matches!(

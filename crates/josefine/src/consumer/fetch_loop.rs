@@ -386,11 +386,7 @@ impl FetchLoop {
                 }
                 Outcome::Keep
             }
-            KafkaCode::NOT_LEADER_OR_FOLLOWER
-            | KafkaCode::LEADER_NOT_AVAILABLE
-            | KafkaCode::FENCED_LEADER_EPOCH
-            | KafkaCode::UNKNOWN_LEADER_EPOCH
-            | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION => Outcome::Redispatch,
+            _ if err.is_stale_metadata() => Outcome::Redispatch,
             _ if err.is_retriable() || code.code() == UNKNOWN_TOPIC_ID => {
                 sub.failures += 1;
                 sub.retry_at =

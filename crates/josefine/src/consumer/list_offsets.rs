@@ -9,7 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::{jitter_unit, Backoff};
 use crate::client::Client;
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, Result};
 
 /// ListOffsets' special timestamps.
 pub(crate) const LATEST: i64 = -1;
@@ -53,7 +53,7 @@ pub(crate) async fn list_offset(
             Ok(offset) => return Ok(offset),
             Err(err) if err.is_retriable() && failures + 1 < ATTEMPTS => {
                 failures += 1;
-                if needs_metadata(&err) {
+                if err.is_stale_metadata() {
                     let _ = client.refresh_metadata(&[topic]).await;
                 }
                 let delay = backoff
@@ -64,20 +64,6 @@ pub(crate) async fn list_offset(
             Err(err) => return Err(err.with_topic(topic).with_partition(partition)),
         }
     }
-}
-
-fn needs_metadata(err: &Error) -> bool {
-    err.is_connection_lost()
-        || matches!(
-            err.code(),
-            Some(
-                KafkaCode::NOT_LEADER_OR_FOLLOWER
-                    | KafkaCode::LEADER_NOT_AVAILABLE
-                    | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
-                    | KafkaCode::FENCED_LEADER_EPOCH
-                    | KafkaCode::UNKNOWN_LEADER_EPOCH
-            )
-        )
 }
 
 fn parse(response: &ListOffsetsResponse, partition: i32) -> Result<Option<i64>> {
@@ -111,7 +97,7 @@ mod tests {
         assert_eq!(parse(&response(0, 42), 2).unwrap(), Some(42));
         assert_eq!(parse(&response(0, -1), 2).unwrap(), None);
         let err = parse(&response(6, -1), 2).unwrap_err();
-        assert!(needs_metadata(&err) && err.is_retriable());
+        assert!(err.is_stale_metadata() && err.is_retriable());
         assert!(parse(&response(0, 1), 3).is_err());
     }
 }

@@ -347,18 +347,7 @@ impl Sender {
             tracing::info!(error = %err, "broker lost our producer state; bumping the epoch");
             self.needs_epoch_bump = true;
         }
-        if err.is_connection_lost()
-            || matches!(
-                err.code(),
-                Some(
-                    KafkaCode::NOT_LEADER_OR_FOLLOWER
-                        | KafkaCode::LEADER_NOT_AVAILABLE
-                        | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
-                        | KafkaCode::FENCED_LEADER_EPOCH
-                )
-            )
-            || err.kind() == &ErrorKind::Timeout
-        {
+        if err.is_stale_metadata() {
             self.stale_topics.insert(batch.tp.topic.clone());
         }
         let delay = config.retry_backoff.delay(batch.attempts, jitter_unit());

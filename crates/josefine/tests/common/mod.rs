@@ -14,11 +14,8 @@ pub fn broker() -> Option<String> {
     match std::env::var("JOSEFINE_BROKER") {
         Ok(addr) if !addr.is_empty() => Some(addr),
         _ => {
-            let required = ["CI", "JOSEFINE_REQUIRE_BROKER"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
             assert!(
-                !required,
+                !required(),
                 "JOSEFINE_BROKER is not set but a broker is required: run scripts/test.sh"
             );
             eprintln!(
@@ -27,6 +24,14 @@ pub fn broker() -> Option<String> {
             None
         }
     }
+}
+
+/// Whether a missing broker must fail the run (CI, or the test script) rather than
+/// skip the test.
+fn required() -> bool {
+    ["CI", "JOSEFINE_REQUIRE_BROKER"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
 /// Connects to the real broker, or skips the test (see [`broker`]).
@@ -69,11 +74,8 @@ pub fn python() -> Option<std::path::PathBuf> {
     match std::env::var("JOSEFINE_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p.into()),
         _ => {
-            let required = ["CI", "JOSEFINE_REQUIRE_BROKER"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
             assert!(
-                !required,
+                !required(),
                 "JOSEFINE_PYTHON is not set but interop is required: run scripts/test.sh"
             );
             eprintln!("skipped interop: JOSEFINE_PYTHON is not set (run scripts/test.sh)");
