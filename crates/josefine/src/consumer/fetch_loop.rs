@@ -17,15 +17,13 @@
 //!   offset; the partition stops there until the reader seeks: never a silent skip;
 //! - other retriable codes: a backoff; other codes: an error to the reader, then a stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -33,6 +31,7 @@ use super::batch::{AbortedTransaction, FetchedBatch};
 use super::list_offsets::{list_offset, EARLIEST, LATEST};
 use super::partition::{Fetched, PartitionShared};
 use super::scan::scan;
+use super::session::{FetchSession, SessionOutcome, WantedPartition};
 use super::{ConsumerShared, IsolationLevel, OffsetReset};
 use crate::backoff::jitter_unit;
 use crate::error::{Error, ErrorKind, KafkaCode};
@@ -114,6 +113,7 @@ pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
             rx,
             wake,
             subs: Vec::new(),
+            session: FetchSession::new(true),
         }
         .run(),
         span,
@@ -127,6 +127,7 @@ struct FetchLoop {
     rx: mpsc::UnboundedReceiver<Subscription>,
     wake: Arc<Notify>,
     subs: Vec<Subscription>,
+    session: FetchSession,
 }
 
 impl FetchLoop {
@@ -147,12 +148,29 @@ impl FetchLoop {
                 self.wait_for_work(now).await;
                 continue;
             }
-            let request = self.fetch_request(&fetchable);
+            let wanted = self.wanted(&fetchable);
+            let request = self.fetch_request();
             let config = &self.shared.config;
             let timeout = config.request_timeout + config.fetch_max_wait;
-            match self.broker.call_with_timeout(&request, timeout).await {
-                Ok(response) => self.handle_response(response, &fetchable).await,
-                Err(err) => self.handle_failure(err),
+            let session = &mut self.session;
+            let sent = self
+                .broker
+                .call_versioned_with_timeout(
+                    |version| {
+                        let mut request = request;
+                        session.build(&mut request, &wanted, version);
+                        request
+                    },
+                    timeout,
+                )
+                .await;
+            match sent {
+                Ok((_, response)) => self.handle_response(response, &fetchable).await,
+                Err(err) => {
+                    // The broker may have lost our session with the connection.
+                    self.session.reset();
+                    self.handle_failure(err);
+                }
             }
         }
     }
@@ -214,49 +232,40 @@ impl FetchLoop {
         }
     }
 
-    fn fetch_request(&self, fetchable: &[usize]) -> FetchRequest {
-        let config = &self.shared.config;
+    /// What this round fetches: every fetchable partition at its position. The fetch
+    /// session (KIP-227) decides which of them the request must actually carry.
+    fn wanted(&self, fetchable: &[usize]) -> Vec<WantedPartition> {
         let metadata = self.shared.client.metadata();
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for &i in fetchable {
-            let sub = &self.subs[i];
-            let tp = &sub.shared.tp;
-            let epoch = metadata
-                .partition(&tp.topic, tp.partition)
-                .map_or(-1, |p| p.leader_epoch);
-            topics.entry(&tp.topic).or_default().push(
-                FetchPartition::default()
-                    .with_partition(tp.partition)
-                    .with_fetch_offset(sub.offset)
-                    .with_current_leader_epoch(epoch)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(sub.max_bytes),
-            );
-        }
+        fetchable
+            .iter()
+            .map(|&i| {
+                let sub = &self.subs[i];
+                let tp = &sub.shared.tp;
+                WantedPartition {
+                    tp: tp.clone(),
+                    topic_id: metadata
+                        .topic(&tp.topic)
+                        .and_then(|t| t.topic_id)
+                        .unwrap_or_default(),
+                    fetch_offset: sub.offset,
+                    current_leader_epoch: metadata
+                        .partition(&tp.topic, tp.partition)
+                        .map_or(-1, |p| p.leader_epoch),
+                    partition_max_bytes: sub.max_bytes,
+                }
+            })
+            .collect()
+    }
+
+    /// The request's fixed fields; the session fills in partitions and session ids.
+    fn fetch_request(&self) -> FetchRequest {
+        let config = &self.shared.config;
         FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(millis(config.fetch_max_wait))
             .with_min_bytes(config.fetch_min_bytes)
             .with_max_bytes(config.fetch_max_bytes)
             .with_isolation_level(config.isolation.wire())
-            // Sessionless full fetches (KIP-227 sessions are not used yet).
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        let topic_id = metadata
-                            .topic(topic)
-                            .and_then(|t| t.topic_id)
-                            .unwrap_or_default();
-                        FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                            .with_topic_id(topic_id)
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            )
     }
 
     /// The request failed as a whole: the broker may be gone, so every partition it
@@ -276,47 +285,60 @@ impl FetchLoop {
     }
 
     async fn handle_response(&mut self, response: FetchResponse, fetchable: &[usize]) {
-        if let Some(code) = KafkaCode::from_code(response.error_code) {
-            // A fetch-session or top-level error: nothing per partition to act on.
-            tracing::debug!(error = %code, "fetch response error");
-            let now = Instant::now();
-            for &i in fetchable {
-                let sub = &mut self.subs[i];
-                sub.failures += 1;
-                sub.retry_at = Some(
-                    now + self
-                        .shared
-                        .config
-                        .retry_backoff
-                        .delay(sub.failures, jitter_unit()),
-                );
+        match self.session.handle_response(&response) {
+            SessionOutcome::Data => {}
+            SessionOutcome::Retry { error_code } => {
+                // The session is gone; the next round sends a full request at once.
+                tracing::debug!(error_code, "fetch session reset");
+                return;
             }
-            return;
+            SessionOutcome::Error { error_code } => {
+                tracing::debug!(error_code, "fetch response error");
+                let now = Instant::now();
+                for &i in fetchable {
+                    let sub = &mut self.subs[i];
+                    sub.failures += 1;
+                    sub.retry_at = Some(
+                        now + self
+                            .shared
+                            .config
+                            .retry_backoff
+                            .delay(sub.failures, jitter_unit()),
+                    );
+                }
+                return;
+            }
         }
         let metadata = self.shared.client.metadata();
-        let mut by_partition: HashMap<(&str, i32), &PartitionData> = HashMap::new();
+        // Keyed by owned names: the session's names must not stay borrowed while the
+        // partitions are handled (which needs the loop mutably).
+        let mut by_partition: HashMap<(Arc<str>, i32), &PartitionData> = HashMap::new();
         for topic in &response.responses {
-            let name: &str = if topic.topic.0.is_empty() {
-                // v13+: by id.
-                match metadata
-                    .topics
-                    .values()
-                    .find(|t| t.topic_id == Some(topic.topic_id))
-                {
-                    Some(t) => &t.name,
-                    None => continue,
+            let name: Arc<str> = if topic.topic.0.is_empty() {
+                // v13+: by id; the session remembers the ids it sent, even of topics
+                // gone from metadata since.
+                match self.session.topic_name(topic.topic_id) {
+                    Some(name) => name.clone(),
+                    None => match metadata
+                        .topics
+                        .values()
+                        .find(|t| t.topic_id == Some(topic.topic_id))
+                    {
+                        Some(t) => Arc::from(t.name.as_str()),
+                        None => continue,
+                    },
                 }
             } else {
-                &topic.topic.0
+                Arc::from(topic.topic.0.as_str())
             };
             for p in &topic.partitions {
-                by_partition.insert((name, p.partition_index), p);
+                by_partition.insert((name.clone(), p.partition_index), p);
             }
         }
         let mut leaving = Vec::new();
         for &i in fetchable {
             let tp = self.subs[i].shared.tp.clone();
-            let Some(data) = by_partition.get(&(&*tp.topic, tp.partition)) else {
+            let Some(data) = by_partition.get(&(tp.topic.clone(), tp.partition)) else {
                 continue;
             };
             if let Outcome::Redispatch = self.handle_partition(i, data).await {

@@ -17,6 +17,7 @@ mod list_offsets;
 mod memory;
 pub mod partition;
 mod scan;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -154,6 +154,16 @@ impl Broker {
         &self,
         build: impl FnOnce(i16) -> R,
     ) -> Result<(i16, R::Response)> {
+        self.call_versioned_with_timeout(build, self.inner.config.request_timeout)
+            .await
+    }
+
+    /// [`call_versioned`](Self::call_versioned) with an explicit timeout.
+    pub async fn call_versioned_with_timeout<R: KafkaRequest>(
+        &self,
+        build: impl FnOnce(i16) -> R,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response)> {
         let ready = self.ready().await?;
         let version = ready
             .versions
@@ -162,7 +172,7 @@ impl Broker {
         let request = build(version);
         let response = ready
             .connection
-            .call(&request, version, self.inner.config.request_timeout)
+            .call(&request, version, timeout)
             .await
             .map_err(|e| e.with_broker(self))?;
         Ok((version, response))

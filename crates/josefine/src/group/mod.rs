@@ -1,0 +1,2 @@
+pub mod assignor;
+pub mod protocol;
