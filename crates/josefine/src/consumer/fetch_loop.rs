@@ -114,6 +114,7 @@ pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
             wake,
             subs: Vec::new(),
             session: FetchSession::new(true),
+            round: 0,
         }
         .run(),
         span,
@@ -128,6 +129,8 @@ struct FetchLoop {
     wake: Arc<Notify>,
     subs: Vec<Subscription>,
     session: FetchSession,
+    /// Fetch rounds so far, for rotating the partition order.
+    round: usize,
 }
 
 impl FetchLoop {
@@ -148,6 +151,12 @@ impl FetchLoop {
                 self.wait_for_work(now).await;
                 continue;
             }
+            // Rotate who comes first: only the first partition of a response is sure
+            // to get a whole batch past the response's byte budget (KIP-74).
+            let mut fetchable = fetchable;
+            let len = fetchable.len();
+            fetchable.rotate_left(self.round % len);
+            self.round = self.round.wrapping_add(1);
             let wanted = self.wanted(&fetchable);
             let request = self.fetch_request();
             let config = &self.shared.config;
@@ -341,19 +350,25 @@ impl FetchLoop {
             let Some(data) = by_partition.get(&(tp.topic.clone(), tp.partition)) else {
                 continue;
             };
-            if let Outcome::Redispatch = self.handle_partition(i, data).await {
-                leaving.push(i);
+            match self.handle_partition(i, data) {
+                Outcome::Keep => {}
+                outcome => leaving.push((i, outcome)),
             }
         }
-        leaving.sort_unstable_by(|a, b| b.cmp(a));
-        for i in leaving {
+        leaving.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (i, outcome) in leaving {
             let mut sub = self.subs.swap_remove(i);
-            sub.stale = true;
-            self.redispatch(sub);
+            match outcome {
+                Outcome::Reset(target) => self.reset_offset(sub, target),
+                _ => {
+                    sub.stale = true;
+                    self.redispatch(sub);
+                }
+            }
         }
     }
 
-    async fn handle_partition(&mut self, i: usize, data: &PartitionData) -> Outcome {
+    fn handle_partition(&mut self, i: usize, data: &PartitionData) -> Outcome {
         let config = self.shared.config.clone();
         let queued = self.shared.queued.clone();
         let sub = &mut self.subs[i];
@@ -380,33 +395,7 @@ impl FetchLoop {
                         return Outcome::Keep;
                     }
                 };
-                let tp = sub.shared.tp.clone();
-                let reset = list_offset(
-                    &self.shared.client,
-                    &tp.topic,
-                    tp.partition,
-                    target,
-                    config.isolation.wire(),
-                    config.retry_backoff,
-                )
-                .await;
-                let sub = &mut self.subs[i];
-                match reset {
-                    Ok(offset) => {
-                        let offset = offset.unwrap_or(0);
-                        tracing::info!(partition = %tp, from = sub.offset, to = offset, "offset out of range, reset");
-                        sub.offset = offset;
-                    }
-                    Err(err) => {
-                        sub.failures += 1;
-                        sub.retry_at = Some(
-                            Instant::now()
-                                + config.retry_backoff.delay(sub.failures, jitter_unit()),
-                        );
-                        sub.report(err);
-                    }
-                }
-                Outcome::Keep
+                Outcome::Reset(target)
             }
             _ if err.is_stale_metadata() => Outcome::Redispatch,
             _ if err.is_retriable() || code.code() == UNKNOWN_TOPIC_ID => {
@@ -424,6 +413,46 @@ impl FetchLoop {
                 Outcome::Keep
             }
         }
+    }
+
+    /// Looks up the offset `auto.offset.reset` asks for on its own task (ListOffsets
+    /// may be retried for a while, and must not hold up this loop's other partitions),
+    /// then dispatches the partition again from there.
+    fn reset_offset(&self, mut sub: Subscription, target: i64) {
+        *sub.shared
+            .loop_wake
+            .lock()
+            .expect("wake lock is never held across a panic") = None;
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let config = &shared.config;
+            let tp = sub.shared.tp.clone();
+            let found = list_offset(
+                &shared.client,
+                &tp.topic,
+                tp.partition,
+                target,
+                config.isolation.wire(),
+                config.retry_backoff,
+            )
+            .await;
+            match found {
+                Ok(offset) => {
+                    let offset = offset.unwrap_or(0);
+                    tracing::info!(partition = %tp, from = sub.offset, to = offset, "offset out of range, reset");
+                    sub.offset = offset;
+                    sub.failures = 0;
+                }
+                Err(err) => {
+                    sub.failures += 1;
+                    sub.retry_at = Some(
+                        Instant::now() + config.retry_backoff.delay(sub.failures, jitter_unit()),
+                    );
+                    sub.report(err);
+                }
+            }
+            super::dispatch(shared, sub).await;
+        });
     }
 
     /// Hands `sub` back to the dispatcher, which finds its leader's loop.
@@ -450,6 +479,8 @@ const UNKNOWN_TOPIC_ID: i16 = 100;
 enum Outcome {
     Keep,
     Redispatch,
+    /// Out of range: reset to this ListOffsets target (earliest or latest).
+    Reset(i64),
 }
 
 /// Hands the complete batches of one partition's data to its reader and advances.
@@ -504,7 +535,9 @@ fn deliver(
         sub.offset = sub.offset.max(offset);
         sub.report(Error::from(err));
         sub.stopped = true;
-    } else if scanned.needs_larger_fetch {
+    } else if scanned.needs_larger_fetch && bytes >= sub.max_bytes as usize {
+        // The partition's own limit cut the batch (not the response's total budget,
+        // which other partitions may have used up): grow it.
         if sub.max_bytes >= config.fetch_max_bytes {
             sub.report(Error::new(
                 ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),

@@ -19,7 +19,7 @@ pub mod partition;
 mod scan;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -195,6 +195,7 @@ impl ConsumerBuilder {
                 client: self.client,
                 config: self.config,
                 loops: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -212,6 +213,39 @@ pub(crate) struct ConsumerShared {
     /// Running fetch loops by broker id.
     loops: Mutex<HashMap<i32, LoopHandle>>,
     queued: Arc<QueuedBytes>,
+    /// Partitions with an open reader: one reader per partition per consumer, since
+    /// a fetch loop (and its fetch session) knows a partition once.
+    active: Mutex<HashSet<TopicPartition>>,
+}
+
+/// A partition marked as having a reader, until `keep` hands it to the reader.
+struct Reservation<'a> {
+    shared: &'a ConsumerShared,
+    tp: Option<TopicPartition>,
+}
+
+impl Reservation<'_> {
+    fn keep(mut self) {
+        self.tp = None;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(tp) = &self.tp {
+            self.shared.release(tp);
+        }
+    }
+}
+
+impl ConsumerShared {
+    /// Forgets the reader of `tp` (it was dropped).
+    pub(crate) fn release(&self, tp: &TopicPartition) {
+        self.active
+            .lock()
+            .expect("active lock is never held across a panic")
+            .remove(tp);
+    }
 }
 
 impl Consumer {
@@ -247,8 +281,24 @@ impl Consumer {
                 .with_topic(topic)
                 .with_partition(partition));
         }
-        let offset = self.resolve(topic, partition, start).await?;
         let tp = TopicPartition::new(topic, partition);
+        if !shared
+            .active
+            .lock()
+            .expect("active lock is never held across a panic")
+            .insert(tp.clone())
+        {
+            return Err(Error::config(format!(
+                "{tp} already has a reader in this consumer; drop it first (or use another Consumer)"
+            )));
+        }
+        // Released again if resolving fails or the caller gives up while it runs.
+        let reservation = Reservation {
+            shared,
+            tp: Some(tp.clone()),
+        };
+        let offset = self.resolve(topic, partition, start).await?;
+        reservation.keep();
         let (tx, rx) = mpsc::channel(QUEUE_SLOTS);
         let partition_shared = Arc::new(PartitionShared::new(tp));
         let sub = Subscription {

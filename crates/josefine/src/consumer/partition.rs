@@ -94,7 +94,7 @@ pub struct PartitionConsumer {
     shared: Arc<PartitionShared>,
     rx: mpsc::Receiver<Fetched>,
     /// Keeps the consumer (and its fetch loops) alive while this partition is read.
-    _consumer: Arc<ConsumerShared>,
+    consumer: Arc<ConsumerShared>,
     generation: u64,
     position: i64,
     current: Option<(FetchedBatch, RecordCursor)>,
@@ -110,7 +110,7 @@ impl PartitionConsumer {
         Self {
             shared,
             rx,
-            _consumer: consumer,
+            consumer,
             generation: 0,
             position,
             current: None,
@@ -188,7 +188,8 @@ impl PartitionConsumer {
             self.shared.wake_loop();
             match item {
                 Fetched::Batch { generation, batch } if generation == self.generation => {
-                    self.position = self.position.max(batch.next_offset());
+                    // Not max(): an offset reset may move the position back.
+                    self.position = batch.next_offset();
                     return Poll::Ready(Some(Ok(batch)));
                 }
                 Fetched::Error { generation, error } if generation == self.generation => {
@@ -206,6 +207,7 @@ impl PartitionConsumer {
 
 impl Drop for PartitionConsumer {
     fn drop(&mut self) {
+        self.consumer.release(&self.shared.tp);
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake_loop();
     }

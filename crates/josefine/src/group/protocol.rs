@@ -85,8 +85,10 @@ pub enum ProtocolError {
         len: usize,
         max: usize,
     },
-    /// The input ends before the field `field`, which starts at byte `offset`
-    /// (counted after the version prefix, except for the prefix itself).
+    /// The input ends inside `field`: a length, count or value at byte `offset` (counted
+    /// after the version prefix, except for the prefix itself) needs more bytes than are
+    /// left. A count that claims more elements than the remaining bytes could hold is
+    /// reported this way too.
     #[error("consumer protocol {what} ends early: {field} at byte {offset} is incomplete")]
     Truncated {
         what: &'static str,
@@ -96,8 +98,8 @@ pub enum ProtocolError {
     /// The version prefix is negative.
     #[error("consumer protocol {what} has unsupported version {version}")]
     UnsupportedVersion { what: &'static str, version: i16 },
-    /// A length or count is impossible (negative, null where not nullable, larger than
-    /// the input) or a string is not UTF-8.
+    /// A length or count is impossible (negative, or null where not nullable) or a
+    /// string is not UTF-8.
     #[error("malformed consumer protocol {what}: {reason}")]
     Malformed { what: &'static str, reason: String },
     /// A value cannot be represented on the wire (a string longer than 32767 bytes, for
@@ -332,7 +334,7 @@ fn scan_assignment(body: &[u8]) -> Result<(), ProtocolError> {
 /// The fewest bytes a string takes: its `int16` length.
 const MIN_STRING: usize = 2;
 /// The fewest bytes a `(topic, [partition])` entry takes: two length prefixes.
-const MIN_TOPIC_PARTITIONS: usize = 2 + 4;
+pub(crate) const MIN_TOPIC_PARTITIONS: usize = 2 + 4;
 
 /// A cursor that walks the classic (non-flexible) Kafka encoding without building
 /// anything, checking every length against the bytes that remain.
@@ -386,6 +388,16 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// A non-null `STRING`'s value, which must be UTF-8.
+    pub(crate) fn str(&mut self, field: &'static str) -> Result<&'a str, ProtocolError> {
+        let len = self.i16(field)?;
+        if len < 0 {
+            return Err(self.malformed(field, format!("string length {len}")));
+        }
+        let bytes = self.take(field, len as usize)?;
+        std::str::from_utf8(bytes).map_err(|e| self.malformed(field, e.to_string()))
+    }
+
     /// `BYTES` or `NULLABLE_BYTES`: an `int32` length (-1 for null), then the bytes.
     fn bytes(&mut self, field: &'static str, nullable: bool) -> Result<(), ProtocolError> {
         match self.i32(field)? {
@@ -407,11 +419,10 @@ impl<'a> Scan<'a> {
             return Err(self.malformed(field, format!("array length {count}")));
         }
         let count = count as usize;
+        // The input cannot hold that many elements: it was cut short, or the count lies.
+        // Either way, fail before anyone reserves room for `count` elements.
         if count.saturating_mul(min_size) > self.remaining() {
-            return Err(self.malformed(
-                field,
-                format!("array of {count} elements does not fit in the {} bytes left", self.remaining()),
-            ));
+            return Err(ProtocolError::Truncated { what: self.what, field, offset: self.pos });
         }
         for _ in 0..count {
             element(self)?;
@@ -710,10 +721,13 @@ mod tests {
         // Version 0, then a topic count of i32::MAX and nothing else. kafka-protocol alone
         // would reserve ~64 GiB for the topic list here.
         let bytes = [0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0x00, 0x00];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert_eq!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Truncated { what: SUBSCRIPTION, field: "topics", offset: 4 })
+        );
         // Same for the partition count inside an assignment.
         let bytes = [0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
-        assert!(matches!(Assignment::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(Assignment::decode(&bytes), Err(ProtocolError::Truncated { .. })));
         // And the user data length.
         let bytes = [0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
         assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Truncated { .. })));
