@@ -355,7 +355,7 @@ impl FetchLoop {
                 outcome => leaving.push((i, outcome)),
             }
         }
-        leaving.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        leaving.sort_unstable_by_key(|l| std::cmp::Reverse(l.0));
         for (i, outcome) in leaving {
             let mut sub = self.subs.swap_remove(i);
             match outcome {
