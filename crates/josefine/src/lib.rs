@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod client;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod net;
 pub mod producer;
 pub mod protocol;

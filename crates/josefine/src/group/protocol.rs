@@ -37,7 +37,7 @@
 //! noticing that the input is short. Before handing bytes to it we therefore
 //!
 //! 1. refuse inputs longer than [`MAX_MESSAGE_LEN`], and
-//! 2. walk the whole (small, fixed) layout once with [`Scan`], which checks every length
+//! 2. walk the whole (small, fixed) layout once with `Scan`, which checks every length
 //!    prefix and array count against the bytes that remain; an element is never shorter
 //!    than its own length prefix, so a count is rejected unless `count * min_size` bytes
 //!    are left, and the walk then proves that every element is really there.
@@ -53,7 +53,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as WireAssigned;
 use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as WireOwned;
-use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::TopicPartition;
@@ -163,7 +165,12 @@ impl Subscription {
         }
 
         let message = ConsumerProtocolSubscription::default()
-            .with_topics(topics.into_iter().map(|t| StrBytes::from_string(t.to_owned())).collect())
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|t| StrBytes::from_string(t.to_owned()))
+                    .collect(),
+            )
             .with_user_data(self.user_data.clone())
             .with_owned_partitions(owned_by_topic)
             .with_generation_id(self.generation.unwrap_or(-1))
@@ -182,16 +189,20 @@ impl Subscription {
         let mut owned_partitions = Vec::new();
         for group in &wire.owned_partitions {
             let topic: Arc<str> = Arc::from(&**group.topic);
-            owned_partitions.extend(
-                group.partitions.iter().map(|&p| TopicPartition { topic: topic.clone(), partition: p }),
-            );
+            owned_partitions.extend(group.partitions.iter().map(|&p| TopicPartition {
+                topic: topic.clone(),
+                partition: p,
+            }));
         }
         Ok(Self {
             topics: wire.topics.iter().map(|t| t.to_string()).collect(),
             user_data: wire.user_data,
             owned_partitions,
             generation: (version >= 2 && wire.generation_id >= 0).then_some(wire.generation_id),
-            rack_id: wire.rack_id.filter(|r| !r.is_empty()).map(|r| r.to_string()),
+            rack_id: wire
+                .rack_id
+                .filter(|r| !r.is_empty())
+                .map(|r| r.to_string()),
         })
     }
 }
@@ -208,7 +219,10 @@ pub struct Assignment {
 impl Assignment {
     /// An assignment of `partitions` without user data.
     pub fn new(partitions: Vec<TopicPartition>) -> Self {
-        Self { partitions, user_data: None }
+        Self {
+            partitions,
+            user_data: None,
+        }
     }
 
     /// Encodes the version prefix and the body at `version` (clamped to
@@ -247,11 +261,15 @@ impl Assignment {
         let mut partitions = Vec::new();
         for group in &wire.assigned_partitions {
             let topic: Arc<str> = Arc::from(&**group.topic);
-            partitions.extend(
-                group.partitions.iter().map(|&p| TopicPartition { topic: topic.clone(), partition: p }),
-            );
+            partitions.extend(group.partitions.iter().map(|&p| TopicPartition {
+                topic: topic.clone(),
+                partition: p,
+            }));
         }
-        Ok(Self { partitions, user_data: wire.user_data })
+        Ok(Self {
+            partitions,
+            user_data: wire.user_data,
+        })
     }
 }
 
@@ -278,32 +296,56 @@ fn known_version(version: i16, what: &'static str) -> Result<i16, ProtocolError>
     Ok(version.min(MAX_VERSION))
 }
 
-fn encode_prefixed<M: Encodable>(message: &M, version: i16, what: &'static str) -> Result<Bytes, ProtocolError> {
+fn encode_prefixed<M: Encodable>(
+    message: &M,
+    version: i16,
+    what: &'static str,
+) -> Result<Bytes, ProtocolError> {
     let size = message
         .compute_size(version)
-        .map_err(|e| ProtocolError::Encode { what, reason: e.to_string() })?;
+        .map_err(|e| ProtocolError::Encode {
+            what,
+            reason: e.to_string(),
+        })?;
     let mut buf = BytesMut::with_capacity(2 + size);
     buf.put_i16(version);
     message
         .encode(&mut buf, version)
-        .map_err(|e| ProtocolError::Encode { what, reason: e.to_string() })?;
+        .map_err(|e| ProtocolError::Encode {
+            what,
+            reason: e.to_string(),
+        })?;
     Ok(buf.freeze())
 }
 
 /// Checks the size, reads the version prefix and returns the version to decode the body
 /// at (at most [`MAX_VERSION`]) with the body.
-fn split_version<'a>(bytes: &'a [u8], what: &'static str) -> Result<(i16, &'a [u8]), ProtocolError> {
+fn split_version<'a>(
+    bytes: &'a [u8],
+    what: &'static str,
+) -> Result<(i16, &'a [u8]), ProtocolError> {
     if bytes.len() > MAX_MESSAGE_LEN {
-        return Err(ProtocolError::TooLarge { what, len: bytes.len(), max: MAX_MESSAGE_LEN });
+        return Err(ProtocolError::TooLarge {
+            what,
+            len: bytes.len(),
+            max: MAX_MESSAGE_LEN,
+        });
     }
     let Some((prefix, body)) = bytes.split_first_chunk::<2>() else {
-        return Err(ProtocolError::Truncated { what, field: "version", offset: 0 });
+        return Err(ProtocolError::Truncated {
+            what,
+            field: "version",
+            offset: 0,
+        });
     };
     Ok((known_version(i16::from_be_bytes(*prefix), what)?, body))
 }
 
 fn malformed(what: &'static str, error: impl std::fmt::Display) -> ProtocolError {
-    ProtocolError::Malformed { what, reason: error.to_string() }
+    ProtocolError::Malformed {
+        what,
+        reason: error.to_string(),
+    }
 }
 
 /// Proves that `body` holds a complete subscription of `version` before `kafka-protocol`
@@ -355,7 +397,11 @@ impl<'a> Scan<'a> {
 
     fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], ProtocolError> {
         if n > self.remaining() {
-            return Err(ProtocolError::Truncated { what: self.what, field, offset: self.pos });
+            return Err(ProtocolError::Truncated {
+                what: self.what,
+                field,
+                offset: self.pos,
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -380,7 +426,11 @@ impl<'a> Scan<'a> {
     }
 
     /// `STRING` or `NULLABLE_STRING`: an `int16` length (-1 for null), then the bytes.
-    pub(crate) fn string(&mut self, field: &'static str, nullable: bool) -> Result<(), ProtocolError> {
+    pub(crate) fn string(
+        &mut self,
+        field: &'static str,
+        nullable: bool,
+    ) -> Result<(), ProtocolError> {
         match self.i16(field)? {
             -1 if nullable => Ok(()),
             len if len < 0 => Err(self.malformed(field, format!("string length {len}"))),
@@ -422,7 +472,11 @@ impl<'a> Scan<'a> {
         // The input cannot hold that many elements: it was cut short, or the count lies.
         // Either way, fail before anyone reserves room for `count` elements.
         if count.saturating_mul(min_size) > self.remaining() {
-            return Err(ProtocolError::Truncated { what: self.what, field, offset: self.pos });
+            return Err(ProtocolError::Truncated {
+                what: self.what,
+                field,
+                offset: self.pos,
+            });
         }
         for _ in 0..count {
             element(self)?;
@@ -488,11 +542,18 @@ mod tests {
         for version in 0..=MAX_VERSION {
             let bytes = s.encode(version).unwrap();
             assert_eq!(&bytes[..2], &version.to_be_bytes(), "prefix at v{version}");
-            assert_eq!(Subscription::decode(&bytes).unwrap(), at_version(&s, version), "v{version}");
+            assert_eq!(
+                Subscription::decode(&bytes).unwrap(),
+                at_version(&s, version),
+                "v{version}"
+            );
         }
         let empty = Subscription::default();
         for version in 0..=MAX_VERSION {
-            assert_eq!(Subscription::decode(&empty.encode(version).unwrap()).unwrap(), empty);
+            assert_eq!(
+                Subscription::decode(&empty.encode(version).unwrap()).unwrap(),
+                empty
+            );
         }
     }
 
@@ -505,7 +566,10 @@ mod tests {
             assert_eq!(Assignment::decode(&bytes).unwrap(), a, "v{version}");
         }
         let empty = Assignment::default();
-        assert_eq!(Assignment::decode(&empty.encode(0).unwrap()).unwrap(), empty);
+        assert_eq!(
+            Assignment::decode(&empty.encode(0).unwrap()).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -647,7 +711,10 @@ mod tests {
             ..Subscription::default()
         };
         assert_eq!(messy.encode(3).unwrap(), tidy.encode(3).unwrap());
-        assert_eq!(Subscription::decode(&messy.encode(3).unwrap()).unwrap(), tidy);
+        assert_eq!(
+            Subscription::decode(&messy.encode(3).unwrap()).unwrap(),
+            tidy
+        );
     }
 
     #[test]
@@ -656,7 +723,10 @@ mod tests {
         assert_eq!(s.encode(9).unwrap(), s.encode(MAX_VERSION).unwrap());
         assert_eq!(
             s.encode(-1),
-            Err(ProtocolError::UnsupportedVersion { what: SUBSCRIPTION, version: -1 })
+            Err(ProtocolError::UnsupportedVersion {
+                what: SUBSCRIPTION,
+                version: -1
+            })
         );
     }
 
@@ -684,7 +754,10 @@ mod tests {
         bytes[..2].copy_from_slice(&(-1i16).to_be_bytes());
         assert_eq!(
             Subscription::decode(&bytes),
-            Err(ProtocolError::UnsupportedVersion { what: SUBSCRIPTION, version: -1 })
+            Err(ProtocolError::UnsupportedVersion {
+                what: SUBSCRIPTION,
+                version: -1
+            })
         );
         assert!(matches!(
             Assignment::decode(&[0x80, 0x00, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
@@ -711,7 +784,10 @@ mod tests {
             let bytes = a.encode(version).unwrap();
             for len in 0..bytes.len() {
                 let result = Assignment::decode(&bytes[..len]);
-                assert!(matches!(result, Err(ProtocolError::Truncated { .. })), "{len}: {result:?}");
+                assert!(
+                    matches!(result, Err(ProtocolError::Truncated { .. })),
+                    "{len}: {result:?}"
+                );
             }
         }
     }
@@ -723,49 +799,88 @@ mod tests {
         let bytes = [0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0x00, 0x00];
         assert_eq!(
             Subscription::decode(&bytes),
-            Err(ProtocolError::Truncated { what: SUBSCRIPTION, field: "topics", offset: 4 })
+            Err(ProtocolError::Truncated {
+                what: SUBSCRIPTION,
+                field: "topics",
+                offset: 4
+            })
         );
         // Same for the partition count inside an assignment.
-        let bytes = [0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
-        assert!(matches!(Assignment::decode(&bytes), Err(ProtocolError::Truncated { .. })));
+        let bytes = [
+            0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0,
+        ];
+        assert!(matches!(
+            Assignment::decode(&bytes),
+            Err(ProtocolError::Truncated { .. })
+        ));
         // And the user data length.
         let bytes = [0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Truncated { .. })));
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn negative_lengths_and_nulls_where_not_allowed_are_errors() {
         // Topic count -1 (a null array).
         let bytes = [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Malformed { .. })
+        ));
         // A null topic name.
         let bytes = [0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Malformed { .. })
+        ));
         // User data length -2.
         let bytes = [0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xfe];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Malformed { .. })
+        ));
         // Rack id length -5.
-        let bytes = [0, 3, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xfb];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        let bytes = [
+            0, 3, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xfb,
+        ];
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn invalid_utf8_is_malformed() {
         let bytes = [0, 0, 0, 0, 0, 1, 0, 2, 0xc3, 0x28, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(Subscription::decode(&bytes), Err(ProtocolError::Malformed { .. })));
+        assert!(matches!(
+            Subscription::decode(&bytes),
+            Err(ProtocolError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn oversized_input_is_refused() {
         let mut big = vec![0u8; MAX_MESSAGE_LEN + 1];
         big[5] = 0; // v0, zero topics, then lots of trailing zeros
-        assert!(matches!(Subscription::decode(&big), Err(ProtocolError::TooLarge { .. })));
-        assert!(matches!(Assignment::decode(&big), Err(ProtocolError::TooLarge { .. })));
+        assert!(matches!(
+            Subscription::decode(&big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Assignment::decode(&big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn generation_and_rack_follow_java_conventions() {
-        let s = Subscription { generation: Some(-1), rack_id: Some(String::new()), ..Default::default() };
+        let s = Subscription {
+            generation: Some(-1),
+            rack_id: Some(String::new()),
+            ..Default::default()
+        };
         let decoded = Subscription::decode(&s.encode(3).unwrap()).unwrap();
         assert_eq!(decoded.generation, None);
         assert_eq!(decoded.rack_id, None);
@@ -792,13 +907,15 @@ mod tests {
             proptest::option::of(0..1000i32),
             proptest::option::of("[a-z0-9-]{1,8}"),
         )
-            .prop_map(|(topics, user_data, owned, generation, rack_id)| Subscription {
-                topics: topics.into_iter().collect(),
-                user_data: user_data.map(Bytes::from),
-                owned_partitions: owned.into_iter().map(|(t, p)| tp(&t, p)).collect(),
-                generation,
-                rack_id,
-            })
+            .prop_map(
+                |(topics, user_data, owned, generation, rack_id)| Subscription {
+                    topics: topics.into_iter().collect(),
+                    user_data: user_data.map(Bytes::from),
+                    owned_partitions: owned.into_iter().map(|(t, p)| tp(&t, p)).collect(),
+                    generation,
+                    rack_id,
+                },
+            )
     }
 
     proptest! {

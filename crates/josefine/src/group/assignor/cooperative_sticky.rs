@@ -10,6 +10,18 @@
 //!
 //! Partitions claimed by two members in the same generation are left out of every
 //! assignment too, so that both revoke them before anyone gets them.
+//!
+//! One difference from Java, on the safe side: with different subscriptions, Java's
+//! follow-up rebalance can place the left-out partitions differently and need to move an
+//! owned partition again (its tests allow up to four rebalances). We simulate the
+//! follow-up round before answering and revoke now whatever it would revoke then, so
+//! with stable membership the follow-up rebalance always completes the assignment. With
+//! identical subscriptions (the common case) the result is Java's, and this never kicks
+//! in.
+//!
+//! The result satisfies the check Java's `ConsumerCoordinator.validateCooperativeAssignment`
+//! makes on custom cooperative assignors: no partition is added to one member while it
+//! is revoked from another.
 
 use std::collections::BTreeMap;
 
@@ -43,9 +55,16 @@ impl Assignor for CooperativeStickyAssignor {
         Some(Bytes::copy_from_slice(&generation.to_be_bytes()))
     }
 
-    fn assign(&self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Result<GroupAssignment, AssignError> {
+    fn assign(
+        &self,
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+    ) -> Result<GroupAssignment, AssignError> {
         validate(members, partitions)?;
-        let data: Vec<MemberData> = members.iter().map(|m| member_data(&m.subscription)).collect();
+        let data: Vec<MemberData> = members
+            .iter()
+            .map(|m| member_data(&m.subscription))
+            .collect();
         Ok(assign_sticky(members, partitions, &data, true))
     }
 }
@@ -64,7 +83,10 @@ fn member_data(subscription: &Subscription) -> MemberData {
                 .unwrap_or(-1),
         ),
     };
-    MemberData { owned: subscription.owned_partitions.clone(), generation }
+    MemberData {
+        owned: subscription.owned_partitions.clone(),
+        generation,
+    }
 }
 
 #[cfg(test)]
@@ -82,12 +104,17 @@ mod tests {
         let mut m = member(id, topics);
         m.subscription.owned_partitions = owned.to_vec();
         m.subscription.generation = (generation >= 0).then_some(generation);
-        m.subscription.user_data = CooperativeStickyAssignor.subscription_user_data(owned, generation);
+        m.subscription.user_data =
+            CooperativeStickyAssignor.subscription_user_data(owned, generation);
         m
     }
 
     /// The next round's members: each revoked what it lost and owns its new assignment.
-    fn after_revocation(members: &[Member], assignment: &GroupAssignment, generation: i32) -> Vec<Member> {
+    fn after_revocation(
+        members: &[Member],
+        assignment: &GroupAssignment,
+        generation: i32,
+    ) -> Vec<Member> {
         members
             .iter()
             .map(|m| {
@@ -110,14 +137,27 @@ mod tests {
             revoked.extend(owned.difference(&now).cloned());
         }
         let both: Vec<_> = added.intersection(&revoked).collect();
-        assert!(both.is_empty(), "assigned while still owned elsewhere: {both:?}");
+        assert!(
+            both.is_empty(),
+            "assigned while still owned elsewhere: {both:?}"
+        );
         !revoked.is_empty()
     }
 
     #[test]
     fn user_data_is_the_generation() {
-        assert_eq!(&CooperativeStickyAssignor.subscription_user_data(&[], 10).unwrap()[..], &[0, 0, 0, 10]);
-        assert_eq!(&CooperativeStickyAssignor.subscription_user_data(&[], -1).unwrap()[..], &[0xff; 4]);
+        assert_eq!(
+            &CooperativeStickyAssignor
+                .subscription_user_data(&[], 10)
+                .unwrap()[..],
+            &[0, 0, 0, 10]
+        );
+        assert_eq!(
+            &CooperativeStickyAssignor
+                .subscription_user_data(&[], -1)
+                .unwrap()[..],
+            &[0xff; 4]
+        );
     }
 
     #[test]
@@ -132,11 +172,23 @@ mod tests {
         // testMemberDataWithInconsistentData: owned partitions from the subscription,
         // generation from the user data when the subscription has none (v1).
         s.owned_partitions = vec![tp("t", 0)];
-        assert_eq!(member_data(&s), MemberData { owned: vec![tp("t", 0)], generation: Some(10) });
+        assert_eq!(
+            member_data(&s),
+            MemberData {
+                owned: vec![tp("t", 0)],
+                generation: Some(10)
+            }
+        );
         // testMemberDataWithEmptyPartitionsAndHigherGeneration: the subscription wins.
         s.owned_partitions.clear();
         s.generation = Some(11);
-        assert_eq!(member_data(&s), MemberData { owned: vec![], generation: Some(11) });
+        assert_eq!(
+            member_data(&s),
+            MemberData {
+                owned: vec![],
+                generation: Some(11)
+            }
+        );
         // Empty user data (librdkafka writes empty rather than null) is generation -1.
         s.generation = None;
         s.user_data = Some(Bytes::new());
@@ -154,14 +206,18 @@ mod tests {
             owning("c2", &t, &[], -1),
         ];
         let partitions = counts(&[("t", 4)]);
-        let first = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
+        let first = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
         assert_eq!(first["c0"], vec![tp("t", 0), tp("t", 1)]);
         assert_eq!(first["c1"], vec![tp("t", 2)]);
         assert_eq!(first["c2"], vec![]);
         assert!(check_cooperative(&members, &first));
 
         let members = after_revocation(&members, &first, 4);
-        let second = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
+        let second = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
         assert_eq!(second["c2"], vec![tp("t", 3)]);
         assert!(!check_cooperative(&members, &second));
         check_complete(&members, &partitions, &second);
@@ -178,13 +234,17 @@ mod tests {
             owning("consumer2", &t, &[tp("topic", 0), tp("topic", 2)], 1),
             owning("consumer3", &t, &[], 1),
         ];
-        let got = CooperativeStickyAssignor.assign(&members, &counts(&[("topic", 3)])).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &counts(&[("topic", 3)]))
+            .unwrap();
         assert_eq!(got["consumer1"], vec![tp("topic", 1)]);
         assert_eq!(got["consumer2"], vec![tp("topic", 2)]);
         assert_eq!(got["consumer3"], vec![]);
 
         // ...UnequalPartitionsPerConsumer
-        let got = CooperativeStickyAssignor.assign(&members, &counts(&[("topic", 4)])).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &counts(&[("topic", 4)]))
+            .unwrap();
         assert_eq!(got["consumer1"], vec![tp("topic", 1), tp("topic", 3)]);
         assert_eq!(got["consumer2"], vec![tp("topic", 2)]);
         assert_eq!(got["consumer3"], vec![]);
@@ -204,7 +264,9 @@ mod tests {
             owning("consumer3", &topics, &[], 1),
         ];
         let partitions = counts(&[("topic1", 3)]);
-        let got = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
         assert_eq!(got["consumer1"], vec![tp("topic1", 0)]);
         assert_eq!(got["consumer2"], vec![tp("topic1", 1)]);
         assert_eq!(got["consumer3"], vec![tp("topic1", 2)]);
@@ -217,7 +279,9 @@ mod tests {
             owning("consumer2", &t12, &[tp("topic1", 1), tp("topic2", 1)], 1),
             owning("consumer3", &t12, &[], 1),
         ];
-        let got = CooperativeStickyAssignor.assign(&members, &counts(&[("topic1", 2), ("topic2", 2)])).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &counts(&[("topic1", 2), ("topic2", 2)]))
+            .unwrap();
         assert_eq!(got["consumer3"], vec![]);
         assert_eq!(got.values().map(Vec::len).sum::<usize>(), 3);
         assert!(check_cooperative(&members, &got));
@@ -234,7 +298,9 @@ mod tests {
             owning("c2", &t, &[], -1),
         ];
         let partitions = counts(&[("t", 3)]);
-        let got = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
         assert_eq!(got["c0"], vec![tp("t", 0)]);
         assert_eq!(got["c1"], vec![tp("t", 1)]);
         assert_eq!(got["c2"], vec![tp("t", 2)]);
@@ -248,9 +314,62 @@ mod tests {
         let t = ["t"];
         let members = [owning("a", &t, &[], 2), owning("b", &t, &[], 2)];
         let partitions = counts(&[("t", 5)]);
-        let got = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
+        let got = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
         check_complete(&members, &partitions, &got);
         check_balanced(&got);
+    }
+
+    /// Runs the cooperative protocol from a random starting point: round one must never
+    /// hand over a partition still owned elsewhere, and the follow-up rebalance (members
+    /// own what they were given) must complete a balanced assignment without revoking
+    /// anything more. One more round after that changes nothing.
+    fn cooperative_rounds(
+        subs: &[BTreeSet<usize>],
+        sizes: &[i32],
+        owned: &[(usize, usize, i32)],
+        generations: &[i32],
+        identical: bool,
+    ) {
+        let (members, partitions, previous) =
+            random_group(subs, sizes, owned, generations, identical);
+        let members: Vec<Member> = members
+            .iter()
+            .zip(&previous)
+            .map(|(m, (owned, generation))| {
+                let topics: Vec<&str> = m.subscription.topics.iter().map(String::as_str).collect();
+                owning(&m.id, &topics, owned, *generation)
+            })
+            .collect();
+
+        let first = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
+        check_valid(&members, &partitions, &first);
+        check_cooperative(&members, &first);
+
+        let members = after_revocation(&members, &first, 10);
+        let second = CooperativeStickyAssignor
+            .assign(&members, &partitions)
+            .unwrap();
+        assert!(
+            !check_cooperative(&members, &second),
+            "the follow-up round revoked again"
+        );
+        check_complete(&members, &partitions, &second);
+        check_sticky_balance(&members, &second);
+        if identical {
+            check_balanced(&second);
+        }
+
+        let members = after_revocation(&members, &second, 11);
+        assert_eq!(
+            CooperativeStickyAssignor
+                .assign(&members, &partitions)
+                .unwrap(),
+            second
+        );
     }
 
     proptest! {
@@ -262,47 +381,19 @@ mod tests {
             generations in proptest::collection::vec(-1..4i32, 7),
             identical in any::<bool>(),
         ) {
-            let (members, partitions, previous) = random_group(&subs, &sizes, &owned, &generations, identical);
-            let mut members: Vec<Member> = members
-                .iter()
-                .zip(&previous)
-                .map(|(m, (owned, generation))| {
-                    let topics: Vec<&str> = m.subscription.topics.iter().map(String::as_str).collect();
-                    owning(&m.id, &topics, owned, *generation)
-                })
-                .collect();
+            cooperative_rounds(&subs, &sizes, &owned, &generations, identical);
+        }
 
-            // Round one: valid, and nothing handed over while still claimed elsewhere.
-            let mut got = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
-            check_valid(&members, &partitions, &got);
-            check_cooperative(&members, &got);
-
-            // Follow-up rounds, with owned partitions updated, complete the assignment:
-            // with identical subscriptions the second round does; otherwise within the
-            // four rebalances Java's tests allow.
-            let limit = if identical { 1 } else { 4 };
-            let mut rounds = 0;
-            loop {
-                members = after_revocation(&members, &got, 10 + rounds);
-                let next = CooperativeStickyAssignor.assign(&members, &partitions).unwrap();
-                check_valid(&members, &partitions, &next);
-                let revoking = check_cooperative(&members, &next);
-                got = next;
-                rounds += 1;
-                if !revoking {
-                    break;
-                }
-                prop_assert!(rounds < limit + 1, "still revoking after {rounds} follow-up rounds");
-            }
-            check_complete(&members, &partitions, &got);
-            check_sticky_balance(&members, &got);
-            if identical {
-                check_balanced(&got);
-            }
-
-            // Stable: one more round moves nothing.
-            let members = after_revocation(&members, &got, 50);
-            prop_assert_eq!(&CooperativeStickyAssignor.assign(&members, &partitions).unwrap(), &got);
+        /// Bigger groups with different subscriptions, where without `settle` about one
+        /// run in ten needs a second follow-up rebalance.
+        #[test]
+        fn prop_cooperative_rounds_large(
+            subs in proptest::collection::vec(proptest::collection::btree_set(0..8usize, 0..8), 1..16),
+            sizes in proptest::collection::vec(0..20i32, 8),
+            owned in proptest::collection::vec((0..16usize, 0..8usize, 0..20i32), 0..150),
+            generations in proptest::collection::vec(-1..4i32, 16),
+        ) {
+            cooperative_rounds(&subs, &sizes, &owned, &generations, false);
         }
     }
 }

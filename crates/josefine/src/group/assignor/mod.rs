@@ -104,7 +104,11 @@ pub trait Assignor: Send + Sync + 'static {
     /// Assigns the partitions of `partitions` (topic to partition count, from metadata) to
     /// `members`. Topics no member subscribes to, and subscribed topics missing from
     /// `partitions` or with no partitions, are skipped.
-    fn assign(&self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Result<GroupAssignment, AssignError>;
+    fn assign(
+        &self,
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+    ) -> Result<GroupAssignment, AssignError>;
 }
 
 /// One group member as the leader sees it in the JoinGroup response.
@@ -121,7 +125,11 @@ pub struct Member {
 impl Member {
     /// A dynamic member.
     pub fn new(id: impl Into<String>, subscription: Subscription) -> Self {
-        Self { id: id.into(), instance_id: None, subscription }
+        Self {
+            id: id.into(),
+            instance_id: None,
+            subscription,
+        }
     }
 
     /// A member from one JoinGroup response entry: its id, instance id and the metadata
@@ -168,7 +176,12 @@ pub enum AssignorKind {
 
 impl AssignorKind {
     /// Every built-in assignor.
-    pub const ALL: [AssignorKind; 4] = [Self::Range, Self::RoundRobin, Self::Sticky, Self::CooperativeSticky];
+    pub const ALL: [AssignorKind; 4] = [
+        Self::Range,
+        Self::RoundRobin,
+        Self::Sticky,
+        Self::CooperativeSticky,
+    ];
 
     /// The Java client's default `partition.assignment.strategy` since Kafka 3.0: range,
     /// with cooperative-sticky listed so that a group can later move to it with one
@@ -222,15 +235,23 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Assignor>> {
 }
 
 /// Rejects inputs no assignor can make sense of.
-pub(crate) fn validate(members: &[Member], partitions: &BTreeMap<String, i32>) -> Result<(), AssignError> {
+pub(crate) fn validate(
+    members: &[Member],
+    partitions: &BTreeMap<String, i32>,
+) -> Result<(), AssignError> {
     let mut ids = HashSet::with_capacity(members.len());
     for member in members {
         if !ids.insert(member.id.as_str()) {
-            return Err(AssignError::DuplicateMember { member_id: member.id.clone() });
+            return Err(AssignError::DuplicateMember {
+                member_id: member.id.clone(),
+            });
         }
     }
     if let Some((topic, &count)) = partitions.iter().find(|(_, &count)| count < 0) {
-        return Err(AssignError::InvalidPartitionCount { topic: topic.clone(), count });
+        return Err(AssignError::InvalidPartitionCount {
+            topic: topic.clone(),
+            count,
+        });
     }
     Ok(())
 }
@@ -267,7 +288,10 @@ pub(crate) mod testing {
     }
 
     pub fn static_member(id: &str, instance: &str, topics: &[&str]) -> Member {
-        Member { instance_id: Some(instance.into()), ..member(id, topics) }
+        Member {
+            instance_id: Some(instance.into()),
+            ..member(id, topics)
+        }
     }
 
     pub fn counts(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
@@ -298,7 +322,11 @@ pub(crate) mod testing {
         assignment: &GroupAssignment,
     ) -> BTreeSet<TopicPartition> {
         let ids: BTreeSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, assignment.keys().map(String::as_str).collect(), "one entry per member");
+        assert_eq!(
+            ids,
+            assignment.keys().map(String::as_str).collect(),
+            "one entry per member"
+        );
         let mut seen = BTreeSet::new();
         for m in members {
             for p in &assignment[&m.id] {
@@ -307,7 +335,10 @@ pub(crate) mod testing {
                     "{p} given to {} which does not subscribe to it",
                     m.id
                 );
-                assert!(p.partition >= 0 && p.partition < partitions[&*p.topic], "{p} does not exist");
+                assert!(
+                    p.partition >= 0 && p.partition < partitions[&*p.topic],
+                    "{p} does not exist"
+                );
                 assert!(seen.insert(p.clone()), "{p} assigned twice");
             }
         }
@@ -315,9 +346,14 @@ pub(crate) mod testing {
     }
 
     /// All partitions of all topics some member subscribes to.
-    pub fn subscribed_partitions(members: &[Member], partitions: &BTreeMap<String, i32>) -> BTreeSet<TopicPartition> {
-        let topics: BTreeSet<&str> =
-            members.iter().flat_map(|m| m.subscription.topics.iter().map(String::as_str)).collect();
+    pub fn subscribed_partitions(
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+    ) -> BTreeSet<TopicPartition> {
+        let topics: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().map(String::as_str))
+            .collect();
         topics
             .into_iter()
             .filter_map(|t| partitions.get(t).map(|&n| (t, n)))
@@ -326,9 +362,17 @@ pub(crate) mod testing {
     }
 
     /// Validity plus completeness: every subscribed partition assigned exactly once.
-    pub fn check_complete(members: &[Member], partitions: &BTreeMap<String, i32>, assignment: &GroupAssignment) {
+    pub fn check_complete(
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+        assignment: &GroupAssignment,
+    ) {
         let assigned = check_valid(members, partitions, assignment);
-        assert_eq!(assigned, subscribed_partitions(members, partitions), "every subscribed partition assigned");
+        assert_eq!(
+            assigned,
+            subscribed_partitions(members, partitions),
+            "every subscribed partition assigned"
+        );
     }
 
     /// Counts differ by at most one.
@@ -349,9 +393,17 @@ mod tests {
     fn kinds_have_the_java_names_and_protocols() {
         let expected = [
             (AssignorKind::Range, "range", RebalanceProtocol::Eager),
-            (AssignorKind::RoundRobin, "roundrobin", RebalanceProtocol::Eager),
+            (
+                AssignorKind::RoundRobin,
+                "roundrobin",
+                RebalanceProtocol::Eager,
+            ),
             (AssignorKind::Sticky, "sticky", RebalanceProtocol::Eager),
-            (AssignorKind::CooperativeSticky, "cooperative-sticky", RebalanceProtocol::Cooperative),
+            (
+                AssignorKind::CooperativeSticky,
+                "cooperative-sticky",
+                RebalanceProtocol::Cooperative,
+            ),
         ];
         for (kind, name, protocol) in expected {
             assert_eq!(kind.name(), name);
@@ -370,12 +422,18 @@ mod tests {
     fn common_protocol_is_cooperative_only_if_all_are() {
         let coop = CooperativeStickyAssignor;
         let range = RangeAssignor;
-        assert_eq!(RebalanceProtocol::common([&coop as &dyn Assignor]), RebalanceProtocol::Cooperative);
+        assert_eq!(
+            RebalanceProtocol::common([&coop as &dyn Assignor]),
+            RebalanceProtocol::Cooperative
+        );
         assert_eq!(
             RebalanceProtocol::common([&range as &dyn Assignor, &coop as &dyn Assignor]),
             RebalanceProtocol::Eager
         );
-        assert_eq!(RebalanceProtocol::common(std::iter::empty()), RebalanceProtocol::Eager);
+        assert_eq!(
+            RebalanceProtocol::common(std::iter::empty()),
+            RebalanceProtocol::Eager
+        );
     }
 
     #[test]
@@ -385,12 +443,17 @@ mod tests {
             let twice = [member("a", &["t"]), member("a", &["t"])];
             assert_eq!(
                 assignor.assign(&twice, &counts(&[("t", 1)])),
-                Err(AssignError::DuplicateMember { member_id: "a".into() }),
+                Err(AssignError::DuplicateMember {
+                    member_id: "a".into()
+                }),
                 "{kind}"
             );
             assert_eq!(
                 assignor.assign(&[member("a", &["t"])], &counts(&[("t", -1)])),
-                Err(AssignError::InvalidPartitionCount { topic: "t".into(), count: -1 }),
+                Err(AssignError::InvalidPartitionCount {
+                    topic: "t".into(),
+                    count: -1
+                }),
                 "{kind}"
             );
         }
@@ -401,10 +464,18 @@ mod tests {
         for kind in AssignorKind::ALL {
             let assignor = kind.assignor();
             // No members.
-            assert_eq!(assignor.assign(&[], &counts(&[("t", 3)])).unwrap(), GroupAssignment::new(), "{kind}");
+            assert_eq!(
+                assignor.assign(&[], &counts(&[("t", 3)])).unwrap(),
+                GroupAssignment::new(),
+                "{kind}"
+            );
             // No partitions at all, a topic with zero partitions, a topic missing from
             // metadata, and a member subscribed to nothing: everyone gets an empty list.
-            let members = [member("a", &["t", "gone"]), member("b", &[]), member("c", &["empty"])];
+            let members = [
+                member("a", &["t", "gone"]),
+                member("b", &[]),
+                member("c", &["empty"]),
+            ];
             for partitions in [counts(&[]), counts(&[("empty", 0)])] {
                 let got = assignor.assign(&members, &partitions).unwrap();
                 assert!(got.values().all(Vec::is_empty), "{kind}: {got:?}");
@@ -420,7 +491,11 @@ mod tests {
             let members = [member("solo", &["a", "b"])];
             let partitions = counts(&[("a", 2), ("b", 1), ("c", 4)]);
             let got = assignor.assign(&members, &partitions).unwrap();
-            assert_eq!(got["solo"], vec![tp("a", 0), tp("a", 1), tp("b", 0)], "{kind}");
+            assert_eq!(
+                got["solo"],
+                vec![tp("a", 0), tp("a", 1), tp("b", 0)],
+                "{kind}"
+            );
         }
     }
 

@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member, RebalanceProtocol};
+use super::{
+    empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
+    RebalanceProtocol,
+};
 use crate::TopicPartition;
 
 /// The protocol name.
@@ -37,7 +40,11 @@ impl Assignor for RangeAssignor {
         None
     }
 
-    fn assign(&self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Result<GroupAssignment, AssignError> {
+    fn assign(
+        &self,
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+    ) -> Result<GroupAssignment, AssignError> {
         validate(members, partitions)?;
         let mut assignment = empty_assignment(members);
 
@@ -64,8 +71,13 @@ impl Assignor for RangeAssignor {
             let mut next = 0;
             for (i, m) in consumers.iter().enumerate() {
                 let len = per_member + i32::from(i < with_extra);
-                let entry = assignment.get_mut(&m.id).expect("every member has an entry");
-                entry.extend((next..next + len).map(|p| TopicPartition { topic: name.clone(), partition: p }));
+                let entry = assignment
+                    .get_mut(&m.id)
+                    .expect("every member has an entry");
+                entry.extend((next..next + len).map(|p| TopicPartition {
+                    topic: name.clone(),
+                    partition: p,
+                }));
                 next += len;
             }
         }
@@ -179,7 +191,9 @@ mod tests {
     #[test]
     fn java_examples() {
         for case in cases() {
-            let got = RangeAssignor.assign(&case.members, &case.partitions).unwrap();
+            let got = RangeAssignor
+                .assign(&case.members, &case.partitions)
+                .unwrap();
             check_complete(&case.members, &case.partitions, &got);
             for (id, expected) in &case.expected {
                 assert_eq!(&got[*id], expected, "{}: {id}", case.name);
@@ -210,9 +224,28 @@ mod tests {
                 .collect::<BTreeMap<_, _>>()
         };
         let expected = by_instance(&before);
-        assert_eq!(expected["instance1"], vec![tp("topic1", 0), tp("topic1", 1), tp("topic2", 0), tp("topic2", 1)]);
-        assert_eq!(expected["instance2"], vec![tp("topic1", 2), tp("topic1", 3), tp("topic2", 2), tp("topic2", 3)]);
-        assert_eq!(expected["instance3"], vec![tp("topic1", 4), tp("topic2", 4)]);
+        assert_eq!(
+            expected["instance1"],
+            vec![
+                tp("topic1", 0),
+                tp("topic1", 1),
+                tp("topic2", 0),
+                tp("topic2", 1)
+            ]
+        );
+        assert_eq!(
+            expected["instance2"],
+            vec![
+                tp("topic1", 2),
+                tp("topic1", 3),
+                tp("topic2", 2),
+                tp("topic2", 3)
+            ]
+        );
+        assert_eq!(
+            expected["instance3"],
+            vec![tp("topic1", 4), tp("topic2", 4)]
+        );
         assert_eq!(by_instance(&after), expected);
     }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member, RebalanceProtocol};
+use super::{
+    empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
+    RebalanceProtocol,
+};
 use crate::group::protocol::java_order;
 use crate::TopicPartition;
 
@@ -35,7 +38,11 @@ impl Assignor for RoundRobinAssignor {
         None
     }
 
-    fn assign(&self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Result<GroupAssignment, AssignError> {
+    fn assign(
+        &self,
+        members: &[Member],
+        partitions: &BTreeMap<String, i32>,
+    ) -> Result<GroupAssignment, AssignError> {
         validate(members, partitions)?;
         let mut assignment = empty_assignment(members);
 
@@ -63,13 +70,19 @@ impl Assignor for RoundRobinAssignor {
             for partition in 0..partitions[topic] {
                 // Some member subscribes to `topic` (that is where it came from), so this
                 // finds one within a full turn.
-                let Some(turn) = (0..ordered.len()).find(|i| subscribed[(next + i) % ordered.len()].contains(topic))
+                let Some(turn) = (0..ordered.len())
+                    .find(|i| subscribed[(next + i) % ordered.len()].contains(topic))
                 else {
                     break;
                 };
                 let taker = (next + turn) % ordered.len();
-                let entry = assignment.get_mut(&ordered[taker].id).expect("every member has an entry");
-                entry.push(TopicPartition { topic: name.clone(), partition });
+                let entry = assignment
+                    .get_mut(&ordered[taker].id)
+                    .expect("every member has an entry");
+                entry.push(TopicPartition {
+                    topic: name.clone(),
+                    partition,
+                });
                 next = taker + 1;
             }
         }
@@ -97,7 +110,11 @@ mod tests {
     fn javadoc_different_subscriptions() {
         // C0 subscribes to t0; C1 to t0, t1; C2 to t0, t1, t2 (1, 2 and 3 partitions).
         // C0: [t0p0], C1: [t1p0], C2: [t1p1, t2p0, t2p1, t2p2]
-        let members = [member("C0", &["t0"]), member("C1", &["t0", "t1"]), member("C2", &["t0", "t1", "t2"])];
+        let members = [
+            member("C0", &["t0"]),
+            member("C1", &["t0", "t1"]),
+            member("C2", &["t0", "t1", "t2"]),
+        ];
         let partitions = counts(&[("t0", 1), ("t1", 2), ("t2", 3)]);
         let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
         assert_eq!(got["C0"], tps(&["t0p0"]));
@@ -108,7 +125,11 @@ mod tests {
     #[test]
     fn javadoc_three_consumers() {
         // C0: [t0p0, t1p0], C1: [t0p1, t1p1], C2: [t0p2, t1p2]
-        let members = [member("C0", &["t0", "t1"]), member("C1", &["t0", "t1"]), member("C2", &["t0", "t1"])];
+        let members = [
+            member("C0", &["t0", "t1"]),
+            member("C1", &["t0", "t1"]),
+            member("C2", &["t0", "t1"]),
+        ];
         let partitions = counts(&[("t0", 3), ("t1", 3)]);
         let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
         assert_eq!(got["C0"], tps(&["t0p0", "t1p0"]));
@@ -119,12 +140,18 @@ mod tests {
     #[test]
     fn java_unit_test_cases() {
         // RoundRobinAssignorTest.testMultipleConsumersMixedTopics
-        let members =
-            [member("consumer1", &["topic1"]), member("consumer2", &["topic1", "topic2"]), member("consumer3", &["topic1"])];
+        let members = [
+            member("consumer1", &["topic1"]),
+            member("consumer2", &["topic1", "topic2"]),
+            member("consumer3", &["topic1"]),
+        ];
         let partitions = counts(&[("topic1", 3), ("topic2", 2)]);
         let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
         assert_eq!(got["consumer1"], vec![tp("topic1", 0)]);
-        assert_eq!(got["consumer2"], vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 1)]);
+        assert_eq!(
+            got["consumer2"],
+            vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 1)]
+        );
         assert_eq!(got["consumer3"], vec![tp("topic1", 2)]);
 
         // testTwoStaticConsumersTwoTopicsSixPartitions: instance ids decide the order.
@@ -134,8 +161,14 @@ mod tests {
         ];
         let partitions = counts(&[("topic1", 3), ("topic2", 3)]);
         let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
-        assert_eq!(got["consumer-b"], vec![tp("topic1", 0), tp("topic1", 2), tp("topic2", 1)]);
-        assert_eq!(got["consumer-a"], vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 2)]);
+        assert_eq!(
+            got["consumer-b"],
+            vec![tp("topic1", 0), tp("topic1", 2), tp("topic2", 1)]
+        );
+        assert_eq!(
+            got["consumer-a"],
+            vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 2)]
+        );
 
         // testOneStaticConsumerAndOneDynamicConsumerTwoTopicsSixPartitions
         let members = [
@@ -143,8 +176,14 @@ mod tests {
             member("consumer-a", &["topic1", "topic2"]),
         ];
         let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
-        assert_eq!(got["consumer-b"], vec![tp("topic1", 0), tp("topic1", 2), tp("topic2", 1)]);
-        assert_eq!(got["consumer-a"], vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 2)]);
+        assert_eq!(
+            got["consumer-b"],
+            vec![tp("topic1", 0), tp("topic1", 2), tp("topic2", 1)]
+        );
+        assert_eq!(
+            got["consumer-a"],
+            vec![tp("topic1", 1), tp("topic2", 0), tp("topic2", 2)]
+        );
 
         // testStaticMemberRoundRobinAssignmentPersistent: three static members and a
         // dynamic one; replacing the dynamic one changes nothing for the others.
@@ -165,16 +204,33 @@ mod tests {
 
         // testStaticMemberRoundRobinAssignmentPersistentAfterMemberIdChanges
         let partitions = counts(&[("topic1", 5), ("topic2", 5)]);
-        for ids in [["consumer1", "consumer2", "consumer3"], ["consumer1", "consumer5", "consumer4"]] {
+        for ids in [
+            ["consumer1", "consumer2", "consumer3"],
+            ["consumer1", "consumer5", "consumer4"],
+        ] {
             let members: Vec<Member> = ids
                 .iter()
                 .zip(["instance1", "instance2", "instance3"])
                 .map(|(id, instance)| static_member(id, instance, &["topic1", "topic2"]))
                 .collect();
             let got = RoundRobinAssignor.assign(&members, &partitions).unwrap();
-            assert_eq!(got[ids[0]], vec![tp("topic1", 0), tp("topic1", 3), tp("topic2", 1), tp("topic2", 4)]);
-            assert_eq!(got[ids[1]], vec![tp("topic1", 1), tp("topic1", 4), tp("topic2", 2)]);
-            assert_eq!(got[ids[2]], vec![tp("topic1", 2), tp("topic2", 0), tp("topic2", 3)]);
+            assert_eq!(
+                got[ids[0]],
+                vec![
+                    tp("topic1", 0),
+                    tp("topic1", 3),
+                    tp("topic2", 1),
+                    tp("topic2", 4)
+                ]
+            );
+            assert_eq!(
+                got[ids[1]],
+                vec![tp("topic1", 1), tp("topic1", 4), tp("topic2", 2)]
+            );
+            assert_eq!(
+                got[ids[2]],
+                vec![tp("topic1", 2), tp("topic2", 0), tp("topic2", 3)]
+            );
         }
     }
 
