@@ -1,0 +1,566 @@
+//! Group membership as a pure state machine (sans-io): events and `now` in, actions
+//! out. The driver (which does the I/O) feeds it coordinator lookups, JoinGroup,
+//! SyncGroup, Heartbeat and LeaveGroup outcomes and does what it says.
+//!
+//! This is the classic group protocol as the Java client's `AbstractCoordinator` runs
+//! it, with Sarama's session shape on top (a session starts after SyncGroup and must be
+//! ended, claims released, before the member rejoins):
+//!
+//! ```text
+//!  Unjoined ─start─▶ FindingCoordinator ─found─▶ Joining ─joined─▶ Syncing ─synced─▶ Stable
+//!      ▲                  ▲   │ backoff            │  ▲ MEMBER_ID_REQUIRED,            │ heartbeat loop
+//!      │                  │   ▼                    │  │ UNKNOWN_MEMBER_ID,            │ REBALANCE_IN_PROGRESS,
+//!      │                  └── coordinator errors ◀─┴──┤ REBALANCE_IN_PROGRESS         │ ILLEGAL_GENERATION,
+//!      │                                              └───────────── Revoking ◀───────┘ UNKNOWN_MEMBER_ID,
+//!      │                                                 (session ends, claims         session timeout
+//!      └────────── close: Leaving (LeaveGroup) ─▶ Left    released, then rejoin)
+//! ```
+//!
+//! KIP-62 (heartbeats independent of processing), KIP-394 (MEMBER_ID_REQUIRED), KIP-345
+//! (static membership: FENCED_INSTANCE_ID is fatal; a static member does not leave).
+//! Errors that end the member for good (FENCED_INSTANCE_ID, authorization, invalid
+//! configuration) produce [`Action::Fail`].
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, KafkaCode};
+
+/// The timing settings the state machine needs.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// `session.timeout.ms`: without a successful heartbeat for this long, the
+    /// coordinator has evicted us; our claims are lost.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// `retry.backoff.ms` for coordinator lookups and retried joins.
+    pub retry_backoff: Backoff,
+    /// `group.instance.id` (static membership).
+    pub instance_id: Option<String>,
+}
+
+/// Where the member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Unjoined,
+    FindingCoordinator,
+    Joining,
+    Syncing,
+    Stable,
+    /// The session is ending; waiting for the driver to report its claims released.
+    Revoking,
+    Leaving,
+    Left,
+    Failed,
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// A rebalance: the member still owns its partitions until it rejoins, so offsets
+    /// may (must) be committed before the claims are given up.
+    Rebalance,
+    /// Ownership is already gone (evicted, fenced generation): do not commit, the
+    /// partitions may belong to someone else by now.
+    Lost,
+    /// The member is closing.
+    Close,
+}
+
+/// A JoinGroup outcome as the driver parsed it.
+#[derive(Debug, Clone)]
+pub enum JoinOutcome {
+    Joined {
+        member_id: String,
+        generation: i32,
+        protocol: Option<String>,
+        leader_id: String,
+        /// The members' ids, instance ids and metadata; only the leader gets them.
+        members: Vec<JoinedMember>,
+    },
+    /// MEMBER_ID_REQUIRED with the id to use (KIP-394).
+    MemberIdRequired(String),
+    Failed(Error),
+}
+
+/// One member as JoinGroup lists it to the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+/// What the state machine asks the driver to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Look up the group coordinator (FindCoordinator), then report
+    /// [`Membership::coordinator_found`] or [`Membership::coordinator_failed`].
+    FindCoordinator,
+    /// Send JoinGroup with this member id ("" when new) and the member's protocols.
+    Join { member_id: String },
+    /// As leader: run the assignor over `members` and report the plan with
+    /// [`Membership::assigned`].
+    Assign {
+        protocol: Option<String>,
+        members: Vec<JoinedMember>,
+    },
+    /// Send SyncGroup; the leader includes `assignments` (member id, assignment bytes).
+    Sync {
+        member_id: String,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    },
+    /// Start a session with this assignment (claims, handler setup).
+    StartSession {
+        member_id: String,
+        generation: i32,
+        assignment: Bytes,
+    },
+    /// End the current session; report [`Membership::session_ended`] when its claims
+    /// are released (and, unless `Lost`, offsets committed).
+    EndSession(SessionEnd),
+    /// Send a heartbeat now.
+    Heartbeat { member_id: String, generation: i32 },
+    /// Send LeaveGroup.
+    Leave { member_id: String },
+    /// Nothing to do until this moment (or the next event).
+    WaitUntil(Instant),
+    /// The member cannot continue.
+    Fail(Error),
+}
+
+/// The state of one group member. See the module docs.
+#[derive(Debug)]
+pub struct Membership {
+    config: MembershipConfig,
+    phase: Phase,
+    member_id: String,
+    generation: i32,
+    leader: bool,
+    /// Consecutive failures, for backoff.
+    failures: u32,
+    retry_at: Option<Instant>,
+    heartbeat_in_flight: bool,
+    last_heartbeat_sent: Option<Instant>,
+    /// The last proof that the coordinator knows us (join, sync or heartbeat answer).
+    last_alive: Option<Instant>,
+    /// Where to go once the session has ended.
+    after_session: Phase,
+    closing: bool,
+}
+
+impl Membership {
+    pub fn new(config: MembershipConfig) -> Self {
+        Self {
+            config,
+            phase: Phase::Unjoined,
+            member_id: String::new(),
+            generation: -1,
+            leader: false,
+            failures: 0,
+            retry_at: None,
+            heartbeat_in_flight: false,
+            last_heartbeat_sent: None,
+            last_alive: None,
+            after_session: Phase::Joining,
+            closing: false,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// `consume` started: find the coordinator.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Unjoined {
+            return self.poll(now);
+        }
+        self.phase = Phase::FindingCoordinator;
+        vec![Action::FindCoordinator]
+    }
+
+    pub fn coordinator_found(&mut self, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::FindingCoordinator {
+            return self.poll(now);
+        }
+        self.failures = 0;
+        if self.after_session == Phase::Stable {
+            // The coordinator moved while we were stable: keep the session and
+            // heartbeat to the new one.
+            self.phase = Phase::Stable;
+            self.after_session = Phase::Joining;
+            return self.poll(now);
+        }
+        self.join()
+    }
+
+    pub fn coordinator_failed(&mut self, err: &Error, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::FindingCoordinator {
+            return self.poll(now);
+        }
+        if !err.is_retriable() {
+            return self.fail(err.clone());
+        }
+        self.backoff(now);
+        self.poll(now)
+    }
+
+    fn join(&mut self) -> Vec<Action> {
+        self.phase = Phase::Joining;
+        self.leader = false;
+        vec![Action::Join {
+            member_id: self.member_id.clone(),
+        }]
+    }
+
+    /// A JoinGroup answer.
+    pub fn joined(&mut self, outcome: JoinOutcome, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Joining {
+            return self.poll(now);
+        }
+        match outcome {
+            JoinOutcome::MemberIdRequired(member_id) => {
+                self.member_id = member_id;
+                self.join()
+            }
+            JoinOutcome::Joined {
+                member_id,
+                generation,
+                protocol,
+                leader_id,
+                members,
+            } => {
+                self.failures = 0;
+                self.last_alive = Some(now);
+                self.leader = leader_id == member_id;
+                self.member_id = member_id;
+                self.generation = generation;
+                self.phase = Phase::Syncing;
+                if self.leader {
+                    vec![Action::Assign { protocol, members }]
+                } else {
+                    vec![self.sync(Vec::new())]
+                }
+            }
+            JoinOutcome::Failed(err) => self.join_or_sync_failed(err, now),
+        }
+    }
+
+    /// The leader's plan, from the assignor.
+    pub fn assigned(&mut self, assignments: Vec<(String, Bytes)>, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Syncing || !self.leader {
+            return self.poll(now);
+        }
+        vec![self.sync(assignments)]
+    }
+
+    fn sync(&self, assignments: Vec<(String, Bytes)>) -> Action {
+        Action::Sync {
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+            assignments,
+        }
+    }
+
+    /// A SyncGroup answer: our assignment, or why not.
+    pub fn synced(&mut self, outcome: Result<Bytes, Error>, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Syncing {
+            return self.poll(now);
+        }
+        match outcome {
+            Ok(assignment) => {
+                self.phase = Phase::Stable;
+                self.last_alive = Some(now);
+                self.last_heartbeat_sent = Some(now);
+                self.heartbeat_in_flight = false;
+                let mut actions = vec![Action::StartSession {
+                    member_id: self.member_id.clone(),
+                    generation: self.generation,
+                    assignment,
+                }];
+                actions.extend(self.poll(now));
+                actions
+            }
+            Err(err) => self.join_or_sync_failed(err, now),
+        }
+    }
+
+    /// What a failed JoinGroup or SyncGroup leads to (before any session started).
+    fn join_or_sync_failed(&mut self, err: Error, now: Instant) -> Vec<Action> {
+        match err.code() {
+            Some(KafkaCode::UNKNOWN_MEMBER_ID) => {
+                self.member_id.clear();
+                self.generation = -1;
+                self.join()
+            }
+            Some(KafkaCode::ILLEGAL_GENERATION) => {
+                self.generation = -1;
+                self.join()
+            }
+            Some(KafkaCode::REBALANCE_IN_PROGRESS) => self.join(),
+            _ if is_fatal(&err) => self.fail(err),
+            _ if needs_coordinator(&err) => {
+                self.backoff(now);
+                self.phase = Phase::FindingCoordinator;
+                self.poll(now)
+            }
+            _ if err.is_retriable() => {
+                self.backoff(now);
+                self.phase = Phase::Joining;
+                self.poll(now)
+            }
+            _ => self.fail(err),
+        }
+    }
+
+    /// A heartbeat answer.
+    pub fn heartbeat_done(&mut self, outcome: Result<(), Error>, now: Instant) -> Vec<Action> {
+        self.heartbeat_in_flight = false;
+        if self.phase != Phase::Stable {
+            return self.poll(now);
+        }
+        match outcome {
+            Ok(()) => {
+                self.last_alive = Some(now);
+                self.poll(now)
+            }
+            Err(err) => match err.code() {
+                Some(KafkaCode::REBALANCE_IN_PROGRESS) => {
+                    self.last_alive = Some(now);
+                    self.end_session(SessionEnd::Rebalance, Phase::Joining)
+                }
+                Some(KafkaCode::UNKNOWN_MEMBER_ID) => {
+                    self.member_id.clear();
+                    self.generation = -1;
+                    self.end_session(SessionEnd::Lost, Phase::Joining)
+                }
+                Some(KafkaCode::ILLEGAL_GENERATION) => {
+                    self.generation = -1;
+                    self.end_session(SessionEnd::Lost, Phase::Joining)
+                }
+                _ if is_fatal(&err) => {
+                    let mut actions = self.end_session(SessionEnd::Lost, Phase::Failed);
+                    actions.push(Action::Fail(err));
+                    actions
+                }
+                _ if needs_coordinator(&err) => {
+                    // Keep the session: find the coordinator again and heartbeat there,
+                    // unless the session timeout runs out first (see `poll`).
+                    self.phase = Phase::FindingCoordinator;
+                    self.after_session = Phase::Stable;
+                    self.backoff(now);
+                    self.poll(now)
+                }
+                _ => self.poll(now),
+            },
+        }
+    }
+
+    /// Something outside the protocol asks for a rebalance: a subscribed topic grew or
+    /// appeared (the seed's `loopCheckPartitionNumbers`), or the user asked.
+    pub fn rejoin(&mut self, now: Instant) -> Vec<Action> {
+        match self.phase {
+            Phase::Stable => self.end_session(SessionEnd::Rebalance, Phase::Joining),
+            _ => self.poll(now),
+        }
+    }
+
+    /// The driver released the session's claims (after `EndSession`).
+    pub fn session_ended(&mut self, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Revoking {
+            return self.poll(now);
+        }
+        match self.after_session {
+            Phase::Leaving => self.leave(),
+            Phase::Failed => {
+                self.phase = Phase::Failed;
+                Vec::new()
+            }
+            _ => {
+                self.after_session = Phase::Joining;
+                self.phase = Phase::FindingCoordinator;
+                // Rejoin at the coordinator we know; a failure sends us to look again.
+                self.coordinator_found(now)
+            }
+        }
+    }
+
+    /// The user closes the group: end the session (committing), then leave.
+    pub fn close(&mut self, now: Instant) -> Vec<Action> {
+        self.closing = true;
+        match self.phase {
+            Phase::Stable => self.end_session(SessionEnd::Close, Phase::Leaving),
+            Phase::Revoking => {
+                self.after_session = Phase::Leaving;
+                Vec::new()
+            }
+            Phase::Left | Phase::Failed | Phase::Leaving => self.poll(now),
+            _ if self.member_id.is_empty() => {
+                self.phase = Phase::Left;
+                Vec::new()
+            }
+            _ => self.leave(),
+        }
+    }
+
+    fn leave(&mut self) -> Vec<Action> {
+        // A static member does not leave: its instance id keeps its partitions through
+        // a restart until the session times out (KIP-345).
+        if self.config.instance_id.is_some() || self.member_id.is_empty() {
+            self.phase = Phase::Left;
+            return Vec::new();
+        }
+        self.phase = Phase::Leaving;
+        vec![Action::Leave {
+            member_id: self.member_id.clone(),
+        }]
+    }
+
+    /// The LeaveGroup answer (any outcome: we are gone either way).
+    pub fn left(&mut self) {
+        self.phase = Phase::Left;
+        self.member_id.clear();
+        self.generation = -1;
+    }
+
+    fn end_session(&mut self, why: SessionEnd, then: Phase) -> Vec<Action> {
+        self.phase = Phase::Revoking;
+        self.after_session = then;
+        self.heartbeat_in_flight = false;
+        vec![Action::EndSession(why)]
+    }
+
+    fn fail(&mut self, err: Error) -> Vec<Action> {
+        self.phase = Phase::Failed;
+        vec![Action::Fail(err)]
+    }
+
+    fn backoff(&mut self, now: Instant) {
+        self.failures += 1;
+        self.retry_at = Some(now + self.config.retry_backoff.delay(self.failures, 0.5));
+    }
+
+    /// Timer-driven work: heartbeats when due, the session timeout, retries after
+    /// backoff. Call it when a `WaitUntil` deadline passes.
+    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+        match self.phase {
+            Phase::Stable | Phase::FindingCoordinator if self.session_expired(now) => {
+                // No answer from a coordinator for a whole session timeout: it has
+                // evicted us and may have given our partitions away.
+                self.member_id.clear();
+                self.generation = -1;
+                self.after_session = Phase::Joining;
+                if self.phase == Phase::FindingCoordinator {
+                    self.phase = Phase::Stable;
+                }
+                self.end_session(SessionEnd::Lost, Phase::Joining)
+            }
+            Phase::FindingCoordinator | Phase::Joining => match self.retry_at {
+                Some(at) if at > now => vec![Action::WaitUntil(at)],
+                _ => {
+                    self.retry_at = None;
+                    if self.phase == Phase::FindingCoordinator {
+                        vec![Action::FindCoordinator]
+                    } else {
+                        self.join()
+                    }
+                }
+            },
+            Phase::Stable => {
+                let due = self
+                    .last_heartbeat_sent
+                    .map_or(now, |t| t + self.config.heartbeat_interval);
+                let expiry = self
+                    .last_alive
+                    .map_or(now, |t| t + self.config.session_timeout);
+                if !self.heartbeat_in_flight && due <= now {
+                    self.heartbeat_in_flight = true;
+                    self.last_heartbeat_sent = Some(now);
+                    vec![
+                        Action::Heartbeat {
+                            member_id: self.member_id.clone(),
+                            generation: self.generation,
+                        },
+                        Action::WaitUntil((now + self.config.heartbeat_interval).min(expiry)),
+                    ]
+                } else {
+                    let next = if self.heartbeat_in_flight {
+                        expiry
+                    } else {
+                        due.min(expiry)
+                    };
+                    vec![Action::WaitUntil(next)]
+                }
+            }
+            Phase::Unjoined
+            | Phase::Syncing
+            | Phase::Revoking
+            | Phase::Leaving
+            | Phase::Left
+            | Phase::Failed => Vec::new(),
+        }
+    }
+
+    fn session_expired(&self, now: Instant) -> bool {
+        (self.phase == Phase::Stable || self.after_session == Phase::Stable)
+            && self
+                .last_alive
+                .is_some_and(|t| now >= t + self.config.session_timeout)
+    }
+}
+
+/// Codes after which the member must stop, as the Java client treats them.
+fn is_fatal(err: &Error) -> bool {
+    const FENCED_INSTANCE_ID: i16 = 82;
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    const INVALID_SESSION_TIMEOUT: i16 = 26;
+    const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    const INVALID_GROUP_ID: i16 = 24;
+    matches!(
+        err.code().map(KafkaCode::code),
+        Some(
+            FENCED_INSTANCE_ID
+                | GROUP_AUTHORIZATION_FAILED
+                | INVALID_SESSION_TIMEOUT
+                | INCONSISTENT_GROUP_PROTOCOL
+                | GROUP_MAX_SIZE_REACHED
+                | INVALID_GROUP_ID
+        )
+    )
+}
+
+/// Whether the coordinator must be looked up again.
+fn needs_coordinator(err: &Error) -> bool {
+    err.is_connection_lost()
+        || err.kind() == &crate::ErrorKind::Timeout
+        || matches!(
+            err.code(),
+            Some(
+                KafkaCode::NOT_COORDINATOR
+                    | KafkaCode::COORDINATOR_NOT_AVAILABLE
+                    | KafkaCode::COORDINATOR_LOAD_IN_PROGRESS
+            )
+        )
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
