@@ -215,6 +215,16 @@ impl Admin {
         })
     }
 
+    /// The offsets `group` has committed for `partitions` (the next offset to read);
+    /// partitions without a commit are absent.
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[crate::TopicPartition],
+    ) -> Result<std::collections::HashMap<crate::TopicPartition, i64>> {
+        crate::group::fetch_committed(&self.client, group, partitions).await
+    }
+
     /// Waits until metadata lists `topic` with a leader for every partition.
     pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

@@ -2,9 +2,19 @@
 //! ConsumerProtocol carried in JoinGroup/SyncGroup ([`protocol`]) and the partition
 //! assignors ([`assignor`]: range, roundrobin, sticky, cooperative-sticky; KIP-54,
 //! KIP-429, KIP-341), and the membership state machine ([`membership`]: find, join,
-//! sync, heartbeat, revoke, leave; sans-io). The driver, sessions with claims and the
-//! offset manager come next.
+//! sync, heartbeat, revoke, leave; sans-io), driven by [`driver`] against the
+//! coordinator; [`ConsumerGroup`] runs sessions with claims and commits what the
+//! handler marked ([`offsets`]).
 
 pub mod assignor;
+mod consumer_group;
+mod driver;
 pub mod membership;
+mod offsets;
 pub mod protocol;
+mod session;
+
+pub use assignor::AssignorKind;
+pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler};
+pub(crate) use offsets::fetch_committed;
+pub use session::{Claim, Session};

@@ -1,0 +1,418 @@
+//! The membership driver: a task that runs the [`Membership`] state machine's actions
+//! against the coordinator (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup) and tells the session runner when a session starts and must end.
+//!
+//! Heartbeats come from this task, never from the user's handler, so slow processing
+//! cannot stall them (KIP-62). JoinGroup waits up to the rebalance timeout, so its
+//! request timeout is that plus the usual margin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::assignor::{by_name, Assignor, Member};
+use super::consumer_group::GroupConfig;
+use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
+use super::protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::TopicPartition;
+
+/// What the driver tells the session runner.
+#[derive(Debug)]
+pub(crate) enum SessionCommand {
+    Start {
+        member_id: String,
+        generation: i32,
+        partitions: Vec<TopicPartition>,
+    },
+    /// End the session; answer on `done` once claims are released (and, unless
+    /// `Lost`, offsets committed).
+    End {
+        why: SessionEnd,
+        done: oneshot::Sender<()>,
+    },
+    /// The member cannot continue.
+    Failed(Error),
+    /// Left the group after a close.
+    Closed,
+}
+
+/// What the session runner tells the driver.
+#[derive(Debug)]
+pub(crate) enum DriverCommand {
+    Close,
+    /// Rebalance (a subscribed topic changed).
+    Rejoin,
+}
+
+pub(crate) struct Driver {
+    pub client: Client,
+    pub config: Arc<GroupConfig>,
+    pub topics: Vec<String>,
+    pub assignors: Vec<Arc<dyn Assignor>>,
+    pub sessions: mpsc::Sender<SessionCommand>,
+    pub commands: mpsc::Receiver<DriverCommand>,
+    /// The partitions of the current session, for sticky assignors' user data.
+    pub owned: Vec<TopicPartition>,
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+impl Driver {
+    pub async fn run(mut self, mut membership: Membership) {
+        let mut actions = membership.start(now());
+        loop {
+            let mut next = Vec::new();
+            for action in actions {
+                next.extend(self.act(&mut membership, action).await);
+            }
+            if membership.phase() == super::membership::Phase::Left {
+                let _ = self.sessions.send(SessionCommand::Closed).await;
+                return;
+            }
+            if membership.phase() == super::membership::Phase::Failed && next.is_empty() {
+                return;
+            }
+            actions = if next.is_empty() {
+                membership.poll(now())
+            } else {
+                next
+            };
+            if actions.is_empty() {
+                // Nothing scheduled (e.g. waiting for a session to end): wait for a command.
+                match self.commands.recv().await {
+                    Some(DriverCommand::Close) | None => actions = membership.close(now()),
+                    Some(DriverCommand::Rejoin) => actions = membership.rejoin(now()),
+                }
+            }
+        }
+    }
+
+    async fn act(&mut self, m: &mut Membership, action: Action) -> Vec<Action> {
+        let group = self.config.group_id.clone();
+        match action {
+            Action::FindCoordinator => match self.client.coordinator(&group).await {
+                Ok(_) => m.coordinator_found(now()),
+                Err(err) => m.coordinator_failed(&err, now()),
+            },
+            Action::Join { member_id } => {
+                let outcome = self.join(&member_id).await;
+                m.joined(outcome, now())
+            }
+            Action::Assign { protocol, members } => {
+                match self.assign(protocol.as_deref(), &members).await {
+                    Ok(plan) => m.assigned(plan, now()),
+                    Err(err) => {
+                        tracing::error!(group = %group, error = %err, "assignment failed");
+                        m.assigned(Vec::new(), now())
+                    }
+                }
+            }
+            Action::Sync {
+                member_id,
+                generation,
+                assignments,
+            } => {
+                let outcome = self.sync(&member_id, generation, assignments).await;
+                m.synced(outcome, now())
+            }
+            Action::StartSession {
+                member_id,
+                generation,
+                assignment,
+            } => {
+                let partitions = match Assignment::decode(&assignment) {
+                    Ok(a) => a.partitions,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "undecodable assignment, treating as empty");
+                        Vec::new()
+                    }
+                };
+                tracing::info!(group = %group, member_id, generation, partitions = partitions.len(), "session starts");
+                self.owned = partitions.clone();
+                let _ = self
+                    .sessions
+                    .send(SessionCommand::Start {
+                        member_id,
+                        generation,
+                        partitions,
+                    })
+                    .await;
+                Vec::new()
+            }
+            Action::EndSession(why) => {
+                let (done, ended) = oneshot::channel();
+                if self
+                    .sessions
+                    .send(SessionCommand::End { why, done })
+                    .await
+                    .is_ok()
+                {
+                    let _ = ended.await;
+                }
+                if why == SessionEnd::Lost {
+                    self.owned.clear();
+                }
+                m.session_ended(now())
+            }
+            Action::Heartbeat {
+                member_id,
+                generation,
+            } => {
+                let outcome = self.heartbeat(&member_id, generation).await;
+                m.heartbeat_done(outcome, now())
+            }
+            Action::Leave { member_id } => {
+                if let Err(err) = self.leave(&member_id).await {
+                    tracing::debug!(error = %err, "LeaveGroup failed; the session timeout will remove us");
+                }
+                m.left();
+                Vec::new()
+            }
+            Action::WaitUntil(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(Instant::from_std(at)) => m.poll(now()),
+                    command = self.commands.recv() => match command {
+                        Some(DriverCommand::Close) | None => m.close(now()),
+                        Some(DriverCommand::Rejoin) => m.rejoin(now()),
+                    },
+                }
+            }
+            Action::Fail(err) => {
+                tracing::error!(group = %group, error = %err, "group member failed");
+                let _ = self.sessions.send(SessionCommand::Failed(err)).await;
+                Vec::new()
+            }
+        }
+    }
+
+    async fn join(&self, member_id: &str) -> JoinOutcome {
+        let config = &self.config;
+        let mut protocols = Vec::new();
+        for assignor in &self.assignors {
+            let subscription = Subscription {
+                topics: self.topics.clone(),
+                user_data: assignor.subscription_user_data(&self.owned, -1),
+                owned_partitions: Vec::new(),
+                generation: None,
+                rack_id: None,
+            };
+            match subscription.encode(MAX_VERSION) {
+                Ok(metadata) => protocols.push(
+                    JoinGroupRequestProtocol::default()
+                        .with_name(sb(assignor.name()))
+                        .with_metadata(metadata),
+                ),
+                Err(err) => {
+                    return JoinOutcome::Failed(Error::config(format!("subscription: {err}")))
+                }
+            }
+        }
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(sb(&config.group_id)))
+            .with_session_timeout_ms(millis(config.session_timeout))
+            .with_rebalance_timeout_ms(millis(config.rebalance_timeout))
+            .with_member_id(sb(member_id))
+            .with_group_instance_id(config.instance_id.as_deref().map(sb))
+            .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
+            .with_protocols(protocols);
+        let timeout = config.rebalance_timeout + Duration::from_secs(5);
+        let result = async {
+            let coordinator = self.client.coordinator(&config.group_id).await?;
+            coordinator.call_with_timeout(&request, timeout).await
+        }
+        .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(err) => return JoinOutcome::Failed(self.coordinator_error(err)),
+        };
+        match KafkaCode::from_code(response.error_code) {
+            None => JoinOutcome::Joined {
+                member_id: response.member_id.to_string(),
+                generation: response.generation_id,
+                protocol: response.protocol_name.map(|p| p.to_string()),
+                leader_id: response.leader.to_string(),
+                members: response
+                    .members
+                    .into_iter()
+                    .map(|m| JoinedMember {
+                        member_id: m.member_id.to_string(),
+                        instance_id: m.group_instance_id.map(|i| i.to_string()),
+                        metadata: m.metadata,
+                    })
+                    .collect(),
+            },
+            Some(KafkaCode::MEMBER_ID_REQUIRED) => {
+                JoinOutcome::MemberIdRequired(response.member_id.to_string())
+            }
+            Some(code) => JoinOutcome::Failed(self.coordinator_error(Error::kafka(code))),
+        }
+    }
+
+    async fn assign(
+        &self,
+        protocol: Option<&str>,
+        members: &[JoinedMember],
+    ) -> Result<Vec<(String, Bytes)>> {
+        let name = protocol.unwrap_or("range");
+        let assignor = self
+            .assignors
+            .iter()
+            .find(|a| a.name() == name)
+            .cloned()
+            .or_else(|| by_name(name))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "the group chose assignor {name:?}, which this member does not have"
+                ))
+            })?;
+        let members: Vec<Member> = members
+            .iter()
+            .map(|m| {
+                Member::from_join_group(&m.member_id, m.instance_id.clone(), &m.metadata).unwrap_or_else(|err| {
+                    // Java fails the rebalance; an empty assignment for that member
+                    // keeps the rest of the group consuming.
+                    tracing::warn!(member = %m.member_id, error = %err, "undecodable subscription; the member gets nothing");
+                    Member {
+                        instance_id: m.instance_id.clone(),
+                        ..Member::new(&m.member_id, Subscription::default())
+                    }
+                })
+            })
+            .collect();
+        let mut topics: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().cloned())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let metadata = self.client.refresh_metadata(&names).await?;
+        let counts = topics
+            .iter()
+            .filter_map(|t| {
+                metadata
+                    .topic(t)
+                    .filter(|m| m.error.is_none())
+                    .map(|m| (t.clone(), m.partitions.len() as i32))
+            })
+            .collect();
+        let plan = assignor
+            .assign(&members, &counts)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("assignor {name}: {e}")))?;
+        plan.into_iter()
+            .map(|(member, partitions)| {
+                Assignment::new(partitions)
+                    .encode(MAX_VERSION)
+                    .map(|bytes| (member, bytes))
+                    .map_err(|e| Error::protocol(format!("assignment: {e}")))
+            })
+            .collect()
+    }
+
+    async fn sync(
+        &self,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Bytes> {
+        let config = &self.config;
+        let request = SyncGroupRequest::default()
+            .with_group_id(GroupId(sb(&config.group_id)))
+            .with_generation_id(generation)
+            .with_member_id(sb(member_id))
+            .with_group_instance_id(config.instance_id.as_deref().map(sb))
+            .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
+            .with_assignments(
+                assignments
+                    .into_iter()
+                    .map(|(member, assignment)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(sb(&member))
+                            .with_assignment(assignment)
+                    })
+                    .collect(),
+            );
+        let timeout = config.rebalance_timeout + Duration::from_secs(5);
+        let response = async {
+            let coordinator = self.client.coordinator(&config.group_id).await?;
+            coordinator.call_with_timeout(&request, timeout).await
+        }
+        .await
+        .map_err(|e| self.coordinator_error(e))?;
+        Error::check_code(response.error_code).map_err(|e| self.coordinator_error(e))?;
+        Ok(response.assignment)
+    }
+
+    async fn heartbeat(&self, member_id: &str, generation: i32) -> Result<()> {
+        let config = &self.config;
+        let request = HeartbeatRequest::default()
+            .with_group_id(GroupId(sb(&config.group_id)))
+            .with_generation_id(generation)
+            .with_member_id(sb(member_id))
+            .with_group_instance_id(config.instance_id.as_deref().map(sb));
+        let response = async {
+            let coordinator = self.client.coordinator(&config.group_id).await?;
+            coordinator
+                .call_with_timeout(&request, config.session_timeout)
+                .await
+        }
+        .await
+        .map_err(|e| self.coordinator_error(e))?;
+        Error::check_code(response.error_code).map_err(|e| self.coordinator_error(e))
+    }
+
+    async fn leave(&self, member_id: &str) -> Result<()> {
+        let config = &self.config;
+        let coordinator = self.client.coordinator(&config.group_id).await?;
+        let (_, response) = coordinator
+            .call_versioned(|version| {
+                let request =
+                    LeaveGroupRequest::default().with_group_id(GroupId(sb(&config.group_id)));
+                if version >= 3 {
+                    request.with_members(vec![MemberIdentity::default()
+                        .with_member_id(sb(member_id))
+                        .with_group_instance_id(config.instance_id.as_deref().map(sb))])
+                } else {
+                    request.with_member_id(sb(member_id))
+                }
+            })
+            .await?;
+        Error::check_code(response.error_code)
+    }
+
+    /// Drops the cached coordinator when the error says it moved, so the next lookup
+    /// asks again.
+    fn coordinator_error(&self, err: Error) -> Error {
+        if err.is_connection_lost()
+            || matches!(
+                err.code(),
+                Some(KafkaCode::NOT_COORDINATOR | KafkaCode::COORDINATOR_NOT_AVAILABLE)
+            )
+        {
+            self.client.invalidate_coordinator(&self.config.group_id);
+        }
+        err.with_group(&self.config.group_id)
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}

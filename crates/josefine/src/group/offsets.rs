@@ -1,0 +1,209 @@
+//! The offset manager's I/O: committed offsets from OffsetFetch, and OffsetCommit.
+//! Both go to the group coordinator; NOT_COORDINATOR or a lost connection drops the
+//! cached coordinator and the call is tried once more at the new one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::Client;
+use crate::error::{Error, KafkaCode, Result};
+use crate::TopicPartition;
+
+fn name(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn by_topic(
+    tps: impl IntoIterator<Item = TopicPartition>,
+) -> BTreeMap<std::sync::Arc<str>, Vec<i32>> {
+    let mut topics: BTreeMap<std::sync::Arc<str>, Vec<i32>> = BTreeMap::new();
+    for tp in tps {
+        topics.entry(tp.topic).or_default().push(tp.partition);
+    }
+    topics
+}
+
+/// Tries `call` at the coordinator, once more after rediscovering it if the first
+/// answer says the coordinator moved.
+async fn at_coordinator<T, F, Fut>(client: &Client, group: &str, call: F) -> Result<T>
+where
+    F: Fn(crate::net::Broker) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let coordinator = client.coordinator(group).await?;
+    match call(coordinator).await {
+        Err(err) if moved(&err) => {
+            client.invalidate_coordinator(group);
+            let coordinator = client.coordinator(group).await?;
+            call(coordinator).await
+        }
+        other => other,
+    }
+}
+
+fn moved(err: &Error) -> bool {
+    err.is_connection_lost()
+        || matches!(
+            err.code(),
+            Some(KafkaCode::NOT_COORDINATOR | KafkaCode::COORDINATOR_NOT_AVAILABLE)
+        )
+}
+
+/// The committed offsets of `partitions` in `group`; partitions without a commit are
+/// absent from the map.
+pub(crate) async fn fetch_committed(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<HashMap<TopicPartition, i64>> {
+    let topics = by_topic(partitions.iter().cloned());
+    at_coordinator(client, group, |broker| {
+        let topics = topics.clone();
+        async move {
+            let (version, response) = broker
+                .call_versioned(|version| {
+                    if version >= 8 {
+                        OffsetFetchRequest::default().with_groups(vec![
+                            OffsetFetchRequestGroup::default()
+                                .with_group_id(GroupId(name(group)))
+                                .with_topics(Some(
+                                    topics
+                                        .iter()
+                                        .map(|(t, ps)| {
+                                            OffsetFetchRequestTopics::default()
+                                                .with_name(TopicName(name(t)))
+                                                .with_partition_indexes(ps.clone())
+                                        })
+                                        .collect(),
+                                )),
+                        ])
+                    } else {
+                        OffsetFetchRequest::default()
+                            .with_group_id(GroupId(name(group)))
+                            .with_topics(Some(
+                                topics
+                                    .iter()
+                                    .map(|(t, ps)| {
+                                        OffsetFetchRequestTopic::default()
+                                            .with_name(TopicName(name(t)))
+                                            .with_partition_indexes(ps.clone())
+                                    })
+                                    .collect(),
+                            ))
+                    }
+                })
+                .await?;
+            let mut out = HashMap::new();
+            let mut collect = |topic: &str, partition: i32, offset: i64, code: i16| -> Result<()> {
+                Error::check_code(code)
+                    .map_err(|e| e.with_topic(topic).with_partition(partition))?;
+                if offset >= 0 {
+                    out.insert(TopicPartition::new(topic, partition), offset);
+                }
+                Ok(())
+            };
+            if version >= 8 {
+                for g in &response.groups {
+                    Error::check_code(g.error_code)?;
+                    for t in &g.topics {
+                        for p in &t.partitions {
+                            collect(
+                                &t.name.0,
+                                p.partition_index,
+                                p.committed_offset,
+                                p.error_code,
+                            )?;
+                        }
+                    }
+                }
+            } else {
+                Error::check_code(response.error_code)?;
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        collect(
+                            &t.name.0,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.error_code,
+                        )?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    })
+    .await
+    .map_err(|e| e.with_group(group))
+}
+
+/// Who commits: the member and generation the coordinator must recognise.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    pub group: String,
+    pub member_id: String,
+    pub generation: i32,
+    pub instance_id: Option<String>,
+}
+
+/// Commits `offsets` (the next offset to read, per partition). The first failing
+/// partition's error is returned; the caller keeps those offsets dirty.
+pub(crate) async fn commit(
+    client: &Client,
+    who: &Committer,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut topics: BTreeMap<std::sync::Arc<str>, Vec<OffsetCommitRequestPartition>> =
+        BTreeMap::new();
+    for (tp, offset) in offsets {
+        topics.entry(tp.topic.clone()).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(tp.partition)
+                .with_committed_offset(*offset)
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(Some(StrBytes::from_static_str(""))),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(name(&who.group)))
+        .with_generation_id_or_member_epoch(who.generation)
+        .with_member_id(name(&who.member_id))
+        .with_group_instance_id(who.instance_id.as_deref().map(name))
+        // Keep offsets as long as the broker's offsets.retention.minutes says.
+        .with_retention_time_ms(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, partitions)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(name(&t)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    at_coordinator(client, &who.group, |broker| {
+        let request = request.clone();
+        async move {
+            let response = broker.call(&request).await?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    Error::check_code(p.error_code)
+                        .map_err(|e| e.with_topic(&*t.name.0).with_partition(p.partition_index))?;
+                }
+            }
+            Ok(())
+        }
+    })
+    .await
+    .map_err(|e| e.with_group(&who.group))
+}

@@ -1,0 +1,177 @@
+//! Consumer groups against the real broker: three members share a 6-partition topic,
+//! every record is processed at least once, commits end at the end of each partition,
+//! and members leaving and joining rebalance the group.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::real_broker;
+use josefine::{
+    Claim, Client, ConsumerGroup, GroupHandler, NewTopic, OffsetReset, Producer, ProducerRecord,
+    Session, TopicPartition,
+};
+
+const PARTITIONS: i32 = 6;
+const PER_PARTITION: i64 = 500;
+
+/// What all members saw: offsets per partition, and each member's latest claims.
+#[derive(Default)]
+struct Seen {
+    offsets: HashMap<i32, BTreeSet<i64>>,
+    claims: HashMap<usize, (i32, Vec<TopicPartition>)>,
+}
+
+struct Recorder {
+    member: usize,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl GroupHandler for Recorder {
+    async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.claims.insert(
+            self.member,
+            (session.generation(), session.claims().to_vec()),
+        );
+        Ok(())
+    }
+
+    async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        while let Some(record) = claim.next().await {
+            let record = record?;
+            self.seen
+                .lock()
+                .unwrap()
+                .offsets
+                .entry(record.partition())
+                .or_default()
+                .insert(record.offset());
+            session.mark(&record);
+        }
+        Ok(())
+    }
+}
+
+async fn fill(client: &Client, topic: &str) {
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    for p in 0..PARTITIONS {
+        for i in 0..PER_PARTITION {
+            drop(
+                producer
+                    .enqueue(
+                        ProducerRecord::new(topic)
+                            .partition(p)
+                            .value(format!("p{p}-{i}")),
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    producer.close().await.unwrap();
+}
+
+fn member(client: Client, group: &str) -> ConsumerGroup {
+    ConsumerGroup::builder(client, group)
+        .session_timeout(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(300))
+        .rebalance_timeout(Duration::from_secs(6))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .build()
+        .unwrap()
+}
+
+async fn committed(client: &Client, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    client
+        .admin()
+        .committed_offsets(group, &partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(tp, offset)| (tp.partition, offset))
+        .collect()
+}
+
+fn complete(seen: &Seen) -> bool {
+    (0..PARTITIONS).all(|p| {
+        seen.offsets
+            .get(&p)
+            .is_some_and(|o| o.len() as i64 == PER_PARTITION)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_share_the_partitions_and_commit_to_the_end() {
+    let addr = real_broker!();
+    let client = common::client(&addr).await;
+    let topic = common::unique("group-three");
+    let group = common::unique("group");
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, PARTITIONS))
+        .await
+        .unwrap();
+    fill(&client, &topic).await;
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut members = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let m = member(common::client(&addr).await, &group);
+        let (m2, seen, topic) = (m.clone(), seen.clone(), topic.clone());
+        tasks.push(tokio::spawn(async move {
+            m2.consume(&[&topic], Recorder { member: i, seen }).await
+        }));
+        members.push(m);
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        {
+            let seen = seen.lock().unwrap();
+            let generations: BTreeSet<i32> = seen.claims.values().map(|(g, _)| *g).collect();
+            if complete(&seen) && seen.claims.len() == 3 && generations.len() == 1 {
+                // One generation: the three claim sets are disjoint and cover the topic.
+                let mut all: Vec<i32> = seen
+                    .claims
+                    .values()
+                    .flat_map(|(_, c)| c.iter().map(|tp| tp.partition))
+                    .collect();
+                all.sort();
+                if all == (0..PARTITIONS).collect::<Vec<_>>() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group did not settle and finish in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for m in &members {
+        m.close().await;
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(15), t)
+            .await
+            .expect("consume returns after close")
+            .unwrap()
+            .unwrap();
+    }
+    let offsets = committed(&client, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            offsets.get(&p),
+            Some(&PER_PARTITION),
+            "partition {p} committed to its end: {offsets:?}"
+        );
+    }
+}
