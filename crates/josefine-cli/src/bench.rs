@@ -207,6 +207,116 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Args)]
+pub struct GroupArgs {
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    group: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 6000)]
+    session_timeout_ms: u64,
+}
+
+/// Counts records as a group member, marking each (auto-committed), until `target`.
+struct CountingHandler {
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    first: std::sync::Arc<std::sync::OnceLock<Instant>>,
+    done: std::sync::Arc<tokio::sync::Notify>,
+    target: u64,
+}
+
+impl josefine::GroupHandler for CountingHandler {
+    async fn consume_claim(
+        &self,
+        session: &josefine::Session,
+        mut claim: josefine::Claim,
+    ) -> josefine::Result<()> {
+        use std::sync::atomic::Ordering;
+        while let Some(batch) = claim.next_batch().await {
+            let batch = batch?;
+            let (mut n, mut b) = (0u64, 0u64);
+            let mut last = None;
+            for record in &batch {
+                let record = record?;
+                b += record.value().map_or(0, |v| v.len()) as u64;
+                n += 1;
+                last = Some(record.offset());
+            }
+            if let Some(last) = last {
+                self.first.get_or_init(Instant::now);
+                session.mark_next(claim.topic(), claim.partition(), last + 1);
+            }
+            self.bytes.fetch_add(b, Ordering::Relaxed);
+            if self.total.fetch_add(n, Ordering::Relaxed) + n >= self.target {
+                self.done.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `records` records as a consumer-group member (join included in the time),
+/// from the committed offsets or the beginning.
+pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    let group = josefine::ConsumerGroup::builder(client, &args.group)
+        .session_timeout(Duration::from_millis(args.session_timeout_ms))
+        .heartbeat_interval(Duration::from_millis(args.session_timeout_ms / 10))
+        .auto_offset_reset(josefine::OffsetReset::Earliest)
+        .auto_commit_interval(Duration::from_secs(1))
+        .build()?;
+    let handler = CountingHandler {
+        total: Arc::new(AtomicU64::new(0)),
+        bytes: Arc::new(AtomicU64::new(0)),
+        first: Arc::new(OnceLock::new()),
+        done: Arc::new(tokio::sync::Notify::new()),
+        target: args.records,
+    };
+    let (total, bytes, first, done) = (
+        handler.total.clone(),
+        handler.bytes.clone(),
+        handler.first.clone(),
+        handler.done.clone(),
+    );
+    let started = Instant::now();
+    let member = group.clone();
+    let topic = args.topic.clone();
+    let running = tokio::spawn(async move { member.consume(&[&topic], handler).await });
+    let mut progress = Progress::new("consumed", args.records);
+    while total.load(Ordering::Relaxed) < args.records {
+        tokio::select! {
+            _ = done.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        progress.tick(total.load(Ordering::Relaxed));
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "read only {} records in 180 s",
+            total.load(Ordering::Relaxed)
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let first_record = first
+        .get()
+        .map_or(seconds, |t| (*t - started).as_secs_f64());
+    group.close().await;
+    running.await??;
+    progress.done();
+    report_with(
+        "group",
+        total.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+        seconds,
+        Some(first_record),
+    );
+    Ok(())
+}
+
 /// The highest offset reported per partition: on a fresh topic, their sum plus one
 /// per partition must be the number of records sent, or the run does not count.
 #[derive(Default)]
@@ -231,6 +341,10 @@ impl LogEnds {
 
 /// Prints `{"client":"josefine",...}` with this process's CPU time and peak RSS.
 fn report(mode: &str, records: u64, bytes: u64, seconds: f64) {
+    report_with(mode, records, bytes, seconds, None)
+}
+
+fn report_with(mode: &str, records: u64, bytes: u64, seconds: f64, first_record: Option<f64>) {
     // SAFETY: getrusage only writes into the struct we pass.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -238,8 +352,11 @@ fn report(mode: &str, records: u64, bytes: u64, seconds: f64) {
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let first = first_record
+        .map(|s| format!(r#","first_record_seconds":{s:.3}"#))
+        .unwrap_or_default();
     println!(
-        r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}}}"#,
+        r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}{first}}}"#,
         secs(usage.ru_utime),
         secs(usage.ru_stime),
         usage.ru_maxrss

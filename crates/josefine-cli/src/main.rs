@@ -54,6 +54,8 @@ enum BenchCommand {
     Produce(bench::ProduceArgs),
     /// Read N records from the beginning of P partitions; same JSON report.
     Consume(bench::ConsumeArgs),
+    /// Read N records as a consumer-group member (join included); same JSON report.
+    Group(bench::GroupArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
+        Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
         Command::Topic(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
             md.topic_or_error(&name)?;
