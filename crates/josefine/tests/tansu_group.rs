@@ -15,6 +15,9 @@ use josefine::{
 };
 
 const PARTITIONS: i32 = 6;
+
+/// Tansu fences concurrent idempotent producers (see tansu_producer.rs).
+static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PER_PARTITION: i64 = 500;
 
 /// What all members saw: offsets per partition, and each member's latest claims.
@@ -56,6 +59,7 @@ impl GroupHandler for Recorder {
 }
 
 async fn fill(client: &Client, topic: &str) {
+    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
     let producer = Producer::builder(client.clone()).build().unwrap();
     for p in 0..PARTITIONS {
         for i in 0..PER_PARTITION {
@@ -172,6 +176,162 @@ async fn three_members_share_the_partitions_and_commit_to_the_end() {
             offsets.get(&p),
             Some(&PER_PARTITION),
             "partition {p} committed to its end: {offsets:?}"
+        );
+    }
+}
+
+async fn produce_more(client: &Client, topic: &str, from: i64, to: i64) {
+    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    for p in 0..PARTITIONS {
+        for i in from..to {
+            drop(
+                producer
+                    .enqueue(
+                        ProducerRecord::new(topic)
+                            .partition(p)
+                            .value(format!("p{p}-{i}")),
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    producer.close().await.unwrap();
+}
+
+/// Waits until the members in `members` hold claims of one generation covering every
+/// partition disjointly, and all `per_partition` offsets were seen.
+async fn settled(seen: &Arc<Mutex<Seen>>, members: &[usize], per_partition: i64) -> i32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        {
+            let seen = seen.lock().unwrap();
+            let claims: Vec<&(i32, Vec<TopicPartition>)> =
+                members.iter().filter_map(|m| seen.claims.get(m)).collect();
+            let generations: BTreeSet<i32> = claims.iter().map(|(g, _)| *g).collect();
+            let mut all: Vec<i32> = claims
+                .iter()
+                .flat_map(|(_, c)| c.iter().map(|tp| tp.partition))
+                .collect();
+            all.sort();
+            let done = (0..PARTITIONS).all(|p| {
+                seen.offsets
+                    .get(&p)
+                    .is_some_and(|o| o.len() as i64 >= per_partition)
+            });
+            if claims.len() == members.len()
+                && generations.len() == 1
+                && all == (0..PARTITIONS).collect::<Vec<_>>()
+                && done
+            {
+                return *generations.iter().next().unwrap();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group {members:?} did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_rebalance_and_nothing_is_lost() {
+    let addr = real_broker!();
+    let client = common::client(&addr).await;
+    let topic = common::unique("group-churn");
+    let group = common::unique("group");
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, PARTITIONS))
+        .await
+        .unwrap();
+    fill(&client, &topic).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let start = |i: usize| {
+        let (seen, topic, group, addr) = (seen.clone(), topic.clone(), group.clone(), addr.clone());
+        async move {
+            let m = member(common::client(&addr).await, &group);
+            let runner = m.clone();
+            let task = tokio::spawn(async move {
+                runner
+                    .consume(&[&topic], Recorder { member: i, seen })
+                    .await
+            });
+            (m, task)
+        }
+    };
+    let (a, a_task) = start(0).await;
+    let g1 = settled(&seen, &[0], PER_PARTITION).await;
+    let (b, b_task) = start(1).await;
+    let g2 = settled(&seen, &[0, 1], PER_PARTITION).await;
+    assert!(g2 > g1, "a join rebalances");
+    b.close().await;
+    b_task.await.unwrap().unwrap();
+    seen.lock().unwrap().claims.remove(&1);
+    produce_more(&client, &topic, PER_PARTITION, PER_PARTITION + 100).await;
+    let g3 = settled(&seen, &[0], PER_PARTITION + 100).await;
+    assert!(g3 > g2, "a leave rebalances");
+    a.close().await;
+    a_task.await.unwrap().unwrap();
+    let offsets = committed(&client, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            offsets.get(&p),
+            Some(&(PER_PARTITION + 100)),
+            "partition {p}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.offsets[&p].len() as i64,
+            PER_PARTITION + 100,
+            "every offset of {p} seen"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_member_is_replaced_after_the_session_timeout() {
+    let addr = real_broker!();
+    let client = common::client(&addr).await;
+    let topic = common::unique("group-crash");
+    let group = common::unique("group");
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, PARTITIONS))
+        .await
+        .unwrap();
+    fill(&client, &topic).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+
+    let a = member(common::client(&addr).await, &group);
+    let a_task = {
+        let (a, seen, topic) = (a.clone(), seen.clone(), topic.clone());
+        tokio::spawn(async move { a.consume(&[&topic], Recorder { member: 0, seen }).await })
+    };
+    let b_client = common::client(&addr).await;
+    let b = member(b_client.clone(), &group);
+    let b_task = {
+        let (b, seen, topic) = (b.clone(), seen.clone(), topic.clone());
+        tokio::spawn(async move { b.consume(&[&topic], Recorder { member: 1, seen }).await })
+    };
+    settled(&seen, &[0, 1], PER_PARTITION).await;
+    // B dies: no LeaveGroup, no final commit, its connections gone.
+    b_task.abort();
+    b_client.close();
+    seen.lock().unwrap().claims.remove(&1);
+    produce_more(&client, &topic, PER_PARTITION, PER_PARTITION + 50).await;
+    // A alone owns everything once the coordinator evicted B (after ~3 s).
+    settled(&seen, &[0], PER_PARTITION + 50).await;
+    a.close().await;
+    a_task.await.unwrap().unwrap();
+    let offsets = committed(&client, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            offsets.get(&p),
+            Some(&(PER_PARTITION + 50)),
+            "partition {p}"
         );
     }
 }

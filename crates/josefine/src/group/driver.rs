@@ -75,6 +75,12 @@ impl Driver {
     pub async fn run(mut self, mut membership: Membership) {
         let mut actions = membership.start(now());
         loop {
+            // The `consume` future was dropped without `close`: stop like a crashed
+            // member (no LeaveGroup; the coordinator evicts us after the session timeout).
+            if self.sessions.is_closed() {
+                tracing::debug!(group = %self.config.group_id, "consume ended without close; driver stops");
+                return;
+            }
             let mut next = Vec::new();
             for action in actions {
                 next.extend(self.act(&mut membership, action).await);
@@ -185,6 +191,7 @@ impl Driver {
             Action::WaitUntil(at) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(Instant::from_std(at)) => m.poll(now()),
+                    _ = self.sessions.closed() => Vec::new(),
                     command = self.commands.recv() => match command {
                         Some(DriverCommand::Close) | None => m.close(now()),
                         Some(DriverCommand::Rejoin) => m.rejoin(now()),
