@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
@@ -19,10 +20,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Shared;
+use crate::group::{Coordinator, GroupConfig};
 use crate::intercept::{Action, Intercept, InterceptHandle, Interceptor, RequestInfo};
 use crate::server::{self, Connections};
 use crate::state::{BrokerInfo, ClusterState};
-use crate::{api, lock};
+use crate::{api, coordinator, lock};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 100 * 1024 * 1024;
@@ -70,6 +72,7 @@ pub(crate) struct NodeConfig {
     pub(crate) topics: Vec<(String, i32)>,
     pub(crate) versions: BTreeMap<i16, Option<VersionRange>>,
     pub(crate) max_frame_size: usize,
+    pub(crate) groups: GroupConfig,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +82,7 @@ impl Default for NodeConfig {
             topics: Vec::new(),
             versions: BTreeMap::new(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -131,7 +135,8 @@ impl NodeConfig {
             let replicas = state.spread_replicas(partitions);
             state.create_topic(name, replicas);
         }
-        let shared = Shared::new(state);
+        let coordinator = Coordinator::new(node_ids.to_vec(), self.groups.clone());
+        let shared = Shared::new(state, coordinator);
         let advertised = self.advertised();
         let brokers = node_ids
             .iter()
@@ -225,6 +230,43 @@ impl MockBrokerBuilder {
     /// the connection before anything is allocated. Default 100 MiB.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// How long the first rebalance of an empty group waits for more
+    /// members (Kafka's `group.initial.rebalance.delay.ms`, KIP-134), extended
+    /// by as much again for each member that joins meanwhile, up to the
+    /// rebalance timeout. Default 0, where Kafka's is 3 s, so tests do not
+    /// wait; with 0 the first member's JoinGroup completes at once with that
+    /// member alone.
+    pub fn group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.config.groups.initial_rebalance_delay = delay;
+        self
+    }
+
+    /// The session timeouts JoinGroup accepts (Kafka's
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`);
+    /// others get INVALID_SESSION_TIMEOUT. Default 1 ms to 30 min, where
+    /// Kafka's minimum is 6 s, so tests can use short sessions.
+    pub fn group_session_timeout_range(mut self, min: Duration, max: Duration) -> Self {
+        self.config.groups.min_session_timeout = min;
+        self.config.groups.max_session_timeout = max;
+        self
+    }
+
+    /// With `true`, the first JoinGroup of a member without a member id
+    /// gets MEMBER_ID_REQUIRED (with the id to use) at every JoinGroup
+    /// version, as Tansu does; Kafka does so from v4 only (KIP-394), the
+    /// default. Static members (with a `group.instance.id`) never get it.
+    pub fn member_id_required_at_every_version(mut self, required: bool) -> Self {
+        self.config.groups.member_id_required_at_every_version = required;
+        self
+    }
+
+    /// With `true`, a group's first completed rebalance is generation 0, as
+    /// in Tansu; Kafka (the default) starts at 1.
+    pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
+        self.config.groups.first_generation = i32::from(!zero);
         self
     }
 
@@ -346,6 +388,8 @@ impl MockBroker {
             .state()
             .fetch_sessions
             .close_broker(self.node.node_id);
+        let node_id = self.node.node_id;
+        coordinator::with(&self.node.shared, |c, now| c.broker_stopped(now, node_id));
         tracing::debug!(node_id = self.node.node_id, "mock broker stopped");
     }
 
@@ -370,6 +414,8 @@ impl MockBroker {
                 state.brokers.insert(info.node_id, info);
             }
         }
+        let node_id = self.node.node_id;
+        coordinator::with(&self.node.shared, |c, now| c.broker_started(now, node_id));
         tracing::debug!(node_id = self.node.node_id, "mock broker restarted");
         Ok(())
     }

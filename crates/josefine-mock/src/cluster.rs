@@ -10,14 +10,18 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::broker::{MockBroker, NodeConfig};
+use crate::coordinator::{self, Groups};
+use crate::group::Coordinator;
 use crate::lock;
 use crate::state::{ClusterState, PartitionState, Settings};
 
@@ -29,14 +33,39 @@ pub(crate) struct Shared {
     /// long-polling Fetch (which waits up to `max_wait_ms` for data) answers
     /// as soon as there is something to say, on whichever broker.
     changed: Notify,
+    /// The group coordinator's state, behind its own lock: group traffic
+    /// and partition traffic never wait for each other. Never held together
+    /// with `state`.
+    groups: Mutex<Groups>,
+    /// Wakes the coordinator's timer task when a deadline may have moved.
+    group_timer: Arc<Notify>,
+    timer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
-    pub(crate) fn new(state: ClusterState) -> Arc<Shared> {
-        Arc::new(Shared {
+    /// The shared state, with the coordinator's timer task running. Must be
+    /// called within a tokio runtime.
+    pub(crate) fn new(state: ClusterState, coordinator: Coordinator) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
             state: Mutex::new(state),
             changed: Notify::new(),
-        })
+            groups: Mutex::new(Groups::new(coordinator)),
+            group_timer: Arc::new(Notify::new()),
+            timer_task: Mutex::new(None),
+        });
+        let task = coordinator::spawn_timer(&shared);
+        *lock(&shared.timer_task) = Some(task);
+        shared
+    }
+
+    /// The group coordinator. Never hold the guard across an `.await`, nor
+    /// together with [`state`](Self::state).
+    pub(crate) fn groups(&self) -> MutexGuard<'_, Groups> {
+        lock(&self.groups)
+    }
+
+    pub(crate) fn group_timer(&self) -> &Arc<Notify> {
+        &self.group_timer
     }
 
     /// The cluster state. Never hold the guard across an `.await`.
@@ -191,6 +220,16 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The timer task holds the cluster weakly and would otherwise sleep
+        // until its next deadline before noticing it is gone.
+        if let Some(task) = lock(&self.timer_task).take() {
+            task.abort();
+        }
+    }
+}
+
 /// Configures and starts a [`MockCluster`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until start() is awaited"]
@@ -250,6 +289,35 @@ impl MockClusterBuilder {
     /// [`MockBrokerBuilder::max_frame_size`](crate::MockBrokerBuilder::max_frame_size).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Every broker's `group.initial.rebalance.delay.ms`; see
+    /// [`MockBrokerBuilder::group_initial_rebalance_delay`](crate::MockBrokerBuilder::group_initial_rebalance_delay).
+    pub fn group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.config.groups.initial_rebalance_delay = delay;
+        self
+    }
+
+    /// The session timeouts JoinGroup accepts; see
+    /// [`MockBrokerBuilder::group_session_timeout_range`](crate::MockBrokerBuilder::group_session_timeout_range).
+    pub fn group_session_timeout_range(mut self, min: Duration, max: Duration) -> Self {
+        self.config.groups.min_session_timeout = min;
+        self.config.groups.max_session_timeout = max;
+        self
+    }
+
+    /// Tansu's MEMBER_ID_REQUIRED at every JoinGroup version; see
+    /// [`MockBrokerBuilder::member_id_required_at_every_version`](crate::MockBrokerBuilder::member_id_required_at_every_version).
+    pub fn member_id_required_at_every_version(mut self, required: bool) -> Self {
+        self.config.groups.member_id_required_at_every_version = required;
+        self
+    }
+
+    /// Tansu's generations from 0; see
+    /// [`MockBrokerBuilder::group_generations_start_at_zero`](crate::MockBrokerBuilder::group_generations_start_at_zero).
+    pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
+        self.config.groups.first_generation = i32::from(!zero);
         self
     }
 

@@ -149,8 +149,12 @@ pub enum Action {
     /// (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
     /// FETCH_SESSION_TOPIC_ID_ERROR) goes top-level in Fetch v7+, as Kafka
     /// sends it; an error on a Produce with `acks=0` closes the connection,
-    /// as Kafka does. For an API the mock does not implement, the connection
-    /// is closed.
+    /// as Kafka does. The group APIs carry it where Kafka puts coordinator
+    /// errors: top-level for FindCoordinator v0-v3, JoinGroup, SyncGroup,
+    /// Heartbeat, LeaveGroup, ListGroups and OffsetFetch v2-v7; per key for
+    /// FindCoordinator v4+, per group for OffsetFetch v8+, DescribeGroups and
+    /// DeleteGroups, per partition for OffsetCommit and OffsetFetch v1. For
+    /// an API the mock does not implement, the connection is closed.
     Error(i16),
     /// Close the connection without answering.
     Disconnect,

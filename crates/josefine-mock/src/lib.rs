@@ -3,10 +3,14 @@
 //!
 //! A [`MockBroker`] listens on `127.0.0.1` and answers Produce, Fetch,
 //! ListOffsets, Metadata, ApiVersions, CreateTopics, DeleteTopics and
-//! InitProducerId, at every version the `kafka-protocol` crate supports,
-//! from an in-memory cluster state: topics, leaders and a log per partition.
-//! A [`MockCluster`] runs several brokers over one such state, so leaders
-//! can move and brokers can crash and come back.
+//! InitProducerId, and as a group coordinator FindCoordinator, JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+//! DescribeGroups, ListGroups and DeleteGroups, at every version the
+//! `kafka-protocol` crate supports, from an in-memory cluster state: topics,
+//! leaders, a log per partition, consumer groups and their committed
+//! offsets. A [`MockCluster`] runs several brokers over one such state, so
+//! leaders and group coordinators can move and brokers can crash and come
+//! back.
 //!
 //! Its point is the faults: any request can be
 //! [intercepted](MockBroker::intercept) and answered with an error code,
@@ -15,7 +19,9 @@
 //! test can assert what the client did about it. On top of that a test can
 //! move a partition's leader, stop and restart a broker, make a broker forget
 //! its idempotent-producer state, delete records, store corrupt batches, and
-//! make Fetch end with partial batches.
+//! make Fetch end with partial batches. For consumer groups it can move a
+//! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
+//! rebalance, evict a member, and read or set committed offsets.
 //!
 //! ```
 //! use std::time::Duration;
@@ -72,10 +78,63 @@
 //! * ListOffsets: earliest, latest, max timestamp and by timestamp, with the
 //!   same leader checks. InitProducerId: producer ids from 1000, epoch bumps
 //!   (KIP-360).
+//! * Consumer groups follow Kafka's classic group coordinator (see
+//!   [Consumer groups](#consumer-groups)).
 //! * Stopping a broker is a crash before the controller reacts: connections
 //!   are refused, but Metadata still lists it and it keeps its partitions
 //!   until a test calls [`MockCluster::remove_broker_from_metadata`] and
 //!   [`MockCluster::move_leader`].
+//!
+//! # Consumer groups
+//!
+//! A group's coordinator is the `hash(group) % n`-th broker (Java's
+//! `String.hashCode`, as Kafka places groups on `__consumer_offsets`
+//! partitions), or wherever [`MockCluster::move_coordinator`] put it; every
+//! other broker answers the group's requests with NOT_COORDINATOR. The state
+//! machine is Kafka's (`GroupMetadataManager`/`ClassicGroup`):
+//!
+//! * JoinGroup: a dynamic member's first join gets MEMBER_ID_REQUIRED at v4+
+//!   (KIP-394); the first rebalance of an empty group waits
+//!   `group.initial.rebalance.delay` ([`MockBrokerBuilder::group_initial_rebalance_delay`],
+//!   default 0 where Kafka's is 3 s), later ones until every member rejoined
+//!   or the largest rebalance timeout ran out, dropping the dynamic members
+//!   that did not rejoin; generations count from 1; each member votes for
+//!   its favourite protocol among those all support; only the leader's
+//!   answer lists the members. Static members (KIP-345) rejoining with their
+//!   instance id replace their old member id, which is fenced
+//!   (FENCED_INSTANCE_ID), without a rebalance in a Stable group (KIP-814's
+//!   `skip_assignment` at v9).
+//! * SyncGroup: followers wait for the leader's assignment; members that do
+//!   not sync within the rebalance timeout are removed and the group
+//!   rebalances, so followers of a silent leader get REBALANCE_IN_PROGRESS.
+//! * Sessions: a member that neither heartbeats nor commits (nor has a
+//!   JoinGroup or SyncGroup waiting) for its session timeout is removed and
+//!   the group rebalances; Heartbeat answers REBALANCE_IN_PROGRESS while a
+//!   rebalance is being prepared.
+//! * OffsetCommit: generation and member checked; accepted during
+//!   PreparingRebalance (as Kafka does), REBALANCE_IN_PROGRESS during
+//!   CompletingRebalance; "simple" commits (generation -1, no member) only
+//!   while the group is Empty; unknown partitions get
+//!   UNKNOWN_TOPIC_OR_PARTITION. OffsetFetch answers -1 for no commit.
+//! * Group state and offsets belong to the cluster: they survive a
+//!   coordinator's stop and restart. A stopped or moved coordinator's
+//!   waiting requests get NOT_COORDINATOR, and the group comes back as Kafka
+//!   would reload it from `__consumer_offsets` (its last completed
+//!   generation), with fresh sessions; while its coordinator is stopped or
+//!   [loading](MockCluster::set_coordinator_loading), a group's timers stand
+//!   still.
+//!
+//! Where the mock parts from Kafka: session timeouts down to 1 ms are
+//! accepted (Kafka: 6 s, see [`MockBrokerBuilder::group_session_timeout_range`]);
+//! protocol-vote ties go to the leader's preference (Kafka: hash-map order);
+//! a JoinGroup or SyncGroup superseded by a second one from the same member
+//! gets REBALANCE_IN_PROGRESS, and a waiting SyncGroup of a member that is
+//! removed gets UNKNOWN_MEMBER_ID (Kafka leaves both unanswered); member ids
+//! end in a counter-made UUID; `group.max.size` is unlimited; there is no
+//! offset expiry; KIP-848 (ConsumerGroupHeartbeat) and transactional offset
+//! commits are not implemented. For Tansu's behaviour see
+//! [`MockBrokerBuilder::member_id_required_at_every_version`] and
+//! [`MockBrokerBuilder::group_generations_start_at_zero`].
 //!
 //! # Known gaps
 //!
@@ -84,8 +143,8 @@
 //!   and followers never serve fetches (KIP-392): only the leader answers.
 //! * No transactions: InitProducerId with a transactional id gets
 //!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and transactional batches
-//!   INVALID_TXN_STATE. No consumer groups, no offset commits, no ACLs, no
-//!   SASL, no quotas (throttle time is always 0).
+//!   INVALID_TXN_STATE. No ACLs, no SASL, no quotas (throttle time is
+//!   always 0).
 //! * Records are never parsed, only batch headers: ListOffsets by timestamp
 //!   answers the first batch whose max timestamp qualifies (with that max
 //!   timestamp), where Kafka names the exact record; compressed batches are
@@ -109,7 +168,10 @@
 //! `state.rs` (brokers, topics, partitions, leadership checks), `log.rs`
 //! (a partition's batches and producer state), `batch.rs` (the record
 //! batch header and Produce's validation), `session.rs` (fetch sessions),
-//! `api/` (one file per Kafka API). The state is shared by the whole cluster;
+//! `group/` (the group coordinator's sans-io state machine: placement and
+//! offsets in `mod.rs`, one group's membership in `classic.rs`),
+//! `coordinator.rs` (its tokio driver: waiting requests and timers), `api/`
+//! (one file per Kafka API). The state is shared by the whole cluster;
 //! listeners, intercepts, request logs and fetch sessions are per broker.
 
 #[macro_use]
@@ -119,6 +181,8 @@ mod api;
 mod batch;
 mod broker;
 mod cluster;
+mod coordinator;
+mod group;
 mod intercept;
 mod log;
 mod server;
@@ -129,6 +193,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use broker::{MockBroker, MockBrokerBuilder, DEFAULT_MAX_FRAME_SIZE};
 pub use cluster::{MockCluster, MockClusterBuilder};
+pub use group::GroupState;
 pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;

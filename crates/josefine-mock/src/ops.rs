@@ -173,5 +173,103 @@ macro_rules! cluster_ops {
             self.shared()
                 .settings(|s| s.init_producer_id_bumps_epoch = bump)
         }
+
+        /// The member ids of a consumer group, in join order, each with its
+        /// `group.instance.id` (static membership, KIP-345); empty when the
+        /// group does not exist.
+        pub fn group_members(&self, group: &str) -> Vec<(String, Option<String>)> {
+            self.shared().group_members(group)
+        }
+
+        /// The group's generation: 0 before its first rebalance completes
+        /// (-1 with [`group_generations_start_at_zero`]), `None` when the
+        /// group does not exist.
+        ///
+        /// [`group_generations_start_at_zero`]: crate::MockBrokerBuilder::group_generations_start_at_zero
+        pub fn group_generation(&self, group: &str) -> Option<i32> {
+            self.shared().group_generation(group)
+        }
+
+        /// The group's state; [`GroupState::Dead`](crate::GroupState::Dead)
+        /// when it does not exist, as DescribeGroups says.
+        pub fn group_state(&self, group: &str) -> crate::GroupState {
+            self.shared().group_state(group)
+        }
+
+        /// The node id of the broker coordinating `group`: the
+        /// `hash(group) % n`-th broker, unless
+        /// [`move_coordinator`](Self::move_coordinator) moved it.
+        pub fn group_coordinator(&self, group: &str) -> i32 {
+            self.shared().group_coordinator(group)
+        }
+
+        /// The offset `group` committed for the partition, if any.
+        pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+            self.shared().committed(group, topic, partition)
+        }
+
+        /// Stores a committed offset (no metadata, leader epoch -1) as an
+        /// admin's commit would, creating the group if needed.
+        pub fn set_committed(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+            self.shared().set_committed(group, topic, partition, offset)
+        }
+
+        /// Starts a rebalance as a membership change would: heartbeats answer
+        /// REBALANCE_IN_PROGRESS until every member has rejoined. False when
+        /// the group has no members or is already preparing a rebalance.
+        pub fn force_rebalance(&self, group: &str) -> bool {
+            self.shared().force_rebalance(group)
+        }
+
+        /// Removes a member as if its session had expired (its waiting
+        /// JoinGroup or SyncGroup gets UNKNOWN_MEMBER_ID) and rebalances;
+        /// also drops a member id handed out with MEMBER_ID_REQUIRED. False
+        /// when there is no such member.
+        pub fn kick_member(&self, group: &str, member_id: &str) -> bool {
+            self.shared().kick_member(group, member_id)
+        }
+
+        /// Makes `node_id` the group's coordinator, as a leader move of its
+        /// `__consumer_offsets` partition would. Every other broker answers
+        /// the group's requests with NOT_COORDINATOR, and FindCoordinator
+        /// names the new one. The old coordinator answers the requests it
+        /// was holding (JoinGroup, SyncGroup) with NOT_COORDINATOR, and the
+        /// new one loads what Kafka would have persisted: the group as of its
+        /// last completed SyncGroup or emptying, with every session
+        /// restarted. Committed offsets are kept.
+        ///
+        /// # Panics
+        ///
+        /// When `node_id` is not a broker of the cluster.
+        #[track_caller]
+        pub fn move_coordinator(&self, group: &str, node_id: i32) {
+            self.shared().move_coordinator(group, node_id)
+        }
+
+        /// While `true`, every group request for `group` (JoinGroup,
+        /// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+        /// DescribeGroups, DeleteGroups) gets COORDINATOR_LOAD_IN_PROGRESS
+        /// from its coordinator, and ListGroups on that broker too; the
+        /// group's timers stand still. Back to `false`, every member's
+        /// session starts afresh, as after Kafka loads a group.
+        pub fn set_coordinator_loading(&self, group: &str, loading: bool) {
+            self.shared().set_coordinator_loading(group, loading)
+        }
+
+        /// Changes `group.initial.rebalance.delay.ms` for rebalances that
+        /// start from now; see
+        /// [`MockBrokerBuilder::group_initial_rebalance_delay`](crate::MockBrokerBuilder::group_initial_rebalance_delay).
+        pub fn set_group_initial_rebalance_delay(&self, delay: std::time::Duration) {
+            self.shared()
+                .group_settings(|g| g.initial_rebalance_delay = delay)
+        }
+
+        /// Turns Tansu's MEMBER_ID_REQUIRED at every JoinGroup version on or
+        /// off; see
+        /// [`MockBrokerBuilder::member_id_required_at_every_version`](crate::MockBrokerBuilder::member_id_required_at_every_version).
+        pub fn set_member_id_required_at_every_version(&self, required: bool) {
+            self.shared()
+                .group_settings(|g| g.member_id_required_at_every_version = required)
+        }
     };
 }

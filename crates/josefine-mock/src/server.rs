@@ -4,9 +4,11 @@
 //! an `i32` big-endian size, then a request header and body. Each connection
 //! task reads one request, answers it (or does what an intercept rule says),
 //! and only then reads the next, which is how a Kafka broker orders a
-//! connection's responses; so a delayed or stalled request, or a Fetch
-//! long-polling for data, holds up the ones pipelined behind it, as it would
-//! on a real broker. A Produce with `acks=0` gets no response at all.
+//! connection's responses; so a delayed or stalled request, a Fetch
+//! long-polling for data, or a JoinGroup or SyncGroup waiting for the rest of
+//! its group, holds up the ones pipelined behind it (on its connection only),
+//! as it would on a real broker. A Produce with `acks=0` gets no response at
+//! all.
 //!
 //! Anything the mock cannot make sense of (an absurd length, a header that
 //! does not decode, an unknown API key or version) closes the connection, the
@@ -104,7 +106,7 @@ fn start_connection(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     }
     let id = node.accepted.fetch_add(1, Ordering::AcqRel) + 1;
     let span = tracing::debug_span!("connection", id, %peer);
-    let task = tokio::spawn(connection_task(Arc::clone(node), id, stream).instrument(span));
+    let task = tokio::spawn(connection_task(Arc::clone(node), id, stream, peer).instrument(span));
     connections.tasks.insert(id, task);
 }
 
@@ -121,13 +123,13 @@ impl Drop for Deregister {
     }
 }
 
-async fn connection_task(node: Arc<Node>, id: u64, stream: TcpStream) {
+async fn connection_task(node: Arc<Node>, id: u64, stream: TcpStream, peer: SocketAddr) {
     let _deregister = Deregister {
         node: Arc::clone(&node),
         id,
     };
     tracing::debug!("accepted");
-    match serve_connection(&node, id, stream).await {
+    match serve_connection(&node, id, stream, peer).await {
         Ok(()) => tracing::debug!("closed"),
         Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection failed"),
         Err(e) => tracing::warn!(error = %e, "closing connection"),
@@ -166,9 +168,10 @@ async fn serve_connection(
     node: &Node,
     connection_id: u64,
     mut stream: TcpStream,
+    peer: SocketAddr,
 ) -> Result<(), ConnectionError> {
     while let Some(frame) = read_frame(&mut stream, node.max_frame_size).await? {
-        match handle_request(node, connection_id, frame, &mut stream).await? {
+        match handle_request(node, connection_id, frame, &mut stream, peer).await? {
             Next::Continue => {}
             Next::Close => break,
         }
@@ -229,6 +232,7 @@ async fn handle_request(
     connection_id: u64,
     mut frame: Bytes,
     stream: &mut TcpStream,
+    peer: SocketAddr,
 ) -> Result<Next, ConnectionError> {
     let header = decode_header(&mut frame)?;
     let api_key = ApiKey::try_from(header.request_api_key)
@@ -250,7 +254,7 @@ async fn handle_request(
     node.record(request.clone());
 
     let Some(action) = node.interceptor.take(&request) else {
-        let reply = api::serve(node, &header, frame, Mode::Normal).await?;
+        let reply = api::serve(node, &header, frame, Mode::Normal, peer).await?;
         return write_reply(stream, reply).await;
     };
     tracing::debug!(
@@ -261,11 +265,11 @@ async fn handle_request(
     match action {
         Action::Delay(delay) => {
             tokio::time::sleep(delay).await;
-            let reply = api::serve(node, &header, frame, Mode::Normal).await?;
+            let reply = api::serve(node, &header, frame, Mode::Normal, peer).await?;
             write_reply(stream, reply).await
         }
         Action::Error(code) => {
-            let reply = api::serve(node, &header, frame, Mode::Error(code)).await?;
+            let reply = api::serve(node, &header, frame, Mode::Error(code), peer).await?;
             write_reply(stream, reply).await
         }
         Action::Disconnect => Ok(Next::Close),
@@ -291,7 +295,9 @@ async fn handle_request(
             // The request takes effect (a topic is created, say) and only the
             // answer is lost, which is the case a client's retry must handle.
             // An acks=0 Produce has no answer to halve; the close remains.
-            if let Reply::Frame(response) = api::serve(node, &header, frame, Mode::Normal).await? {
+            if let Reply::Frame(response) =
+                api::serve(node, &header, frame, Mode::Normal, peer).await?
+            {
                 let body_len = response.len() - 4;
                 write_all(stream, &response[..4 + body_len / 2]).await?;
             }

@@ -6,29 +6,43 @@
 //! checks and encoding live here, once, so a new API is one small file and one
 //! line in [`serve`] and [`IMPLEMENTED`].
 //!
-//! Two APIs need more than a function: Produce with `acks=0` sends no
-//! response at all ([`Reply::Nothing`]), and Fetch may wait for data
-//! (`max_wait_ms`), so [`serve`] is async and their modules wrap their
-//! handlers in a `serve` of their own.
+//! Four APIs need more than a function: Produce with `acks=0` sends no
+//! response at all ([`Reply::Nothing`]), Fetch may wait for data
+//! (`max_wait_ms`), and JoinGroup and SyncGroup wait for the rest of the
+//! group (see [`crate::coordinator`]), so [`serve`] is async and their
+//! modules wrap their handlers in a `serve` of their own.
 //!
 //! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
 
 pub(crate) mod api_versions;
 pub(crate) mod create_topics;
+pub(crate) mod delete_groups;
 pub(crate) mod delete_topics;
+pub(crate) mod describe_groups;
 pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod heartbeat;
 pub(crate) mod init_producer_id;
+pub(crate) mod join_group;
+pub(crate) mod leave_group;
+pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod offset_commit;
+pub(crate) mod offset_fetch;
 pub(crate) mod produce;
+pub(crate) mod sync_group;
 
+use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
@@ -44,15 +58,25 @@ pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
 /// the kafka-protocol crate can decode and encode.
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 8] = [
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 18] = [
     (ApiKey::Produce, ProduceRequest::VERSIONS),
     (ApiKey::Fetch, FetchRequest::VERSIONS),
     (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
     (ApiKey::Metadata, MetadataRequest::VERSIONS),
+    (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+    (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+    (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+    (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+    (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+    (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+    (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+    (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS),
+    (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
     (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
     (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
     (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
     (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
+    (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -104,16 +128,38 @@ pub(crate) trait Handler {
 }
 
 /// Answers one request whose header has been decoded; `body` is what follows
-/// the header.
+/// the header, `peer` the client's address (JoinGroup records it as the
+/// member's host).
 pub(crate) async fn serve(
     node: &Node,
     header: &RequestHeader,
     body: Bytes,
     mode: Mode,
+    peer: SocketAddr,
 ) -> Result<Reply, Refusal> {
     let frame = match ApiKey::try_from(header.request_api_key) {
         Ok(ApiKey::Produce) => return produce::serve(node, header, body, mode),
         Ok(ApiKey::Fetch) => return fetch::serve(node, header, body, mode).await,
+        Ok(ApiKey::JoinGroup) => return join_group::serve(node, header, body, mode, peer).await,
+        Ok(ApiKey::SyncGroup) => return sync_group::serve(node, header, body, mode).await,
+        Ok(ApiKey::FindCoordinator) => {
+            serve_with::<find_coordinator::FindCoordinator>(node, header, body, mode)
+        }
+        Ok(ApiKey::Heartbeat) => serve_with::<heartbeat::Heartbeat>(node, header, body, mode),
+        Ok(ApiKey::LeaveGroup) => serve_with::<leave_group::LeaveGroup>(node, header, body, mode),
+        Ok(ApiKey::OffsetCommit) => {
+            serve_with::<offset_commit::OffsetCommit>(node, header, body, mode)
+        }
+        Ok(ApiKey::OffsetFetch) => {
+            serve_with::<offset_fetch::OffsetFetch>(node, header, body, mode)
+        }
+        Ok(ApiKey::DescribeGroups) => {
+            serve_with::<describe_groups::DescribeGroups>(node, header, body, mode)
+        }
+        Ok(ApiKey::ListGroups) => serve_with::<list_groups::ListGroups>(node, header, body, mode),
+        Ok(ApiKey::DeleteGroups) => {
+            serve_with::<delete_groups::DeleteGroups>(node, header, body, mode)
+        }
         Ok(ApiKey::ListOffsets) => {
             serve_with::<list_offsets::ListOffsets>(node, header, body, mode)
         }
