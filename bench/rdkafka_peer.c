@@ -9,20 +9,35 @@
  *                [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...
  *   rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N
  *                [--no-warmup] [--set NAME=VALUE]...
+ *   rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N
+ *                [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]
+ *                [--no-warmup] [--set NAME=VALUE]...
+ * consume assigns partitions 0..P-1 directly from the beginning (no group join,
+ * nothing committed). group is a high-level consumer subscribed to T in group G:
+ * auto.offset.reset=earliest, auto commit every 1000 ms of the offsets stored per
+ * record returned (enable.auto.offset.store), session.timeout.ms MS (default 6000),
+ * heartbeat.interval.ms MS/10, one assignor (default range, the one librdkafka's
+ * default "range,roundrobin" picks); it closes the consumer (final commit, leave
+ * group) after the clock stops. Use a fresh group id per run: a group with committed
+ * offsets resumes from them, and finds nothing left to read.
  * --set passes any librdkafka configuration property, applied after the defaults.
- * By default both modes warm up before the clock starts: two metadata requests for
+ * By default all modes warm up before the clock starts: two metadata requests for
  * the topic, so that the connection to the advertised broker is up, the partition
  * leaders are known and (idempotent producer) the producer id was acquired. See
  * warm_up() for why: without it librdkafka loses ~0.5 s to fixed start-up timers.
- * --no-warmup skips it (the clock then includes that start-up).
+ * --no-warmup skips it (the clock then includes that start-up). The group join
+ * itself is never warmed up: it is part of what group mode measures.
  *
  * Each mode prints exactly one JSON line on stdout at the end:
  *   {"client":"librdkafka","mode":"produce","records":N,"bytes":B,"seconds":S,
  *    "cpu_user":U,"cpu_sys":Y,"max_rss_kb":K}
  * bytes is the sum of value bytes; seconds spans the first produce call (or the
- * assign) to the last delivery report (or the N-th record received); cpu and rss
- * are getrusage(RUSAGE_SELF) of the whole process (all librdkafka threads) after
- * the client handle was destroyed. Progress goes to stderr, at most once a second.
+ * assign, or the subscribe) to the last delivery report (or the N-th record
+ * received); cpu and rss are getrusage(RUSAGE_SELF) of the whole process (all
+ * librdkafka threads) after the client handle was destroyed. group mode adds
+ * "first_record_seconds":F after "seconds": subscribe to the first record, which
+ * includes the group join (null if no record came). Progress goes to stderr, at most
+ * once a second.
  *
  * Value of record i (0-based), byte j: (uint8_t)((i + j) * 31 + 7).
  * Key of record i with --keyed: "key-<i>" (decimal, no padding).
@@ -39,19 +54,26 @@
 
 /* ------------------------------------------------------------------------
  * The subset of librdkafka's public C API used here, declared by hand because
- * the wheel ships no headers. Prototypes, enum values, macros and the layout of
- * rd_kafka_message_t follow librdkafka's public header src/rdkafka.h as of
- * v2.15.0 (RD_KAFKA_VERSION 0x020f00ff; identical on its master branch leading
- * to 2.16). None of these changed in 2.x; the wheel's runtime reports 2.16.0, and
+ * the wheel ships no headers. Prototypes, enum values, macros and the layouts of
+ * rd_kafka_message_t and rd_kafka_topic_partition_list_t (group mode: subscribe,
+ * rebalance callback, incremental assign, rd_kafka_error_t) follow librdkafka's
+ * public header src/rdkafka.h as of v2.15.0 (RD_KAFKA_VERSION 0x020f00ff;
+ * identical on its master branch leading to 2.16). None of these changed in 2.x; the wheel's runtime reports 2.16.0, and
  * main() refuses a runtime other than 2.x.
  * ------------------------------------------------------------------------ */
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_topic_s rd_kafka_topic_t;
 typedef struct rd_kafka_conf_s rd_kafka_conf_t;
 typedef struct rd_kafka_topic_conf_s rd_kafka_topic_conf_t;
-typedef struct rd_kafka_topic_partition_list_s rd_kafka_topic_partition_list_t;
+typedef struct rd_kafka_error_s rd_kafka_error_t; /* opaque */
 /* Only handled through pointers returned by librdkafka; layout not needed. */
 typedef struct rd_kafka_topic_partition_s rd_kafka_topic_partition_t;
+/* Public layout in rdkafka.h (only cnt is read here, in the rebalance callback). */
+typedef struct rd_kafka_topic_partition_list_s {
+    int cnt;                           /* current number of elements */
+    int size;                          /* allocated size */
+    rd_kafka_topic_partition_t *elems; /* element array */
+} rd_kafka_topic_partition_list_t;
 struct rd_kafka_metadata; /* only passed back to rd_kafka_metadata_destroy() */
 
 typedef enum rd_kafka_type_t { RD_KAFKA_PRODUCER = 0, RD_KAFKA_CONSUMER = 1 } rd_kafka_type_t;
@@ -60,6 +82,8 @@ typedef enum rd_kafka_type_t { RD_KAFKA_PRODUCER = 0, RD_KAFKA_CONSUMER = 1 } rd
 typedef enum {
     RD_KAFKA_RESP_ERR__PARTITION_EOF = -191,
     RD_KAFKA_RESP_ERR__QUEUE_FULL = -184,
+    RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS = -175, /* rebalance_cb */
+    RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS = -174, /* rebalance_cb */
     RD_KAFKA_RESP_ERR__FATAL = -150,
     RD_KAFKA_RESP_ERR_NO_ERROR = 0,
 } rd_kafka_resp_err_t;
@@ -91,6 +115,8 @@ const char *rd_kafka_version_str(void);
 const char *rd_kafka_err2str(rd_kafka_resp_err_t err);
 rd_kafka_resp_err_t rd_kafka_last_error(void);
 rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size);
+const char *rd_kafka_error_string(const rd_kafka_error_t *error);
+void rd_kafka_error_destroy(rd_kafka_error_t *error);
 
 rd_kafka_conf_t *rd_kafka_conf_new(void);
 rd_kafka_conf_res_t rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
@@ -99,6 +125,10 @@ void rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
                                  void (*dr_msg_cb)(rd_kafka_t *rk,
                                                    const rd_kafka_message_t *rkmessage,
                                                    void *opaque));
+void rd_kafka_conf_set_rebalance_cb(rd_kafka_conf_t *conf,
+                                    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                                         rd_kafka_topic_partition_list_t *partitions,
+                                                         void *opaque));
 
 rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                          size_t errstr_size);
@@ -126,6 +156,13 @@ void rd_kafka_metadata_destroy(const struct rd_kafka_metadata *metadata);
 rd_kafka_resp_err_t rd_kafka_poll_set_consumer(rd_kafka_t *rk);
 rd_kafka_resp_err_t rd_kafka_assign(rd_kafka_t *rk,
                                     const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_resp_err_t rd_kafka_subscribe(rd_kafka_t *rk,
+                                       const rd_kafka_topic_partition_list_t *topics);
+rd_kafka_error_t *rd_kafka_incremental_assign(rd_kafka_t *rk,
+                                              const rd_kafka_topic_partition_list_t *partitions);
+rd_kafka_error_t *rd_kafka_incremental_unassign(
+    rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *partitions);
+const char *rd_kafka_rebalance_protocol(rd_kafka_t *rk); /* "NONE", "EAGER", "COOPERATIVE" */
 rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms);
 void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage);
 rd_kafka_resp_err_t rd_kafka_consumer_close(rd_kafka_t *rk);
@@ -156,6 +193,9 @@ static void usage(void) {
             "               [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...\n"
             "  rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N\n"
             "               [--no-warmup] [--set NAME=VALUE]...\n"
+            "  rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N\n"
+            "               [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]\n"
+            "               [--no-warmup] [--set NAME=VALUE]...\n"
             "--set passes any librdkafka property (e.g. debug=eos), after the defaults.\n");
     exit(2);
 }
@@ -176,14 +216,16 @@ static void set_conf(rd_kafka_conf_t *conf, const char *name, const char *value)
     }
 }
 
-static void print_result(const char *mode, long long records, long long bytes, double seconds) {
+/* extra: "" or further JSON members, each starting with a comma, placed after seconds. */
+static void print_result(const char *mode, long long records, long long bytes, double seconds,
+                         const char *extra) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("{\"client\":\"librdkafka\",\"mode\":\"%s\",\"records\":%lld,\"bytes\":%lld,"
-           "\"seconds\":%.6f,\"cpu_user\":%.6f,\"cpu_sys\":%.6f,\"max_rss_kb\":%ld}\n",
-           mode, records, bytes, seconds, user, sys, ru.ru_maxrss);
+           "\"seconds\":%.6f%s,\"cpu_user\":%.6f,\"cpu_sys\":%.6f,\"max_rss_kb\":%ld}\n",
+           mode, records, bytes, seconds, extra, user, sys, ru.ru_maxrss);
     fflush(stdout);
 }
 
@@ -201,6 +243,9 @@ struct opts {
     const char *batch_size;
     const char *batch_num_messages;
     const char *idempotence;
+    const char *group;
+    long long session_timeout_ms;
+    const char *assignor;
     int warmup;
     int n_extra;
     const char *extra[32]; /* --set NAME=VALUE, applied last */
@@ -216,6 +261,8 @@ static struct opts parse_args(int argc, char **argv) {
     o.compression = "none";
     o.linger_ms = "5";
     o.idempotence = "true";
+    o.session_timeout_ms = 6000;
+    o.assignor = "range";
     o.warmup = 1;
     if (argc < 2) usage();
     o.mode = argv[1];
@@ -225,7 +272,7 @@ static struct opts parse_args(int argc, char **argv) {
             o.keyed = 1;
             continue;
         }
-        if (strcmp(a, "--warmup") == 0 || strcmp(a, "--no-warmup") == 0) { /* both modes */
+        if (strcmp(a, "--warmup") == 0 || strcmp(a, "--no-warmup") == 0) { /* all modes */
             o.warmup = strcmp(a, "--warmup") == 0;
             continue;
         }
@@ -243,6 +290,9 @@ static struct opts parse_args(int argc, char **argv) {
         else if (strcmp(a, "--batch-size") == 0) o.batch_size = v;
         else if (strcmp(a, "--batch-num-messages") == 0) o.batch_num_messages = v;
         else if (strcmp(a, "--idempotence") == 0) o.idempotence = v;
+        else if (strcmp(a, "--group") == 0) o.group = v;
+        else if (strcmp(a, "--session-timeout-ms") == 0) o.session_timeout_ms = parse_count(a, v, 1);
+        else if (strcmp(a, "--assignor") == 0) o.assignor = v;
         else if (strcmp(a, "--set") == 0) {
             if (o.n_extra == 32 || !strchr(v, '=')) die("bad --set %s (NAME=VALUE, at most 32)", v);
             o.extra[o.n_extra++] = v;
@@ -259,6 +309,11 @@ static struct opts parse_args(int argc, char **argv) {
             die("--idempotence must be true or false, not %s", o.idempotence);
     } else if (strcmp(o.mode, "consume") == 0) {
         if (o.partitions < 1) usage();
+    } else if (strcmp(o.mode, "group") == 0) {
+        if (!o.group || !*o.group) usage();
+        if (strcmp(o.assignor, "range") != 0 && strcmp(o.assignor, "roundrobin") != 0 &&
+            strcmp(o.assignor, "cooperative-sticky") != 0)
+            die("--assignor must be range, roundrobin or cooperative-sticky, not %s", o.assignor);
     } else {
         usage();
     }
@@ -439,7 +494,7 @@ static int produce_mode(const struct opts *o) {
     fprintf(stderr, "produce: %lld delivered, %lld failed%s%s; first delivery report %.1f ms "
             "after the first produce\n", delivered, failed, failed ? ", first error: " : "",
             failed ? rd_kafka_err2str(P.first_err) : "", (P.t_first_report - t0) * 1e3);
-    print_result("produce", delivered, delivered * (long long)size, t_end - t0);
+    print_result("produce", delivered, delivered * (long long)size, t_end - t0, "");
     return (failed > 0 || stuck) ? 1 : 0;
 }
 
@@ -531,7 +586,185 @@ static int consume_mode(const struct opts *o) {
     fprintf(stderr, "consume: %lld records, %lld bytes; first record %.1f ms after the assign\n",
             count, bytes, t_first > 0 ? (t_first - t0) * 1e3 : -1.0);
 
-    print_result("consume", count, bytes, t_end - t0);
+    print_result("consume", count, bytes, t_end - t0, "");
+    return timed_out ? 1 : 0;
+}
+
+/* ---------------------------------- group -------------------------------- */
+
+struct group_state {
+    double t_subscribe;
+    double t_first_assign;
+    int assign_events;
+    int revoke_events;
+    int assigned; /* partitions in the current assignment */
+};
+
+static struct group_state G;
+
+/* Does what librdkafka does without a rebalance callback (assign / incremental
+ * assign, by the protocol of the chosen assignor), and logs each event to stderr
+ * so that the join (subscribe -> first assignment) can be told apart from the first
+ * fetch. Served from rd_kafka_consumer_poll() (and rd_kafka_consumer_close()). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    (void)opaque;
+    double t = now_s();
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int cooperative = proto && strcmp(proto, "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+    const char *what;
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        what = "assigned";
+        if (G.t_first_assign == 0) G.t_first_assign = t;
+        G.assign_events++;
+        if (cooperative) {
+            error = rd_kafka_incremental_assign(rk, parts);
+            G.assigned += parts->cnt;
+        } else {
+            ret = rd_kafka_assign(rk, parts);
+            G.assigned = parts->cnt;
+        }
+        break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        what = "revoked";
+        G.revoke_events++;
+        if (cooperative) {
+            error = rd_kafka_incremental_unassign(rk, parts);
+            G.assigned -= parts->cnt;
+        } else {
+            ret = rd_kafka_assign(rk, NULL);
+            G.assigned = 0;
+        }
+        break;
+    default:
+        what = "rebalance error, unassigned";
+        fprintf(stderr, "group: rebalance error: %s\n", rd_kafka_err2str(err));
+        ret = rd_kafka_assign(rk, NULL);
+        G.assigned = 0;
+        break;
+    }
+    fprintf(stderr, "group: %s %d partition(s) (%s) %.1f ms after the subscribe; %d assigned\n",
+            what, parts ? parts->cnt : 0, proto ? proto : "?", (t - G.t_subscribe) * 1e3,
+            G.assigned);
+    if (error) {
+        fprintf(stderr, "group: incremental (un)assign failed: %s\n", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    if (ret) fprintf(stderr, "group: assign failed: %s\n", rd_kafka_err2str(ret));
+}
+
+static int group_mode(const struct opts *o) {
+    char errstr[512], num[32];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set_conf(conf, "bootstrap.servers", o->bootstrap);
+    set_conf(conf, "client.id", "josefine-bench-rdkafka-peer");
+    set_conf(conf, "group.id", o->group);
+    set_conf(conf, "auto.offset.reset", "earliest");
+    set_conf(conf, "enable.auto.commit", "true");
+    set_conf(conf, "auto.commit.interval.ms", "1000");
+    set_conf(conf, "enable.auto.offset.store", "true"); /* the default: store per record */
+    set_conf(conf, "partition.assignment.strategy", o->assignor);
+    snprintf(num, sizeof num, "%lld", o->session_timeout_ms);
+    set_conf(conf, "session.timeout.ms", num);
+    snprintf(num, sizeof num, "%lld", o->session_timeout_ms >= 10 ? o->session_timeout_ms / 10 : 1);
+    set_conf(conf, "heartbeat.interval.ms", num);
+    set_conf(conf, "fetch.wait.max.ms", "100");
+    set_conf(conf, "enable.partition.eof", "false");
+    set_extra(conf, o);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) die("rd_kafka_new(consumer): %s", errstr);
+    /* Everything (records, errors, rebalance callbacks) comes out of consumer_poll. */
+    rd_kafka_poll_set_consumer(rk);
+
+    if (o->warmup) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+        if (!rkt) die("rd_kafka_topic_new: %s", rd_kafka_err2str(rd_kafka_last_error()));
+        double tw = now_s();
+        warm_up(rk, rkt);
+        fprintf(stderr, "group: warm-up took %.1f ms\n", (now_s() - tw) * 1e3);
+        rd_kafka_topic_destroy(rkt);
+    }
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
+
+    long long count = 0, bytes = 0;
+    double t0 = now_s();
+    G.t_subscribe = t0;
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) die("rd_kafka_subscribe: %s", rd_kafka_err2str(err));
+
+    /* Before the first record the group join must fit as well: Tansu holds the
+     * second JoinGroup for about half the session timeout. */
+    double join_allowance = 2.0 * (double)o->session_timeout_ms / 1e3;
+    double next_progress = t0 + 1.0;
+    double last_progress_at = t0;
+    long long last_count = 0;
+    double t_first = 0, t_end = 0;
+    int timed_out = 0;
+    while (count < o->records) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m) {
+            if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                if (count == 0) t_first = now_s();
+                count++;
+                bytes += (long long)m->len;
+                if (count == o->records) t_end = now_s();
+                rd_kafka_message_destroy(m);
+                if ((count & 1023) != 0) continue; /* clock checks once per 1024 records */
+            } else {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    fprintf(stderr, "group: error event: %s: %.*s\n", rd_kafka_err2str(m->err),
+                            (int)m->len, m->payload ? (const char *)m->payload : "");
+                rd_kafka_message_destroy(m);
+            }
+        }
+        double t = now_s();
+        if (count != last_count) {
+            last_count = count;
+            last_progress_at = t;
+        }
+        if (t >= next_progress) {
+            fprintf(stderr, "group: %lld records, %lld bytes, %d partition(s) assigned\n", count,
+                    bytes, G.assigned);
+            next_progress = t + 1.0;
+        }
+        if (t - last_progress_at > STALL_TIMEOUT_S + (count == 0 ? join_allowance : 0)) {
+            fprintf(stderr, "rdkafka_peer: no new records for %.0f s, got %lld of %lld\n",
+                    t - last_progress_at, count, o->records);
+            timed_out = 1;
+            break;
+        }
+    }
+    if (t_end == 0) t_end = now_s();
+
+    /* Outside the clock: revokes the assignment, commits the stored offsets and
+     * leaves the group. */
+    double tc = now_s();
+    err = rd_kafka_consumer_close(rk);
+    if (err) fprintf(stderr, "group: rd_kafka_consumer_close: %s\n", rd_kafka_err2str(err));
+    double close_ms = (now_s() - tc) * 1e3;
+    rd_kafka_destroy(rk);
+
+    fprintf(stderr, "group: %lld records, %lld bytes; first assignment %.1f ms and first record "
+            "%.1f ms after the subscribe; %d assign / %d revoke event(s); close took %.1f ms\n",
+            count, bytes, G.t_first_assign > 0 ? (G.t_first_assign - t0) * 1e3 : -1.0,
+            t_first > 0 ? (t_first - t0) * 1e3 : -1.0, G.assign_events, G.revoke_events,
+            close_ms);
+    if (count > 1 && t_end > t_first)
+        fprintf(stderr, "group: first to last record: %.3f s, %.0f records/s\n", t_end - t_first,
+                (double)(count - 1) / (t_end - t_first));
+
+    char extra[64];
+    if (t_first > 0) snprintf(extra, sizeof extra, ",\"first_record_seconds\":%.6f", t_first - t0);
+    else snprintf(extra, sizeof extra, ",\"first_record_seconds\":null");
+    print_result("group", count, bytes, t_end - t0, extra);
     return timed_out ? 1 : 0;
 }
 
@@ -541,5 +774,7 @@ int main(int argc, char **argv) {
     if ((v >> 24) != 2)
         die("expected librdkafka 2.x at run time, found %s", rd_kafka_version_str());
     fprintf(stderr, "rdkafka_peer: librdkafka %s, %s\n", rd_kafka_version_str(), o.mode);
-    return strcmp(o.mode, "produce") == 0 ? produce_mode(&o) : consume_mode(&o);
+    if (strcmp(o.mode, "produce") == 0) return produce_mode(&o);
+    if (strcmp(o.mode, "consume") == 0) return consume_mode(&o);
+    return group_mode(&o);
 }

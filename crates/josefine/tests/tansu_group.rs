@@ -335,3 +335,193 @@ async fn a_crashed_member_is_replaced_after_the_session_timeout() {
         );
     }
 }
+
+/// One Josefine member and one librdkafka member in one group: each decodes the
+/// other's plan, every partition is consumed by exactly one of them, nothing is missed.
+async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
+    let addr = real_broker!();
+    let Some(python) = common::python() else {
+        return;
+    };
+    let client = common::client(&addr).await;
+    let topic = common::unique("group-mixed");
+    let group = common::unique("group");
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, PARTITIONS))
+        .await
+        .unwrap();
+    fill(&client, &topic).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let history = Arc::new(Mutex::new(Vec::<Vec<i32>>::new()));
+
+    let start_rdkafka = || {
+        let (python, addr, topic, group) =
+            (python.clone(), addr.clone(), topic.clone(), group.clone());
+        tokio::task::spawn_blocking(move || {
+            common::rdkafka(
+                &python,
+                &[
+                    "group",
+                    "--bootstrap",
+                    &addr,
+                    "--topic",
+                    &topic,
+                    "--group",
+                    &group,
+                    "--assignor",
+                    assignor.name(),
+                ],
+                "",
+            )
+        })
+    };
+    let rdkafka = if rdkafka_first {
+        Some(start_rdkafka())
+    } else {
+        None
+    };
+    if rdkafka_first {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let ours = ConsumerGroup::builder(common::client(&addr).await, &group)
+        .session_timeout(Duration::from_secs(6))
+        .heartbeat_interval(Duration::from_millis(500))
+        .auto_commit_interval(Duration::from_millis(200))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .assignors([assignor])
+        .build()
+        .unwrap();
+    let ours_task = {
+        let (ours, seen, topic, history) =
+            (ours.clone(), seen.clone(), topic.clone(), history.clone());
+        tokio::spawn(async move {
+            ours.consume(
+                &[&topic],
+                Tracker {
+                    inner: Recorder { member: 0, seen },
+                    history,
+                },
+            )
+            .await
+        })
+    };
+    let rdkafka = match rdkafka {
+        Some(r) => r,
+        None => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            start_rdkafka()
+        }
+    };
+    let output = rdkafka.await.unwrap();
+    // librdkafka left: wait until we own every partition, then stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !history
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h.len() == PARTITIONS as usize)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rebalance after librdkafka left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ours.close().await;
+    ours_task.await.unwrap().unwrap();
+
+    let mut theirs_last: Vec<i32> = Vec::new();
+    let mut theirs_records = 0;
+    for line in output.lines() {
+        if let Some(list) = line.strip_prefix(r#"{"assigned": ["#) {
+            theirs_last = list
+                .trim_end_matches("]}")
+                .split(", ")
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+        } else {
+            // {"partition": p, "offset": o}
+            let numbers: Vec<i64> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let mut seen = seen.lock().unwrap();
+            seen.offsets
+                .entry(numbers[0] as i32)
+                .or_default()
+                .insert(numbers[1]);
+            theirs_records += 1;
+        }
+    }
+    assert!(
+        !theirs_last.is_empty(),
+        "librdkafka got partitions: {output}"
+    );
+    assert!(theirs_records > 0, "librdkafka consumed records");
+    // Between the two members, every offset was processed.
+    assert!(
+        complete(&seen.lock().unwrap()),
+        "an offset nobody processed"
+    );
+    // Some generation of ours complements librdkafka's last assignment exactly.
+    let history = history.lock().unwrap();
+    let complement = history.iter().any(|ours| {
+        let mut all: Vec<i32> = ours.iter().chain(&theirs_last).copied().collect();
+        all.sort();
+        all == (0..PARTITIONS).collect::<Vec<_>>()
+    });
+    assert!(
+        complement,
+        "{assignor:?}: ours {history:?} vs librdkafka {theirs_last:?}"
+    );
+    let offsets = committed(&client, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            offsets.get(&p),
+            Some(&PER_PARTITION),
+            "partition {p}: {offsets:?}"
+        );
+    }
+}
+
+/// A recorder that also keeps the partitions of every session.
+struct Tracker {
+    inner: Recorder,
+    history: Arc<Mutex<Vec<Vec<i32>>>>,
+}
+
+impl GroupHandler for Tracker {
+    async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        let mut partitions: Vec<i32> = session.claims().iter().map(|tp| tp.partition).collect();
+        partitions.sort();
+        self.history.lock().unwrap().push(partitions);
+        self.inner.setup(session).await
+    }
+
+    async fn consume_claim(&self, session: &Session, claim: Claim) -> josefine::Result<()> {
+        self.inner.consume_claim(session, claim).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_range_librdkafka_leads() {
+    mixed_group(josefine::AssignorKind::Range, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_range_josefine_leads() {
+    mixed_group(josefine::AssignorKind::Range, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_roundrobin_librdkafka_leads() {
+    mixed_group(josefine::AssignorKind::RoundRobin, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_roundrobin_josefine_leads() {
+    mixed_group(josefine::AssignorKind::RoundRobin, false).await;
+}

@@ -70,6 +70,43 @@ def consume(args):
     consumer.close()
 
 
+def group(args):
+    """A group member: prints {"assigned": [...]} on every assignment and
+    {"partition": p, "offset": o} per record; exits after `--idle` seconds without a
+    record once it has had an assignment, or after `--max` seconds."""
+    import time
+
+    def on_assign(consumer, partitions):
+        print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)
+
+    consumer = Consumer({
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "partition.assignment.strategy": args.assignor,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 200,
+        "fetch.wait.max.ms": 100,
+        "enable.partition.eof": False,
+    })
+    consumer.subscribe([args.topic], on_assign=on_assign)
+    started = time.time()
+    last = None
+    while time.time() - started < args.max:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            if last is not None and time.time() - last > args.idle:
+                break
+            continue
+        if msg.error():
+            raise SystemExit(f"consume error: {msg.error()}")
+        last = time.time()
+        print(json.dumps({"partition": msg.partition(), "offset": msg.offset()}), flush=True)
+    consumer.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,8 +119,15 @@ def main():
     c.add_argument("--topic", required=True)
     c.add_argument("--partitions", type=int, required=True)
     c.add_argument("--count", type=int, required=True)
+    g = sub.add_parser("group")
+    g.add_argument("--bootstrap", required=True)
+    g.add_argument("--topic", required=True)
+    g.add_argument("--group", required=True)
+    g.add_argument("--assignor", default="range")
+    g.add_argument("--idle", type=float, default=4.0)
+    g.add_argument("--max", type=float, default=40.0)
     args = parser.parse_args()
-    {"partitions": partitions, "consume": consume}[args.command](args)
+    {"partitions": partitions, "consume": consume, "group": group}[args.command](args)
 
 
 if __name__ == "__main__":
