@@ -51,6 +51,17 @@ run_consume() {
     esac
 }
 
+# Same session timeout for both: Tansu holds the second JoinGroup for about half of it.
+run_group() {
+    local client="$1" records="$2" topic="$3" group="$4"
+    case "$client" in
+        librdkafka) "$peer" group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+        josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
+                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+    esac
+}
+
 for workload in "${workloads[@]}"; do
     read -r records size <<<"$workload"
     for run in $(seq 1 "$runs"); do
@@ -67,6 +78,11 @@ for workload in "${workloads[@]}"; do
             run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
                 | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
         done
+        for client in "${order[@]}"; do
+            log "group consume $records x $size B, run $run/$runs: $client"
+            run_group "$client" "$records" "bench-librdkafka-$size-$run-$$" "bench-$client-$size-$run-$$" \
+                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
+        done
     done
 done
 
@@ -78,7 +94,7 @@ groups = {}
 for r in rows:
     groups.setdefault((r["mode"], r["size"], r["client"]), []).append(r)
 def med(rs, f): return statistics.median(f(r) for r in rs)
-print(f'{"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7}')
+print(f'{"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7} {"1st rec s":>9}')
 summary = {}
 for (mode, size, client), rs in sorted(groups.items()):
     n = rs[0]["records"]
@@ -86,8 +102,10 @@ for (mode, size, client), rs in sorted(groups.items()):
     mbs = med(rs, lambda r: r["bytes"] / r["seconds"] / 1e6)
     cpu = med(rs, lambda r: r["cpu_user"] + r["cpu_sys"])
     rss = med(rs, lambda r: r["max_rss_kb"] / 1024)
+    firsts = [r["first_record_seconds"] for r in rs if r.get("first_record_seconds") is not None]
+    first = f'{statistics.median(firsts):9.3f}' if firsts else f'{"":9}'
     summary[(mode, size, client)] = (rate, cpu, rss)
-    print(f'{mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f}')
+    print(f'{mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first}')
 for (mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue
