@@ -15,5 +15,7 @@ log "creating topic demo-orders (6 partitions) with josefine"
 "${JOSEFINE[@]}" topic create demo-orders --partitions 6 || true
 log "producing 100,000 records into demo-orders (idempotent, acks=all)"
 "${JOSEFINE[@]}" bench produce --topic demo-orders --records 100000 --size 100
+log "consuming them back as consumer group demo-group (join, claims, commits)"
+"${JOSEFINE[@]}" bench group --topic demo-orders --group demo-group --records 100000
 log "the cluster as josefine sees it"
 "${JOSEFINE[@]}" cluster
