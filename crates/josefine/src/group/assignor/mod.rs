@@ -89,8 +89,10 @@ pub trait Assignor: Send + Sync + 'static {
 
     /// The most capable rebalance protocol this assignor supports. A cooperative
     /// assignor also works under the eager protocol (members then own nothing while
-    /// joining, so nothing needs to be held back).
-    fn protocol(&self) -> RebalanceProtocol;
+    /// joining, so nothing needs to be held back). Default eager.
+    fn protocol(&self) -> RebalanceProtocol {
+        RebalanceProtocol::Eager
+    }
 
     /// What this member puts in [`Subscription::user_data`] for this assignor.
     ///
@@ -98,8 +100,10 @@ pub trait Assignor: Send + Sync + 'static {
     /// assignment this member received and the generation it was received in, kept even
     /// after an eager revocation (that is what makes it sticky); for the
     /// cooperative-sticky assignor the generation of the partitions the member owns now.
-    /// A generation below zero means "none".
-    fn subscription_user_data(&self, owned: &[TopicPartition], generation: i32) -> Option<Bytes>;
+    /// A generation below zero means "none". Default: no user data.
+    fn subscription_user_data(&self, _owned: &[TopicPartition], _generation: i32) -> Option<Bytes> {
+        None
+    }
 
     /// Assigns the partitions of `partitions` (topic to partition count, from metadata) to
     /// `members`. Topics no member subscribes to, and subscribed topics missing from

@@ -12,11 +12,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::{
     empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
-    RebalanceProtocol,
 };
 use crate::TopicPartition;
 
@@ -30,14 +27,6 @@ pub struct RangeAssignor;
 impl Assignor for RangeAssignor {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn protocol(&self) -> RebalanceProtocol {
-        RebalanceProtocol::Eager
-    }
-
-    fn subscription_user_data(&self, _owned: &[TopicPartition], _generation: i32) -> Option<Bytes> {
-        None
     }
 
     fn assign(

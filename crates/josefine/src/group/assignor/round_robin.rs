@@ -9,11 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::{
     empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
-    RebalanceProtocol,
 };
 use crate::group::protocol::java_order;
 use crate::TopicPartition;
@@ -28,14 +25,6 @@ pub struct RoundRobinAssignor;
 impl Assignor for RoundRobinAssignor {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn protocol(&self) -> RebalanceProtocol {
-        RebalanceProtocol::Eager
-    }
-
-    fn subscription_user_data(&self, _owned: &[TopicPartition], _generation: i32) -> Option<Bytes> {
-        None
     }
 
     fn assign(

@@ -66,7 +66,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{validate, AssignError, Assignor, GroupAssignment, Member, RebalanceProtocol};
+use super::{validate, AssignError, Assignor, GroupAssignment, Member};
 use crate::group::protocol::{java_order, Scan, Subscription, MIN_TOPIC_PARTITIONS};
 use crate::TopicPartition;
 
@@ -84,10 +84,6 @@ pub struct StickyAssignor;
 impl Assignor for StickyAssignor {
     fn name(&self) -> &'static str {
         NAME
-    }
-
-    fn protocol(&self) -> RebalanceProtocol {
-        RebalanceProtocol::Eager
     }
 
     /// The last assignment received and its generation, in the V1 schema; nothing before
