@@ -467,7 +467,7 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
         "an offset nobody processed"
     );
     // Some generation of ours complements librdkafka's last assignment exactly.
-    let history = history.lock().unwrap();
+    let history = history.lock().unwrap().clone();
     let complement = history.iter().any(|ours| {
         let mut all: Vec<i32> = ours.iter().chain(&theirs_last).copied().collect();
         all.sort();
