@@ -216,6 +216,7 @@ impl ConsumerGroup {
             sessions: sessions_tx,
             commands,
             owned: Vec::new(),
+            protocol: None,
         };
         let membership = Membership::new(MembershipConfig {
             session_timeout: config.session_timeout,
@@ -361,10 +362,14 @@ impl SessionRunner<'_> {
             generation,
             instance_id: config.instance_id.clone(),
         };
-        let committed = self.committed_offsets(&partitions).await;
+        let committed = match self.committed_offsets(&partitions, sessions).await {
+            Ok(committed) => committed,
+            Err(outcome) => return outcome,
+        };
         let mut claims = Vec::new();
         let mut starts = Vec::new();
-        for tp in &partitions {
+        // Claims open concurrently: each may need a ListOffsets round trip.
+        let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
             let start = match committed.get(tp) {
                 Some(&offset) => StartOffset::Offset(offset),
                 None => match config.auto_offset_reset {
@@ -372,15 +377,15 @@ impl SessionRunner<'_> {
                     OffsetReset::Latest => StartOffset::Latest,
                     OffsetReset::None => {
                         tracing::error!(partition = %tp, "no committed offset and auto.offset.reset is none; not consuming it");
-                        continue;
+                        return None;
                     }
                 },
             };
-            match self
-                .consumer
-                .consume_partition(&tp.topic, tp.partition, start)
-                .await
-            {
+            Some(async move { (tp, self.consumer.consume_partition(&tp.topic, tp.partition, start).await) })
+        }))
+        .await;
+        for (tp, reader) in opened {
+            match reader {
                 Ok(reader) => {
                     let initial = reader.position();
                     starts.push((tp.clone(), committed.get(tp).copied().unwrap_or(initial)));
@@ -441,25 +446,45 @@ impl SessionRunner<'_> {
         outcome
     }
 
-    /// OffsetFetch with retries; partitions it cannot learn about fall back to the
-    /// reset policy, which the log says.
+    /// OffsetFetch, retried for as long as it fails retriably and the session lasts
+    /// (a coordinator loading `__consumer_offsets` may take a while). Only partitions
+    /// without a commit use `auto.offset.reset`: falling back to it for a partition
+    /// whose commit could not be read would skip records (latest) or repeat them all
+    /// (earliest). `Err` is how `run` ends when the session ends first, or when the
+    /// error cannot be retried.
     async fn committed_offsets(
         &self,
         partitions: &[TopicPartition],
-    ) -> std::collections::HashMap<TopicPartition, i64> {
+        sessions: &mut mpsc::Receiver<SessionCommand>,
+    ) -> std::result::Result<std::collections::HashMap<TopicPartition, i64>, Option<Result<()>>>
+    {
         let mut failures = 0;
         loop {
-            match fetch_committed(self.client, &self.config.group_id, partitions).await {
-                Ok(offsets) => return offsets,
-                Err(err) if err.is_retriable() && failures < 5 => {
-                    failures += 1;
-                    tokio::time::sleep(self.config.retry_backoff.delay(failures, jitter_unit()))
-                        .await;
-                }
+            let err = match fetch_committed(self.client, &self.config.group_id, partitions).await {
+                Ok(offsets) => return Ok(offsets),
+                Err(err) if err.is_retriable() => err,
                 Err(err) => {
-                    tracing::error!(error = %err, "cannot fetch committed offsets; using auto.offset.reset");
-                    return Default::default();
+                    tracing::error!(error = %err, "cannot fetch committed offsets");
+                    return Err(Some(Err(err)));
                 }
+            };
+            failures += 1;
+            tracing::warn!(error = %err, failures, "cannot fetch committed offsets yet; retrying");
+            let delay = self.config.retry_backoff.delay(failures, jitter_unit());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                command = sessions.recv() => match command {
+                    // Nothing was claimed yet, so there is nothing to commit or release.
+                    Some(SessionCommand::End { done, .. }) => {
+                        let _ = done.send(());
+                        return Err(None);
+                    }
+                    Some(SessionCommand::Failed(err)) => return Err(Some(Err(err))),
+                    Some(SessionCommand::Closed) | None => return Err(Some(Ok(()))),
+                    Some(SessionCommand::Start { .. }) => {
+                        tracing::warn!("a session start while one runs; ignored");
+                    }
+                },
             }
         }
     }

@@ -65,6 +65,8 @@ pub(crate) struct Driver {
     pub commands: mpsc::Receiver<DriverCommand>,
     /// The partitions of the current session, for sticky assignors' user data.
     pub owned: Vec<TopicPartition>,
+    /// The protocol (assignor) the last JoinGroup chose: SyncGroup v5+ must name it.
+    pub protocol: Option<String>,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -83,6 +85,12 @@ impl Driver {
             }
             let mut next = Vec::new();
             for action in actions {
+                // A wait planned before the actions just taken is stale: they already
+                // asked the state machine what comes next (and a heartbeat it planned
+                // meanwhile must not sit behind the old wait, up to a session timeout).
+                if matches!(action, Action::WaitUntil(_)) && !next.is_empty() {
+                    continue;
+                }
                 next.extend(self.act(&mut membership, action).await);
             }
             if membership.phase() == super::membership::Phase::Left {
@@ -116,6 +124,9 @@ impl Driver {
             },
             Action::Join { member_id } => {
                 let outcome = self.join(&member_id).await;
+                if let JoinOutcome::Joined { protocol, .. } = &outcome {
+                    self.protocol = protocol.clone();
+                }
                 m.joined(outcome, now())
             }
             Action::Assign { protocol, members } => {
@@ -167,7 +178,12 @@ impl Driver {
                     .await
                     .is_ok()
                 {
-                    let _ = ended.await;
+                    if why == SessionEnd::Lost {
+                        let _ = ended.await;
+                    } else {
+                        let (member_id, generation) = (m.member_id().to_string(), m.generation());
+                        self.heartbeat_until(ended, &member_id, generation).await;
+                    }
                 }
                 if why == SessionEnd::Lost {
                     self.owned.clear();
@@ -343,6 +359,7 @@ impl Driver {
             .with_member_id(sb(member_id))
             .with_group_instance_id(config.instance_id.as_deref().map(sb))
             .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
+            .with_protocol_name(self.protocol.as_deref().map(sb))
             .with_assignments(
                 assignments
                     .into_iter()
@@ -380,6 +397,33 @@ impl Driver {
         .await
         .map_err(|e| self.coordinator_error(e))?;
         Error::check_code(response.error_code).map_err(|e| self.coordinator_error(e))
+    }
+
+    /// Heartbeats until `ended` resolves: while the handler gives its claims back we
+    /// are still a member, and Kafka renews the session of a member that heartbeats
+    /// while the group prepares a rebalance (answering REBALANCE_IN_PROGRESS). So a
+    /// handler may take up to the rebalance timeout, not the session timeout, to
+    /// finish (KIP-62; the Java client's heartbeat thread does the same).
+    async fn heartbeat_until(
+        &self,
+        ended: oneshot::Receiver<()>,
+        member_id: &str,
+        generation: i32,
+    ) {
+        tokio::pin!(ended);
+        let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut ended => return,
+                _ = ticker.tick() => {
+                    if let Err(err) = self.heartbeat(member_id, generation).await {
+                        tracing::debug!(error = %err, "heartbeat while the session ends");
+                    }
+                }
+            }
+        }
     }
 
     async fn leave(&self, member_id: &str) -> Result<()> {

@@ -407,6 +407,12 @@ impl Membership {
         self.closing = true;
         match self.phase {
             Phase::Stable => self.end_session(SessionEnd::Close, Phase::Leaving),
+            // Looking for a moved coordinator while the session goes on (see
+            // `heartbeat_done`): the session must end, committing, before we leave,
+            // or the coordinator refuses the commit of a member that left.
+            Phase::FindingCoordinator if self.after_session == Phase::Stable => {
+                self.end_session(SessionEnd::Close, Phase::Leaving)
+            }
             Phase::Revoking => {
                 self.after_session = Phase::Leaving;
                 Vec::new()

@@ -338,3 +338,21 @@ fn coordinator_lookup_failures_back_off_and_non_retriable_ones_fail() {
     let actions = m.coordinator_failed(&code(KafkaCode::from_code(30).unwrap()), t0);
     assert!(matches!(actions[..], [Action::Fail(_)]));
 }
+
+#[test]
+fn close_while_rediscovering_the_coordinator_commits_before_leaving() {
+    let t0 = Instant::now();
+    let mut m = stable(t0);
+    m.poll(t0 + HEARTBEAT);
+    m.heartbeat_done(Err(code(KafkaCode::NOT_COORDINATOR)), t0 + HEARTBEAT);
+    assert_eq!(m.phase(), Phase::FindingCoordinator);
+    // The session is still ours: end it (final commit) first, then leave.
+    assert!(matches!(
+        m.close(t0 + HEARTBEAT)[..],
+        [Action::EndSession(SessionEnd::Close)]
+    ));
+    assert!(matches!(
+        &m.session_ended(t0 + HEARTBEAT)[..],
+        [Action::Leave { .. }]
+    ));
+}

@@ -1,0 +1,1175 @@
+//! Consumer groups against the mock cluster (three brokers) with faults: the
+//! coordinator moving while the group is stable and while it rebalances, the
+//! coordinator's broker crashing and coming back, REBALANCE_IN_PROGRESS on
+//! OffsetCommit and SyncGroup, heartbeats answered UNKNOWN_MEMBER_ID or
+//! ILLEGAL_GENERATION or answered slowly, a fenced static member, a subscribed
+//! topic appearing, a coordinator loading its groups, Tansu's join quirks,
+//! committed offsets that cannot be read for a while, a close while the
+//! coordinator is being looked up, and a handler slow to give its claims back.
+//!
+//! Every test checks at-least-once delivery: each record appended (straight into
+//! the mock's log, one `BatchBuilder` batch per ten records) is processed by some
+//! member, and after `close` the group's committed offset of every partition is
+//! the partition's end. Some tests check more where the protocol promises more
+//! (no record processed twice when no commit was lost; a session kept through a
+//! coordinator move).
+//!
+//! Timings are short: 1.5 s sessions, 100 ms heartbeats and auto-commits, 200 ms
+//! partition checks. What sets the pace is the group's own consumer: it
+//! long-polls for 500 ms (`fetch.max.wait`, which `ConsumerGroupBuilder` does not
+//! expose) on the connection the group's requests share, so a heartbeat, a
+//! commit or a claim's ListOffsets can wait that long. Every wait is bounded by
+//! `tokio::time::timeout` so a bug fails a test instead of hanging it, a wait
+//! gives up at once when a member's `consume` fails, and a failed wait prints
+//! what the members did.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use josefine::group::ConsumerGroupBuilder;
+use josefine::protocol::records::BatchBuilder;
+use josefine::{
+    Claim, Client, ConsumerGroup, GroupHandler, KafkaCode, OffsetReset, Session, TopicPartition,
+};
+use josefine_mock::{Action, ApiKey, GroupState, Intercept, MockCluster, ResponseError};
+use tokio::task::JoinHandle;
+
+const TOPIC: &str = "events";
+const PARTITIONS: i32 = 6;
+/// Records per partition appended before the members start.
+const FIRST: i64 = 30;
+/// Records per batch.
+const BATCH: i64 = 10;
+/// The record at offset `o` has the timestamp `TS0 + o`.
+const TS0: i64 = 1_700_000_000_000;
+const SESSION: Duration = Duration::from_millis(1500);
+/// How long the group may take to reach a state it should reach; long next to
+/// what it needs (a second or two), short enough to fail a broken test fast.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+// ---- the cluster and its records ----
+
+async fn cluster() -> MockCluster {
+    cluster_with(|b| b).await
+}
+
+async fn cluster_with(
+    configure: impl FnOnce(josefine_mock::MockClusterBuilder) -> josefine_mock::MockClusterBuilder,
+) -> MockCluster {
+    configure(MockCluster::builder().brokers(3).topic(TOPIC, PARTITIONS))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Appends `offsets` to each of `partitions` of `topic`, ten records a batch.
+fn append(cluster: &MockCluster, topic: &str, partitions: Range<i32>, offsets: Range<i64>) {
+    for p in partitions {
+        let mut base = offsets.start;
+        while base < offsets.end {
+            let end = (base + BATCH).min(offsets.end);
+            let mut batch = BatchBuilder::new().base_offset(base);
+            for o in base..end {
+                let value = format!("{topic}-{p}-{o}");
+                batch
+                    .push(TS0 + o, None, Some(value.as_bytes()), &[])
+                    .unwrap();
+            }
+            let at = cluster.append_batch(topic, p, batch.finish().unwrap());
+            assert_eq!(
+                at, base,
+                "{topic}-{p}: the log end is not where the test thinks"
+            );
+            base = end;
+        }
+    }
+}
+
+/// Requests of `api` that all brokers received so far.
+fn requests(cluster: &MockCluster, api: ApiKey) -> usize {
+    cluster
+        .brokers()
+        .iter()
+        .map(|b| b.requests().iter().filter(|r| r.api_key == api).count())
+        .sum()
+}
+
+/// Requests of `api` that broker `node` received so far.
+fn requests_at(cluster: &MockCluster, node: i32, api: ApiKey) -> usize {
+    cluster
+        .broker(node)
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == api)
+        .count()
+}
+
+/// A broker other than `node`.
+fn other_than(node: i32) -> i32 {
+    node % 3 + 1
+}
+
+// ---- what the members did ----
+
+/// One session as a member's handler saw it.
+#[derive(Debug, Clone)]
+struct SessionSeen {
+    member: usize,
+    member_id: String,
+    generation: i32,
+    claims: Vec<TopicPartition>,
+    /// Where each claim started (committed offset or reset policy).
+    starts: HashMap<TopicPartition, i64>,
+    ended: bool,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// Every processed offset per partition, duplicates kept.
+    processed: HashMap<(String, i32), Vec<i64>>,
+    sessions: Vec<SessionSeen>,
+    errors: Vec<String>,
+    /// Members whose `consume` returned an error, and the error.
+    stopped: Vec<(usize, String)>,
+}
+
+type Shared = Arc<Mutex<Log>>;
+
+impl Log {
+    fn offsets(&self, topic: &str, partition: i32) -> &[i64] {
+        self.processed
+            .get(&(topic.to_string(), partition))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether every offset of `range` of every partition was processed at least
+    /// `times` times.
+    fn covered(&self, topic: &str, partitions: i32, range: Range<i64>, times: usize) -> bool {
+        (0..partitions).all(|p| {
+            let mut counts: HashMap<i64, usize> = HashMap::new();
+            for &o in self.offsets(topic, p) {
+                *counts.entry(o).or_default() += 1;
+            }
+            range
+                .clone()
+                .all(|o| counts.get(&o).is_some_and(|&n| n >= times))
+        })
+    }
+
+    /// The latest session of `member`.
+    fn latest(&self, member: usize) -> Option<&SessionSeen> {
+        self.sessions.iter().rev().find(|s| s.member == member)
+    }
+
+    /// The generation in which `members` all run a session, their claims
+    /// disjoint and covering every partition of `layout`; `None` otherwise.
+    fn settled(&self, members: &[usize], layout: &[(&str, i32)]) -> Option<i32> {
+        let latest: Vec<&SessionSeen> = members.iter().filter_map(|m| self.latest(*m)).collect();
+        if latest.len() != members.len() || latest.iter().any(|s| s.ended) {
+            return None;
+        }
+        let generations: BTreeSet<i32> = latest.iter().map(|s| s.generation).collect();
+        if generations.len() != 1 {
+            return None;
+        }
+        let mut claimed: Vec<TopicPartition> = latest
+            .iter()
+            .flat_map(|s| s.claims.iter().cloned())
+            .collect();
+        let total = claimed.len();
+        claimed.sort_by(|a, b| (&*a.topic, a.partition).cmp(&(&*b.topic, b.partition)));
+        claimed.dedup();
+        let mut wanted: Vec<TopicPartition> = layout
+            .iter()
+            .flat_map(|(t, n)| (0..*n).map(move |p| TopicPartition::new(*t, p)))
+            .collect();
+        wanted.sort_by(|a, b| (&*a.topic, a.partition).cmp(&(&*b.topic, b.partition)));
+        if total == claimed.len() && claimed == wanted {
+            generations.into_iter().next()
+        } else {
+            None
+        }
+    }
+
+    /// What the members did, for a failed wait's message.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        for s in &self.sessions {
+            let mut claims: Vec<String> = s
+                .claims
+                .iter()
+                .map(|tp| {
+                    format!(
+                        "{}-{}@{}",
+                        tp.topic,
+                        tp.partition,
+                        s.starts.get(tp).unwrap_or(&-1)
+                    )
+                })
+                .collect();
+            claims.sort();
+            out.push_str(&format!(
+                "\n  member {} gen {} id {} ended {}: {}",
+                s.member,
+                s.generation,
+                s.member_id,
+                s.ended,
+                claims.join(" ")
+            ));
+        }
+        let mut keys: Vec<&(String, i32)> = self.processed.keys().collect();
+        keys.sort();
+        for key in keys {
+            let offsets = &self.processed[key];
+            let distinct: HashSet<i64> = offsets.iter().copied().collect();
+            out.push_str(&format!(
+                "\n  {}-{}: {} processed, {} distinct, max {:?}",
+                key.0,
+                key.1,
+                offsets.len(),
+                distinct.len(),
+                distinct.iter().max()
+            ));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("\n  error: {e}"));
+        }
+        for (member, e) in &self.stopped {
+            out.push_str(&format!("\n  member {member}'s consume failed: {e}"));
+        }
+        out
+    }
+}
+
+/// Records every session and every processed record, then marks it: a record is
+/// in the log before its offset can be committed, which is what at-least-once
+/// asks of a handler.
+struct Recorder {
+    member: usize,
+    log: Shared,
+    /// How long a claim takes to return once its session ends, in ms: a handler
+    /// finishing the work in hand before it gives the partition back.
+    linger_ms: Arc<AtomicU64>,
+}
+
+impl GroupHandler for Recorder {
+    async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        self.log.lock().unwrap().sessions.push(SessionSeen {
+            member: self.member,
+            member_id: session.member_id().to_string(),
+            generation: session.generation(),
+            claims: session.claims().to_vec(),
+            starts: HashMap::new(),
+            ended: false,
+        });
+        Ok(())
+    }
+
+    async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        let tp = TopicPartition::new(claim.topic(), claim.partition());
+        {
+            let mut log = self.log.lock().unwrap();
+            let member = self.member;
+            if let Some(s) = log.sessions.iter_mut().rev().find(|s| s.member == member) {
+                s.starts.insert(tp.clone(), claim.initial_offset());
+            }
+        }
+        while let Some(record) = claim.next().await {
+            let record = match record {
+                Ok(record) => record,
+                Err(err) => {
+                    self.log
+                        .lock()
+                        .unwrap()
+                        .errors
+                        .push(format!("member {} {tp}: {err}", self.member));
+                    return Err(err);
+                }
+            };
+            self.log
+                .lock()
+                .unwrap()
+                .processed
+                .entry((record.topic().to_string(), record.partition()))
+                .or_default()
+                .push(record.offset());
+            session.mark(&record);
+        }
+        let linger = self.linger_ms.load(Ordering::Acquire);
+        if linger > 0 {
+            tokio::time::sleep(Duration::from_millis(linger)).await;
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, session: &Session) -> josefine::Result<()> {
+        let mut log = self.log.lock().unwrap();
+        let member = self.member;
+        if let Some(s) = log
+            .sessions
+            .iter_mut()
+            .rev()
+            .find(|s| s.member == member && s.generation == session.generation())
+        {
+            s.ended = true;
+        }
+        Ok(())
+    }
+}
+
+// ---- members ----
+
+struct Member {
+    group: ConsumerGroup,
+    task: JoinHandle<josefine::Result<()>>,
+    linger_ms: Arc<AtomicU64>,
+}
+
+/// A client whose requests carry `client_id`, so intercepts can single it out.
+async fn client(cluster: &MockCluster, client_id: &str) -> Client {
+    Client::builder()
+        .bootstrap([cluster.bootstrap()])
+        .client_id(client_id)
+        .request_timeout(Duration::from_secs(2))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The test's member settings: everything short, earliest for partitions
+/// without a commit.
+fn settings(client: Client, group: &str) -> ConsumerGroupBuilder {
+    ConsumerGroup::builder(client, group)
+        .session_timeout(SESSION)
+        .heartbeat_interval(Duration::from_millis(100))
+        .rebalance_timeout(Duration::from_secs(3))
+        .auto_commit_interval(Duration::from_millis(100))
+        .partition_check_interval(Duration::from_millis(200))
+        .auto_offset_reset(OffsetReset::Earliest)
+}
+
+/// Starts member `index` (client id `m{index}`) consuming `topics`.
+async fn start(
+    cluster: &MockCluster,
+    group: &str,
+    index: usize,
+    log: &Shared,
+    topics: &[&str],
+    configure: impl FnOnce(ConsumerGroupBuilder) -> ConsumerGroupBuilder,
+) -> Member {
+    let client = client(cluster, &format!("m{index}")).await;
+    let group = configure(settings(client, group)).build().unwrap();
+    let linger_ms = Arc::new(AtomicU64::new(0));
+    let handler = Recorder {
+        member: index,
+        log: log.clone(),
+        linger_ms: linger_ms.clone(),
+    };
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let runner = group.clone();
+    let failures = log.clone();
+    let task = tokio::spawn(async move {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let result = runner.consume(&topics, handler).await;
+        if let Err(err) = &result {
+            // A member that stopped fails the waits at once, with its error.
+            failures
+                .lock()
+                .unwrap()
+                .stopped
+                .push((index, err.to_string()));
+        }
+        result
+    });
+    Member {
+        group,
+        task,
+        linger_ms,
+    }
+}
+
+async fn start_plain(cluster: &MockCluster, group: &str, index: usize, log: &Shared) -> Member {
+    start(cluster, group, index, log, &[TOPIC], |b| b).await
+}
+
+/// Members 0 and 1 forming the group together: the initial rebalance waits
+/// 300 ms for both (Kafka's `group.initial.rebalance.delay.ms`), so the fault
+/// under test meets a group in its first generation rather than mid-handover.
+async fn pair(cluster: &MockCluster, group: &str, log: &Shared, topics: &[&str]) -> Vec<Member> {
+    cluster.set_group_initial_rebalance_delay(Duration::from_millis(300));
+    vec![
+        start(cluster, group, 0, log, topics, |b| b).await,
+        start(cluster, group, 1, log, topics, |b| b).await,
+    ]
+}
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {PATIENCE:?} waiting for {what}"),
+    }
+}
+
+/// Polls `condition` until it holds (the mock and the handler have nothing to
+/// wait on); fails with what the members did on timeout, or as soon as a
+/// member's `consume` failed.
+async fn wait_for(log: &Shared, what: &str, mut condition: impl FnMut(&Log) -> bool) {
+    let polled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            {
+                let log = log.lock().unwrap();
+                if condition(&log) {
+                    return Ok(());
+                }
+                if !log.stopped.is_empty() {
+                    return Err(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if polled != Ok(Ok(())) {
+        panic!(
+            "gave up waiting for {what}; the members did:{}",
+            log.lock().unwrap().summary()
+        );
+    }
+}
+
+/// Waits until `members` hold one generation's claims covering the topic and
+/// every record below `end` was processed; returns the generation.
+async fn settle(log: &Shared, members: &[usize], end: i64) -> i32 {
+    wait_for(
+        log,
+        &format!("members {members:?} to settle and process every record below {end}"),
+        |l| {
+            l.settled(members, &[(TOPIC, PARTITIONS)]).is_some()
+                && l.covered(TOPIC, PARTITIONS, 0..end, 1)
+        },
+    )
+    .await;
+    log.lock()
+        .unwrap()
+        .settled(members, &[(TOPIC, PARTITIONS)])
+        .expect("settled a moment ago")
+}
+
+/// Closes every member and checks each `consume` ends with `Ok`.
+async fn close_all(members: Vec<Member>) {
+    for m in &members {
+        m.group.close().await;
+    }
+    for (i, m) in members.into_iter().enumerate() {
+        within(
+            &format!("member {i}'s consume to return after close"),
+            m.task,
+        )
+        .await
+        .expect("consume does not panic")
+        .unwrap_or_else(|e| panic!("member {i}'s consume failed: {e}"));
+    }
+}
+
+/// At-least-once, the committing half: every partition's commit is its end.
+fn assert_committed(cluster: &MockCluster, group: &str, topic: &str, partitions: i32, end: i64) {
+    let committed: Vec<Option<i64>> = (0..partitions)
+        .map(|p| cluster.committed(group, topic, p))
+        .collect();
+    assert!(
+        committed.iter().all(|c| *c == Some(end)),
+        "{topic}: every partition committed at its end {end}, got {committed:?}"
+    );
+}
+
+/// At-least-once, the processing half.
+fn assert_processed(log: &Shared, topic: &str, partitions: i32, end: i64) {
+    let log = log.lock().unwrap();
+    assert!(
+        log.covered(topic, partitions, 0..end, 1),
+        "{topic}: a record below {end} nobody processed:{}",
+        log.summary()
+    );
+}
+
+/// No record processed twice: what a run without a lost commit must give.
+fn assert_processed_once(log: &Shared, topic: &str, partitions: i32) {
+    let log = log.lock().unwrap();
+    for p in 0..partitions {
+        let offsets = log.offsets(topic, p);
+        let distinct: HashSet<i64> = offsets.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            offsets.len(),
+            "{topic}-{p}: records processed twice though no commit was lost:{}",
+            log.summary()
+        );
+    }
+}
+
+fn new_log() -> Shared {
+    Arc::new(Mutex::new(Log::default()))
+}
+
+// ---- 1. sharing the partitions ----
+
+/// `n` members split six partitions, disjointly, in one generation; each record
+/// is processed exactly once (every rebalance commits before it gives a
+/// partition away); close sends one LeaveGroup per member and commits to the end.
+async fn members_share_the_partitions(n: usize) {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "share";
+    let log = new_log();
+    let mut members = Vec::new();
+    for i in 0..n {
+        members.push(start_plain(&cluster, group, i, &log).await);
+    }
+    let all: Vec<usize> = (0..n).collect();
+    settle(&log, &all, FIRST).await;
+    {
+        let log = log.lock().unwrap();
+        for i in &all {
+            assert_eq!(
+                log.latest(*i).unwrap().claims.len(),
+                PARTITIONS as usize / n,
+                "range splits six partitions evenly:{}",
+                log.summary()
+            );
+        }
+    }
+    // Records that arrive while the group is stable go to their owners.
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    settle(&log, &all, FIRST + 10).await;
+    close_all(members).await;
+
+    assert_eq!(
+        requests(&cluster, ApiKey::LeaveGroup),
+        n,
+        "each closing member leaves once"
+    );
+    assert_eq!(cluster.group_state(group), GroupState::Empty);
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_the_partitions_and_commit_to_the_end() {
+    members_share_the_partitions(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_split_the_partitions_and_commit_to_the_end() {
+    members_share_the_partitions(3).await;
+}
+
+// ---- 2. the coordinator moves ----
+
+/// The coordinator moves under a stable group: heartbeats and commits get
+/// NOT_COORDINATOR, the members find the new one and keep their sessions (the
+/// new coordinator loads the same generation), and nothing is processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_move_under_a_stable_group_keeps_the_sessions() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "moved-stable";
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    let generation = settle(&log, &[0, 1], FIRST).await;
+    let sessions = log.lock().unwrap().sessions.len();
+    let old = cluster.group_coordinator(group);
+    let new = other_than(old);
+    let lookups = requests(&cluster, ApiKey::FindCoordinator);
+    cluster.move_coordinator(group, new);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    wait_for(
+        &log,
+        "heartbeats and commits at the new coordinator",
+        |_| {
+            requests_at(&cluster, new, ApiKey::Heartbeat) > 0
+                && (0..PARTITIONS).all(|p| cluster.committed(group, TOPIC, p) == Some(2 * FIRST))
+        },
+    )
+    .await;
+    assert_eq!(settle(&log, &[0, 1], 2 * FIRST).await, generation);
+    assert!(
+        requests(&cluster, ApiKey::FindCoordinator) >= lookups + 2,
+        "each member looked the coordinator up again after NOT_COORDINATOR"
+    );
+    assert_eq!(
+        log.lock().unwrap().sessions.len(),
+        sessions,
+        "a coordinator move alone does not end a session:{}",
+        log.lock().unwrap().summary()
+    );
+    close_all(members).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// The coordinator moves while a third member's arrival rebalances the group:
+/// the waiting JoinGroups get NOT_COORDINATOR, every member finds the new
+/// coordinator and joins there, and the three settle with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_move_during_a_rebalance_is_survived() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "moved-rebalancing";
+    let log = new_log();
+    let mut members = pair(&cluster, group, &log, &[TOPIC]).await;
+    let before = settle(&log, &[0, 1], FIRST).await;
+    let old = cluster.group_coordinator(group);
+    let new = other_than(old);
+    // Member 1's rejoin is held at the coordinator, so the rebalance member 2
+    // starts is still waiting for it when the coordinator moves.
+    let held = cluster.broker(old).intercept(
+        Intercept::api(ApiKey::JoinGroup)
+            .when(|r| r.client_id.as_deref() == Some("m1"))
+            .once(),
+        Action::Delay(Duration::from_millis(500)),
+    );
+    members.push(start_plain(&cluster, group, 2, &log).await);
+    wait_for(&log, "member 1 to rejoin", |_| held.hits() == 1).await;
+    assert_eq!(
+        cluster.group_state(group),
+        GroupState::PreparingRebalance,
+        "the rebalance is under way when the coordinator moves"
+    );
+    cluster.move_coordinator(group, new);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    let after = settle(&log, &[0, 1, 2], 2 * FIRST).await;
+    assert!(after > before, "a new generation with the third member");
+    assert!(requests_at(&cluster, new, ApiKey::JoinGroup) > 0);
+    assert!(requests_at(&cluster, new, ApiKey::SyncGroup) > 0);
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, 2 * FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+// ---- 3. REBALANCE_IN_PROGRESS ----
+
+/// An auto-commit answered REBALANCE_IN_PROGRESS leaves its offsets dirty; a
+/// later commit carries them, so the commits reach the end while the members
+/// still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_commit_rebalance_in_progress_is_committed_later() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "commit-rebalancing";
+    let rejected = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::OffsetCommit).once(),
+        Action::error(ResponseError::RebalanceInProgress),
+    );
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    settle(&log, &[0, 1], FIRST).await;
+    wait_for(&log, "the commits to reach the end before close", |_| {
+        (0..PARTITIONS).all(|p| cluster.committed(group, TOPIC, p) == Some(FIRST))
+    })
+    .await;
+    assert_eq!(rejected.hits(), 1);
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// The final commit of a rebalance is answered REBALANCE_IN_PROGRESS: the
+/// offsets are not committed, so the next session starts where the last commit
+/// was and processes the records again (at-least-once, never at-most-once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_final_commit_means_the_records_are_processed_again() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "final-commit-rejected";
+    let log = new_log();
+    // Without auto-commit the session's final commit is its only one.
+    let member = start(&cluster, group, 0, &log, &[TOPIC], |b| b.auto_commit(false)).await;
+    settle(&log, &[0], FIRST).await;
+    let rejected = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::OffsetCommit).once(),
+        Action::error(ResponseError::RebalanceInProgress),
+    );
+    assert!(cluster.force_rebalance(group));
+    wait_for(&log, "a second session processing everything again", |l| {
+        l.sessions.len() == 2 && l.covered(TOPIC, PARTITIONS, 0..FIRST, 2)
+    })
+    .await;
+    assert_eq!(rejected.hits(), 1, "the final commit was the one rejected");
+    assert!(
+        (0..PARTITIONS).all(|p| cluster.committed(group, TOPIC, p).is_none()),
+        "nothing committed yet"
+    );
+    close_all(vec![member]).await;
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// A SyncGroup answered REBALANCE_IN_PROGRESS sends that member back to
+/// JoinGroup; the group settles and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_group_rebalance_in_progress_rejoins() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "sync-rebalancing";
+    let rejected = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::SyncGroup).once(),
+        Action::error(ResponseError::RebalanceInProgress),
+    );
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    settle(&log, &[0, 1], FIRST).await;
+    assert_eq!(rejected.hits(), 1);
+    assert!(
+        requests(&cluster, ApiKey::SyncGroup) >= 3,
+        "the rejected SyncGroup was sent again after a rejoin"
+    );
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+// ---- 4. static membership ----
+
+/// A second member with the same `group.instance.id` takes the first one's
+/// place: the older one's next request gets FENCED_INSTANCE_ID and its `consume`
+/// fails; the newer one carries on and commits everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_static_member_fails_and_its_replacement_continues() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "static";
+    let log = new_log();
+    let older = start(&cluster, group, 0, &log, &[TOPIC], |b| {
+        b.instance_id("box-1")
+    })
+    .await;
+    settle(&log, &[0], FIRST).await;
+    let newer = start(&cluster, group, 1, &log, &[TOPIC], |b| {
+        b.instance_id("box-1")
+    })
+    .await;
+    let err = within("the fenced member's consume to fail", older.task)
+        .await
+        .expect("consume does not panic")
+        .expect_err("a fenced instance is fatal");
+    assert_eq!(
+        err.code(),
+        KafkaCode::from_code(ResponseError::FencedInstanceId.code()),
+        "fenced: {err}"
+    );
+    // Expected, so not a reason for the waits below to give up.
+    log.lock().unwrap().stopped.clear();
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    settle(&log, &[1], 2 * FIRST).await;
+    close_all(vec![newer]).await;
+    let members = cluster.group_members(group);
+    assert_eq!(members.len(), 1, "one incarnation of box-1: {members:?}");
+    assert_eq!(members[0].1.as_deref(), Some("box-1"));
+    assert_processed(&log, TOPIC, PARTITIONS, 2 * FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+// ---- 5. the subscription grows ----
+
+/// A subscribed topic that does not exist yet appears (the mock cannot add
+/// partitions to a topic, so this is the partition-count change it can make):
+/// the partition check notices, the group rebalances, and the new partitions
+/// are consumed and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_topic_that_appears_is_consumed() {
+    const LATER: &str = "later";
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "appearing";
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC, LATER]).await;
+    let before = settle(&log, &[0, 1], FIRST).await;
+    assert!(cluster.create_topic(LATER, 4));
+    append(&cluster, LATER, 0..4, 0..FIRST);
+    wait_for(
+        &log,
+        "the new topic's partitions to be claimed and consumed",
+        |l| {
+            l.settled(&[0, 1], &[(TOPIC, PARTITIONS), (LATER, 4)])
+                .is_some_and(|g| g > before)
+                && l.covered(LATER, 4, 0..FIRST, 1)
+        },
+    )
+    .await;
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+    assert_committed(&cluster, group, LATER, 4, FIRST);
+}
+
+// ---- 6. heartbeat errors ----
+
+/// A heartbeat answered `error` ends the session as lost: no final commit (the
+/// partitions may be someone else's by now), a rejoin, and the next session
+/// starts from the last commit, so the records are processed again.
+async fn a_heartbeat_error_loses_the_session(error: ResponseError, new_member_id: bool) {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = format!("heartbeat-{}", error.code());
+    let log = new_log();
+    // Without auto-commit only a session's end commits, so any commit here
+    // would be the lost session's.
+    let member = start(&cluster, &group, 0, &log, &[TOPIC], |b| {
+        b.auto_commit(false)
+    })
+    .await;
+    settle(&log, &[0], FIRST).await;
+    let first = log.lock().unwrap().latest(0).cloned().unwrap();
+    let failed = cluster.broker(cluster.group_coordinator(&group)).intercept(
+        Intercept::api(ApiKey::Heartbeat).once(),
+        Action::error(error),
+    );
+    wait_for(&log, "a new session after the failed heartbeat", |l| {
+        l.sessions.len() == 2 && !l.sessions[1].ended && l.covered(TOPIC, PARTITIONS, 0..FIRST, 2)
+    })
+    .await;
+    assert_eq!(failed.hits(), 1);
+    assert_eq!(
+        requests(&cluster, ApiKey::OffsetCommit),
+        0,
+        "a lost session commits nothing"
+    );
+    let second = log.lock().unwrap().latest(0).cloned().unwrap();
+    assert!(second.generation > first.generation);
+    assert_eq!(
+        second.member_id != first.member_id,
+        new_member_id,
+        "UNKNOWN_MEMBER_ID rejoins under a new member id, ILLEGAL_GENERATION under the same"
+    );
+    close_all(vec![member]).await;
+    assert_committed(&cluster, &group, TOPIC, PARTITIONS, FIRST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_unknown_member_id_loses_the_session_and_rejoins() {
+    a_heartbeat_error_loses_the_session(ResponseError::UnknownMemberId, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_illegal_generation_loses_the_session_and_rejoins() {
+    a_heartbeat_error_loses_the_session(ResponseError::IllegalGeneration, false).await;
+}
+
+/// Heartbeat answers slower than the heartbeat interval (each held 300 ms at the
+/// coordinator, three intervals; a heartbeat queued behind a long-polling Fetch
+/// on the same connection is as slow) must not pause the heartbeats: the next
+/// one goes out as soon as the last is answered, never a session timeout later.
+///
+/// The member reads a topic led by another broker, so nothing but the delay
+/// holds its heartbeats up and the gaps between them can be measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heartbeat_answers_do_not_pause_the_heartbeats() {
+    const QUIET: &str = "quiet";
+    let cluster = cluster().await;
+    assert!(cluster.create_topic(QUIET, 1));
+    assert_eq!(cluster.leader(QUIET, 0), Some(1));
+    append(&cluster, QUIET, 0..1, 0..FIRST);
+    let group = "slow-heartbeats";
+    let coordinator = 2;
+    cluster.move_coordinator(group, coordinator);
+    let log = new_log();
+    let member = start(&cluster, group, 0, &log, &[QUIET], |b| b).await;
+    wait_for(&log, "the records", |l| l.covered(QUIET, 1, 0..FIRST, 1)).await;
+    let slow = cluster.broker(coordinator).intercept(
+        Intercept::api(ApiKey::Heartbeat),
+        Action::Delay(Duration::from_millis(300)),
+    );
+    // A pause is an absence, so this watches the clock (real sockets, so no
+    // paused tokio clock): heartbeats are logged as they arrive, before the delay.
+    let mut arrivals = Vec::new();
+    let mut seen = requests_at(&cluster, coordinator, ApiKey::Heartbeat);
+    let watch = tokio::time::Instant::now();
+    while watch.elapsed() < SESSION + SESSION / 3 {
+        let now = requests_at(&cluster, coordinator, ApiKey::Heartbeat);
+        if now != seen {
+            arrivals.push(watch.elapsed());
+            seen = now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    arrivals.push(watch.elapsed());
+    let longest = arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < SESSION / 2,
+        "heartbeats paused for {longest:?} (arrivals {arrivals:?})"
+    );
+    slow.remove();
+    append(&cluster, QUIET, 0..1, FIRST..2 * FIRST);
+    wait_for(&log, "the later records", |l| {
+        l.covered(QUIET, 1, 0..2 * FIRST, 1)
+    })
+    .await;
+    close_all(vec![member]).await;
+    assert_eq!(
+        log.lock().unwrap().sessions.len(),
+        1,
+        "one session throughout"
+    );
+    assert_processed_once(&log, QUIET, 1);
+    assert_committed(&cluster, group, QUIET, 1, 2 * FIRST);
+}
+
+/// `close` while the member looks for its coordinator again (a heartbeat got
+/// NOT_COORDINATOR; the session goes on meanwhile) still ends the session with
+/// its final commit before LeaveGroup: after the leave, the coordinator would
+/// refuse the commit and the processed records would be processed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_while_the_coordinator_is_rediscovered_still_commits() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "close-rediscovering";
+    let log = new_log();
+    // Without auto-commit the final commit is the only one.
+    let member = start(&cluster, group, 0, &log, &[TOPIC], |b| b.auto_commit(false)).await;
+    settle(&log, &[0], FIRST).await;
+    let moved = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::Heartbeat),
+        Action::error(ResponseError::NotCoordinator),
+    );
+    wait_for(&log, "a heartbeat answered NOT_COORDINATOR", |_| {
+        moved.hits() > 0
+    })
+    .await;
+    close_all(vec![member]).await;
+    assert_eq!(
+        log.lock().unwrap().sessions.len(),
+        1,
+        "no rejoin before the close"
+    );
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+// ---- 7. the coordinator's broker crashes ----
+
+/// The coordinator's broker is down for less than a session timeout: heartbeats
+/// and commits fail, the members keep their sessions, and once it is back (with
+/// the group as it was) commits resume; partitions it leads catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_coordinator_outage_keeps_the_sessions() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "outage-short";
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    let generation = settle(&log, &[0, 1], FIRST).await;
+    let sessions = log.lock().unwrap().sessions.len();
+    let coordinator = cluster.group_coordinator(group);
+    cluster.stop_broker(coordinator).await;
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    tokio::time::sleep(SESSION / 3).await;
+    cluster.restart_broker(coordinator).await.unwrap();
+    assert_eq!(settle(&log, &[0, 1], 2 * FIRST).await, generation);
+    wait_for(&log, "the commits to reach the end", |_| {
+        (0..PARTITIONS).all(|p| cluster.committed(group, TOPIC, p) == Some(2 * FIRST))
+    })
+    .await;
+    assert_eq!(
+        log.lock().unwrap().sessions.len(),
+        sessions,
+        "an outage shorter than the session timeout ends no session:{}",
+        log.lock().unwrap().summary()
+    );
+    close_all(members).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// The coordinator's broker is down for longer than a session timeout: the
+/// members give their sessions up as lost, and rejoin once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_coordinator_outage_loses_the_sessions_and_the_group_recovers() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "outage-long";
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    let before = settle(&log, &[0, 1], FIRST).await;
+    let coordinator = cluster.group_coordinator(group);
+    cluster.stop_broker(coordinator).await;
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    wait_for(&log, "both members to give their sessions up", |l| {
+        [0, 1].iter().all(|m| l.latest(*m).is_some_and(|s| s.ended))
+    })
+    .await;
+    cluster.restart_broker(coordinator).await.unwrap();
+    let after = settle(&log, &[0, 1], 2 * FIRST).await;
+    assert!(after > before, "the group rebalanced after the outage");
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, 2 * FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+// ---- 8. more ----
+
+/// While the coordinator loads the group (COORDINATOR_LOAD_IN_PROGRESS to every
+/// group request), nobody joins; once loaded the group forms. Loading again
+/// under a stable group, briefly, costs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_load_in_progress_delays_the_group_but_loses_nothing() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "loading";
+    cluster.set_coordinator_loading(group, true);
+    let log = new_log();
+    let members = pair(&cluster, group, &log, &[TOPIC]).await;
+    wait_for(&log, "the members to try joining", |_| {
+        requests(&cluster, ApiKey::JoinGroup) >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        log.lock().unwrap().sessions.is_empty(),
+        "no session while the coordinator loads"
+    );
+    cluster.set_coordinator_loading(group, false);
+    let generation = settle(&log, &[0, 1], FIRST).await;
+
+    cluster.set_coordinator_loading(group, true);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    tokio::time::sleep(SESSION / 3).await;
+    cluster.set_coordinator_loading(group, false);
+    assert_eq!(settle(&log, &[0, 1], 2 * FIRST).await, generation);
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, 2 * FIRST);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// Tansu's coordinator: MEMBER_ID_REQUIRED at every JoinGroup version (here
+/// v0-v3, where Kafka never sends it) and generations from 0. The members join
+/// with the id they are given and commit under generation 0 like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_member_id_required_at_every_version_and_generation_zero() {
+    let cluster = cluster_with(|b| {
+        b.member_id_required_at_every_version(true)
+            .group_generations_start_at_zero(true)
+            .api_versions(ApiKey::JoinGroup, 0, 3)
+    })
+    .await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "tansu";
+    let log = new_log();
+    let first = start_plain(&cluster, group, 0, &log).await;
+    assert_eq!(
+        settle(&log, &[0], FIRST).await,
+        0,
+        "the first generation is 0"
+    );
+    // Commits under generation 0 are accepted.
+    wait_for(&log, "commits under generation 0", |_| {
+        (0..PARTITIONS).all(|p| cluster.committed(group, TOPIC, p) == Some(FIRST))
+    })
+    .await;
+    let second = start_plain(&cluster, group, 1, &log).await;
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    assert_eq!(settle(&log, &[0, 1], 2 * FIRST).await, 1);
+    close_all(vec![first, second]).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// The committed offsets cannot be read for a while (OffsetFetch answered
+/// COORDINATOR_LOAD_IN_PROGRESS for 3 s, as while a big `__consumer_offsets`
+/// partition loads). The member must not fall back to `auto.offset.reset`
+/// (here latest) for partitions that have a commit: that would skip every
+/// record between the commit and the log end. It waits, then starts at the
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_committed_offsets_never_skip_records() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "offsets-loading";
+    let committed = 10;
+    for p in 0..PARTITIONS {
+        cluster.set_committed(group, TOPIC, p, committed);
+    }
+    let since: Arc<OnceLock<std::time::Instant>> = Arc::new(OnceLock::new());
+    let loading = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::OffsetFetch).when(move |_| {
+            since.get_or_init(std::time::Instant::now).elapsed() < Duration::from_secs(3)
+        }),
+        Action::error(ResponseError::CoordinatorLoadInProgress),
+    );
+    let log = new_log();
+    let member = start(&cluster, group, 0, &log, &[TOPIC], |b| {
+        b.auto_offset_reset(OffsetReset::Latest)
+    })
+    .await;
+    wait_for(&log, "the first session's claims to start", |l| {
+        l.sessions
+            .first()
+            .is_some_and(|s| s.starts.len() == PARTITIONS as usize)
+    })
+    .await;
+    let starts = log.lock().unwrap().sessions[0].starts.clone();
+    assert!(loading.hits() > 0);
+    assert!(
+        starts.values().all(|&o| o == committed),
+        "every claim starts at the commit {committed}, not at the reset policy's \
+         log end {FIRST}: {starts:?}"
+    );
+    wait_for(&log, "the records after the commits", |l| {
+        l.covered(TOPIC, PARTITIONS, committed..FIRST, 1)
+    })
+    .await;
+    close_all(vec![member]).await;
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// A handler that needs longer than the session timeout (but less than the
+/// rebalance timeout, which the builder documents as the time a handler may
+/// take to finish a claim) to give its claims back at a rebalance keeps its
+/// membership: the member heartbeats meanwhile, its final commit is accepted,
+/// and its next session starts at that commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_revoke_within_the_rebalance_timeout_keeps_the_membership() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "slow-revoke";
+    let log = new_log();
+    let member = start(&cluster, group, 0, &log, &[TOPIC], |b| {
+        b.rebalance_timeout(Duration::from_secs(5))
+            .auto_commit(false)
+    })
+    .await;
+    settle(&log, &[0], FIRST).await;
+    let first = log.lock().unwrap().latest(0).cloned().unwrap();
+    // Longer than the session timeout, well within the rebalance timeout.
+    member.linger_ms.store(2500, Ordering::Release);
+    assert!(cluster.force_rebalance(group));
+    wait_for(&log, "the first session to end", |l| l.sessions[0].ended).await;
+    member.linger_ms.store(0, Ordering::Release);
+    wait_for(&log, "the next session", |l| {
+        l.sessions.len() == 2 && l.sessions[1].starts.len() == PARTITIONS as usize
+    })
+    .await;
+    let second = log.lock().unwrap().latest(0).cloned().unwrap();
+    let committed: Vec<Option<i64>> = (0..PARTITIONS)
+        .map(|p| cluster.committed(group, TOPIC, p))
+        .collect();
+    assert!(
+        committed.iter().all(|c| *c == Some(FIRST)),
+        "the slow session's final commit was accepted: {committed:?}"
+    );
+    assert_eq!(
+        second.member_id, first.member_id,
+        "the member was not evicted while it finished its claims"
+    );
+    assert!(second.starts.values().all(|&o| o == FIRST));
+    close_all(vec![member]).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
