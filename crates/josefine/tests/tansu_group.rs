@@ -58,6 +58,20 @@ impl GroupHandler for Recorder {
     }
 }
 
+/// A client, a fresh 6-partition topic filled with `PER_PARTITION` records per
+/// partition, and a fresh group id.
+async fn filled_group_topic(addr: &str, prefix: &str) -> (Client, String, String) {
+    let client = common::client(addr).await;
+    let topic = common::unique(prefix);
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, PARTITIONS))
+        .await
+        .unwrap();
+    fill(&client, &topic).await;
+    (client, topic, common::unique("group"))
+}
+
 async fn fill(client: &Client, topic: &str) {
     let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
     let producer = Producer::builder(client.clone()).build().unwrap();
@@ -114,15 +128,7 @@ fn complete(seen: &Seen) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_share_the_partitions_and_commit_to_the_end() {
     let addr = real_broker!();
-    let client = common::client(&addr).await;
-    let topic = common::unique("group-three");
-    let group = common::unique("group");
-    client
-        .admin()
-        .create_topic(NewTopic::new(&topic, PARTITIONS))
-        .await
-        .unwrap();
-    fill(&client, &topic).await;
+    let (client, topic, group) = filled_group_topic(&addr, "group-three").await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut members = Vec::new();
@@ -239,15 +245,7 @@ async fn settled(seen: &Arc<Mutex<Seen>>, members: &[usize], per_partition: i64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_joining_and_leaving_rebalance_and_nothing_is_lost() {
     let addr = real_broker!();
-    let client = common::client(&addr).await;
-    let topic = common::unique("group-churn");
-    let group = common::unique("group");
-    client
-        .admin()
-        .create_topic(NewTopic::new(&topic, PARTITIONS))
-        .await
-        .unwrap();
-    fill(&client, &topic).await;
+    let (client, topic, group) = filled_group_topic(&addr, "group-churn").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let start = |i: usize| {
         let (seen, topic, group, addr) = (seen.clone(), topic.clone(), group.clone(), addr.clone());
@@ -294,15 +292,7 @@ async fn members_joining_and_leaving_rebalance_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_member_is_replaced_after_the_session_timeout() {
     let addr = real_broker!();
-    let client = common::client(&addr).await;
-    let topic = common::unique("group-crash");
-    let group = common::unique("group");
-    client
-        .admin()
-        .create_topic(NewTopic::new(&topic, PARTITIONS))
-        .await
-        .unwrap();
-    fill(&client, &topic).await;
+    let (client, topic, group) = filled_group_topic(&addr, "group-crash").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
 
     let a = member(common::client(&addr).await, &group);
@@ -343,15 +333,7 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
     let Some(python) = common::python() else {
         return;
     };
-    let client = common::client(&addr).await;
-    let topic = common::unique("group-mixed");
-    let group = common::unique("group");
-    client
-        .admin()
-        .create_topic(NewTopic::new(&topic, PARTITIONS))
-        .await
-        .unwrap();
-    fill(&client, &topic).await;
+    let (client, topic, group) = filled_group_topic(&addr, "group-mixed").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let history = Arc::new(Mutex::new(Vec::<Vec<i32>>::new()));
 
