@@ -268,6 +268,17 @@ pub(crate) fn empty_assignment(members: &[Member]) -> GroupAssignment {
 /// Java's `MemberInfo.compareTo`: static members first by instance id, then dynamic
 /// members by member id. Ties between equal instance ids (which the coordinator does not
 /// allow) fall back to the member id so the order stays total.
+/// Members in Java's assignment order, with each one's subscribed topics as a set.
+pub(crate) fn ordered_members(members: &[Member]) -> (Vec<&Member>, Vec<HashSet<&str>>) {
+    let mut ordered: Vec<&Member> = members.iter().collect();
+    ordered.sort_by(|a, b| member_order(a, b));
+    let subscribed = ordered
+        .iter()
+        .map(|m| m.subscription.topics.iter().map(String::as_str).collect())
+        .collect();
+    (ordered, subscribed)
+}
+
 pub(crate) fn member_order(a: &Member, b: &Member) -> Ordering {
     match (&a.instance_id, &b.instance_id) {
         (Some(x), Some(y)) => java_order(x, y).then_with(|| java_order(&a.id, &b.id)),

@@ -9,11 +9,11 @@
 //! Not implemented: the rack-aware variant (KIP-881), which needs the replicas' racks;
 //! without them Java's assignor produces exactly this assignment.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
+    empty_assignment, ordered_members, validate, AssignError, Assignor, GroupAssignment, Member,
 };
 use crate::TopicPartition;
 
@@ -37,12 +37,7 @@ impl Assignor for RangeAssignor {
         validate(members, partitions)?;
         let mut assignment = empty_assignment(members);
 
-        let mut ordered: Vec<&Member> = members.iter().collect();
-        ordered.sort_by(|a, b| member_order(a, b));
-        let subscribed: Vec<HashSet<&str>> = ordered
-            .iter()
-            .map(|m| m.subscription.topics.iter().map(String::as_str).collect())
-            .collect();
+        let (ordered, subscribed) = ordered_members(members);
 
         for (topic, &count) in partitions {
             let consumers: Vec<&Member> = ordered

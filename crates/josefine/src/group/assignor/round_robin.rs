@@ -6,11 +6,11 @@
 //! subscriptions the counts differ by at most one; with different subscriptions they can
 //! be lopsided (see the javadoc example in the tests), which the sticky assignors avoid.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    empty_assignment, member_order, validate, AssignError, Assignor, GroupAssignment, Member,
+    empty_assignment, ordered_members, validate, AssignError, Assignor, GroupAssignment, Member,
 };
 use crate::group::protocol::java_order;
 use crate::TopicPartition;
@@ -35,12 +35,7 @@ impl Assignor for RoundRobinAssignor {
         validate(members, partitions)?;
         let mut assignment = empty_assignment(members);
 
-        let mut ordered: Vec<&Member> = members.iter().collect();
-        ordered.sort_by(|a, b| member_order(a, b));
-        let subscribed: Vec<HashSet<&str>> = ordered
-            .iter()
-            .map(|m| m.subscription.topics.iter().map(String::as_str).collect())
-            .collect();
+        let (ordered, subscribed) = ordered_members(members);
 
         let mut topics: Vec<&str> = subscribed
             .iter()
