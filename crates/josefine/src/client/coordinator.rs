@@ -4,6 +4,13 @@
 //! or a lost connection ([`Client::invalidate_coordinator`]). COORDINATOR_NOT_AVAILABLE
 //! and COORDINATOR_LOAD_IN_PROGRESS are normal while a coordinator starts up: they are
 //! retried with backoff within `request.timeout.ms`.
+//!
+//! Coordinators get a connection of their own, apart from the one fetches and
+//! produces use to the same broker (the Java client and librdkafka do the same). A
+//! broker answers one connection's requests in order, so on a shared connection a
+//! heartbeat would wait behind a fetch long-poll (up to `fetch.max.wait.ms`), and a
+//! fetch behind a JoinGroup the coordinator holds for up to the rebalance timeout,
+//! which would stall consumption during a cooperative rebalance.
 
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -41,7 +48,7 @@ pub(super) async fn coordinator(
         if let Some(broker) = state
             .coordinators
             .get(&cache_key)
-            .and_then(|id| state.brokers.get(id))
+            .and_then(|id| state.coordinator_links.get(id))
         {
             return Ok(broker.clone());
         }
@@ -59,8 +66,7 @@ pub(super) async fn coordinator(
         match found.await {
             Ok((id, addr)) => {
                 let mut state = client.state();
-                let broker =
-                    Client::broker_handle(&mut state, &client.inner.broker_config, id, addr);
+                let broker = Client::coordinator_link(&mut state, &client.inner.broker_config, id, addr);
                 state.coordinators.insert(cache_key, id);
                 tracing::debug!(group = key, coordinator = %broker, "found coordinator");
                 return Ok(broker);

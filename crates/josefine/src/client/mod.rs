@@ -58,6 +58,8 @@ struct State {
     wanted_topics: BTreeSet<String>,
     refresh: Option<refresh::InFlight>,
     coordinators: HashMap<(CoordinatorType, String), i32>,
+    /// Dedicated connections to coordinator nodes (see [`coordinator`]).
+    coordinator_links: HashMap<i32, Broker>,
     /// Rotates the broker asked for metadata, spreading load.
     next_broker: usize,
     closed: bool,
@@ -198,16 +200,18 @@ impl Client {
     /// Closes every connection and stops background refresh. Clones of this client
     /// fail with [`ErrorKind::Closed`] afterwards.
     pub fn close(&self) {
-        let brokers = {
+        let connections: Vec<Broker> = {
             let mut state = self.state();
             state.closed = true;
             state.refresh = None;
-            std::mem::take(&mut state.brokers)
+            let brokers = std::mem::take(&mut state.brokers).into_values();
+            let links = std::mem::take(&mut state.coordinator_links).into_values();
+            brokers.chain(links).collect()
         };
         if let Some(task) = self.inner.background.lock().ok().and_then(|mut t| t.take()) {
             task.abort();
         }
-        for broker in brokers.values().chain(&self.inner.seeds) {
+        for broker in connections.iter().chain(&self.inner.seeds) {
             broker.disconnect();
         }
     }
@@ -255,6 +259,25 @@ impl Client {
         let broker = Broker::new(Some(id), addr, config.clone());
         state.brokers.insert(id, broker.clone());
         broker
+    }
+
+    /// The dedicated coordinator connection to node `id` at `addr` (see
+    /// [`coordinator`]): the existing one if the address is unchanged.
+    fn coordinator_link(
+        state: &mut State,
+        config: &Arc<BrokerConfig>,
+        id: i32,
+        addr: String,
+    ) -> Broker {
+        if let Some(existing) = state.coordinator_links.get(&id) {
+            if existing.addr() == addr {
+                return existing.clone();
+            }
+            existing.disconnect();
+        }
+        let link = Broker::new(Some(id), addr, config.clone());
+        state.coordinator_links.insert(id, link.clone());
+        link
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

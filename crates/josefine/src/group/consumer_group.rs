@@ -1,14 +1,7 @@
 //! The user's side of a consumer group: [`ConsumerGroup::consume`] runs session after
-//! session (Sarama's `Consume` loop), a [`GroupHandler`] processes each session's
-//! claims, and the offset manager commits what the handler marked.
-//!
-//! Session life (the seed's `newSession` / `release`): the driver reports a new
-//! assignment; committed offsets are fetched (OffsetFetch; else `auto.offset.reset`);
-//! `setup` runs; every claim runs `consume_claim` concurrently; marked offsets are
-//! committed every `auto.commit.interval.ms`. When the driver says the session ends,
-//! claims end (their records stop), a final commit is made unless membership was lost,
-//! `cleanup` runs, and only then does the member rejoin: a partition is never given up
-//! with offsets still to commit.
+//! session (Sarama's `Consume` loop) with a [`GroupHandler`] (see [`runner`](super::runner)
+//! for a session's life), or [`ConsumerGroup::stream`] hands out records one by one.
+//! Non-fatal errors go to [`ConsumerGroup::errors`]; fatal ones end `consume`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -16,16 +9,17 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::assignor::{Assignor, AssignorKind};
-use super::driver::{Driver, DriverCommand, SessionCommand};
-use super::membership::{Membership, MembershipConfig, SessionEnd};
-use super::offsets::{commit, fetch_committed, Committer};
+use super::assignor::{Assignor, AssignorKind, RebalanceProtocol};
+use super::driver::{Driver, DriverCommand};
+use super::errors::{ErrorSink, GroupErrors};
+use super::membership::{Membership, MembershipConfig};
+use super::runner::SessionRunner;
 use super::session::{Claim, Session};
-use crate::backoff::{jitter_unit, Backoff};
+use super::stream::GroupStream;
+use crate::backoff::Backoff;
 use crate::client::Client;
-use crate::consumer::{Consumer, OffsetReset, StartOffset};
-use crate::error::{Error, ErrorKind, Result};
-use crate::TopicPartition;
+use crate::consumer::{Consumer, ConsumerBuilder, OffsetReset};
+use crate::error::{Error, Result};
 
 /// What the application does with a session's claims (Sarama's
 /// `ConsumerGroupHandler`). `consume_claim` runs once per claimed partition, all
@@ -65,11 +59,23 @@ pub(crate) struct GroupConfig {
     pub retry_backoff: Backoff,
 }
 
+impl GroupConfig {
+    /// Cooperative (KIP-429) only if every configured assignor supports it, as the
+    /// Java client decides.
+    pub fn cooperative(&self) -> bool {
+        let assignors: Vec<Arc<dyn Assignor>> =
+            self.assignors.iter().map(|k| k.assignor()).collect();
+        RebalanceProtocol::common(assignors.iter().map(|a| a.as_ref()))
+            == RebalanceProtocol::Cooperative
+    }
+}
+
 /// Builds a [`ConsumerGroup`]; each setter names the Kafka property it mirrors.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroupBuilder {
     client: Client,
     config: GroupConfig,
+    consumer: ConsumerBuilder,
 }
 
 impl ConsumerGroupBuilder {
@@ -86,7 +92,9 @@ impl ConsumerGroupBuilder {
     }
 
     /// `max.poll.interval.ms` / `rebalance.timeout.ms`: how long the group waits for
-    /// members to rejoin (so how long a handler may take to finish a claim). Default 5 min.
+    /// members to rejoin (so how long a handler may take to finish a claim), and how
+    /// long a handler may keep one record before the member leaves the group so that
+    /// others take its partitions (it rejoins when the handler returns). Default 5 min.
     pub fn rebalance_timeout(mut self, timeout: Duration) -> Self {
         self.config.rebalance_timeout = timeout;
         self
@@ -98,10 +106,17 @@ impl ConsumerGroupBuilder {
         self
     }
 
-    /// `partition.assignment.strategy`, in preference order. Default range.
+    /// `partition.assignment.strategy`, in preference order. Default range. The
+    /// group rebalances cooperatively (KIP-429: only moved partitions stop) when every
+    /// listed assignor supports it, which today means `[CooperativeSticky]`.
     pub fn assignors(mut self, assignors: impl IntoIterator<Item = AssignorKind>) -> Self {
         self.config.assignors = assignors.into_iter().collect();
         self
+    }
+
+    /// One assignor; see [`assignors`](Self::assignors).
+    pub fn assignor(self, assignor: AssignorKind) -> Self {
+        self.assignors([assignor])
     }
 
     /// `auto.offset.reset` for partitions without a committed offset. Default latest.
@@ -130,6 +145,22 @@ impl ConsumerGroupBuilder {
         self
     }
 
+    /// `retry.backoff.ms` / `retry.backoff.max.ms` for coordinator lookups, retried
+    /// joins and committed-offset reads. Default 100 ms to 1 s.
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.retry_backoff = Backoff::new(initial, max);
+        self
+    }
+
+    /// The fetch settings of the claims' consumer (`fetch.min.bytes`,
+    /// `fetch.max.wait.ms`, `max.partition.fetch.bytes`, `queued.max.messages.kbytes`,
+    /// `isolation.level`, ...), on a [`ConsumerBuilder`]. Its `auto.offset.reset` is
+    /// replaced by the group's.
+    pub fn consumer(mut self, configure: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder) -> Self {
+        self.consumer = configure(self.consumer);
+        self
+    }
+
     pub fn build(self) -> Result<ConsumerGroup> {
         let c = &self.config;
         if c.group_id.is_empty() {
@@ -145,17 +176,17 @@ impl ConsumerGroupBuilder {
                 "partition.assignment.strategy names no assignor",
             ));
         }
-        if c.assignors.contains(&AssignorKind::CooperativeSticky) {
-            return Err(Error::config(
-                "cooperative-sticky needs incremental rebalancing, which this version does not do yet; \
-                 use range, roundrobin or sticky",
-            ));
-        }
+        let consumer = self
+            .consumer
+            .auto_offset_reset(c.auto_offset_reset)
+            .build()?;
         Ok(ConsumerGroup {
             inner: Arc::new(GroupInner {
                 client: self.client,
                 config: Arc::new(self.config),
+                consumer,
                 driver: Mutex::new(None),
+                errors: ErrorSink::default(),
             }),
         })
     }
@@ -170,6 +201,8 @@ pub struct ConsumerGroup {
 struct GroupInner {
     client: Client,
     config: Arc<GroupConfig>,
+    consumer: Consumer,
+    errors: ErrorSink,
     /// Commands to the running driver, while `consume` runs.
     driver: Mutex<Option<mpsc::Sender<DriverCommand>>>,
 }
@@ -177,6 +210,7 @@ struct GroupInner {
 impl ConsumerGroup {
     pub fn builder(client: Client, group_id: impl Into<String>) -> ConsumerGroupBuilder {
         ConsumerGroupBuilder {
+            consumer: Consumer::builder(client.clone()),
             client,
             config: GroupConfig {
                 group_id: group_id.into(),
@@ -195,19 +229,20 @@ impl ConsumerGroup {
     }
 
     /// Joins the group and consumes `topics` with `handler`, session after session,
-    /// until [`close`](Self::close) (then `Ok`) or a fatal error.
+    /// until [`close`](Self::close) (then `Ok`) or a fatal error. One `consume` at a
+    /// time per group.
     pub async fn consume<H: GroupHandler>(&self, topics: &[&str], handler: H) -> Result<()> {
+        if topics.is_empty() {
+            return Err(Error::config("consume needs at least one topic"));
+        }
         let config = self.inner.config.clone();
         let client = self.inner.client.clone();
         let (sessions_tx, mut sessions) = mpsc::channel(4);
         let (commands_tx, commands) = mpsc::channel(4);
-        *self
-            .inner
-            .driver
-            .lock()
-            .expect("driver lock is never held across a panic") = Some(commands_tx);
+        *self.driver_slot() = Some(commands_tx.clone());
         let assignors: Vec<Arc<dyn Assignor>> =
             config.assignors.iter().map(|k| k.assignor()).collect();
+        let cooperative = config.cooperative();
         let driver = Driver {
             client: client.clone(),
             config: config.clone(),
@@ -216,81 +251,79 @@ impl ConsumerGroup {
             sessions: sessions_tx,
             commands,
             owned: Vec::new(),
+            owned_generation: -1,
+            cooperative,
             protocol: None,
+            errors: self.inner.errors.clone(),
         };
         let membership = Membership::new(MembershipConfig {
             session_timeout: config.session_timeout,
             heartbeat_interval: config.heartbeat_interval,
             retry_backoff: config.retry_backoff,
             instance_id: config.instance_id.clone(),
+            cooperative,
         });
         tokio::spawn(driver.run(membership));
         let watcher = tokio::spawn(watch_partition_counts(
             client.clone(),
             topics.iter().map(|t| t.to_string()).collect(),
             config.partition_check_interval,
-            commands_tx_for_watch(&self.inner),
+            commands_tx.clone(),
         ));
-        let consumer = Consumer::builder(client.clone())
-            .auto_offset_reset(config.auto_offset_reset)
-            .build()?;
-        let result = loop {
-            match sessions.recv().await {
-                None | Some(SessionCommand::Closed) => break Ok(()),
-                Some(SessionCommand::Failed(err)) => break Err(err),
-                Some(SessionCommand::End { done, .. }) => {
-                    let _ = done.send(());
-                }
-                Some(SessionCommand::Start {
-                    member_id,
-                    generation,
-                    partitions,
-                }) => {
-                    let runner = SessionRunner {
-                        client: &client,
-                        config: &config,
-                        consumer: &consumer,
-                        topics,
-                    };
-                    if let Some(result) = runner
-                        .run(&handler, member_id, generation, partitions, &mut sessions)
-                        .await
-                    {
-                        break result;
-                    }
-                }
-            }
+        let runner = SessionRunner {
+            client: &client,
+            config: &config,
+            consumer: &self.inner.consumer,
+            topics,
+            handler: &handler,
+            errors: &self.inner.errors,
+            driver: commands_tx,
         };
+        let result = runner.run(&mut sessions).await;
         watcher.abort();
-        *self
-            .inner
-            .driver
-            .lock()
-            .expect("driver lock is never held across a panic") = None;
+        *self.driver_slot() = None;
         result
+    }
+
+    /// Consumes `topics` as a stream of records, for users who want records without
+    /// writing a handler; see [`GroupStream`]. The group runs in a background task
+    /// until the stream is closed or dropped.
+    pub fn stream(&self, topics: &[&str]) -> Result<GroupStream> {
+        if topics.is_empty() {
+            return Err(Error::config("stream needs at least one topic"));
+        }
+        Ok(GroupStream::start(self.clone(), topics))
+    }
+
+    /// Non-fatal errors from now on: failed commits, handler errors, claims that could
+    /// not be opened, a stalled handler (Sarama's `Errors()`). They are logged either
+    /// way; a reader that falls far behind skips the oldest.
+    pub fn errors(&self) -> GroupErrors {
+        self.inner.errors.subscribe()
     }
 
     /// Ends the current session (committing), leaves the group and makes `consume`
     /// return `Ok`.
     pub async fn close(&self) {
-        let driver = self
-            .inner
-            .driver
-            .lock()
-            .expect("driver lock is never held across a panic")
-            .clone();
+        let driver = self.driver_slot().clone();
         if let Some(driver) = driver {
             let _ = driver.send(DriverCommand::Close).await;
         }
     }
-}
 
-fn commands_tx_for_watch(inner: &GroupInner) -> Option<mpsc::Sender<DriverCommand>> {
-    inner
-        .driver
-        .lock()
-        .expect("driver lock is never held across a panic")
-        .clone()
+    /// [`close`](Self::close) without waiting for room in the command queue (from
+    /// `Drop`). `false` if it could not be sent.
+    pub(crate) fn close_now(&self) -> bool {
+        let driver = self.driver_slot().clone();
+        driver.is_some_and(|d| d.try_send(DriverCommand::Close).is_ok())
+    }
+
+    fn driver_slot(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<DriverCommand>>> {
+        self.inner
+            .driver
+            .lock()
+            .expect("driver lock is never held across a panic")
+    }
 }
 
 /// Rebalances when a subscribed topic's partition count changes or the topic appears
@@ -299,9 +332,8 @@ async fn watch_partition_counts(
     client: Client,
     topics: Vec<String>,
     every: Duration,
-    driver: Option<mpsc::Sender<DriverCommand>>,
+    driver: mpsc::Sender<DriverCommand>,
 ) {
-    let Some(driver) = driver else { return };
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let counts = |md: &crate::ClusterMetadata| -> Vec<Option<usize>> {
         topics
@@ -331,182 +363,5 @@ async fn watch_partition_counts(
             }
         }
         known = Some(now);
-    }
-}
-
-struct SessionRunner<'a> {
-    client: &'a Client,
-    config: &'a GroupConfig,
-    consumer: &'a Consumer,
-    topics: &'a [&'a str],
-}
-
-impl SessionRunner<'_> {
-    /// Runs one session to its end. `Some(result)` ends `consume`.
-    async fn run<H: GroupHandler>(
-        &self,
-        handler: &H,
-        member_id: String,
-        generation: i32,
-        partitions: Vec<TopicPartition>,
-        sessions: &mut mpsc::Receiver<SessionCommand>,
-    ) -> Option<Result<()>> {
-        let config = self.config;
-        let partitions: Vec<TopicPartition> = partitions
-            .into_iter()
-            .filter(|tp| self.topics.contains(&&*tp.topic))
-            .collect();
-        let committer = Committer {
-            group: config.group_id.clone(),
-            member_id: member_id.clone(),
-            generation,
-            instance_id: config.instance_id.clone(),
-        };
-        let committed = match self.committed_offsets(&partitions, sessions).await {
-            Ok(committed) => committed,
-            Err(outcome) => return outcome,
-        };
-        let mut claims = Vec::new();
-        let mut starts = Vec::new();
-        // Claims open concurrently: each may need a ListOffsets round trip.
-        let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
-            let start = match committed.get(tp) {
-                Some(&offset) => StartOffset::Offset(offset),
-                None => match config.auto_offset_reset {
-                    OffsetReset::Earliest => StartOffset::Earliest,
-                    OffsetReset::Latest => StartOffset::Latest,
-                    OffsetReset::None => {
-                        tracing::error!(partition = %tp, "no committed offset and auto.offset.reset is none; not consuming it");
-                        return None;
-                    }
-                },
-            };
-            Some(async move { (tp, self.consumer.consume_partition(&tp.topic, tp.partition, start).await) })
-        }))
-        .await;
-        for (tp, reader) in opened {
-            match reader {
-                Ok(reader) => {
-                    let initial = reader.position();
-                    starts.push((tp.clone(), committed.get(tp).copied().unwrap_or(initial)));
-                    claims.push((reader, initial));
-                }
-                Err(err) => {
-                    tracing::error!(partition = %tp, error = %err, "cannot consume claimed partition")
-                }
-            }
-        }
-        let session = Session::new(config.group_id.clone(), member_id, generation, starts);
-        if let Err(err) = handler.setup(&session).await {
-            tracing::error!(error = %err, "handler setup failed");
-        }
-        let claim_tasks = futures::future::join_all(claims.into_iter().map(|(reader, initial)| {
-            let claim = Claim::new(reader, session.clone(), initial);
-            let (topic, partition) = (claim.topic().to_string(), claim.partition());
-            let session = &session;
-            async move {
-                if let Err(err) = handler.consume_claim(session, claim).await {
-                    tracing::error!(topic, partition, error = %err, "consume_claim failed");
-                }
-            }
-        }));
-        tokio::pin!(claim_tasks);
-        let mut claims_done = false;
-        let mut ticker = tokio::time::interval(config.auto_commit_interval);
-        ticker.tick().await;
-        let (why, done, outcome) = loop {
-            tokio::select! {
-                command = sessions.recv() => match command {
-                    Some(SessionCommand::End { why, done }) => break (why, Some(done), None),
-                    Some(SessionCommand::Failed(err)) => break (SessionEnd::Lost, None, Some(Err(err))),
-                    Some(SessionCommand::Closed) | None => break (SessionEnd::Close, None, Some(Ok(()))),
-                    Some(SessionCommand::Start { .. }) => {
-                        tracing::warn!("a session start while one runs; ignored");
-                    }
-                },
-                _ = ticker.tick(), if config.auto_commit => {
-                    self.commit_marked(&session, &committer).await;
-                }
-                _ = &mut claim_tasks, if !claims_done => claims_done = true,
-            }
-        };
-        session.cancel();
-        if !claims_done {
-            claim_tasks.await;
-        }
-        if why != SessionEnd::Lost {
-            self.commit_marked(&session, &committer).await;
-        }
-        if let Err(err) = handler.cleanup(&session).await {
-            tracing::error!(error = %err, "handler cleanup failed");
-        }
-        if let Some(done) = done {
-            let _ = done.send(());
-        }
-        outcome
-    }
-
-    /// OffsetFetch, retried for as long as it fails retriably and the session lasts
-    /// (a coordinator loading `__consumer_offsets` may take a while). Only partitions
-    /// without a commit use `auto.offset.reset`: falling back to it for a partition
-    /// whose commit could not be read would skip records (latest) or repeat them all
-    /// (earliest). `Err` is how `run` ends when the session ends first, or when the
-    /// error cannot be retried.
-    async fn committed_offsets(
-        &self,
-        partitions: &[TopicPartition],
-        sessions: &mut mpsc::Receiver<SessionCommand>,
-    ) -> std::result::Result<std::collections::HashMap<TopicPartition, i64>, Option<Result<()>>>
-    {
-        let mut failures = 0;
-        loop {
-            let err = match fetch_committed(self.client, &self.config.group_id, partitions).await {
-                Ok(offsets) => return Ok(offsets),
-                Err(err) if err.is_retriable() => err,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot fetch committed offsets");
-                    return Err(Some(Err(err)));
-                }
-            };
-            failures += 1;
-            tracing::warn!(error = %err, failures, "cannot fetch committed offsets yet; retrying");
-            let delay = self.config.retry_backoff.delay(failures, jitter_unit());
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                command = sessions.recv() => match command {
-                    // Nothing was claimed yet, so there is nothing to commit or release.
-                    Some(SessionCommand::End { done, .. }) => {
-                        let _ = done.send(());
-                        return Err(None);
-                    }
-                    Some(SessionCommand::Failed(err)) => return Err(Some(Err(err))),
-                    Some(SessionCommand::Closed) | None => return Err(Some(Ok(()))),
-                    Some(SessionCommand::Start { .. }) => {
-                        tracing::warn!("a session start while one runs; ignored");
-                    }
-                },
-            }
-        }
-    }
-
-    /// Commits what was marked since the last commit. Failures are logged and the
-    /// offsets stay dirty for the next try.
-    async fn commit_marked(&self, session: &Session, committer: &Committer) {
-        let dirty = session.dirty_offsets();
-        if dirty.is_empty() {
-            return;
-        }
-        match commit(self.client, committer, &dirty).await {
-            Ok(()) => session.committed(&dirty),
-            Err(err) => {
-                let level_is_error =
-                    !matches!(err.kind(), ErrorKind::Kafka(_)) || !err.is_retriable();
-                if level_is_error {
-                    tracing::error!(error = %err, "offset commit failed");
-                } else {
-                    tracing::warn!(error = %err, "offset commit failed; retried at the next commit");
-                }
-            }
-        }
     }
 }

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::assignor::{by_name, Assignor, Member};
 use super::consumer_group::GroupConfig;
+use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
 use super::protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
 use crate::client::Client;
@@ -35,6 +36,15 @@ pub(crate) enum SessionCommand {
         member_id: String,
         generation: i32,
         partitions: Vec<TopicPartition>,
+    },
+    /// Cooperative: a rebalance started; the session goes on, commits wait.
+    Rebalancing,
+    /// Cooperative: the session's new assignment. Stop the claims it lacks (committing
+    /// first), start the new ones, then answer on `done`.
+    Update {
+        generation: i32,
+        partitions: Vec<TopicPartition>,
+        done: oneshot::Sender<()>,
     },
     /// End the session; answer on `done` once claims are released (and, unless
     /// `Lost`, offsets committed).
@@ -54,6 +64,8 @@ pub(crate) enum DriverCommand {
     Close,
     /// Rebalance (a subscribed topic changed).
     Rejoin,
+    /// A handler kept a record past `max.poll.interval.ms`: leave the group.
+    Stalled,
 }
 
 pub(crate) struct Driver {
@@ -63,8 +75,12 @@ pub(crate) struct Driver {
     pub assignors: Vec<Arc<dyn Assignor>>,
     pub sessions: mpsc::Sender<SessionCommand>,
     pub commands: mpsc::Receiver<DriverCommand>,
-    /// The partitions of the current session, for sticky assignors' user data.
+    /// The partitions of the last assignment, and its generation: cooperative members
+    /// report them as owned; sticky assignors put them in their user data.
     pub owned: Vec<TopicPartition>,
+    pub owned_generation: i32,
+    pub cooperative: bool,
+    pub errors: ErrorSink,
     /// The protocol (assignor) the last JoinGroup chose: SyncGroup v5+ must name it.
     pub protocol: Option<String>,
 }
@@ -107,10 +123,7 @@ impl Driver {
             };
             if actions.is_empty() {
                 // Nothing scheduled (e.g. waiting for a session to end): wait for a command.
-                match self.commands.recv().await {
-                    Some(DriverCommand::Close) | None => actions = membership.close(now()),
-                    Some(DriverCommand::Rejoin) => actions = membership.rejoin(now()),
-                }
+                actions = apply(&mut membership, self.commands.recv().await);
             }
         }
     }
@@ -133,7 +146,7 @@ impl Driver {
                 match self.assign(protocol.as_deref(), &members).await {
                     Ok(plan) => m.assigned(plan, now()),
                     Err(err) => {
-                        tracing::error!(group = %group, error = %err, "assignment failed");
+                        self.errors.report("assignment failed; members get nothing this generation", err);
                         m.assigned(Vec::new(), now())
                     }
                 }
@@ -151,15 +164,10 @@ impl Driver {
                 generation,
                 assignment,
             } => {
-                let partitions = match Assignment::decode(&assignment) {
-                    Ok(a) => a.partitions,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "undecodable assignment, treating as empty");
-                        Vec::new()
-                    }
-                };
+                let partitions = self.decode_assignment(&assignment);
                 tracing::info!(group = %group, member_id, generation, partitions = partitions.len(), "session starts");
                 self.owned = partitions.clone();
+                self.owned_generation = generation;
                 let _ = self
                     .sessions
                     .send(SessionCommand::Start {
@@ -169,6 +177,32 @@ impl Driver {
                     })
                     .await;
                 Vec::new()
+            }
+            Action::SessionRebalancing => {
+                let _ = self.sessions.send(SessionCommand::Rebalancing).await;
+                Vec::new()
+            }
+            Action::UpdateSession {
+                generation,
+                assignment,
+            } => {
+                let partitions = self.decode_assignment(&assignment);
+                let revoked = self.owned.iter().any(|tp| !partitions.contains(tp));
+                tracing::info!(group = %group, generation, partitions = partitions.len(), revoked, "session updated");
+                self.owned = partitions.clone();
+                self.owned_generation = generation;
+                let (done, updated) = oneshot::channel();
+                let command = SessionCommand::Update {
+                    generation,
+                    partitions,
+                    done,
+                };
+                let mut last_heartbeat = None;
+                if self.sessions.send(command).await.is_ok() {
+                    let member_id = m.member_id().to_string();
+                    last_heartbeat = self.heartbeat_until(updated, &member_id, generation).await;
+                }
+                m.session_updated(revoked, last_heartbeat, now())
             }
             Action::EndSession(why) => {
                 let (done, ended) = oneshot::channel();
@@ -182,11 +216,12 @@ impl Driver {
                         let _ = ended.await;
                     } else {
                         let (member_id, generation) = (m.member_id().to_string(), m.generation());
-                        self.heartbeat_until(ended, &member_id, generation).await;
+                        let _ = self.heartbeat_until(ended, &member_id, generation).await;
                     }
                 }
                 if why == SessionEnd::Lost {
                     self.owned.clear();
+                    self.owned_generation = -1;
                 }
                 m.session_ended(now())
             }
@@ -208,10 +243,7 @@ impl Driver {
                 tokio::select! {
                     _ = tokio::time::sleep_until(Instant::from_std(at)) => m.poll(now()),
                     _ = self.sessions.closed() => Vec::new(),
-                    command = self.commands.recv() => match command {
-                        Some(DriverCommand::Close) | None => m.close(now()),
-                        Some(DriverCommand::Rejoin) => m.rejoin(now()),
-                    },
+                    command = self.commands.recv() => apply(m, command),
                 }
             }
             Action::Fail(err) => {
@@ -226,11 +258,18 @@ impl Driver {
         let config = &self.config;
         let mut protocols = Vec::new();
         for assignor in &self.assignors {
+            // Eager members revoked everything before joining: they own nothing. The
+            // sticky assignor still remembers the last assignment in its user data.
+            let (owned, generation) = if self.cooperative {
+                (self.owned.clone(), self.owned_generation)
+            } else {
+                (Vec::new(), -1)
+            };
             let subscription = Subscription {
                 topics: self.topics.clone(),
-                user_data: assignor.subscription_user_data(&self.owned, -1),
-                owned_partitions: Vec::new(),
-                generation: None,
+                user_data: assignor.subscription_user_data(&self.owned, generation),
+                owned_partitions: owned,
+                generation: Some(generation),
                 rack_id: None,
             };
             match subscription.encode(MAX_VERSION) {
@@ -403,25 +442,44 @@ impl Driver {
     /// are still a member, and Kafka renews the session of a member that heartbeats
     /// while the group prepares a rebalance (answering REBALANCE_IN_PROGRESS). So a
     /// handler may take up to the rebalance timeout, not the session timeout, to
-    /// finish (KIP-62; the Java client's heartbeat thread does the same).
+    /// finish (KIP-62; the Java client's heartbeat thread does the same). Returns the
+    /// last heartbeat's outcome, if one was sent.
     async fn heartbeat_until(
         &self,
         ended: oneshot::Receiver<()>,
         member_id: &str,
         generation: i32,
-    ) {
+    ) -> Option<Result<()>> {
         tokio::pin!(ended);
         let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        let mut last = None;
         loop {
             tokio::select! {
-                _ = &mut ended => return,
+                _ = &mut ended => return last,
                 _ = ticker.tick() => {
-                    if let Err(err) = self.heartbeat(member_id, generation).await {
-                        tracing::debug!(error = %err, "heartbeat while the session ends");
+                    let outcome = self.heartbeat(member_id, generation).await;
+                    if let Err(err) = &outcome {
+                        tracing::debug!(error = %err, "heartbeat while claims change hands");
                     }
+                    last = Some(outcome);
                 }
+            }
+        }
+    }
+
+    /// The partitions of a SyncGroup assignment; an undecodable one counts as empty
+    /// (and is reported: the leader is broken, the next rebalance may fix it).
+    fn decode_assignment(&self, assignment: &[u8]) -> Vec<TopicPartition> {
+        match Assignment::decode(assignment) {
+            Ok(a) => a.partitions,
+            Err(err) => {
+                self.errors.report(
+                    "undecodable assignment, treated as empty",
+                    Error::protocol(format!("assignment: {err}")).with_group(&self.config.group_id),
+                );
+                Vec::new()
             }
         }
     }
@@ -457,6 +515,15 @@ impl Driver {
             self.client.invalidate_coordinator(&self.config.group_id);
         }
         err.with_group(&self.config.group_id)
+    }
+}
+
+/// A command from the session runner, as a state machine event.
+fn apply(m: &mut Membership, command: Option<DriverCommand>) -> Vec<Action> {
+    match command {
+        Some(DriverCommand::Close) | None => m.close(now()),
+        Some(DriverCommand::Rejoin) => m.rejoin(now()),
+        Some(DriverCommand::Stalled) => m.stalled(now()),
     }
 }
 

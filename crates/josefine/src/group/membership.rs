@@ -18,6 +18,18 @@
 //!
 //! KIP-62 (heartbeats independent of processing), KIP-394 (MEMBER_ID_REQUIRED), KIP-345
 //! (static membership: FENCED_INSTANCE_ID is fatal; a static member does not leave).
+//!
+//! Under the cooperative protocol (KIP-429) a rebalance does not end the session: the
+//! member rejoins while its claims keep consuming ([`Action::SessionRebalancing`]), and
+//! the new assignment updates the running session ([`Action::UpdateSession`]), which
+//! stops only the revoked claims. A member that had partitions revoked rejoins at once,
+//! so the follow-up rebalance can hand them to their new owners. Losing the membership
+//! (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, session timeout) still ends the session.
+//!
+//! A handler that keeps a record for longer than `max.poll.interval.ms`
+//! ([`Membership::stalled`]) makes the member leave the group, as the Java client's
+//! heartbeat thread does, so its partitions go to members that make progress; it
+//! rejoins once its session has ended.
 //! Errors that end the member for good (FENCED_INSTANCE_ID, authorization, invalid
 //! configuration) produce [`Action::Fail`].
 
@@ -40,6 +52,9 @@ pub struct MembershipConfig {
     pub retry_backoff: Backoff,
     /// `group.instance.id` (static membership).
     pub instance_id: Option<String>,
+    /// Whether the member follows the cooperative rebalance protocol (KIP-429): every
+    /// configured assignor supports it.
+    pub cooperative: bool,
 }
 
 /// Where the member is.
@@ -120,6 +135,13 @@ pub enum Action {
         generation: i32,
         assignment: Bytes,
     },
+    /// Cooperative: a rebalance starts while the session goes on; hold commits until
+    /// the new assignment arrives.
+    SessionRebalancing,
+    /// Cooperative: the running session's new assignment. Stop the claims it no longer
+    /// lists (committing), start the new ones, then report
+    /// [`Membership::session_updated`].
+    UpdateSession { generation: i32, assignment: Bytes },
     /// End the current session; report [`Membership::session_ended`] when its claims
     /// are released (and, unless `Lost`, offsets committed).
     EndSession(SessionEnd),
@@ -151,6 +173,10 @@ pub struct Membership {
     /// Where to go once the session has ended.
     after_session: Phase,
     closing: bool,
+    /// A session runs (from `StartSession` until `session_ended`).
+    session_active: bool,
+    /// A rebalance was asked for while the coordinator was being looked up again.
+    rejoin_requested: bool,
 }
 
 impl Membership {
@@ -168,6 +194,8 @@ impl Membership {
             last_alive: None,
             after_session: Phase::Joining,
             closing: false,
+            session_active: false,
+            rejoin_requested: false,
         }
     }
 
@@ -206,6 +234,9 @@ impl Membership {
             // heartbeat to the new one.
             self.phase = Phase::Stable;
             self.after_session = Phase::Joining;
+            if std::mem::take(&mut self.rejoin_requested) {
+                return self.rejoin(now);
+            }
             return self.poll(now);
         }
         self.join()
@@ -290,11 +321,20 @@ impl Membership {
                 self.last_alive = Some(now);
                 self.last_heartbeat_sent = Some(now);
                 self.heartbeat_in_flight = false;
-                let mut actions = vec![Action::StartSession {
-                    member_id: self.member_id.clone(),
-                    generation: self.generation,
-                    assignment,
-                }];
+                let first = if self.session_active {
+                    Action::UpdateSession {
+                        generation: self.generation,
+                        assignment,
+                    }
+                } else {
+                    self.session_active = true;
+                    Action::StartSession {
+                        member_id: self.member_id.clone(),
+                        generation: self.generation,
+                        assignment,
+                    }
+                };
+                let mut actions = vec![first];
                 actions.extend(self.poll(now));
                 actions
             }
@@ -302,19 +342,31 @@ impl Membership {
         }
     }
 
-    /// What a failed JoinGroup or SyncGroup leads to (before any session started).
+    /// What a failed JoinGroup or SyncGroup leads to. Under the eager protocol no
+    /// session runs; under the cooperative one a session may, and losing the
+    /// membership ends it without a commit.
     fn join_or_sync_failed(&mut self, err: Error, now: Instant) -> Vec<Action> {
+        if err.code().is_some() && !needs_coordinator(&err) {
+            // The coordinator answered: it knew us until now (a cooperative session's
+            // timeout counts from here).
+            self.last_alive = Some(now);
+        }
         match err.code() {
             Some(KafkaCode::UNKNOWN_MEMBER_ID) => {
                 self.member_id.clear();
                 self.generation = -1;
-                self.join()
+                self.lose_session_or(Self::join)
             }
             Some(KafkaCode::ILLEGAL_GENERATION) => {
                 self.generation = -1;
-                self.join()
+                self.lose_session_or(Self::join)
             }
             Some(KafkaCode::REBALANCE_IN_PROGRESS) => self.join(),
+            _ if is_fatal(&err) && self.session_active => {
+                let mut actions = self.end_session(SessionEnd::Lost, Phase::Failed);
+                actions.push(Action::Fail(err));
+                actions
+            }
             _ if is_fatal(&err) => self.fail(err),
             _ if needs_coordinator(&err) => {
                 self.backoff(now);
@@ -344,7 +396,7 @@ impl Membership {
             Err(err) => match err.code() {
                 Some(KafkaCode::REBALANCE_IN_PROGRESS) => {
                     self.last_alive = Some(now);
-                    self.end_session(SessionEnd::Rebalance, Phase::Joining)
+                    self.rebalance()
                 }
                 Some(KafkaCode::UNKNOWN_MEMBER_ID) => {
                     self.member_id.clear();
@@ -377,8 +429,90 @@ impl Membership {
     /// appeared (the seed's `loopCheckPartitionNumbers`), or the user asked.
     pub fn rejoin(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
-            Phase::Stable => self.end_session(SessionEnd::Rebalance, Phase::Joining),
+            Phase::Stable => self.rebalance(),
+            // The join after the lookup would restore the old session: remember.
+            Phase::FindingCoordinator if self.after_session == Phase::Stable => {
+                self.rejoin_requested = true;
+                self.poll(now)
+            }
+            // Any other phase joins next anyway, and the leader reads metadata then.
             _ => self.poll(now),
+        }
+    }
+
+    /// The cooperative session's update is done (revoked claims stopped and
+    /// committed, new ones started). `revoked` says whether partitions were given up:
+    /// then the member rejoins at once, so the follow-up rebalance can assign them.
+    /// `heartbeat` is the last answer to the heartbeats sent meanwhile; an error there
+    /// (a new rebalance, a lost membership) decides first.
+    pub fn session_updated(
+        &mut self,
+        revoked: bool,
+        heartbeat: Option<Result<(), Error>>,
+        now: Instant,
+    ) -> Vec<Action> {
+        match heartbeat {
+            Some(Ok(())) => self.last_alive = Some(now),
+            Some(Err(err)) => {
+                let actions = self.heartbeat_done(Err(err), now);
+                if self.phase != Phase::Stable {
+                    if revoked && self.after_session == Phase::Stable {
+                        // Looking for the coordinator again with the session kept.
+                        self.rejoin_requested = true;
+                    }
+                    return actions;
+                }
+            }
+            None => {}
+        }
+        if revoked {
+            self.rejoin(now)
+        } else {
+            self.poll(now)
+        }
+    }
+
+    /// The handler kept a record past `max.poll.interval.ms`: leave the group so the
+    /// partitions go to members that make progress (a static member only forgets its
+    /// member id, as in Java), end the session without committing, and rejoin as a new
+    /// member once it has ended.
+    pub fn stalled(&mut self, now: Instant) -> Vec<Action> {
+        let in_group = matches!(
+            self.phase,
+            Phase::Stable | Phase::FindingCoordinator | Phase::Joining | Phase::Syncing
+        );
+        if !self.session_active || !in_group {
+            return self.poll(now);
+        }
+        let member_id = std::mem::take(&mut self.member_id);
+        self.generation = -1;
+        let mut actions = Vec::new();
+        if self.config.instance_id.is_none() && !member_id.is_empty() {
+            actions.push(Action::Leave { member_id });
+        }
+        actions.extend(self.end_session(SessionEnd::Lost, Phase::Joining));
+        actions
+    }
+
+    /// A rebalance from the stable state: the eager protocol ends the session first;
+    /// the cooperative one rejoins while it goes on.
+    fn rebalance(&mut self) -> Vec<Action> {
+        if self.config.cooperative && self.session_active {
+            let mut actions = vec![Action::SessionRebalancing];
+            actions.extend(self.join());
+            actions
+        } else {
+            self.end_session(SessionEnd::Rebalance, Phase::Joining)
+        }
+    }
+
+    /// Membership is gone (evicted, fenced generation): end a running session without
+    /// a commit, then rejoin; without a session, `otherwise`.
+    fn lose_session_or(&mut self, otherwise: fn(&mut Self) -> Vec<Action>) -> Vec<Action> {
+        if self.session_active {
+            self.end_session(SessionEnd::Lost, Phase::Joining)
+        } else {
+            otherwise(self)
         }
     }
 
@@ -387,6 +521,7 @@ impl Membership {
         if self.phase != Phase::Revoking {
             return self.poll(now);
         }
+        self.session_active = false;
         match self.after_session {
             Phase::Leaving => self.leave(),
             Phase::Failed => {
@@ -418,6 +553,8 @@ impl Membership {
                 Vec::new()
             }
             Phase::Left | Phase::Failed | Phase::Leaving => self.poll(now),
+            // Cooperative: a session runs while rejoining.
+            _ if self.session_active => self.end_session(SessionEnd::Close, Phase::Leaving),
             _ if self.member_id.is_empty() => {
                 self.phase = Phase::Left;
                 Vec::new()
@@ -439,11 +576,14 @@ impl Membership {
         }]
     }
 
-    /// The LeaveGroup answer (any outcome: we are gone either way).
+    /// The LeaveGroup answer (any outcome: we are gone either way). After a close the
+    /// member is done; after a stall it rejoins once its session has ended.
     pub fn left(&mut self) {
-        self.phase = Phase::Left;
-        self.member_id.clear();
-        self.generation = -1;
+        if self.phase == Phase::Leaving {
+            self.phase = Phase::Left;
+            self.member_id.clear();
+            self.generation = -1;
+        }
     }
 
     fn end_session(&mut self, why: SessionEnd, then: Phase) -> Vec<Action> {
@@ -467,15 +607,13 @@ impl Membership {
     /// backoff. Call it when a `WaitUntil` deadline passes.
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
-            Phase::Stable | Phase::FindingCoordinator if self.session_expired(now) => {
+            Phase::Stable | Phase::FindingCoordinator | Phase::Joining
+                if self.session_expired(now) =>
+            {
                 // No answer from a coordinator for a whole session timeout: it has
                 // evicted us and may have given our partitions away.
                 self.member_id.clear();
                 self.generation = -1;
-                self.after_session = Phase::Joining;
-                if self.phase == Phase::FindingCoordinator {
-                    self.phase = Phase::Stable;
-                }
                 self.end_session(SessionEnd::Lost, Phase::Joining)
             }
             Phase::FindingCoordinator | Phase::Joining => match self.retry_at {
@@ -524,8 +662,10 @@ impl Membership {
         }
     }
 
+    /// Only asked between requests (a JoinGroup in flight may rightly take up to the
+    /// rebalance timeout), and only while a session runs.
     fn session_expired(&self, now: Instant) -> bool {
-        (self.phase == Phase::Stable || self.after_session == Phase::Stable)
+        (self.phase == Phase::Stable || self.after_session == Phase::Stable || self.session_active)
             && self
                 .last_alive
                 .is_some_and(|t| now >= t + self.config.session_timeout)

@@ -16,6 +16,7 @@ fn config(instance_id: Option<&str>) -> MembershipConfig {
         heartbeat_interval: HEARTBEAT,
         retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
         instance_id: instance_id.map(String::from),
+        cooperative: false,
     }
 }
 
@@ -355,4 +356,176 @@ fn close_while_rediscovering_the_coordinator_commits_before_leaving() {
         &m.session_ended(t0 + HEARTBEAT)[..],
         [Action::Leave { .. }]
     ));
+}
+
+/// A cooperative member driven to Stable as a follower, generation 1.
+fn stable_cooperative(t0: Instant, instance_id: Option<&str>) -> Membership {
+    let mut m = Membership::new(MembershipConfig {
+        cooperative: true,
+        ..config(instance_id)
+    });
+    m.start(t0);
+    m.coordinator_found(t0);
+    m.joined(joined("me", "other", 1), t0);
+    let actions = m.synced(Ok(Bytes::from_static(b"plan-1")), t0);
+    assert!(matches!(
+        actions[0],
+        Action::StartSession { generation: 1, .. }
+    ));
+    m
+}
+
+#[test]
+fn a_cooperative_rebalance_keeps_the_session_and_updates_it() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, None);
+    m.poll(t0);
+    let actions = m.heartbeat_done(Err(code(KafkaCode::REBALANCE_IN_PROGRESS)), t0);
+    assert!(
+        matches!(&actions[..], [Action::SessionRebalancing, Action::Join { member_id }] if member_id == "me"),
+        "rejoins at once, no EndSession: {actions:?}"
+    );
+    m.joined(joined("me", "other", 2), t0);
+    let actions = m.synced(Ok(Bytes::from_static(b"plan-2")), t0);
+    assert!(
+        matches!(&actions[0], Action::UpdateSession { generation: 2, assignment } if assignment == "plan-2"),
+        "{actions:?}"
+    );
+    assert_eq!(m.phase(), Phase::Stable);
+    // Partitions were revoked: the follow-up rebalance starts right away.
+    let actions = m.session_updated(true, None, t0);
+    assert!(matches!(
+        &actions[..],
+        [Action::SessionRebalancing, Action::Join { .. }]
+    ));
+    m.joined(joined("me", "other", 3), t0);
+    m.synced(Ok(Bytes::from_static(b"plan-3")), t0);
+    // Nothing revoked: stay stable.
+    assert!(!m
+        .session_updated(false, None, t0)
+        .iter()
+        .any(|a| matches!(a, Action::Join { .. })));
+}
+
+#[test]
+fn a_cooperative_member_that_loses_its_membership_while_rejoining_ends_the_session() {
+    for error in [KafkaCode::UNKNOWN_MEMBER_ID, KafkaCode::ILLEGAL_GENERATION] {
+        let t0 = Instant::now();
+        let mut m = stable_cooperative(t0, None);
+        m.rejoin(t0);
+        assert_eq!(m.phase(), Phase::Joining);
+        let actions = m.joined(JoinOutcome::Failed(code(error)), t0);
+        assert!(
+            matches!(actions[..], [Action::EndSession(SessionEnd::Lost)]),
+            "{error:?}: {actions:?}"
+        );
+        // After the session ended, a fresh session starts (not an update).
+        m.session_ended(t0);
+        m.joined(joined("me", "other", 5), t0);
+        let actions = m.synced(Ok(Bytes::new()), t0);
+        assert!(
+            matches!(actions[0], Action::StartSession { generation: 5, .. }),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cooperative_sync_rebalance_in_progress_rejoins_keeping_the_session() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, None);
+    m.rejoin(t0);
+    m.joined(joined("me", "other", 2), t0);
+    let actions = m.synced(Err(code(KafkaCode::REBALANCE_IN_PROGRESS)), t0);
+    assert!(is_join(&actions, "me"), "{actions:?}");
+}
+
+#[test]
+fn a_cooperative_member_closing_while_rejoining_commits_first() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, None);
+    m.rejoin(t0);
+    assert!(matches!(
+        m.close(t0)[..],
+        [Action::EndSession(SessionEnd::Close)]
+    ));
+    assert!(matches!(&m.session_ended(t0)[..], [Action::Leave { .. }]));
+}
+
+#[test]
+fn a_cooperative_member_without_a_coordinator_for_a_session_timeout_loses_the_session() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, None);
+    m.rejoin(t0);
+    // The join fails for want of a coordinator, again and again.
+    m.joined(
+        JoinOutcome::Failed(code(KafkaCode::COORDINATOR_NOT_AVAILABLE)),
+        t0,
+    );
+    assert_eq!(m.phase(), Phase::FindingCoordinator);
+    let late = t0 + SESSION + Duration::from_millis(1);
+    assert!(matches!(
+        m.poll(late)[..],
+        [Action::EndSession(SessionEnd::Lost)]
+    ));
+}
+
+#[test]
+fn a_stalled_handler_makes_the_member_leave_without_commit_then_rejoin_fresh() {
+    let t0 = Instant::now();
+    let mut m = stable(t0);
+    let actions = m.stalled(t0);
+    assert!(
+        matches!(&actions[..], [Action::Leave { member_id }, Action::EndSession(SessionEnd::Lost)] if member_id == "me"),
+        "{actions:?}"
+    );
+    m.left();
+    assert_eq!(m.phase(), Phase::Revoking, "a stall is not a close");
+    assert!(is_join(&m.session_ended(t0), ""), "rejoins as a new member");
+    // Outside a session a stall report is stale.
+    assert!(!m
+        .stalled(t0)
+        .iter()
+        .any(|a| matches!(a, Action::Leave { .. })));
+}
+
+#[test]
+fn a_stalled_static_member_forgets_its_id_without_leave() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, Some("instance-1"));
+    let actions = m.stalled(t0);
+    assert!(
+        matches!(actions[..], [Action::EndSession(SessionEnd::Lost)]),
+        "{actions:?}"
+    );
+    assert!(is_join(&m.session_ended(t0), ""));
+}
+
+#[test]
+fn a_rejoin_asked_while_the_coordinator_is_looked_up_again_is_not_lost() {
+    let t0 = Instant::now();
+    let mut m = stable(t0);
+    m.poll(t0);
+    m.heartbeat_done(Err(code(KafkaCode::NOT_COORDINATOR)), t0);
+    assert_eq!(m.phase(), Phase::FindingCoordinator);
+    m.rejoin(t0);
+    let actions = m.coordinator_found(t0);
+    assert!(
+        matches!(actions[..], [Action::EndSession(SessionEnd::Rebalance)]),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_heartbeat_error_while_claims_change_hands_decides_first() {
+    let t0 = Instant::now();
+    let mut m = stable_cooperative(t0, None);
+    m.rejoin(t0);
+    m.joined(joined("me", "other", 2), t0);
+    m.synced(Ok(Bytes::new()), t0);
+    let actions = m.session_updated(true, Some(Err(code(KafkaCode::UNKNOWN_MEMBER_ID))), t0);
+    assert!(
+        matches!(actions[..], [Action::EndSession(SessionEnd::Lost)]),
+        "{actions:?}"
+    );
 }

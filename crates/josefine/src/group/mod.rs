@@ -9,12 +9,17 @@
 pub mod assignor;
 mod consumer_group;
 mod driver;
+mod errors;
 pub mod membership;
 mod offsets;
 pub mod protocol;
+mod runner;
 mod session;
+mod stream;
 
 pub use assignor::AssignorKind;
 pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler};
+pub use errors::GroupErrors;
 pub(crate) use offsets::fetch_committed;
 pub use session::{Claim, Session};
+pub use stream::{GroupRecord, GroupStream};

@@ -153,25 +153,35 @@ pub(crate) struct Committer {
     pub instance_id: Option<String>,
 }
 
-/// Commits `offsets` (the next offset to read, per partition). The first failing
-/// partition's error is returned; the caller keeps those offsets dirty.
+/// One partition's offset to commit: the next offset to read, and the metadata the
+/// user attached with `mark_offset`.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCommit {
+    pub partition: TopicPartition,
+    pub offset: i64,
+    pub metadata: Option<std::sync::Arc<str>>,
+}
+
+/// Commits `offsets`. The first failing partition's error is returned; the caller
+/// keeps those offsets dirty.
 pub(crate) async fn commit(
     client: &Client,
     who: &Committer,
-    offsets: &[(TopicPartition, i64)],
+    offsets: &[PendingCommit],
 ) -> Result<()> {
     if offsets.is_empty() {
         return Ok(());
     }
     let mut topics: BTreeMap<std::sync::Arc<str>, Vec<OffsetCommitRequestPartition>> =
         BTreeMap::new();
-    for (tp, offset) in offsets {
-        topics.entry(tp.topic.clone()).or_default().push(
+    for pending in offsets {
+        let metadata = pending.metadata.as_deref().unwrap_or("");
+        topics.entry(pending.partition.topic.clone()).or_default().push(
             OffsetCommitRequestPartition::default()
-                .with_partition_index(tp.partition)
-                .with_committed_offset(*offset)
+                .with_partition_index(pending.partition.partition)
+                .with_committed_offset(pending.offset)
                 .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(StrBytes::from_static_str(""))),
+                .with_committed_metadata(Some(name(metadata))),
         );
     }
     let request = OffsetCommitRequest::default()

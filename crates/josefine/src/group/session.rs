@@ -1,41 +1,106 @@
-//! A group session (Sarama's `consumerGroupSession`) and its claims: what one
-//! generation of membership hands the handler, and the offsets it marks.
+//! A group session (Sarama's `consumerGroupSession`) and its claims: what the member's
+//! membership hands the handler, and the offsets it marks.
 //!
 //! At-least-once rests on one rule: an offset is committed only after its record was
 //! handed to the user and the user marked it. `mark` stores `offset + 1` in the
-//! partition's slot (an atomic max, no lock); commits read the slots and send only the
-//! ones that moved since their last commit.
+//! partition's slot (an atomic max, no lock on the slot); commits read the slots and
+//! send only the ones that moved since their last commit, one commit at a time so a
+//! late answer can never move a committed offset backwards.
+//!
+//! Under the eager protocol a session is one generation. Under the cooperative one
+//! (KIP-429) a session outlives rebalances: its generation rises, claims are added and
+//! revoked one by one, and it ends only when the membership does.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 
+use super::offsets::{commit, Committer, PendingCommit};
+use crate::client::Client;
 use crate::consumer::{ConsumerRecord, FetchedBatch, PartitionConsumer};
-use crate::error::Result;
+use crate::error::{Error, KafkaCode, Result};
 use crate::TopicPartition;
 
-/// Offsets of one claimed partition.
+/// The shared state of one claimed partition: its offsets, whether it was revoked, and
+/// how the handler polls it (for `max.poll.interval.ms`).
 #[derive(Debug)]
-pub(crate) struct OffsetSlot {
+pub(crate) struct ClaimState {
     /// The next offset to read after the last marked record; -1 before any mark.
     marked: AtomicI64,
     /// What the coordinator has (or what the session started from).
     committed: AtomicI64,
+    /// `mark_offset`'s metadata, committed with the offset.
+    metadata: Mutex<Option<Arc<str>>>,
+    revoked: AtomicBool,
+    revoke: Notify,
+    /// Bumped when the handler starts waiting for records and again when it gets them
+    /// (or stops waiting): odd while it waits, even while it processes. Only the
+    /// claim's own task writes it, so a load and a store suffice.
+    polls: AtomicU64,
 }
 
-impl OffsetSlot {
+impl ClaimState {
     fn new(start: i64) -> Self {
         Self {
             marked: AtomicI64::new(-1),
             committed: AtomicI64::new(start),
+            metadata: Mutex::new(None),
+            revoked: AtomicBool::new(false),
+            revoke: Notify::new(),
+            polls: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.revoke.notify_waiters();
+    }
+
+    /// The claim ended: its session ended or its partition was revoked.
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    async fn revoked(&self) {
+        loop {
+            let notified = self.revoke.notified();
+            if self.is_revoked() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The poll counter; see the field.
+    pub(crate) fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    fn bump_polls(&self) {
+        self.polls
+            .store(self.polls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
-/// One generation of group membership: its claims and the offsets marked in it.
-/// Cheap to clone.
+/// Marks a claim as waiting for records while alive.
+struct Waiting<'a>(&'a ClaimState);
+
+impl<'a> Waiting<'a> {
+    fn new(state: &'a ClaimState) -> Self {
+        state.bump_polls();
+        Self(state)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.bump_polls();
+    }
+}
+
+/// The membership's claims and the offsets marked in them. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Session {
     inner: Arc<SessionInner>,
@@ -45,33 +110,40 @@ pub struct Session {
 struct SessionInner {
     group: String,
     member_id: String,
-    generation: i32,
-    claims: Vec<TopicPartition>,
-    slots: HashMap<TopicPartition, OffsetSlot>,
+    instance_id: Option<String>,
+    generation: AtomicI32,
+    claims: RwLock<BTreeMap<TopicPartition, Arc<ClaimState>>>,
     cancelled: AtomicBool,
     cancel: Notify,
+    /// A cooperative rebalance is under way: commits wait for its end.
+    rebalancing: AtomicBool,
+    /// One commit at a time (see the module docs).
+    commit_lock: tokio::sync::Mutex<()>,
+    client: Client,
+}
+
+/// Who a session belongs to.
+pub(crate) struct SessionOwner {
+    pub group: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
 }
 
 impl Session {
-    pub(crate) fn new(
-        group: String,
-        member_id: String,
-        generation: i32,
-        claims: Vec<(TopicPartition, i64)>,
-    ) -> Self {
-        let slots = claims
-            .iter()
-            .map(|(tp, start)| (tp.clone(), OffsetSlot::new(*start)))
-            .collect();
+    pub(crate) fn new(owner: SessionOwner, client: Client) -> Self {
         Self {
             inner: Arc::new(SessionInner {
-                group,
-                member_id,
-                generation,
-                claims: claims.into_iter().map(|(tp, _)| tp).collect(),
-                slots,
+                group: owner.group,
+                member_id: owner.member_id,
+                instance_id: owner.instance_id,
+                generation: AtomicI32::new(owner.generation),
+                claims: RwLock::new(BTreeMap::new()),
                 cancelled: AtomicBool::new(false),
                 cancel: Notify::new(),
+                rebalancing: AtomicBool::new(false),
+                commit_lock: tokio::sync::Mutex::new(()),
+                client,
             }),
         }
     }
@@ -84,13 +156,15 @@ impl Session {
         &self.inner.member_id
     }
 
+    /// The current generation (under the cooperative protocol it rises with each
+    /// rebalance the session survives).
     pub fn generation(&self) -> i32 {
-        self.inner.generation
+        self.inner.generation.load(Ordering::Acquire)
     }
 
-    /// The partitions this member consumes in this session.
-    pub fn claims(&self) -> &[TopicPartition] {
-        &self.inner.claims
+    /// The partitions this member consumes now, sorted.
+    pub fn claims(&self) -> Vec<TopicPartition> {
+        self.read_claims().keys().cloned().collect()
     }
 
     /// Marks `record` as processed: the next commit may include `offset + 1`.
@@ -98,13 +172,35 @@ impl Session {
         self.mark_next(record.topic(), record.partition(), record.offset() + 1);
     }
 
-    /// Marks everything before `next_offset` in `topic`/`partition` as processed.
-    /// A partition this session does not claim is ignored (it may have been revoked).
+    /// Marks everything before `next_offset` in `topic`/`partition` as processed
+    /// (Sarama's `MarkOffset`: the offset given is the next one to read). Marks never
+    /// move backwards. A partition this session does not claim is ignored (it may have
+    /// been revoked).
     pub fn mark_next(&self, topic: &str, partition: i32, next_offset: i64) {
-        let tp = TopicPartition::new(topic, partition);
-        if let Some(slot) = self.inner.slots.get(&tp) {
+        if let Some(slot) = self.slot(topic, partition) {
             slot.marked.fetch_max(next_offset, Ordering::AcqRel);
         }
+    }
+
+    /// As [`mark_next`](Self::mark_next), with `metadata` committed alongside the
+    /// offset (the Java client's `OffsetAndMetadata`).
+    pub fn mark_offset(&self, topic: &str, partition: i32, next_offset: i64, metadata: &str) {
+        if let Some(slot) = self.slot(topic, partition) {
+            *slot.metadata.lock().expect("metadata lock never poisoned") = Some(metadata.into());
+            slot.marked.fetch_max(next_offset, Ordering::AcqRel);
+        }
+    }
+
+    /// Commits what was marked since the last commit, now, and waits for the answer.
+    /// Auto-commit does the same on its interval. During a cooperative rebalance this
+    /// fails with REBALANCE_IN_PROGRESS: try again once it is over, as the
+    /// Java client's `commitSync` does (Kafka does not flag that code retriable: it
+    /// is the caller who decides to commit again).
+    pub async fn commit(&self) -> Result<()> {
+        if self.inner.rebalancing.load(Ordering::Acquire) {
+            return Err(Error::kafka(KafkaCode::REBALANCE_IN_PROGRESS).with_group(self.group()));
+        }
+        self.commit_marked().await
     }
 
     /// Whether the session is ending (a rebalance, a lost membership, close).
@@ -123,46 +219,131 @@ impl Session {
         }
     }
 
+    fn read_claims(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<TopicPartition, Arc<ClaimState>>> {
+        self.inner.claims.read().expect("claims lock never poisoned")
+    }
+
+    fn write_claims(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TopicPartition, Arc<ClaimState>>> {
+        self.inner.claims.write().expect("claims lock never poisoned")
+    }
+
+    fn slot(&self, topic: &str, partition: i32) -> Option<Arc<ClaimState>> {
+        self.read_claims()
+            .iter()
+            .find(|(tp, _)| tp.partition == partition && &*tp.topic == topic)
+            .map(|(_, slot)| slot.clone())
+    }
+
+    /// Ends the session: every claim's records end.
     pub(crate) fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::Release);
+        for claim in self.read_claims().values() {
+            claim.revoke();
+        }
         self.inner.cancel.notify_waiters();
     }
 
-    /// Offsets marked since their last commit: (partition, next offset to read).
-    pub(crate) fn dirty_offsets(&self) -> Vec<(TopicPartition, i64)> {
-        self.inner
-            .slots
+    /// Adds a claim starting at `start` (its committed offset, or where the reset
+    /// policy put it).
+    pub(crate) fn add_claim(&self, tp: TopicPartition, start: i64) -> Arc<ClaimState> {
+        let state = Arc::new(ClaimState::new(start));
+        self.write_claims().insert(tp, state.clone());
+        state
+    }
+
+    /// Forgets revoked claims; their pending marks are dropped (they were committed
+    /// before, or the partition was lost).
+    pub(crate) fn remove_claims(&self, tps: &[TopicPartition]) {
+        let mut claims = self.write_claims();
+        for tp in tps {
+            claims.remove(tp);
+        }
+    }
+
+    pub(crate) fn claim_states(&self) -> Vec<(TopicPartition, Arc<ClaimState>)> {
+        self.read_claims()
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.clone()))
+            .collect()
+    }
+
+    pub(crate) fn set_generation(&self, generation: i32) {
+        self.inner.generation.store(generation, Ordering::Release);
+    }
+
+    pub(crate) fn set_rebalancing(&self, rebalancing: bool) {
+        self.inner.rebalancing.store(rebalancing, Ordering::Release);
+    }
+
+    pub(crate) fn is_rebalancing(&self) -> bool {
+        self.inner.rebalancing.load(Ordering::Acquire)
+    }
+
+    /// Commits the dirty offsets; on failure they stay dirty for the next try.
+    pub(crate) async fn commit_marked(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.commit_lock.lock().await;
+        let dirty = self.dirty_offsets();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let committer = Committer {
+            group: self.inner.group.clone(),
+            member_id: self.inner.member_id.clone(),
+            generation: self.generation(),
+            instance_id: self.inner.instance_id.clone(),
+        };
+        commit(&self.inner.client, &committer, &dirty).await?;
+        self.committed(&dirty);
+        Ok(())
+    }
+
+    /// Offsets marked since their last commit.
+    pub(crate) fn dirty_offsets(&self) -> Vec<PendingCommit> {
+        self.read_claims()
             .iter()
             .filter_map(|(tp, slot)| {
                 let marked = slot.marked.load(Ordering::Acquire);
-                (marked > slot.committed.load(Ordering::Acquire)).then(|| (tp.clone(), marked))
+                (marked > slot.committed.load(Ordering::Acquire)).then(|| PendingCommit {
+                    partition: tp.clone(),
+                    offset: marked,
+                    metadata: slot
+                        .metadata
+                        .lock()
+                        .expect("metadata lock never poisoned")
+                        .clone(),
+                })
             })
             .collect()
     }
 
     /// Records a successful commit of these offsets.
-    pub(crate) fn committed(&self, offsets: &[(TopicPartition, i64)]) {
-        for (tp, offset) in offsets {
-            if let Some(slot) = self.inner.slots.get(tp) {
-                slot.committed.fetch_max(*offset, Ordering::AcqRel);
+    fn committed(&self, offsets: &[PendingCommit]) {
+        let claims = self.read_claims();
+        for pending in offsets {
+            if let Some(slot) = claims.get(&pending.partition) {
+                slot.committed.fetch_max(pending.offset, Ordering::AcqRel);
             }
         }
     }
 }
 
 /// One claimed partition, handed to [`GroupHandler::consume_claim`](super::GroupHandler).
-/// Its records end (`None`) when the session ends.
+/// Its records end (`None`) when the session ends or the partition is revoked.
 pub struct Claim {
     reader: PartitionConsumer,
-    session: Session,
+    state: Arc<ClaimState>,
     initial_offset: i64,
 }
 
 impl Claim {
-    pub(crate) fn new(reader: PartitionConsumer, session: Session, initial_offset: i64) -> Self {
+    pub(crate) fn new(reader: PartitionConsumer, state: Arc<ClaimState>, initial_offset: i64) -> Self {
         Self {
             reader,
-            session,
+            state,
             initial_offset,
         }
     }
@@ -184,28 +365,39 @@ impl Claim {
         self.reader.high_watermark()
     }
 
-    /// The next batch (records share the fetched buffer), or `None` once the session
+    /// Whether the claim's records have ended (session over, partition revoked).
+    pub fn is_revoked(&self) -> bool {
+        self.state.is_revoked()
+    }
+
+    pub(crate) fn state(&self) -> Arc<ClaimState> {
+        self.state.clone()
+    }
+
+    /// The next batch (records share the fetched buffer), or `None` once the claim
     /// ends.
     pub async fn next_batch(&mut self) -> Option<Result<FetchedBatch>> {
-        if self.session.is_cancelled() {
+        if self.state.is_revoked() {
             return None;
         }
+        let _waiting = Waiting::new(&self.state);
         tokio::select! {
             biased;
-            _ = self.session.cancelled() => None,
+            _ = self.state.revoked() => None,
             batch = self.reader.next_batch() => batch,
         }
     }
 
-    /// The next record, or `None` once the session ends.
+    /// The next record, or `None` once the claim ends.
     pub async fn next(&mut self) -> Option<Result<ConsumerRecord>> {
         use futures::StreamExt;
-        if self.session.is_cancelled() {
+        if self.state.is_revoked() {
             return None;
         }
+        let _waiting = Waiting::new(&self.state);
         tokio::select! {
             biased;
-            _ = self.session.cancelled() => None,
+            _ = self.state.revoked() => None,
             record = self.reader.next() => record,
         }
     }
@@ -219,9 +411,36 @@ mod tests {
         TopicPartition::new("t", p)
     }
 
-    #[test]
-    fn only_marked_offsets_become_dirty_and_commits_clear_them() {
-        let s = Session::new("g".into(), "m".into(), 3, vec![(tp(0), 10), (tp(1), -1)]);
+    fn session(claims: &[(i32, i64)]) -> Session {
+        let client = Client::builder()
+            .bootstrap(["127.0.0.1:1"])
+            .build()
+            .expect("a client that never connects");
+        let s = Session::new(
+            SessionOwner {
+                group: "g".into(),
+                member_id: "m".into(),
+                instance_id: None,
+                generation: 3,
+            },
+            client,
+        );
+        for &(p, start) in claims {
+            s.add_claim(tp(p), start);
+        }
+        s
+    }
+
+    fn offsets(pending: &[PendingCommit]) -> Vec<(TopicPartition, i64)> {
+        pending
+            .iter()
+            .map(|p| (p.partition.clone(), p.offset))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_marked_offsets_become_dirty_and_commits_clear_them() {
+        let s = session(&[(0, 10), (1, -1)]);
         assert!(
             s.dirty_offsets().is_empty(),
             "nothing marked, nothing to commit"
@@ -229,16 +448,41 @@ mod tests {
         s.mark_next("t", 0, 15);
         s.mark_next("t", 0, 12); // marks never go backwards
         s.mark_next("t", 9, 1); // not claimed: ignored
-        assert_eq!(s.dirty_offsets(), vec![(tp(0), 15)]);
-        s.committed(&[(tp(0), 15)]);
+        let dirty = s.dirty_offsets();
+        assert_eq!(offsets(&dirty), vec![(tp(0), 15)]);
+        s.committed(&dirty);
         assert!(s.dirty_offsets().is_empty());
-        s.mark_next("t", 1, 1);
-        assert_eq!(s.dirty_offsets(), vec![(tp(1), 1)]);
+        s.mark_offset("t", 1, 1, "why");
+        let dirty = s.dirty_offsets();
+        assert_eq!(offsets(&dirty), vec![(tp(1), 1)]);
+        assert_eq!(dirty[0].metadata.as_deref(), Some("why"));
     }
 
     #[tokio::test]
-    async fn cancel_wakes_waiters() {
-        let s = Session::new("g".into(), "m".into(), 1, vec![]);
+    async fn revoked_claims_are_forgotten_with_their_marks() {
+        let s = session(&[(0, 0), (1, 0)]);
+        s.mark_next("t", 1, 7);
+        s.remove_claims(&[tp(1)]);
+        assert_eq!(s.claims(), vec![tp(0)]);
+        assert!(s.dirty_offsets().is_empty());
+        s.mark_next("t", 1, 9);
+        assert!(s.dirty_offsets().is_empty(), "a revoked partition's mark is ignored");
+    }
+
+    #[tokio::test]
+    async fn a_commit_during_a_cooperative_rebalance_is_refused_until_it_ends() {
+        let s = session(&[(0, 0)]);
+        s.mark_next("t", 0, 1);
+        s.set_rebalancing(true);
+        let err = s.commit().await.unwrap_err();
+        assert_eq!(err.code(), Some(KafkaCode::REBALANCE_IN_PROGRESS));
+        assert_eq!(s.dirty_offsets().len(), 1, "the mark waits for the next commit");
+    }
+
+    #[tokio::test]
+    async fn cancel_wakes_waiters_and_revokes_every_claim() {
+        let s = session(&[(0, 0)]);
+        let claim = s.claim_states().remove(0).1;
         let waiter = tokio::spawn({
             let s = s.clone();
             async move { s.cancelled().await }
@@ -247,5 +491,17 @@ mod tests {
         s.cancel();
         waiter.await.unwrap();
         assert!(s.is_cancelled());
+        assert!(claim.is_revoked());
+    }
+
+    #[test]
+    fn the_poll_counter_is_odd_only_while_waiting() {
+        let state = ClaimState::new(0);
+        assert_eq!(state.polls() % 2, 0);
+        {
+            let _w = Waiting::new(&state);
+            assert_eq!(state.polls() % 2, 1);
+        }
+        assert_eq!(state.polls(), 2);
     }
 }
