@@ -120,6 +120,17 @@ impl Shared {
         }
     }
 
+    pub(crate) fn add_partitions(&self, topic: &str, new_total: i32) -> bool {
+        let mut state = self.state();
+        match state.plan_new_partitions(topic, new_total, None) {
+            Ok(replicas) => {
+                state.add_partitions(topic, replicas);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub(crate) fn topics(&self) -> Vec<String> {
         self.state().topics.keys().cloned().collect()
     }

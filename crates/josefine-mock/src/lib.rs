@@ -2,8 +2,8 @@
 //! clients without a Kafka.
 //!
 //! A [`MockBroker`] listens on `127.0.0.1` and answers Produce, Fetch,
-//! ListOffsets, Metadata, ApiVersions, CreateTopics, DeleteTopics and
-//! InitProducerId, and as a group coordinator FindCoordinator, JoinGroup,
+//! ListOffsets, Metadata, ApiVersions, CreateTopics, CreatePartitions,
+//! DeleteTopics and InitProducerId, and as a group coordinator FindCoordinator, JoinGroup,
 //! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 //! DescribeGroups, ListGroups and DeleteGroups, at every version the
 //! `kafka-protocol` crate supports, from an in-memory cluster state: topics,
@@ -17,9 +17,9 @@
 //! delayed, stalled, dropped with the connection, or replaced by raw or
 //! garbage bytes, and each broker records every request and connection so a
 //! test can assert what the client did about it. On top of that a test can
-//! move a partition's leader, stop and restart a broker, make a broker forget
-//! its idempotent-producer state, delete records, store corrupt batches, and
-//! make Fetch end with partial batches. For consumer groups it can move a
+//! move a partition's leader, add partitions to a topic, stop and restart a
+//! broker, make a broker forget its idempotent-producer state, delete
+//! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
 //! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
 //! rebalance, evict a member, and read or set committed offsets.
 //!

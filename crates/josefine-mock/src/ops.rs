@@ -19,6 +19,17 @@ macro_rules! cluster_ops {
             self.shared().create_topic(name, partitions)
         }
 
+        /// Grows a topic to `new_total` partitions as an admin's
+        /// CreatePartitions would: the new ones are empty, keep the topic's
+        /// replication factor, and partition `p` is led by the `p % n`-th
+        /// broker, continuing [`create_topic`](Self::create_topic)'s round.
+        /// Metadata lists them at once, under the same topic id. False when
+        /// the topic does not exist or `new_total` is not larger than its
+        /// partition count.
+        pub fn add_partitions(&self, topic: &str, new_total: i32) -> bool {
+            self.shared().add_partitions(topic, new_total)
+        }
+
         /// The names of the existing topics, sorted.
         pub fn topics(&self) -> Vec<String> {
             self.shared().topics()

@@ -10,6 +10,7 @@
 //! response built from half an update.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kafka_protocol::ResponseError;
@@ -248,14 +249,28 @@ impl ClusterState {
     /// `p % n`-th broker by node id: the layout of topics a builder or a test
     /// creates, so multi-broker tests see every broker lead something.
     pub(crate) fn spread_replicas(&self, partitions: i32) -> Vec<Vec<i32>> {
+        self.round_robin(0..partitions, 0, usize::MAX)
+    }
+
+    /// Replica lists for the partitions in `partitions`: partition `p` led by
+    /// the `(start + p) % n`-th listed broker by node id and replicated on
+    /// the next `replication - 1` (at least one, at most all of them).
+    fn round_robin(
+        &self,
+        partitions: Range<i32>,
+        start: usize,
+        replication: usize,
+    ) -> Vec<Vec<i32>> {
         let nodes: Vec<i32> = self.brokers.keys().copied().collect();
+        let indices = partitions.filter_map(|p| usize::try_from(p).ok());
         if nodes.is_empty() {
-            return (0..partitions).map(|_| vec![self.controller_id]).collect();
+            return indices.map(|_| vec![self.controller_id]).collect();
         }
-        (0..usize::try_from(partitions).unwrap_or(0))
+        let replication = replication.clamp(1, nodes.len());
+        indices
             .map(|p| {
-                (0..nodes.len())
-                    .map(|r| nodes[(p + r) % nodes.len()])
+                (0..replication)
+                    .map(|r| nodes[(start + p + r) % nodes.len()])
                     .collect()
             })
             .collect()
@@ -326,23 +341,10 @@ impl ClusterState {
         partitions: i32,
         replication_factor: i16,
     ) -> Vec<Vec<i32>> {
-        let nodes: Vec<i32> = self.brokers.keys().copied().collect();
-        if nodes.is_empty() {
-            return (0..partitions).map(|_| vec![self.controller_id]).collect();
-        }
-        let replication = usize::try_from(replication_factor)
-            .unwrap_or(1)
-            .clamp(1, nodes.len());
+        let replication = usize::try_from(replication_factor).unwrap_or(1);
         // Kafka starts each topic at a random broker; the mock starts at the
         // topic count so placement is spread out yet reproducible.
-        let start = self.topics.len();
-        (0..partitions as usize)
-            .map(|p| {
-                (0..replication)
-                    .map(|r| nodes[(start + p + r) % nodes.len()])
-                    .collect()
-            })
-            .collect()
+        self.round_robin(0..partitions, self.topics.len(), replication)
     }
 
     /// Checks an explicit CreateTopics replica assignment: partitions numbered
@@ -384,13 +386,7 @@ impl ClusterState {
     pub(crate) fn create_topic(&mut self, name: &str, replicas: Vec<Vec<i32>>) -> &TopicState {
         let partitions = replicas
             .into_iter()
-            .map(|replicas| PartitionState {
-                leader: replicas.first().copied().unwrap_or(self.controller_id),
-                leader_epoch: 0,
-                isr: replicas.clone(),
-                replicas,
-                log: PartitionLog::default(),
-            })
+            .map(|replicas| self.new_partition(replicas))
             .collect();
         let seq = NEXT_TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
         let topic = TopicState {
@@ -401,9 +397,108 @@ impl ClusterState {
         &self.topics[name]
     }
 
+    /// An empty partition led by its first replica, every replica in sync.
+    fn new_partition(&self, replicas: Vec<i32>) -> PartitionState {
+        PartitionState {
+            leader: replicas.first().copied().unwrap_or(self.controller_id),
+            leader_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+            log: PartitionLog::default(),
+        }
+    }
+
+    /// Checks a CreatePartitions entry the way Kafka's controller does and
+    /// returns the replica lists of the partitions it would add to `name` to
+    /// reach `count`: `assignment` when given (one list per new partition),
+    /// otherwise round-robin as [`spread_replicas`](Self::spread_replicas)
+    /// places a new topic's, partition `p` led by the `p % n`-th broker,
+    /// with as many replicas as the topic's first partition has, since Kafka
+    /// keeps a topic's replication factor.
+    pub(crate) fn plan_new_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<&[Vec<i32>]>,
+    ) -> Result<Vec<Vec<i32>>, Rejection> {
+        let topic = self.topics.get(name).ok_or_else(|| {
+            Rejection::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("The topic '{name}' does not exist."),
+            )
+        })?;
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        check_partition_increase(current, count)?;
+        let replication = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        match assignment {
+            None => Ok(self.round_robin(current..count, 0, replication)),
+            Some(lists) => self.check_added_assignment(lists, count - current, replication),
+        }
+    }
+
+    /// Checks an explicit CreatePartitions assignment: one replica list per
+    /// added partition, each as valid as a CreateTopics one and as long as
+    /// the topic's existing partitions' lists.
+    fn check_added_assignment(
+        &self,
+        lists: &[Vec<i32>],
+        added: i32,
+        replication: usize,
+    ) -> Result<Vec<Vec<i32>>, Rejection> {
+        let invalid = |why: String| Rejection::new(ResponseError::InvalidReplicaAssignment, why);
+        if usize::try_from(added) != Ok(lists.len()) {
+            return Err(invalid(format!(
+                "Increasing the partition count by {added} needs {added} replica assignments, not {}.",
+                lists.len()
+            )));
+        }
+        if let Some(odd) = lists.iter().find(|l| l.len() != replication) {
+            return Err(invalid(format!(
+                "A new partition has {} replicas where the topic's partitions have {replication}.",
+                odd.len()
+            )));
+        }
+        // Numbered from 0 only for the shared checks of brokers and duplicates.
+        let numbered: Vec<(i32, Vec<i32>)> = (0..).zip(lists.iter().cloned()).collect();
+        self.check_replica_assignment(&numbered)
+    }
+
+    /// Appends empty partitions with these replica lists to topic `name`,
+    /// which keeps its id, as in Kafka; the lists must come from
+    /// [`plan_new_partitions`](Self::plan_new_partitions).
+    pub(crate) fn add_partitions(&mut self, name: &str, replicas: Vec<Vec<i32>>) {
+        let added: Vec<PartitionState> = replicas
+            .into_iter()
+            .map(|replicas| self.new_partition(replicas))
+            .collect();
+        if let Some(topic) = self.topics.get_mut(name) {
+            topic.partitions.extend(added);
+        }
+    }
+
     pub(crate) fn delete_topic(&mut self, name: &str) -> Option<TopicState> {
         self.topics.remove(name)
     }
+}
+
+/// Kafka only lets a topic's partition count grow; the mock also keeps its
+/// own cap.
+fn check_partition_increase(current: i32, count: i32) -> Result<(), Rejection> {
+    let invalid = |why: String| Err(Rejection::new(ResponseError::InvalidPartitions, why));
+    if count == current {
+        return invalid(format!("Topic already has {current} partitions."));
+    }
+    if count < current {
+        return invalid(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {count}."
+        ));
+    }
+    if count > MAX_PARTITIONS {
+        return invalid(format!(
+            "The mock broker allows at most {MAX_PARTITIONS} partitions per topic ({count})."
+        ));
+    }
+    Ok(())
 }
 
 fn check_served(
@@ -516,6 +611,52 @@ mod tests {
         ] {
             assert_eq!(state.check_replica_assignment(&bad).unwrap_err().code, 39);
         }
+    }
+
+    #[test]
+    fn added_partitions_continue_the_leader_round_and_keep_the_id() {
+        let mut state = cluster(&[1, 2, 3]);
+        let replicas = state.spread_replicas(2);
+        let id = state.create_topic("t", replicas).id;
+        let added = state.plan_new_partitions("t", 5, None).unwrap();
+        assert_eq!(added, [vec![3, 1, 2], vec![1, 2, 3], vec![2, 3, 1]]);
+        state.add_partitions("t", added);
+        let topic = &state.topics["t"];
+        let leaders: Vec<i32> = topic.partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, [1, 2, 3, 1, 2]);
+        assert_eq!(topic.id, id);
+        assert_eq!(topic.partitions[4].log.end_offset(), 0);
+    }
+
+    #[test]
+    fn added_partitions_keep_the_replication_factor() {
+        let mut state = cluster(&[1, 2, 3]);
+        state.create_topic("t", vec![vec![2, 3]]);
+        let added = state.plan_new_partitions("t", 3, None).unwrap();
+        assert_eq!(added, [vec![2, 3], vec![3, 1]]);
+    }
+
+    #[test]
+    fn partition_increases_are_checked() {
+        let mut state = cluster(&[1, 2]);
+        state.create_topic("t", vec![vec![1, 2], vec![2, 1]]);
+        let code = |count: i32, lists: Option<&[Vec<i32>]>| {
+            state
+                .plan_new_partitions("t", count, lists)
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(code(2, None), 37, "not an increase");
+        assert_eq!(code(1, None), 37, "a decrease");
+        assert_eq!(code(MAX_PARTITIONS + 1, None), 37);
+        assert_eq!(code(4, Some(&[vec![1, 2]])), 39, "one list short");
+        assert_eq!(code(3, Some(&[vec![1]])), 39, "replication factor 1, not 2");
+        assert_eq!(code(3, Some(&[vec![1, 3]])), 39, "no broker 3");
+        assert_eq!(code(3, Some(&[vec![1, 1]])), 39, "a broker twice");
+        let unknown = state.plan_new_partitions("nope", 3, None).unwrap_err();
+        assert_eq!(unknown.code, 3);
+        let explicit = state.plan_new_partitions("t", 3, Some(&[vec![2, 1]]));
+        assert_eq!(explicit, Ok(vec![vec![2, 1]]));
     }
 
     #[test]

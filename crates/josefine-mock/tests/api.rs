@@ -4,12 +4,15 @@ mod common;
 
 use common::{api_key, metadata_all, metadata_for, topic_name, RawClient};
 use josefine_mock::MockBroker;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeAclsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, DeleteTopicsRequest, DescribeAclsRequest,
+    FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::{Encodable, Message, StrBytes};
 
@@ -19,6 +22,28 @@ fn advertised(response: &ApiVersionsResponse, key: ApiKey) -> Option<(i16, i16)>
         .iter()
         .find(|k| k.api_key == key as i16)
         .map(|k| (k.min_version, k.max_version))
+}
+
+/// A CreatePartitions entry letting the broker place the new partitions.
+fn grow(name: &str, count: i32) -> CreatePartitionsTopic {
+    CreatePartitionsTopic::default()
+        .with_name(topic_name(name))
+        .with_count(count)
+        .with_assignments(None)
+}
+
+fn grow_request(topics: Vec<CreatePartitionsTopic>) -> CreatePartitionsRequest {
+    CreatePartitionsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(5_000)
+}
+
+fn result_codes(response: &CreatePartitionsResponse) -> Vec<(&str, i16)> {
+    response
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.error_code))
+        .collect()
 }
 
 fn create(name: &str, partitions: i32) -> CreatableTopic {
@@ -65,6 +90,10 @@ async fn api_versions_v0_lists_the_implemented_apis() {
         Some((0, InitProducerIdRequest::VERSIONS.max))
     );
     assert_eq!(
+        ranges(ApiKey::CreatePartitions),
+        Some((0, CreatePartitionsRequest::VERSIONS.max))
+    );
+    assert_eq!(
         ranges(ApiKey::DescribeAcls),
         None,
         "the mock does not implement DescribeAcls"
@@ -83,8 +112,8 @@ async fn api_versions_v3_flexible_is_answered() {
     for version in 3..=ApiVersionsRequest::VERSIONS.max {
         let response = client.call(&request, version).await;
         assert_eq!(response.error_code, 0, "v{version}");
-        // 8 data and topic APIs, 10 group coordinator APIs.
-        assert_eq!(response.api_keys.len(), 18, "v{version}");
+        // 9 data and topic APIs, 10 group coordinator APIs.
+        assert_eq!(response.api_keys.len(), 19, "v{version}");
     }
 }
 
@@ -356,6 +385,120 @@ async fn create_topics_validate_only_creates_nothing() {
     assert_eq!(response.topics[0].num_partitions, 6);
     assert_eq!(response.topics[1].error_code, 37, "validation still runs");
     assert!(broker.topics().is_empty());
+}
+
+#[tokio::test]
+async fn create_partitions_then_metadata_lists_them_at_every_version() {
+    let broker = MockBroker::builder()
+        .node_id(4)
+        .topic("orders", 1)
+        .start()
+        .await
+        .unwrap();
+    let id = broker.topic_id("orders").unwrap();
+    let mut client = RawClient::connect(&broker).await;
+    for version in CreatePartitionsRequest::VERSIONS.min..=CreatePartitionsRequest::VERSIONS.max {
+        let count = i32::from(version) + 2;
+        let response = client
+            .call(&grow_request(vec![grow("orders", count)]), version)
+            .await;
+        assert_eq!(result_codes(&response), [("orders", 0)], "v{version}");
+        assert_eq!(response.results[0].error_message, None, "v{version}");
+        let metadata = client.call(&metadata_for(&["orders"]), 12).await;
+        let topic = &metadata.topics[0];
+        assert_eq!(topic.topic_id, id, "v{version}: the topic keeps its id");
+        let listed: Vec<(i32, BrokerId)> = topic
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id))
+            .collect();
+        let expected: Vec<(i32, BrokerId)> = (0..count).map(|p| (p, BrokerId(4))).collect();
+        assert_eq!(listed, expected, "v{version}");
+    }
+    assert_eq!(broker.partition_count("orders"), Some(5));
+}
+
+#[tokio::test]
+async fn create_partitions_rejects_what_kafka_rejects() {
+    let broker = MockBroker::builder()
+        .node_id(1)
+        .topic("two", 2)
+        .topic("same", 2)
+        .topic("fewer", 2)
+        .topic("twice", 1)
+        .topic("misassigned", 1)
+        .topic("assigned", 1)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(&broker).await;
+    let assignment = |brokers: &[i32]| {
+        CreatePartitionsAssignment::default()
+            .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+    };
+    let request = grow_request(vec![
+        grow("missing", 3),
+        grow("same", 2),
+        grow("fewer", 1),
+        grow("twice", 2),
+        grow("twice", 3),
+        grow("misassigned", 3).with_assignments(Some(vec![assignment(&[1])])),
+        grow("assigned", 3).with_assignments(Some(vec![assignment(&[1]), assignment(&[1])])),
+        grow("two", 3),
+    ]);
+    let response = client.call(&request, 3).await;
+    assert_eq!(
+        result_codes(&response),
+        [
+            ("missing", 3),
+            ("same", 37),
+            ("fewer", 37),
+            ("twice", 42),
+            ("twice", 42),
+            ("misassigned", 39),
+            ("assigned", 0),
+            ("two", 0),
+        ]
+    );
+    assert!(response.results[..6]
+        .iter()
+        .all(|r| r.error_message.as_ref().is_some_and(|m| !m.is_empty())));
+    let counts: Vec<Option<i32>> = ["missing", "same", "fewer", "twice", "misassigned"]
+        .iter()
+        .map(|t| broker.partition_count(t))
+        .collect();
+    assert_eq!(
+        counts,
+        [None, Some(2), Some(2), Some(1), Some(1)],
+        "a rejected entry changes nothing"
+    );
+    assert_eq!(broker.partition_count("assigned"), Some(3));
+    assert_eq!(broker.partition_count("two"), Some(3));
+    assert!(
+        !broker.topics().contains(&"missing".to_owned()),
+        "never auto-created"
+    );
+}
+
+#[tokio::test]
+async fn create_partitions_validate_only_changes_nothing() {
+    let broker = MockBroker::builder()
+        .topic("orders", 2)
+        .start()
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(&broker).await;
+    let request =
+        grow_request(vec![grow("orders", 6), grow("orders-too", 1)]).with_validate_only(true);
+    let response = client.call(&request, 2).await;
+    assert_eq!(
+        result_codes(&response),
+        [("orders", 0), ("orders-too", 3)],
+        "validation still runs"
+    );
+    assert_eq!(broker.partition_count("orders"), Some(2));
+    let metadata = client.call(&metadata_for(&["orders"]), 12).await;
+    assert_eq!(metadata.topics[0].partitions.len(), 2);
 }
 
 #[tokio::test]

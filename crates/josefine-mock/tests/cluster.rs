@@ -5,8 +5,8 @@ mod common;
 
 use std::io;
 
-use common::records::batch;
-use common::requests::{fetch, produce};
+use common::records::{self, batch};
+use common::requests::{fetch, list_offsets, produce};
 use common::{metadata_all, metadata_for, RawClient};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, MockCluster};
 use tokio::net::TcpStream;
@@ -161,6 +161,64 @@ async fn a_lone_broker_stops_and_restarts_too() {
         .await;
     let p = &response.responses[0].partitions[0];
     assert_eq!(p.high_watermark, 1, "the log survives a restart");
+}
+
+#[tokio::test]
+async fn added_partitions_are_led_around_the_cluster_and_listed_everywhere() {
+    let cluster = three_brokers().await;
+    let id = cluster.topic_id("t");
+    assert!(!cluster.add_partitions("t", 3), "not an increase");
+    assert!(!cluster.add_partitions("nope", 4), "no such topic");
+    assert!(cluster.add_partitions("t", 5));
+    assert_eq!(cluster.partition_count("t"), Some(5));
+    assert_eq!(cluster.topic_id("t"), id);
+    for node in 1..=3 {
+        let mut client = RawClient::connect_to(&cluster, node).await;
+        let metadata = client.call(&metadata_for(&["t"]), 12).await;
+        let topic = &metadata.topics[0];
+        assert_eq!(Some(topic.topic_id), id, "broker {node}");
+        let leaders: Vec<(i32, i32, i32)> = topic
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch))
+            .collect();
+        assert_eq!(
+            leaders,
+            [(0, 1, 0), (1, 2, 0), (2, 3, 0), (3, 1, 0), (4, 2, 0)],
+            "broker {node}: the new partitions continue the round"
+        );
+        assert_eq!(topic.partitions[4].replica_nodes.len(), 3);
+        assert_eq!(topic.partitions[4].isr_nodes.len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn an_added_partition_takes_produce_and_serves_fetch_at_its_leader() {
+    let cluster = three_brokers().await;
+    assert!(cluster.add_partitions("t", 5));
+    let id = cluster.topic_id("t").unwrap();
+    let mut leader = RawClient::connect_to(&cluster, 2).await;
+    let mut other = RawClient::connect_to(&cluster, 1).await;
+    let sent = batch(&["new", "partition"]);
+    let request = produce("t", Uuid::nil(), 4, sent.clone(), 9);
+    assert_eq!(produce_code(&other.call(&request, 9).await), 6);
+    assert_eq!(produce_code(&leader.call(&request, 9).await), 0);
+    let by_id = produce("t", id, 4, batch(&["by id"]), 13);
+    assert_eq!(produce_code(&leader.call(&by_id, 13).await), 0);
+    assert_eq!(cluster.log_end_offset("t", 4), 3);
+
+    for version in [12, 13] {
+        let request = fetch(&[("t", id, 4, 0, 1 << 20)], version);
+        let response = leader.call(&request, version).await;
+        let p = &response.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, 3), "v{version}");
+        let (batches, _) = records::split(p.records.as_deref().unwrap_or_default());
+        assert_eq!(batches.len(), 2, "v{version}");
+        assert_eq!(records::payload(&batches[0]), records::payload(&sent));
+        assert_eq!(records::base_offset(&batches[1]), 2);
+    }
+    let latest = leader.call(&list_offsets("t", 4, -1), 7).await;
+    assert_eq!(latest.topics[0].partitions[0].offset, 3);
 }
 
 #[tokio::test]

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use common::{metadata_all, metadata_for, topic_name, RawClient, CLIENT_ID};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, RequestInfo, ResponseError};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+};
 
 async fn broker_with_orders() -> MockBroker {
     MockBroker::builder()
@@ -49,6 +52,7 @@ async fn error_action_on_topic_admin_apis_sets_every_topic() {
     let broker = broker_with_orders().await;
     broker.intercept(Intercept::api(ApiKey::CreateTopics), Action::Error(41));
     broker.intercept(Intercept::api(ApiKey::DeleteTopics), Action::Error(41));
+    broker.intercept(Intercept::api(ApiKey::CreatePartitions), Action::Error(41));
     let mut client = RawClient::connect(&broker).await;
 
     let create = CreateTopicsRequest::default().with_topics(vec![
@@ -62,6 +66,19 @@ async fn error_action_on_topic_admin_apis_sets_every_topic() {
     let response = client.call(&create, 7).await;
     assert!(response.topics.iter().all(|t| t.error_code == 41));
     assert_eq!(response.topics.len(), 2);
+
+    let grow = CreatePartitionsRequest::default().with_topics(vec![
+        CreatePartitionsTopic::default()
+            .with_name(topic_name("orders"))
+            .with_count(4),
+        CreatePartitionsTopic::default()
+            .with_name(topic_name("b"))
+            .with_count(2),
+    ]);
+    let response = client.call(&grow, 3).await;
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [41, 41]);
+    assert_eq!(broker.partition_count("orders"), Some(2));
 
     let delete = DeleteTopicsRequest::default().with_topic_names(vec![topic_name("orders")]);
     let response = client.call(&delete, 4).await;

@@ -5,7 +5,8 @@
 //! ILLEGAL_GENERATION or answered slowly, a fenced static member, a subscribed
 //! topic appearing, a coordinator loading its groups, Tansu's join quirks,
 //! committed offsets that cannot be read for a while, a close while the
-//! coordinator is being looked up, and a handler slow to give its claims back.
+//! coordinator is being looked up, a handler slow to give its claims back,
+//! and a subscribed topic gaining partitions.
 //!
 //! Every test checks at-least-once delivery: each record appended (straight into
 //! the mock's log, one `BatchBuilder` batch per ten records) is processed by some
@@ -776,10 +777,10 @@ async fn a_fenced_static_member_fails_and_its_replacement_continues() {
 
 // ---- 5. the subscription grows ----
 
-/// A subscribed topic that does not exist yet appears (the mock cannot add
-/// partitions to a topic, so this is the partition-count change it can make):
-/// the partition check notices, the group rebalances, and the new partitions
-/// are consumed and committed.
+/// A subscribed topic that does not exist yet appears (a partition count going
+/// from none to some; a topic gaining partitions is
+/// `a_partition_count_increase_rebalances`): the partition check notices, the
+/// group rebalances, and the new partitions are consumed and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribed_topic_that_appears_is_consumed() {
     const LATER: &str = "later";
@@ -1172,4 +1173,66 @@ async fn a_slow_revoke_within_the_rebalance_timeout_keeps_the_membership() {
     close_all(vec![member]).await;
     assert_processed_once(&log, TOPIC, PARTITIONS);
     assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+// ---- 9. a topic gains partitions ----
+
+/// A subscribed topic grows from two partitions to four, as an admin's
+/// CreatePartitions would grow it, while two members consume it: the partition
+/// check (every 100 ms here) sees the new count, the group rebalances into a
+/// later generation whose claims cover all four partitions, and the records
+/// written into the new partitions are consumed and committed like the old
+/// ones'. Without that rebalance the new partitions would be nobody's claim and
+/// the wait for them would time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_count_increase_rebalances() {
+    const GROWING: &str = "growing";
+    const CHECK: Duration = Duration::from_millis(100);
+    let cluster = cluster().await;
+    assert!(cluster.create_topic(GROWING, 2));
+    append(&cluster, GROWING, 0..2, 0..FIRST);
+    let group = "growing";
+    let log = new_log();
+    // As `pair` does, with the short partition check on each member.
+    cluster.set_group_initial_rebalance_delay(Duration::from_millis(300));
+    let mut members = Vec::new();
+    for index in 0..2 {
+        members.push(
+            start(&cluster, group, index, &log, &[GROWING], |b| {
+                b.partition_check_interval(CHECK)
+            })
+            .await,
+        );
+    }
+    wait_for(
+        &log,
+        "the members to share and consume two partitions",
+        |l| l.settled(&[0, 1], &[(GROWING, 2)]).is_some() && l.covered(GROWING, 2, 0..FIRST, 1),
+    )
+    .await;
+    let before = log.lock().unwrap().settled(&[0, 1], &[(GROWING, 2)]);
+    let before = before.expect("settled a moment ago");
+
+    assert!(cluster.add_partitions(GROWING, 4));
+    // The new partitions get as many records as the old ones end up with, so
+    // one offset range covers the whole topic.
+    append(&cluster, GROWING, 2..4, 0..2 * FIRST);
+    append(&cluster, GROWING, 0..2, FIRST..2 * FIRST);
+    wait_for(
+        &log,
+        "a rebalance claiming all four partitions, and every record",
+        |l| {
+            l.settled(&[0, 1], &[(GROWING, 4)])
+                .is_some_and(|g| g > before)
+                && l.covered(GROWING, 4, 0..2 * FIRST, 1)
+        },
+    )
+    .await;
+    assert!(
+        cluster.group_generation(group) > Some(before),
+        "the coordinator saw the rebalance too"
+    );
+    close_all(members).await;
+    assert_processed_once(&log, GROWING, 4);
+    assert_committed(&cluster, group, GROWING, 4, 2 * FIRST);
 }

@@ -15,6 +15,7 @@
 //! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
 
 pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_topics;
@@ -38,11 +39,11 @@ use std::panic::{self, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
@@ -58,7 +59,7 @@ pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
 /// the kafka-protocol crate can decode and encode.
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 18] = [
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 19] = [
     (ApiKey::Produce, ProduceRequest::VERSIONS),
     (ApiKey::Fetch, FetchRequest::VERSIONS),
     (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
@@ -77,6 +78,7 @@ pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 18] = [
     (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
     (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
     (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
+    (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -170,6 +172,9 @@ pub(crate) async fn serve(
         }
         Ok(ApiKey::DeleteTopics) => {
             serve_with::<delete_topics::DeleteTopics>(node, header, body, mode)
+        }
+        Ok(ApiKey::CreatePartitions) => {
+            serve_with::<create_partitions::CreatePartitions>(node, header, body, mode)
         }
         Ok(ApiKey::InitProducerId) => {
             serve_with::<init_producer_id::InitProducerId>(node, header, body, mode)
