@@ -67,6 +67,7 @@ impl KafkaCode {
     pub const ILLEGAL_GENERATION: Self = Self(22);
     pub const UNKNOWN_MEMBER_ID: Self = Self(25);
     pub const REBALANCE_IN_PROGRESS: Self = Self(27);
+    pub const GROUP_AUTHORIZATION_FAILED: Self = Self(30);
     pub const UNSUPPORTED_VERSION: Self = Self(35);
     pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
     pub const INVALID_PARTITIONS: Self = Self(37);

@@ -6,7 +6,9 @@
 //! topic appearing, a coordinator loading its groups, Tansu's join quirks,
 //! committed offsets that cannot be read for a while, a close while the
 //! coordinator is being looked up, a handler slow to give its claims back,
-//! and a subscribed topic gaining partitions.
+//! a subscribed topic gaining partitions, cooperative rebalancing (KIP-429), a
+//! handler stalled past `max.poll.interval.ms`, the stream API and the errors
+//! channel.
 //!
 //! Every test checks at-least-once delivery: each record appended (straight into
 //! the mock's log, one `BatchBuilder` batch per ten records) is processed by some
@@ -16,10 +18,8 @@
 //! coordinator move).
 //!
 //! Timings are short: 1.5 s sessions, 100 ms heartbeats and auto-commits, 200 ms
-//! partition checks. What sets the pace is the group's own consumer: it
-//! long-polls for 500 ms (`fetch.max.wait`, which `ConsumerGroupBuilder` does not
-//! expose) on the connection the group's requests share, so a heartbeat, a
-//! commit or a claim's ListOffsets can wait that long. Every wait is bounded by
+//! partition checks, 100 ms fetch long-polls (group requests have a connection of
+//! their own, so they never wait behind one). Every wait is bounded by
 //! `tokio::time::timeout` so a bug fails a test instead of hanging it, a wait
 //! gives up at once when a member's `consume` fails, and a failed wait prints
 //! what the members did.
@@ -27,11 +27,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use josefine::group::ConsumerGroupBuilder;
+use josefine::group::{AssignorKind, ConsumerGroupBuilder};
 use josefine::protocol::records::BatchBuilder;
 use josefine::{
     Claim, Client, ConsumerGroup, GroupHandler, KafkaCode, OffsetReset, Session, TopicPartition,
@@ -128,11 +128,21 @@ struct SessionSeen {
     ended: bool,
 }
 
+/// One claim as a member's handler saw it: under the cooperative protocol claims
+/// come and go within a session.
+#[derive(Debug, Clone)]
+struct ClaimSeen {
+    member: usize,
+    tp: TopicPartition,
+    ended: bool,
+}
+
 #[derive(Debug, Default)]
 struct Log {
     /// Every processed offset per partition, duplicates kept.
     processed: HashMap<(String, i32), Vec<i64>>,
     sessions: Vec<SessionSeen>,
+    claims: Vec<ClaimSeen>,
     errors: Vec<String>,
     /// Members whose `consume` returned an error, and the error.
     stopped: Vec<(usize, String)>,
@@ -196,9 +206,44 @@ impl Log {
         }
     }
 
+    /// The claims whose handler runs now, by member; `Some` only if they are
+    /// disjoint and cover the `partitions` of `topic`, and every member of
+    /// `members` has some.
+    fn running_claims(
+        &self,
+        members: &[usize],
+        topic: &str,
+        partitions: i32,
+    ) -> Option<HashMap<usize, BTreeSet<i32>>> {
+        let mut by_member: HashMap<usize, BTreeSet<i32>> = HashMap::new();
+        let mut all = Vec::new();
+        for c in self
+            .claims
+            .iter()
+            .filter(|c| !c.ended && &*c.tp.topic == topic)
+        {
+            by_member
+                .entry(c.member)
+                .or_default()
+                .insert(c.tp.partition);
+            all.push(c.tp.partition);
+        }
+        all.sort();
+        let complete = all == (0..partitions).collect::<Vec<_>>()
+            && members.iter().all(|m| by_member.contains_key(m))
+            && by_member.keys().all(|m| members.contains(m));
+        complete.then_some(by_member)
+    }
+
     /// What the members did, for a failed wait's message.
     fn summary(&self) -> String {
         let mut out = String::new();
+        for c in &self.claims {
+            out.push_str(&format!(
+                "\n  member {} claim {} ended {}",
+                c.member, c.tp, c.ended
+            ));
+        }
         for s in &self.sessions {
             let mut claims: Vec<String> = s
                 .claims
@@ -255,6 +300,8 @@ struct Recorder {
     /// How long a claim takes to return once its session ends, in ms: a handler
     /// finishing the work in hand before it gives the partition back.
     linger_ms: Arc<AtomicU64>,
+    /// While set, the handler holds the record it just got (a stuck handler).
+    stall: Arc<AtomicBool>,
 }
 
 impl GroupHandler for Recorder {
@@ -272,39 +319,22 @@ impl GroupHandler for Recorder {
 
     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
         let tp = TopicPartition::new(claim.topic(), claim.partition());
-        {
+        let claim_index = {
             let mut log = self.log.lock().unwrap();
             let member = self.member;
             if let Some(s) = log.sessions.iter_mut().rev().find(|s| s.member == member) {
                 s.starts.insert(tp.clone(), claim.initial_offset());
             }
-        }
-        while let Some(record) = claim.next().await {
-            let record = match record {
-                Ok(record) => record,
-                Err(err) => {
-                    self.log
-                        .lock()
-                        .unwrap()
-                        .errors
-                        .push(format!("member {} {tp}: {err}", self.member));
-                    return Err(err);
-                }
-            };
-            self.log
-                .lock()
-                .unwrap()
-                .processed
-                .entry((record.topic().to_string(), record.partition()))
-                .or_default()
-                .push(record.offset());
-            session.mark(&record);
-        }
-        let linger = self.linger_ms.load(Ordering::Acquire);
-        if linger > 0 {
-            tokio::time::sleep(Duration::from_millis(linger)).await;
-        }
-        Ok(())
+            log.claims.push(ClaimSeen {
+                member,
+                tp: tp.clone(),
+                ended: false,
+            });
+            log.claims.len() - 1
+        };
+        let result = self.process(session, &mut claim, &tp).await;
+        self.log.lock().unwrap().claims[claim_index].ended = true;
+        result
     }
 
     async fn cleanup(&self, session: &Session) -> josefine::Result<()> {
@@ -322,12 +352,52 @@ impl GroupHandler for Recorder {
     }
 }
 
+impl Recorder {
+    async fn process(
+        &self,
+        session: &Session,
+        claim: &mut Claim,
+        tp: &TopicPartition,
+    ) -> josefine::Result<()> {
+        while let Some(record) = claim.next().await {
+            let record = match record {
+                Ok(record) => record,
+                Err(err) => {
+                    self.log
+                        .lock()
+                        .unwrap()
+                        .errors
+                        .push(format!("member {} {tp}: {err}", self.member));
+                    return Err(err);
+                }
+            };
+            while self.stall.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .processed
+                .entry((record.topic().to_string(), record.partition()))
+                .or_default()
+                .push(record.offset());
+            session.mark(&record);
+        }
+        let linger = self.linger_ms.load(Ordering::Acquire);
+        if linger > 0 {
+            tokio::time::sleep(Duration::from_millis(linger)).await;
+        }
+        Ok(())
+    }
+}
+
 // ---- members ----
 
 struct Member {
     group: ConsumerGroup,
     task: JoinHandle<josefine::Result<()>>,
     linger_ms: Arc<AtomicU64>,
+    stall: Arc<AtomicBool>,
 }
 
 /// A client whose requests carry `client_id`, so intercepts can single it out.
@@ -353,6 +423,7 @@ fn settings(client: Client, group: &str) -> ConsumerGroupBuilder {
         .auto_commit_interval(Duration::from_millis(100))
         .partition_check_interval(Duration::from_millis(200))
         .auto_offset_reset(OffsetReset::Earliest)
+        .consumer(|c| c.fetch_max_wait(Duration::from_millis(100)))
 }
 
 /// Starts member `index` (client id `m{index}`) consuming `topics`.
@@ -367,10 +438,12 @@ async fn start(
     let client = client(cluster, &format!("m{index}")).await;
     let group = configure(settings(client, group)).build().unwrap();
     let linger_ms = Arc::new(AtomicU64::new(0));
+    let stall = Arc::new(AtomicBool::new(false));
     let handler = Recorder {
         member: index,
         log: log.clone(),
         linger_ms: linger_ms.clone(),
+        stall: stall.clone(),
     };
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     let runner = group.clone();
@@ -392,6 +465,7 @@ async fn start(
         group,
         task,
         linger_ms,
+        stall,
     }
 }
 
@@ -1235,4 +1309,351 @@ async fn a_partition_count_increase_rebalances() {
     close_all(members).await;
     assert_processed_once(&log, GROWING, 4);
     assert_committed(&cluster, group, GROWING, 4, 2 * FIRST);
+}
+
+// ---- 10. cooperative rebalancing (KIP-429) ----
+
+fn cooperative(b: ConsumerGroupBuilder) -> ConsumerGroupBuilder {
+    b.assignor(AssignorKind::CooperativeSticky)
+}
+
+/// Waits until `members` run disjoint claims covering the topic and every record
+/// below `end` was processed; returns who runs which partitions.
+async fn settle_claims(log: &Shared, members: &[usize], end: i64) -> HashMap<usize, BTreeSet<i32>> {
+    wait_for(
+        log,
+        &format!("members {members:?} to run claims covering the topic and process every record below {end}"),
+        |l| {
+            l.running_claims(members, TOPIC, PARTITIONS).is_some()
+                && l.covered(TOPIC, PARTITIONS, 0..end, 1)
+        },
+    )
+    .await;
+    log.lock()
+        .unwrap()
+        .running_claims(members, TOPIC, PARTITIONS)
+        .expect("settled a moment ago")
+}
+
+/// The claims of `member` that ended so far.
+fn ended_claims(log: &Shared, member: usize) -> usize {
+    log.lock()
+        .unwrap()
+        .claims
+        .iter()
+        .filter(|c| c.member == member && c.ended)
+        .count()
+}
+
+/// A third member joins a cooperative group of two: only the two partitions it
+/// takes stop (their owners commit them first, then the follow-up rebalance
+/// hands them over); the other four claims never end, no session ends, and no
+/// record is processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_join_stops_only_the_partitions_that_move() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "coop-join";
+    let log = new_log();
+    cluster.set_group_initial_rebalance_delay(Duration::from_millis(300));
+    let mut members = vec![
+        start(&cluster, group, 0, &log, &[TOPIC], cooperative).await,
+        start(&cluster, group, 1, &log, &[TOPIC], cooperative).await,
+    ];
+    let before = settle_claims(&log, &[0, 1], FIRST).await;
+    assert_eq!(
+        before.values().map(BTreeSet::len).collect::<Vec<_>>(),
+        [3, 3]
+    );
+    let generation = cluster.group_generation(group).unwrap();
+
+    members.push(start(&cluster, group, 2, &log, &[TOPIC], cooperative).await);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    let after = settle_claims(&log, &[0, 1, 2], FIRST + 10).await;
+    assert!(after.values().all(|c| c.len() == 2), "{after:?}");
+    for m in [0, 1] {
+        assert!(
+            after[&m].is_subset(&before[&m]),
+            "member {m} kept what it did not give up: {before:?} -> {after:?}"
+        );
+        assert_eq!(
+            ended_claims(&log, m),
+            1,
+            "member {m} stopped exactly the one claim that moved:{}",
+            log.lock().unwrap().summary()
+        );
+    }
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(
+            log.sessions.len(),
+            3,
+            "one session per member, never restarted:{}",
+            log.summary()
+        );
+        assert!(log.sessions.iter().all(|s| !s.ended));
+    }
+    assert!(
+        cluster.group_generation(group).unwrap() >= generation + 2,
+        "a rebalance that revokes, then the follow-up that assigns"
+    );
+    close_all(members).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+/// A member of a cooperative group of three leaves: the other two keep every
+/// claim they had and take over the leaver's, which it committed on close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_leave_hands_over_only_the_leavers_partitions() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "coop-leave";
+    let log = new_log();
+    cluster.set_group_initial_rebalance_delay(Duration::from_millis(500));
+    let mut members = Vec::new();
+    for i in 0..3 {
+        members.push(start(&cluster, group, i, &log, &[TOPIC], cooperative).await);
+    }
+    let before = settle_claims(&log, &[0, 1, 2], FIRST).await;
+    let ended_before: Vec<usize> = (0..2).map(|m| ended_claims(&log, m)).collect();
+
+    let leaver = members.pop().unwrap();
+    leaver.group.close().await;
+    within("the leaver's consume to return", leaver.task)
+        .await
+        .unwrap()
+        .unwrap();
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    let after = settle_claims(&log, &[0, 1], FIRST + 10).await;
+    for m in [0, 1] {
+        assert!(
+            before[&m].is_subset(&after[&m]),
+            "member {m} kept its claims: {before:?} -> {after:?}"
+        );
+        assert_eq!(
+            ended_claims(&log, m),
+            ended_before[m],
+            "member {m} stopped nothing"
+        );
+    }
+    close_all(members).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+/// A cooperative member whose heartbeat says UNKNOWN_MEMBER_ID has lost its
+/// partitions: the session ends without a commit and a new one starts; nothing
+/// is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_member_that_loses_its_membership_starts_over() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "coop-lost";
+    let log = new_log();
+    let members = vec![start(&cluster, group, 0, &log, &[TOPIC], cooperative).await];
+    settle_claims(&log, &[0], FIRST).await;
+    let member_id = log.lock().unwrap().sessions[0].member_id.clone();
+    assert!(cluster.kick_member(group, &member_id));
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    wait_for(
+        &log,
+        "a second session after the membership was lost",
+        |l| {
+            l.sessions.len() == 2
+                && l.sessions[0].ended
+                && l.covered(TOPIC, PARTITIONS, 0..FIRST + 10, 1)
+        },
+    )
+    .await;
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, FIRST + 10);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+// ---- 11. a handler stalled past max.poll.interval.ms ----
+
+/// Member 0's handler holds a record for longer than its `max.poll.interval.ms`
+/// (1 s): the member reports it on `errors()`, leaves the group (LeaveGroup),
+/// and member 1 takes every partition and processes what member 0 held. When
+/// the handler lets go, member 0 rejoins as a new member and the two share the
+/// partitions again. The held records were never committed by member 0, so
+/// nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handler_makes_its_member_leave_and_rejoin_later() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "stall";
+    let log = new_log();
+    cluster.set_group_initial_rebalance_delay(Duration::from_millis(300));
+    let members = vec![
+        start(&cluster, group, 0, &log, &[TOPIC], |b| {
+            b.rebalance_timeout(Duration::from_secs(1))
+        })
+        .await,
+        start(&cluster, group, 1, &log, &[TOPIC], |b| b).await,
+    ];
+    let mut errors = members[0].group.errors();
+    settle(&log, &[0, 1], FIRST).await;
+    let first_id = log.lock().unwrap().latest(0).unwrap().member_id.clone();
+    let leaves = requests(&cluster, ApiKey::LeaveGroup);
+
+    members[0].stall.store(true, Ordering::Release);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    let err = within("the stall report", errors.recv()).await.unwrap();
+    assert_eq!(err.kind(), &josefine::ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("max.poll.interval.ms"), "{err}");
+    wait_for(&log, "member 1 alone to process every record", |l| {
+        l.latest(1)
+            .is_some_and(|s| s.claims.len() == PARTITIONS as usize && !s.ended)
+            && l.covered(TOPIC, PARTITIONS, 0..FIRST + 10, 1)
+    })
+    .await;
+    assert_eq!(
+        requests(&cluster, ApiKey::LeaveGroup),
+        leaves + 1,
+        "the stalled member left"
+    );
+
+    members[0].stall.store(false, Ordering::Release);
+    settle(&log, &[0, 1], FIRST + 10).await;
+    let second_id = log.lock().unwrap().latest(0).unwrap().member_id.clone();
+    assert_ne!(first_id, second_id, "rejoined as a new member");
+    close_all(members).await;
+    assert_processed(&log, TOPIC, PARTITIONS, FIRST + 10);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+// ---- 12. the stream API and the errors channel ----
+
+/// Two members read the group as streams, marking every record; the second one
+/// joins while the first is reading (an eager rebalance). Every record reaches
+/// one of them, and closing commits everything that was marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_share_the_records_and_commit_what_was_marked() {
+    use futures::StreamExt;
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "streams";
+    let log = new_log();
+    let mut readers = Vec::new();
+    let mut groups = Vec::new();
+    for i in 0..2 {
+        let client = client(&cluster, &format!("s{i}")).await;
+        let member = settings(client, group).build().unwrap();
+        let mut stream = member.stream(&[TOPIC]).unwrap();
+        groups.push(member);
+        let seen = log.clone();
+        readers.push(tokio::spawn(async move {
+            let mut count = 0u64;
+            while let Some(record) = stream.next().await {
+                let record = record.expect("no record errors here");
+                seen.lock()
+                    .unwrap()
+                    .processed
+                    .entry((record.topic().to_string(), record.partition()))
+                    .or_default()
+                    .push(record.offset());
+                record.mark();
+                count += 1;
+                if count == 20 {
+                    // Some records in, the other reader joins.
+                    tokio::task::yield_now().await;
+                }
+            }
+            stream
+        }));
+        if i == 0 {
+            wait_for(&log, "the first stream's records", |l| {
+                l.covered(TOPIC, PARTITIONS, 0..5, 1)
+            })
+            .await;
+        }
+    }
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 10);
+    wait_for(&log, "every record through the streams", |l| {
+        l.covered(TOPIC, PARTITIONS, 0..FIRST + 10, 1)
+    })
+    .await;
+    // Everything read was marked; give auto-commit a moment to see every mark,
+    // then close (which commits again) through the group handles.
+    for g in &groups {
+        g.close().await;
+    }
+    for r in readers {
+        let stream = within("a stream to end after close", r).await.unwrap();
+        within("the stream's close", stream.close()).await.unwrap();
+    }
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+/// With auto-commit off, `Session::commit` commits at once; a failing commit is
+/// an `Err` for the caller and also reaches `errors()` when auto-commit fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_commits_and_commit_errors_reach_the_user() {
+    use futures::StreamExt;
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..1, 0..FIRST);
+    let group = "manual";
+    let client = client(&cluster, "manual").await;
+    let member = settings(client, group).auto_commit(false).build().unwrap();
+    let mut stream = member.stream(&[TOPIC]).unwrap();
+    let mut errors = member.errors();
+    let first = within("a record", stream.next()).await.unwrap().unwrap();
+    first.mark();
+    assert_eq!(
+        cluster.committed(group, TOPIC, first.partition()),
+        None,
+        "no auto-commit"
+    );
+    first.session().commit().await.unwrap();
+    assert_eq!(
+        cluster.committed(group, TOPIC, first.partition()),
+        Some(first.offset() + 1)
+    );
+
+    // The coordinator refuses the next commit: the caller gets the error, and the
+    // mark stays for the next try.
+    let refusal = cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::OffsetCommit).once(),
+        Action::error(ResponseError::GroupAuthorizationFailed),
+    );
+    let second = within("a record", stream.next()).await.unwrap().unwrap();
+    second.mark();
+    let err = second.session().commit().await.unwrap_err();
+    assert_eq!(err.code(), Some(KafkaCode::GROUP_AUTHORIZATION_FAILED));
+    assert_eq!(refusal.hits(), 1);
+    second.session().commit().await.unwrap();
+    assert_eq!(
+        cluster.committed(group, TOPIC, second.partition()),
+        Some(second.offset() + 1)
+    );
+
+    // With auto-commit on, the same refusal comes through errors().
+    drop(stream);
+    member.close().await;
+    let client = self::client(&cluster, "auto").await;
+    let member = settings(client, group).build().unwrap();
+    let mut errors_auto = member.errors();
+    cluster.broker(cluster.group_coordinator(group)).intercept(
+        Intercept::api(ApiKey::OffsetCommit).once(),
+        Action::error(ResponseError::GroupAuthorizationFailed),
+    );
+    let mut stream = member.stream(&[TOPIC]).unwrap();
+    let record = within("a record", stream.next()).await.unwrap().unwrap();
+    record.mark();
+    let err = within("the auto-commit failure", errors_auto.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        err.code(),
+        Some(KafkaCode::GROUP_AUTHORIZATION_FAILED),
+        "{err}"
+    );
+    assert!(
+        errors.try_recv().is_none(),
+        "the first member's errors are its own"
+    );
+    within("close", stream.close()).await.unwrap();
+    assert!(cluster.committed(group, TOPIC, 0).unwrap() >= record.offset() + 1);
 }

@@ -66,7 +66,8 @@ pub(super) async fn coordinator(
         match found.await {
             Ok((id, addr)) => {
                 let mut state = client.state();
-                let broker = Client::coordinator_link(&mut state, &client.inner.broker_config, id, addr);
+                let broker =
+                    Client::coordinator_link(&mut state, &client.inner.broker_config, id, addr);
                 state.coordinators.insert(cache_key, id);
                 tracing::debug!(group = key, coordinator = %broker, "found coordinator");
                 return Ok(broker);

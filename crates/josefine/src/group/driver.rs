@@ -146,7 +146,10 @@ impl Driver {
                 match self.assign(protocol.as_deref(), &members).await {
                     Ok(plan) => m.assigned(plan, now()),
                     Err(err) => {
-                        self.errors.report("assignment failed; members get nothing this generation", err);
+                        self.errors.report(
+                            "assignment failed; members get nothing this generation",
+                            err,
+                        );
                         m.assigned(Vec::new(), now())
                     }
                 }

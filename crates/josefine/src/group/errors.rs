@@ -58,7 +58,10 @@ impl GroupErrors {
             match self.receiver.recv().await {
                 Ok(err) => return Some(err),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "group error reader fell behind; oldest errors skipped");
+                    tracing::warn!(
+                        missed,
+                        "group error reader fell behind; oldest errors skipped"
+                    );
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -176,13 +176,16 @@ pub(crate) async fn commit(
         BTreeMap::new();
     for pending in offsets {
         let metadata = pending.metadata.as_deref().unwrap_or("");
-        topics.entry(pending.partition.topic.clone()).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(pending.partition.partition)
-                .with_committed_offset(pending.offset)
-                .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(name(metadata))),
-        );
+        topics
+            .entry(pending.partition.topic.clone())
+            .or_default()
+            .push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(pending.partition.partition)
+                    .with_committed_offset(pending.offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(Some(name(metadata))),
+            );
     }
     let request = OffsetCommitRequest::default()
         .with_group_id(GroupId(name(&who.group)))

@@ -330,8 +330,7 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
         }
         let mut failures = 0;
         loop {
-            let err = match fetch_committed(self.client, &self.config.group_id, partitions).await
-            {
+            let err = match fetch_committed(self.client, &self.config.group_id, partitions).await {
                 Ok(offsets) => return Ok(offsets),
                 Err(err) if err.is_retriable() => err,
                 Err(err) => return Err(Some(Err(err))),

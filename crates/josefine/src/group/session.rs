@@ -222,13 +222,19 @@ impl Session {
     fn read_claims(
         &self,
     ) -> std::sync::RwLockReadGuard<'_, BTreeMap<TopicPartition, Arc<ClaimState>>> {
-        self.inner.claims.read().expect("claims lock never poisoned")
+        self.inner
+            .claims
+            .read()
+            .expect("claims lock never poisoned")
     }
 
     fn write_claims(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TopicPartition, Arc<ClaimState>>> {
-        self.inner.claims.write().expect("claims lock never poisoned")
+        self.inner
+            .claims
+            .write()
+            .expect("claims lock never poisoned")
     }
 
     fn slot(&self, topic: &str, partition: i32) -> Option<Arc<ClaimState>> {
@@ -340,7 +346,11 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn new(reader: PartitionConsumer, state: Arc<ClaimState>, initial_offset: i64) -> Self {
+    pub(crate) fn new(
+        reader: PartitionConsumer,
+        state: Arc<ClaimState>,
+        initial_offset: i64,
+    ) -> Self {
         Self {
             reader,
             state,
@@ -466,7 +476,10 @@ mod tests {
         assert_eq!(s.claims(), vec![tp(0)]);
         assert!(s.dirty_offsets().is_empty());
         s.mark_next("t", 1, 9);
-        assert!(s.dirty_offsets().is_empty(), "a revoked partition's mark is ignored");
+        assert!(
+            s.dirty_offsets().is_empty(),
+            "a revoked partition's mark is ignored"
+        );
     }
 
     #[tokio::test]
@@ -476,7 +489,11 @@ mod tests {
         s.set_rebalancing(true);
         let err = s.commit().await.unwrap_err();
         assert_eq!(err.code(), Some(KafkaCode::REBALANCE_IN_PROGRESS));
-        assert_eq!(s.dirty_offsets().len(), 1, "the mark waits for the next commit");
+        assert_eq!(
+            s.dirty_offsets().len(),
+            1,
+            "the mark waits for the next commit"
+        );
     }
 
     #[tokio::test]
