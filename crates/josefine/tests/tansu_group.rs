@@ -382,6 +382,7 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
                 &[&topic],
                 Tracker {
                     inner: Recorder { member: 0, seen },
+                    running: Mutex::new(BTreeSet::new()),
                     history,
                 },
             )
@@ -413,16 +414,29 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
     ours.close().await;
     ours_task.await.unwrap().unwrap();
 
+    // librdkafka's assignment as it changed: added and revoked partitions.
+    let mut theirs = BTreeSet::new();
     let mut theirs_last: Vec<i32> = Vec::new();
     let mut theirs_records = 0;
+    let list = |rest: &str| -> Vec<i32> {
+        rest.trim_end_matches("]}")
+            .split(", ")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect()
+    };
     for line in output.lines() {
-        if let Some(list) = line.strip_prefix(r#"{"assigned": ["#) {
-            theirs_last = list
-                .trim_end_matches("]}")
-                .split(", ")
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().unwrap())
-                .collect();
+        if let Some(rest) = line.strip_prefix(r#"{"assigned": ["#) {
+            theirs.extend(list(rest));
+            theirs_last = theirs.iter().copied().collect();
+        } else if let Some(rest) = line.strip_prefix(r#"{"revoked": ["#) {
+            for p in list(rest) {
+                theirs.remove(&p);
+            }
+            // The revocation on close leaves nothing; keep the last real share.
+            if !theirs.is_empty() {
+                theirs_last = theirs.iter().copied().collect();
+            }
         } else {
             // {"partition": p, "offset": o}
             let numbers: Vec<i64> = line
@@ -459,6 +473,16 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
         complement,
         "{assignor:?}: ours {history:?} vs librdkafka {theirs_last:?}"
     );
+    if assignor == josefine::AssignorKind::CooperativeSticky {
+        // Cooperative: our claims never all stopped between the first and the
+        // close; the eager protocol would stop every claim at each rebalance.
+        let first = history.iter().position(|h| !h.is_empty()).unwrap();
+        let last = history.iter().rposition(|h| !h.is_empty()).unwrap();
+        assert!(
+            history[first..=last].iter().all(|h| !h.is_empty()),
+            "a cooperative rebalance stopped every claim: {history:?}"
+        );
+    }
     let offsets = committed(&client, &group, &topic).await;
     for p in 0..PARTITIONS {
         assert_eq!(
@@ -469,22 +493,41 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
     }
 }
 
-/// A recorder that also keeps the partitions of every session.
+/// A recorder that also keeps every set of partitions it consumed at once: a
+/// snapshot after each claim starts or ends (eager sessions and cooperative
+/// increments alike).
 struct Tracker {
     inner: Recorder,
+    running: Mutex<BTreeSet<i32>>,
     history: Arc<Mutex<Vec<Vec<i32>>>>,
+}
+
+impl Tracker {
+    fn change(&self, partition: i32, running: bool) {
+        let mut set = self.running.lock().unwrap();
+        if running {
+            set.insert(partition);
+        } else {
+            set.remove(&partition);
+        }
+        self.history
+            .lock()
+            .unwrap()
+            .push(set.iter().copied().collect());
+    }
 }
 
 impl GroupHandler for Tracker {
     async fn setup(&self, session: &Session) -> josefine::Result<()> {
-        let mut partitions: Vec<i32> = session.claims().iter().map(|tp| tp.partition).collect();
-        partitions.sort();
-        self.history.lock().unwrap().push(partitions);
         self.inner.setup(session).await
     }
 
     async fn consume_claim(&self, session: &Session, claim: Claim) -> josefine::Result<()> {
-        self.inner.consume_claim(session, claim).await
+        let partition = claim.partition();
+        self.change(partition, true);
+        let result = self.inner.consume_claim(session, claim).await;
+        self.change(partition, false);
+        result
     }
 }
 
@@ -506,4 +549,73 @@ async fn mixed_group_roundrobin_librdkafka_leads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_group_roundrobin_josefine_leads() {
     mixed_group(josefine::AssignorKind::RoundRobin, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_cooperative_sticky_librdkafka_leads() {
+    mixed_group(josefine::AssignorKind::CooperativeSticky, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_group_cooperative_sticky_josefine_leads() {
+    mixed_group(josefine::AssignorKind::CooperativeSticky, false).await;
+}
+
+/// Two members read the group as streams under the cooperative protocol, the
+/// second joining while the first reads: every record reaches one of them and
+/// the commits end at the end of every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_streams_share_the_records_and_commit_them() {
+    use futures::StreamExt;
+    let addr = real_broker!();
+    let (client, topic, group) = filled_group_topic(&addr, "group-stream").await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let m = ConsumerGroup::builder(common::client(&addr).await, &group)
+            .session_timeout(Duration::from_secs(3))
+            .heartbeat_interval(Duration::from_millis(300))
+            .auto_commit_interval(Duration::from_millis(200))
+            .auto_offset_reset(OffsetReset::Earliest)
+            .assignor(josefine::AssignorKind::CooperativeSticky)
+            .build()
+            .unwrap();
+        let mut stream = m.stream(&[&topic]).unwrap();
+        let seen = seen.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(record) = stream.next().await {
+                let record = record.unwrap();
+                seen.lock()
+                    .unwrap()
+                    .offsets
+                    .entry(record.partition())
+                    .or_default()
+                    .insert(record.offset());
+                record.mark();
+            }
+            stream
+        });
+        members.push((m, reader));
+        // The second member joins while the first is reading.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !complete(&seen.lock().unwrap()) {
+        assert!(tokio::time::Instant::now() < deadline, "records missing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (m, _) in &members {
+        m.close().await;
+    }
+    for (_, reader) in members {
+        reader.await.unwrap().close().await.unwrap();
+    }
+    let offsets = committed(&client, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            offsets.get(&p),
+            Some(&PER_PARTITION),
+            "partition {p}: {offsets:?}"
+        );
+    }
 }

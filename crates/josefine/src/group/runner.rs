@@ -417,3 +417,69 @@ impl Watchdog {
         stalled
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    async fn session(partitions: &[i32]) -> Session {
+        let client = Client::builder()
+            .bootstrap(["127.0.0.1:1"])
+            .build()
+            .expect("a client that never connects");
+        let session = Session::new(
+            SessionOwner {
+                group: "g".into(),
+                member_id: "m".into(),
+                instance_id: None,
+                generation: 1,
+            },
+            client,
+        );
+        for &p in partitions {
+            session.add_claim(tp(p), 0);
+        }
+        session
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_keeps_a_record_past_the_limit_is_reported_once() {
+        let s = session(&[0, 1]).await;
+        let running: HashSet<TopicPartition> = [tp(0), tp(1)].into();
+        let mut dog = Watchdog::new(LIMIT);
+        let t0 = Instant::now();
+        assert_eq!(dog.check(&s, &running, t0), None, "first sight");
+        // Claim 1 makes progress (gets a record, processes it, asks again, gets one).
+        let states = s.claim_states();
+        states[1].1.bump_polls_for_test(4);
+        assert_eq!(dog.check(&s, &running, t0 + LIMIT / 2), None);
+        assert_eq!(dog.check(&s, &running, t0 + LIMIT), Some(tp(0)));
+        assert_eq!(
+            dog.check(&s, &running, t0 + LIMIT * 3),
+            None,
+            "reported once per session"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_finished_and_progressing_claims_never_stall() {
+        let s = session(&[0, 1, 2]).await;
+        let states = s.claim_states();
+        // Claim 0 waits for records (odd counter), claim 1's handler returned (not
+        // running), claim 2 makes progress between checks.
+        states[0].1.bump_polls_for_test(1);
+        let running: HashSet<TopicPartition> = [tp(0), tp(2)].into();
+        let mut dog = Watchdog::new(LIMIT);
+        let t0 = Instant::now();
+        for step in 0..5u32 {
+            assert_eq!(dog.check(&s, &running, t0 + LIMIT * step), None);
+            states[2].1.bump_polls_for_test(2);
+        }
+    }
+}

@@ -82,6 +82,13 @@ impl ClaimState {
         self.polls
             .store(self.polls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
+
+    #[cfg(test)]
+    pub(crate) fn bump_polls_for_test(&self, times: u64) {
+        for _ in 0..times {
+            self.bump_polls();
+        }
+    }
 }
 
 /// Marks a claim as waiting for records while alive.

@@ -71,13 +71,19 @@ def consume(args):
 
 
 def group(args):
-    """A group member: prints {"assigned": [...]} on every assignment and
+    """A group member: prints {"assigned": [...]} for partitions it gets and
+    {"revoked": [...]} for partitions it gives up or loses (with cooperative-sticky
+    these are the increments, with eager protocols the whole assignment), and
     {"partition": p, "offset": o} per record; exits after `--idle` seconds without a
-    record once it has had an assignment, or after `--max` seconds."""
+    record once it has had an assignment, or after `--max` seconds. confluent-kafka
+    applies each (incremental) assignment itself after the callback."""
     import time
 
     def on_assign(consumer, partitions):
         print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)
+
+    def on_revoke(consumer, partitions):
+        print(json.dumps({"revoked": sorted(p.partition for p in partitions)}), flush=True)
 
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
@@ -91,7 +97,7 @@ def group(args):
         "fetch.wait.max.ms": 100,
         "enable.partition.eof": False,
     })
-    consumer.subscribe([args.topic], on_assign=on_assign)
+    consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     started = time.time()
     last = None
     while time.time() - started < args.max:
