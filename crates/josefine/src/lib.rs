@@ -33,7 +33,10 @@ pub use consumer::{
     Consumer, ConsumerRecord, FetchedBatch, OffsetReset, PartitionConsumer, StartOffset,
 };
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
-pub use group::{AssignorKind, Claim, ConsumerGroup, GroupHandler, Session};
+pub use group::{
+    AssignorKind, Claim, ConsumerGroup, GroupErrors, GroupHandler, GroupRecord, GroupStream,
+    Session,
+};
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};
 pub use topic_partition::TopicPartition;

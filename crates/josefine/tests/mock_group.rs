@@ -1657,3 +1657,32 @@ async fn manual_commits_and_commit_errors_reach_the_user() {
     within("close", stream.close()).await.unwrap();
     assert!(cluster.committed(group, TOPIC, 0).unwrap() > record.offset());
 }
+
+/// Dropping a stream leaves the group (LeaveGroup), with its marks committed:
+/// no member lingers until the session timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_stream_leaves_the_group() {
+    use futures::StreamExt;
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..1, 0..FIRST);
+    let group = "dropped";
+    let member = settings(client(&cluster, "dropped").await, group)
+        .build()
+        .unwrap();
+    let mut stream = member.stream(&[TOPIC]).unwrap();
+    let record = within("a record", stream.next()).await.unwrap().unwrap();
+    record.mark();
+    assert_eq!(cluster.group_members(group).len(), 1);
+    drop(stream);
+    within("the member to leave", async {
+        while !cluster.group_members(group).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(requests(&cluster, ApiKey::LeaveGroup), 1);
+    assert!(
+        cluster.committed(group, TOPIC, record.partition()) > Some(record.offset()),
+        "the final commit carried the mark"
+    );
+}

@@ -303,19 +303,18 @@ impl ConsumerGroup {
     }
 
     /// Ends the current session (committing), leaves the group and makes `consume`
-    /// return `Ok`.
+    /// return `Ok`. Does nothing when `consume` is not running.
     pub async fn close(&self) {
-        let driver = self.driver_slot().clone();
-        if let Some(driver) = driver {
-            let _ = driver.send(DriverCommand::Close).await;
-        }
+        self.request_close().await;
     }
 
-    /// [`close`](Self::close) without waiting for room in the command queue (from
-    /// `Drop`). `false` if it could not be sent.
-    pub(crate) fn close_now(&self) -> bool {
+    /// [`close`](Self::close); `false` when no `consume` was running to close.
+    pub(crate) async fn request_close(&self) -> bool {
         let driver = self.driver_slot().clone();
-        driver.is_some_and(|d| d.try_send(DriverCommand::Close).is_ok())
+        match driver {
+            Some(driver) => driver.send(DriverCommand::Close).await.is_ok(),
+            None => false,
+        }
     }
 
     fn driver_slot(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<DriverCommand>>> {

@@ -104,10 +104,11 @@ impl Deref for GroupRecord {
 
 /// The records of a consumer group as a [`Stream`]. Mark each record once processed
 /// ([`GroupRecord::mark`]); marked offsets are committed on the auto-commit interval
-/// and before a partition is given up. Non-fatal errors (a corrupt batch, a failed
-/// commit is on [`ConsumerGroup::errors`]) come as `Err` items; a fatal one comes
-/// last. [`close`](Self::close) commits and leaves the group; dropping the stream
-/// leaves it too, without waiting.
+/// and before a partition is given up. A claim's read error (a corrupt batch: its
+/// partition stops there, as the handler API's `Claim` does) comes as an `Err` item,
+/// and so does a fatal group error, last; other non-fatal errors (failed commits) are
+/// on [`ConsumerGroup::errors`]. [`close`](Self::close) commits and leaves the group;
+/// dropping the stream leaves it too, without waiting.
 pub struct GroupStream {
     group: ConsumerGroup,
     items: mpsc::Receiver<Item>,
@@ -234,9 +235,24 @@ impl Stream for GroupStream {
 
 impl Drop for GroupStream {
     fn drop(&mut self) {
-        if self.task.as_ref().is_some_and(|t| !t.is_finished()) {
-            // Leave the group; claims waiting on this stream see it gone and return.
-            self.group.close_now();
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        if task.is_finished() {
+            return;
+        }
+        // Leave the group (claims waiting on this stream see it gone and return); if
+        // `consume` has not started yet, there is nothing to leave: stop it instead.
+        let group = self.group.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if !group.request_close().await {
+                        task.abort();
+                    }
+                });
+            }
+            Err(_) => task.abort(),
         }
     }
 }
