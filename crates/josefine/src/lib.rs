@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod group;
@@ -29,6 +30,7 @@ mod topic_partition;
 
 pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
+pub use config::Config;
 pub use consumer::{
     Consumer, ConsumerRecord, FetchedBatch, OffsetReset, PartitionConsumer, StartOffset,
 };
