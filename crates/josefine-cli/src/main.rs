@@ -1,15 +1,23 @@
-//! `josefine`: look at and manage a Kafka cluster from the shell.
+//! `josefine`: consume, produce, look at and manage a Kafka cluster from the shell.
 //!
-//! Subcommands map to the library's admin API; errors name what to check next.
+//! Settings use Kafka's property names: `--config FILE.properties`, then
+//! `--bootstrap`, then `-X key=value` (later wins). Errors are one line saying what is
+//! wrong and what to try, with a non-zero exit.
 
 use std::process::ExitCode;
-use std::time::Duration;
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use josefine::{Client, ClusterMetadata, NewTopic};
+use josefine::{ClusterMetadata, Config, NewTopic};
 
 mod bench;
+mod consume;
+mod output;
+mod produce;
+mod progress;
+mod shutdown;
 
 #[derive(Parser)]
 #[command(
@@ -18,19 +26,18 @@ mod bench;
     about = "A Kafka client built around consumer groups"
 )]
 struct Cli {
-    /// Broker addresses (host:port, comma-separated).
-    #[arg(
-        short,
-        long,
-        env = "JOSEFINE_BOOTSTRAP",
-        default_value = "localhost:9092",
-        global = true
-    )]
-    bootstrap: String,
+    /// Broker addresses (host:port, comma-separated); default localhost:9092 unless the
+    /// config sets bootstrap.servers.
+    #[arg(short, long, env = "JOSEFINE_BOOTSTRAP", global = true)]
+    bootstrap: Option<String>,
 
-    /// Seconds to wait for any one broker response.
-    #[arg(long, default_value_t = 30, global = true)]
-    timeout: u64,
+    /// A Kafka property, key=value (repeatable), e.g. -X session.timeout.ms=10000.
+    #[arg(short = 'X', value_name = "KEY=VALUE", global = true)]
+    properties: Vec<String>,
+
+    /// A Java .properties file with Kafka properties.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,9 +47,13 @@ struct Cli {
 enum Command {
     /// Print brokers, controller, topics, partitions and leaders (the default).
     Cluster,
+    /// Print records of topics, as a group member (--group) or from partitions.
+    Consume(consume::ConsumeArgs),
+    /// Write records from stdin, a file, or generated ones.
+    Produce(produce::ProduceArgs),
     /// Manage topics.
-    #[command(subcommand)]
-    Topic(TopicCommand),
+    #[command(subcommand, alias = "topic")]
+    Topics(TopicCommand),
     /// Throughput benchmarks (see docs/BENCHMARKS.md and scripts/bench.sh).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -117,32 +128,55 @@ fn render_chain(err: &anyhow::Error) -> String {
     out
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::builder()
-        .bootstrap([cli.bootstrap.as_str()])
-        .client_id("josefine-cli")
-        .request_timeout(Duration::from_secs(cli.timeout))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the cluster at {} (set --bootstrap or JOSEFINE_BOOTSTRAP)",
-                cli.bootstrap
-            )
+/// The settings: the config file, then --bootstrap, then -X (later wins).
+fn settings(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::new(),
+    };
+    if let Some(servers) = &cli.bootstrap {
+        config.set("bootstrap.servers", servers)?;
+    }
+    for property in &cli.properties {
+        let (key, value) = property.split_once('=').with_context(|| {
+            format!("-X {property:?}: expected key=value, e.g. -X session.timeout.ms=10000")
         })?;
+        config.set(key, value)?;
+    }
+    if config.get("bootstrap.servers").is_none() {
+        config.set("bootstrap.servers", "localhost:9092")?;
+    }
+    if config.get("client.id").is_none() {
+        config.set("client.id", "josefine-cli")?;
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = settings(&cli)?;
+    let servers = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    let client = config.client().await.with_context(|| {
+        format!(
+            "cannot reach the cluster at {servers}; check that a broker runs there, \
+             or point --bootstrap (or -X bootstrap.servers) at one"
+        )
+    })?;
     let admin = client.admin();
     match cli.command.unwrap_or(Command::Cluster) {
         Command::Cluster => {
             let md = client.refresh_all_metadata().await?;
             print_cluster(&md);
         }
-        Command::Topic(TopicCommand::List) => {
+        Command::Topics(TopicCommand::List) => {
             for t in admin.list_topics().await? {
                 let internal = if t.is_internal { " (internal)" } else { "" };
                 println!("{}\t{} partitions{internal}", t.name, t.partitions);
             }
         }
-        Command::Topic(TopicCommand::Create {
+        Command::Topics(TopicCommand::Create {
             name,
             partitions,
             replication_factor,
@@ -158,17 +192,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("creating topic {name}"))?;
             println!("created topic {name} with {partitions} partition(s)");
         }
-        Command::Topic(TopicCommand::Delete { name }) => {
+        Command::Topics(TopicCommand::Delete { name }) => {
             admin
                 .delete_topic(&name)
                 .await
                 .with_context(|| format!("deleting topic {name}"))?;
             println!("deleted topic {name}");
         }
+        Command::Consume(args) => consume::run(client.clone(), &config, args).await?,
+        Command::Produce(args) => produce::run(client.clone(), &config, args).await?,
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
         Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
-        Command::Topic(TopicCommand::Describe { name }) => {
+        Command::Topics(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
             md.topic_or_error(&name)?;
             print_topics(&md, Some(&name));

@@ -1,0 +1,239 @@
+//! `josefine produce`: one record per input line (stdin or `--file`), optionally
+//! `key<SEP>value`, or `--count N --size B` synthetic records; a progress bar, then a
+//! summary. Every record's delivery is awaited before the summary: a failure is
+//! reported with how many records made it.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use josefine::{Client, Config, Delivery, ProducerRecord};
+use tokio::sync::mpsc;
+
+use crate::consume::check_topics_exist;
+use crate::progress::{human, Progress};
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    #[arg(short, long)]
+    topic: String,
+    /// Split each line at the first SEP: key before it, value after.
+    #[arg(short = 'K', long)]
+    key_separator: Option<String>,
+    /// none, gzip, snappy, lz4 or zstd (the same as -X compression.type=...).
+    #[arg(short = 'z', long)]
+    compression: Option<String>,
+    /// Read records from this file instead of stdin.
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Write every record to this partition (default: by key, else spread).
+    #[arg(short, long)]
+    partition: Option<i32>,
+    /// Generate this many synthetic records instead of reading input.
+    #[arg(short = 'n', long)]
+    count: Option<u64>,
+    /// Value size of synthetic records, in bytes.
+    #[arg(short, long, default_value_t = 100, requires = "count")]
+    size: usize,
+}
+
+/// Deliveries awaited at most this far behind the newest record: bounds what the
+/// command holds besides the producer's own buffer.
+const WINDOW: usize = 100_000;
+/// Lines handed from the reading thread at a time.
+const LINES_PER_CHUNK: usize = 1024;
+
+pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::Result<()> {
+    check_topics_exist(&client, std::slice::from_ref(&args.topic)).await?;
+    let mut config = config.clone();
+    if let Some(codec) = &args.compression {
+        config.set("compression.type", codec)?;
+    }
+    let producer = config.producer_builder(client)?.build()?;
+    let input = match args.count {
+        Some(count) => Input::synthetic(count, args.size),
+        None => Input::lines(args.file.clone())?,
+    };
+    let mut progress = match (&input.total_bytes, args.count) {
+        (Some(total), _) => Progress::new("produced", "bytes", Some(*total)),
+        (None, Some(count)) => Progress::new("produced", "records", Some(count)),
+        (None, None) => Progress::new("produced", "records", None),
+    };
+    let started = Instant::now();
+    let mut lines = input.lines;
+    let mut pending: VecDeque<Delivery> = VecDeque::new();
+    let (mut records, mut bytes, mut delivered) = (0u64, 0u64, 0u64);
+    let outcome: anyhow::Result<()> = async {
+        while let Some(chunk) = lines.recv().await {
+            for line in chunk {
+                bytes += line.len() as u64;
+                let record = to_record(&args, line);
+                pending.push_back(producer.enqueue(record).await?);
+                records += 1;
+                if pending.len() >= WINDOW {
+                    let oldest = pending.pop_front().expect("window is full");
+                    oldest.await?;
+                    delivered += 1;
+                }
+            }
+            let shown = match input.total_bytes {
+                Some(_) => input.read_bytes.load(Ordering::Relaxed),
+                None => records,
+            };
+            progress.note(format!("{} records", human(records as f64)));
+            progress.tick(shown);
+        }
+        while let Some(delivery) = pending.pop_front() {
+            delivery.await?;
+            delivered += 1;
+        }
+        Ok(())
+    }
+    .await;
+    let closed = producer.close().await;
+    outcome.with_context(|| {
+        format!("{delivered} of {records} record(s) were delivered before this failure")
+    })?;
+    closed?;
+    progress.finish(match input.total_bytes {
+        Some(total) => total,
+        None => records,
+    });
+    let seconds = started.elapsed().as_secs_f64().max(1e-6);
+    eprintln!(
+        "produced {records} record(s), {} bytes, in {seconds:.2} s: {} records/s, {:.1} MB/s",
+        human(bytes as f64),
+        human(records as f64 / seconds),
+        bytes as f64 / seconds / 1e6
+    );
+    Ok(())
+}
+
+fn to_record(args: &ProduceArgs, line: Vec<u8>) -> ProducerRecord {
+    let mut record = ProducerRecord::new(&args.topic);
+    if let Some(p) = args.partition {
+        record = record.partition(p);
+    }
+    let line = Bytes::from(line);
+    match args
+        .key_separator
+        .as_deref()
+        .and_then(|sep| find(&line, sep.as_bytes()).map(|at| (at, sep.len())))
+    {
+        Some((at, len)) => record.key(line.slice(..at)).value(line.slice(at + len..)),
+        None => record.value(line),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Lines (or synthetic values) arriving from a reading thread, in chunks.
+struct Input {
+    lines: mpsc::Receiver<Vec<Vec<u8>>>,
+    /// A file's size, for the progress bar.
+    total_bytes: Option<u64>,
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl Input {
+    fn lines(file: Option<PathBuf>) -> anyhow::Result<Self> {
+        let (reader, total): (Box<dyn Read + Send>, Option<u64>) = match &file {
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let size = f.metadata().map(|m| m.len()).ok();
+                (Box::new(f), size)
+            }
+            None => (Box::new(std::io::stdin()), None),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let read_bytes = Arc::new(AtomicU64::new(0));
+        let counter = read_bytes.clone();
+        // Blocking reads on a thread of their own, so the runtime keeps sending.
+        std::thread::spawn(move || {
+            let mut input = BufReader::with_capacity(1 << 16, reader);
+            let mut chunk = Vec::with_capacity(LINES_PER_CHUNK);
+            loop {
+                let mut line = Vec::new();
+                match input.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                            if line.last() == Some(&b'\r') {
+                                line.pop();
+                            }
+                        }
+                        chunk.push(line);
+                        if chunk.len() == LINES_PER_CHUNK
+                            && tx.blocking_send(std::mem::take(&mut chunk)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+        });
+        Ok(Self {
+            lines: rx,
+            total_bytes: total,
+            read_bytes,
+        })
+    }
+
+    /// `count` values of `size` bytes: value byte j of record i is `(i + j) * 31 + 7`,
+    /// as `josefine bench produce` makes them.
+    fn synthetic(count: u64, size: usize) -> Self {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while i < count {
+                let n = (count - i).min(LINES_PER_CHUNK as u64);
+                let chunk: Vec<Vec<u8>> = (i..i + n)
+                    .map(|r| {
+                        (0..size)
+                            .map(|j| ((r as usize + j) * 31 + 7) as u8)
+                            .collect()
+                    })
+                    .collect();
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+                i += n;
+            }
+        });
+        Self {
+            lines: rx,
+            total_bytes: None,
+            read_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_separator_splits_at_its_first_occurrence() {
+        assert_eq!(find(b"k:v:w", b":"), Some(1));
+        assert_eq!(find(b"key::value", b"::"), Some(3));
+        assert_eq!(find(b"value", b":"), None);
+        assert_eq!(find(b"value", b""), None);
+    }
+}
