@@ -199,11 +199,12 @@ pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::
     Ok(())
 }
 
-/// Progress on stderr while stdout goes to a file or pipe (on a terminal the
-/// records themselves show progress).
+/// Progress on a terminal's stderr while stdout goes to a file or pipe (when stdout
+/// is the terminal, the records themselves show progress; when stderr is a log, it
+/// would only fill it).
 fn show_progress(sink: Arc<Sink>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if std::io::stdout().is_terminal() {
+        if std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
             return;
         }
         let mut progress = Progress::new("consumed", "records", sink.limit);
@@ -243,6 +244,8 @@ async fn consume_group(
             _ = sink.finished() => break None,
             signal = signals.recv() => {
                 eprintln!("{signal}: committing what was printed and leaving group {group_id}");
+                // Print nothing more: what is on stdout now is what gets committed.
+                sink.stop(None);
                 break None;
             }
             Some(err) = errors.recv() => eprintln!("warning: {err}"),

@@ -80,8 +80,8 @@ enum TopicCommand {
         partitions: i32,
         #[arg(short, long, default_value_t = -1)]
         replication_factor: i16,
-        /// Topic config as key=value (repeatable).
-        #[arg(short, long = "config", value_parser = parse_key_value)]
+        /// Topic config as key=value (repeatable), e.g. -c retention.ms=3600000.
+        #[arg(short = 'c', long = "topic-config", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
     },
     /// Delete a topic.
@@ -146,8 +146,17 @@ fn settings(cli: &Cli) -> anyhow::Result<Config> {
     if config.get("bootstrap.servers").is_none() {
         config.set("bootstrap.servers", "localhost:9092")?;
     }
-    if config.get("client.id").is_none() {
-        config.set("client.id", "josefine-cli")?;
+    // Defaults for an interactive tool, where the Java client's are for services: a
+    // 10 s session makes joins quick (some brokers, Tansu among them, hold a join for
+    // half the session timeout) and a killed `consume` leaves the group sooner.
+    for (key, value) in [
+        ("client.id", "josefine-cli"),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value)?;
+        }
     }
     Ok(config)
 }
@@ -255,5 +264,16 @@ fn print_topics(md: &ClusterMetadata, only: Option<&str>) {
                 p.id, p.leader_epoch, p.replicas, p.isr
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

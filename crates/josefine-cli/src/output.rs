@@ -110,7 +110,7 @@ fn bytes_field(object: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use josefine::protocol::records::{batches, BatchBuilder, Header};
+    use josefine::protocol::records::{batches, BatchBuilder, DecodeOptions, Header};
 
     fn record(key: Option<&[u8]>, value: &[u8]) -> Record {
         let mut batch = BatchBuilder::new().base_offset(41);
@@ -123,7 +123,10 @@ mod tests {
             )
             .unwrap();
         let bytes = batch.finish().unwrap();
-        let batch = batches(&bytes).next().unwrap().unwrap();
+        let batch = batches(bytes, &DecodeOptions::default())
+            .next()
+            .unwrap()
+            .unwrap();
         batch.records().next().unwrap().unwrap()
     }
 

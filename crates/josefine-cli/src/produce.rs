@@ -86,7 +86,9 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
                 Some(_) => input.read_bytes.load(Ordering::Relaxed),
                 None => records,
             };
-            progress.note(format!("{} records", human(records as f64)));
+            if input.total_bytes.is_some() {
+                progress.note(format!("{} records", human(records as f64)));
+            }
             progress.tick(shown);
         }
         while let Some(delivery) = pending.pop_front() {

@@ -1,0 +1,293 @@
+//! The `josefine` command against the real broker: produce then consume round trips
+//! in every format, a group consumer stopped with SIGINT whose commits equal what it
+//! printed, and bad input answered with one clear line and a non-zero exit.
+
+#[path = "../../josefine/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::real_broker;
+use josefine::{Producer, ProducerRecord, TopicPartition};
+
+fn josefine(broker: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_josefine"));
+    command
+        .arg("--bootstrap")
+        .arg(broker)
+        // Short sessions: the real broker holds a join for half of one.
+        .args([
+            "-X",
+            "session.timeout.ms=3000",
+            "-X",
+            "heartbeat.interval.ms=300",
+        ])
+        .env_remove("JOSEFINE_BOOTSTRAP");
+    command
+}
+
+/// Runs to completion with `stdin`; panics with its stderr if it fails.
+fn run_ok(command: &mut Command, stdin: &[u8]) -> Output {
+    let output = run(command, stdin);
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn run(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the josefine binary starts");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn create_topic(broker: &str, topic: &str, partitions: u32) {
+    run_ok(
+        josefine(broker)
+            .args(["topics", "create", topic, "--partitions"])
+            .arg(partitions.to_string()),
+        b"",
+    );
+}
+
+/// Bad input: a failure exit, exactly one `error:` line that contains `expected`,
+/// and no panic.
+fn assert_one_clear_line(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    assert!(errors[0].contains(expected), "{expected:?} in {stderr}");
+}
+
+#[test]
+fn produce_then_consume_round_trips_in_every_format() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-formats");
+    create_topic(&broker, &topic, 1);
+    let lines: Vec<String> = (0..50).map(|i| format!("key-{i}|value {i} ✓")).collect();
+    let input = lines.join("\n") + "\n";
+    let produced = run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic, "--key-separator", "|"]),
+        input.as_bytes(),
+    );
+    assert!(
+        String::from_utf8_lossy(&produced.stderr).contains("produced 50 record(s)"),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let consume = |format: &str, extra: &[&str]| -> Vec<u8> {
+        run_ok(
+            josefine(&broker)
+                .args([
+                    "consume",
+                    "--topic",
+                    &topic,
+                    "--from-beginning",
+                    "--count",
+                    "50",
+                    "--format",
+                    format,
+                ])
+                .args(extra),
+            b"",
+        )
+        .stdout
+    };
+    // text with the key: the input exactly.
+    assert_eq!(
+        String::from_utf8(consume("text", &["--key-separator", "|"])).unwrap(),
+        input
+    );
+    // raw: the values' bytes, newline-terminated.
+    let values: String = (0..50).map(|i| format!("value {i} ✓\n")).collect();
+    assert_eq!(String::from_utf8(consume("raw", &[])).unwrap(), values);
+    // json: every field.
+    let json = String::from_utf8(consume("json", &[])).unwrap();
+    for (i, line) in json.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["topic"], topic.as_str());
+        assert_eq!(v["partition"], 0);
+        assert_eq!(v["offset"], i as i64);
+        assert_eq!(v["key"], format!("key-{i}"));
+        assert_eq!(v["value"], format!("value {i} ✓"));
+        assert!(v["timestamp"].as_i64().unwrap() > 0);
+    }
+    assert_eq!(json.lines().count(), 50);
+}
+
+#[test]
+fn a_group_consumer_stopped_by_sigint_commits_exactly_what_it_printed() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-sigint");
+    let group = common::unique("cli-group");
+    create_topic(&broker, &topic, 3);
+    let input: String = (0..20_000).map(|i| format!("record-{i}\n")).collect();
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic]),
+        input.as_bytes(),
+    );
+
+    let mut child = josefine(&broker)
+        .args([
+            "consume",
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--from-beginning",
+            "--format",
+            "json",
+        ])
+        // Slow the reader down: a small fetch per partition.
+        .args(["-X", "max.partition.fetch.bytes=2048"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed: HashMap<i32, Vec<i64>> = HashMap::new();
+    let record = |line: &str, printed: &mut HashMap<i32, Vec<i64>>| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        printed
+            .entry(v["partition"].as_i64().unwrap() as i32)
+            .or_default()
+            .push(v["offset"].as_i64().unwrap());
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    let mut seen = 0;
+    while seen < 500 {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "consume ended early"
+        );
+        record(&line, &mut printed);
+        seen += 1;
+        assert!(Instant::now() < deadline, "too slow");
+    }
+    // SIGINT, then read what it printed until it exits.
+    sigint(child.id());
+    for line in stdout.lines() {
+        record(&line.unwrap(), &mut printed);
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("leaving group"), "{stderr}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let committed: HashMap<i32, i64> = runtime.block_on(async {
+        let client = common::client(&broker).await;
+        let partitions: Vec<TopicPartition> =
+            (0..3).map(|p| TopicPartition::new(&*topic, p)).collect();
+        client
+            .admin()
+            .committed_offsets(&group, &partitions)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(tp, offset)| (tp.partition, offset))
+            .collect()
+    });
+    let total: usize = printed.values().map(Vec::len).sum();
+    assert!(total < 20_000, "stopped before the end ({total} printed)");
+    for p in 0..3 {
+        let offsets = printed.get(&p).cloned().unwrap_or_default();
+        // Printed from the start, in order, without gaps.
+        assert!(
+            offsets.iter().enumerate().all(|(i, &o)| o == i as i64),
+            "partition {p}: {offsets:?}"
+        );
+        let expected = (!offsets.is_empty()).then(|| offsets.len() as i64);
+        assert_eq!(
+            committed.get(&p).copied(),
+            expected,
+            "partition {p}: committed equals printed"
+        );
+    }
+}
+
+fn sigint(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_failure_exit() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-bad");
+    create_topic(&broker, &topic, 1);
+
+    let output = run(
+        josefine(&broker).args(["consume", "--topic", "no-such-topic-here", "-n", "1"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "does not exist");
+    let output = run(
+        josefine(&broker).args(["produce", "--topic", "no-such-topic-here"]),
+        b"x\n",
+    );
+    assert_one_clear_line(&output, "does not exist");
+
+    let output = run(
+        Command::new(env!("CARGO_BIN_EXE_josefine")).args([
+            "--bootstrap",
+            "127.0.0.1:1",
+            "-X",
+            "socket.connection.setup.timeout.ms=500",
+            "cluster",
+        ]),
+        b"",
+    );
+    assert_one_clear_line(&output, "cannot reach the cluster at 127.0.0.1:1");
+
+    let output = run(
+        josefine(&broker).args(["-X", "sesion.timeout.ms=100", "cluster"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "did you mean session.timeout.ms");
+    let output = run(
+        josefine(&broker).args(["-X", "fetch.max.wait.ms=soon", "cluster"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "expected a whole number of milliseconds");
+    let output = run(josefine(&broker).args(["-X", "linger.ms", "cluster"]), b"");
+    assert_one_clear_line(&output, "expected key=value");
+
+    // A value that is not UTF-8 under --format text.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::client(&broker).await;
+        let producer = Producer::builder(client).build().unwrap();
+        producer
+            .send(ProducerRecord::new(&topic).value(vec![0xff, 0xfe, 0x00]))
+            .await
+            .unwrap();
+        producer.close().await.unwrap();
+    });
+    let output = run(
+        josefine(&broker).args(["consume", "--topic", &topic, "--from-beginning", "-n", "1"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "is not UTF-8 text; use --format json");
+}
