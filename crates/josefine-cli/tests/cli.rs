@@ -215,7 +215,7 @@ fn a_group_consumer_stopped_by_sigint_commits_exactly_what_it_printed() {
             offsets.iter().enumerate().all(|(i, &o)| o == i as i64),
             "partition {p}: {offsets:?}"
         );
-        let expected = (!offsets.is_empty()).then(|| offsets.len() as i64);
+        let expected = (!offsets.is_empty()).then_some(offsets.len() as i64);
         assert_eq!(
             committed.get(&p).copied(),
             expected,
