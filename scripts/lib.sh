@@ -14,7 +14,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 ensure_venv() {
     local stamp="$VENV/.requirements.sha256"
     local want
-    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    want="$(cat "$REQUIREMENTS" "$ROOT/scripts/requirements-tansu.txt" | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

@@ -14,6 +14,9 @@ use josefine::{ClusterMetadata, Config, NewTopic};
 
 mod bench;
 mod consume;
+mod demo;
+mod groups;
+mod local_broker;
 mod output;
 mod produce;
 mod progress;
@@ -54,6 +57,13 @@ enum Command {
     /// Manage topics.
     #[command(subcommand, alias = "topic")]
     Topics(TopicCommand),
+    /// Inspect consumer groups: list, describe, lag.
+    #[command(subcommand, alias = "group")]
+    Groups(groups::GroupsCommand),
+    /// A consumer group at work: starts a local broker (unless --bootstrap or
+    /// bootstrap.servers names a cluster), produces, consumes with a group of three,
+    /// rebalances, and shows the lag reaching zero.
+    Demo(demo::DemoArgs),
     /// Throughput benchmarks (see docs/BENCHMARKS.md and scripts/bench.sh).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -128,8 +138,9 @@ fn render_chain(err: &anyhow::Error) -> String {
     out
 }
 
-/// The settings: the config file, then --bootstrap, then -X (later wins).
-fn settings(cli: &Cli) -> anyhow::Result<Config> {
+/// The settings: the config file, then --bootstrap, then -X (later wins); and whether
+/// they name a cluster (else localhost:9092 is assumed).
+fn settings(cli: &Cli) -> anyhow::Result<(Config, bool)> {
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
         None => Config::new(),
@@ -143,7 +154,8 @@ fn settings(cli: &Cli) -> anyhow::Result<Config> {
         })?;
         config.set(key, value)?;
     }
-    if config.get("bootstrap.servers").is_none() {
+    let cluster_given = config.get("bootstrap.servers").is_some();
+    if !cluster_given {
         config.set("bootstrap.servers", "localhost:9092")?;
     }
     // Defaults for an interactive tool, where the Java client's are for services: a
@@ -158,11 +170,15 @@ fn settings(cli: &Cli) -> anyhow::Result<Config> {
             config.set(key, value)?;
         }
     }
-    Ok(config)
+    Ok((config, cluster_given))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = settings(&cli)?;
+    let (config, cluster_given) = settings(&cli)?;
+    let command = cli.command.unwrap_or(Command::Cluster);
+    if let Command::Demo(args) = command {
+        return demo::run(&config, cluster_given, args).await;
+    }
     let servers = config
         .get("bootstrap.servers")
         .unwrap_or_default()
@@ -174,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
     })?;
     let admin = client.admin();
-    match cli.command.unwrap_or(Command::Cluster) {
+    match command {
         Command::Cluster => {
             let md = client.refresh_all_metadata().await?;
             print_cluster(&md);
@@ -208,6 +224,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("deleting topic {name}"))?;
             println!("deleted topic {name}");
         }
+        Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Groups(command) => groups::run(&client, command).await?,
         Command::Consume(args) => consume::run(client.clone(), &config, args).await?,
         Command::Produce(args) => produce::run(client.clone(), &config, args).await?,
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
