@@ -27,7 +27,10 @@ pub mod producer;
 pub mod protocol;
 mod topic_partition;
 
-pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
+pub use admin::{
+    Admin, ClusterDescription, GroupDescription, GroupLag, GroupListing, GroupState,
+    MemberDescription, NewTopic, PartitionLag, PartitionOwner, TopicListing,
+};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use consumer::{
     Consumer, ConsumerRecord, FetchedBatch, OffsetReset, PartitionConsumer, StartOffset,
