@@ -28,7 +28,10 @@ pub mod producer;
 pub mod protocol;
 mod topic_partition;
 
-pub use admin::{Admin, ClusterDescription, NewTopic, TopicListing};
+pub use admin::{
+    Admin, ClusterDescription, GroupDescription, GroupLag, GroupListing, GroupState,
+    MemberDescription, NewTopic, PartitionLag, PartitionOwner, TopicListing,
+};
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use config::Config;
 pub use consumer::{

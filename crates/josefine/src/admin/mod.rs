@@ -1,10 +1,14 @@
-//! Admin basics: create, delete and list topics; describe the cluster.
+//! Admin basics: create, delete and list topics; describe the cluster; list, describe
+//! and measure the lag of consumer groups (`groups.rs`).
 //!
 //! CreateTopics and DeleteTopics go to the controller (required before KIP-590
 //! forwarding; harmless after it). A broker acknowledges a new topic before every
 //! broker's metadata shows it, so [`Admin::create_topic`] also waits until metadata
 //! lists the topic with a leader for every partition: code that produces right after
 //! creating a topic then does not race the cluster.
+
+mod groups;
+mod watermarks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,11 @@ use tokio::time::Instant;
 
 use crate::client::{BrokerInfo, Client, TopicMetadata};
 use crate::error::{Error, KafkaCode, Result};
+
+pub use groups::{
+    GroupDescription, GroupLag, GroupListing, GroupState, MemberDescription, PartitionLag,
+    PartitionOwner,
+};
 
 /// How long [`Admin::create_topic`] waits for metadata to show a new topic.
 const TOPIC_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);

@@ -220,6 +220,11 @@ impl Client {
         self.inner.broker_config.request_timeout
     }
 
+    /// `retry.backoff.ms` / `retry.backoff.max.ms`.
+    pub(crate) fn retry_backoff(&self) -> crate::backoff::Backoff {
+        self.inner.config.retry_backoff
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.state().closed

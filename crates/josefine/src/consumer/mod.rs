@@ -13,11 +13,11 @@
 
 pub mod batch;
 mod fetch_loop;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod memory;
 pub mod partition;
 mod scan;
-mod session;
+pub(crate) mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

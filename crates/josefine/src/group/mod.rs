@@ -20,6 +20,6 @@ mod stream;
 pub use assignor::AssignorKind;
 pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler};
 pub use errors::GroupErrors;
-pub(crate) use offsets::fetch_committed;
+pub(crate) use offsets::{at_coordinator, fetch_all_committed, fetch_committed};
 pub use session::{Claim, Session};
 pub use stream::{GroupRecord, GroupStream};

@@ -1,6 +1,7 @@
 //! The offset manager's I/O: committed offsets from OffsetFetch, and OffsetCommit.
 //! Both go to the group coordinator; NOT_COORDINATOR or a lost connection drops the
-//! cached coordinator and the call is tried once more at the new one.
+//! cached coordinator and the call is tried once more at the new one
+//! ([`at_coordinator`], which the admin API's group calls use too).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +15,7 @@ use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest,
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::TopicPartition;
 
 fn name(s: &str) -> StrBytes {
@@ -32,8 +33,10 @@ fn by_topic(
 }
 
 /// Tries `call` at the coordinator, once more after rediscovering it if the first
-/// answer says the coordinator moved.
-async fn at_coordinator<T, F, Fut>(client: &Client, group: &str, call: F) -> Result<T>
+/// answer says the coordinator moved (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, a
+/// lost connection). Other errors, COORDINATOR_LOAD_IN_PROGRESS included, go back to
+/// the caller as they are.
+pub(crate) async fn at_coordinator<T, F, Fut>(client: &Client, group: &str, call: F) -> Result<T>
 where
     F: Fn(crate::net::Broker) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -64,17 +67,47 @@ pub(crate) async fn fetch_committed(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, i64>> {
-    let topics = by_topic(partitions.iter().cloned());
+    fetch_offsets(client, group, Some(by_topic(partitions.iter().cloned()))).await
+}
+
+/// Every offset `group` has committed: OffsetFetch with a null topic list, which
+/// needs v2+ (KIP-88).
+pub(crate) async fn fetch_all_committed(
+    client: &Client,
+    group: &str,
+) -> Result<HashMap<TopicPartition, i64>> {
+    fetch_offsets(client, group, None).await
+}
+
+/// First OffsetFetch version accepting a null topic list ("all topics", KIP-88).
+const ALL_TOPICS_VERSION: i16 = 2;
+
+/// OffsetFetch for `topics` (partition indexes by topic), or for every committed
+/// partition when `None`.
+async fn fetch_offsets(
+    client: &Client,
+    group: &str,
+    topics: Option<BTreeMap<std::sync::Arc<str>, Vec<i32>>>,
+) -> Result<HashMap<TopicPartition, i64>> {
     at_coordinator(client, group, |broker| {
         let topics = topics.clone();
         async move {
+            if topics.is_none()
+                && broker.version::<OffsetFetchRequest>().await? < ALL_TOPICS_VERSION
+            {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedVersion,
+                    "OffsetFetch of all topics needs v2+",
+                )
+                .with_broker(&broker));
+            }
             let (version, response) = broker
                 .call_versioned(|version| {
                     if version >= 8 {
                         OffsetFetchRequest::default().with_groups(vec![
                             OffsetFetchRequestGroup::default()
                                 .with_group_id(GroupId(name(group)))
-                                .with_topics(Some(
+                                .with_topics(topics.as_ref().map(|topics| {
                                     topics
                                         .iter()
                                         .map(|(t, ps)| {
@@ -82,13 +115,13 @@ pub(crate) async fn fetch_committed(
                                                 .with_name(TopicName(name(t)))
                                                 .with_partition_indexes(ps.clone())
                                         })
-                                        .collect(),
-                                )),
+                                        .collect()
+                                })),
                         ])
                     } else {
                         OffsetFetchRequest::default()
                             .with_group_id(GroupId(name(group)))
-                            .with_topics(Some(
+                            .with_topics(topics.as_ref().map(|topics| {
                                 topics
                                     .iter()
                                     .map(|(t, ps)| {
@@ -96,8 +129,8 @@ pub(crate) async fn fetch_committed(
                                             .with_name(TopicName(name(t)))
                                             .with_partition_indexes(ps.clone())
                                     })
-                                    .collect(),
-                            ))
+                                    .collect()
+                            }))
                     }
                 })
                 .await?;
