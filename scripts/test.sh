@@ -2,7 +2,8 @@
 # The test command (README, .ci/run): installs the pinned broker, checks formatting and
 # lints, starts Tansu on a free port and runs every test against it, then stops it.
 #
-#   scripts/test.sh            fmt, clippy, all tests (unit, mock broker, real broker)
+#   scripts/test.sh            fmt, clippy, all tests (unit, mock broker, real broker),
+#                              a benchmark smoke run, and the README's demo
 #   JOSEFINE_FULL=1 scripts/test.sh   full-length benchmarks instead of the smoke run
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,5 +39,8 @@ else
     log "benchmark smoke run (josefine and the librdkafka peer, small workloads)"
     bash scripts/bench.sh --smoke
 fi
+
+log "the README main job: scripts/demo.sh (josefine demo on its own local broker)"
+bash scripts/demo.sh
 
 log "all green in $(( $(date +%s) - started )) s"

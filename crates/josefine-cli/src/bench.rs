@@ -15,6 +15,8 @@ use josefine::producer::Acks;
 use josefine::protocol::records::Compression;
 use josefine::{Client, Producer, ProducerRecord};
 
+use crate::progress::Progress;
+
 #[derive(Args)]
 pub struct ProduceArgs {
     #[arg(long)]
@@ -81,7 +83,7 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
     let producer = builder.build()?;
 
     let started = Instant::now();
-    let mut progress = Progress::new("produced", args.records);
+    let mut progress = Progress::new("produced", "records", Some(args.records));
     let mut window = VecDeque::with_capacity(WINDOW);
     let mut value = vec![0u8; args.size];
     let mut ends = LogEnds::default();
@@ -109,7 +111,7 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     producer.close().await?;
-    progress.done();
+    progress.finish(args.records);
     if !matches!(args.acks, AcksArg::Zero) {
         ends.check(args.records)?;
     }
@@ -180,7 +182,7 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
             Ok::<_, josefine::Error>(())
         }));
     }
-    let mut progress = Progress::new("consumed", args.records);
+    let mut progress = Progress::new("consumed", "records", Some(args.records));
     let deadline = Instant::now() + Duration::from_secs(120);
     while total.load(Ordering::Relaxed) < args.records {
         anyhow::ensure!(
@@ -197,7 +199,7 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
     for task in tasks {
         task.await??;
     }
-    progress.done();
+    progress.finish(args.records);
     report(
         "consume",
         total.load(Ordering::Relaxed),
@@ -287,7 +289,7 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
     let member = group.clone();
     let topic = args.topic.clone();
     let running = tokio::spawn(async move { member.consume(&[&topic], handler).await });
-    let mut progress = Progress::new("consumed", args.records);
+    let mut progress = Progress::new("consumed", "records", Some(args.records));
     while total.load(Ordering::Relaxed) < args.records {
         tokio::select! {
             _ = done.notified() => {}
@@ -306,7 +308,7 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
         .map_or(seconds, |t| (*t - started).as_secs_f64());
     group.close().await;
     running.await??;
-    progress.done();
+    progress.finish(args.records);
     report_with(
         "group",
         total.load(Ordering::Relaxed),
@@ -361,32 +363,4 @@ fn report_with(mode: &str, records: u64, bytes: u64, seconds: f64, first_record:
         secs(usage.ru_stime),
         usage.ru_maxrss
     );
-}
-
-/// Progress on stderr, at most once a second.
-struct Progress {
-    what: &'static str,
-    total: u64,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(what: &'static str, total: u64) -> Self {
-        Self {
-            what,
-            total,
-            last: Instant::now(),
-        }
-    }
-
-    fn tick(&mut self, done: u64) {
-        if self.last.elapsed() >= Duration::from_secs(1) {
-            self.last = Instant::now();
-            eprintln!("{} {done}/{} records", self.what, self.total);
-        }
-    }
-
-    fn done(&self) {
-        eprintln!("{} {}/{} records", self.what, self.total, self.total);
-    }
 }

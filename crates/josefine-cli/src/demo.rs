@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use josefine::{
-    Claim, Client, Config, ConsumerGroup, GroupHandler, NewTopic, Producer, ProducerRecord,
-    Session,
+    Claim, Client, Config, ConsumerGroup, GroupHandler, NewTopic, Producer, ProducerRecord, Session,
 };
 use tokio::task::JoinHandle;
 
@@ -44,11 +43,7 @@ fn step(text: impl AsRef<str>) {
 
 /// Runs the demo. `bootstrap` is `None` when the user gave no cluster: then a local
 /// broker is started and stopped.
-pub async fn run(
-    config: &Config,
-    bootstrap_given: bool,
-    args: DemoArgs,
-) -> anyhow::Result<()> {
+pub async fn run(config: &Config, bootstrap_given: bool, args: DemoArgs) -> anyhow::Result<()> {
     if args.members < 2 {
         bail!("--members must be at least 2, so one can leave and the others take over");
     }
@@ -63,24 +58,40 @@ pub async fn run(
         Some(broker)
     };
     // Short sessions: joins complete in about half of one on Tansu.
-    for (key, value) in [("session.timeout.ms", "3000"), ("heartbeat.interval.ms", "300")] {
+    for (key, value) in [
+        ("session.timeout.ms", "3000"),
+        ("heartbeat.interval.ms", "300"),
+    ] {
         config.set(key, value)?;
     }
-    let client = config.client().await.context("connecting to the demo cluster")?;
+    let client = config
+        .client()
+        .await
+        .context("connecting to the demo cluster")?;
     let topic = format!("{}-{}", args.topic, std::process::id());
     let group = format!("demo-group-{}", std::process::id());
 
-    step(format!("creating topic {topic} with {} partitions", args.partitions));
+    step(format!(
+        "creating topic {topic} with {} partitions",
+        args.partitions
+    ));
     client
         .admin()
         .create_topic(NewTopic::new(&topic, args.partitions))
         .await?;
 
-    step(format!("producing {} records of {} bytes", human(args.records as f64), args.size));
+    step(format!(
+        "producing {} records of {} bytes",
+        human(args.records as f64),
+        args.size
+    ));
     let producer = config.producer_builder(client.clone())?.build()?;
     produce(&producer, &topic, 0, args.records, args.size).await?;
 
-    step(format!("starting {} members of group {group}", args.members));
+    step(format!(
+        "starting {} members of group {group}",
+        args.members
+    ));
     let seen = Arc::new(Seen::default());
     let mut members = Vec::new();
     for index in 1..=args.members {
@@ -91,27 +102,42 @@ pub async fn run(
     seen.wait_for_assignment(&all, args.partitions).await?;
     seen.print_assignment(&all);
     wait_consumed(&seen, args.records).await?;
-    let seconds = started.elapsed().as_secs_f64();
+    let finished = Instant::now();
+    let first = seen
+        .first_record
+        .lock()
+        .expect("never poisoned")
+        .unwrap_or(started);
+    let at = |t: Instant| t.duration_since(started).as_secs_f64();
     eprintln!(
-        "    {} records consumed by the group in {seconds:.2} s from the first join ({}/s)",
+        "    first record {:.2} s after the members started, last at {:.2} s: {} records, {} MB",
+        at(first),
+        at(finished),
         human(args.records as f64),
-        human(args.records as f64 / seconds)
+        human((args.records * args.size as u64) as f64 / 1e6)
     );
-    show_lag(&client, &group).await?;
+    show_lag(&client, &group, &topic, args.partitions).await?;
 
     let leaver = members.pop().expect("at least two members");
-    step(format!("member-{} leaves the group (commits, then LeaveGroup)", leaver.index));
+    step(format!(
+        "member-{} leaves the group (commits, then LeaveGroup)",
+        leaver.index
+    ));
     leaver.stop().await?;
     let remaining: Vec<usize> = (1..args.members).collect();
-    seen.wait_for_assignment(&remaining, args.partitions).await?;
+    seen.wait_for_assignment(&remaining, args.partitions)
+        .await?;
     seen.print_assignment(&remaining);
 
     let more = (args.records / 10).max(1);
-    step(format!("producing {} more records for the remaining members", human(more as f64)));
+    step(format!(
+        "producing {} more records for the remaining members",
+        human(more as f64)
+    ));
     produce(&producer, &topic, args.records, more, args.size).await?;
     wait_consumed(&seen, args.records + more).await?;
     producer.close().await?;
-    show_lag(&client, &group).await?;
+    show_lag(&client, &group, &topic, args.partitions).await?;
 
     step("closing the members");
     for member in members {
@@ -176,22 +202,43 @@ async fn wait_consumed(seen: &Seen, target: u64) -> anyhow::Result<()> {
     }
 }
 
-async fn show_lag(client: &Client, group: &str) -> anyhow::Result<()> {
-    // Committed offsets trail the auto-commit interval; wait for them to catch up.
+/// Waits until every partition of `topic` has a commit and the group's lag is 0
+/// (commits trail the auto-commit interval), then prints it.
+async fn show_lag(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let lag = client.admin().group_lag(group).await?;
-        if lag.total_lag == 0 || Instant::now() > deadline {
+        let committed = lag
+            .partitions
+            .iter()
+            .filter(|p| p.topic == topic && p.committed.is_some())
+            .count();
+        let caught_up = committed == partitions as usize && lag.total_lag == 0;
+        if caught_up || Instant::now() > deadline {
             let per_partition: Vec<String> = lag
                 .partitions
                 .iter()
-                .map(|p| format!("{}:{}", p.partition, p.lag.unwrap_or(p.high_watermark)))
+                .map(|p| {
+                    format!(
+                        "{}:{}",
+                        p.partition,
+                        p.lag.map_or("-".into(), |l| l.to_string())
+                    )
+                })
                 .collect();
             eprintln!(
-                "    group lag: total {} (partition:lag {})",
+                "    group lag from committed offsets and high watermarks: total {} (partition:lag {})",
                 lag.total_lag,
                 per_partition.join(" ")
             );
+            if !caught_up {
+                bail!("the group's lag did not reach 0 within 30 s");
+            }
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -202,6 +249,7 @@ async fn show_lag(client: &Client, group: &str) -> anyhow::Result<()> {
 #[derive(Default)]
 struct Seen {
     records: AtomicU64,
+    first_record: Mutex<Option<Instant>>,
     assignments: Mutex<BTreeMap<usize, (i32, Vec<i32>)>>,
 }
 
@@ -268,7 +316,13 @@ impl GroupHandler for Counter {
                 n += 1;
             }
             session.mark_next(claim.topic(), claim.partition(), batch.next_offset());
-            self.seen.records.fetch_add(n, Ordering::AcqRel);
+            if self.seen.records.fetch_add(n, Ordering::AcqRel) == 0 {
+                self.seen
+                    .first_record
+                    .lock()
+                    .expect("never poisoned")
+                    .get_or_insert_with(Instant::now);
+            }
         }
         Ok(())
     }
@@ -297,7 +351,8 @@ impl Member {
         let consumer_group = config.group_builder(client)?.build()?;
         let runner = consumer_group.clone();
         let topic = topic.to_string();
-        let task = tokio::spawn(async move { runner.consume(&[&topic], Counter { index, seen }).await });
+        let task =
+            tokio::spawn(async move { runner.consume(&[&topic], Counter { index, seen }).await });
         Ok(Self {
             index,
             group: consumer_group,

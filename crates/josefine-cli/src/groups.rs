@@ -35,7 +35,7 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
                 println!(
                     "{}\t{}\t{}",
                     g.group_id,
-                    g.state.as_deref().unwrap_or("-"),
+                    g.state.as_ref().map_or("-", |s| s.as_str()),
                     if g.protocol_type.is_empty() {
                         "-"
                     } else {
@@ -50,7 +50,11 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
                 "group {}  state {}  protocol {}  members {}",
                 d.group_id,
                 d.state,
-                if d.protocol.is_empty() { "-" } else { &d.protocol },
+                if d.protocol.is_empty() {
+                    "-"
+                } else {
+                    &d.protocol
+                },
                 d.members.len()
             );
             for m in &d.members {
@@ -106,11 +110,18 @@ async fn print_lag(client: &Client, group: &str) -> anyhow::Result<()> {
             p.topic,
             p.partition,
             p.committed.map_or("-".to_string(), |c| c.to_string()),
-            p.high_watermark,
+            p.high_watermark.map_or("-".to_string(), |h| h.to_string()),
             p.lag.map_or("-".to_string(), |l| l.to_string()),
-            p.owner.as_deref().unwrap_or("-")
+            p.owner.as_ref().map_or("-", |o| if o.client_id.is_empty() {
+                o.member_id.as_str()
+            } else {
+                o.client_id.as_str()
+            })
         );
     }
-    println!("total lag {}", lag.total_lag);
+    println!(
+        "group {} ({}), total lag {}",
+        lag.group_id, lag.state, lag.total_lag
+    );
     Ok(())
 }

