@@ -133,11 +133,27 @@ pub struct ConsumeArgs {
     partitions: i32,
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
+    /// Read as a member of this consumer group instead (join included; the same as
+    /// `bench group`).
+    #[arg(long)]
+    group: Option<String>,
+    /// With --group.
+    #[arg(long, default_value_t = 6000)]
+    session_timeout_ms: u64,
 }
 
 /// Reads `records` records from partitions `0..partitions` of a topic, from the
 /// beginning, with direct partition consumers (one task each), touching every value.
 pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group_id) = args.group {
+        let args = GroupArgs {
+            topic: args.topic,
+            group: group_id,
+            records: args.records,
+            session_timeout_ms: args.session_timeout_ms,
+        };
+        return group(client, args).await;
+    }
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
