@@ -41,6 +41,48 @@ tansu_bin() {
     echo "$bin"
 }
 
+# The Tansu binary for tests that start brokers of their own (the TLS fixture puts one
+# behind stunnel, with an advertised listener of its own).
+export_tansu() {
+    JOSEFINE_TANSU="$(tansu_bin)"
+    export JOSEFINE_TANSU
+}
+
+# The TLS terminator the TLS tests put in front of Tansu, whose own TLS does not work
+# (shared notes, tansu.md: Security). Debian names the binary stunnel4; upstream, stunnel.
+stunnel_bin() {
+    command -v stunnel4 || command -v stunnel
+}
+
+# Installs Debian's stunnel4 (and openssl, which the fixture's own test drives) with
+# apt-get when missing, then exports JOSEFINE_STUNNEL for the tests.
+ensure_stunnel() {
+    if ! stunnel_bin >/dev/null || ! command -v openssl >/dev/null; then
+        local sudo=()
+        if [ "$(id -u)" != 0 ]; then
+            if ! command -v sudo >/dev/null; then
+                echo "the TLS tests need stunnel4 and openssl, and only root can install them here:" >&2
+                echo "  apt-get install stunnel4 openssl   (as root), then rerun" >&2
+                return 1
+            fi
+            sudo=(sudo)
+        fi
+        if ! command -v apt-get >/dev/null; then
+            echo "the TLS tests need stunnel (and openssl) on PATH; no apt-get here to install them" >&2
+            return 1
+        fi
+        log "installing stunnel4 and openssl with apt-get (the TLS tests' terminator in front of Tansu)"
+        if ! "${sudo[@]}" apt-get update -qq ||
+            ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y -qq --no-install-recommends stunnel4 openssl >/dev/null; then
+            echo "could not install stunnel4 and openssl with apt-get; install them by hand and rerun" >&2
+            return 1
+        fi
+    fi
+    JOSEFINE_STUNNEL="$(stunnel_bin)"
+    export JOSEFINE_STUNNEL
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

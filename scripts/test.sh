@@ -12,6 +12,8 @@ cd "$ROOT"
 started=$(date +%s)
 ensure_venv
 export_python
+export_tansu
+ensure_stunnel
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

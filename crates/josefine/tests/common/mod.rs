@@ -1,5 +1,8 @@
-//! Shared by the integration tests: where the real broker is, unique names, a client.
+//! Shared by the integration tests: where the real broker is, unique names, a client;
+//! [`tls`] starts a broker behind TLS.
 #![allow(dead_code)]
+
+pub mod tls;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
