@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use josefine::{ClusterMetadata, Config, NewTopic};
+use josefine::{ClusterMetadata, Config, ErrorKind, NewTopic};
 
 mod bench;
 mod consume;
@@ -183,12 +183,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .get("bootstrap.servers")
         .unwrap_or_default()
         .to_string();
-    let client = config.client().await.with_context(|| {
-        format!(
-            "cannot reach the cluster at {servers}; check that a broker runs there, \
-             or point --bootstrap (or -X bootstrap.servers) at one"
-        )
-    })?;
+    let client = match config.client().await {
+        Ok(client) => client,
+        // A certificate or credentials problem says what to fix on its own.
+        Err(err) if matches!(err.kind(), ErrorKind::Tls | ErrorKind::Authentication) => {
+            return Err(err.into())
+        }
+        Err(err) => {
+            return Err(anyhow::Error::from(err).context(format!(
+                "cannot reach the cluster at {servers}; check that a broker runs there, \
+                 or point --bootstrap (or -X bootstrap.servers) at one"
+            )))
+        }
+    };
     let admin = client.admin();
     match command {
         Command::Cluster => {

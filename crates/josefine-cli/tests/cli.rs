@@ -333,3 +333,33 @@ fn groups_list_describe_and_lag_match_what_was_consumed() {
         String::from_utf8_lossy(&describe.stdout)
     );
 }
+
+#[test]
+fn tls_settings_work_from_the_command_line() {
+    use common::tls::{TlsBroker, TlsVariant};
+    let Some(broker) = TlsBroker::start(TlsVariant::Valid) else {
+        return;
+    };
+    let ssl = |ca: &std::path::Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_josefine"));
+        command
+            .args([
+                "--bootstrap",
+                &broker.bootstrap(),
+                "-X",
+                "security.protocol=SSL",
+            ])
+            .arg("-X")
+            .arg(format!("ssl.ca.location={}", ca.display()))
+            .arg("cluster");
+        command
+    };
+    let ok = run_ok(&mut ssl(broker.ca_pem_path()), b"");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(&broker.bootstrap()),
+        "the cluster as seen over TLS: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let refused = run(&mut ssl(broker.other_ca_pem_path()), b"");
+    assert_one_clear_line(&refused, "signed by a CA we do not trust");
+}

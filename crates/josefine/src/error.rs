@@ -113,6 +113,12 @@ pub enum ErrorKind {
     Config,
     /// The client (or the component) was closed.
     Closed,
+    /// The TLS handshake failed; the message names the certificate problem.
+    Tls,
+    /// SASL authentication failed (wrong credentials, unknown user, a mechanism the
+    /// broker does not enable, a broker that failed SCRAM verification). Not retried:
+    /// the same credentials fail again.
+    Authentication,
 }
 
 /// Where an error happened. Every field is optional: fill what is known.
@@ -164,6 +170,14 @@ impl Error {
     }
 
     pub(crate) fn io(err: std::io::Error) -> Self {
+        // A TLS failure surfaces as an I/O error from the stream (TLS 1.3 reports a
+        // refused client certificate on the first read): say what it is.
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return crate::net::tls::describe(tls, None);
+        }
         Self::new(ErrorKind::Io, String::new()).with_source(err)
     }
 
@@ -257,7 +271,9 @@ impl Error {
             | ErrorKind::CorruptRecords
             | ErrorKind::UnsupportedVersion
             | ErrorKind::Config
-            | ErrorKind::Closed => false,
+            | ErrorKind::Closed
+            | ErrorKind::Tls
+            | ErrorKind::Authentication => false,
         }
     }
 
@@ -323,6 +339,8 @@ impl fmt::Display for Error {
             ErrorKind::NoBrokerAvailable => f.write_str("no broker available")?,
             ErrorKind::Config => f.write_str("invalid configuration")?,
             ErrorKind::Closed => f.write_str("closed")?,
+            ErrorKind::Tls => f.write_str("TLS failure")?,
+            ErrorKind::Authentication => f.write_str("authentication failed")?,
         }
         if !self.0.message.is_empty() {
             write!(f, ": {}", self.0.message)?;

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Client, ClientConfig, Inner, State};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::net::{Broker, BrokerConfig};
+use crate::net::{Broker, BrokerConfig, TlsConfig};
 
 /// Builds a [`Client`].
 ///
@@ -31,6 +31,7 @@ pub struct ClientBuilder {
     metadata_max_age: Duration,
     retry_backoff: Backoff,
     allow_auto_topic_creation: bool,
+    tls: Option<TlsConfig>,
 }
 
 impl Default for ClientBuilder {
@@ -42,6 +43,7 @@ impl Default for ClientBuilder {
             metadata_max_age: Duration::from_secs(300),
             retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
             allow_auto_topic_creation: false,
+            tls: None,
         }
     }
 }
@@ -121,6 +123,21 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS on every connection (`security.protocol=SSL`, or `SASL_SSL` with
+    /// [`sasl`](Self::sasl)). Its files are read when the client is built.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// SASL authentication on every connection, after ApiVersions
+    /// (`security.protocol=SASL_PLAINTEXT`, or `SASL_SSL` with [`tls`](Self::tls)):
+    /// PLAIN, SCRAM-SHA-256/512 or OAUTHBEARER with your token provider.
+    pub fn sasl(mut self, sasl: crate::net::sasl::SaslConfig) -> Self {
+        self.broker.sasl = Some(sasl);
+        self
+    }
+
     /// Validates the settings, then fetches cluster metadata from the seeds: an
     /// unreachable cluster fails here, with the reason, rather than on first use.
     pub async fn connect(self) -> Result<Client> {
@@ -133,6 +150,9 @@ impl ClientBuilder {
     /// starts the background metadata refresh).
     pub fn build(mut self) -> Result<Client> {
         self.validate()?;
+        if let Some(tls) = &self.tls {
+            self.broker.tls = Some(tls.build()?);
+        }
         self.broker.connection.client_id = Some(StrBytes::from_string(self.client_id.clone()));
         let broker_config = Arc::new(self.broker);
         let seeds = self

@@ -142,6 +142,14 @@ async fn fetch(client: &Client, topics: Option<&BTreeSet<String>>) -> Result<Clu
             }
         }
     }
+    // A certificate or credentials problem is the answer, not "no broker": say it as
+    // it is (typed, not retriable), so the user fixes the setting it names.
+    if let Some(last) = last_error.take() {
+        if matches!(last.kind(), ErrorKind::Tls | ErrorKind::Authentication) {
+            return Err(last);
+        }
+        last_error = Some(last);
+    }
     let mut err = Error::new(
         ErrorKind::NoBrokerAvailable,
         format!(

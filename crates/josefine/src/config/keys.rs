@@ -67,11 +67,24 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("retry.backoff.max.ms", Kind::Millis),
     ("retry.backoff.ms", Kind::Millis),
     (
+        "sasl.mechanism",
+        Kind::OneOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
+    ),
+    ("sasl.password", Kind::Text),
+    ("sasl.username", Kind::Text),
+    (
         "security.protocol",
         Kind::OneOf(&["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]),
     ),
     ("session.timeout.ms", Kind::Millis),
     ("socket.connection.setup.timeout.ms", Kind::Millis),
+    ("ssl.ca.location", Kind::Text),
+    ("ssl.certificate.location", Kind::Text),
+    (
+        "ssl.endpoint.identification.algorithm",
+        Kind::OneOf(&["https", "none"]),
+    ),
+    ("ssl.key.location", Kind::Text),
 ];
 
 pub(crate) fn kind(key: &str) -> Option<Kind> {

@@ -32,6 +32,8 @@ use std::time::Duration;
 use crate::consumer::{ConsumerBuilder, IsolationLevel, OffsetReset};
 use crate::error::{Error, Result};
 use crate::group::{AssignorKind, ConsumerGroup, ConsumerGroupBuilder};
+use crate::net::sasl::{Credentials, SaslConfig};
+use crate::net::TlsConfig;
 use crate::producer::{Acks, Producer, ProducerBuilder};
 use crate::protocol::records::Compression;
 use crate::{Client, ClientBuilder, Consumer};
@@ -155,14 +157,19 @@ impl Config {
         let servers = self.list("bootstrap.servers").ok_or_else(|| {
             Error::config("bootstrap.servers is not set: give host:port of at least one broker")
         })?;
-        if let Some(protocol) = self.word("security.protocol") {
-            if protocol != "plaintext" {
-                return Err(Error::config(format!(
-                    "security.protocol={protocol} is not supported yet; only PLAINTEXT is"
-                )));
-            }
-        }
         let mut builder = Client::builder().bootstrap(servers);
+        let protocol = self.word("security.protocol");
+        let tls_wanted = matches!(protocol.as_deref(), Some("ssl" | "sasl_ssl"));
+        if tls_wanted {
+            builder = builder.tls(self.tls_config());
+        } else if self.values.keys().any(|k| k.starts_with("ssl.")) {
+            return Err(Error::config(
+                "ssl.* settings are set but security.protocol is not SSL or SASL_SSL",
+            ));
+        }
+        if let Some(sasl) = self.sasl_config(protocol.as_deref())? {
+            builder = builder.sasl(sasl);
+        }
         if let Some(id) = self.get("client.id") {
             builder = builder.client_id(id);
         }
@@ -185,6 +192,65 @@ impl Config {
             builder = builder.allow_auto_create_topics(allow);
         }
         Ok(builder)
+    }
+
+    fn tls_config(&self) -> TlsConfig {
+        let mut tls = TlsConfig::new();
+        if let Some(ca) = self.get("ssl.ca.location") {
+            tls = tls.ca_location(ca);
+        }
+        if let (Some(cert), Some(key)) = (
+            self.get("ssl.certificate.location"),
+            self.get("ssl.key.location"),
+        ) {
+            tls = tls.client_certificate(cert, key);
+        }
+        if self
+            .word("ssl.endpoint.identification.algorithm")
+            .as_deref()
+            == Some("none")
+        {
+            tls = tls.verify_hostname(false);
+        }
+        tls
+    }
+
+    /// The SASL settings when `protocol` asks for SASL; errors when something needed
+    /// is missing, or when SASL is configured but the protocol does not use it.
+    fn sasl_config(&self, protocol: Option<&str>) -> Result<Option<SaslConfig>> {
+        let wanted = matches!(protocol, Some("sasl_plaintext" | "sasl_ssl"));
+        let configured = self.values.keys().any(|k| k.starts_with("sasl."));
+        if !wanted {
+            if configured {
+                return Err(Error::config(
+                    "sasl.* settings are set but security.protocol is not SASL_PLAINTEXT or SASL_SSL",
+                ));
+            }
+            return Ok(None);
+        }
+        let mechanism = self
+            .get("sasl.mechanism")
+            .unwrap_or("PLAIN")
+            .to_ascii_uppercase();
+        let credentials = || -> Result<Credentials> {
+            match (self.get("sasl.username"), self.get("sasl.password")) {
+                (Some(user), Some(password)) => Ok(Credentials::new(user, password)),
+                _ => Err(Error::config(format!(
+                    "sasl.mechanism={mechanism} needs sasl.username and sasl.password"
+                ))),
+            }
+        };
+        Ok(Some(match mechanism.as_str() {
+            "SCRAM-SHA-256" => SaslConfig::ScramSha256(credentials()?),
+            "SCRAM-SHA-512" => SaslConfig::ScramSha512(credentials()?),
+            "OAUTHBEARER" => {
+                return Err(Error::config(
+                    "sasl.mechanism=OAUTHBEARER needs a token provider: set it in code with \
+                     ClientBuilder::sasl(SaslConfig::OAuthBearer(..))",
+                ))
+            }
+            _ => SaslConfig::Plain(credentials()?),
+        }))
     }
 
     /// Connects a [`Client`] (see [`client_builder`](Self::client_builder)).
@@ -462,10 +528,18 @@ mod tests {
         assert!(err.to_string().contains("bootstrap.servers"), "{err}");
         let config = Config::from_properties([
             ("bootstrap.servers", "127.0.0.1:1"),
-            ("security.protocol", "SSL"),
+            ("security.protocol", "SASL_SSL"),
         ])
         .unwrap();
-        assert!(config.client_builder().is_err());
+        let err = config.client_builder().unwrap_err();
+        assert!(err.to_string().contains("needs sasl.username"), "{err}");
+        let config = Config::from_properties([
+            ("bootstrap.servers", "127.0.0.1:1"),
+            ("ssl.ca.location", "/ca.pem"),
+        ])
+        .unwrap();
+        let err = config.client_builder().unwrap_err();
+        assert!(err.to_string().contains("security.protocol"), "{err}");
         let config = Config::from_properties([("bootstrap.servers", "127.0.0.1:1")]).unwrap();
         let client = config.client_builder().unwrap().build().unwrap();
         let err = config.group_builder(client).err().unwrap();

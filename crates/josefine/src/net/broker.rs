@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     /// KIP-511 client software name and version, sent in ApiVersions v3+.
     pub software_name: StrBytes,
     pub software_version: StrBytes,
+    /// TLS for every connection, when set.
+    pub(crate) tls: Option<super::tls::Connector>,
+    /// SASL after ApiVersions on every connection, when set.
+    pub(crate) sasl: Option<super::sasl::SaslConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -56,6 +60,8 @@ impl Default for BrokerConfig {
             reconnect_backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(1)),
             software_name: StrBytes::from_static_str("josefine"),
             software_version: StrBytes::from_static_str(env!("CARGO_PKG_VERSION")),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -79,6 +85,18 @@ struct Inner {
 struct Ready {
     connection: Connection,
     versions: Arc<ApiVersionTable>,
+    /// The task re-authenticating the connection (KIP-368); stopped with the last
+    /// handle to this connection.
+    _reauthentication: Option<Arc<AbortOnDrop>>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 type Connecting = Shared<BoxFuture<'static, Result<Ready>>>;
@@ -310,12 +328,40 @@ async fn connect(inner: &Inner) -> Result<Ready> {
             .map_err(|e| Error::io(e).with_broker(&name))?;
         // Requests are written whole; Nagle would only delay them.
         stream.set_nodelay(true).map_err(Error::io)?;
-        let connection = Connection::spawn(stream, name.clone(), config.connection.clone());
-        let versions = negotiate_versions(&connection, config).await?;
+        let connection = match &config.tls {
+            Some(tls) => {
+                let stream = tls
+                    .connect(stream, &inner.addr)
+                    .await
+                    .map_err(|e| e.with_broker(&name))?;
+                Connection::spawn(stream, name.clone(), config.connection.clone())
+            }
+            None => Connection::spawn(stream, name.clone(), config.connection.clone()),
+        };
+        let versions = Arc::new(negotiate_versions(&connection, config).await?);
+        let mut reauthentication = None;
+        if let Some(sasl) = &config.sasl {
+            let timeout = config.request_timeout;
+            let lifetime =
+                super::authenticate::authenticate(&connection, &versions, sasl, &name, timeout)
+                    .await?;
+            if let Some(lifetime) = lifetime {
+                let task = tokio::spawn(super::authenticate::keep_authenticated(
+                    connection.clone(),
+                    versions.clone(),
+                    sasl.clone(),
+                    name.clone(),
+                    timeout,
+                    lifetime,
+                ));
+                reauthentication = Some(Arc::new(AbortOnDrop(task)));
+            }
+        }
         tracing::debug!(broker = %name, "connected");
         Ok(Ready {
             connection,
-            versions: Arc::new(versions),
+            versions,
+            _reauthentication: reauthentication,
         })
     };
     match tokio::time::timeout(config.connect_timeout, attempt).await {
