@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod connection;
+pub mod sasl;
 
 pub use broker::{Broker, BrokerConfig};
 pub use connection::{Connection, ConnectionConfig};
