@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Shared;
 use crate::group::{Coordinator, GroupConfig};
 use crate::intercept::{Action, Intercept, InterceptHandle, Interceptor, RequestInfo};
+use crate::sasl::{SaslConfig, SaslMechanism};
 use crate::server::{self, Connections};
 use crate::state::{BrokerInfo, ClusterState};
 use crate::{api, coordinator, lock};
@@ -73,6 +74,7 @@ pub(crate) struct NodeConfig {
     pub(crate) versions: BTreeMap<i16, Option<VersionRange>>,
     pub(crate) max_frame_size: usize,
     pub(crate) groups: GroupConfig,
+    pub(crate) sasl: SaslConfig,
 }
 
 impl Default for NodeConfig {
@@ -83,6 +85,7 @@ impl Default for NodeConfig {
             versions: BTreeMap::new(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             groups: GroupConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -136,7 +139,7 @@ impl NodeConfig {
             state.create_topic(name, replicas);
         }
         let coordinator = Coordinator::new(node_ids.to_vec(), self.groups.clone());
-        let shared = Shared::new(state, coordinator);
+        let shared = Shared::new(state, coordinator, self.sasl.build());
         let advertised = self.advertised();
         let brokers = node_ids
             .iter()
@@ -267,6 +270,83 @@ impl MockBrokerBuilder {
     /// in Tansu; Kafka (the default) starts at 1.
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
         self.config.groups.first_generation = i32::from(!zero);
+        self
+    }
+
+    /// Requires SASL authentication (Kafka's `SASL_PLAINTEXT` listener) and adds
+    /// these users, `(name, password)`; repeating a name replaces its password.
+    /// Their SCRAM credentials are derived at [`start`](Self::start) (random salt,
+    /// 4096 iterations), as `kafka-configs --alter --add-config SCRAM-SHA-256=...`
+    /// would store them.
+    ///
+    /// Any `sasl_*` setting makes the broker require SASL: before a successful
+    /// SaslAuthenticate only ApiVersions, SaslHandshake and SaslAuthenticate are
+    /// answered, and anything else closes the connection, as Kafka does. A wrong
+    /// password or an unknown user gets SASL_AUTHENTICATION_FAILED with
+    /// "Authentication failed: Invalid username or password" (PLAIN) or Kafka's
+    /// SCRAM message, and the connection closes after the answer. Users can be
+    /// changed later with [`MockBroker::set_sasl_user`](crate::MockBroker::set_sasl_user).
+    ///
+    /// ```
+    /// use josefine_mock::MockBroker;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let broker = MockBroker::builder().sasl_users([("alice", "secret")]).start().await?;
+    /// # drop(broker);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sasl_users<U: Into<String>, P: Into<String>>(
+        mut self,
+        users: impl IntoIterator<Item = (U, P)>,
+    ) -> Self {
+        self.config.sasl.users(users);
+        self
+    }
+
+    /// The mechanisms SaslHandshake accepts (Kafka's `sasl.enabled.mechanisms`), in
+    /// the order its answers list them. Default [`SaslMechanism::DEFAULT`]: PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512. Any other name gets UNSUPPORTED_SASL_MECHANISM
+    /// with this list, and the connection closes. Requires SASL.
+    pub fn sasl_mechanisms(mut self, mechanisms: impl IntoIterator<Item = SaslMechanism>) -> Self {
+        self.config.sasl.mechanisms(mechanisms);
+        self
+    }
+
+    /// Bearer tokens OAUTHBEARER accepts, `(token, principal)`. The mock looks
+    /// tokens up as opaque strings (Kafka validates JWTs); an unknown token gets
+    /// RFC 7628's `{"status":"invalid_token"}` challenge, and after the client's
+    /// `\x01` SASL_AUTHENTICATION_FAILED with that JSON as the message. Add
+    /// [`SaslMechanism::OAuthBearer`] to [`sasl_mechanisms`](Self::sasl_mechanisms)
+    /// to enable it. Requires SASL.
+    pub fn sasl_oauth_tokens<T: Into<String>, P: Into<String>>(
+        mut self,
+        tokens: impl IntoIterator<Item = (T, P)>,
+    ) -> Self {
+        self.config.sasl.oauth_tokens(tokens);
+        self
+    }
+
+    /// How long an authentication lasts (Kafka's `connections.max.reauth.ms`,
+    /// KIP-368), sent in SaslAuthenticate v1+ as `session_lifetime_ms`. Once it has
+    /// passed, any request but SaslHandshake closes the connection; a new
+    /// SaslHandshake and SaslAuthenticate on the same connection (same mechanism
+    /// and user) start a new session. Default: sessions never expire
+    /// (`session_lifetime_ms` 0). The mock enforces it for SaslAuthenticate v0
+    /// clients too. Requires SASL.
+    pub fn sasl_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.sasl.session_lifetime(lifetime);
+        self
+    }
+
+    /// With `true`, SCRAM's server-final message carries a wrong signature
+    /// (`v=`), as a server that does not know the password would have to send,
+    /// so a test can check that the client refuses to go on. Default `false`.
+    /// Requires SASL; see also
+    /// [`MockBroker::set_sasl_forge_server_signature`](crate::MockBroker::set_sasl_forge_server_signature).
+    pub fn sasl_forge_server_signature(mut self, forge: bool) -> Self {
+        self.config.sasl.forge_server_signature(forge);
         self
     }
 

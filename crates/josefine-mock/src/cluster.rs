@@ -23,6 +23,7 @@ use crate::broker::{MockBroker, NodeConfig};
 use crate::coordinator::{self, Groups};
 use crate::group::Coordinator;
 use crate::lock;
+use crate::sasl::{SaslServer, User};
 use crate::state::{ClusterState, PartitionState, Settings};
 
 /// The state every broker of a cluster shares, and a signal for fetches
@@ -40,13 +41,21 @@ pub(crate) struct Shared {
     /// Wakes the coordinator's timer task when a deadline may have moved.
     group_timer: Arc<Notify>,
     timer_task: Mutex<Option<JoinHandle<()>>>,
+    /// SASL settings and users, behind their own lock (taken once per request by
+    /// the connection gate). Never held together with another lock.
+    sasl: Mutex<SaslServer>,
 }
 
 impl Shared {
     /// The shared state, with the coordinator's timer task running. Must be
     /// called within a tokio runtime.
-    pub(crate) fn new(state: ClusterState, coordinator: Coordinator) -> Arc<Shared> {
+    pub(crate) fn new(
+        state: ClusterState,
+        coordinator: Coordinator,
+        sasl: SaslServer,
+    ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
+            sasl: Mutex::new(sasl),
             state: Mutex::new(state),
             changed: Notify::new(),
             groups: Mutex::new(Groups::new(coordinator)),
@@ -71,6 +80,25 @@ impl Shared {
     /// The cluster state. Never hold the guard across an `.await`.
     pub(crate) fn state(&self) -> MutexGuard<'_, ClusterState> {
         lock(&self.state)
+    }
+
+    /// The SASL settings and users. Never hold the guard across an `.await`.
+    pub(crate) fn sasl(&self) -> MutexGuard<'_, SaslServer> {
+        lock(&self.sasl)
+    }
+
+    pub(crate) fn set_sasl_user(&self, name: &str, password: &str) {
+        // PBKDF2 runs before the lock is taken.
+        let user = User::new(password);
+        self.sasl().set_user(name, user);
+    }
+
+    pub(crate) fn remove_sasl_user(&self, name: &str) -> bool {
+        self.sasl().remove_user(name)
+    }
+
+    pub(crate) fn set_sasl_forge_server_signature(&self, forge: bool) {
+        self.sasl().forge_server_signature = forge;
     }
 
     pub(crate) fn changed(&self) -> &Notify {
@@ -329,6 +357,52 @@ impl MockClusterBuilder {
     /// [`MockBrokerBuilder::group_generations_start_at_zero`](crate::MockBrokerBuilder::group_generations_start_at_zero).
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
         self.config.groups.first_generation = i32::from(!zero);
+        self
+    }
+
+    /// Every broker requires SASL, with these users; see
+    /// [`MockBrokerBuilder::sasl_users`](crate::MockBrokerBuilder::sasl_users).
+    /// The users are the cluster's, as Kafka keeps SCRAM credentials in its
+    /// metadata.
+    pub fn sasl_users<U: Into<String>, P: Into<String>>(
+        mut self,
+        users: impl IntoIterator<Item = (U, P)>,
+    ) -> Self {
+        self.config.sasl.users(users);
+        self
+    }
+
+    /// Every broker's `sasl.enabled.mechanisms`; see
+    /// [`MockBrokerBuilder::sasl_mechanisms`](crate::MockBrokerBuilder::sasl_mechanisms).
+    pub fn sasl_mechanisms(
+        mut self,
+        mechanisms: impl IntoIterator<Item = crate::SaslMechanism>,
+    ) -> Self {
+        self.config.sasl.mechanisms(mechanisms);
+        self
+    }
+
+    /// Bearer tokens every broker accepts; see
+    /// [`MockBrokerBuilder::sasl_oauth_tokens`](crate::MockBrokerBuilder::sasl_oauth_tokens).
+    pub fn sasl_oauth_tokens<T: Into<String>, P: Into<String>>(
+        mut self,
+        tokens: impl IntoIterator<Item = (T, P)>,
+    ) -> Self {
+        self.config.sasl.oauth_tokens(tokens);
+        self
+    }
+
+    /// Every broker's `connections.max.reauth.ms`; see
+    /// [`MockBrokerBuilder::sasl_session_lifetime`](crate::MockBrokerBuilder::sasl_session_lifetime).
+    pub fn sasl_session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.sasl.session_lifetime(lifetime);
+        self
+    }
+
+    /// Every broker forges SCRAM server signatures; see
+    /// [`MockBrokerBuilder::sasl_forge_server_signature`](crate::MockBrokerBuilder::sasl_forge_server_signature).
+    pub fn sasl_forge_server_signature(mut self, forge: bool) -> Self {
+        self.config.sasl.forge_server_signature(forge);
         self
     }
 

@@ -3,7 +3,8 @@
 //!
 //! A [`MockBroker`] listens on `127.0.0.1` and answers Produce, Fetch,
 //! ListOffsets, Metadata, ApiVersions, CreateTopics, CreatePartitions,
-//! DeleteTopics and InitProducerId, and as a group coordinator FindCoordinator, JoinGroup,
+//! DeleteTopics, InitProducerId, SaslHandshake and SaslAuthenticate, and as a
+//! group coordinator FindCoordinator, JoinGroup,
 //! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 //! DescribeGroups, ListGroups and DeleteGroups, at every version the
 //! `kafka-protocol` crate supports, from an in-memory cluster state: topics,
@@ -80,6 +81,18 @@
 //!   (KIP-360).
 //! * Consumer groups follow Kafka's classic group coordinator (see
 //!   [Consumer groups](#consumer-groups)).
+//! * SASL, when a `sasl_*` builder setting asks for it (see
+//!   [`MockBrokerBuilder::sasl_users`]): PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+//!   against a user store (the SCRAM server is the mock's own, with derived
+//!   keys only), OAUTHBEARER against registered tokens; before
+//!   authentication only ApiVersions, SaslHandshake and SaslAuthenticate, in
+//!   Kafka's order, and anything else closes the connection; failures are
+//!   answered (UNSUPPORTED_SASL_MECHANISM with the enabled list,
+//!   SASL_AUTHENTICATION_FAILED with Kafka's messages) and then close it;
+//!   session lifetimes and re-authentication on the same connection (KIP-368).
+//!   Without SASL the two APIs answer ILLEGAL_SASL_STATE, as a PLAINTEXT
+//!   listener does. Only SaslHandshake v1 is advertised: v0's raw tokens
+//!   (before KIP-152) are not implemented.
 //! * Stopping a broker is a crash before the controller reacts: connections
 //!   are refused, but Metadata still lists it and it keeps its partitions
 //!   until a test calls [`MockCluster::remove_broker_from_metadata`] and
@@ -143,8 +156,9 @@
 //!   and followers never serve fetches (KIP-392): only the leader answers.
 //! * No transactions: InitProducerId with a transactional id gets
 //!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and transactional batches
-//!   INVALID_TXN_STATE. No ACLs, no SASL, no quotas (throttle time is
-//!   always 0).
+//!   INVALID_TXN_STATE. No ACLs, no TLS, no quotas (throttle time is
+//!   always 0). SASL authenticates but authorizes nothing; OAUTHBEARER
+//!   tokens are opaque strings, not validated JWTs.
 //! * Records are never parsed, only batch headers: ListOffsets by timestamp
 //!   answers the first batch whose max timestamp qualifies (with that max
 //!   timestamp), where Kafka names the exact record; compressed batches are
@@ -170,8 +184,9 @@
 //! batch header and Produce's validation), `session.rs` (fetch sessions),
 //! `group/` (the group coordinator's sans-io state machine: placement and
 //! offsets in `mod.rs`, one group's membership in `classic.rs`),
-//! `coordinator.rs` (its tokio driver: waiting requests and timers), `api/`
-//! (one file per Kafka API). The state is shared by the whole cluster;
+//! `coordinator.rs` (its tokio driver: waiting requests and timers), `sasl/`
+//! (the user store, each connection's authentication state, and the
+//! mechanisms' server sides, sans-io), `api/` (one file per Kafka API). The state is shared by the whole cluster;
 //! listeners, intercepts, request logs and fetch sessions are per broker.
 
 #[macro_use]
@@ -185,6 +200,7 @@ mod coordinator;
 mod group;
 mod intercept;
 mod log;
+mod sasl;
 mod server;
 mod session;
 mod state;
@@ -198,6 +214,7 @@ pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;
 pub use log::UnknownProducer;
+pub use sasl::SaslMechanism;
 
 /// Locks a mutex, ignoring poison: a test that panicked while holding one of
 /// the mock's locks must not turn every later use of the mock into a second,

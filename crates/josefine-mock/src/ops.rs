@@ -282,5 +282,28 @@ macro_rules! cluster_ops {
             self.shared()
                 .group_settings(|g| g.member_id_required_at_every_version = required)
         }
+
+        /// Adds a SASL user or changes its password, deriving fresh SCRAM
+        /// credentials; connections already authenticated stay so, as in Kafka.
+        /// The user is stored either way, but only a broker built to require
+        /// SASL (see
+        /// [`MockBrokerBuilder::sasl_users`](crate::MockBrokerBuilder::sasl_users))
+        /// ever asks for it.
+        pub fn set_sasl_user(&self, name: &str, password: &str) {
+            self.shared().set_sasl_user(name, password)
+        }
+
+        /// Removes a SASL user; false when there was none. Its authenticated
+        /// connections stay open until their session expires.
+        pub fn remove_sasl_user(&self, name: &str) -> bool {
+            self.shared().remove_sasl_user(name)
+        }
+
+        /// Turns SCRAM server-signature forging on or off for exchanges from
+        /// now on; see
+        /// [`MockBrokerBuilder::sasl_forge_server_signature`](crate::MockBrokerBuilder::sasl_forge_server_signature).
+        pub fn set_sasl_forge_server_signature(&self, forge: bool) {
+            self.shared().set_sasl_forge_server_signature(forge)
+        }
     };
 }

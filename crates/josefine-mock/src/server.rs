@@ -41,6 +41,7 @@ use crate::api::{self, Mode, Refusal, Reply};
 use crate::broker::Node;
 use crate::intercept::{Action, RequestInfo};
 use crate::lock;
+use crate::sasl::Session;
 
 /// How long the accept loop waits after a failed `accept` (say, out of file
 /// descriptors) before trying again, so it does not spin.
@@ -170,8 +171,11 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ConnectionError> {
+    // The connection's SASL state: what it may ask before, during and after
+    // authentication.
+    let mut session = Session::default();
     while let Some(frame) = read_frame(&mut stream, node.max_frame_size).await? {
-        match handle_request(node, connection_id, frame, &mut stream, peer).await? {
+        match handle_request(node, connection_id, frame, &mut stream, peer, &mut session).await? {
             Next::Continue => {}
             Next::Close => break,
         }
@@ -233,6 +237,7 @@ async fn handle_request(
     mut frame: Bytes,
     stream: &mut TcpStream,
     peer: SocketAddr,
+    session: &mut Session,
 ) -> Result<Next, ConnectionError> {
     let header = decode_header(&mut frame)?;
     let api_key = ApiKey::try_from(header.request_api_key)
@@ -254,7 +259,7 @@ async fn handle_request(
     node.record(request.clone());
 
     let Some(action) = node.interceptor.take(&request) else {
-        let reply = api::serve(node, &header, frame, Mode::Normal, peer).await?;
+        let reply = api::serve(node, &header, frame, Mode::Normal, peer, session).await?;
         return write_reply(stream, reply).await;
     };
     tracing::debug!(
@@ -265,11 +270,11 @@ async fn handle_request(
     match action {
         Action::Delay(delay) => {
             tokio::time::sleep(delay).await;
-            let reply = api::serve(node, &header, frame, Mode::Normal, peer).await?;
+            let reply = api::serve(node, &header, frame, Mode::Normal, peer, session).await?;
             write_reply(stream, reply).await
         }
         Action::Error(code) => {
-            let reply = api::serve(node, &header, frame, Mode::Error(code), peer).await?;
+            let reply = api::serve(node, &header, frame, Mode::Error(code), peer, session).await?;
             write_reply(stream, reply).await
         }
         Action::Disconnect => Ok(Next::Close),
@@ -295,8 +300,8 @@ async fn handle_request(
             // The request takes effect (a topic is created, say) and only the
             // answer is lost, which is the case a client's retry must handle.
             // An acks=0 Produce has no answer to halve; the close remains.
-            if let Reply::Frame(response) =
-                api::serve(node, &header, frame, Mode::Normal, peer).await?
+            if let Reply::Frame(response) | Reply::FrameThenClose(response) =
+                api::serve(node, &header, frame, Mode::Normal, peer, session).await?
             {
                 let body_len = response.len() - 4;
                 write_all(stream, &response[..4 + body_len / 2]).await?;
@@ -314,6 +319,10 @@ async fn write_reply(stream: &mut TcpStream, reply: Reply) -> Result<Next, Conne
         Reply::Frame(frame) => {
             write_all(stream, &frame).await?;
             Ok(Next::Continue)
+        }
+        Reply::FrameThenClose(frame) => {
+            write_all(stream, &frame).await?;
+            Ok(Next::Close)
         }
         Reply::Nothing => Ok(Next::Continue),
         Reply::Close => Ok(Next::Close),

@@ -121,7 +121,7 @@ async fn a_wrong_password_or_an_unknown_user_is_refused() {
 
 #[tokio::test]
 async fn a_mechanism_the_broker_does_not_enable_names_what_it_offers() {
-    let cluster = cluster(|b| b.sasl_mechanisms(["PLAIN"])).await;
+    let cluster = cluster(|b| b.sasl_mechanisms([josefine_mock::SaslMechanism::Plain])).await;
     let err = connect(&cluster, SaslConfig::ScramSha512(alice(PASSWORD)))
         .await
         .unwrap_err();
@@ -152,6 +152,12 @@ async fn a_limited_session_is_renewed_on_the_same_connection() {
         .unwrap();
     let broker = client.brokers().remove(0);
     let node = broker.id().unwrap();
+    // Open (and authenticate) the node's connection before counting: the seed
+    // connection used to bootstrap is a different one.
+    broker.api_versions().await.unwrap();
+    for other in client.brokers() {
+        other.api_versions().await.unwrap();
+    }
     let connections = cluster.broker(node).connection_count();
     let until = tokio::time::Instant::now() + Duration::from_millis(3500);
     while tokio::time::Instant::now() < until {
@@ -192,4 +198,37 @@ fn credentials_never_show_in_debug_output() {
     ])
     .unwrap();
     assert!(!format!("{config:?}").contains(PASSWORD));
+}
+
+/// OAUTHBEARER with a token from the user's provider (here a fixed token, its own
+/// provider): a token the broker knows logs in, another is refused.
+#[tokio::test]
+async fn oauthbearer_logs_in_with_the_providers_token() {
+    use josefine::net::sasl::OAuthToken;
+    use std::sync::Arc;
+    let cluster = cluster(|b| {
+        b.sasl_mechanisms([josefine_mock::SaslMechanism::OAuthBearer])
+            .sasl_oauth_tokens([("token-for-alice", "alice")])
+    })
+    .await;
+    let client = connect(
+        &cluster,
+        SaslConfig::OAuthBearer(Arc::new(OAuthToken::new("token-for-alice"))),
+    )
+    .await
+    .unwrap();
+    client.refresh_metadata(&["t"]).await.unwrap();
+    client.close();
+    let err = connect(
+        &cluster,
+        SaslConfig::OAuthBearer(Arc::new(OAuthToken::new("forged-token"))),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), &ErrorKind::Authentication, "{text}");
+    assert!(
+        text.contains("OAUTHBEARER") && !text.contains("forged-token"),
+        "{text}"
+    );
 }

@@ -32,6 +32,8 @@ pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_fetch;
 pub(crate) mod produce;
+pub(crate) mod sasl_authenticate;
+pub(crate) mod sasl_handshake;
 pub(crate) mod sync_group;
 
 use std::net::SocketAddr;
@@ -43,7 +45,8 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest,
+    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
@@ -51,6 +54,8 @@ use kafka_protocol::protocol::{
 use kafka_protocol::ResponseError;
 
 use crate::broker::Node;
+use crate::coordinator;
+use crate::sasl::{Admission, Session};
 
 pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 pub(crate) const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
@@ -58,8 +63,8 @@ pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.co
 pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
-/// the kafka-protocol crate can decode and encode.
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 19] = [
+/// the kafka-protocol crate can decode and encode (SaslHandshake: v1 only).
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 21] = [
     (ApiKey::Produce, ProduceRequest::VERSIONS),
     (ApiKey::Fetch, FetchRequest::VERSIONS),
     (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
@@ -79,6 +84,8 @@ pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 19] = [
     (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
     (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
+    (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
+    (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -108,6 +115,9 @@ pub(crate) enum Reply {
     /// Close the connection without a response (Produce with acks=0 that
     /// failed).
     Close,
+    /// Write this response, then close the connection (a failed SASL
+    /// authentication).
+    FrameThenClose(Frame),
 }
 
 pub(crate) trait Handler {
@@ -131,14 +141,26 @@ pub(crate) trait Handler {
 
 /// Answers one request whose header has been decoded; `body` is what follows
 /// the header, `peer` the client's address (JoinGroup records it as the
-/// member's host).
+/// member's host), `session` the connection's SASL state.
+///
+/// In [`Mode::Normal`] the SASL gate comes first: on a broker that requires
+/// SASL, a request the connection may not make yet (or any more, once its
+/// session expired) is refused, which closes the connection as Kafka does. A
+/// test's [`Mode::Error`] is answered regardless.
 pub(crate) async fn serve(
     node: &Node,
     header: &RequestHeader,
     body: Bytes,
     mode: Mode,
     peer: SocketAddr,
+    session: &mut Session,
 ) -> Result<Reply, Refusal> {
+    if let (Mode::Normal, Ok(api_key)) = (mode, ApiKey::try_from(header.request_api_key)) {
+        let admission = session.admit(&node.shared.sasl(), api_key, coordinator::now());
+        if let Admission::Close(reason) = admission {
+            return Err(Refusal(reason));
+        }
+    }
     let frame = match ApiKey::try_from(header.request_api_key) {
         Ok(ApiKey::Produce) => return produce::serve(node, header, body, mode),
         Ok(ApiKey::Fetch) => return fetch::serve(node, header, body, mode).await,
@@ -167,6 +189,12 @@ pub(crate) async fn serve(
         }
         Ok(ApiKey::Metadata) => serve_with::<metadata::Metadata>(node, header, body, mode),
         Ok(ApiKey::ApiVersions) => api_versions::serve(node, header, body, mode),
+        Ok(ApiKey::SaslHandshake) => {
+            return sasl_handshake::serve(node, header, body, mode, session)
+        }
+        Ok(ApiKey::SaslAuthenticate) => {
+            return sasl_authenticate::serve(node, header, body, mode, session)
+        }
         Ok(ApiKey::CreateTopics) => {
             serve_with::<create_topics::CreateTopics>(node, header, body, mode)
         }
