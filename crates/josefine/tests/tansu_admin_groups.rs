@@ -20,35 +20,15 @@ use std::time::Duration;
 
 use common::real_broker;
 use josefine::{
-    Admin, Claim, Client, ConsumerGroup, GroupHandler, GroupState, NewTopic, OffsetReset, Producer,
-    ProducerRecord, Session, TopicPartition,
+    Admin, Claim, Client, ConsumerGroup, GroupHandler, GroupState, NewTopic, OffsetReset, Session,
+    TopicPartition,
 };
 
 const PARTITIONS: i32 = 3;
 
-/// Tansu fences concurrent idempotent producers (see tansu_producer.rs).
-static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Produces `count(p)` records to each partition `p` of `topic`, in batches of
-/// several records (the producer's linger gathers them).
+/// Produces `count(p)` records to each partition `p` of `topic`.
 async fn produce(client: &Client, topic: &str, count: impl Fn(i32) -> i64) {
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
-    let producer = Producer::builder(client.clone()).build().unwrap();
-    for p in 0..PARTITIONS {
-        for i in 0..count(p) {
-            drop(
-                producer
-                    .enqueue(
-                        ProducerRecord::new(topic)
-                            .partition(p)
-                            .value(format!("p{p}-{i}")),
-                    )
-                    .await
-                    .unwrap(),
-            );
-        }
-    }
-    producer.close().await.unwrap();
+    common::produce_values(client, topic, PARTITIONS, |p| 0..count(p)).await;
 }
 
 async fn client(addr: &str, client_id: &str) -> Client {

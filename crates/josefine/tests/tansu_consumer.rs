@@ -14,10 +14,6 @@ use josefine::{
 const PARTITIONS: i32 = 6;
 const PER_PARTITION: usize = 1000;
 
-/// Tansu fences concurrent idempotent producers (see tansu_producer.rs); the consumer
-/// tests fill their topics one producer at a time.
-static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A fresh topic with `PER_PARTITION` records `p{partition}-{i}` in each partition.
 async fn filled_topic(client: &Client, prefix: &str) -> String {
     let topic = common::unique(prefix);
@@ -26,7 +22,7 @@ async fn filled_topic(client: &Client, prefix: &str) -> String {
         .create_topic(NewTopic::new(&topic, PARTITIONS))
         .await
         .unwrap();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let producer = Producer::builder(client.clone()).build().unwrap();
     for p in 0..PARTITIONS {
         for i in 0..PER_PARTITION {
@@ -157,7 +153,7 @@ async fn start_at_an_offset_a_timestamp_and_latest() {
         .unwrap();
     assert_eq!(latest.position(), 0);
     {
-        let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+        let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
         let producer = Producer::builder(client.clone()).build().unwrap();
         for i in 0..5 {
             producer
@@ -191,7 +187,7 @@ async fn pause_stops_fetching_and_resume_continues() {
     pc.pause();
     assert!(pc.is_paused());
     {
-        let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+        let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
         let producer = Producer::builder(client.clone()).build().unwrap();
         for i in 0..5 {
             producer

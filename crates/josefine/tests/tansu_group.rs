@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use common::real_broker;
 use josefine::{
-    Claim, Client, ConsumerGroup, GroupHandler, NewTopic, OffsetReset, Producer, ProducerRecord,
-    Session, TopicPartition,
+    Claim, Client, ConsumerGroup, GroupHandler, NewTopic, OffsetReset, Session, TopicPartition,
 };
 
 const PARTITIONS: i32 = 6;
 
-/// Tansu fences concurrent idempotent producers (see tansu_producer.rs).
-static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PER_PARTITION: i64 = 500;
 
 /// What all members saw: offsets per partition, and each member's latest claims.
@@ -73,23 +70,7 @@ async fn filled_group_topic(addr: &str, prefix: &str) -> (Client, String, String
 }
 
 async fn fill(client: &Client, topic: &str) {
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
-    let producer = Producer::builder(client.clone()).build().unwrap();
-    for p in 0..PARTITIONS {
-        for i in 0..PER_PARTITION {
-            drop(
-                producer
-                    .enqueue(
-                        ProducerRecord::new(topic)
-                            .partition(p)
-                            .value(format!("p{p}-{i}")),
-                    )
-                    .await
-                    .unwrap(),
-            );
-        }
-    }
-    producer.close().await.unwrap();
+    common::produce_values(client, topic, PARTITIONS, |_| 0..PER_PARTITION).await;
 }
 
 fn member(client: Client, group: &str) -> ConsumerGroup {
@@ -187,23 +168,7 @@ async fn three_members_share_the_partitions_and_commit_to_the_end() {
 }
 
 async fn produce_more(client: &Client, topic: &str, from: i64, to: i64) {
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
-    let producer = Producer::builder(client.clone()).build().unwrap();
-    for p in 0..PARTITIONS {
-        for i in from..to {
-            drop(
-                producer
-                    .enqueue(
-                        ProducerRecord::new(topic)
-                            .partition(p)
-                            .value(format!("p{p}-{i}")),
-                    )
-                    .await
-                    .unwrap(),
-            );
-        }
-    }
-    producer.close().await.unwrap();
+    common::produce_values(client, topic, PARTITIONS, |_| from..to).await;
 }
 
 /// Waits until the members in `members` hold claims of one generation covering every

@@ -13,11 +13,6 @@ use josefine::{NewTopic, Producer, ProducerRecord};
 
 const PARTITIONS: i32 = 6;
 
-/// Tansu 0.6 hands every InitProducerId the same producer id with the next epoch, so
-/// two idempotent producers alive at once fence each other (PRODUCER_FENCED). Tests
-/// with idempotent producers take turns.
-static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn topic(client: &josefine::Client, prefix: &str, partitions: i32) -> String {
     let name = common::unique(prefix);
     client
@@ -31,7 +26,7 @@ async fn topic(client: &josefine::Client, prefix: &str, partitions: i32) -> Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_keyed_records_arrive_complete_and_in_order() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let client = common::client(&addr).await;
     let topic = topic(&client, "produce-100k", PARTITIONS).await;
     let producer = Producer::builder(client.clone()).build().unwrap();
@@ -85,7 +80,7 @@ async fn a_hundred_thousand_keyed_records_arrive_complete_and_in_order() {
 #[tokio::test]
 async fn keys_land_where_librdkafka_puts_them() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let Some(python) = common::python() else {
         return;
     };
@@ -148,7 +143,7 @@ fn parse_json_map(text: &str) -> HashMap<String, i32> {
 #[tokio::test]
 async fn every_codec_round_trips_through_the_producer() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let client = common::client(&addr).await;
     let topic = topic(&client, "produce-codecs", Compression::ALL.len() as i32).await;
     for (p, codec) in Compression::ALL.into_iter().enumerate() {
@@ -188,7 +183,7 @@ async fn every_codec_round_trips_through_the_producer() {
 #[tokio::test]
 async fn librdkafka_reads_what_we_produce() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let Some(python) = common::python() else {
         return;
     };
@@ -258,7 +253,7 @@ fn field(line: &str, name: &str) -> String {
 #[tokio::test]
 async fn flush_delivers_everything_buffered_and_reports_offsets() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let client = common::client(&addr).await;
     let topic = topic(&client, "flush", 1).await;
     // A linger far longer than the test: only flush can send these.
@@ -288,7 +283,7 @@ async fn flush_delivers_everything_buffered_and_reports_offsets() {
 #[tokio::test]
 async fn a_record_too_large_fails_alone_with_a_clear_error() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let client = common::client(&addr).await;
     let topic = topic(&client, "too-large", 1).await;
     let producer = Producer::builder(client.clone())
@@ -321,7 +316,7 @@ async fn a_record_too_large_fails_alone_with_a_clear_error() {
 #[tokio::test]
 async fn an_unknown_topic_fails_after_max_block() {
     let addr = real_broker!();
-    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let _turn = common::ONE_PRODUCER_AT_A_TIME.lock().await;
     let client = common::client(&addr).await;
     let producer = Producer::builder(client)
         .max_block(Duration::from_millis(500))

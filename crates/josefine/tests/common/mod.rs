@@ -177,3 +177,30 @@ pub async fn read_partition(
     }
     records
 }
+
+/// Tansu fences concurrent idempotent producers (see tansu_producer.rs): the tests of
+/// one binary take turns.
+pub static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Produces the records `offsets(p)` to each partition `p` in `0..partitions` of
+/// `topic`, value `p{p}-{i}` for the i-th, with one idempotent producer (taking its
+/// turn) and its batching.
+pub async fn produce_values(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    offsets: impl Fn(i32) -> std::ops::Range<i64>,
+) {
+    let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
+    let producer = josefine::Producer::builder(client.clone()).build().unwrap();
+    for p in 0..partitions {
+        for i in offsets(p) {
+            let record = josefine::ProducerRecord::new(topic)
+                .partition(p)
+                .value(format!("p{p}-{i}"));
+            // close() below waits for every delivery.
+            drop(producer.enqueue(record).await.unwrap());
+        }
+    }
+    producer.close().await.unwrap();
+}
