@@ -1466,9 +1466,23 @@ async fn a_cooperative_member_that_loses_its_membership_starts_over() {
         },
     )
     .await;
+    // The lost session committed nothing at its end: the new one reads again from
+    // the last commit and auto-commits up to the end.
+    within(
+        "the new session's commits to reach the end",
+        wait_committed(&cluster, group, FIRST + 10),
+    )
+    .await;
     close_all(members).await;
     assert_processed(&log, TOPIC, PARTITIONS, FIRST + 10);
     assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST + 10);
+}
+
+/// Waits until every partition of the topic is committed at `end`.
+async fn wait_committed(cluster: &MockCluster, group: &str, end: i64) {
+    while (0..PARTITIONS).any(|p| cluster.committed(group, TOPIC, p) != Some(end)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 // ---- 11. a handler stalled past max.poll.interval.ms ----
