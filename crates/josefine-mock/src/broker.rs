@@ -20,8 +20,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Shared;
+use crate::entropy::Entropy;
 use crate::group::{Coordinator, GroupConfig};
 use crate::intercept::{Action, Intercept, InterceptHandle, Interceptor, RequestInfo};
+use crate::network::NetworkFaults;
 use crate::sasl::{SaslConfig, SaslMechanism};
 use crate::server::{self, Connections};
 use crate::state::{BrokerInfo, ClusterState};
@@ -39,6 +41,7 @@ pub(crate) struct Node {
     advertised: BTreeMap<i16, VersionRange>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) interceptor: Interceptor,
+    pub(crate) network: NetworkFaults,
     log: Mutex<Vec<RequestInfo>>,
     pub(crate) accepted: AtomicU64,
     pub(crate) connections: Mutex<Connections>,
@@ -75,6 +78,8 @@ pub(crate) struct NodeConfig {
     pub(crate) max_frame_size: usize,
     pub(crate) groups: GroupConfig,
     pub(crate) sasl: SaslConfig,
+    /// The deterministic mode's seed.
+    pub(crate) seed: Option<u64>,
 }
 
 impl Default for NodeConfig {
@@ -86,6 +91,7 @@ impl Default for NodeConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             groups: GroupConfig::default(),
             sasl: SaslConfig::default(),
+            seed: None,
         }
     }
 }
@@ -124,6 +130,7 @@ impl NodeConfig {
         }
         let controller = node_ids.first().copied().unwrap_or(1);
         let mut state = ClusterState::new(self.cluster_id.clone(), controller);
+        state.seed = self.seed;
         for (node_id, (_, addr)) in node_ids.iter().zip(&listeners) {
             state.add_broker(BrokerInfo {
                 node_id: *node_id,
@@ -139,7 +146,9 @@ impl NodeConfig {
             state.create_topic(name, replicas);
         }
         let coordinator = Coordinator::new(node_ids.to_vec(), self.groups.clone());
-        let shared = Shared::new(state, coordinator, self.sasl.build());
+        let entropy = Arc::new(Entropy::new(self.seed));
+        let sasl = self.sasl.build(Arc::clone(&entropy));
+        let shared = Shared::new(state, coordinator, sasl, entropy);
         let advertised = self.advertised();
         let brokers = node_ids
             .iter()
@@ -151,6 +160,7 @@ impl NodeConfig {
                     advertised: advertised.clone(),
                     shared: Arc::clone(&shared),
                     interceptor: Interceptor::default(),
+                    network: NetworkFaults::default(),
                     log: Mutex::new(Vec::new()),
                     accepted: AtomicU64::new(0),
                     connections: Mutex::new(Connections::default()),
@@ -350,6 +360,16 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Deterministic mode: everything the mock would draw at random is drawn
+    /// from `seed` instead, so two runs of a test see the same ids, salts,
+    /// jitter and default timestamps. See [Deterministic
+    /// mode](crate#deterministic-mode) for what it covers and what it
+    /// cannot.
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving. Must be called within a tokio
     /// runtime.
     ///
@@ -370,6 +390,11 @@ impl MockBrokerBuilder {
 ///
 /// Dropping it (or awaiting [`shutdown`](Self::shutdown)) stops the listener
 /// and closes every connection, so a test never leaks a port or a task.
+///
+/// Faults on a timer ([`MockCluster::after`](crate::MockCluster::after) and
+/// the like) and [`wait_until`](crate::MockCluster::wait_until) need a
+/// cluster handle: for one broker, start a
+/// `MockCluster::builder().brokers(1)`.
 pub struct MockBroker {
     node: Arc<Node>,
     addr: SocketAddr,
@@ -407,8 +432,50 @@ impl MockBroker {
         self.addr.to_string()
     }
 
+    /// The broker's id (Kafka's `node.id`).
     pub fn node_id(&self) -> i32 {
         self.node.node_id
+    }
+
+    /// Adds `latency` before this broker looks at each request (ApiVersions
+    /// and SASL included), as a slow broker or a slow link would; requests
+    /// pipelined behind it on the same connection wait too. `Duration::ZERO`
+    /// (the default) turns it off. Intercepted requests get it on top of
+    /// their action, so an [`Action::Delay`] adds to it.
+    pub fn set_latency(&self, latency: Duration) {
+        self.node.network.set_latency(latency);
+    }
+
+    /// Adds up to `jitter` more to each request's [latency](Self::set_latency),
+    /// uniformly distributed; in a deterministic cluster a function of the
+    /// seed and the request (connection and correlation id). Default zero.
+    pub fn set_latency_jitter(&self, jitter: Duration) {
+        self.node.network.set_jitter(jitter);
+    }
+
+    /// The latency added to each request; see [`set_latency`](Self::set_latency).
+    pub fn latency(&self) -> Duration {
+        self.node.network.latency()
+    }
+
+    /// The jitter added to the latency; see
+    /// [`set_latency_jitter`](Self::set_latency_jitter).
+    pub fn latency_jitter(&self) -> Duration {
+        self.node.network.jitter()
+    }
+
+    /// Drops this share of requests (0.0 to 1.0, clamped): the broker closes
+    /// the connection instead of answering, as a flaky network or a broker
+    /// restart would, before any intercept rule sees the request. Which
+    /// requests are dropped is random, or in a deterministic cluster a
+    /// function of the seed and the request. Default 0.
+    pub fn set_drop_rate(&self, rate: f64) {
+        self.node.network.set_drop_rate(rate);
+    }
+
+    /// The share of requests dropped; see [`set_drop_rate`](Self::set_drop_rate).
+    pub fn drop_rate(&self) -> f64 {
+        self.node.network.drop_rate()
     }
 
     /// Adds a rule after the existing ones; see [`Intercept`] and [`Action`].

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::broker::{MockBroker, NodeConfig};
 use crate::coordinator::{self, Groups};
+use crate::entropy::Entropy;
 use crate::group::Coordinator;
 use crate::lock;
 use crate::sasl::{SaslServer, User};
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// SASL settings and users, behind their own lock (taken once per request by
     /// the connection gate). Never held together with another lock.
     sasl: Mutex<SaslServer>,
+    /// Everything random, or the deterministic mode's seed.
+    entropy: Arc<Entropy>,
 }
 
 impl Shared {
@@ -53,9 +56,11 @@ impl Shared {
         state: ClusterState,
         coordinator: Coordinator,
         sasl: SaslServer,
+        entropy: Arc<Entropy>,
     ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
             sasl: Mutex::new(sasl),
+            entropy,
             state: Mutex::new(state),
             changed: Notify::new(),
             groups: Mutex::new(Groups::new(coordinator)),
@@ -87,9 +92,17 @@ impl Shared {
         lock(&self.sasl)
     }
 
+    pub(crate) fn entropy(&self) -> &Entropy {
+        &self.entropy
+    }
+
+    pub(crate) fn seed(&self) -> Option<u64> {
+        self.entropy.seed()
+    }
+
     pub(crate) fn set_sasl_user(&self, name: &str, password: &str) {
         // PBKDF2 runs before the lock is taken.
-        let user = User::new(password);
+        let user = User::new(name, password, &self.entropy);
         self.sasl().set_user(name, user);
     }
 
@@ -406,6 +419,35 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Deterministic mode: everything the mock would draw at random (topic
+    /// ids, SCRAM salts and nonces, latency jitter, which requests the drop
+    /// rate drops) is drawn from `seed` instead, and records produced with
+    /// [`MockCluster::produce`] without a timestamp get
+    /// [`DETERMINISTIC_EPOCH_MS`](crate::DETERMINISTIC_EPOCH_MS) plus their
+    /// offset rather than the wall clock. Member ids, producer ids and fetch
+    /// session ids count up in every mode. Two runs of a test that drive the
+    /// mock the same way therefore see the same values; see [Deterministic
+    /// mode](crate#deterministic-mode) for what the mock cannot fix (the
+    /// ports, the client's own randomness, tokio's scheduling) and how a
+    /// paused clock helps.
+    ///
+    /// ```
+    /// use josefine_mock::MockCluster;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let one = MockCluster::builder().deterministic(7).topic("t", 1).start().await?;
+    /// let two = MockCluster::builder().deterministic(7).topic("t", 1).start().await?;
+    /// assert_eq!(one.topic_id("t"), two.topic_id("t"));
+    /// assert_eq!(one.seed(), Some(7));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
     /// Binds one `127.0.0.1:0` listener per broker and starts serving. Must
     /// be called within a tokio runtime.
     ///
@@ -420,32 +462,52 @@ impl MockClusterBuilder {
         }
         let node_ids: Vec<i32> = (1..=self.brokers).collect();
         let (shared, brokers) = self.config.start(&node_ids).await?;
-        Ok(MockCluster { shared, brokers })
+        Ok(MockCluster {
+            inner: Arc::new(Inner { shared, brokers }),
+        })
     }
 }
 
 /// Several in-process Kafka brokers on `127.0.0.1` sharing one cluster
-/// state, for testing what a client does when leaders move and brokers die.
+/// state, for testing what a client does when leaders move, brokers die,
+/// requests fail or slow down, and groups rebalance.
 ///
 /// ```
-/// use josefine_mock::MockCluster;
+/// use std::time::Duration;
+/// use josefine_mock::{MockCluster, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cluster = MockCluster::builder().brokers(3).topic("orders", 3).start().await?;
 /// assert_eq!(cluster.leader("orders", 1), Some(2));
+/// cluster.produce("orders", [Record::new().key("42").value("an order")])?;
 ///
-/// // ... run the client against cluster.bootstrap(), then fail over:
+/// // ... run the client against cluster.bootstrap() (or cluster.client()),
+/// // then fail over by hand:
 /// cluster.stop_broker(2).await;
 /// cluster.move_leader("orders", 1, 3);
 /// assert_eq!(cluster.leader_epoch("orders", 1), Some(1));
 /// cluster.restart_broker(2).await?;
+///
+/// // ... or on a timer, while the client works:
+/// cluster.after(Duration::from_millis(200), |c| c.move_leader("orders", 1, 2));
 /// # Ok(())
 /// # }
 /// ```
 ///
-/// Dropping it stops every broker.
+/// A `MockCluster` is a handle: clones share the same brokers and state, and
+/// the brokers stop when the last handle is dropped (or at
+/// [`shutdown`](Self::shutdown)). Faults scheduled with
+/// [`after`](Self::after) hold no handle while they wait, so they never keep
+/// a cluster alive.
+#[derive(Clone)]
 pub struct MockCluster {
+    inner: Arc<Inner>,
+}
+
+/// What the handles share. The brokers stop when it drops (`MockBroker`'s
+/// drop); the state goes with the last broker.
+pub(crate) struct Inner {
     shared: Arc<Shared>,
     brokers: Vec<MockBroker>,
 }
@@ -458,28 +520,39 @@ impl MockCluster {
     }
 
     pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
+        &self.inner.shared
+    }
+
+    /// A handle on the cluster that does not keep it alive, for scheduled
+    /// faults.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<MockCluster> {
+        weak.upgrade().map(|inner| MockCluster { inner })
     }
 
     /// Every broker's `"127.0.0.1:port"`, comma-separated, for a client's
     /// `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        self.brokers
+        self.inner
+            .brokers
             .iter()
             .map(MockBroker::bootstrap)
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    /// The broker with this node id, for its intercepts, request log and
-    /// connection counts.
+    /// The broker with this node id, for its intercepts, request log,
+    /// connection counts and network knobs.
     ///
     /// # Panics
     ///
     /// When there is no such broker.
     #[track_caller]
     pub fn broker(&self, node_id: i32) -> &MockBroker {
-        match self.brokers.iter().find(|b| b.node_id() == node_id) {
+        match self.inner.brokers.iter().find(|b| b.node_id() == node_id) {
             Some(broker) => broker,
             None => panic!("the mock cluster has no broker {node_id}"),
         }
@@ -487,7 +560,7 @@ impl MockCluster {
 
     /// Every broker, by node id.
     pub fn brokers(&self) -> &[MockBroker] {
-        &self.brokers
+        &self.inner.brokers
     }
 
     /// Crashes a broker; see [`MockBroker::stop`].
@@ -516,7 +589,7 @@ impl MockCluster {
     /// [`restart_broker`](Self::restart_broker) puts it back into Metadata
     /// (not into the ISRs).
     pub fn remove_broker_from_metadata(&self, node_id: i32) {
-        let mut state = self.shared.state();
+        let mut state = self.shared().state();
         state.brokers.remove(&node_id);
         for topic in state.topics.values_mut() {
             for partition in &mut topic.partitions {
@@ -525,9 +598,83 @@ impl MockCluster {
         }
     }
 
+    /// Closes every open connection of every broker, which keep listening:
+    /// the client's next requests reconnect, as after a network blip or a
+    /// load balancer's reset. Requests in flight get no answer. See
+    /// [`MockBroker::disconnect_all`] for one broker, and
+    /// [`set_drop_rate`](Self::set_drop_rate) for drops that keep happening.
+    pub fn drop_connections(&self) {
+        for broker in self.brokers() {
+            broker.disconnect_all();
+        }
+    }
+
+    /// Every broker adds `latency` before it looks at each request; see
+    /// [`MockBroker::set_latency`] (which sets one broker's).
+    /// `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, latency: Duration) {
+        for broker in self.brokers() {
+            broker.set_latency(latency);
+        }
+    }
+
+    /// Every broker adds up to `jitter` more to each request's latency; see
+    /// [`MockBroker::set_latency_jitter`].
+    pub fn set_latency_jitter(&self, jitter: Duration) {
+        for broker in self.brokers() {
+            broker.set_latency_jitter(jitter);
+        }
+    }
+
+    /// Every broker drops this share of requests with their connection; see
+    /// [`MockBroker::set_drop_rate`]. 0 (the default) turns it off.
+    pub fn set_drop_rate(&self, rate: f64) {
+        for broker in self.brokers() {
+            broker.set_drop_rate(rate);
+        }
+    }
+
+    /// Waits until `condition` holds, checking it every millisecond of
+    /// tokio's clock (so a paused clock drives it too), for at most
+    /// `timeout`; returns whether it came to hold. For waiting on what the
+    /// mock can see, such as a group's state or a committed offset:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use josefine_mock::MockCluster;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let cluster = MockCluster::builder().topic("orders", 1).start().await?;
+    /// # cluster.set_committed("g", "orders", 0, 0);
+    /// let committed = cluster
+    ///     .wait_until(Duration::from_secs(10), |c| c.committed("g", "orders", 0) == Some(0))
+    ///     .await;
+    /// assert!(committed, "the group committed partition 0");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use = "false means the condition never held"]
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&MockCluster) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if condition(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Stops every broker, returning once all their sockets are closed.
+    /// Other handles on the cluster see it stopped.
     pub async fn shutdown(self) {
-        for broker in &self.brokers {
+        for broker in self.brokers() {
             broker.stop().await;
         }
     }
@@ -538,7 +685,7 @@ impl MockCluster {
 impl std::fmt::Debug for MockCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockCluster")
-            .field("brokers", &self.brokers)
+            .field("brokers", &self.inner.brokers)
             .finish_non_exhaustive()
     }
 }

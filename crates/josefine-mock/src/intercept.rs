@@ -37,8 +37,11 @@ pub struct RequestInfo {
     /// Which accepted connection it came on, counting from 1, so a test can
     /// tell that a client reconnected.
     pub connection_id: u64,
+    /// The request's API.
     pub api_key: ApiKey,
+    /// The version of the API the request was sent at.
     pub api_version: i16,
+    /// The client's correlation id, which its response echoes.
     pub correlation_id: i32,
     /// As the client sent it; `None` for a null client id.
     pub client_id: Option<String>,

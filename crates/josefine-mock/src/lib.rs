@@ -1,58 +1,222 @@
 //! An in-process mock Kafka cluster with fault injection, for testing Kafka
-//! clients without a Kafka.
+//! clients, and the applications built on them, without a Kafka.
 //!
-//! A [`MockBroker`] listens on `127.0.0.1` and answers Produce, Fetch,
-//! ListOffsets, Metadata, ApiVersions, CreateTopics, CreatePartitions,
-//! DeleteTopics, InitProducerId, SaslHandshake and SaslAuthenticate, and as a
-//! group coordinator FindCoordinator, JoinGroup,
-//! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-//! DescribeGroups, ListGroups and DeleteGroups, at every version the
-//! `kafka-protocol` crate supports, from an in-memory cluster state: topics,
-//! leaders, a log per partition, consumer groups and their committed
-//! offsets. A [`MockCluster`] runs several brokers over one such state, so
-//! leaders and group coordinators can move and brokers can crash and come
-//! back.
+//! A [`MockCluster`] runs one or more brokers on `127.0.0.1` over one
+//! in-memory cluster state: topics with a log per partition, leaders that can
+//! move, idempotent producers, consumer groups with a group coordinator and
+//! their committed offsets. Any client connects to it as to Kafka (Josefine's
+//! through [`MockCluster::client`], with the default `client` feature), and
+//! the test then makes the cluster misbehave: errors on chosen requests,
+//! latency, dropped connections, leader moves, brokers crashing, partitions
+//! added, groups forced to rebalance, on a timer or by hand, and asserts what
+//! the client, or the application's handler, made of it.
 //!
-//! Its point is the faults: any request can be
-//! [intercepted](MockBroker::intercept) and answered with an error code,
-//! delayed, stalled, dropped with the connection, or replaced by raw or
-//! garbage bytes, and each broker records every request and connection so a
-//! test can assert what the client did about it. On top of that a test can
-//! move a partition's leader, add partitions to a topic, stop and restart a
-//! broker, make a broker forget its idempotent-producer state, delete
-//! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
-//! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
-//! rebalance, evict a member, and read or set committed offsets.
+//! # Quick start
+//!
+//! A consumer group with the application's handler, records produced straight
+//! into the mock, a fault on a timer, and the at-least-once check at the end:
 //!
 //! ```
 //! use std::time::Duration;
-//! use josefine_mock::{Action, ApiKey, Intercept, MockBroker, ResponseError};
+//! use josefine::{Claim, ConsumerGroup, GroupHandler, OffsetReset, Session};
+//! use josefine_mock::{MockCluster, Record};
+//!
+//! /// The application's handler, the code under test.
+//! struct Orders;
+//!
+//! impl GroupHandler for Orders {
+//!     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+//!         while let Some(record) = claim.next().await {
+//!             let record = record?;
+//!             // ... the application's work with the order ...
+//!             session.mark(&record);
+//!         }
+//!         Ok(())
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> std::io::Result<()> {
-//! let broker = MockBroker::builder().topic("orders", 3).start().await?;
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let cluster = MockCluster::builder().brokers(3).topic("orders", 6).start().await?;
+//! cluster.produce("orders", (0..600).map(|i| Record::new().value(format!("order {i}"))))?;
 //!
-//! // The first Metadata request fails with a retriable error; later ones are
-//! // answered normally, each after 50 ms.
-//! let flaky = broker.intercept(
-//!     Intercept::api(ApiKey::Metadata).once(),
-//!     Action::error(ResponseError::LeaderNotAvailable),
-//! );
-//! broker.intercept(
-//!     Intercept::api(ApiKey::Metadata),
-//!     Action::Delay(Duration::from_millis(50)),
-//! );
+//! let group = ConsumerGroup::builder(cluster.client().await?, "orders-service")
+//!     .auto_offset_reset(OffsetReset::Earliest)
+//!     .auto_commit_interval(Duration::from_millis(100))
+//!     .build()?;
+//! let runner = group.clone();
+//! let consuming = tokio::spawn(async move { runner.consume(&["orders"], Orders).await });
 //!
-//! let bootstrap: String = broker.bootstrap(); // "127.0.0.1:<port>", for the client
-//! # let _ = bootstrap;
-//! // ... run the client under test against `bootstrap`, then:
-//! assert_eq!(flaky.hits(), 0);
-//! assert!(broker.requests().iter().all(|r| r.api_key != ApiKey::Produce));
-//! assert_eq!(broker.log_end_offset("orders", 0), 0);
-//! broker.shutdown().await;
+//! // A fault while the group works: partition 2's leader moves to broker 3.
+//! cluster.after(Duration::from_millis(50), |c| c.move_leader("orders", 2, 3));
+//!
+//! // At least once: every partition gets committed to its end.
+//! let all_committed = cluster
+//!     .wait_until(Duration::from_secs(10), |c| {
+//!         (0..6).all(|p| c.committed("orders-service", "orders", p) == Some(c.log_end_offset("orders", p)))
+//!     })
+//!     .await;
+//! assert!(all_committed);
+//! group.close().await;
+//! consuming.await??;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The crate's `examples/` hold three longer programs, each also run as a
+//! test (`tests/examples.rs`) so they cannot rot:
+//!
+//! * `handler_through_a_rebalance`: an order processor writing to a store,
+//!   with members joining and leaving; every order stored, every offset
+//!   committed.
+//! * `faults`: a producer and a consumer through a leader move, an injected
+//!   retriable error, dropped connections and latency.
+//! * `deterministic`: the same scenario twice with one seed on a paused
+//!   clock, compared.
+//!
+//! Run one with `cargo run -p josefine-mock --example faults`.
+//!
+//! # Injecting faults
+//!
+//! **Errors and broken answers, per request**: [`MockBroker::intercept`]
+//! takes an [`Intercept`] (which requests: an API, versions, a predicate on
+//! the [`RequestInfo`], how many times) and an [`Action`]: answer with an
+//! error code ([`Action::error`], placed where Kafka puts it for that API),
+//! [delay](Action::Delay), [close the connection](Action::Disconnect),
+//! [never answer](Action::Stall), or write [garbage](Action::Garbage), a
+//! [raw response](Action::RawResponse) or [half of
+//! one](Action::HalfResponse). Rules are per broker, tried in order, and
+//! report their [hits](InterceptHandle::hits); every broker also logs every
+//! request it got ([`MockBroker::requests`]).
+//!
+//! ```
+//! # use josefine_mock::{Action, ApiKey, Intercept, MockCluster, ResponseError};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! # let cluster = MockCluster::builder().topic("orders", 3).start().await?;
+//! // Broker 1 refuses the next two Produce requests with a retriable error.
+//! let refusals = cluster.broker(1).intercept(
+//!     Intercept::api(ApiKey::Produce).times(2),
+//!     Action::error(ResponseError::NotLeaderOrFollower),
+//! );
+//! // ... produce, then:
+//! # let _ = refusals;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **The network**: [`MockCluster::set_latency`] and
+//! [`set_latency_jitter`](MockCluster::set_latency_jitter) slow every request
+//! down, [`set_drop_rate`](MockCluster::set_drop_rate) drops a share of them
+//! with their connection, and [`drop_connections`](MockCluster::drop_connections)
+//! closes every open connection once. Each has a per-broker form on
+//! [`MockBroker`]. They act before the intercept rules.
+//!
+//! **The cluster**: [`move_leader`](MockCluster::move_leader) (a leader
+//! election, with a new leader epoch), [`add_partitions`](MockCluster::add_partitions),
+//! [`create_topic`](MockCluster::create_topic),
+//! [`stop_broker`](MockCluster::stop_broker) and
+//! [`restart_broker`](MockCluster::restart_broker) (a crash, then the
+//! controller noticing with [`remove_broker_from_metadata`](MockCluster::remove_broker_from_metadata)),
+//! [`delete_records_before`](MockCluster::delete_records_before),
+//! [`forget_producer_state`](MockCluster::forget_producer_state),
+//! [`append_raw`](MockCluster::append_raw) for corrupt batches, and
+//! [`set_truncate_last_batch`](MockCluster::set_truncate_last_batch) for
+//! fetches that end mid-batch.
+//!
+//! **Consumer groups**: [`force_rebalance`](MockCluster::force_rebalance)
+//! (as if a member had joined), [`kick_member`](MockCluster::kick_member)
+//! (as if its session had expired; [`group_members`](MockCluster::group_members)
+//! lists the ids), [`move_coordinator`](MockCluster::move_coordinator),
+//! [`set_coordinator_loading`](MockCluster::set_coordinator_loading), and
+//! stopping the coordinator's broker. To look: [`group_state`](MockCluster::group_state),
+//! [`group_generation`](MockCluster::group_generation),
+//! [`group_coordinator`](MockCluster::group_coordinator),
+//! [`committed`](MockCluster::committed); to set up:
+//! [`set_committed`](MockCluster::set_committed).
+//!
+//! **On a timer**, while the client works: [`MockCluster::after`] runs a fault
+//! once, [`after_async`](MockCluster::after_async) runs one that waits (a
+//! broker stop), [`every`](MockCluster::every) repeats one, and
+//! [`script`](MockCluster::script) chains several ([`FaultScript`]). Each
+//! returns a [`Scheduled`] to [wait](Scheduled::wait) for or
+//! [cancel](Scheduled::cancel). [`wait_until`](MockCluster::wait_until)
+//! waits for a condition on the cluster.
+//!
+//! **Data**: [`produce`](MockCluster::produce) appends [`Record`]s (key,
+//! value, headers, partition, timestamp) without a client, partitioned as
+//! Kafka's Java producer would, and returns where each went;
+//! [`append_batch`](MockCluster::append_batch) appends a batch you encoded.
+//!
+//! # Testing your handler through a rebalance
+//!
+//! The question a consumer-group application must answer is what its handler
+//! does when partitions move: is every record processed (at least once), is
+//! nothing committed before it was processed, does the handler let go of a
+//! revoked partition in time? The recipe (`examples/handler_through_a_rebalance.rs`
+//! spells it out):
+//!
+//! 1. Start a cluster with the topic, and [`produce`](MockCluster::produce)
+//!    records whose processing the test can check (ids in the values).
+//! 2. Start each member as the application would, with its own client
+//!    ([`client_builder`](MockCluster::client_builder) with a `client_id`
+//!    per member helps to tell them apart in [`RequestInfo`]), the handler
+//!    writing what it did to something the test can read, and short timings
+//!    (heartbeats and auto-commits of ~100 ms, fetch waits of ~100 ms).
+//! 3. Change the membership: start another member, [close](josefine::ConsumerGroup::close)
+//!    one (a clean leave), drop one's `consume` future without closing (a
+//!    crash: the coordinator evicts it after the session timeout), or do it
+//!    from the broker's side with [`force_rebalance`](MockCluster::force_rebalance)
+//!    and [`kick_member`](MockCluster::kick_member). Between steps,
+//!    [`wait_until`](MockCluster::wait_until) the group is
+//!    [`Stable`](GroupState::Stable) with the expected number of
+//!    [members](MockCluster::group_members) and the handler caught up.
+//! 4. Close the members, then check the handler saw every record, and that
+//!    [`committed`](MockCluster::committed) is the
+//!    [`log_end_offset`](MockCluster::log_end_offset) of every partition.
+//!
+//! # Deterministic mode
+//!
+//! [`MockClusterBuilder::deterministic`] (and
+//! [`MockBrokerBuilder::deterministic`]) takes a seed and makes everything
+//! the mock would otherwise draw at random a function of it:
+//!
+//! * topic ids (otherwise unique in the process, from a shared counter);
+//! * SCRAM salts (per user and hash) and server nonces (a seeded stream);
+//! * the latency jitter and the drop rate's choices, keyed by the request's
+//!   broker, connection id and correlation id, so the same request meets the
+//!   same fate whatever the runtime interleaved;
+//! * the default timestamps of [`produce`](MockCluster::produce)d records:
+//!   [`DETERMINISTIC_EPOCH_MS`] plus the offset, instead of the wall clock.
+//!
+//! Member ids, producer ids, fetch session ids, leader placement and group
+//! coordinator placement are counters or hashes in every mode, so they too
+//! repeat from run to run when the test drives the mock the same way.
+//!
+//! What a seed cannot fix:
+//!
+//! * the ports (the OS picks them), hence the addresses in Metadata;
+//! * the client's own randomness (Josefine's backoff jitter and SCRAM client
+//!   nonces; another client's anything);
+//! * tokio's scheduling: which of two connections' requests the mock sees
+//!   first, on a multi-threaded runtime above all. Member ids, for one, are
+//!   handed out in join order; a test that lets members join at the same time
+//!   may see them swap.
+//! * the wall clock, which the mock itself does not read (its timers are
+//!   tokio's: group sessions and rebalances, long polls, SASL session
+//!   lifetimes, [`Action::Delay`], latency, scheduled faults) but clients do.
+//!
+//! The paused clock closes most of the gap: with tokio's `test-util` feature,
+//! `#[tokio::test(start_paused = true)]` runs the test on one thread with a
+//! clock that only moves when every task waits, jumping to the next timer.
+//! The mock works on it, sockets and all (loopback I/O is ready before the
+//! runtime parks, so a request never waits on a virtual timeout): session
+//! timeouts, rebalances and latency then cost no real time, and a run is as
+//! repeatable as the client's own timers allow. `tests/examples.rs` runs
+//! each example on a paused clock as well as on a real one. A paused clock
+//! jumps whenever the runtime idles, so a test that waits on something
+//! outside the runtime (a thread, a child process, a blocking call) sees its
+//! timeouts fire early.
 //!
 //! # Behaving like Kafka
 //!
@@ -169,6 +333,11 @@
 //!   [`MockCluster::set_init_producer_id_bumps_epoch`]). A partition with no
 //!   state for a producer refuses a batch not starting at sequence 0, where
 //!   Kafka 2.5+ accepts it (see [`UnknownProducer`]).
+//! * Latency models a slow broker rather than a slow link: it holds up the
+//!   requests pipelined behind it on the same connection (as
+//!   [`Action::Delay`] does), where a link's latency would delay them side by
+//!   side. A dropped connection is closed by the broker, never silently
+//!   blackholed; use [`Action::Stall`] for a peer that stops answering.
 //! * Fetch sessions list partitions in the order they joined; Kafka rotates
 //!   the ones that returned data to the back. `last_fetched_epoch` is not
 //!   checked, as the logs never diverge.
@@ -186,8 +355,15 @@
 //! offsets in `mod.rs`, one group's membership in `classic.rs`),
 //! `coordinator.rs` (its tokio driver: waiting requests and timers), `sasl/`
 //! (the user store, each connection's authentication state, and the
-//! mechanisms' server sides, sans-io), `api/` (one file per Kafka API). The state is shared by the whole cluster;
-//! listeners, intercepts, request logs and fetch sessions are per broker.
+//! mechanisms' server sides, sans-io), `api/` (one file per Kafka API),
+//! `produce.rs` (records encoded and appended without a client),
+//! `network.rs` (latency, jitter, drop rate), `schedule.rs` (faults on a
+//! timer), `entropy.rs` (everything random, or seeded), `client.rs` (Josefine
+//! clients for the mock, behind the `client` feature). The state is shared by
+//! the whole cluster; listeners, intercepts, network knobs, request logs and
+//! fetch sessions are per broker.
+
+#![warn(missing_docs)]
 
 #[macro_use]
 mod ops;
@@ -195,12 +371,18 @@ mod ops;
 mod api;
 mod batch;
 mod broker;
+#[cfg(feature = "client")]
+mod client;
 mod cluster;
 mod coordinator;
+mod entropy;
 mod group;
 mod intercept;
 mod log;
+mod network;
+mod produce;
 mod sasl;
+mod schedule;
 mod server;
 mod session;
 mod state;
@@ -214,7 +396,9 @@ pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;
 pub use log::UnknownProducer;
+pub use produce::{ProduceError, Produced, Record, DETERMINISTIC_EPOCH_MS};
 pub use sasl::SaslMechanism;
+pub use schedule::{FaultScript, Scheduled};
 
 /// Locks a mutex, ignoring poison: a test that panicked while holding one of
 /// the mock's locks must not turn every later use of the mock into a second,

@@ -122,6 +122,56 @@ macro_rules! cluster_ops {
             self.shared().append_batch(topic, partition, batch)
         }
 
+        /// Appends `records` to `topic` as its leaders would, without a
+        /// client, and returns where each went, in input order. Each record
+        /// goes to the partition it names, or by its key's murmur2 hash as
+        /// Kafka's default partitioner places it (so a test can predict
+        /// where a key lands), or, with neither, round-robin over the
+        /// topic's partitions. The records of one call land in each
+        /// partition in their input order, in uncompressed batches of about
+        /// 16 KiB, with no producer id; records without a timestamp get the
+        /// wall clock (or, in a
+        /// [deterministic](crate::MockClusterBuilder::deterministic) cluster,
+        /// [`DETERMINISTIC_EPOCH_MS`](crate::DETERMINISTIC_EPOCH_MS) plus
+        /// their offset). Long-polling fetches wake up.
+        ///
+        /// All or nothing: an unknown topic, or a record naming a partition
+        /// the topic lacks, appends nothing.
+        ///
+        /// ```
+        /// use josefine_mock::{MockCluster, Record};
+        ///
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let cluster = MockCluster::builder().topic("orders", 3).start().await?;
+        /// let produced = cluster.produce(
+        ///     "orders",
+        ///     (0..10).map(|i| Record::new().key(format!("customer-{}", i % 4)).value(format!("order {i}"))),
+        /// )?;
+        /// assert_eq!(produced.len(), 10);
+        /// let at_0 = produced.iter().filter(|p| p.partition == 0).count() as i64;
+        /// assert_eq!(cluster.log_end_offset("orders", 0), at_0);
+        /// // The same key always lands on the same partition.
+        /// assert_eq!(produced[0].partition, produced[4].partition);
+        /// # Ok(())
+        /// # }
+        /// ```
+        pub fn produce<R: Into<crate::Record>>(
+            &self,
+            topic: &str,
+            records: impl IntoIterator<Item = R>,
+        ) -> Result<Vec<crate::Produced>, crate::ProduceError> {
+            let records: Vec<crate::Record> = records.into_iter().map(Into::into).collect();
+            self.shared().produce(topic, records)
+        }
+
+        /// The seed of a
+        /// [deterministic](crate::MockClusterBuilder::deterministic) cluster,
+        /// `None` for a random one.
+        pub fn seed(&self) -> Option<u64> {
+            self.shared().seed()
+        }
+
         /// Stores `bytes` as they are (a corrupt or truncated batch, say) at
         /// the log end offset, for testing how a consumer copes with them,
         /// and returns that offset. They span as many offsets as bytes 23..27

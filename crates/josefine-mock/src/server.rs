@@ -41,6 +41,7 @@ use crate::api::{self, Mode, Refusal, Reply};
 use crate::broker::Node;
 use crate::intercept::{Action, RequestInfo};
 use crate::lock;
+use crate::network::Fate;
 use crate::sasl::Session;
 
 /// How long the accept loop waits after a failed `accept` (say, out of file
@@ -257,6 +258,18 @@ async fn handle_request(
         "request"
     );
     node.record(request.clone());
+
+    match node.network.fate(node.shared.entropy(), &request) {
+        Fate::Drop => {
+            tracing::debug!(
+                correlation_id = request.correlation_id,
+                "dropped (drop rate)"
+            );
+            return Ok(Next::Close);
+        }
+        Fate::Delay(latency) if !latency.is_zero() => tokio::time::sleep(latency).await,
+        Fate::Delay(_) => {}
+    }
 
     let Some(action) = node.interceptor.take(&request) else {
         let reply = api::serve(node, &header, frame, Mode::Normal, peer, session).await?;

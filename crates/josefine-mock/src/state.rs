@@ -34,6 +34,7 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// Topic ids only have to be unique, but unique across every mock in the
 /// process keeps a client that talks to two mocks from confusing their topics.
+/// A deterministic cluster counts its own instead, from its seed.
 static NEXT_TOPIC_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// The high half of every mock topic id, "josefine" in ASCII, so ids are easy
@@ -138,6 +139,14 @@ pub(crate) struct ClusterState {
     pub(crate) next_producer_id: i64,
     pub(crate) fetch_sessions: FetchSessions,
     pub(crate) settings: Settings,
+    /// The deterministic mode's seed: topic ids and default record timestamps
+    /// derive from it instead of a process-wide counter and the wall clock.
+    pub(crate) seed: Option<u64>,
+    /// Topics created so far, for seeded topic ids.
+    topics_created: u64,
+    /// The next partition of each topic for a keyless record of
+    /// [`MockCluster::produce`](crate::MockCluster::produce).
+    pub(crate) next_keyless: HashMap<String, u32>,
 }
 
 impl ClusterState {
@@ -152,6 +161,9 @@ impl ClusterState {
             next_producer_id: FIRST_PRODUCER_ID,
             fetch_sessions: FetchSessions::default(),
             settings: Settings::default(),
+            seed: None,
+            topics_created: 0,
+            next_keyless: HashMap::new(),
         }
     }
 
@@ -388,9 +400,13 @@ impl ClusterState {
             .into_iter()
             .map(|replicas| self.new_partition(replicas))
             .collect();
-        let seq = NEXT_TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.topics_created += 1;
+        let low = match self.seed {
+            Some(seed) => crate::entropy::mix(seed).wrapping_add(self.topics_created),
+            None => NEXT_TOPIC_SEQ.fetch_add(1, Ordering::Relaxed),
+        };
         let topic = TopicState {
-            id: Uuid::from_u64_pair(TOPIC_ID_PREFIX, seq),
+            id: Uuid::from_u64_pair(TOPIC_ID_PREFIX, low),
             partitions,
         };
         self.topics.insert(name.to_owned(), topic);

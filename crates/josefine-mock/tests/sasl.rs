@@ -541,3 +541,43 @@ async fn an_injected_error_leaves_the_exchange_where_it_was() {
     assert_eq!(response.error_code, 0);
     metadata_works(&mut client).await;
 }
+
+/// Deterministic mode: the same seed gives the same SCRAM salts and server
+/// nonces (so the same server-first message to the same client-first), and
+/// logins still work; without a seed, salts are random.
+#[tokio::test]
+async fn a_seed_fixes_scram_salts_and_nonces() {
+    async fn server_firsts(seed: Option<u64>) -> Vec<String> {
+        let mut builder = MockCluster::builder()
+            .brokers(1)
+            .sasl_users([("alice", "secret"), ("bob", "pw")]);
+        if let Some(seed) = seed {
+            builder = builder.deterministic(seed);
+        }
+        let cluster = builder.start().await.unwrap();
+        let mut out = Vec::new();
+        for user in ["alice", "bob", "alice"] {
+            let mut client = RawClient::connect_to(&cluster, 1).await;
+            assert_eq!(handshake(&mut client, "SCRAM-SHA-256").await.error_code, 0);
+            let first = authenticate(&mut client, 2, format!("n,,n={user},r=fixed")).await;
+            assert_eq!(first.error_code, 0);
+            out.push(String::from_utf8(first.auth_bytes.to_vec()).unwrap());
+        }
+        let mut client = RawClient::connect_to(&cluster, 1).await;
+        assert!(matches!(
+            scram_login(&mut client, Hash::Sha512, "bob", "pw").await,
+            ScramEnd::Accepted { signature_ok: true }
+        ));
+        out
+    }
+    let salt = |server_first: &str| server_first.split(',').nth(1).unwrap().to_owned();
+    let first = server_firsts(Some(5)).await;
+    assert_eq!(first, server_firsts(Some(5)).await);
+    assert_eq!(salt(&first[0]), salt(&first[2]), "one salt per user");
+    assert_ne!(salt(&first[0]), salt(&first[1]));
+    assert_ne!(first[0], first[2], "a fresh nonce per exchange");
+    let other = server_firsts(Some(6)).await;
+    assert_ne!(salt(&first[0]), salt(&other[0]));
+    let random = server_firsts(None).await;
+    assert_ne!(salt(&random[0]), salt(&server_firsts(None).await[0]));
+}

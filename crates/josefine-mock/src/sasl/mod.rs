@@ -31,10 +31,13 @@ mod scram;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
+
+use crate::entropy::Entropy;
 
 pub(crate) const ILLEGAL_SASL_STATE: i16 = ResponseError::IllegalSaslState.code();
 pub(crate) const UNSUPPORTED_SASL_MECHANISM: i16 = ResponseError::UnsupportedSaslMechanism.code();
@@ -156,8 +159,9 @@ impl SaslConfig {
         self.forge_server_signature = forge;
     }
 
-    /// The broker-side store, with SCRAM credentials derived (PBKDF2, so not free).
-    pub(crate) fn build(&self) -> SaslServer {
+    /// The broker-side store, with SCRAM credentials derived (PBKDF2, so not
+    /// free); salts and server nonces come from `entropy`.
+    pub(crate) fn build(&self, entropy: Arc<Entropy>) -> SaslServer {
         let mut server = SaslServer {
             required: self.required,
             mechanisms: self
@@ -168,9 +172,11 @@ impl SaslConfig {
             oauth_tokens: self.oauth_tokens.iter().cloned().collect(),
             session_lifetime: self.session_lifetime,
             forge_server_signature: self.forge_server_signature,
+            entropy,
         };
         for (user, password) in &self.users {
-            server.set_user(user, User::new(password));
+            let derived = User::new(user, password, &server.entropy);
+            server.set_user(user, derived);
         }
         server
     }
@@ -199,12 +205,19 @@ pub(crate) struct User {
 }
 
 impl User {
-    /// Derives the SCRAM credentials; call it outside any lock.
-    pub(crate) fn new(password: &str) -> Self {
+    /// Derives the SCRAM credentials of user `name`; call it outside any lock.
+    /// The salts are random, as Kafka's, or with a seed a function of the
+    /// seed and the user's name.
+    pub(crate) fn new(name: &str, password: &str, entropy: &Entropy) -> Self {
+        let credential = |hash: scram::Hash, label: &[u8]| {
+            let mut salt = vec![0u8; scram::SALT_LEN];
+            entropy.keyed(&[b"scram-salt", label, name.as_bytes()], &mut salt);
+            scram::Credential::with_salt(hash, password, salt, scram::ITERATIONS)
+        };
         User {
             password: password.to_owned(),
-            sha256: scram::Credential::new(scram::Hash::Sha256, password),
-            sha512: scram::Credential::new(scram::Hash::Sha512, password),
+            sha256: credential(scram::Hash::Sha256, b"sha-256"),
+            sha512: credential(scram::Hash::Sha512, b"sha-512"),
         }
     }
 
@@ -224,9 +237,17 @@ pub(crate) struct SaslServer {
     oauth_tokens: HashMap<String, String>,
     session_lifetime: Option<Duration>,
     pub(crate) forge_server_signature: bool,
+    entropy: Arc<Entropy>,
 }
 
 impl SaslServer {
+    /// A fresh SCRAM server nonce.
+    fn server_nonce(&self) -> String {
+        let mut bytes = [0u8; scram::SERVER_NONCE_LEN];
+        self.entropy.fill("scram-nonce", &mut bytes);
+        scram::server_nonce(&bytes)
+    }
+
     pub(crate) fn set_user(&mut self, name: &str, user: User) {
         self.users.insert(name.to_owned(), user);
     }
@@ -420,7 +441,8 @@ impl Session {
                     );
                 };
                 let lookup = |user: &str| server.users.get(user).map(|u| u.scram(hash).clone());
-                match scram::server_first(hash, mechanism.name(), auth_bytes, lookup) {
+                let nonce = server.server_nonce();
+                match scram::server_first(hash, mechanism.name(), auth_bytes, &nonce, lookup) {
                     Ok((server_first, pending)) => {
                         self.stage = Stage::ScramFinal(mechanism, Box::new(pending));
                         return AuthenticateAnswer::Continue(server_first);
@@ -470,7 +492,7 @@ mod tests {
         let mut config = SaslConfig::default();
         config.users([("alice", "secret")]);
         configure(&mut config);
-        config.build()
+        config.build(Arc::default())
     }
 
     fn plain_login(session: &mut Session, server: &SaslServer, now: Instant) -> AuthenticateAnswer {
@@ -521,7 +543,7 @@ mod tests {
 
     #[test]
     fn without_sasl_everything_is_served_and_sasl_requests_are_illegal() {
-        let server = SaslConfig::default().build();
+        let server = SaslConfig::default().build(Arc::default());
         let mut session = Session::default();
         let now = Instant::now();
         assert_eq!(

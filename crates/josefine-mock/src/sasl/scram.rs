@@ -16,14 +16,23 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use rand::distr::Alphanumeric;
-use rand::{Rng as _, RngCore as _};
 use sha2::{Digest, Sha256, Sha512};
 
 /// Kafka's default (and RFC 7677's minimum) iteration count for new credentials.
 pub(crate) const ITERATIONS: u32 = 4096;
-const SALT_LEN: usize = 16;
-const SERVER_NONCE_LEN: usize = 24;
+pub(crate) const SALT_LEN: usize = 16;
+/// Bytes drawn for a server nonce; each becomes one alphanumeric character.
+pub(crate) const SERVER_NONCE_LEN: usize = 24;
+
+/// A server nonce from random bytes: RFC 5802 allows any printable character
+/// but `,`; alphanumerics keep logs readable.
+pub(crate) fn server_nonce(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
 
 macro_rules! mac {
     ($hash:ty, $key:expr, $data:expr) => {{
@@ -80,13 +89,7 @@ pub(crate) struct Credential {
 }
 
 impl Credential {
-    /// Derives a credential with a fresh random salt.
-    pub(crate) fn new(hash: Hash, password: &str) -> Self {
-        let mut salt = vec![0u8; SALT_LEN];
-        rand::rng().fill_bytes(&mut salt);
-        Self::with_salt(hash, password, salt, ITERATIONS)
-    }
-
+    /// Derives a credential (PBKDF2 with `iterations` rounds, so not free).
     pub(crate) fn with_salt(hash: Hash, password: &str, salt: Vec<u8>, iterations: u32) -> Self {
         let salted = hash.pbkdf2(password.as_bytes(), &salt, iterations);
         let client_key = hash.hmac(&salted, b"Client Key");
@@ -119,11 +122,13 @@ fn invalid_credentials(mechanism: &str) -> Failure {
     )
 }
 
-/// Answers a client-first message. `lookup` finds the user's credential.
+/// Answers a client-first message, appending `server_nonce` to the client's.
+/// `lookup` finds the user's credential.
 pub(crate) fn server_first(
     hash: Hash,
     mechanism: &str,
     client_first: &[u8],
+    server_nonce: &str,
     lookup: impl FnOnce(&str) -> Option<Credential>,
 ) -> Result<(Vec<u8>, Pending), Failure> {
     let malformed =
@@ -166,11 +171,6 @@ pub(crate) fn server_first(
         }
     }
     let credential = lookup(&username).ok_or_else(|| invalid_credentials(mechanism))?;
-    let server_nonce: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(SERVER_NONCE_LEN)
-        .map(char::from)
-        .collect();
     let nonce = format!("{client_nonce}{server_nonce}");
     let server_first = format!(
         "r={nonce},s={},i={}",
@@ -293,6 +293,7 @@ mod tests {
             Hash::Sha256,
             "SCRAM-SHA-256",
             CLIENT_FIRST.as_bytes(),
+            "ours",
             |user| (user == "user").then(rfc7677_credential),
         )
         .unwrap();
@@ -343,6 +344,7 @@ mod tests {
             Hash::Sha256,
             "SCRAM-SHA-256",
             CLIENT_FIRST.as_bytes(),
+            "ours",
             |_| None,
         )
         .err()
@@ -362,9 +364,13 @@ mod tests {
             "n,a=other,n=user,r=abc",
         ] {
             assert!(
-                server_first(Hash::Sha256, "SCRAM-SHA-256", first.as_bytes(), |_| {
-                    Some(rfc7677_credential())
-                })
+                server_first(
+                    Hash::Sha256,
+                    "SCRAM-SHA-256",
+                    first.as_bytes(),
+                    "ours",
+                    |_| { Some(rfc7677_credential()) }
+                )
                 .is_err(),
                 "{first:?}"
             );
@@ -393,6 +399,7 @@ mod tests {
             Hash::Sha512,
             "SCRAM-SHA-512",
             b"n,a=a=2Cb,n=a=2Cb,r=xyz",
+            "ours",
             |user| {
                 *looked_up.borrow_mut() = user.to_owned();
                 Some(Credential::with_salt(
