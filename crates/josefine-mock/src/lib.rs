@@ -15,9 +15,12 @@
 //!
 //! Its point is the faults: any request can be
 //! [intercepted](MockBroker::intercept) and answered with an error code,
-//! delayed, stalled, dropped with the connection, or replaced by raw or
-//! garbage bytes, and each broker records every request and connection so a
-//! test can assert what the client did about it. On top of that a test can
+//! delayed, stalled, dropped with the connection, replaced by raw or garbage
+//! bytes or by a response the test built ([`Action::respond`],
+//! [`Action::respond_raw`]), or served and then rewritten on its way out
+//! ([`Action::rewrite`]: a wrong correlation id, a patched count), and each
+//! broker records every request and connection so a test can assert what the
+//! client did about it. On top of that a test can
 //! move a partition's leader, add partitions to a topic, stop and restart a
 //! broker, make a broker forget its idempotent-producer state, delete
 //! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
@@ -210,7 +213,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use broker::{MockBroker, MockBrokerBuilder, DEFAULT_MAX_FRAME_SIZE};
 pub use cluster::{MockCluster, MockClusterBuilder};
 pub use group::GroupState;
-pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
+pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo, Responder, Rewriter};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;
 pub use log::UnknownProducer;
