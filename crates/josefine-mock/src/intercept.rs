@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use kafka_protocol::ResponseError;
 
 use crate::lock;
@@ -172,6 +173,18 @@ pub enum Action {
     /// Write the length prefix and the first half of the real response, then
     /// close the connection.
     HalfResponse,
+    /// Answer with a response the test built, without acting on the request;
+    /// see [`Action::respond`] (a `kafka-protocol` response, encoded at the
+    /// request's version) and [`Action::respond_raw`] (body bytes as they
+    /// are, for counts and lengths no encoder would write). If the responder
+    /// fails, the connection is closed.
+    Respond(Responder),
+    /// Serve the request as usual, then pass the response frame (header and
+    /// body, without the length prefix) through the test's function and write
+    /// what it returns behind a correct length prefix: a wrong correlation id,
+    /// a patched count, trailing bytes. See [`Action::rewrite`]. A request
+    /// without a response (Produce with `acks=0`) is left alone.
+    Rewrite(Rewriter),
 }
 
 impl Action {
@@ -179,7 +192,102 @@ impl Action {
     pub fn error(error: ResponseError) -> Self {
         Action::Error(error.code())
     }
+
+    /// [`Action::Respond`] with `response`, encoded at the request's version
+    /// behind a response header with the request's correlation id. A response
+    /// type that does not match the request's API is the test's business: the
+    /// client will see a body it cannot decode.
+    ///
+    /// ```
+    /// use josefine_mock::{Action, ApiKey, Intercept};
+    /// use kafka_protocol::messages::MetadataResponse;
+    ///
+    /// // A Metadata answer that lists no brokers and no topics.
+    /// let rule = (Intercept::api(ApiKey::Metadata), Action::respond(MetadataResponse::default()));
+    /// # let _ = rule;
+    /// ```
+    pub fn respond<R>(response: R) -> Self
+    where
+        R: Encodable + HeaderVersion + Send + Sync + 'static,
+    {
+        Action::Respond(Responder(Arc::new(move |req: &RequestInfo| {
+            let version = req.api_version;
+            let mut frame = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(req.correlation_id)
+                .encode(&mut frame, R::header_version(version))
+                .and_then(|()| response.encode(&mut frame, version))
+                .map_err(|e| format!("cannot encode the test's response at v{version}: {e}"))?;
+            Ok(frame.freeze())
+        })))
+    }
+
+    /// [`Action::Respond`] with a body built by `body` from the request,
+    /// written after a correct response header (the request's correlation id,
+    /// and tagged fields where the API's header version has them).
+    pub fn respond_raw(body: impl Fn(&RequestInfo) -> Bytes + Send + Sync + 'static) -> Self {
+        Action::Respond(Responder(Arc::new(move |req: &RequestInfo| {
+            let mut frame = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(req.correlation_id)
+                .encode(
+                    &mut frame,
+                    req.api_key.response_header_version(req.api_version),
+                )
+                .map_err(|e| format!("cannot encode a response header: {e}"))?;
+            frame.extend_from_slice(&body(req));
+            Ok(frame.freeze())
+        })))
+    }
+
+    /// [`Action::Rewrite`] with `rewrite`, which gets the request and the real
+    /// response frame (header and body) and returns the frame to send.
+    pub fn rewrite(rewrite: impl Fn(&RequestInfo, Bytes) -> Bytes + Send + Sync + 'static) -> Self {
+        Action::Rewrite(Rewriter(Arc::new(rewrite)))
+    }
 }
+
+type RespondFn = dyn Fn(&RequestInfo) -> Result<Bytes, String> + Send + Sync;
+type RewriteFn = dyn Fn(&RequestInfo, Bytes) -> Bytes + Send + Sync;
+
+/// The function of an [`Action::Respond`]; equal only to its own clones.
+#[derive(Clone)]
+pub struct Responder(Arc<RespondFn>);
+
+impl Responder {
+    /// The response frame (header and body, no length prefix) for `req`.
+    pub(crate) fn frame(&self, req: &RequestInfo) -> Result<Bytes, String> {
+        (self.0)(req)
+    }
+}
+
+/// The function of an [`Action::Rewrite`]; equal only to its own clones.
+#[derive(Clone)]
+pub struct Rewriter(Arc<RewriteFn>);
+
+impl Rewriter {
+    pub(crate) fn apply(&self, req: &RequestInfo, frame: Bytes) -> Bytes {
+        (self.0)(req, frame)
+    }
+}
+
+macro_rules! identity_eq {
+    ($($t:ident),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($t), "(..)"))
+            }
+        }
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0)
+            }
+        }
+        impl Eq for $t {}
+    )*};
+}
+
+identity_eq!(Responder, Rewriter);
 
 struct Rule {
     intercept: Intercept,

@@ -11,6 +11,20 @@
 //! added, groups forced to rebalance, on a timer or by hand, and asserts what
 //! the client, or the application's handler, made of it.
 //!
+//! Its point is the faults: any request can be
+//! [intercepted](MockBroker::intercept) and answered with an error code,
+//! delayed, stalled, dropped with the connection, replaced by raw or garbage
+//! bytes or by a response the test built ([`Action::respond`],
+//! [`Action::respond_raw`]), or served and then rewritten on its way out
+//! ([`Action::rewrite`]: a wrong correlation id, a patched count), and each
+//! broker records every request and connection so a test can assert what the
+//! client did about it. On top of that a test can
+//! move a partition's leader, add partitions to a topic, stop and restart a
+//! broker, make a broker forget its idempotent-producer state, delete
+//! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
+//! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
+//! rebalance, evict a member, and read or set committed offsets.
+//!
 //! # Quick start
 //!
 //! A consumer group with the application's handler, records produced straight
@@ -392,7 +406,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub use broker::{MockBroker, MockBrokerBuilder, DEFAULT_MAX_FRAME_SIZE};
 pub use cluster::{MockCluster, MockClusterBuilder};
 pub use group::GroupState;
-pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo};
+pub use intercept::{Action, Intercept, InterceptHandle, RequestInfo, Responder, Rewriter};
 pub use kafka_protocol::messages::ApiKey;
 pub use kafka_protocol::ResponseError;
 pub use log::UnknownProducer;

@@ -22,6 +22,8 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod net;
 pub mod producer;

@@ -6,7 +6,7 @@
 //! leader epoch went *down* in an update keeps its cached state: the answering broker
 //! has stale metadata (KIP-320).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::MetadataResponse;
@@ -123,6 +123,11 @@ impl ClusterMetadata {
     }
 
     /// The view after `update`, an answer for `requested` topics (`None`: all topics).
+    ///
+    /// Topics in the answer that were not requested are ignored: a broker has no
+    /// business answering for them, and a broken or hostile one must not be able to
+    /// overwrite what another answer said about them (or fill the cache with names
+    /// nobody uses). Brokers and the controller are taken from every answer.
     pub fn merge(&self, update: ClusterMetadata, requested: Option<&[String]>) -> ClusterMetadata {
         let mut topics = match requested {
             // Asked for everything: topics missing from the answer are gone.
@@ -135,7 +140,13 @@ impl ClusterMetadata {
                 kept
             }
         };
+        let wanted: Option<BTreeSet<&str>> =
+            requested.map(|names| names.iter().map(String::as_str).collect());
         for (name, fresh) in update.topics {
+            if wanted.as_ref().is_some_and(|w| !w.contains(name.as_str())) {
+                tracing::debug!(topic = %name, "metadata answer lists a topic not asked about; ignored");
+                continue;
+            }
             let merged = match self.topics.get(&name) {
                 Some(old) => keep_newer_epochs(old, fresh),
                 None => fresh,
@@ -302,6 +313,22 @@ mod tests {
         let merged = old.merge(update, Some(&["a".to_string()]));
         assert_eq!(merged.topic("a").unwrap().partitions.len(), 2);
         assert!(merged.topic("b").is_some());
+    }
+
+    #[test]
+    fn topics_not_asked_about_are_ignored() {
+        let old = response(vec![topic("b", vec![partition(0, 1, 7)])]);
+        // Asked for "a"; the answer also claims "b" (leaderless) and a stranger.
+        let update = response(vec![
+            topic("a", vec![partition(0, 1, 0)]),
+            topic("b", vec![partition(0, -1, 9), partition(1, -1, 9)]),
+            topic("never-asked", vec![partition(0, 1, 0)]),
+        ]);
+        let merged = old.merge(update, Some(&["a".to_string()]));
+        assert!(merged.topic("a").is_some());
+        assert!(merged.topic("never-asked").is_none());
+        assert_eq!(merged.topic("b"), old.topic("b"));
+        assert_eq!(merged.leader("b", 0).unwrap(), 1);
     }
 
     #[test]

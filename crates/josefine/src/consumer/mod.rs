@@ -16,7 +16,7 @@ mod fetch_loop;
 pub(crate) mod list_offsets;
 mod memory;
 pub mod partition;
-mod scan;
+pub(crate) mod scan;
 pub(crate) mod session;
 
 use std::collections::{HashMap, HashSet};

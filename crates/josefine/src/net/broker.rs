@@ -22,13 +22,14 @@ use std::time::Duration;
 use bytes::Buf;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, StrBytes};
+use kafka_protocol::protocol::{HeaderVersion, Message, StrBytes};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::connection::{Connection, ConnectionConfig};
 use crate::backoff::{jitter_unit, Backoff};
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::frame::decode_guarded;
 use crate::protocol::versions::{api_versions_fallback, ApiVersionTable};
 use crate::protocol::KafkaRequest;
 
@@ -405,8 +406,11 @@ async fn negotiate_versions(
 
 /// Decodes an ApiVersions response frame. The error code opens the body in every
 /// version; an UNSUPPORTED_VERSION answer is always encoded as v0.
-fn decode_api_versions(mut frame: bytes::Bytes, version: i16) -> Result<ApiVersionsResponse> {
-    ResponseHeader::decode(&mut frame, ApiVersionsResponse::header_version(version))
+pub(crate) fn decode_api_versions(
+    mut frame: bytes::Bytes,
+    version: i16,
+) -> Result<ApiVersionsResponse> {
+    decode_guarded::<ResponseHeader>(&mut frame, ApiVersionsResponse::header_version(version))
         .map_err(|e| Error::protocol(format!("bad ApiVersions response header: {e}")))?;
     if frame.remaining() < 2 {
         return Err(Error::protocol(
@@ -419,6 +423,6 @@ fn decode_api_versions(mut frame: bytes::Bytes, version: i16) -> Result<ApiVersi
     } else {
         version
     };
-    ApiVersionsResponse::decode(&mut frame, body_version)
+    decode_guarded::<ApiVersionsResponse>(&mut frame, body_version)
         .map_err(|e| Error::protocol(format!("bad ApiVersions v{body_version} response: {e}")))
 }

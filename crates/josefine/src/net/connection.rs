@@ -4,11 +4,12 @@
 //! # Life cycle
 //! The task runs while the socket is healthy and at least one handle exists. It is
 //! `Active` until the first fatal error: end of stream, an I/O error, a frame whose
-//! length is absurd, a response with a correlation id we never sent, or a request
-//! timeout (the broker is presumed stuck, as the Java client does). Then the
-//! connection is *poisoned*: the error is stored, every waiting caller and every
-//! queued request gets a copy of it, and the task ends, closing the socket. A
-//! poisoned connection is never reused; the broker layer above opens a new one.
+//! length is absurd, a response with a correlation id we never sent, a response that
+//! does not decode (see `protocol::guard`), or a request timeout (the broker is
+//! presumed stuck, as the Java client does). Then the connection is *poisoned*: the
+//! error is stored, every waiting caller and every queued request gets a copy of it,
+//! and the task ends, closing the socket. A poisoned connection is never reused; the
+//! broker layer above opens a new one.
 //!
 //! # Pipelining and cancellation
 //! Kafka answers the requests of one connection in order, identified by correlation
@@ -19,8 +20,10 @@
 //! so the byte stream stays in step and nothing is corrupted.
 //!
 //! # Memory
-//! Each response is read into one buffer sized from its length prefix, after the
-//! prefix was checked against `max_frame_size`; the decoded response borrows from it.
+//! Each response is read into one buffer; once its length prefix has been checked
+//! against `max_frame_size`, the buffer grows with the bytes that arrive (doubling, at
+//! least 1 MiB ahead), so a length announced but never sent costs little. The decoded
+//! response borrows from the buffer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -135,9 +138,14 @@ impl Connection {
         timeout: Duration,
     ) -> Result<R::Response> {
         match self.call_raw(request, version, timeout).await? {
-            Some(frame) => {
-                frame::decode_response::<R>(frame, version).map_err(|e| self.context(e, R::API_KEY))
-            }
+            Some(frame) => frame::decode_response::<R>(frame, version).map_err(|e| {
+                // A response we cannot read: the broker is broken, hostile or speaks
+                // another version than we negotiated. Nothing more from this socket
+                // can be trusted; the broker layer reconnects for the next request.
+                let err = self.context(e, R::API_KEY);
+                self.poison(err.clone());
+                err
+            }),
             None => Ok(R::Response::default()),
         }
     }
@@ -357,16 +365,10 @@ fn deliver_frames(
     in_flight: &mut HashMap<i32, Waiter>,
     max_frame: usize,
 ) -> Result<()> {
-    while let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() {
-        let len = frame::frame_length(*prefix, max_frame)?;
-        let needed = LENGTH_PREFIX + len;
-        if buf.len() < needed {
-            // Only now, with the length validated, is it safe to size the buffer by it.
-            buf.reserve(needed - buf.len());
-            return Ok(());
-        }
-        buf.advance(LENGTH_PREFIX);
-        let frame = buf.split_to(len).freeze();
+    // `split_frame` sizes the buffer for a partial frame only once its length is
+    // validated.
+    while let Some(frame) = frame::split_frame(buf, max_frame)? {
+        let len = frame.len();
         let correlation_id = frame::correlation_id(&frame)?;
         match in_flight.remove(&correlation_id) {
             Some(waiter) => {
@@ -381,7 +383,8 @@ fn deliver_frames(
             }
         }
     }
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+    // A partial frame has its room reserved already; otherwise read in chunks.
+    if buf.len() < LENGTH_PREFIX && buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     Ok(())

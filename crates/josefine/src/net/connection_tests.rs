@@ -267,6 +267,80 @@ async fn truncated_response_body_is_a_protocol_error_not_a_panic() {
     peer.write_all(&frame).await.unwrap();
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
+    // A response we cannot read poisons the connection: the next call reconnects.
+    assert!(conn.is_closed());
+}
+
+/// The frame DESIGN.md's old "Known limitations" named: a Metadata v1 answer whose topic
+/// array claims i32::MAX elements. kafka-protocol would reserve ~154 GB for it and the
+/// allocator would abort the process; the guard turns it into a protocol error.
+#[tokio::test(start_paused = true)]
+async fn a_hostile_array_count_is_a_protocol_error_not_an_abort() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            conn.call(
+                &kafka_protocol::messages::MetadataRequest::default(),
+                1,
+                TIMEOUT,
+            )
+            .await
+        }
+    });
+    let req = read_request(&mut peer).await;
+    let mut body = BytesMut::new();
+    body.put_i32(req.correlation_id);
+    body.put_i32(1); // brokers
+    body.put_i32(1);
+    body.put_i16(9);
+    body.put_slice(b"localhost");
+    body.put_i32(9092);
+    body.put_i16(-1);
+    body.put_i32(1); // controller
+    body.put_i32(i32::MAX); // topics
+    body.put_slice(&[0; 30]);
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    peer.write_all(&frame).await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("`topics`"), "{err}");
+    assert_eq!(err.context().api, Some(ApiKey::Metadata));
+    assert!(conn.is_closed());
+}
+
+/// A length just under the limit and then silence: the buffer grows with what
+/// arrives, so this costs about a megabyte, not the hundred announced.
+#[tokio::test(start_paused = true)]
+async fn an_announced_frame_that_never_comes_reserves_little() {
+    let (conn, mut peer) = connect();
+    let call = tokio::spawn({
+        let conn = conn.clone();
+        async move { heartbeat(&conn).await }
+    });
+    read_request(&mut peer).await;
+    let announced = (frame::DEFAULT_MAX_FRAME_SIZE - 8) as i32;
+    peer.write_all(&announced.to_be_bytes()).await.unwrap();
+    peer.write_all(&[0; 1000]).await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn deliver_frames_grows_a_partial_frame_with_its_bytes() {
+    let mut buf = BytesMut::new();
+    buf.put_i32((frame::DEFAULT_MAX_FRAME_SIZE - 8) as i32);
+    buf.put_slice(&[0; 1000]);
+    let mut in_flight = HashMap::new();
+    deliver_frames(&mut buf, &mut in_flight, frame::DEFAULT_MAX_FRAME_SIZE).unwrap();
+    assert!(
+        buf.capacity() <= 2 * frame::MIN_READ_AHEAD,
+        "capacity {}",
+        buf.capacity()
+    );
 }
 
 #[tokio::test(start_paused = true)]

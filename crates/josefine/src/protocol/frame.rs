@@ -9,6 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
+use super::guard::{self, WireSchema};
 use super::KafkaRequest;
 use crate::error::{Error, Result};
 
@@ -75,11 +76,15 @@ pub fn correlation_id(frame: &[u8]) -> Result<i32> {
 }
 
 /// Decodes a response frame (without length prefix) of `R` at `version`.
+///
+/// The header and the body go through [`guard::check`] before `kafka-protocol` sees
+/// them, so a hostile array count is a protocol error rather than an allocation of
+/// whatever size it claims.
 pub fn decode_response<R: KafkaRequest>(mut frame: Bytes, version: i16) -> Result<R::Response> {
     let header_version = R::Response::header_version(version);
-    ResponseHeader::decode(&mut frame, header_version)
+    decode_guarded::<ResponseHeader>(&mut frame, header_version)
         .map_err(|e| Error::protocol(format!("bad {:?} response header: {e}", R::API_KEY)))?;
-    let response = R::Response::decode(&mut frame, version).map_err(|e| {
+    let response = decode_guarded::<R::Response>(&mut frame, version).map_err(|e| {
         Error::protocol(format!(
             "cannot decode {:?} v{version} response: {e}",
             R::API_KEY
@@ -91,6 +96,46 @@ pub fn decode_response<R: KafkaRequest>(mut frame: Bytes, version: i16) -> Resul
         tracing::debug!(api = ?R::API_KEY, version, trailing = frame.remaining(), "response has trailing bytes");
     }
     Ok(response)
+}
+
+/// Decodes a `M` at `version` off the front of `buf`, once [`guard::check`] has
+/// proved that every array count in it is backed by bytes of `buf`.
+pub fn decode_guarded<M: Decodable + WireSchema>(
+    buf: &mut Bytes,
+    version: i16,
+) -> std::result::Result<M, String> {
+    guard::check::<M>(buf, version).map_err(|e| e.to_string())?;
+    M::decode(buf, version).map_err(|e| e.to_string())
+}
+
+/// How far ahead of the bytes received [`split_frame`] reserves room for a partial
+/// frame, at least.
+pub const MIN_READ_AHEAD: usize = 1 << 20;
+
+/// Takes the next complete frame (without its length prefix) off the front of `buf`, or
+/// `None` if `buf` holds only part of one.
+///
+/// For a partial frame, and only once its length is validated, `buf` gets room for
+/// more of it: the rest of the frame, but no more than what has arrived so far (at
+/// least [`MIN_READ_AHEAD`]). So the buffer grows by doubling with the bytes that
+/// really arrive, and a peer announcing a 100 MiB frame and sending nothing costs
+/// 1 MiB, not 100.
+pub fn split_frame(buf: &mut BytesMut, max_frame_size: usize) -> Result<Option<Bytes>> {
+    let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
+        return Ok(None);
+    };
+    let len = frame_length(*prefix, max_frame_size)?;
+    let needed = LENGTH_PREFIX + len;
+    if buf.len() < needed {
+        let missing = needed - buf.len();
+        let ahead = missing.min(buf.len().max(MIN_READ_AHEAD));
+        if buf.capacity() - buf.len() < ahead {
+            buf.reserve(ahead);
+        }
+        return Ok(None);
+    }
+    buf.advance(LENGTH_PREFIX);
+    Ok(Some(buf.split_to(len).freeze()))
 }
 
 #[cfg(test)]
@@ -127,6 +172,33 @@ mod tests {
         assert!(frame_length(1001i32.to_be_bytes(), 1000).is_err());
         assert!(frame_length(i32::MAX.to_be_bytes(), DEFAULT_MAX_FRAME_SIZE).is_err());
         assert_eq!(frame_length(1000i32.to_be_bytes(), 1000).unwrap(), 1000);
+    }
+
+    #[test]
+    fn split_frame_reserves_with_what_arrives_not_with_what_is_announced() {
+        let max = 100 << 20;
+        let mut buf = BytesMut::new();
+        buf.put_i32((max - 8) as i32);
+        buf.put_slice(&[0; 100]);
+        assert!(split_frame(&mut buf, max).unwrap().is_none());
+        assert!(buf.capacity() <= 2 * MIN_READ_AHEAD, "{}", buf.capacity());
+        // As bytes arrive, the room grows with them, and the frame completes.
+        let mut sent = 104;
+        while sent < max - 8 + 4 {
+            let n = (buf.capacity() - buf.len()).min(max - 8 + 4 - sent);
+            buf.put_bytes(7, n);
+            sent += n;
+            assert!(
+                buf.capacity() <= 2 * sent.max(MIN_READ_AHEAD) + 64,
+                "{} for {sent}",
+                buf.capacity()
+            );
+            if let Some(frame) = split_frame(&mut buf, max).unwrap() {
+                assert_eq!(frame.len(), max - 8);
+                return;
+            }
+        }
+        panic!("the frame never completed");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The thin layer over the `kafka-protocol` crate: which request answers with which
-//! response ([`KafkaRequest`]), framing ([`frame`]), version negotiation ([`versions`])
+//! response ([`KafkaRequest`]), framing ([`frame`]), the bounded pre-pass that keeps
+//! hostile frames away from its decoders ([`guard`]), version negotiation ([`versions`])
 //! and our own record-batch codec ([`records`]).
 //!
 //! Protocol reference: <https://kafka.apache.org/protocol> ("Common Request and Response
@@ -7,11 +8,15 @@
 //! (client software name in ApiVersions). Nothing here does I/O.
 
 pub mod frame;
+pub mod guard;
 pub mod records;
 pub mod versions;
 
+use bytes::Bytes;
 use kafka_protocol::messages::{self as m, ApiKey};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, VersionRange};
+
+use guard::WireSchema;
 
 /// A request type the client can send, tied to its response type.
 ///
@@ -19,7 +24,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
 /// `broker` features are on; we build with `client` alone, so we keep our own.
 pub trait KafkaRequest: Encodable + Message + HeaderVersion + Send + Sync + 'static {
     const API_KEY: ApiKey;
-    type Response: Decodable + HeaderVersion + Default + Send + 'static;
+    /// Decoded only after [`guard::check`] walked it ([`WireSchema`]).
+    type Response: Decodable + HeaderVersion + WireSchema + Default + Send + 'static;
 
     /// Whether the broker answers this request. Only Produce with `acks=0` is not answered.
     fn expects_response(&self) -> bool {
@@ -36,6 +42,30 @@ impl KafkaRequest for m::ProduceRequest {
     }
 }
 
+/// One response type the client decodes, for code that must visit them all (the fuzz
+/// targets, the guard's agreement tests).
+#[derive(Clone, Copy)]
+pub(crate) struct ResponseType {
+    pub(crate) api: ApiKey,
+    /// The versions we may negotiate: the request type's own range.
+    pub(crate) versions: VersionRange,
+    pub(crate) header_version: fn(i16) -> i16,
+    pub(crate) schema: &'static guard::Schema,
+    /// `kafka-protocol`'s decoder alone, without the guard: only for inputs the guard
+    /// passed, or that fail it before any array count (see `crate::fuzzing`).
+    pub(crate) decode_unguarded: fn(&mut Bytes, i16) -> Result<(), String>,
+    /// The production path: [`frame::decode_response`] (guard, then decoder).
+    pub(crate) decode: fn(Bytes, i16) -> crate::Result<()>,
+}
+
+fn decode<R: KafkaRequest>(frame: Bytes, version: i16) -> crate::Result<()> {
+    frame::decode_response::<R>(frame, version).map(drop)
+}
+
+fn decode_unguarded<M: Decodable>(buf: &mut Bytes, version: i16) -> Result<(), String> {
+    M::decode(buf, version).map(drop).map_err(|e| e.to_string())
+}
+
 macro_rules! kafka_requests {
     ($($key:ident: $req:ident => $resp:ident,)*) => {
         $(
@@ -44,6 +74,28 @@ macro_rules! kafka_requests {
                 type Response = m::$resp;
             }
         )*
+
+        /// Every [`KafkaRequest::Response`], Produce first.
+        pub(crate) static RESPONSE_TYPES: &[ResponseType] = &[
+            ResponseType {
+                api: ApiKey::Produce,
+                versions: m::ProduceRequest::VERSIONS,
+                header_version: m::ProduceResponse::header_version,
+                schema: <m::ProduceResponse as WireSchema>::SCHEMA,
+                decode_unguarded: decode_unguarded::<m::ProduceResponse>,
+                decode: decode::<m::ProduceRequest>,
+            },
+            $(
+                ResponseType {
+                    api: ApiKey::$key,
+                    versions: m::$req::VERSIONS,
+                    header_version: m::$resp::header_version,
+                    schema: <m::$resp as WireSchema>::SCHEMA,
+                    decode_unguarded: decode_unguarded::<m::$resp>,
+                    decode: decode::<m::$req>,
+                },
+            )*
+        ];
     };
 }
 
