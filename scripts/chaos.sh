@@ -6,7 +6,7 @@
 #
 #   scripts/chaos.sh                the short form (CI, ~1 min): 3 member kills,
 #                                   1 leave, 1 broker kill
-#   scripts/chaos.sh --long         the long form (~8 min): 24 member kills, 6 leaves,
+#   scripts/chaos.sh --long         the long form (~6 min): 24 member kills, 6 leaves,
 #                                   4 broker kills
 #   scripts/chaos.sh --seed N ...   replays plan N; other `josefine-chaos run` options
 #                                   (see --help) pass through

@@ -18,7 +18,7 @@ use crate::schedule::{plan, PlanConfig};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The long form: 24 member kills, 6 leaves, 4 broker kills (about 8 minutes).
+    /// The long form: 24 member kills, 6 leaves, 4 broker kills (about 6 minutes).
     #[arg(long)]
     pub long: bool,
     /// The seed of the plan (default: from the clock; printed either way).

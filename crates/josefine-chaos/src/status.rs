@@ -18,7 +18,7 @@ pub struct Status {
     pub session: u64,
     pub generation: i32,
     pub active: bool,
-    /// When the member's last commit succeeded (0: none in this session).
+    /// When a commit of new offsets last succeeded (0: none in this session).
     pub last_commit_ms: u64,
     pub partitions: Vec<i32>,
 }
