@@ -556,14 +556,13 @@ impl Chaos {
     }
 
     /// Stops the producer (SIGTERM: it waits for what is in flight).
-    pub async fn stop_producer(&mut self) -> anyhow::Result<u32> {
+    pub async fn stop_producer(&mut self) {
         match self.producer.stop(Duration::from_secs(150)).await {
             Some(status) if status.success() => {}
             other => self
                 .failures
                 .push(format!("the producer did not stop cleanly ({other:?})")),
         }
-        Ok(self.producer_incarnation)
     }
 
     /// Ticks until every partition's committed offset reaches `ends`.
