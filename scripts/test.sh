@@ -3,14 +3,17 @@
 # lints, starts Tansu on a free port and runs every test against it, then stops it.
 #
 #   scripts/test.sh            fmt, clippy, all tests (unit, mock broker, real broker),
-#                              a benchmark smoke run, and the README's demo
-#   JOSEFINE_FULL=1 scripts/test.sh   full-length benchmarks instead of the smoke run
+#                              a benchmark smoke run, the README's demo, and the chaos
+#                              suite's short form (scripts/chaos.sh)
+#   JOSEFINE_FULL=1 scripts/test.sh   full-length benchmarks and the chaos suite's long
+#                              form instead
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 started=$(date +%s)
 ensure_venv
+ensure_chaos_venv
 export_python
 export_tansu
 ensure_stunnel
@@ -44,5 +47,13 @@ fi
 
 log "the README main job: scripts/demo.sh (josefine demo on its own local broker)"
 bash scripts/demo.sh
+
+if [ "${JOSEFINE_FULL:-}" = 1 ]; then
+    log "the chaos suite, long form: scripts/chaos.sh --long (docs/RELIABILITY.md)"
+    bash scripts/chaos.sh --long
+else
+    log "the chaos suite, short form: scripts/chaos.sh (docs/RELIABILITY.md)"
+    bash scripts/chaos.sh
+fi
 
 log "all green in $(( $(date +%s) - started )) s"

@@ -252,6 +252,18 @@ impl Session {
         self.commit_marked().await
     }
 
+    /// The offset this session last committed for a claimed partition (the next
+    /// offset to read), or where the claim started if it committed none since;
+    /// `None` for a partition the session does not claim. Read in
+    /// [`GroupHandler::cleanup`](super::GroupHandler::cleanup), it says what the
+    /// session's final commit covered: less than what was marked means the commit
+    /// failed or was skipped because the membership was lost, so those records will
+    /// be processed again by the partition's next owner.
+    pub fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.slot(topic, partition)
+            .map(|slot| slot.committed.load(Ordering::Acquire))
+    }
+
     /// Whether the session is ending (a rebalance, a lost membership, close).
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::Acquire)
@@ -508,6 +520,21 @@ mod tests {
         let dirty = s.dirty_offsets();
         assert_eq!(offsets(&dirty), vec![(tp(1), 1)]);
         assert_eq!(dirty[0].metadata.as_deref(), Some("why"));
+    }
+
+    #[tokio::test]
+    async fn committed_offset_starts_at_the_claim_start_and_follows_commits() {
+        let s = session(&[(0, 10)]);
+        assert_eq!(s.committed_offset("t", 0), Some(10));
+        assert_eq!(s.committed_offset("t", 1), None, "not claimed");
+        s.mark_next("t", 0, 15);
+        assert_eq!(
+            s.committed_offset("t", 0),
+            Some(10),
+            "marked, not committed"
+        );
+        s.committed(&s.dirty_offsets());
+        assert_eq!(s.committed_offset("t", 0), Some(15));
     }
 
     #[tokio::test]

@@ -1,0 +1,312 @@
+//! The line formats the member and producer processes append to their logs, and their
+//! parsers, in one place so writer and checker cannot drift apart.
+//!
+//! Member log (one file per process incarnation):
+//!
+//! ```text
+//! S <session> <generation> <unix_ms> <partitions|->   a session started (setup)
+//! R <session> <partition> <offset> <seq>             a record was processed
+//! C <session> <partition> <next_offset> <unix_ms>    a commit of ours succeeded
+//! E <session> <unix_ms> <p>:<committed>:<marked>,... a session ended (cleanup)
+//! X <unix_ms> <text>                                 an error the member saw
+//! ```
+//!
+//! Producer log: `A <seq> <partition> <offset>` (acknowledged) and `F <seq> <text>`
+//! (failed). Lines are written whole with one `write(2)` before the work they record
+//! is marked, so a SIGKILL can only cut the last line short; parsers drop a last line
+//! without its newline.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context};
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn session_start(session: u64, generation: i32, partitions: &[i32]) -> String {
+    format!(
+        "S {session} {generation} {} {}\n",
+        now_ms(),
+        list(partitions.iter())
+    )
+}
+
+pub fn record(out: &mut String, session: u64, partition: i32, offset: i64, seq: u64) {
+    let _ = writeln!(out, "R {session} {partition} {offset} {seq}");
+}
+
+pub fn commit(session: u64, partition: i32, next_offset: i64) -> String {
+    format!("C {session} {partition} {next_offset} {}\n", now_ms())
+}
+
+/// `ends`: partition, committed (next offset), marked (next offset, -1 if none).
+pub fn session_end(session: u64, ends: &[(i32, i64, i64)]) -> String {
+    let parts = ends.iter().map(|(p, c, m)| format!("{p}:{c}:{m}"));
+    format!("E {session} {} {}\n", now_ms(), list(parts))
+}
+
+pub fn error(text: &str) -> String {
+    format!("X {} {}\n", now_ms(), text.replace('\n', " "))
+}
+
+pub fn acked(seq: u64, partition: i32, offset: i64) -> String {
+    format!("A {seq} {partition} {offset}\n")
+}
+
+pub fn failed(seq: u64, text: &str) -> String {
+    format!("F {seq} {}\n", text.replace('\n', " "))
+}
+
+fn list<T: ToString>(items: impl Iterator<Item = T>) -> String {
+    let joined: Vec<String> = items.map(|i| i.to_string()).collect();
+    if joined.is_empty() {
+        "-".into()
+    } else {
+        joined.join(",")
+    }
+}
+
+/// A member log, parsed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MemberLog {
+    pub sessions: Vec<SessionLog>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionLog {
+    pub id: u64,
+    pub generation: i32,
+    pub started_ms: u64,
+    pub partitions: Vec<i32>,
+    pub records: Vec<Processed>,
+    /// Per partition, the highest next-offset whose commit we saw succeed.
+    pub commits: BTreeMap<i32, i64>,
+    pub end: Option<SessionEndLog>,
+    /// The errors the member logged while this session ran.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processed {
+    pub partition: i32,
+    pub offset: i64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEndLog {
+    pub ended_ms: u64,
+    /// Per partition: (committed next offset, marked next offset or -1).
+    pub partitions: BTreeMap<i32, (i64, i64)>,
+}
+
+/// The complete lines of `text` (a cut last line dropped).
+fn complete_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .split('\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i + 1, l))
+}
+
+fn num<T: std::str::FromStr>(field: Option<&str>, what: &str) -> anyhow::Result<T> {
+    let field = field.with_context(|| format!("missing {what}"))?;
+    field
+        .parse()
+        .map_err(|_| anyhow::anyhow!("bad {what}: {field:?}"))
+}
+
+pub fn parse_member_log(text: &str) -> anyhow::Result<MemberLog> {
+    let mut log = MemberLog::default();
+    for (n, line) in complete_lines(text) {
+        parse_member_line(&mut log, line).with_context(|| format!("line {n}: {line:?}"))?;
+    }
+    Ok(log)
+}
+
+fn parse_member_line(log: &mut MemberLog, line: &str) -> anyhow::Result<()> {
+    let mut f = line.split(' ');
+    let kind = f.next().unwrap_or_default();
+    if kind == "X" {
+        let text: String = line.splitn(3, ' ').nth(2).unwrap_or("").into();
+        if let Some(session) = log.sessions.last_mut().filter(|s| s.end.is_none()) {
+            session.errors.push(text.clone());
+        }
+        log.errors.push(text);
+        return Ok(());
+    }
+    let session: u64 = num(f.next(), "session")?;
+    if kind == "S" {
+        let generation = num(f.next(), "generation")?;
+        let started_ms = num(f.next(), "time")?;
+        let partitions = match f.next() {
+            Some("-") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|p| num(Some(p), "partition"))
+                .collect::<anyhow::Result<_>>()?,
+            None => bail!("missing partitions"),
+        };
+        log.sessions.push(SessionLog {
+            id: session,
+            generation,
+            started_ms,
+            partitions,
+            records: Vec::new(),
+            commits: BTreeMap::new(),
+            end: None,
+            errors: Vec::new(),
+        });
+        return Ok(());
+    }
+    let current = log
+        .sessions
+        .iter_mut()
+        .rev()
+        .find(|s| s.id == session)
+        .with_context(|| format!("session {session} never started"))?;
+    match kind {
+        "R" => current.records.push(Processed {
+            partition: num(f.next(), "partition")?,
+            offset: num(f.next(), "offset")?,
+            seq: num(f.next(), "seq")?,
+        }),
+        "C" => {
+            let partition = num(f.next(), "partition")?;
+            let offset: i64 = num(f.next(), "offset")?;
+            let slot = current.commits.entry(partition).or_insert(offset);
+            *slot = (*slot).max(offset);
+        }
+        "E" => {
+            let ended_ms = num(f.next(), "time")?;
+            let mut partitions = BTreeMap::new();
+            match f.next() {
+                Some("-") => {}
+                Some(list) => {
+                    for item in list.split(',') {
+                        let mut v = item.split(':');
+                        let p = num(v.next(), "partition")?;
+                        let committed = num(v.next(), "committed")?;
+                        let marked = num(v.next(), "marked")?;
+                        partitions.insert(p, (committed, marked));
+                    }
+                }
+                None => bail!("missing partitions"),
+            }
+            current.end = Some(SessionEndLog {
+                ended_ms,
+                partitions,
+            });
+        }
+        other => bail!("unknown line kind {other:?}"),
+    }
+    Ok(())
+}
+
+/// A producer log, parsed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ProducerLog {
+    /// (seq, partition, offset) of every acknowledged record.
+    pub acked: Vec<(u64, i32, i64)>,
+    pub failed: Vec<(u64, String)>,
+}
+
+pub fn parse_producer_log(text: &str) -> anyhow::Result<ProducerLog> {
+    let mut log = ProducerLog::default();
+    for (n, line) in complete_lines(text) {
+        let parsed: anyhow::Result<()> = (|| {
+            let mut f = line.splitn(3, ' ');
+            match f.next() {
+                Some("A") => {
+                    let seq = num(f.next(), "seq")?;
+                    let mut rest = f.next().unwrap_or_default().split(' ');
+                    let p = num(rest.next(), "partition")?;
+                    let o = num(rest.next(), "offset")?;
+                    log.acked.push((seq, p, o));
+                }
+                Some("F") => {
+                    let seq = num(f.next(), "seq")?;
+                    log.failed.push((seq, f.next().unwrap_or_default().into()));
+                }
+                other => bail!("unknown line kind {other:?}"),
+            }
+            Ok(())
+        })();
+        parsed.with_context(|| format!("line {n}: {line:?}"))?;
+    }
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_lines_round_trip_and_a_cut_last_line_is_dropped() {
+        let mut text = session_start(1, 4, &[0, 3]);
+        record(&mut text, 1, 0, 10, 100);
+        record(&mut text, 1, 3, 7, 103);
+        text += &commit(1, 0, 11);
+        text += &commit(1, 0, 9);
+        text += &error("commit failed:\nbroker gone");
+        text += &session_end(1, &[(0, 11, 11), (3, 5, 8)]);
+        text += &session_start(2, 5, &[]);
+        text += "R 2 1 4"; // cut by a SIGKILL
+        let log = parse_member_log(&text).unwrap();
+        assert_eq!(log.sessions.len(), 2);
+        let s = &log.sessions[0];
+        assert_eq!(
+            (s.id, s.generation, s.partitions.clone()),
+            (1, 4, vec![0, 3])
+        );
+        assert_eq!(
+            s.records,
+            vec![
+                Processed {
+                    partition: 0,
+                    offset: 10,
+                    seq: 100
+                },
+                Processed {
+                    partition: 3,
+                    offset: 7,
+                    seq: 103
+                }
+            ]
+        );
+        assert_eq!(s.commits.get(&0), Some(&11), "the highest commit counts");
+        let end = s.end.as_ref().unwrap();
+        assert_eq!(end.partitions.get(&3), Some(&(5, 8)));
+        assert!(log.sessions[1].records.is_empty());
+        assert!(log.sessions[1].partitions.is_empty());
+        assert_eq!(log.errors, vec!["commit failed: broker gone".to_string()]);
+        assert_eq!(
+            log.sessions[0].errors, log.errors,
+            "the error came during session 1"
+        );
+    }
+
+    #[test]
+    fn producer_lines_round_trip() {
+        let text = acked(1, 2, 30) + &failed(2, "timed out") + &acked(3, 0, 4);
+        let log = parse_producer_log(&text).unwrap();
+        assert_eq!(log.acked, vec![(1, 2, 30), (3, 0, 4)]);
+        assert_eq!(log.failed, vec![(2, "timed out".to_string())]);
+    }
+
+    #[test]
+    fn a_record_of_an_unknown_session_is_an_error() {
+        assert!(parse_member_log("R 3 0 1 1\n").is_err());
+        assert!(parse_member_log("Q 1\n").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! `josefine-chaos member`: one group member, as its own OS process, so the controller
+//! can SIGKILL it.
+//!
+//! Per batch, the handler appends one `R` line per record to the incarnation's log
+//! with a single `write(2)` and only then marks the batch, so every record that can
+//! be committed is in the log, whatever kills the process. Auto-commit is off: a
+//! committer task calls `Session::commit` every interval and logs `C` lines after it
+//! succeeds (what it logs was marked before the commit started, so it is covered);
+//! `cleanup` logs what the session's final commit covered (`E`), read back with
+//! `Session::committed_offset`. The checker needs both to tell an honest duplicate
+//! (processed after the last commit of a member that then died) from a broken one.
+//!
+//! SIGTERM closes the group (final commit, LeaveGroup) and exits 0.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use josefine::{Claim, Client, ConsumerGroup, GroupHandler, OffsetReset, Session};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::logs;
+use crate::status::Status;
+
+#[derive(Args, Debug, Clone)]
+pub struct MemberArgs {
+    #[arg(long)]
+    pub bootstrap: String,
+    #[arg(long)]
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+    /// Where logs and status files go.
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub id: usize,
+    #[arg(long)]
+    pub incarnation: u32,
+    #[arg(long, default_value_t = 3000)]
+    pub session_timeout_ms: u64,
+    #[arg(long, default_value_t = 300)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = 6000)]
+    pub rebalance_timeout_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    pub commit_interval_ms: u64,
+    /// Simulated work per batch, between logging it and marking it.
+    #[arg(long, default_value_t = 5)]
+    pub work_ms: u64,
+}
+
+pub fn log_path(dir: &Path, id: usize, incarnation: u32) -> PathBuf {
+    dir.join(format!("member-{id}-{incarnation}.log"))
+}
+
+pub fn status_path(dir: &Path, id: usize) -> PathBuf {
+    dir.join(format!("member-{id}.status"))
+}
+
+/// The member's state shared by the handler, the committer and `main`.
+struct Member {
+    log: Mutex<File>,
+    status_path: PathBuf,
+    status: Mutex<Status>,
+    /// The running session and its number in this incarnation.
+    current: Mutex<Option<(u64, Session)>>,
+    sessions: Mutex<u64>,
+    /// What this session marked, per partition (next offset).
+    marked: Mutex<BTreeMap<i32, i64>>,
+    /// The highest commit logged per partition in this session.
+    logged: Mutex<BTreeMap<i32, i64>>,
+    /// Held by the committer while its commit is in flight, and by cleanup: the `E`
+    /// line is written after any commit of ours has finished.
+    committing: tokio::sync::Mutex<()>,
+    work: Duration,
+}
+
+impl Member {
+    /// Appends `text` with one write; a member that cannot log must not go on (it
+    /// would mark records the checker never hears of).
+    fn append(&self, text: &str) {
+        let mut log = self.log.lock().expect("log lock never poisoned");
+        if let Err(err) = log.write_all(text.as_bytes()) {
+            eprintln!("member: cannot write its log: {err}");
+            std::process::exit(3);
+        }
+    }
+
+    fn update_status(&self, change: impl FnOnce(&mut Status)) {
+        let mut status = self.status.lock().expect("status lock never poisoned");
+        change(&mut status);
+        if let Err(err) = status.write(&self.status_path) {
+            self.append(&logs::error(&format!("cannot write status: {err}")));
+        }
+    }
+
+    fn session_number(&self, session: &Session) -> Option<u64> {
+        match &*self.current.lock().expect("never poisoned") {
+            Some((n, s)) if s.generation() == session.generation() => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// One commit of ours: what was marked before it started is covered once it
+    /// succeeds, and logged as such.
+    async fn commit_once(&self) {
+        let _in_flight = self.committing.lock().await;
+        let current = self.current.lock().expect("never poisoned").clone();
+        let Some((number, session)) = current else {
+            return;
+        };
+        if session.is_cancelled() {
+            return;
+        }
+        let marked = self.marked.lock().expect("never poisoned").clone();
+        match tokio::time::timeout(Duration::from_secs(3), session.commit()).await {
+            Ok(Ok(())) => {
+                let mut text = String::new();
+                {
+                    let mut logged = self.logged.lock().expect("never poisoned");
+                    for (&p, &next) in &marked {
+                        let slot = logged.entry(p).or_insert(-1);
+                        if next > *slot {
+                            *slot = next;
+                            text += &logs::commit(number, p, next);
+                        }
+                    }
+                }
+                // Only a commit that carried new offsets went to the coordinator (an
+                // empty one succeeds without asking it): only that one shows the
+                // membership works.
+                if !text.is_empty() {
+                    self.append(&text);
+                    self.update_status(|s| s.last_commit_ms = logs::now_ms());
+                }
+            }
+            Ok(Err(err)) => self.append(&logs::error(&format!("commit failed: {err}"))),
+            Err(_) => self.append(&logs::error("commit timed out (outcome unknown)")),
+        }
+    }
+}
+
+struct Handler(Arc<Member>);
+
+impl GroupHandler for Handler {
+    async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        let m = &self.0;
+        let number = {
+            let mut n = m.sessions.lock().expect("never poisoned");
+            *n += 1;
+            *n
+        };
+        let partitions: Vec<i32> = session.claims().iter().map(|tp| tp.partition).collect();
+        m.marked.lock().expect("never poisoned").clear();
+        m.logged.lock().expect("never poisoned").clear();
+        *m.current.lock().expect("never poisoned") = Some((number, session.clone()));
+        m.append(&logs::session_start(
+            number,
+            session.generation(),
+            &partitions,
+        ));
+        m.update_status(|s| {
+            s.session = number;
+            s.generation = session.generation();
+            s.active = true;
+            s.last_commit_ms = 0;
+            s.partitions = partitions.clone();
+        });
+        Ok(())
+    }
+
+    async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        let m = &self.0;
+        let Some(number) = m.session_number(session) else {
+            return Ok(());
+        };
+        let (topic, partition) = (claim.topic().to_string(), claim.partition());
+        while let Some(batch) = claim.next_batch().await {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(err) => {
+                    m.append(&logs::error(&format!("reading {partition}: {err}")));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let mut lines = String::new();
+            let mut next = None;
+            for record in &batch {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(err) => {
+                        m.append(&logs::error(&format!("decoding {partition}: {err}")));
+                        break;
+                    }
+                };
+                let seq = record
+                    .value()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(u64::MAX);
+                logs::record(&mut lines, number, partition, record.offset(), seq);
+                next = Some(record.offset() + 1);
+            }
+            let Some(next) = next else { continue };
+            m.append(&lines);
+            if !m.work.is_zero() {
+                tokio::time::sleep(m.work).await;
+            }
+            session.mark_next(&topic, partition, next);
+            let mut marked = m.marked.lock().expect("never poisoned");
+            let slot = marked.entry(partition).or_insert(next);
+            *slot = (*slot).max(next);
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, session: &Session) -> josefine::Result<()> {
+        let m = &self.0;
+        let _no_commit_in_flight = m.committing.lock().await;
+        let number = m.session_number(session);
+        *m.current.lock().expect("never poisoned") = None;
+        let Some(number) = number else {
+            return Ok(());
+        };
+        let marked = m.marked.lock().expect("never poisoned").clone();
+        let ends: Vec<(i32, i64, i64)> = session
+            .claims()
+            .iter()
+            .map(|tp| {
+                let committed = session
+                    .committed_offset(&tp.topic, tp.partition)
+                    .unwrap_or(-1);
+                let marked = marked.get(&tp.partition).copied().unwrap_or(-1);
+                (tp.partition, committed, marked)
+            })
+            .collect();
+        m.append(&logs::session_end(number, &ends));
+        m.update_status(|s| {
+            s.active = false;
+            s.partitions.clear();
+        });
+        Ok(())
+    }
+}
+
+pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
+    let log_path = log_path(&args.dir, args.id, args.incarnation);
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let member = Arc::new(Member {
+        log: Mutex::new(log),
+        status_path: status_path(&args.dir, args.id),
+        status: Mutex::new(Status {
+            incarnation: args.incarnation,
+            session: 0,
+            generation: -1,
+            active: false,
+            last_commit_ms: 0,
+            partitions: Vec::new(),
+        }),
+        current: Mutex::new(None),
+        sessions: Mutex::new(0),
+        marked: Mutex::new(BTreeMap::new()),
+        logged: Mutex::new(BTreeMap::new()),
+        committing: tokio::sync::Mutex::new(()),
+        work: Duration::from_millis(args.work_ms),
+    });
+    member.update_status(|_| {});
+    let mut terminate = signal(SignalKind::terminate())?;
+
+    // The broker may be down (the controller kills it too): keep trying.
+    let client = loop {
+        match Client::builder()
+            .bootstrap([args.bootstrap.as_str()])
+            .connect()
+            .await
+        {
+            Ok(client) => break client,
+            Err(err) => {
+                member.append(&logs::error(&format!("connect: {err}")));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = terminate.recv() => return Ok(()),
+                }
+            }
+        }
+    };
+    let group = ConsumerGroup::builder(client, &args.group)
+        .session_timeout(Duration::from_millis(args.session_timeout_ms))
+        .heartbeat_interval(Duration::from_millis(args.heartbeat_ms))
+        .rebalance_timeout(Duration::from_millis(args.rebalance_timeout_ms))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .auto_commit(false)
+        .build()?;
+    let mut errors = group.errors();
+    let consuming = tokio::spawn({
+        let group = group.clone();
+        let handler = Handler(member.clone());
+        let topic = args.topic.clone();
+        async move { group.consume(&[topic.as_str()], handler).await }
+    });
+    let committer = tokio::spawn({
+        let member = member.clone();
+        let every = Duration::from_millis(args.commit_interval_ms);
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                member.commit_once().await;
+            }
+        }
+    });
+    tokio::pin!(consuming);
+    let outcome = loop {
+        tokio::select! {
+            result = &mut consuming => break result,
+            _ = terminate.recv() => {
+                member.append(&logs::error("SIGTERM: closing the group"));
+                group.close().await;
+                break (&mut consuming).await;
+            }
+            Some(err) = errors.recv() => member.append(&logs::error(&format!("group: {err}"))),
+        }
+    };
+    committer.abort();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => {
+            member.append(&logs::error(&format!("consume failed: {err}")));
+            Err(err).context("consuming")
+        }
+        Err(err) => Err(anyhow::anyhow!("the consume task panicked: {err}")),
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The chaos suite (docs/RELIABILITY.md): Tansu on S3 (moto), a sequence-numbered
+# producer, five group members as processes, and a seeded plan of member SIGKILLs,
+# leaves and rejoins, and broker kill -9s; then the checks and one summary line.
+# It starts and stops everything itself; logs and report.txt go to build/chaos.
+#
+#   scripts/chaos.sh                the short form (CI, ~1 min): 3 member kills,
+#                                   1 leave, 1 broker kill
+#   scripts/chaos.sh --long         the long form (~6 min): 24 member kills, 6 leaves,
+#                                   4 broker kills
+#   scripts/chaos.sh --seed N ...   replays plan N; other `josefine-chaos run` options
+#                                   (see --help) pass through
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_venv
+ensure_chaos_venv
+export_tansu
+cargo run --locked --quiet -p josefine-chaos -- run "$@"
