@@ -547,19 +547,49 @@ async fn a_coordinator_move_is_retried_once() {
     assert_eq!(lag.total_lag, 20);
     assert_eq!(requests_at(&cluster, 1, ApiKey::OffsetFetch), 0);
 
-    // It moves back: group_lag's DescribeGroups and OffsetFetch both find out.
+    // It moves back while group_lag's DescribeGroups and OffsetFetch run concurrently.
+    // The first of the two to be sent reaches the old coordinator (3) and is retried
+    // at the new one. The second reaches 3 as well unless 3 answered the first before
+    // it was sent (the polling thread preempted in between, as under load): then the
+    // cache already names 1. Either way no request goes twice to either broker.
     cluster.move_coordinator(&group, 1);
-    let (describes, fetches) = (
-        requests_at(&cluster, 1, ApiKey::DescribeGroups),
-        requests_at(&cluster, 3, ApiKey::OffsetFetch),
-    );
+    let count = |node, api| requests_at(&cluster, node, api);
+    let before = [
+        count(1, ApiKey::DescribeGroups),
+        count(3, ApiKey::DescribeGroups),
+        count(1, ApiKey::OffsetFetch),
+        count(3, ApiKey::OffsetFetch),
+    ];
     assert_eq!(admin.group_lag(&group).await.unwrap().total_lag, 20);
-    assert_eq!(requests_at(&cluster, 3, ApiKey::OffsetFetch), fetches + 1);
-    assert_eq!(requests_at(&cluster, 1, ApiKey::OffsetFetch), 1);
-    assert_eq!(
-        requests_at(&cluster, 1, ApiKey::DescribeGroups),
-        describes + 1
+    let [describes_new, describes_old, fetches_new, fetches_old] = [
+        count(1, ApiKey::DescribeGroups) - before[0],
+        count(3, ApiKey::DescribeGroups) - before[1],
+        count(1, ApiKey::OffsetFetch) - before[2],
+        count(3, ApiKey::OffsetFetch) - before[3],
+    ];
+    assert_eq!((describes_new, fetches_new), (1, 1));
+    assert!(describes_old <= 1 && fetches_old <= 1);
+    assert!(
+        describes_old + fetches_old >= 1,
+        "the cached (old) coordinator was asked first"
     );
+
+    // OffsetFetch alone refused with NOT_COORDINATOR (deterministically, whatever the
+    // order of the two requests): looked up again and retried once at the answer.
+    let refusal = cluster.broker(1).intercept(
+        Intercept::api(ApiKey::OffsetFetch).times(1),
+        Action::error(ResponseError::NotCoordinator),
+    );
+    let (describes, fetches) = (
+        count(1, ApiKey::DescribeGroups),
+        count(1, ApiKey::OffsetFetch),
+    );
+    let lookups = requests(&cluster, ApiKey::FindCoordinator);
+    assert_eq!(admin.group_lag(&group).await.unwrap().total_lag, 20);
+    assert_eq!(refusal.hits(), 1);
+    assert_eq!(count(1, ApiKey::OffsetFetch), fetches + 2);
+    assert_eq!(count(1, ApiKey::DescribeGroups), describes + 1);
+    assert!(requests(&cluster, ApiKey::FindCoordinator) > lookups);
 
     // NOT_COORDINATOR twice from the coordinator: retried once, then the error.
     let refusal = cluster.broker(1).intercept(
