@@ -11,6 +11,14 @@ BROKER_PID=""
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Stops every broker this shell started; the EXIT trap of every start_* function.
+run_cleanups() {
+    stop_broker
+    stop_kafka
+}
+
+source "$ROOT/scripts/kafka/kafka.sh"
+
 # Creates the venv and installs the pinned wheels, once per requirements change.
 ensure_venv() {
     local stamp="$VENV/.requirements.sha256"
@@ -120,7 +128,7 @@ start_broker() {
         --storage-engine memory://tansu/ \
         --cluster-id josefine >"$logfile" 2>&1 &
     BROKER_PID=$!
-    trap stop_broker EXIT
+    trap run_cleanups EXIT
     trap 'exit 130' INT TERM
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

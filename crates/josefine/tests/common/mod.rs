@@ -29,6 +29,90 @@ pub fn broker() -> Option<String> {
     }
 }
 
+/// Which broker `JOSEFINE_BROKER` is (`JOSEFINE_BROKER_KIND`, set by `scripts/test.sh`):
+/// the real-broker suites (`broker_*.rs`) run against both, and check what only one of
+/// them does where it matters (docs/BROKERS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Apache Kafka 4.4 (KRaft), the primary test broker.
+    Kafka,
+    /// Tansu 0.6, the second broker for the core suites.
+    Tansu,
+}
+
+/// The kind of the broker at `JOSEFINE_BROKER`; Kafka unless told otherwise.
+pub fn kind() -> Kind {
+    match std::env::var("JOSEFINE_BROKER_KIND").as_deref() {
+        Ok("tansu") => Kind::Tansu,
+        _ => Kind::Kafka,
+    }
+}
+
+pub fn is_kafka() -> bool {
+    kind() == Kind::Kafka
+}
+
+/// What the Kafka-only suites (`kafka_*.rs`) connect to: the listeners of the
+/// single-node Kafka 4.4 that `scripts/test.sh` starts (`JOSEFINE_KAFKA*`).
+#[derive(Clone, Debug)]
+pub struct Kafka {
+    /// PLAINTEXT, `127.0.0.1:P`; principal ANONYMOUS, a super user.
+    pub plaintext: String,
+    /// SASL_PLAINTEXT, `127.0.0.1:P`: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+    pub sasl: String,
+    /// SSL, `localhost:P`, a server certificate for localhost signed by [`Kafka::ca`].
+    pub ssl: String,
+    /// The CA's PEM file.
+    pub ca: String,
+    /// A SASL user (and password) known to every mechanism.
+    pub user: (String, String),
+    /// A second SASL user, for authorization tests.
+    pub other_user: (String, String),
+}
+
+/// The test Kafka's listeners, or `None` (skipped, or failed under `CI` /
+/// `JOSEFINE_REQUIRE_BROKER`) when `JOSEFINE_KAFKA` is not set.
+pub fn kafka() -> Option<Kafka> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match var("JOSEFINE_KAFKA") {
+        Some(plaintext) => Some(Kafka {
+            plaintext,
+            sasl: var("JOSEFINE_KAFKA_SASL").expect("JOSEFINE_KAFKA_SASL"),
+            ssl: var("JOSEFINE_KAFKA_SSL").expect("JOSEFINE_KAFKA_SSL"),
+            ca: var("JOSEFINE_KAFKA_CA").expect("JOSEFINE_KAFKA_CA"),
+            user: (
+                var("JOSEFINE_KAFKA_USER").expect("JOSEFINE_KAFKA_USER"),
+                var("JOSEFINE_KAFKA_PASSWORD").expect("JOSEFINE_KAFKA_PASSWORD"),
+            ),
+            other_user: (
+                var("JOSEFINE_KAFKA_OTHER_USER").expect("JOSEFINE_KAFKA_OTHER_USER"),
+                var("JOSEFINE_KAFKA_OTHER_PASSWORD").expect("JOSEFINE_KAFKA_OTHER_PASSWORD"),
+            ),
+        }),
+        None => {
+            assert!(
+                !required(),
+                "JOSEFINE_KAFKA is not set but Kafka is required: run scripts/test.sh"
+            );
+            eprintln!("skipped: JOSEFINE_KAFKA is not set (run scripts/test.sh to start Kafka)");
+            None
+        }
+    }
+}
+
+/// The test Kafka, or skip the test (see [`kafka`]).
+#[allow(unused_macros)]
+macro_rules! real_kafka {
+    () => {
+        match common::kafka() {
+            Some(kafka) => kafka,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use real_kafka;
+
 /// Whether a missing broker must fail the run (CI, or the test script) rather than
 /// skip the test.
 fn required() -> bool {
@@ -138,11 +222,21 @@ pub async fn fetch_records(
                 .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(8 << 20)])]);
-    let response = leader.call(&request).await.unwrap();
-    assert_eq!(response.error_code, 0);
-    let data = &response.responses[0].partitions[0];
-    assert_eq!(data.error_code, 0, "fetch {topic}/{partition}@{offset}");
-    data.records.clone().unwrap_or_default()
+    // A partition Kafka has just created answers NOT_LEADER_OR_FOLLOWER for a moment
+    // after CreateTopics returns: retried until it serves, as any client would.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = leader.call(&request).await.unwrap();
+        assert_eq!(response.error_code, 0);
+        let data = &response.responses[0].partitions[0];
+        let retriable =
+            josefine::KafkaCode::from_code(data.error_code).is_some_and(|c| c.is_retriable());
+        if data.error_code == 0 || !retriable || tokio::time::Instant::now() > deadline {
+            assert_eq!(data.error_code, 0, "fetch {topic}/{partition}@{offset}");
+            return data.records.clone().unwrap_or_default();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Every record of `topic`/`partition` from offset 0 until `count` were read (the
@@ -178,7 +272,7 @@ pub async fn read_partition(
     records
 }
 
-/// Tansu fences concurrent idempotent producers (see tansu_producer.rs): the tests of
+/// Tansu fences concurrent idempotent producers (see broker_producer.rs): the tests of
 /// one binary take turns.
 pub static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -1,5 +1,6 @@
-//! Against the real broker (Tansu, started by scripts/test.sh): version negotiation,
-//! metadata, coordinator lookup and the admin basics.
+//! Against the real brokers (Kafka 4.4, then Tansu, both started by scripts/test.sh):
+//! version negotiation, metadata, coordinator lookup and the admin basics. The core of
+//! every client, so it runs on both.
 
 mod common;
 
@@ -20,14 +21,18 @@ async fn api_versions_are_negotiated_per_broker() {
         .next()
         .expect("metadata lists a broker");
     let table = broker.api_versions().await.unwrap();
-    // What we measured Tansu to advertise (docs: ../shared/notes/tansu.md).
+    // What we measured each broker to advertise (docs/BROKERS.md).
     let metadata = table
         .broker_range(ApiKey::Metadata)
         .expect("Metadata advertised");
-    assert_eq!((metadata.min, metadata.max), (0, 12));
+    let advertised = match common::kind() {
+        common::Kind::Kafka => (0, 13),
+        common::Kind::Tansu => (0, 12),
+    };
+    assert_eq!((metadata.min, metadata.max), advertised);
     // The negotiated version is the highest both sides speak.
     let v = broker.version::<MetadataRequest>().await.unwrap();
-    assert_eq!(v, MetadataRequest::VERSIONS.max.min(12));
+    assert_eq!(v, MetadataRequest::VERSIONS.max.min(advertised.1));
     let fetch = broker.version::<FetchRequest>().await.unwrap();
     assert!(
         (4..=FetchRequest::VERSIONS.max).contains(&fetch),

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -349,6 +350,7 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
                     inner: Recorder { member: 0, seen },
                     running: Mutex::new(BTreeSet::new()),
                     history,
+                    shared: AtomicBool::new(false),
                 },
             )
             .await
@@ -461,10 +463,16 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
 /// A recorder that also keeps every set of partitions it consumed at once: a
 /// snapshot after each claim starts or ends (eager sessions and cooperative
 /// increments alike).
+///
+/// It processes nothing until the group was first shared: a session with fewer than
+/// all partitions (eager) or a claim revoked (cooperative). Without that, the first
+/// member to join could read and commit every record before librdkafka joined (Kafka
+/// completes a join at once), leaving librdkafka nothing to read.
 struct Tracker {
     inner: Recorder,
     running: Mutex<BTreeSet<i32>>,
     history: Arc<Mutex<Vec<Vec<i32>>>>,
+    shared: AtomicBool,
 }
 
 impl Tracker {
@@ -484,12 +492,25 @@ impl Tracker {
 
 impl GroupHandler for Tracker {
     async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        if session.claims().len() < PARTITIONS as usize {
+            self.shared.store(true, Ordering::SeqCst);
+        }
         self.inner.setup(session).await
     }
 
     async fn consume_claim(&self, session: &Session, claim: Claim) -> josefine::Result<()> {
         let partition = claim.partition();
         self.change(partition, true);
+        while !self.shared.load(Ordering::SeqCst) {
+            if claim.is_revoked() {
+                self.shared.store(true, Ordering::SeqCst);
+            }
+            if claim.is_revoked() || session.is_cancelled() {
+                self.change(partition, false);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let result = self.inner.consume_claim(session, claim).await;
         self.change(partition, false);
         result

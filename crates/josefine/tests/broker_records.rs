@@ -1,5 +1,6 @@
-//! Our record-batch codec against the real broker: a batch of every codec produced
-//! with the low-level call and fetched back byte-identical, duplicate headers included.
+//! Our record-batch codec against the real brokers (Kafka 4.4 and Tansu): a batch of
+//! every codec produced with the low-level call and fetched back byte-identical,
+//! duplicate headers included. Both brokers, because each stores batches its own way.
 
 mod common;
 
@@ -45,18 +46,35 @@ fn topic_name(name: &str) -> TopicName {
 
 async fn produce(client: &Client, topic: &str, partition: i32, batch: Bytes) -> i64 {
     let leader = client.leader(topic, partition).await.unwrap();
+    // Produce v13 (Kafka 4) names topics by id only; older versions by name.
+    let topic_id = client
+        .metadata()
+        .topic(topic)
+        .and_then(|t| t.topic_id)
+        .unwrap_or_default();
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic_name(topic))
+            .with_topic_id(topic_id)
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])]);
-    let response = leader.call(&request).await.unwrap();
-    let p = &response.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "produce to {topic}/{partition}");
-    p.base_offset
+    // Kafka creates the partition on its broker a moment after CreateTopics returns
+    // (NOT_LEADER_OR_FOLLOWER until then): retried, as any client would.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = leader.call(&request).await.unwrap();
+        let p = &response.responses[0].partition_responses[0];
+        let retriable =
+            josefine::KafkaCode::from_code(p.error_code).is_some_and(|c| c.is_retriable());
+        if p.error_code == 0 || !retriable || tokio::time::Instant::now() > deadline {
+            assert_eq!(p.error_code, 0, "produce to {topic}/{partition}");
+            return p.base_offset;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
