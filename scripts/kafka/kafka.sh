@@ -28,6 +28,9 @@ KAFKA_SASL_USER=alice
 KAFKA_SASL_PASSWORD=alice-secret
 KAFKA_SASL_OTHER_USER=bob
 KAFKA_SASL_OTHER_PASSWORD=bob-secret
+# Resources only the other user may read (ACLs made at start): the authorization tests.
+KAFKA_ACL_TOPIC=josefine-acl-topic
+KAFKA_ACL_GROUP=josefine-acl-group
 
 ensure_kafka() {
     if ! command -v java >/dev/null; then
@@ -128,7 +131,10 @@ kafka_wait_started() {
 
 kafka_launch() {
     local dir="$1"
-    kafka_java "$dir" -Xmx"$KAFKA_HEAP" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    # java itself in the background (not a function, which would run in a subshell):
+    # $! must be the JVM's pid, for stop_kafka to signal it.
+    java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$dir" \
+        -Xmx"$KAFKA_HEAP" -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true kafka.Kafka "$dir/server.properties" \
         >"$dir/stdout.log" 2>&1 &
     local pid=$!
@@ -145,6 +151,7 @@ kafka_launch() {
 #   JOSEFINE_KAFKA_SSL        localhost:PORT (SSL, server certificate for localhost)
 #   JOSEFINE_KAFKA_CA         the CA's PEM
 #   JOSEFINE_KAFKA_USER/_PASSWORD, JOSEFINE_KAFKA_OTHER_USER/_PASSWORD   SASL users
+#   JOSEFINE_KAFKA_ACL_TOPIC/_GROUP   readable by the other user only
 start_kafka() {
     local dir plain sasl ssl controller id
     dir="$KAFKA_DIR/run-$$-$(date +%s%N)"
@@ -204,6 +211,19 @@ EOF
     local began
     began=$(date +%s%N)
     kafka_launch "$dir" || return 1
+    # The topic, and READ on it and on a group for the other user only: a topic or group
+    # with an ACL is closed to everyone else (allow.everyone.if.no.acl.found covers the
+    # rest). Made through the PLAINTEXT listener, whose principal is a super user.
+    if ! kafka_java "$dir" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$plain" \
+        --create --topic "$KAFKA_ACL_TOPIC" --partitions 1 >"$dir/acls.log" 2>&1 ||
+        ! kafka_java "$dir" org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$plain" \
+            --add --allow-principal "User:$KAFKA_SASL_OTHER_USER" --operation Read --operation Describe \
+            --topic "$KAFKA_ACL_TOPIC" --group "$KAFKA_ACL_GROUP" >>"$dir/acls.log" 2>&1; then
+        echo "creating the test ACLs failed:" >&2
+        cat "$dir/acls.log" >&2
+        return 1
+    fi
+    export JOSEFINE_KAFKA_ACL_TOPIC="$KAFKA_ACL_TOPIC" JOSEFINE_KAFKA_ACL_GROUP="$KAFKA_ACL_GROUP"
     export JOSEFINE_KAFKA="127.0.0.1:$plain"
     export JOSEFINE_KAFKA_SASL="127.0.0.1:$sasl"
     export JOSEFINE_KAFKA_SSL="localhost:$ssl"

@@ -67,13 +67,18 @@ impl KafkaCode {
     pub const ILLEGAL_GENERATION: Self = Self(22);
     pub const UNKNOWN_MEMBER_ID: Self = Self(25);
     pub const REBALANCE_IN_PROGRESS: Self = Self(27);
+    pub const TOPIC_AUTHORIZATION_FAILED: Self = Self(29);
     pub const GROUP_AUTHORIZATION_FAILED: Self = Self(30);
+    pub const CLUSTER_AUTHORIZATION_FAILED: Self = Self(31);
     pub const UNSUPPORTED_VERSION: Self = Self(35);
     pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
     pub const INVALID_PARTITIONS: Self = Self(37);
     pub const FENCED_LEADER_EPOCH: Self = Self(74);
     pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
     pub const MEMBER_ID_REQUIRED: Self = Self(79);
+    pub const FENCED_INSTANCE_ID: Self = Self(82);
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: Self = Self(86);
+    pub const UNKNOWN_TOPIC_ID: Self = Self(100);
 }
 
 impl fmt::Debug for KafkaCode {

@@ -1,6 +1,7 @@
-//! Consumer groups against the real broker: three members share a 6-partition topic,
+//! Consumer groups against the real brokers (Kafka 4.4, then Tansu): three members share a 6-partition topic,
 //! every record is processed at least once, commits end at the end of each partition,
-//! and members leaving and joining rebalance the group.
+//! and members leaving and joining rebalance the group; librdkafka members share a
+//! group with ours under every assignor, either side leading.
 
 mod common;
 

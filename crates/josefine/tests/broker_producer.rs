@@ -1,4 +1,4 @@
-//! The producer against the real broker: completeness and order of 100,000 keyed
+//! The producer against the real brokers (Kafka 4.4, then Tansu): completeness and order of 100,000 keyed
 //! records, key placement identical to librdkafka's, every codec, and a librdkafka
 //! consumer reading what we wrote.
 

@@ -308,3 +308,52 @@ async fn conflicting_settings_are_config_errors() {
     // acks=1 without an explicit choice turns idempotence off instead of failing.
     assert!(Producer::builder(client).acks(Acks::Leader).build().is_ok());
 }
+
+/// A broker that has just started answers InitProducerId with
+/// COORDINATOR_LOAD_IN_PROGRESS for a while (Kafka does, before its producer id
+/// manager is ready). Records enqueued and the producer closed at once: the id is
+/// retried and every record delivered; closing does not give up on them.
+#[tokio::test]
+async fn close_waits_for_a_producer_id_the_broker_is_still_loading() {
+    let cluster = cluster(1, 1).await;
+    let loading = cluster.broker(1).intercept(
+        Intercept::api(ApiKey::InitProducerId).times(3),
+        Action::error(josefine_mock::ResponseError::CoordinatorLoadInProgress),
+    );
+    let producer = producer(&cluster, |b| b).await;
+    let deliveries = send_range(&producer, 0..20).await;
+    producer.close().await.unwrap();
+    assert_eq!(loading.hits(), 3);
+    assert_eq!(
+        all_delivered(deliveries).await,
+        (0..20).collect::<Vec<i64>>()
+    );
+    assert_eq!(log_values(&cluster, 0), expected(20));
+}
+
+/// The same broker loading forever: closing still ends, once the records waited
+/// `delivery.timeout.ms`, and each delivery says why it failed.
+#[tokio::test]
+async fn records_waiting_for_a_producer_id_expire_after_the_delivery_timeout() {
+    let cluster = cluster(1, 1).await;
+    cluster.broker(1).intercept(
+        Intercept::api(ApiKey::InitProducerId),
+        Action::error(josefine_mock::ResponseError::CoordinatorLoadInProgress),
+    );
+    let producer = producer(&cluster, |b| {
+        b.delivery_timeout(Duration::from_millis(2500))
+            .request_timeout(Duration::from_millis(2000))
+    })
+    .await;
+    let deliveries = send_range(&producer, 0..5).await;
+    tokio::time::timeout(Duration::from_secs(20), producer.close())
+        .await
+        .expect("close ends once the records expired")
+        .unwrap();
+    for d in deliveries {
+        let err = d.await.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Timeout, "{err}");
+        assert!(err.to_string().contains("delivery.timeout.ms"), "{err}");
+    }
+    assert!(log_values(&cluster, 0).is_empty());
+}

@@ -418,7 +418,17 @@ impl Sender {
                     self.needs_epoch_bump = false;
                     return;
                 }
-                Err(err) if err.is_retriable() && !self.shared.closed.load(Ordering::Acquire) => {
+                // Retried for as long as records wait: a broker that starts up answers
+                // COORDINATOR_LOAD_IN_PROGRESS for a while. Closing does not stop it
+                // (close delivers what is buffered); waiting records expire after
+                // `delivery.timeout.ms`, as they do whatever holds them back.
+                Err(err) if err.is_retriable() => {
+                    self.expire(now());
+                    if self.shared.closed.load(Ordering::Acquire)
+                        && self.shared.accumulator().is_empty()
+                    {
+                        return;
+                    }
                     failures += 1;
                     let delay = self
                         .shared

@@ -122,6 +122,7 @@ fn required() -> bool {
 }
 
 /// Connects to the real broker, or skips the test (see [`broker`]).
+#[allow(unused_macros)]
 macro_rules! real_broker {
     () => {
         match common::broker() {
@@ -130,6 +131,7 @@ macro_rules! real_broker {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use real_broker;
 
 /// A topic or group name no other test (or earlier run on the same broker) uses.
@@ -287,14 +289,33 @@ pub async fn produce_values(
 ) {
     let _turn = ONE_PRODUCER_AT_A_TIME.lock().await;
     let producer = josefine::Producer::builder(client.clone()).build().unwrap();
+    let mut deliveries = Vec::new();
     for p in 0..partitions {
         for i in offsets(p) {
             let record = josefine::ProducerRecord::new(topic)
                 .partition(p)
                 .value(format!("p{p}-{i}"));
-            // close() below waits for every delivery.
-            drop(producer.enqueue(record).await.unwrap());
+            deliveries.push(producer.enqueue(record).await.unwrap());
         }
     }
     producer.close().await.unwrap();
+    delivered(deliveries).await;
+}
+
+/// Asserts that every delivery succeeded (close() waits for them but reports none).
+pub async fn delivered(deliveries: Vec<josefine::Delivery>) {
+    for delivery in deliveries {
+        delivery.await.expect("the record was delivered");
+    }
+}
+
+/// Installs a log subscriber for this test binary when `JOSEFINE_TEST_LOG` is set
+/// (an `EnvFilter` such as `josefine=debug`); the output goes with the test's own.
+pub fn trace() {
+    if let Ok(filter) = std::env::var("JOSEFINE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
 }
