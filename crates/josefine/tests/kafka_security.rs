@@ -139,7 +139,7 @@ async fn every_sasl_mechanism_logs_in_and_round_trips() {
             .iter()
             .map(|b| b.addr().to_string())
             .collect();
-        assert_eq!(brokers, [kafka.sasl.clone()], "{name}");
+        assert_eq!(brokers, [kafka.sasl.as_str()], "{name}");
         round_trip(&client, &format!("sasl-{}", name.to_lowercase())).await;
         client.close();
     }
@@ -185,7 +185,7 @@ async fn tls_on_kafkas_own_listener() {
         .iter()
         .map(|b| b.addr().to_string())
         .collect();
-    assert_eq!(brokers, [kafka.ssl.clone()]);
+    assert_eq!(brokers, [kafka.ssl.as_str()]);
     round_trip(&client, "kafka-tls").await;
     client.close();
 
