@@ -41,8 +41,8 @@ pub use consumer::{
 };
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use group::{
-    AssignorKind, Claim, ConsumerGroup, GroupErrors, GroupHandler, GroupRecord, GroupStream,
-    Session,
+    AssignorKind, Claim, ConsumerGroup, ConsumerGroupBuilder, GroupErrors, GroupHandler,
+    GroupRecord, GroupStream, Session,
 };
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};

@@ -20,6 +20,10 @@
 //!   are assigned now (from DescribeGroups), against high watermarks read from Fetch
 //!   responses ([`super::watermarks`]; ListOffsets LATEST is wrong on Tansu).
 //!
+//! - **OffsetDelete** (key 47) removes a group's committed offsets for partitions
+//!   nobody in the group is subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise), at
+//!   the coordinator like DescribeGroups.
+//!
 //! Tansu 0.6 answers DescribeGroups without client ids, hosts, protocol, metadata or
 //! assignments, and ListGroups with only the groups that have commits (see
 //! `docs/DESIGN.md`, "Known limitations"): there members show no assignment and lag
@@ -29,7 +33,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::watermarks::high_watermarks;
@@ -220,6 +229,62 @@ impl Admin {
         })
         .await
         .map_err(|e| e.with_group(group).with_api(ApiKey::DescribeGroups))
+    }
+
+    /// Deletes the offsets `group` committed for `partitions` (OffsetDelete), so that
+    /// a member assigned one of them next starts at `auto.offset.reset`. Returns each
+    /// partition's own outcome: GROUP_SUBSCRIBED_TO_TOPIC while a member of the group
+    /// is subscribed to its topic (stop the group, or unsubscribe, first). A group
+    /// that does not exist is GROUP_ID_NOT_FOUND for the whole call.
+    pub async fn delete_committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Result<()>)>> {
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in partitions {
+            topics.entry(&tp.topic).or_default().push(tp.partition);
+        }
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(wire(group)))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(topic, ps)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(TopicName(wire(topic)))
+                            .with_partitions(
+                                ps.iter()
+                                    .map(|p| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(*p)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        crate::group::at_coordinator(&self.client, group, |broker| {
+            let request = request.clone();
+            async move {
+                let response = broker.call(&request).await?;
+                Error::check_code(response.error_code).map_err(|e| e.with_broker(&broker))?;
+                let mut outcomes = Vec::new();
+                for topic in response.topics {
+                    for p in topic.partitions {
+                        let tp = TopicPartition::new(topic.name.0.as_str(), p.partition_index);
+                        let result = Error::check_code(p.error_code).map_err(|e| {
+                            e.with_topic(topic.name.0.as_str())
+                                .with_partition(p.partition_index)
+                        });
+                        outcomes.push((tp, result));
+                    }
+                }
+                Ok(outcomes)
+            }
+        })
+        .await
+        .map_err(|e| e.with_group(group).with_api(ApiKey::OffsetDelete))
     }
 
     /// [`describe_group`](Self::describe_group) for each of `groups` (concurrently;

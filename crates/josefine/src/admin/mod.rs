@@ -13,9 +13,12 @@ mod watermarks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, TopicName};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
@@ -148,6 +151,50 @@ impl Admin {
                 (name, result)
             })
             .collect())
+    }
+
+    /// Grows `topic` to `total` partitions (CreatePartitions) and waits until metadata
+    /// shows a leader for each. Kafka never shrinks a topic: a `total` at or below the
+    /// current count is INVALID_PARTITIONS. Records with keys map to other partitions
+    /// afterwards, and consumer groups subscribed to the topic rebalance.
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        if total < 1 {
+            return Err(Error::new(
+                crate::error::ErrorKind::Config,
+                format!("a topic needs at least one partition, not {total}"),
+            )
+            .with_topic(topic));
+        }
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout_ms(self.request_timeout()))
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                // Null: the controller places the new partitions. (Its default, an
+                // empty list, asks for zero explicit assignments and is refused.)
+                .with_assignments(None)]);
+        let controller = self.client.controller().await?;
+        let response = controller.call(&request).await?;
+        let result = response
+            .results
+            .into_iter()
+            .find(|r| r.name.0.as_str() == topic)
+            .ok_or_else(|| Error::protocol("CreatePartitions answered without the topic"))?;
+        topic_result(result.error_code, result.error_message.as_ref(), topic)?;
+        let deadline = Instant::now() + TOPIC_PROPAGATION_TIMEOUT;
+        loop {
+            let md = self.client.refresh_metadata(&[topic]).await?;
+            let t = md.topic_or_error(topic)?;
+            if t.partitions.len() >= total as usize
+                && t.partitions.iter().all(|p| p.leader.is_some())
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::kafka(KafkaCode::LEADER_NOT_AVAILABLE).with_topic(topic));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Deletes one topic.
