@@ -349,7 +349,7 @@ async fn offset_delete_removes_an_idle_groups_commits_and_not_a_subscribed_ones(
     let p0 = TopicPartition::new(topic.as_str(), 0);
     let outcomes = admin
         .admin()
-        .delete_committed_offsets(&group, &[p0.clone()])
+        .delete_committed_offsets(&group, std::slice::from_ref(&p0))
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 1);
@@ -366,7 +366,7 @@ async fn offset_delete_removes_an_idle_groups_commits_and_not_a_subscribed_ones(
     task.await.unwrap().unwrap();
     let outcomes = admin
         .admin()
-        .delete_committed_offsets(&group, &[p0.clone()])
+        .delete_committed_offsets(&group, std::slice::from_ref(&p0))
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 1);
