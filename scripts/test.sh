@@ -19,6 +19,7 @@ cd "$ROOT"
 
 started=$(date +%s)
 ensure_kafka
+ensure_java_peer
 ensure_venv
 ensure_chaos_venv
 export_python

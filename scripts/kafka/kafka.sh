@@ -63,6 +63,27 @@ ensure_kafka() {
     echo "$want" > "$stamp"
 }
 
+# Compiles the Java client interop peer (crates/josefine/tests/interop/JavaPeer.java)
+# against kafka-clients 4.4 into build/kafka/peer once per change, and exports
+# JOSEFINE_JAVA_PEER_CP, the classpath that runs it (`java -cp CP JavaPeer ...`).
+ensure_java_peer() {
+    local source="$ROOT/crates/josefine/tests/interop/JavaPeer.java"
+    local out="$KAFKA_DIR/peer" want
+    want="$(cat "$source" "$KAFKA_POM" | sha256sum | cut -d' ' -f1)"
+    if [ ! -f "$out/.sha256" ] || [ "$(cat "$out/.sha256")" != "$want" ]; then
+        if ! command -v javac >/dev/null; then
+            echo "the interop tests need javac (a JDK 17+, not only a JRE): install it and rerun" >&2
+            return 1
+        fi
+        log "compiling the Java client interop peer (JavaPeer.java)"
+        rm -rf "$out"
+        mkdir -p "$out"
+        javac -nowarn -d "$out" -cp "$KAFKA_LIBS/*" "$source"
+        echo "$want" >"$out/.sha256"
+    fi
+    export JOSEFINE_JAVA_PEER_CP="$out:$KAFKA_LIBS/*"
+}
+
 # java with the broker's classpath and logging; the first argument is the run dir.
 kafka_java() {
     local dir="$1"

@@ -1,7 +1,8 @@
 //! Consumer groups against the real brokers (Kafka 4.4, then Tansu): three members share a 6-partition topic,
 //! every record is processed at least once, commits end at the end of each partition,
-//! and members leaving and joining rebalance the group; librdkafka members share a
-//! group with ours under every assignor, either side leading.
+//! and members leaving and joining rebalance the group; librdkafka members (on both
+//! brokers) and Java client members (on Kafka) share a group with ours under every
+//! assignor, either side leading.
 
 mod common;
 
@@ -293,44 +294,73 @@ async fn a_crashed_member_is_replaced_after_the_session_timeout() {
     }
 }
 
-/// One Josefine member and one librdkafka member in one group: each decodes the
+/// One Josefine member and one member of another client in one group: each decodes the
 /// other's plan, every partition is consumed by exactly one of them, nothing is missed.
-async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
-    let addr = real_broker!();
-    let Some(python) = common::python() else {
-        return;
+/// The other client in a mixed group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    /// librdkafka through confluent-kafka (tests/interop/rdkafka.py).
+    Rdkafka,
+    /// The Java client (tests/interop/JavaPeer.java); Kafka only, the reference pair.
+    Java,
+}
+
+/// The peer's group member: `args` after the mode, run to its end on a blocking
+/// thread; its stdout in rdkafka.py's group format. `None` when the peer is skipped.
+fn peer_member(peer: Peer, args: Vec<String>) -> Option<tokio::task::JoinHandle<String>> {
+    let run: Box<dyn FnOnce(&[&str]) -> String + Send> = match peer {
+        Peer::Rdkafka => {
+            let python = common::python()?;
+            Box::new(move |args| common::rdkafka(&python, args, ""))
+        }
+        Peer::Java => {
+            if !common::is_kafka() {
+                eprintln!("skipped: the Java client interop runs against Kafka");
+                return None;
+            }
+            let classpath = common::java_peer()?;
+            Box::new(move |args| common::java(&classpath, args))
+        }
     };
+    Some(tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    }))
+}
+
+async fn mixed_group(assignor: josefine::AssignorKind, peer_first: bool) {
+    mixed_group_with(Peer::Rdkafka, assignor, peer_first).await;
+}
+
+async fn mixed_group_with(peer: Peer, assignor: josefine::AssignorKind, peer_first: bool) {
+    let addr = real_broker!();
     let (client, topic, group) = filled_group_topic(&addr, "group-mixed").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let history = Arc::new(Mutex::new(Vec::<Vec<i32>>::new()));
 
-    let start_rdkafka = || {
-        let (python, addr, topic, group) =
-            (python.clone(), addr.clone(), topic.clone(), group.clone());
-        tokio::task::spawn_blocking(move || {
-            common::rdkafka(
-                &python,
-                &[
-                    "group",
-                    "--bootstrap",
-                    &addr,
-                    "--topic",
-                    &topic,
-                    "--group",
-                    &group,
-                    "--assignor",
-                    assignor.name(),
-                ],
-                "",
-            )
-        })
-    };
-    let rdkafka = if rdkafka_first {
-        Some(start_rdkafka())
+    let args: Vec<String> = [
+        "group",
+        "--bootstrap",
+        &addr,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--assignor",
+        assignor.name(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let start_peer = || peer_member(peer, args.clone());
+    let peer_member = if peer_first {
+        match start_peer() {
+            Some(member) => Some(member),
+            None => return,
+        }
     } else {
         None
     };
-    if rdkafka_first {
+    if peer_first {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let ours = ConsumerGroup::builder(common::client(&addr).await, &group)
@@ -357,15 +387,22 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
             .await
         })
     };
-    let rdkafka = match rdkafka {
+    let peer_member = match peer_member {
         Some(r) => r,
         None => {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            start_rdkafka()
+            match start_peer() {
+                Some(member) => member,
+                None => {
+                    ours.close().await;
+                    ours_task.await.unwrap().unwrap();
+                    return;
+                }
+            }
         }
     };
-    let output = rdkafka.await.unwrap();
-    // librdkafka left: wait until we own every partition, then stop.
+    let output = peer_member.await.unwrap();
+    // The peer left: wait until we own every partition, then stop.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !history
         .lock()
@@ -375,14 +412,14 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
     {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no rebalance after librdkafka left"
+            "no rebalance after {peer:?} left"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ours.close().await;
     ours_task.await.unwrap().unwrap();
 
-    // librdkafka's assignment as it changed: added and revoked partitions.
+    // The peer's assignment as it changed: added and revoked partitions.
     let mut theirs = BTreeSet::new();
     let mut theirs_last: Vec<i32> = Vec::new();
     let mut theirs_records = 0;
@@ -420,17 +457,14 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
             theirs_records += 1;
         }
     }
-    assert!(
-        !theirs_last.is_empty(),
-        "librdkafka got partitions: {output}"
-    );
-    assert!(theirs_records > 0, "librdkafka consumed records");
+    assert!(!theirs_last.is_empty(), "{peer:?} got partitions: {output}");
+    assert!(theirs_records > 0, "{peer:?} consumed records");
     // Between the two members, every offset was processed.
     assert!(
         complete(&seen.lock().unwrap()),
         "an offset nobody processed"
     );
-    // Some generation of ours complements librdkafka's last assignment exactly.
+    // Some generation of ours complements the peer's last assignment exactly.
     let history = history.lock().unwrap().clone();
     let complement = history.iter().any(|ours| {
         let mut all: Vec<i32> = ours.iter().chain(&theirs_last).copied().collect();
@@ -439,7 +473,7 @@ async fn mixed_group(assignor: josefine::AssignorKind, rdkafka_first: bool) {
     });
     assert!(
         complement,
-        "{assignor:?}: ours {history:?} vs librdkafka {theirs_last:?}"
+        "{assignor:?}: ours {history:?} vs {peer:?} {theirs_last:?}"
     );
     if assignor == josefine::AssignorKind::CooperativeSticky {
         // Cooperative: our claims never all stopped between the first and the
@@ -546,6 +580,36 @@ async fn mixed_group_cooperative_sticky_librdkafka_leads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_group_cooperative_sticky_josefine_leads() {
     mixed_group(josefine::AssignorKind::CooperativeSticky, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_range_java_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::Range, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_range_josefine_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::Range, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_roundrobin_java_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::RoundRobin, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_roundrobin_josefine_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::RoundRobin, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_cooperative_sticky_java_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::CooperativeSticky, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_cooperative_sticky_josefine_leads() {
+    mixed_group_with(Peer::Java, josefine::AssignorKind::CooperativeSticky, false).await;
 }
 
 /// Two members read the group as streams under the cooperative protocol, the

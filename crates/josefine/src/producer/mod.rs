@@ -92,6 +92,15 @@ impl ProducerRecord {
         self
     }
 
+    /// Appends a header whose value is null (Kafka tells null from empty).
+    pub fn null_header(mut self, key: &str) -> Self {
+        self.headers.push(Header::from_bytes(
+            Bytes::copy_from_slice(key.as_bytes()),
+            None,
+        ));
+        self
+    }
+
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
         self

@@ -197,6 +197,43 @@ pub fn rdkafka(python: &std::path::Path, args: &[&str], stdin: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The classpath of the Java client interop peer (`tests/interop/JavaPeer.java`,
+/// compiled by `scripts/test.sh`) from `JOSEFINE_JAVA_PEER_CP`, under the same
+/// skip-or-fail rule as [`broker`].
+pub fn java_peer() -> Option<String> {
+    match std::env::var("JOSEFINE_JAVA_PEER_CP") {
+        Ok(cp) if !cp.is_empty() => Some(cp),
+        _ => {
+            assert!(
+                !required(),
+                "JOSEFINE_JAVA_PEER_CP is not set but interop is required: run scripts/test.sh"
+            );
+            eprintln!(
+                "skipped Java interop: JOSEFINE_JAVA_PEER_CP is not set (run scripts/test.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs the Java peer with `args` and returns its stdout (it must succeed).
+pub fn java(classpath: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("java")
+        .args([
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            classpath,
+            "JavaPeer",
+        ])
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("start the Java peer");
+    assert!(out.status.success(), "Java peer {args:?} failed");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// One Fetch of `topic`/`partition` from `offset` at the leader; the records bytes.
 pub async fn fetch_records(
     client: &Client,
