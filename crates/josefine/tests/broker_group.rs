@@ -305,10 +305,13 @@ enum Peer {
     Java,
 }
 
+/// Runs a peer with its arguments and returns its stdout.
+type PeerRun = Box<dyn FnOnce(&[&str]) -> String + Send>;
+
 /// The peer's group member: `args` after the mode, run to its end on a blocking
 /// thread; its stdout in rdkafka.py's group format. `None` when the peer is skipped.
 fn peer_member(peer: Peer, args: Vec<String>) -> Option<tokio::task::JoinHandle<String>> {
-    let run: Box<dyn FnOnce(&[&str]) -> String + Send> = match peer {
+    let run: PeerRun = match peer {
         Peer::Rdkafka => {
             let python = common::python()?;
             Box::new(move |args| common::rdkafka(&python, args, ""))
