@@ -32,7 +32,7 @@ fn expected(i: usize, codec: &str) -> Expected {
     Expected {
         partition: i as i32 % PARTITIONS,
         timestamp: BASE_TIMESTAMP + i as i64,
-        key: (i % 5 > 0).then(|| format!("key-{i}").into_bytes()),
+        key: (i as i64 % 5 != 0).then(|| format!("key-{i}").into_bytes()),
         value: (i % 7 != 3).then(|| format!("value-{i}-{codec}").into_bytes()),
         headers: vec![
             ("h".into(), Some(format!("a{i}").into_bytes())),
