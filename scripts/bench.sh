@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Whole-process benchmarks: josefine against librdkafka 2.16 (bench/rdkafka_peer.c),
-# produce and consume, same workload, same broker, same run, alternating order.
-# Method: docs/BENCHMARKS.md.
+# Whole-process benchmarks: josefine against librdkafka 2.16 (bench/rdkafka_peer.c) and
+# the Java client 4.4 (bench/JavaBenchPeer.java), produce, consume and group consume,
+# same workload, same broker, same run, rotating order. Runs on Apache Kafka 4.4 and
+# on Tansu (the Java peer on Kafka only). Method: docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
 #   RUNS=5 scripts/bench.sh     more runs
+#   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -23,18 +25,30 @@ else
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
 fi
+read -r -a brokers <<<"${BROKERS:-kafka tansu}"
 ensure_venv
+ensure_kafka
 peer="$(bash bench/build-peer.sh)"
+java_cp="$(ensure_java_bench_peer)"
 ours="$ROOT/target/$profile/josefine"
 results="$BUILD_DIR/bench/results-$(date +%Y%m%d-%H%M%S).jsonl"
 mkdir -p "$(dirname "$results")"
-start_broker
+
+create_bench_topic() {
+    "$ours" --bootstrap "$JOSEFINE_BROKER" topics create "$1" --partitions 6 >/dev/null
+}
+
+java_peer() {
+    java -Xmx1g -cp "$java_cp" JavaBenchPeer "$@"
+}
 
 run_produce() {
     local client="$1" records="$2" size="$3" topic="$4"
-    create_topic "$topic" 6
+    create_bench_topic "$topic"
     case "$client" in
         librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --records "$records" --size "$size" ;;
+        java) java_peer produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
                         --records "$records" --size "$size" ;;
         josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
                         --records "$records" --size "$size" ;;
@@ -46,44 +60,62 @@ run_consume() {
     case "$client" in
         librdkafka) "$peer" consume --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
                         --partitions 6 --records "$records" ;;
+        java) java_peer consume --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --partitions 6 --records "$records" ;;
         josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench consume --topic "$topic" \
                         --partitions 6 --records "$records" ;;
     esac
 }
 
-# Same session timeout for both: Tansu holds the second JoinGroup for about half of it.
+# The same session timeout for all: Tansu holds the second JoinGroup for about half of it.
 run_group() {
     local client="$1" records="$2" topic="$3" group="$4"
     case "$client" in
         librdkafka) "$peer" group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+        java) java_peer group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
                         --group "$group" --records "$records" --session-timeout-ms 6000 ;;
         josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
                         --group "$group" --records "$records" --session-timeout-ms 6000 ;;
     esac
 }
 
-for workload in "${workloads[@]}"; do
-    read -r records size <<<"$workload"
-    for run in $(seq 1 "$runs"); do
-        # Alternate who goes first, so neither always meets a warmer broker.
-        if [ $((run % 2)) = 1 ]; then order=(librdkafka josefine); else order=(josefine librdkafka); fi
-        for client in "${order[@]}"; do
-            log "produce $records x $size B, run $run/$runs: $client"
-            run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
-                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
-        done
-        # Both read the same records: the topic librdkafka wrote in this run.
-        for client in "${order[@]}"; do
-            log "consume $records x $size B, run $run/$runs: $client"
-            run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
-                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
-        done
-        for client in "${order[@]}"; do
-            log "group consume $records x $size B, run $run/$runs: $client"
-            run_group "$client" "$records" "bench-librdkafka-$size-$run-$$" "bench-$client-$size-$run-$$" \
-                | tail -n 1 | sed "s/}\$/,\"size\":$size}/" >> "$results"
+for broker in "${brokers[@]}"; do
+    case "$broker" in
+        kafka)
+            start_kafka
+            export JOSEFINE_BROKER="$JOSEFINE_KAFKA"
+            clients=(librdkafka java josefine) ;;
+        tansu)
+            start_broker
+            clients=(librdkafka josefine) ;;
+        *) echo "unknown broker $broker (kafka, tansu)" >&2; exit 2 ;;
+    esac
+    for workload in "${workloads[@]}"; do
+        read -r records size <<<"$workload"
+        for run in $(seq 1 "$runs"); do
+            # Rotate who goes first, so none always meets a warmer broker.
+            order=("${clients[@]:$(( (run - 1) % ${#clients[@]} ))}" "${clients[@]:0:$(( (run - 1) % ${#clients[@]} ))}")
+            for client in "${order[@]}"; do
+                log "produce $records x $size B, run $run/$runs: $client on $broker"
+                run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+            done
+            # All read the same records: the topic librdkafka wrote in this run.
+            for client in "${order[@]}"; do
+                log "consume $records x $size B, run $run/$runs: $client on $broker"
+                run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+            done
+            for client in "${order[@]}"; do
+                log "group consume $records x $size B, run $run/$runs: $client on $broker"
+                run_group "$client" "$records" "bench-librdkafka-$size-$run-$$" "bench-$client-$size-$run-$$" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+            done
         done
     done
+    stop_broker
+    stop_kafka
 done
 
 log "results: $results"
@@ -92,11 +124,11 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 groups = {}
 for r in rows:
-    groups.setdefault((r["mode"], r["size"], r["client"]), []).append(r)
+    groups.setdefault((r.get("broker", "tansu"), r["mode"], r["size"], r["client"]), []).append(r)
 def med(rs, f): return statistics.median(f(r) for r in rs)
-print(f'{"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7} {"1st rec s":>9}')
+print(f'{"broker":6} {"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7} {"1st rec s":>9} {"clock cpu-s":>11}')
 summary = {}
-for (mode, size, client), rs in sorted(groups.items()):
+for (broker, mode, size, client), rs in sorted(groups.items()):
     n = rs[0]["records"]
     rate = med(rs, lambda r: r["records"] / r["seconds"])
     mbs = med(rs, lambda r: r["bytes"] / r["seconds"] / 1e6)
@@ -104,13 +136,16 @@ for (mode, size, client), rs in sorted(groups.items()):
     rss = med(rs, lambda r: r["max_rss_kb"] / 1024)
     firsts = [r["first_record_seconds"] for r in rs if r.get("first_record_seconds") is not None]
     first = f'{statistics.median(firsts):9.3f}' if firsts else f'{"":9}'
-    summary[(mode, size, client)] = (rate, cpu, rss)
-    print(f'{mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first}')
-for (mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
+    clocks = [r["cpu_clock"] for r in rs if r.get("cpu_clock") is not None]
+    clock = f'{statistics.median(clocks):11.3f}' if clocks else f'{"":11}'
+    summary[(broker, mode, size, client)] = (rate, cpu, rss)
+    print(f'{broker:6} {mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first} {clock}')
+for (broker, mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue
-    peer = summary.get((mode, size, "librdkafka"))
-    if peer:
-        print(f'{mode} {size} B: josefine/librdkafka  throughput x{rate / peer[0]:.2f}  '
-              f'cpu x{cpu / peer[1]:.2f}  rss x{rss / peer[2]:.2f}')
+    for other in ("librdkafka", "java"):
+        peer = summary.get((broker, mode, size, other))
+        if peer:
+            print(f'{broker} {mode} {size} B: josefine/{other}  throughput x{rate / peer[0]:.2f}  '
+                  f'cpu x{cpu / peer[1]:.2f}  rss x{rss / peer[2]:.2f}')
 PY

@@ -84,6 +84,23 @@ ensure_java_peer() {
     export JOSEFINE_JAVA_PEER_CP="$out:$KAFKA_LIBS/*"
 }
 
+# Compiles the Java client benchmark peer (bench/JavaBenchPeer.java) into
+# build/kafka/bench-peer once per change; prints the classpath that runs it.
+ensure_java_bench_peer() {
+    local source="$ROOT/bench/JavaBenchPeer.java"
+    local out="$KAFKA_DIR/bench-peer" want
+    want="$(cat "$source" "$KAFKA_POM" | sha256sum | cut -d' ' -f1)"
+    if [ ! -f "$out/.sha256" ] || [ "$(cat "$out/.sha256")" != "$want" ]; then
+        command -v javac >/dev/null || { echo "the Java benchmark peer needs javac (a JDK 17+)" >&2; return 1; }
+        log "compiling the Java client benchmark peer (JavaBenchPeer.java)"
+        rm -rf "$out"
+        mkdir -p "$out"
+        javac -nowarn -d "$out" -cp "$KAFKA_LIBS/*" "$source" >&2
+        echo "$want" >"$out/.sha256"
+    fi
+    echo "$out:$KAFKA_LIBS/*"
+}
+
 # java with the broker's classpath and logging; the first argument is the run dir.
 kafka_java() {
     local dir="$1"

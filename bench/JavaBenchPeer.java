@@ -1,0 +1,214 @@
+// The Java client (kafka-clients 4.4, scripts/kafka/pom.xml) as a whole-process
+// benchmark peer beside bench/rdkafka_peer.c: the same modes, workloads and JSON line,
+// so scripts/bench.sh can put the three clients side by side (docs/BENCHMARKS.md).
+// scripts/bench.sh compiles it into build/kafka/bench-peer.
+//
+//   produce --bootstrap B --topic T --records N --size BYTES
+//   consume --bootstrap B --topic T --partitions P --records N
+//   group   --bootstrap B --topic T --group G --records N [--session-timeout-ms MS]
+//
+// Value of record i, byte j: (byte) ((i + j) * 31 + 7), no key, as the other peers.
+// Defaults of the Java client everywhere (acks=all, idempotence on, linger.ms 5,
+// batch.size 16 KiB), but fetch.max.wait.ms 100 as the other consumers. Warm-up as
+// rdkafka_peer's: the topic's metadata is fetched before the clock starts (the
+// producer's InitProducerId still happens inside the clock: Java gets it on the first
+// send). Group mode subscribes with auto commit (Java's default 5 s interval) and
+// closes the consumer (final commit, leave) after the clock stops.
+//
+// One JSON line on stdout at the end:
+//   {"client":"java","mode":M,"records":N,"bytes":B,"seconds":S,"cpu_user":U,
+//    "cpu_sys":0,"max_rss_kb":K[,"first_record_seconds":F],"cpu_clock":C}
+// cpu_user is the whole process's CPU time (user and system, all threads, JVM start-up
+// and JIT included) after the client was closed; cpu_clock only what was spent while
+// the clock ran; max_rss_kb is VmHWM.
+
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+public final class JavaBenchPeer {
+    private static final double STALL_TIMEOUT_S = 60.0;
+
+    public static void main(String[] argv) throws Exception {
+        Map<String, String> args = new HashMap<>();
+        for (int i = 1; i + 1 < argv.length; i += 2) {
+            args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
+        }
+        switch (argv[0]) {
+            case "produce" -> produce(args);
+            case "consume" -> consume(args);
+            case "group" -> group(args);
+            default -> throw new IllegalArgumentException("unknown mode " + argv[0]);
+        }
+    }
+
+    private static long cpuNanos() {
+        var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+        return os.getProcessCpuTime();
+    }
+
+    private static long maxRssKb() throws Exception {
+        for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+            if (line.startsWith("VmHWM:")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        return 0;
+    }
+
+    private static void report(String mode, long records, long bytes, double seconds, Double first,
+                               long clockCpuNanos) throws Exception {
+        String firstField = first == null ? "" : String.format(",\"first_record_seconds\":%.3f", first);
+        System.out.printf("{\"client\":\"java\",\"mode\":\"%s\",\"records\":%d,\"bytes\":%d,\"seconds\":%.3f,"
+                + "\"cpu_user\":%.3f,\"cpu_sys\":0,\"max_rss_kb\":%d%s,\"cpu_clock\":%.3f}%n",
+            mode, records, bytes, seconds, cpuNanos() / 1e9, maxRssKb(), firstField, clockCpuNanos / 1e9);
+    }
+
+    private static double now() {
+        return System.nanoTime() / 1e9;
+    }
+
+    private static void produce(Map<String, String> args) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", args.get("bootstrap"));
+        props.put("key.serializer", ByteArraySerializer.class.getName());
+        props.put("value.serializer", ByteArraySerializer.class.getName());
+        String topic = args.get("topic");
+        long records = Long.parseLong(args.get("records"));
+        int size = Integer.parseInt(args.get("size"));
+        AtomicLong failed = new AtomicLong();
+        double start;
+        double end;
+        long cpu;
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            producer.partitionsFor(topic);
+            cpu = cpuNanos();
+            start = now();
+            for (long i = 0; i < records; i++) {
+                byte[] value = new byte[size];
+                for (int j = 0; j < size; j++) {
+                    value[j] = (byte) ((i + j) * 31 + 7);
+                }
+                producer.send(new ProducerRecord<>(topic, value), (metadata, error) -> {
+                    if (error != null) {
+                        failed.incrementAndGet();
+                    }
+                });
+            }
+            producer.flush();
+            end = now();
+            cpu = cpuNanos() - cpu;
+        }
+        if (failed.get() > 0) {
+            throw new IllegalStateException(failed.get() + " records failed");
+        }
+        report("produce", records, records * size, end - start, null, cpu);
+    }
+
+    private static Properties consumerProps(Map<String, String> args) {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", args.get("bootstrap"));
+        props.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        props.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        props.put("auto.offset.reset", "earliest");
+        props.put("fetch.max.wait.ms", "100");
+        return props;
+    }
+
+    private static void consume(Map<String, String> args) throws Exception {
+        Properties props = consumerProps(args);
+        props.put("enable.auto.commit", "false");
+        String topic = args.get("topic");
+        int partitions = Integer.parseInt(args.get("partitions"));
+        long records = Long.parseLong(args.get("records"));
+        long count = 0;
+        long bytes = 0;
+        double start;
+        double end;
+        long cpu;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+            consumer.partitionsFor(topic);
+            List<TopicPartition> tps = new ArrayList<>();
+            for (int p = 0; p < partitions; p++) {
+                tps.add(new TopicPartition(topic, p));
+            }
+            cpu = cpuNanos();
+            start = now();
+            consumer.assign(tps);
+            consumer.seekToBeginning(tps);
+            double last = now();
+            while (count < records) {
+                var batch = consumer.poll(Duration.ofMillis(100));
+                for (ConsumerRecord<byte[], byte[]> r : batch) {
+                    count++;
+                    bytes += r.value() == null ? 0 : r.value().length;
+                }
+                if (!batch.isEmpty()) {
+                    last = now();
+                } else if (now() - last > STALL_TIMEOUT_S) {
+                    throw new IllegalStateException("no records for 60 s at " + count);
+                }
+            }
+            end = now();
+            cpu = cpuNanos() - cpu;
+        }
+        report("consume", count, bytes, end - start, null, cpu);
+    }
+
+    private static void group(Map<String, String> args) throws Exception {
+        Properties props = consumerProps(args);
+        props.put("group.id", args.get("group"));
+        props.put("group.protocol", "classic");
+        int session = Integer.parseInt(args.getOrDefault("session-timeout-ms", "6000"));
+        props.put("session.timeout.ms", Integer.toString(session));
+        props.put("heartbeat.interval.ms", Integer.toString(session / 10));
+        String topic = args.get("topic");
+        long records = Long.parseLong(args.get("records"));
+        long count = 0;
+        long bytes = 0;
+        double start;
+        double end;
+        Double first = null;
+        long cpu;
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+            consumer.partitionsFor(topic);
+            cpu = cpuNanos();
+            start = now();
+            consumer.subscribe(List.of(topic));
+            double last = now();
+            while (count < records) {
+                var batch = consumer.poll(Duration.ofMillis(100));
+                for (ConsumerRecord<byte[], byte[]> r : batch) {
+                    if (first == null) {
+                        first = now() - start;
+                    }
+                    count++;
+                    bytes += r.value() == null ? 0 : r.value().length;
+                }
+                if (!batch.isEmpty()) {
+                    last = now();
+                } else if (now() - last > STALL_TIMEOUT_S) {
+                    throw new IllegalStateException("no records for 60 s at " + count);
+                }
+            }
+            end = now();
+            cpu = cpuNanos() - cpu;
+        }
+        report("group", count, bytes, end - start, first, cpu);
+    }
+}
