@@ -55,6 +55,11 @@ log "doc tests"
 cargo test --workspace --doc --locked
 stop_kafka
 
+start_kafka_cluster 3
+log "failover on a three-broker Kafka cluster (kafka_failover.rs, run alone: it kills a broker)"
+cargo test --locked -p josefine --test kafka_failover -- --ignored
+stop_kafka
+
 start_broker
 export JOSEFINE_BROKER_KIND=tansu
 log "the real-broker core suites again, against Tansu (docs/BROKERS.md)"

@@ -8,7 +8,7 @@
 #                       format time) and an SSL listener (PEM keystore, a CA made here),
 #                       ACLs enforced (StandardAuthorizer); exports JOSEFINE_KAFKA* and
 #                       stops the broker when the calling shell exits
-#   start_kafka_cluster N   N brokers and one controller (replication tests)
+#   start_kafka_cluster N   N brokers and one controller (the failover suite)
 #   stop_kafka          stops every Kafka process this shell started
 #
 # The settings and why: docs/BROKERS.md.
@@ -168,6 +168,11 @@ kafka_wait_started() {
 }
 
 kafka_launch() {
+    kafka_launch_bg "$1" && kafka_wait_started "$1" "$(cat "$1/pid")"
+}
+
+# Starts the Kafka process of run dir $1 without waiting for it.
+kafka_launch_bg() {
     local dir="$1"
     # java itself in the background (not a function, which would run in a subshell):
     # $! must be the JVM's pid, for stop_kafka to signal it.
@@ -180,7 +185,6 @@ kafka_launch() {
     KAFKA_PIDS+=("$pid")
     trap run_cleanups EXIT
     trap 'exit 130' INT TERM
-    kafka_wait_started "$dir" "$pid"
 }
 
 # One combined broker+controller. Exports:
@@ -271,14 +275,77 @@ EOF
     log "Kafka 4.4 (pid $(cat "$dir/pid")) started in $(( ($(date +%s%N) - began) / 1000000 )) ms: $JOSEFINE_KAFKA, SASL $JOSEFINE_KAFKA_SASL, SSL $JOSEFINE_KAFKA_SSL; logs: $dir"
 }
 
-# Stops every Kafka process this shell started (SIGTERM, then SIGKILL after 20 s) and
-# removes their data; the logs of a failed run stay.
-stop_kafka() {
-    local pid i
-    for pid in "${KAFKA_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+# A cluster of one KRaft controller and N brokers (default 3) on free loopback ports,
+# for the replication and failover suite: replication factor 3 and min.insync.replicas
+# 2 by default, for the internal topics too. Exports:
+#   JOSEFINE_KAFKA_CLUSTER        the brokers' addresses, comma-separated
+#   JOSEFINE_KAFKA_CLUSTER_PIDS   node:pid pairs, comma-separated (for kill -9)
+start_kafka_cluster() {
+    local n="${1:-3}" dir id controller i began port
+    dir="$KAFKA_DIR/cluster-$$-$(date +%s%N)"
+    mkdir -p "$dir"
+    KAFKA_RUN_DIRS+=("$dir")
+    id="$(kafka_cluster_id)"
+    controller="$(free_port)"
+    local shared
+    shared="controller.quorum.voters=0@127.0.0.1:$controller
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+replica.lag.time.max.ms=5000
+$(kafka_common_properties)"
+    mkdir -p "$dir/node-0"
+    printf 'process.roles=controller\nnode.id=0\nlisteners=CONTROLLER://127.0.0.1:%s\nlog.dirs=%s\n%s\n' \
+        "$controller" "$dir/node-0/data" "$shared" >"$dir/node-0/server.properties"
+    local ports=()
+    for i in $(seq 1 "$n"); do
+        port="$(free_port)"
+        ports+=("$port")
+        mkdir -p "$dir/node-$i"
+        printf 'process.roles=broker\nnode.id=%s\nlisteners=PLAINTEXT://127.0.0.1:%s\nadvertised.listeners=PLAINTEXT://127.0.0.1:%s\nlog.dirs=%s\n%s\n' \
+            "$i" "$port" "$port" "$dir/node-$i/data" "$shared" >"$dir/node-$i/server.properties"
     done
-    for pid in "${KAFKA_PIDS[@]}"; do
+    for i in $(seq 0 "$n"); do
+        if ! kafka_java "$dir/node-$i" kafka.tools.StorageTool format -t "$id" \
+            -c "$dir/node-$i/server.properties" >"$dir/node-$i/format.log" 2>&1; then
+            echo "formatting node $i failed:" >&2
+            cat "$dir/node-$i/format.log" >&2
+            return 1
+        fi
+    done
+    began=$(date +%s%N)
+    KAFKA_HEAP="${JOSEFINE_KAFKA_CONTROLLER_HEAP:-256m}" kafka_launch_bg "$dir/node-0" || return 1
+    local pids=()
+    for i in $(seq 1 "$n"); do
+        KAFKA_HEAP="${JOSEFINE_KAFKA_CLUSTER_HEAP:-512m}" kafka_launch_bg "$dir/node-$i" || return 1
+        pids+=("$i:$(cat "$dir/node-$i/pid")")
+    done
+    for i in $(seq 1 "$n"); do
+        kafka_wait_started "$dir/node-$i" "$(cat "$dir/node-$i/pid")" || return 1
+    done
+    local addrs=()
+    for port in "${ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+    JOSEFINE_KAFKA_CLUSTER="$(IFS=,; echo "${addrs[*]}")"
+    JOSEFINE_KAFKA_CLUSTER_PIDS="$(IFS=,; echo "${pids[*]}")"
+    export JOSEFINE_KAFKA_CLUSTER JOSEFINE_KAFKA_CLUSTER_PIDS
+    log "Kafka 4.4 cluster (1 controller, $n brokers) started in $(( ($(date +%s%N) - began) / 1000000 )) ms: $JOSEFINE_KAFKA_CLUSTER; logs: $dir"
+}
+
+# Stops every Kafka process this shell started, the last started first (brokers before
+# their controller, whose answer a broker's controlled shutdown waits for): SIGTERM,
+# then SIGKILL after 20 s; removes their data. The logs of a failed run stay.
+stop_kafka() {
+    local pid i k
+    for (( k=${#KAFKA_PIDS[@]}-1; k>=0; k-- )); do
+        pid="${KAFKA_PIDS[$k]}"
+        kill "$pid" 2>/dev/null || true
         for i in $(seq 1 200); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
@@ -293,7 +360,7 @@ stop_kafka() {
     fi
     local dir
     for dir in "${KAFKA_RUN_DIRS[@]}"; do
-        rm -rf "$dir/data" "$dir"/*.key
+        rm -rf "$dir/data" "$dir"/node-*/data "$dir"/*.key
     done
     KAFKA_PIDS=()
     KAFKA_RUN_DIRS=()
