@@ -131,7 +131,7 @@ async fn killing_a_partition_leader_loses_nothing_acknowledged_and_duplicates_no
             .build()
             .unwrap();
         tokio::spawn(async move {
-            let mut next = vec![0u64; KEYS];
+            let mut next = [0u64; KEYS];
             let mut pending = Vec::new();
             let mut i = 0usize;
             while !stop.load(Ordering::Acquire) {
