@@ -50,7 +50,7 @@ export JOSEFINE_REQUIRE_BROKER=1
 start_kafka
 export JOSEFINE_BROKER="$JOSEFINE_KAFKA" JOSEFINE_BROKER_KIND=kafka
 log "cargo test against Kafka 4.4 (unit, mock broker, real broker; benchmarks run once in test mode)"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
 log "doc tests"
 cargo test --workspace --doc --locked
 stop_kafka

@@ -522,9 +522,10 @@ async fn commits_outside_the_log_still_get_high_watermarks() {
 
 /// The coordinator moves after the admin cached it: DescribeGroups and OffsetFetch
 /// at the old one get NOT_COORDINATOR, the admin looks it up again and asks the new
-/// one. Refused twice in a row, the call fails with the retriable error.
+/// one. Refused again, it keeps asking with backoff until `request.timeout.ms`, then
+/// fails with the retriable error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_move_is_retried_once() {
+async fn a_coordinator_move_is_followed() {
     let cluster = cluster().await;
     append(&cluster, EVENTS, 0, 0..30);
     let group = group_at(&cluster, "moving", 1);
@@ -591,24 +592,37 @@ async fn a_coordinator_move_is_retried_once() {
     assert_eq!(count(1, ApiKey::DescribeGroups), describes + 1);
     assert!(requests(&cluster, ApiKey::FindCoordinator) > lookups);
 
-    // NOT_COORDINATOR twice from the coordinator: retried once, then the error.
+    // NOT_COORDINATOR twice from the coordinator: looked up again and asked again,
+    // with backoff, until it answers.
     let refusal = cluster.broker(1).intercept(
         Intercept::api(ApiKey::DescribeGroups).times(2),
         Action::error(ResponseError::NotCoordinator),
     );
     let before = requests_at(&cluster, 1, ApiKey::DescribeGroups);
-    let err = admin.describe_group(&group).await.unwrap_err();
+    let described = admin.describe_group(&group).await.unwrap();
+    assert_eq!(described.coordinator, Some(1));
     assert_eq!(refusal.hits(), 2);
-    assert_eq!(requests_at(&cluster, 1, ApiKey::DescribeGroups), before + 2);
+    assert_eq!(requests_at(&cluster, 1, ApiKey::DescribeGroups), before + 3);
+
+    // Refused for good: once request.timeout.ms (2 s here) has passed, the typed,
+    // retriable error with the group and the API.
+    cluster.broker(1).intercept(
+        Intercept::api(ApiKey::DescribeGroups),
+        Action::error(ResponseError::NotCoordinator),
+    );
+    let started = tokio::time::Instant::now();
+    let err = admin.describe_group(&group).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_secs(2), "gave up early");
     assert_eq!(err.code(), Some(KafkaCode::NOT_COORDINATOR), "{err}");
     assert!(err.is_retriable());
     assert_eq!(err.context().group.as_deref(), Some(group.as_str()));
     assert_eq!(err.context().api, Some(ApiKey::DescribeGroups));
 }
 
-/// A coordinator loading its groups: DescribeGroups gets the typed, retriable
-/// COORDINATOR_LOAD_IN_PROGRESS (not retried: the caller decides when), and the
-/// broker's ListGroups fails the whole list with the broker named.
+/// A coordinator loading its groups: DescribeGroups and the lag are asked again with
+/// backoff while it loads, and get the typed, retriable COORDINATOR_LOAD_IN_PROGRESS
+/// once `request.timeout.ms` has passed; the broker's ListGroups fails the whole list
+/// with the broker named. Once loaded, the same calls answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loading_coordinator_fails_with_typed_errors() {
     let cluster = cluster().await;
@@ -624,7 +638,10 @@ async fn a_loading_coordinator_fails_with_typed_errors() {
         "{err}"
     );
     assert!(err.is_retriable());
-    assert_eq!(requests_at(&cluster, 2, ApiKey::DescribeGroups), 1);
+    assert!(
+        requests_at(&cluster, 2, ApiKey::DescribeGroups) > 1,
+        "asked again"
+    );
     let err = admin.group_lag(&group).await.unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS));
 
@@ -642,6 +659,34 @@ async fn a_loading_coordinator_fails_with_typed_errors() {
     let listed = admin.list_groups().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].group_id, group);
+    assert_eq!(admin.group_lag(&group).await.unwrap().group_id, group);
+}
+
+/// Loading for a moment, as a coordinator that has just started: the admin waits it
+/// out instead of failing (found by Kafka 4.4's first DescribeGroups after start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_still_loading_is_waited_for() {
+    let cluster = cluster().await;
+    let group = group_at(&cluster, "starting", 3);
+    cluster.set_committed(&group, EVENTS, 0, 4);
+    let admin = client(&cluster, "admin").await.admin();
+    let loading = cluster.broker(3).intercept(
+        Intercept::api(ApiKey::DescribeGroups).times(3),
+        Action::error(ResponseError::CoordinatorLoadInProgress),
+    );
+    let fetch = cluster.broker(3).intercept(
+        Intercept::api(ApiKey::OffsetFetch).times(2),
+        Action::error(ResponseError::NotCoordinator),
+    );
+    let lag = admin.group_lag(&group).await.unwrap();
+    assert_eq!((loading.hits(), fetch.hits()), (3, 2));
+    assert_eq!(
+        lag.partitions
+            .iter()
+            .find(|p| p.topic == EVENTS && p.partition == 0)
+            .and_then(|p| p.committed),
+        Some(4)
+    );
 }
 
 /// A broker that drops the connection on ListGroups fails the list too: a list

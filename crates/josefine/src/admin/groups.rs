@@ -7,9 +7,11 @@
 //!   broker that fails fails the call, with the broker in the error's context: a list
 //!   silently missing one broker's groups would be worse than no list. The state
 //!   comes with v4+ (KIP-518).
-//! - **DescribeGroups** (key 15) goes to the group's coordinator, tried once more at a
-//!   rediscovered coordinator after NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or a
-//!   lost connection (`group::at_coordinator`, shared with offset commits). A group
+//! - **DescribeGroups** (key 15) goes to the group's coordinator ([`patiently`]): a
+//!   coordinator that moved (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, a lost
+//!   connection) is looked up again, one that is loading (COORDINATOR_LOAD_IN_PROGRESS)
+//!   asked again, with backoff, until `request.timeout.ms` has passed: a cluster that
+//!   has just started answers both for a few seconds, as Kafka 4.4 showed. A group
 //!   that does not exist is `Dead` with no members, as Kafka reports it: state "Dead"
 //!   with no error up to v5, GROUP_ID_NOT_FOUND from v6 (KIP-1043). Members' metadata
 //!   and assignments are decoded as the consumer protocol when the protocol type is
@@ -32,6 +34,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use tokio::time::Instant;
+
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
@@ -43,7 +47,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::watermarks::high_watermarks;
 use super::Admin;
-use crate::error::{Error, ErrorKind, Result};
+use crate::backoff::jitter_unit;
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::group::protocol::{Assignment, Subscription, PROTOCOL_TYPE};
 use crate::net::Broker;
 use crate::TopicPartition;
@@ -217,7 +223,7 @@ impl Admin {
     /// State, protocol and members of `group`, from its coordinator. A group that
     /// does not exist is [`GroupState::Dead`] with no members.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
-        crate::group::at_coordinator(&self.client, group, |broker| async move {
+        let describe = |broker: Broker| async move {
             let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(wire(group))]);
             let response = broker.call(&request).await?;
             let described = response
@@ -226,6 +232,9 @@ impl Admin {
                 .find(|g| g.group_id.as_str() == group)
                 .ok_or_else(|| Error::protocol("DescribeGroups answered without the group"))?;
             describe(described, broker.id()).map_err(|e| e.with_broker(&broker))
+        };
+        patiently(&self.client, group, || {
+            crate::group::at_coordinator(&self.client, group, describe)
         })
         .await
         .map_err(|e| e.with_group(group).with_api(ApiKey::DescribeGroups))
@@ -264,7 +273,7 @@ impl Admin {
                     })
                     .collect(),
             );
-        crate::group::at_coordinator(&self.client, group, |broker| {
+        let delete = |broker: Broker| {
             let request = request.clone();
             async move {
                 let response = broker.call(&request).await?;
@@ -282,6 +291,9 @@ impl Admin {
                 }
                 Ok(outcomes)
             }
+        };
+        patiently(&self.client, group, || {
+            crate::group::at_coordinator(&self.client, group, delete)
         })
         .await
         .map_err(|e| e.with_group(group).with_api(ApiKey::OffsetDelete))
@@ -302,7 +314,10 @@ impl Admin {
     pub async fn group_lag(&self, group: &str) -> Result<GroupLag> {
         let (description, committed) = tokio::try_join!(
             self.describe_group(group),
-            crate::group::fetch_all_committed(&self.client, group),
+            patiently(&self.client, group, || crate::group::fetch_all_committed(
+                &self.client,
+                group
+            )),
         )?;
 
         let mut rows: BTreeMap<TopicPartition, (Option<i64>, Option<PartitionOwner>)> =
@@ -349,6 +364,45 @@ impl Admin {
             total_lag,
         })
     }
+}
+
+/// An admin call at `group`'s coordinator (`attempt`, which goes through
+/// [`crate::group::at_coordinator`] and so looks a moved coordinator up again once),
+/// repeated with the client's retry backoff while the answer says the coordinator
+/// moved, is not available or is loading, until `request.timeout.ms` has passed; then
+/// that error, typed and retriable. The group runtime does not use this: it has its
+/// own retries, aware of its session.
+pub(crate) async fn patiently<T, F, Fut>(client: &Client, group: &str, attempt: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + client.inner_request_timeout();
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Err(err) if coordinator_not_ready(&err) && Instant::now() < deadline => {
+                failures += 1;
+                let delay = client.retry_backoff().delay(failures, jitter_unit());
+                tracing::debug!(group, error = %err, ?delay, "the coordinator is not ready; retrying");
+                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn coordinator_not_ready(err: &Error) -> bool {
+    err.is_connection_lost()
+        || matches!(
+            err.code(),
+            Some(
+                KafkaCode::NOT_COORDINATOR
+                    | KafkaCode::COORDINATOR_NOT_AVAILABLE
+                    | KafkaCode::COORDINATOR_LOAD_IN_PROGRESS
+            )
+        )
 }
 
 /// `high_watermark - committed`, never negative: a commit past the high watermark

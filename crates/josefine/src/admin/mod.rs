@@ -278,7 +278,10 @@ impl Admin {
         group: &str,
         partitions: &[crate::TopicPartition],
     ) -> Result<std::collections::HashMap<crate::TopicPartition, i64>> {
-        crate::group::fetch_committed(&self.client, group, partitions).await
+        groups::patiently(&self.client, group, || {
+            crate::group::fetch_committed(&self.client, group, partitions)
+        })
+        .await
     }
 
     /// Waits until metadata lists `topic` with a leader for every partition.
