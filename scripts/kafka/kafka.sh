@@ -63,42 +63,36 @@ ensure_kafka() {
     echo "$want" > "$stamp"
 }
 
-# Compiles the Java client interop peer (crates/josefine/tests/interop/JavaPeer.java)
-# against kafka-clients 4.4 into build/kafka/peer once per change, and exports
-# JOSEFINE_JAVA_PEER_CP, the classpath that runs it (`java -cp CP JavaPeer ...`).
-ensure_java_peer() {
-    local source="$ROOT/crates/josefine/tests/interop/JavaPeer.java"
-    local out="$KAFKA_DIR/peer" want
+# Compiles Java source $1 against the pinned jars into directory $2, once per change
+# of the source or the pom.
+compile_java() {
+    local source="$1" out="$2" want
     want="$(cat "$source" "$KAFKA_POM" | sha256sum | cut -d' ' -f1)"
-    if [ ! -f "$out/.sha256" ] || [ "$(cat "$out/.sha256")" != "$want" ]; then
-        if ! command -v javac >/dev/null; then
-            echo "the interop tests need javac (a JDK 17+, not only a JRE): install it and rerun" >&2
-            return 1
-        fi
-        log "compiling the Java client interop peer (JavaPeer.java)"
-        rm -rf "$out"
-        mkdir -p "$out"
-        javac -nowarn -d "$out" -cp "$KAFKA_LIBS/*" "$source"
-        echo "$want" >"$out/.sha256"
+    if [ -f "$out/.sha256" ] && [ "$(cat "$out/.sha256")" = "$want" ]; then
+        return 0
     fi
-    export JOSEFINE_JAVA_PEER_CP="$out:$KAFKA_LIBS/*"
+    if ! command -v javac >/dev/null; then
+        echo "compiling $(basename "$source") needs javac (a JDK 17+, not only a JRE): install it and rerun" >&2
+        return 1
+    fi
+    log "compiling $(basename "$source") against kafka-clients 4.4"
+    rm -rf "$out"
+    mkdir -p "$out"
+    javac -nowarn -d "$out" -cp "$KAFKA_LIBS/*" "$source" >&2
+    echo "$want" >"$out/.sha256"
 }
 
-# Compiles the Java client benchmark peer (bench/JavaBenchPeer.java) into
-# build/kafka/bench-peer once per change; prints the classpath that runs it.
+# The Java client interop peer (crates/josefine/tests/interop/JavaPeer.java); exports
+# JOSEFINE_JAVA_PEER_CP, the classpath that runs it (`java -cp CP JavaPeer ...`).
+ensure_java_peer() {
+    compile_java "$ROOT/crates/josefine/tests/interop/JavaPeer.java" "$KAFKA_DIR/peer" || return 1
+    export JOSEFINE_JAVA_PEER_CP="$KAFKA_DIR/peer:$KAFKA_LIBS/*"
+}
+
+# The Java client benchmark peer (bench/JavaBenchPeer.java); prints its classpath.
 ensure_java_bench_peer() {
-    local source="$ROOT/bench/JavaBenchPeer.java"
-    local out="$KAFKA_DIR/bench-peer" want
-    want="$(cat "$source" "$KAFKA_POM" | sha256sum | cut -d' ' -f1)"
-    if [ ! -f "$out/.sha256" ] || [ "$(cat "$out/.sha256")" != "$want" ]; then
-        command -v javac >/dev/null || { echo "the Java benchmark peer needs javac (a JDK 17+)" >&2; return 1; }
-        log "compiling the Java client benchmark peer (JavaBenchPeer.java)"
-        rm -rf "$out"
-        mkdir -p "$out"
-        javac -nowarn -d "$out" -cp "$KAFKA_LIBS/*" "$source" >&2
-        echo "$want" >"$out/.sha256"
-    fi
-    echo "$out:$KAFKA_LIBS/*"
+    compile_java "$ROOT/bench/JavaBenchPeer.java" "$KAFKA_DIR/bench-peer" || return 1
+    echo "$KAFKA_DIR/bench-peer:$KAFKA_LIBS/*"
 }
 
 # java with the broker's classpath and logging; the first argument is the run dir.

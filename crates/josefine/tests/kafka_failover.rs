@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use josefine::protocol::records::{batches, DecodeOptions};
 use josefine::{
     Claim, Client, ConsumerGroup, GroupHandler, NewTopic, OffsetReset, Producer, ProducerRecord,
     Session,
@@ -240,26 +239,14 @@ async fn killing_a_partition_leader_loses_nothing_acknowledged_and_duplicates_no
     // The log: every acknowledged record exactly once; per key, sequences in order.
     let mut in_log: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for p in 0..PARTITIONS {
-        let mut offset = 0;
-        loop {
-            let data = common::fetch_records(&admin, &topic, p, offset).await;
-            if data.is_empty() {
-                break;
-            }
-            for batch in batches(data, &DecodeOptions::default()) {
-                for record in batch.unwrap().records() {
-                    let record = record.unwrap();
-                    if record.offset() < offset {
-                        continue;
-                    }
-                    offset = record.offset() + 1;
-                    let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
-                    let (key, seq) = value.split_once(':').unwrap();
-                    in_log
-                        .entry(key.to_string())
-                        .or_default()
-                        .push(seq.parse().unwrap());
-                }
+        for batch in common::partition_batches(&admin, &topic, p).await {
+            for record in batch.records() {
+                let value = String::from_utf8(record.unwrap().value().unwrap().to_vec()).unwrap();
+                let (key, seq) = value.split_once(':').unwrap();
+                in_log
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(seq.parse().unwrap());
             }
         }
     }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::real_kafka;
-use josefine::protocol::records::{batches, DecodeOptions};
 use josefine::{Client, NewTopic, Producer, ProducerRecord};
 
 const PRODUCERS: usize = 4;
@@ -59,28 +58,16 @@ async fn concurrent_idempotent_producers_each_arrive_once_and_in_order() {
     let mut last_by_key: HashMap<String, usize> = HashMap::new();
     let mut producer_ids = std::collections::BTreeSet::new();
     for p in 0..PARTITIONS {
-        let mut offset = 0;
-        loop {
-            let data = common::fetch_records(&admin, &topic, p, offset).await;
-            if data.is_empty() {
-                break;
-            }
-            for batch in batches(data, &DecodeOptions::default()) {
-                let batch = batch.unwrap();
-                producer_ids.insert(batch.producer_id());
-                for record in batch.records() {
-                    let record = record.unwrap();
-                    if record.offset() < offset {
-                        continue;
-                    }
-                    offset = record.offset() + 1;
-                    total += 1;
-                    let key = String::from_utf8(record.key().unwrap().to_vec()).unwrap();
-                    let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
-                    let i: usize = value.rsplit('-').next().unwrap().parse().unwrap();
-                    if let Some(previous) = last_by_key.insert(key.clone(), i) {
-                        assert!(previous < i, "{key}: {i} after {previous}");
-                    }
+        for batch in common::partition_batches(&admin, &topic, p).await {
+            producer_ids.insert(batch.producer_id());
+            for record in batch.records() {
+                let record = record.unwrap();
+                total += 1;
+                let key = String::from_utf8(record.key().unwrap().to_vec()).unwrap();
+                let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
+                let i: usize = value.rsplit('-').next().unwrap().parse().unwrap();
+                if let Some(previous) = last_by_key.insert(key.clone(), i) {
+                    assert!(previous < i, "{key}: {i} after {previous}");
                 }
             }
         }

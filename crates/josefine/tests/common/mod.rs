@@ -311,6 +311,31 @@ pub async fn read_partition(
     records
 }
 
+/// Every batch of `topic`/`partition` from offset 0 up to the end of the log (until a
+/// Fetch comes back empty), read the low-level way; each batch once.
+pub async fn partition_batches(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+) -> Vec<josefine::protocol::records::RecordBatch> {
+    use josefine::protocol::records::{batches, DecodeOptions};
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let data = fetch_records(client, topic, partition, offset).await;
+        if data.is_empty() {
+            return out;
+        }
+        for batch in batches(data, &DecodeOptions::default()) {
+            let batch = batch.expect("valid batch");
+            if batch.last_offset() >= offset {
+                offset = batch.last_offset() + 1;
+                out.push(batch);
+            }
+        }
+    }
+}
+
 /// Tansu fences concurrent idempotent producers (see broker_producer.rs): the tests of
 /// one binary take turns.
 pub static ONE_PRODUCER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
