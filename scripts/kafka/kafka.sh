@@ -188,6 +188,7 @@ kafka_launch_bg() {
 #   JOSEFINE_KAFKA_CA         the CA's PEM
 #   JOSEFINE_KAFKA_USER/_PASSWORD, JOSEFINE_KAFKA_OTHER_USER/_PASSWORD   SASL users
 #   JOSEFINE_KAFKA_ACL_TOPIC/_GROUP   readable by the other user only
+#   JOSEFINE_KAFKA_PID        the broker's pid (a test pauses it with SIGSTOP)
 start_kafka() {
     local dir plain sasl ssl controller id
     dir="$KAFKA_DIR/run-$$-$(date +%s%N)"
@@ -260,7 +261,7 @@ EOF
         return 1
     fi
     export JOSEFINE_KAFKA_ACL_TOPIC="$KAFKA_ACL_TOPIC" JOSEFINE_KAFKA_ACL_GROUP="$KAFKA_ACL_GROUP"
-    export JOSEFINE_KAFKA="127.0.0.1:$plain"
+    export JOSEFINE_KAFKA="127.0.0.1:$plain" JOSEFINE_KAFKA_PID="$(cat "$dir/pid")"
     export JOSEFINE_KAFKA_SASL="127.0.0.1:$sasl"
     export JOSEFINE_KAFKA_SSL="localhost:$ssl"
     export JOSEFINE_KAFKA_CA="$dir/ca.pem"

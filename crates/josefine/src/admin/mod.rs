@@ -181,20 +181,8 @@ impl Admin {
             .find(|r| r.name.0.as_str() == topic)
             .ok_or_else(|| Error::protocol("CreatePartitions answered without the topic"))?;
         topic_result(result.error_code, result.error_message.as_ref(), topic)?;
-        let deadline = Instant::now() + TOPIC_PROPAGATION_TIMEOUT;
-        loop {
-            let md = self.client.refresh_metadata(&[topic]).await?;
-            let t = md.topic_or_error(topic)?;
-            if t.partitions.len() >= total as usize
-                && t.partitions.iter().all(|p| p.leader.is_some())
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::kafka(KafkaCode::LEADER_NOT_AVAILABLE).with_topic(topic));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_for_partitions(topic, total, TOPIC_PROPAGATION_TIMEOUT)
+            .await
     }
 
     /// Deletes one topic.
@@ -286,12 +274,19 @@ impl Admin {
 
     /// Waits until metadata lists `topic` with a leader for every partition.
     pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_partitions(topic, 1, timeout).await
+    }
+
+    /// Waits until metadata lists at least `count` partitions of `topic`, each with a
+    /// leader.
+    async fn wait_for_partitions(&self, topic: &str, count: i32, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut delay = Duration::from_millis(20);
         loop {
             let md = self.client.refresh_metadata(&[topic]).await?;
             let ready = md.topic_or_error(topic).map(|t| {
-                !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader.is_some())
+                t.partitions.len() >= count.max(1) as usize
+                    && t.partitions.iter().all(|p| p.leader.is_some())
             });
             match ready {
                 Ok(true) => return Ok(()),

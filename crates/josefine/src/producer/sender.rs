@@ -377,27 +377,37 @@ impl Sender {
 
     /// Gets a producer id, or a new epoch for ours (KIP-360). Retries retriable errors;
     /// a non-retriable one makes the producer fail every record from then on.
+    ///
+    /// An idempotent (non-transactional) producer bumps its epoch itself, as the Java
+    /// client does: Kafka answers InitProducerId without a transactional id with a
+    /// fresh producer id whatever id and epoch it is sent, and accepts the next epoch
+    /// of a known id when its sequences start again at 0. No round trip, the producer
+    /// id is kept, and a broker whose transaction coordinator is unavailable does not
+    /// stall the producer. Only an exhausted epoch asks for a new id.
     async fn init_producer_id(&mut self) {
         let current = self.sequences.identity();
+        if let Some(id) = current.filter(|id| id.epoch < i16::MAX - 1) {
+            let bumped = ProducerIdentity {
+                id: id.id,
+                epoch: id.epoch + 1,
+            };
+            tracing::debug!(id = id.id, epoch = bumped.epoch, "producer epoch bumped");
+            self.sequences.reset(bumped);
+            self.needs_epoch_bump = false;
+            return;
+        }
         let mut failures = 0;
         loop {
             let attempt = async {
                 let broker = self.shared.client.any_broker()?;
                 let (version, response) = broker
-                    .call_versioned(|version| {
-                        let request = InitProducerIdRequest::default()
+                    .call_versioned(|_| {
+                        InitProducerIdRequest::default()
                             // Not transactional: null, not the default empty string.
                             .with_transactional_id(None)
-                            .with_transaction_timeout_ms(i32::MAX);
-                        match current {
-                            // Bumping keeps the id; older brokers can only hand out a new one.
-                            Some(id) if version >= 3 => request
-                                .with_producer_id(ProducerId(id.id))
-                                .with_producer_epoch(id.epoch),
-                            _ => request
-                                .with_producer_id(ProducerId(-1))
-                                .with_producer_epoch(-1),
-                        }
+                            .with_transaction_timeout_ms(i32::MAX)
+                            .with_producer_id(ProducerId(-1))
+                            .with_producer_epoch(-1)
                     })
                     .await?;
                 Error::check_code(response.error_code)?;
