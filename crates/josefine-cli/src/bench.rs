@@ -12,7 +12,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use josefine::producer::Acks;
-use josefine::protocol::records::Compression;
+use josefine::Compression;
 use josefine::{Client, Producer, ProducerRecord};
 
 use crate::progress::Progress;

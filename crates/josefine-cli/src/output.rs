@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::bail;
 use base64::Engine;
 use clap::ValueEnum;
-use josefine::protocol::records::Record;
+use josefine::Record;
 use serde_json::{json, Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -37,7 +37,8 @@ pub use admin::{
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use config::Config;
 pub use consumer::{
-    Consumer, ConsumerRecord, FetchedBatch, OffsetReset, PartitionConsumer, StartOffset,
+    Consumer, ConsumerBuilder, ConsumerRecord, FetchedBatch, IsolationLevel, OffsetReset,
+    PartitionConsumer, StartOffset,
 };
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use group::{
@@ -46,4 +47,5 @@ pub use group::{
 };
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};
+pub use protocol::records::{Compression, Header, Record};
 pub use topic_partition::TopicPartition;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::real_kafka;
-use josefine::protocol::records::Compression;
-use josefine::{Client, Consumer, NewTopic, Producer, ProducerRecord, StartOffset};
+
+use josefine::{Client, Compression, Consumer, NewTopic, Producer, ProducerRecord, StartOffset};
 
 const COUNT: usize = 40;
 const PARTITIONS: i32 = 2;
