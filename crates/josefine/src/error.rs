@@ -124,6 +124,8 @@ pub enum ErrorKind {
     /// broker does not enable, a broker that failed SCRAM verification). Not retried:
     /// the same credentials fail again.
     Authentication,
+    /// Your handler's own error ([`Error::handler`]); its source is that error.
+    Handler,
 }
 
 /// Where an error happened. Every field is optional: fill what is known.
@@ -159,6 +161,13 @@ impl Error {
             context: ErrorContext::default(),
             source: None,
         }))
+    }
+
+    /// Your own error, returned from a group handler or a stream consumer as a
+    /// Josefine error of kind [`ErrorKind::Handler`] with `err` as its source (shown
+    /// in its text): `do_work(&record).map_err(Error::handler)?`.
+    pub fn handler(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(ErrorKind::Handler, String::new()).with_source(err)
     }
 
     /// An error for a Kafka error code returned by a broker.
@@ -278,7 +287,8 @@ impl Error {
             | ErrorKind::Config
             | ErrorKind::Closed
             | ErrorKind::Tls
-            | ErrorKind::Authentication => false,
+            | ErrorKind::Authentication
+            | ErrorKind::Handler => false,
         }
     }
 
@@ -346,6 +356,7 @@ impl fmt::Display for Error {
             ErrorKind::Closed => f.write_str("closed")?,
             ErrorKind::Tls => f.write_str("TLS failure")?,
             ErrorKind::Authentication => f.write_str("authentication failed")?,
+            ErrorKind::Handler => f.write_str("handler failed")?,
         }
         if !self.0.message.is_empty() {
             write!(f, ": {}", self.0.message)?;
@@ -405,6 +416,31 @@ impl From<RecordError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handlers_own_error_is_kept_as_the_source() {
+        #[derive(Debug)]
+        struct Unpaid(u32);
+        impl fmt::Display for Unpaid {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "invoice {} is unpaid", self.0)
+            }
+        }
+        impl std::error::Error for Unpaid {}
+        fn bill() -> std::result::Result<(), Unpaid> {
+            Err(Unpaid(7))
+        }
+        fn work() -> Result<()> {
+            bill().map_err(Error::handler)?;
+            Ok(())
+        }
+        let err = work().unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Handler);
+        assert!(!err.is_retriable());
+        assert_eq!(err.to_string(), "handler failed: invoice 7 is unpaid");
+        let source = std::error::Error::source(&err).expect("the source is kept");
+        assert_eq!(source.downcast_ref::<Unpaid>().map(|u| u.0), Some(7));
+    }
 
     #[test]
     fn kafka_codes_carry_name_and_retriable_flag() {
