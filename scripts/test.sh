@@ -75,7 +75,7 @@ if [ "${JOSEFINE_FULL:-}" = 1 ]; then
     cargo bench --locked -p josefine --bench record_decode
     bash scripts/bench.sh
 else
-    log "benchmark smoke run (josefine and the librdkafka peer, small workloads)"
+    log "benchmark smoke run (josefine, librdkafka and the Java client; small workloads, Kafka and Tansu)"
     bash scripts/bench.sh --smoke
 fi
 
