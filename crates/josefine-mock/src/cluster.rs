@@ -172,6 +172,10 @@ impl Shared {
         }
     }
 
+    pub(crate) fn delete_topic(&self, name: &str) -> bool {
+        self.state().delete_topic(name).is_some()
+    }
+
     pub(crate) fn topics(&self) -> Vec<String> {
         self.state().topics.keys().cloned().collect()
     }

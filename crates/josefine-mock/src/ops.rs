@@ -30,6 +30,14 @@ macro_rules! cluster_ops {
             self.shared().add_partitions(topic, new_total)
         }
 
+        /// Deletes a topic as if an admin had (its logs, groups' commits stay
+        /// as Kafka keeps them); false when it does not exist. With an
+        /// intercept answering DeleteTopics without deleting, a test plays a
+        /// broker whose metadata drops the topic late.
+        pub fn delete_topic(&self, name: &str) -> bool {
+            self.shared().delete_topic(name)
+        }
+
         /// The names of the existing topics, sorted.
         pub fn topics(&self) -> Vec<String> {
             self.shared().topics()

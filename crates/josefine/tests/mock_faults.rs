@@ -257,3 +257,59 @@ async fn a_closed_client_refuses_work() {
     assert_eq!(err.kind(), &ErrorKind::Closed);
     assert!(client.is_closed());
 }
+
+/// Kafka's brokers drop a deleted topic from their metadata a moment after
+/// DeleteTopics returns (found on Kafka 4.4: a list right after the delete still
+/// showed it). Here the broker answers DeleteTopics "done" without deleting, and the
+/// topic goes only when the test deletes it, after the client asked for metadata
+/// again: `delete_topic` returns once metadata no longer lists the topic, so a list
+/// right after it is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_topic_waits_until_metadata_drops_the_topic() {
+    use josefine::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    use josefine::kafka_protocol::messages::{DeleteTopicsResponse, TopicName};
+    use josefine::kafka_protocol::protocol::StrBytes;
+    let broker = MockBroker::builder()
+        .topic("doomed", 2)
+        .start()
+        .await
+        .unwrap();
+    let client = client(&broker).await;
+    broker.intercept(
+        Intercept::api(ApiKey::DeleteTopics).times(1),
+        Action::respond(DeleteTopicsResponse::default().with_responses(vec![
+            DeletableTopicResult::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("doomed")))),
+        ])),
+    );
+    let deleting = {
+        let admin = client.admin();
+        tokio::spawn(async move { admin.delete_topic("doomed").await })
+    };
+    // Wait (bounded) for a Metadata request after the DeleteTopics: the client is
+    // checking whether the topic is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let apis: Vec<ApiKey> = broker.requests().iter().map(|r| r.api_key).collect();
+        let asked_again = apis
+            .iter()
+            .position(|a| *a == ApiKey::DeleteTopics)
+            .is_some_and(|at| apis[at..].contains(&ApiKey::Metadata));
+        if asked_again {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delete_topic never looked at metadata after DeleteTopics: {apis:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !deleting.is_finished(),
+        "returned while the topic was listed"
+    );
+    assert!(broker.delete_topic("doomed"));
+    deleting.await.unwrap().unwrap();
+    let listed = client.admin().list_topics().await.unwrap();
+    assert!(listed.iter().all(|t| t.name != "doomed"), "{listed:?}");
+}

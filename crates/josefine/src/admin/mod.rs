@@ -185,14 +185,38 @@ impl Admin {
             .await
     }
 
-    /// Deletes one topic.
+    /// Deletes one topic and waits until metadata no longer lists it: Kafka answers
+    /// DeleteTopics once its controller has deleted the topic, and its brokers drop it
+    /// from their metadata a moment later (a list right after the call could still
+    /// show it).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let (_, result) = self
             .delete_topics(&[name])
             .await?
             .pop()
             .ok_or_else(|| Error::protocol("DeleteTopics answered without the topic"))?;
-        result
+        result?;
+        let deadline = Instant::now() + TOPIC_PROPAGATION_TIMEOUT;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let md = self.client.refresh_metadata(&[name]).await?;
+            match md.topic_or_error(name) {
+                Err(err) if err.code() == Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION) => {
+                    return Ok(())
+                }
+                _ if Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                _ => {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Timeout,
+                        "deleted, but the brokers still list the topic; check with `topics list`",
+                    )
+                    .with_topic(name))
+                }
+            }
+        }
     }
 
     /// Deletes topics by name; returns each topic's own outcome.
