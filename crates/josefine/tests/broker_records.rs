@@ -61,20 +61,12 @@ async fn produce(client: &Client, topic: &str, partition: i32, batch: Bytes) -> 
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(batch))])]);
-    // Kafka creates the partition on its broker a moment after CreateTopics returns
-    // (NOT_LEADER_OR_FOLLOWER until then): retried, as any client would.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    common::until_served(&format!("produce to {topic}/{partition}"), || async {
         let response = leader.call(&request).await.unwrap();
         let p = &response.responses[0].partition_responses[0];
-        let retriable =
-            josefine::KafkaCode::from_code(p.error_code).is_some_and(|c| c.is_retriable());
-        if p.error_code == 0 || !retriable || tokio::time::Instant::now() > deadline {
-            assert_eq!(p.error_code, 0, "produce to {topic}/{partition}");
-            return p.base_offset;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        (p.error_code, p.base_offset)
+    })
+    .await
 }
 
 #[tokio::test]

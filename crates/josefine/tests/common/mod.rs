@@ -261,18 +261,31 @@ pub async fn fetch_records(
                 .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(8 << 20)])]);
-    // A partition Kafka has just created answers NOT_LEADER_OR_FOLLOWER for a moment
-    // after CreateTopics returns: retried until it serves, as any client would.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    until_served(&format!("fetch {topic}/{partition}@{offset}"), || async {
         let response = leader.call(&request).await.unwrap();
         assert_eq!(response.error_code, 0);
         let data = &response.responses[0].partitions[0];
-        let retriable =
-            josefine::KafkaCode::from_code(data.error_code).is_some_and(|c| c.is_retriable());
-        if data.error_code == 0 || !retriable || tokio::time::Instant::now() > deadline {
-            assert_eq!(data.error_code, 0, "fetch {topic}/{partition}@{offset}");
-            return data.records.clone().unwrap_or_default();
+        (data.error_code, data.records.clone().unwrap_or_default())
+    })
+    .await
+}
+
+/// Repeats `attempt` (which returns a partition's error code and its answer) while the
+/// code is retriable, for up to 10 s, and returns the answer once the code is 0: a
+/// partition Kafka has just created answers NOT_LEADER_OR_FOLLOWER for a moment after
+/// CreateTopics returns, and a client retries. Any other code fails the test.
+pub async fn until_served<T, F, Fut>(what: &str, attempt: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (i16, T)>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, answer) = attempt().await;
+        let retriable = josefine::KafkaCode::from_code(code).is_some_and(|c| c.is_retriable());
+        if code == 0 || !retriable || tokio::time::Instant::now() > deadline {
+            assert_eq!(code, 0, "{what}");
+            return answer;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
