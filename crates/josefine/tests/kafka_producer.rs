@@ -126,14 +126,7 @@ async fn a_batch_lost_in_a_paused_broker_bumps_the_epoch() {
     }
 
     // Paused: these are sent, then expire unanswered.
-    struct Resume(i32);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let resume = Resume(pid);
+    let paused = Paused::new(pid).await;
     let mut lost = Vec::new();
     for i in 100..110 {
         lost.push(send(i).await.unwrap());
@@ -142,7 +135,7 @@ async fn a_batch_lost_in_a_paused_broker_bumps_the_epoch() {
         let err = delivery.await.expect_err("no broker to answer");
         assert_eq!(err.kind(), &josefine::ErrorKind::Timeout, "{err}");
     }
-    drop(resume);
+    drop(paused);
 
     for i in 110..200 {
         send(i).await.unwrap().await.unwrap();
@@ -184,4 +177,47 @@ async fn a_batch_lost_in_a_paused_broker_bumps_the_epoch() {
         acked.windows(2).all(|w| w[0] < w[1]),
         "out of order: {acked:?}"
     );
+}
+
+/// A process stopped with SIGSTOP, continued (SIGCONT) when dropped.
+struct Paused(i32);
+
+impl Paused {
+    /// Stops `pid` and returns once every thread of it is stopped. `kill` returns as
+    /// soon as the signal is queued; the group stop begins only when one of the
+    /// process's threads takes the signal, and until then the others run on (on a
+    /// loaded machine, the broker answered a produce sent after `kill` returned).
+    async fn new(pid: i32) -> Paused {
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let paused = Paused(pid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !every_thread_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        paused
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in its stat line).
+fn every_thread_stopped(pid: i32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the broker's threads");
+    tasks.flatten().all(|task| {
+        // A thread that exited since the listing has nothing left to run.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return true;
+        };
+        // "tid (comm) S ...": the state follows the last ')' (comm may hold one).
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        matches!(state.and_then(|s| s.chars().next()), Some('T' | 't'))
+    })
 }
