@@ -2,7 +2,9 @@
 # Whole-process benchmarks: josefine against librdkafka 2.16 (bench/rdkafka_peer.c) and
 # the Java client 4.4 (bench/JavaBenchPeer.java), produce, consume and group consume,
 # same workload, same broker, same run, rotating order. Runs on Apache Kafka 4.4 and
-# on Tansu (the Java peer on Kafka only). Method: docs/BENCHMARKS.md.
+# on Tansu (the Java peer on Kafka only). On Kafka also a CPU-bound handler (fixed work
+# per record, 6 partitions) through ConsumerGroup::consume against the same work in one
+# spawned task per partition (`bench consume --work`). Method: docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
@@ -16,11 +18,13 @@ mode="${1:-full}"
 if [ "$mode" = "--smoke" ]; then
     runs=1
     workloads=("20000 100" "4000 1024")
+    work_records=6000
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
     runs="${RUNS:-3}"
     workloads=("1000000 100" "200000 1024")
+    work_records=60000
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
@@ -114,6 +118,25 @@ for broker in "${brokers[@]}"; do
             done
         done
     done
+    if [ "$broker" = kafka ]; then
+        # The CPU-bound handler: 25,000 mixing rounds (~50 us) per record.
+        topic="bench-work-$$"
+        create_bench_topic "$topic"
+        "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+            --records "$work_records" --size 100 >/dev/null
+        for run in $(seq 1 "$runs"); do
+            modes=(consume group)
+            [ $((run % 2)) -eq 0 ] && modes=(group consume)
+            for m in "${modes[@]}"; do
+                log "CPU-bound handler, $work_records x 100 B, run $run/$runs: $m"
+                extra=()
+                [ "$m" = group ] && extra=(--group "bench-work-$run-$$")
+                "$ours" --bootstrap "$JOSEFINE_BROKER" bench consume --topic "$topic" --partitions 6 \
+                    --records "$work_records" --work 25000 "${extra[@]}" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
+    fi
     stop_broker
     stop_kafka
 done
@@ -140,6 +163,13 @@ for (broker, mode, size, client), rs in sorted(groups.items()):
     clock = f'{statistics.median(clocks):11.3f}' if clocks else f'{"":11}'
     summary[(broker, mode, size, client)] = (rate, cpu, rss)
     print(f'{broker:6} {mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first} {clock}')
+work = {mode: rs for (broker, mode, size, client), rs in groups.items() if mode.endswith("-work")}
+if "group-work" in work and "consume-work" in work:
+    g = med(work["group-work"], lambda r: r["seconds"])
+    g_after = med(work["group-work"], lambda r: r["seconds"] - r.get("first_record_seconds", 0))
+    c = med(work["consume-work"], lambda r: r["seconds"])
+    print(f'CPU-bound handler: group {g:.3f} s ({g_after:.3f} s after the first record), '
+          f'spawned tasks {c:.3f} s: group/tasks x{g / c:.2f} (x{g_after / c:.2f} after the join)')
 for (broker, mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue

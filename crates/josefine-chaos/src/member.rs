@@ -325,8 +325,12 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
             result = &mut consuming => break result,
             _ = terminate.recv() => {
                 member.append(&logs::error("SIGTERM: closing the group"));
-                group.close().await;
-                break (&mut consuming).await;
+                // close waits for consume to end: drive both.
+                let (closed, result) = tokio::join!(group.close(), &mut consuming);
+                if let Err(err) = closed {
+                    member.append(&logs::error(&format!("close: {err}")));
+                }
+                break result;
             }
             Some(err) = errors.recv() => member.append(&logs::error(&format!("group: {err}"))),
         }

@@ -140,6 +140,23 @@ pub struct ConsumeArgs {
     /// With --group.
     #[arg(long, default_value_t = 6000)]
     session_timeout_ms: u64,
+    /// CPU work per record: iterations of a 64-bit mixing loop (see `burn`; 10,000 is
+    /// about 25-50 us). The handler's work of the CPU-bound benchmark.
+    #[arg(long, default_value_t = 0)]
+    work: u64,
+}
+
+/// `iterations` rounds of a 64-bit mix seeded with `seed`: fixed CPU work that the
+/// optimiser cannot drop.
+fn burn(iterations: u64, seed: u64) -> u64 {
+    let mut x = seed;
+    for _ in 0..iterations {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x ^= x >> 33;
+    }
+    std::hint::black_box(x)
 }
 
 /// Reads `records` records from partitions `0..partitions` of a topic, from the
@@ -151,6 +168,7 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
             group: group_id,
             records: args.records,
             session_timeout_ms: args.session_timeout_ms,
+            work: args.work,
         };
         return group(client, args).await;
     }
@@ -174,8 +192,13 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let done = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
     for mut reader in readers {
-        let (total, bytes, done, target) =
-            (total.clone(), bytes.clone(), done.clone(), args.records);
+        let (total, bytes, done, target, work) = (
+            total.clone(),
+            bytes.clone(),
+            done.clone(),
+            args.records,
+            args.work,
+        );
         tasks.push(tokio::spawn(async move {
             while total.load(Ordering::Relaxed) < target {
                 let batch = tokio::select! {
@@ -189,6 +212,9 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
                     let record = record?;
                     b += record.value().map_or(0, |v| v.len()) as u64;
                     n += 1;
+                    if work > 0 {
+                        burn(work, record.offset() as u64);
+                    }
                 }
                 bytes.fetch_add(b, Ordering::Relaxed);
                 if total.fetch_add(n, Ordering::Relaxed) + n >= target {
@@ -217,7 +243,11 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     progress.finish(args.records);
     report(
-        "consume",
+        if args.work > 0 {
+            "consume-work"
+        } else {
+            "consume"
+        },
         total.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
         seconds,
@@ -235,6 +265,9 @@ pub struct GroupArgs {
     records: u64,
     #[arg(long, default_value_t = 6000)]
     session_timeout_ms: u64,
+    /// CPU work per record, as `bench consume --work`.
+    #[arg(long, default_value_t = 0)]
+    work: u64,
 }
 
 /// Counts records as a group member, marking each (auto-committed), until `target`.
@@ -244,12 +277,13 @@ struct CountingHandler {
     first: std::sync::Arc<std::sync::OnceLock<Instant>>,
     done: std::sync::Arc<tokio::sync::Notify>,
     target: u64,
+    work: u64,
 }
 
 impl josefine::GroupHandler for CountingHandler {
     async fn consume_claim(
         &self,
-        session: &josefine::Session,
+        _session: &josefine::Session,
         mut claim: josefine::Claim,
     ) -> josefine::Result<()> {
         use std::sync::atomic::Ordering;
@@ -262,10 +296,13 @@ impl josefine::GroupHandler for CountingHandler {
                 b += record.value().map_or(0, |v| v.len()) as u64;
                 n += 1;
                 last = Some(record.offset());
+                if self.work > 0 {
+                    burn(self.work, record.offset() as u64);
+                }
             }
             if let Some(last) = last {
                 self.first.get_or_init(Instant::now);
-                session.mark_next(claim.topic(), claim.partition(), last + 1);
+                claim.mark_next(last + 1);
             }
             self.bytes.fetch_add(b, Ordering::Relaxed);
             if self.total.fetch_add(n, Ordering::Relaxed) + n >= self.target {
@@ -294,6 +331,7 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
         first: Arc::new(OnceLock::new()),
         done: Arc::new(tokio::sync::Notify::new()),
         target: args.records,
+        work: args.work,
     };
     let (total, bytes, first, done) = (
         handler.total.clone(),
@@ -322,11 +360,11 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
     let first_record = first
         .get()
         .map_or(seconds, |t| (*t - started).as_secs_f64());
-    group.close().await;
+    group.close().await?;
     running.await??;
     progress.finish(args.records);
     report_with(
-        "group",
+        if args.work > 0 { "group-work" } else { "group" },
         total.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
         seconds,

@@ -254,7 +254,10 @@ async fn consume_group(
     let result = match early_end {
         Some(result) => result,
         None => {
-            group.close().await;
+            group
+                .close()
+                .await
+                .with_context(|| format!("leaving group {group_id}"))?;
             running.await
         }
     };

@@ -361,7 +361,10 @@ impl Member {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.group.close().await;
+        self.group
+            .close()
+            .await
+            .with_context(|| format!("closing member-{}", self.index))?;
         self.task
             .await
             .context("a member panicked")?

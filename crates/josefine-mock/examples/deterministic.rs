@@ -141,8 +141,8 @@ pub async fn run(seed: u64) -> Result<Transcript, BoxError> {
         })
     })
     .await?;
-    a.close().await;
-    b.close().await;
+    a.close().await.unwrap();
+    b.close().await.unwrap();
     moved.wait().await;
 
     Ok(Transcript {

@@ -162,7 +162,7 @@ impl Member {
     /// Leaves the group (LeaveGroup, after a final commit) and checks that
     /// `consume` ended cleanly.
     async fn close(self) -> Result<(), BoxError> {
-        self.group.close().await;
+        self.group.close().await?;
         self.task.await??;
         Ok(())
     }

@@ -71,7 +71,7 @@
 //!     })
 //!     .await;
 //! assert!(all_committed);
-//! group.close().await;
+//! group.close().await.unwrap();
 //! consuming.await??;
 //! # Ok(())
 //! # }

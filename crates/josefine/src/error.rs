@@ -124,8 +124,12 @@ pub enum ErrorKind {
     /// broker does not enable, a broker that failed SCRAM verification). Not retried:
     /// the same credentials fail again.
     Authentication,
-    /// Your handler's own error ([`Error::handler`]); its source is that error.
+    /// Your handler's own error ([`Error::handler`]); its source is that error. Also a
+    /// handler that panicked or overran its drain deadline (the message says).
     Handler,
+    /// A bug in josefine (one of its tasks panicked); the message says where. Please
+    /// report it.
+    Internal,
 }
 
 /// Where an error happened. Every field is optional: fill what is known.
@@ -288,7 +292,8 @@ impl Error {
             | ErrorKind::Closed
             | ErrorKind::Tls
             | ErrorKind::Authentication
-            | ErrorKind::Handler => false,
+            | ErrorKind::Handler
+            | ErrorKind::Internal => false,
         }
     }
 
@@ -357,6 +362,7 @@ impl fmt::Display for Error {
             ErrorKind::Tls => f.write_str("TLS failure")?,
             ErrorKind::Authentication => f.write_str("authentication failed")?,
             ErrorKind::Handler => f.write_str("handler failed")?,
+            ErrorKind::Internal => f.write_str("internal error")?,
         }
         if !self.0.message.is_empty() {
             write!(f, ": {}", self.0.message)?;

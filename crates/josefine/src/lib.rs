@@ -28,6 +28,7 @@ pub mod group;
 pub mod net;
 pub mod producer;
 pub mod protocol;
+mod task;
 mod topic_partition;
 
 pub use admin::{
@@ -43,7 +44,7 @@ pub use consumer::{
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use group::{
     AssignorKind, Claim, ConsumerGroup, ConsumerGroupBuilder, GroupErrors, GroupHandler,
-    GroupRecord, GroupStream, Session,
+    GroupRecord, GroupStream, OnHandlerError, Revocation, RevokeReason, Session,
 };
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};

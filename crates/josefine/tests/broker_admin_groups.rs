@@ -271,7 +271,7 @@ async fn a_running_group_is_listed_described_and_its_lag_is_what_was_produced() 
 
     // Closed: Empty, no members; the commits are still measured.
     for (member, _) in &members {
-        member.close().await;
+        member.close().await.unwrap();
     }
     for (_, task) in members {
         tokio::time::timeout(Duration::from_secs(15), task)

@@ -151,7 +151,7 @@ async fn three_members_share_the_partitions_and_commit_to_the_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for m in &members {
-        m.close().await;
+        m.close().await.unwrap();
     }
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(15), t)
@@ -233,13 +233,13 @@ async fn members_joining_and_leaving_rebalance_and_nothing_is_lost() {
     let (b, b_task) = start(1).await;
     let g2 = settled(&seen, &[0, 1], PER_PARTITION).await;
     assert!(g2 > g1, "a join rebalances");
-    b.close().await;
+    b.close().await.unwrap();
     b_task.await.unwrap().unwrap();
     seen.lock().unwrap().claims.remove(&1);
     produce_more(&client, &topic, PER_PARTITION, PER_PARTITION + 100).await;
     let g3 = settled(&seen, &[0], PER_PARTITION + 100).await;
     assert!(g3 > g2, "a leave rebalances");
-    a.close().await;
+    a.close().await.unwrap();
     a_task.await.unwrap().unwrap();
     let offsets = committed(&client, &group, &topic).await;
     for p in 0..PARTITIONS {
@@ -282,7 +282,7 @@ async fn a_crashed_member_is_replaced_after_the_session_timeout() {
     produce_more(&client, &topic, PER_PARTITION, PER_PARTITION + 50).await;
     // A alone owns everything once the coordinator evicted B (after ~3 s).
     settled(&seen, &[0], PER_PARTITION + 50).await;
-    a.close().await;
+    a.close().await.unwrap();
     a_task.await.unwrap().unwrap();
     let offsets = committed(&client, &group, &topic).await;
     for p in 0..PARTITIONS {
@@ -397,7 +397,7 @@ async fn mixed_group_with(peer: Peer, assignor: josefine::AssignorKind, peer_fir
             match start_peer() {
                 Some(member) => member,
                 None => {
-                    ours.close().await;
+                    ours.close().await.unwrap();
                     ours_task.await.unwrap().unwrap();
                     return;
                 }
@@ -419,7 +419,7 @@ async fn mixed_group_with(peer: Peer, assignor: josefine::AssignorKind, peer_fir
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ours.close().await;
+    ours.close().await.unwrap();
     ours_task.await.unwrap().unwrap();
 
     // The peer's assignment as it changed: added and revoked partitions.
@@ -659,7 +659,7 @@ async fn cooperative_streams_share_the_records_and_commit_them() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (m, _) in &members {
-        m.close().await;
+        m.close().await.unwrap();
     }
     for (_, reader) in members {
         reader.await.unwrap().close().await.unwrap();

@@ -222,7 +222,7 @@ async fn killing_a_partition_leader_loses_nothing_acknowledged_and_duplicates_no
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (group, task) in members {
-        group.close().await;
+        group.close().await.unwrap();
         task.await.unwrap().unwrap();
     }
     let redelivered = processed

@@ -191,7 +191,7 @@ async fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
 
     // A stops (a static member sends no LeaveGroup) and comes back as the same
     // instance well within the session timeout.
-    a.close().await;
+    a.close().await.unwrap();
     a_task.await.unwrap().unwrap();
     let restarted = member(client(&kafka.plaintext, "a").await, &group)
         .instance_id("box-a")
@@ -217,8 +217,8 @@ async fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
         b_sessions,
         "b never stopped"
     );
-    restarted.close().await;
-    b.close().await;
+    restarted.close().await.unwrap();
+    b.close().await.unwrap();
     a_task.await.unwrap().unwrap();
     b_task.await.unwrap().unwrap();
     let offsets = committed(&admin, &group, &topic, 4).await;
@@ -262,7 +262,7 @@ async fn a_second_member_with_the_same_instance_id_fences_the_first() {
         s.sessions.contains_key("second")
     })
     .await;
-    second.close().await;
+    second.close().await.unwrap();
     second_task.await.unwrap().unwrap();
 }
 
@@ -312,7 +312,7 @@ async fn growing_the_topic_rebalances_a_live_group_onto_the_new_partitions() {
     })
     .await;
     for (m, task) in members {
-        m.close().await;
+        m.close().await.unwrap();
         task.await.unwrap().unwrap();
     }
     let offsets = committed(&admin, &group, &topic, 4).await;
@@ -362,7 +362,7 @@ async fn offset_delete_removes_an_idle_groups_commits_and_not_a_subscribed_ones(
     assert_eq!(committed(&admin, &group, &topic, 2).await.len(), 2);
 
     // Idle: partition 0's commit goes, partition 1's stays.
-    m.close().await;
+    m.close().await.unwrap();
     task.await.unwrap().unwrap();
     let outcomes = admin
         .admin()

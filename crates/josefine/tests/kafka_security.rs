@@ -118,7 +118,8 @@ async fn round_trip(client: &Client, what: &str) {
     }
     tokio::time::timeout(Duration::from_secs(20), group.close())
         .await
-        .expect("close returns");
+        .expect("close returns")
+        .unwrap();
     task.await.unwrap().unwrap();
 }
 

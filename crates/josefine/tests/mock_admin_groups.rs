@@ -227,7 +227,7 @@ async fn start(
 
 async fn close_all(members: Vec<Member>) {
     for m in &members {
-        m.group.close().await;
+        m.group.close().await.unwrap();
     }
     for m in members {
         within("consume to return after close", m.task)

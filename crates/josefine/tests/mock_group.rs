@@ -539,7 +539,7 @@ async fn settle(log: &Shared, members: &[usize], end: i64) -> i32 {
 /// Closes every member and checks each `consume` ends with `Ok`.
 async fn close_all(members: Vec<Member>) {
     for m in &members {
-        m.group.close().await;
+        m.group.close().await.unwrap();
     }
     for (i, m) in members.into_iter().enumerate() {
         within(
@@ -1419,7 +1419,7 @@ async fn a_cooperative_leave_hands_over_only_the_leavers_partitions() {
     let ended_before: Vec<usize> = (0..2).map(|m| ended_claims(&log, m)).collect();
 
     let leaver = members.pop().unwrap();
-    leaver.group.close().await;
+    leaver.group.close().await.unwrap();
     within("the leaver's consume to return", leaver.task)
         .await
         .unwrap()
@@ -1592,7 +1592,7 @@ async fn streams_share_the_records_and_commit_what_was_marked() {
     // Everything read was marked; give auto-commit a moment to see every mark,
     // then close (which commits again) through the group handles.
     for g in &groups {
-        g.close().await;
+        g.close().await.unwrap();
     }
     for r in readers {
         let stream = within("a stream to end after close", r).await.unwrap();
@@ -1645,7 +1645,7 @@ async fn manual_commits_and_commit_errors_reach_the_user() {
 
     // With auto-commit on, the same refusal comes through errors().
     drop(stream);
-    member.close().await;
+    member.close().await.unwrap();
     let client = self::client(&cluster, "auto").await;
     let member = settings(client, group).build().unwrap();
     let mut errors_auto = member.errors();
@@ -1699,4 +1699,472 @@ async fn dropping_a_stream_leaves_the_group() {
         cluster.committed(group, TOPIC, record.partition()) > Some(record.offset()),
         "the final commit carried the mark"
     );
+}
+
+// ---- 13. the runtime: claims on their own tasks, drain on revoke, failing handlers ----
+
+/// What a [`Scripted`] handler does besides processing and marking each record.
+#[derive(Clone, Default)]
+struct Script {
+    /// Hold every record unmarked (work in flight elsewhere) until the claim is
+    /// revoked, then finish it: mark them once `drained` is set.
+    hold_until_revoked: bool,
+    drained: Arc<AtomicBool>,
+    /// After its revocation, keep running (and mark one more record later): a
+    /// handler that overruns its drain deadline.
+    overrun: bool,
+    /// Fail once, at this partition and offset: with an error, or a panic.
+    fail_at: Option<(i32, i64)>,
+    panic: bool,
+}
+
+/// Processed records by partition, revocations seen, whether the failure happened.
+#[derive(Default)]
+struct ScriptLog {
+    processed: HashMap<i32, Vec<i64>>,
+    revocations: Vec<(i32, josefine::RevokeReason)>,
+    failed: bool,
+}
+
+#[derive(Clone)]
+struct Scripted {
+    script: Script,
+    log: Arc<Mutex<ScriptLog>>,
+}
+
+impl Scripted {
+    fn new(script: Script) -> Self {
+        Self {
+            script,
+            log: Arc::default(),
+        }
+    }
+
+    fn processed(&self, partition: i32) -> Vec<i64> {
+        self.log
+            .lock()
+            .unwrap()
+            .processed
+            .get(&partition)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every record below `end` of `partitions` processed at least once.
+    fn covered(&self, partitions: Range<i32>, end: i64) -> bool {
+        partitions.into_iter().all(|p| {
+            let seen: HashSet<i64> = self.processed(p).into_iter().collect();
+            (0..end).all(|o| seen.contains(&o))
+        })
+    }
+
+    async fn wait(&self, what: &str, condition: impl Fn(&Self) -> bool) {
+        within(what, async {
+            while !condition(self) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+}
+
+impl GroupHandler for Scripted {
+    async fn consume_claim(&self, _session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        let partition = claim.partition();
+        let mut held = Vec::new();
+        while let Some(record) = claim.next().await {
+            let record = record?;
+            if self.script.fail_at == Some((partition, record.offset())) {
+                let first = !std::mem::replace(&mut self.log.lock().unwrap().failed, true);
+                if first && self.script.panic {
+                    panic!("scripted panic at {partition}/{}", record.offset());
+                }
+                if first {
+                    return Err(josefine::Error::handler(std::io::Error::other(format!(
+                        "scripted failure at {partition}/{}",
+                        record.offset()
+                    ))));
+                }
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .processed
+                .entry(partition)
+                .or_default()
+                .push(record.offset());
+            if self.script.hold_until_revoked {
+                held.push(record);
+            } else {
+                claim.mark(&record);
+            }
+        }
+        let revocation = claim.revoked().await;
+        self.log
+            .lock()
+            .unwrap()
+            .revocations
+            .push((partition, revocation.reason));
+        if self.script.hold_until_revoked {
+            while !self.script.drained.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            for record in &held {
+                claim.mark(record);
+            }
+        }
+        if self.script.overrun {
+            tokio::time::sleep_until(revocation.deadline + Duration::from_millis(200)).await;
+            claim.mark_next(i64::MAX / 2);
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+/// A member consuming `TOPIC` with `handler`, configured by `configure`; its
+/// errors from before it starts.
+async fn start_scripted(
+    cluster: &MockCluster,
+    group: &str,
+    index: usize,
+    handler: Scripted,
+    configure: impl FnOnce(ConsumerGroupBuilder) -> ConsumerGroupBuilder,
+) -> (
+    ConsumerGroup,
+    josefine::GroupErrors,
+    JoinHandle<josefine::Result<()>>,
+) {
+    let client = client(cluster, &format!("m{index}")).await;
+    let group = configure(settings(client, group)).build().unwrap();
+    let errors = group.errors();
+    let runner = group.clone();
+    let task = tokio::spawn(async move { runner.consume(&[TOPIC], handler).await });
+    (group, errors, task)
+}
+
+/// The coordinator answers OffsetCommit only after 20 s (longer than the test
+/// waits for anything): while that commit is held, the handlers go on
+/// processing records appended after it was sent. Commits run on their own task;
+/// a runner that awaited the commit among its claims froze every handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_keep_processing_while_a_commit_is_held() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "held-commit";
+    let handler = Scripted::new(Script::default());
+    // The held commit must not time out first; heartbeats wait behind it on the
+    // coordinator's connection.
+    let client = Client::builder()
+        .bootstrap([cluster.bootstrap()])
+        .request_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let member = settings(client, group)
+        .session_timeout(Duration::from_secs(40))
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let task = tokio::spawn({
+        let (member, handler) = (member.clone(), handler.clone());
+        async move { member.consume(&[TOPIC], handler).await }
+    });
+    handler
+        .wait("the first records", |h| h.covered(0..PARTITIONS, FIRST))
+        .await;
+    wait_committed(&cluster, group, FIRST).await;
+    let coordinator = cluster.broker(cluster.group_coordinator(group));
+    let held = coordinator.intercept(
+        Intercept::api(ApiKey::OffsetCommit).once(),
+        Action::Delay(Duration::from_secs(20)),
+    );
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 1);
+    within("a commit to be held", async {
+        while held.hits() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST + 1..2 * FIRST);
+    handler
+        .wait("records appended while the commit is held", |h| {
+            h.covered(0..PARTITIONS, 2 * FIRST)
+        })
+        .await;
+    // Release the held commit (its connection drops; the commit is sent again).
+    coordinator.disconnect_all();
+    member.close().await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// Drain on revoke. Member 0 holds every record unmarked until its claim is
+/// revoked (work in flight elsewhere). Member 1 joins a cooperative group: the
+/// partitions that move are revoked from member 0, whose handlers take their time
+/// to finish. Meanwhile member 0's other claims go on processing, and member 1
+/// does not get the moved partitions. Once the handlers finish and mark, their
+/// marks are committed before the handover: member 1 starts the moved partitions
+/// after them and processes none of member 0's records again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_claim_drains_and_its_marks_are_committed_before_the_handover() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "drain";
+    let drained = Arc::new(AtomicBool::new(false));
+    let first = Scripted::new(Script {
+        hold_until_revoked: true,
+        drained: drained.clone(),
+        ..Script::default()
+    });
+    let (m0, _, t0) = start_scripted(&cluster, group, 0, first.clone(), cooperative).await;
+    first
+        .wait("member 0 to read everything", |h| {
+            h.covered(0..PARTITIONS, FIRST)
+        })
+        .await;
+    let second = Scripted::new(Script::default());
+    let (m1, _, t1) = start_scripted(&cluster, group, 1, second.clone(), cooperative).await;
+    first
+        .wait("member 0's revocations", |h| {
+            !h.log.lock().unwrap().revocations.is_empty()
+        })
+        .await;
+    let moved: BTreeSet<i32> = first
+        .log
+        .lock()
+        .unwrap()
+        .revocations
+        .iter()
+        .map(|(p, reason)| {
+            assert_eq!(*reason, josefine::RevokeReason::Reassigned);
+            *p
+        })
+        .collect();
+    let kept: Vec<i32> = (0..PARTITIONS).filter(|p| !moved.contains(p)).collect();
+    assert!(!kept.is_empty(), "member 0 keeps some partitions");
+    // While the moved claims drain, the kept ones go on.
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    first
+        .wait("member 0's kept partitions while the others drain", |h| {
+            kept.iter().all(|&p| h.covered(p..p + 1, 2 * FIRST))
+        })
+        .await;
+    assert!(
+        moved.iter().all(|&p| second.processed(p).is_empty()),
+        "the moved partitions are not handed over while they drain"
+    );
+    drained.store(true, Ordering::Release);
+    second
+        .wait("member 1 to read the moved partitions", |h| {
+            moved
+                .iter()
+                .all(|&p| h.processed(p).contains(&(2 * FIRST - 1)))
+        })
+        .await;
+    for &p in &moved {
+        let processed = second.processed(p);
+        assert_eq!(
+            processed.first(),
+            Some(&FIRST),
+            "partition {p}: member 1 starts after member 0's drained marks"
+        );
+    }
+    m1.close().await.unwrap();
+    m0.close().await.unwrap();
+    t0.await.unwrap().unwrap();
+    t1.await.unwrap().unwrap();
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// A revoked handler that never returns does not hold up the rebalance past its
+/// drain deadline: it is reported on `errors()` and cancelled, and the new owner
+/// reads the partition from what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_drain_deadline_is_abandoned_without_blocking_the_rebalance() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "overrun";
+    let first = Scripted::new(Script {
+        overrun: true,
+        ..Script::default()
+    });
+    let (m0, mut errors, t0) = start_scripted(&cluster, group, 0, first.clone(), |b| {
+        cooperative(b).drain_timeout(Duration::from_millis(300))
+    })
+    .await;
+    first
+        .wait("member 0 to read everything", |h| {
+            h.covered(0..PARTITIONS, FIRST)
+        })
+        .await;
+    wait_committed(&cluster, group, FIRST).await;
+    let second = Scripted::new(Script::default());
+    let (m1, _, t1) = start_scripted(&cluster, group, 1, second.clone(), cooperative).await;
+    first
+        .wait("member 0's revocations", |h| {
+            !h.log.lock().unwrap().revocations.is_empty()
+        })
+        .await;
+    // Past the revocation: only the new owner can read these.
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    let err = within("the overrun to be reported", errors.recv())
+        .await
+        .expect("an error");
+    assert_eq!(err.kind(), &josefine::ErrorKind::Handler, "{err}");
+    assert!(err.to_string().contains("deadline"), "{err}");
+    let moved: Vec<i32> = first
+        .log
+        .lock()
+        .unwrap()
+        .revocations
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(!moved.is_empty());
+    second
+        .wait("member 1 to read the moved partitions", |h| {
+            moved
+                .iter()
+                .all(|&p| h.processed(p).contains(&(2 * FIRST - 1)))
+        })
+        .await;
+    m1.close().await.unwrap();
+    m0.close().await.unwrap();
+    t0.await.unwrap().unwrap();
+    t1.await.unwrap().unwrap();
+    for p in 0..PARTITIONS {
+        let committed = cluster.committed(group, TOPIC, p).unwrap();
+        assert!(committed <= 2 * FIRST, "{p}: committed {committed}");
+    }
+}
+
+/// The default handler-error policy: a claim whose handler fails (an error, or a
+/// panic) starts again from its last mark after a backoff; the error is reported;
+/// every record is processed, exactly once, and the member never rejoins.
+async fn a_failed_claim_restarts_from_its_last_mark(panic: bool) {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = if panic {
+        "restart-panic"
+    } else {
+        "restart-error"
+    };
+    let handler = Scripted::new(Script {
+        fail_at: Some((0, 5)),
+        panic,
+        ..Script::default()
+    });
+    let (member, mut errors, task) =
+        start_scripted(&cluster, group, 0, handler.clone(), |b| b).await;
+    handler
+        .wait("every record", |h| h.covered(0..PARTITIONS, FIRST))
+        .await;
+    let err = within("the failure to be reported", errors.recv())
+        .await
+        .expect("an error");
+    assert_eq!(err.kind(), &josefine::ErrorKind::Handler, "{err}");
+    let expected = if panic {
+        "panicked"
+    } else {
+        "scripted failure"
+    };
+    assert!(format!("{err:?}").contains(expected), "{err:?}");
+    assert!(handler.log.lock().unwrap().failed);
+    assert_eq!(
+        handler.processed(0),
+        (0..FIRST).collect::<Vec<_>>(),
+        "partition 0 restarted at its last mark"
+    );
+    assert_eq!(cluster.group_generation(group), Some(1), "no rejoin");
+    member.close().await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_restarts_its_claim_from_its_last_mark() {
+    a_failed_claim_restarts_from_its_last_mark(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_restarts_its_claim_from_its_last_mark() {
+    a_failed_claim_restarts_from_its_last_mark(true).await;
+}
+
+/// `OnHandlerError::Stop`: `consume` commits what was marked, leaves the group
+/// and returns the handler's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_under_the_stop_policy_ends_consume_with_its_error() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "stop";
+    let handler = Scripted::new(Script {
+        fail_at: Some((0, 5)),
+        ..Script::default()
+    });
+    let (_member, _, task) = start_scripted(&cluster, group, 0, handler.clone(), |b| {
+        b.on_handler_error(josefine::OnHandlerError::Stop)
+    })
+    .await;
+    let err = within("consume to end", task)
+        .await
+        .unwrap()
+        .expect_err("the handler's error");
+    assert_eq!(err.kind(), &josefine::ErrorKind::Handler, "{err}");
+    assert!(format!("{err:?}").contains("scripted failure"), "{err:?}");
+    assert_eq!(
+        cluster.committed(group, TOPIC, 0),
+        Some(5),
+        "marks committed"
+    );
+    assert!(
+        cluster.group_members(group).is_empty(),
+        "the member left the group"
+    );
+}
+
+/// `OnHandlerError::Rejoin`: the member rejoins (a new generation) and the
+/// partition is read again from its committed offset; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_under_the_rejoin_policy_rejoins_the_group() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "rejoin";
+    let handler = Scripted::new(Script {
+        fail_at: Some((0, 5)),
+        ..Script::default()
+    });
+    let (member, _, task) = start_scripted(&cluster, group, 0, handler.clone(), |b| {
+        b.on_handler_error(josefine::OnHandlerError::Rejoin)
+    })
+    .await;
+    handler
+        .wait("every record", |h| h.covered(0..PARTITIONS, FIRST))
+        .await;
+    assert!(
+        cluster.group_generation(group) >= Some(2),
+        "the member rejoined"
+    );
+    member.close().await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// `close` before `consume` started: `consume` returns `Ok` at once and never
+/// joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_closed_before_consume_never_joins() {
+    let cluster = cluster().await;
+    let group = settings(client(&cluster, "m0").await, "closed-early")
+        .build()
+        .unwrap();
+    group.close().await.unwrap();
+    within(
+        "consume on a closed group",
+        group.consume(&[TOPIC], Scripted::new(Script::default())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(requests(&cluster, ApiKey::JoinGroup), 0);
 }

@@ -111,7 +111,7 @@ async fn round_trip(client: &Client) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    group.close().await;
+    group.close().await.unwrap();
     task.await.unwrap().unwrap();
 }
 

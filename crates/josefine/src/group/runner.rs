@@ -3,94 +3,222 @@
 //!
 //! Session life (the seed's `newSession` / `release`): the driver reports a new
 //! assignment; committed offsets are fetched (OffsetFetch; else `auto.offset.reset`);
-//! `setup` runs; every claim runs `consume_claim` concurrently; marked offsets are
-//! committed every `auto.commit.interval.ms`. When the driver says the session ends,
-//! claims end (their records stop), a final commit is made unless membership was lost,
-//! `cleanup` runs, and only then does the member rejoin: a partition is never given up
-//! with offsets still to commit.
+//! `setup` runs; every claim's `consume_claim` runs on its own task (Sarama's goroutine
+//! per claim), so a member uses every core and no claim waits for another, for a
+//! commit or for a rebalance step. Marked offsets are committed every
+//! `auto.commit.interval.ms` by the session's commit task. When the driver says the
+//! session ends, every claim is revoked with a deadline (drain on revoke: handlers
+//! finish what they hold and mark it), a final commit is made unless membership was
+//! lost, `cleanup` runs, and only then does the member rejoin: a partition is never
+//! given up with offsets still to commit.
 //!
 //! Under the cooperative protocol the driver also updates a running session: revoked
-//! claims end, their offsets are committed, then new claims start, while the other
-//! claims never stop. A watchdog reports a handler that keeps one record for longer
-//! than `max.poll.interval.ms`.
+//! claims drain and their offsets are committed before the partitions are given up,
+//! then new claims start, while the other claims' tasks run on. A watchdog reports a
+//! handler that keeps one record for longer than `max.poll.interval.ms`.
+//!
+//! A handler that fails (returns `Err` or panics) before its claim ended is handled
+//! as [`OnHandlerError`] says: its claim restarts from its last mark after a backoff,
+//! the member rejoins the group, or `consume` stops with the error.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::FutureExt;
 use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 
-use super::consumer_group::{GroupConfig, GroupHandler};
+use super::consumer_group::{GroupConfig, GroupHandler, OnHandlerError};
 use super::driver::{DriverCommand, SessionCommand};
 use super::errors::ErrorSink;
 use super::membership::SessionEnd;
 use super::offsets::fetch_committed;
-use super::session::{Claim, Session, SessionOwner};
+use super::session::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
 use crate::backoff::jitter_unit;
 use crate::client::Client;
 use crate::consumer::{Consumer, OffsetReset, StartOffset};
 use crate::error::{Error, ErrorKind, Result};
+use crate::task::{panic_message, OwnedTask};
 use crate::TopicPartition;
-
-/// A running `consume_claim`, yielding its partition when the handler returns.
-type ClaimTask<'a> = Pin<Box<dyn Future<Output = TopicPartition> + Send + 'a>>;
 
 /// How a session ended early, before its claims started: `Some` ends `consume`.
 type EarlyEnd = Option<Result<()>>;
 
-pub(crate) struct SessionRunner<'a, H> {
-    pub client: &'a Client,
-    pub config: &'a GroupConfig,
-    pub consumer: &'a Consumer,
-    pub topics: &'a [&'a str],
-    pub handler: &'a H,
-    pub errors: &'a ErrorSink,
+/// What the runner needs; shared by the claim tasks.
+pub(crate) struct SessionRunner<H> {
+    pub client: Client,
+    pub config: Arc<GroupConfig>,
+    pub consumer: Consumer,
+    pub topics: Vec<String>,
+    pub handler: Arc<H>,
+    pub errors: ErrorSink,
     pub driver: mpsc::Sender<DriverCommand>,
 }
 
-/// The claims whose handler is still running.
-struct Running<'a> {
-    tasks: FuturesUnordered<ClaimTask<'a>>,
-    partitions: HashSet<TopicPartition>,
+/// How a claim's task ended.
+enum ClaimExit {
+    /// The handler returned (or failed after its claim ended, reported).
+    Returned,
+    /// The handler failed and the policy says rejoin.
+    Rejoin,
+    /// The handler failed and the policy says stop `consume`.
+    Stop(Error),
 }
 
-impl Running<'_> {
-    /// The next claim whose handler returned (`None` when none runs).
-    async fn next(&mut self) -> Option<TopicPartition> {
-        let tp = self.tasks.next().await?;
-        self.partitions.remove(&tp);
-        Some(tp)
+/// The claims whose task runs, and what the runner must still tell the driver.
+struct Claims {
+    tasks: JoinSet<ClaimExit>,
+    running: HashMap<TopicPartition, (tokio::task::Id, AbortHandle)>,
+    /// A handler failed under [`OnHandlerError::Stop`]: `consume` ends with this.
+    stop: Option<Error>,
+    /// Whether the driver was asked to close (for `stop`).
+    close_sent: bool,
+    /// A handler failed under [`OnHandlerError::Rejoin`]: ask the driver once.
+    rejoin: bool,
+}
+
+impl Claims {
+    fn new() -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            stop: None,
+            close_sent: false,
+            rejoin: false,
+        }
     }
 
-    /// Waits until none of `partitions` has a handler running; the others keep going.
-    async fn wait_for(&mut self, partitions: &[TopicPartition]) {
-        while partitions.iter().any(|tp| self.partitions.contains(tp)) {
-            if self.next().await.is_none() {
+    fn is_running(&self, tp: &TopicPartition) -> bool {
+        self.running.contains_key(tp)
+    }
+
+    /// The next claim task that ended, with its partition; `None` when none runs.
+    async fn next(
+        &mut self,
+    ) -> Option<(TopicPartition, std::result::Result<ClaimExit, JoinError>)> {
+        loop {
+            let (id, result) = match self.tasks.join_next_with_id().await? {
+                Ok((id, exit)) => (id, Ok(exit)),
+                Err(err) => (err.id(), Err(err)),
+            };
+            // An aborted task was already forgotten.
+            let Some(tp) = self
+                .running
+                .iter()
+                .find(|(_, (task, _))| *task == id)
+                .map(|(tp, _)| tp.clone())
+            else {
+                continue;
+            };
+            self.running.remove(&tp);
+            return Some((tp, result));
+        }
+    }
+
+    /// Acts on a claim task's end.
+    fn ended(
+        &mut self,
+        session: &Session,
+        errors: &ErrorSink,
+        tp: TopicPartition,
+        result: std::result::Result<ClaimExit, JoinError>,
+    ) {
+        match result {
+            Ok(ClaimExit::Returned) => {}
+            Ok(ClaimExit::Rejoin) => {
+                // The partition comes back at the next assignment, read from its
+                // committed offset: forget the claim once its marks are committed.
+                if let Some(state) = session.claim_state(&tp) {
+                    state.marks.seal();
+                }
+                self.rejoin = true;
+            }
+            Ok(ClaimExit::Stop(err)) => {
+                self.stop.get_or_insert(err);
+            }
+            // The claim's own code catches the handler's panics; this is ours.
+            Err(err) => errors.report(
+                "a claim's task failed; its partition is idle until the next rebalance",
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("the task of {tp} ended unexpectedly: {err}; please report this bug"),
+                ),
+            ),
+        }
+    }
+
+    /// Waits until none of `partitions` has a task running, or until `deadline`:
+    /// then the tasks still running are reported and cancelled. Other claims run on.
+    async fn drain(
+        &mut self,
+        session: &Session,
+        errors: &ErrorSink,
+        partitions: &[TopicPartition],
+        deadline: Instant,
+    ) {
+        let overran = loop {
+            let left: Vec<TopicPartition> = partitions
+                .iter()
+                .filter(|tp| self.is_running(tp))
+                .cloned()
+                .collect();
+            if left.is_empty() {
                 return;
             }
+            tokio::select! {
+                ended = self.next() => match ended {
+                    Some((tp, result)) => self.ended(session, errors, tp, result),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => break left,
+            }
+        };
+        for tp in overran {
+            if let Some((_, task)) = self.running.remove(&tp) {
+                task.abort();
+            }
+            if let Some(state) = session.claim_state(&tp) {
+                state.marks.seal();
+            }
+            errors.report(
+                "handler overran its drain deadline; its claim is abandoned",
+                Error::new(
+                    ErrorKind::Handler,
+                    format!(
+                        "the handler of {tp} was still running at the deadline of its revocation; \
+                         it was cancelled and what it marked after the deadline is not committed \
+                         (the partition's next owner reads those records again). Return from \
+                         consume_claim once Claim::revoked resolves, or raise drain_timeout"
+                    ),
+                ),
+            );
         }
     }
 }
 
-impl<'a, H: GroupHandler> SessionRunner<'a, H> {
+impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// Runs sessions as the driver starts them until the group closes (`Ok`) or fails.
-    pub async fn run(&self, sessions: &mut mpsc::Receiver<SessionCommand>) -> Result<()> {
+    /// `None` when the driver went away without saying why.
+    pub async fn run(&self, sessions: &mut mpsc::Receiver<SessionCommand>) -> Option<Result<()>> {
+        let mut stop: Option<Error> = None;
         loop {
-            match sessions.recv().await {
-                None | Some(SessionCommand::Closed) => return Ok(()),
-                Some(SessionCommand::Failed(err)) => return Err(err),
+            let result = match sessions.recv().await {
+                None => return None,
+                Some(SessionCommand::Closed) => Ok(()),
+                Some(SessionCommand::Failed(err)) => Err(err),
                 // No session runs: nothing to release or update.
                 Some(SessionCommand::End { done, .. }) => {
                     let _ = done.send(());
+                    continue;
                 }
                 Some(SessionCommand::Update { done, .. }) => {
                     let _ = done.send(());
+                    continue;
                 }
-                Some(SessionCommand::Rebalancing) => {}
+                Some(SessionCommand::Rebalancing) => continue,
                 Some(SessionCommand::Start {
                     member_id,
                     generation,
@@ -102,11 +230,17 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
                         instance_id: self.config.instance_id.clone(),
                         generation,
                     };
-                    if let Some(result) = self.session(owner, partitions, sessions).await {
-                        return result;
+                    match self.session(owner, partitions, sessions, &mut stop).await {
+                        Some(result) => result,
+                        None => continue,
                     }
                 }
-            }
+            };
+            // A handler's error under `OnHandlerError::Stop` is what `consume` returns.
+            return Some(match stop {
+                Some(err) => Err(err),
+                None => result,
+            });
         }
     }
 
@@ -116,29 +250,35 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
         owner: SessionOwner,
         partitions: Vec<TopicPartition>,
         sessions: &mut mpsc::Receiver<SessionCommand>,
+        stop: &mut Option<Error>,
     ) -> EarlyEnd {
-        let config = self.config;
+        let config = &*self.config;
         let session = Session::new(owner, self.client.clone());
-        let claims = match self.open_claims(&session, &partitions, sessions).await {
+        let opened = match self.open_claims(&session, &partitions, sessions).await {
             Ok(claims) => claims,
             Err(end) => return end,
         };
         if let Err(err) = self.handler.setup(&session).await {
             self.errors.report("handler setup failed", err);
         }
-        let mut running = Running {
-            tasks: FuturesUnordered::new(),
-            partitions: HashSet::new(),
-        };
-        for claim in claims {
-            self.start_claim(&session, claim, &mut running);
+        let mut claims = Claims::new();
+        for claim in opened {
+            self.start_claim(&session, claim, &mut claims);
         }
-        let mut commit_ticker = tokio::time::interval(config.auto_commit_interval);
-        commit_ticker.tick().await;
+        let auto_commit = config.auto_commit.then(|| {
+            OwnedTask::spawn(auto_commit(
+                session.clone(),
+                config.auto_commit_interval,
+                self.errors.clone(),
+            ))
+        });
         let mut watchdog = Watchdog::new(config.rebalance_timeout);
         let mut watchdog_ticker = tokio::time::interval(watchdog.period());
         watchdog_ticker.tick().await;
         let (why, done, outcome) = loop {
+            if let Err(end) = self.tell_driver(&mut claims).await {
+                break (SessionEnd::Lost, None, end);
+            }
             tokio::select! {
                 command = sessions.recv() => match command {
                     Some(SessionCommand::End { why, done }) => break (why, Some(done), None),
@@ -146,7 +286,7 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
                     Some(SessionCommand::Closed) | None => break (SessionEnd::Close, None, Some(Ok(()))),
                     Some(SessionCommand::Rebalancing) => session.set_rebalancing(true),
                     Some(SessionCommand::Update { generation, partitions, done }) => {
-                        let updated = self.update(&session, generation, &partitions, &mut running, sessions).await;
+                        let updated = self.update(&session, generation, &partitions, &mut claims, sessions).await;
                         let _ = done.send(());
                         if let Err(end) = updated {
                             break (SessionEnd::Lost, None, end);
@@ -156,13 +296,12 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
                         tracing::warn!("a session start while one runs; ignored");
                     }
                 },
-                _ = commit_ticker.tick(), if config.auto_commit => {
-                    if !session.is_rebalancing() {
-                        self.commit(&session, "auto-commit failed; retried at the next one").await;
-                    }
+                Some((tp, result)) = claims.next(), if !claims.running.is_empty() => {
+                    claims.ended(&session, &self.errors, tp, result);
                 }
                 _ = watchdog_ticker.tick() => {
-                    if let Some(tp) = watchdog.check(&session, &running.partitions, Instant::now()) {
+                    let running: HashSet<TopicPartition> = claims.running.keys().cloned().collect();
+                    if let Some(tp) = watchdog.check(&session, &running, Instant::now()) {
                         self.errors.report(
                             "handler stalled; leaving the group",
                             Error::new(ErrorKind::Timeout, format!(
@@ -174,13 +313,20 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
                         let _ = self.driver.send(DriverCommand::Stalled).await;
                     }
                 }
-                Some(_) = running.next(), if !running.partitions.is_empty() => {
-                    // A handler returned before its claim ended; nothing else to do.
-                }
             }
         };
-        session.cancel();
-        while running.next().await.is_some() {}
+        let reason = match why {
+            SessionEnd::Rebalance => RevokeReason::Rebalance,
+            SessionEnd::Lost => RevokeReason::Lost,
+            SessionEnd::Close => RevokeReason::Close,
+        };
+        let deadline = Instant::now() + config.drain_timeout;
+        session.cancel(Revocation { reason, deadline });
+        let all: Vec<TopicPartition> = claims.running.keys().cloned().collect();
+        claims.drain(&session, &self.errors, &all, deadline).await;
+        for (_, state) in session.claim_states() {
+            state.marks.seal();
+        }
         if why != SessionEnd::Lost {
             self.commit(
                 &session,
@@ -188,39 +334,70 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
             )
             .await;
         }
+        drop(auto_commit);
         if let Err(err) = self.handler.cleanup(&session).await {
             self.errors.report("handler cleanup failed", err);
         }
         if let Some(done) = done {
             let _ = done.send(());
         }
+        if let Some(err) = claims.stop.take() {
+            stop.get_or_insert(err);
+        }
         outcome
     }
 
-    /// A cooperative session's new assignment: revoked claims end, their offsets are
-    /// committed before the partitions are given up, then added claims start. `Err`
-    /// ends the session (and `consume` when it holds `Some`).
+    /// Passes on what failed handlers asked for: a rejoin, or a close that ends
+    /// `consume` with the handler's error once the group is left.
+    async fn tell_driver(&self, claims: &mut Claims) -> std::result::Result<(), EarlyEnd> {
+        if claims.stop.is_some() && !claims.close_sent {
+            claims.close_sent = true;
+            if self.driver.send(DriverCommand::Close).await.is_err() {
+                return Err(Some(Err(claims.stop.take().expect("checked"))));
+            }
+        }
+        if std::mem::take(&mut claims.rejoin) {
+            let _ = self.driver.send(DriverCommand::Rejoin).await;
+        }
+        Ok(())
+    }
+
+    /// A cooperative session's new assignment: revoked claims drain, their offsets are
+    /// committed before the partitions are given up, then added claims start; the
+    /// other claims run on throughout. `Err` ends the session (and `consume` when it
+    /// holds `Some`).
     async fn update(
-        &'a self,
+        &self,
         session: &Session,
         generation: i32,
         partitions: &[TopicPartition],
-        running: &mut Running<'a>,
+        claims: &mut Claims,
         sessions: &mut mpsc::Receiver<SessionCommand>,
     ) -> std::result::Result<(), EarlyEnd> {
         session.set_generation(generation);
         session.set_rebalancing(false);
         let current = session.claim_states();
+        let deadline = Instant::now() + self.config.drain_timeout;
         let revoked: Vec<TopicPartition> = current
             .iter()
             .filter(|(tp, _)| !partitions.contains(tp))
             .map(|(tp, state)| {
-                state.revoke();
+                state.revoke(Revocation {
+                    reason: RevokeReason::Reassigned,
+                    deadline,
+                });
                 tp.clone()
             })
             .collect();
         if !revoked.is_empty() {
-            running.wait_for(&revoked).await;
+            claims
+                .drain(session, &self.errors, &revoked, deadline)
+                .await;
+            for (tp, state) in &current {
+                if revoked.contains(tp) {
+                    state.marks.seal();
+                }
+            }
             self.commit(
                 session,
                 "commit of revoked partitions failed; their new owner will process those records again",
@@ -228,32 +405,46 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
             .await;
             session.remove_claims(&revoked);
         }
+        // Claims whose handler failed under the rejoin policy were sealed and are
+        // opened again, from their committed offset.
+        let restart: Vec<TopicPartition> = current
+            .iter()
+            .filter(|(tp, state)| {
+                partitions.contains(tp) && state.marks.is_sealed() && !claims.is_running(tp)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !restart.is_empty() {
+            self.commit(session, "commit before restarting failed claims failed")
+                .await;
+            session.remove_claims(&restart);
+        }
+        let owned: HashSet<TopicPartition> = session.claims().into_iter().collect();
         let added: Vec<TopicPartition> = partitions
             .iter()
-            .filter(|tp| !current.iter().any(|(owned, _)| owned == *tp))
+            .filter(|tp| !owned.contains(*tp))
             .cloned()
             .collect();
         if !added.is_empty() {
             for claim in self.open_claims(session, &added, sessions).await? {
-                self.start_claim(session, claim, running);
+                self.start_claim(session, claim, claims);
             }
         }
         Ok(())
     }
 
-    fn start_claim(&'a self, session: &Session, claim: Claim, running: &mut Running<'a>) {
+    fn start_claim(&self, session: &Session, claim: Claim, claims: &mut Claims) {
         let tp = TopicPartition::new(claim.topic(), claim.partition());
-        running.partitions.insert(tp.clone());
-        let session = session.clone();
-        running.tasks.push(Box::pin(async move {
-            if let Err(err) = self.handler.consume_claim(&session, claim).await {
-                self.errors.report(
-                    "consume_claim failed",
-                    err.with_topic(&*tp.topic).with_partition(tp.partition),
-                );
-            }
-            tp
-        }));
+        let task = ClaimTask {
+            handler: self.handler.clone(),
+            session: session.clone(),
+            consumer: self.consumer.clone(),
+            config: self.config.clone(),
+            errors: self.errors.clone(),
+            tp: tp.clone(),
+        };
+        let abort = claims.tasks.spawn(task.run(claim));
+        claims.running.insert(tp, (abort.id(), abort));
     }
 
     /// Opens readers for `partitions` at their committed offsets (else where
@@ -266,7 +457,7 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
     ) -> std::result::Result<Vec<Claim>, EarlyEnd> {
         let partitions: Vec<TopicPartition> = partitions
             .iter()
-            .filter(|tp| self.topics.contains(&&*tp.topic))
+            .filter(|tp| self.topics.iter().any(|t| **t == *tp.topic))
             .cloned()
             .collect();
         let committed = self.committed_offsets(&partitions, sessions).await?;
@@ -330,7 +521,7 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
         }
         let mut failures = 0;
         loop {
-            let err = match fetch_committed(self.client, &self.config.group_id, partitions).await {
+            let err = match fetch_committed(&self.client, &self.config.group_id, partitions).await {
                 Ok(offsets) => return Ok(offsets),
                 Err(err) if err.is_retriable() => err,
                 Err(err) => return Err(Some(Err(err))),
@@ -363,8 +554,121 @@ impl<'a, H: GroupHandler> SessionRunner<'a, H> {
     }
 }
 
+/// The session's commit task: commits what was marked every `interval`, one commit at
+/// a time, off the claims' tasks and the runner's. Commits wait while a cooperative
+/// rebalance is under way; the task ends with the session.
+async fn auto_commit(session: Session, interval: Duration, errors: ErrorSink) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = session.cancelled() => return,
+        }
+        if session.is_rebalancing() {
+            continue;
+        }
+        if let Err(err) = session.commit_marked().await {
+            errors.report("auto-commit failed; retried at the next one", err);
+        }
+    }
+}
+
+/// One claim's task: runs the handler, and when it fails before the claim ended,
+/// applies the handler-error policy.
+struct ClaimTask<H> {
+    handler: Arc<H>,
+    session: Session,
+    consumer: Consumer,
+    config: Arc<GroupConfig>,
+    errors: ErrorSink,
+    tp: TopicPartition,
+}
+
+impl<H: GroupHandler + 'static> ClaimTask<H> {
+    async fn run(self, first: Claim) -> ClaimExit {
+        let state = first.state();
+        let mut claim = Some(first);
+        let mut failures = 0u32;
+        loop {
+            if let Some(claim) = claim.take() {
+                let err = match self.consume(claim).await {
+                    Ok(()) => return ClaimExit::Returned,
+                    Err(err) => err,
+                };
+                if state.is_revoked() {
+                    self.errors.report("consume_claim failed", err);
+                    return ClaimExit::Returned;
+                }
+                match self.config.on_handler_error {
+                    OnHandlerError::Stop => {
+                        // `consume` returns it.
+                        tracing::error!(error = %err, "consume_claim failed; consume stops");
+                        return ClaimExit::Stop(err);
+                    }
+                    OnHandlerError::Rejoin => {
+                        self.errors
+                            .report("consume_claim failed; the member rejoins the group", err);
+                        return ClaimExit::Rejoin;
+                    }
+                    OnHandlerError::RestartClaim => self.errors.report(
+                        "consume_claim failed; the claim restarts from its last mark",
+                        err,
+                    ),
+                }
+            }
+            failures += 1;
+            let delay = self.config.retry_backoff.delay(failures, jitter_unit());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = state.revoked() => return ClaimExit::Returned,
+            }
+            claim = self.reopen(&state).await;
+        }
+    }
+
+    /// The handler's outcome; a panic becomes an error that says so.
+    async fn consume(&self, claim: Claim) -> Result<()> {
+        let handled = AssertUnwindSafe(self.handler.consume_claim(&self.session, claim))
+            .catch_unwind()
+            .await;
+        let tp = &self.tp;
+        match handled {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.with_topic(&*tp.topic).with_partition(tp.partition)),
+            Err(panic) => Err(Error::new(
+                ErrorKind::Handler,
+                format!("consume_claim panicked: {}", panic_message(panic.as_ref())),
+            )
+            .with_topic(&*tp.topic)
+            .with_partition(tp.partition)),
+        }
+    }
+
+    /// The claim again, from after its last mark; `None` (try again after a backoff)
+    /// when the partition cannot be opened now.
+    async fn reopen(&self, state: &Arc<ClaimState>) -> Option<Claim> {
+        let at = state.marks.resume_at();
+        let tp = &self.tp;
+        match self
+            .consumer
+            .consume_partition(&tp.topic, tp.partition, StartOffset::Offset(at))
+            .await
+        {
+            Ok(reader) => Some(Claim::new(reader, state.clone(), at)),
+            Err(err) => {
+                self.errors
+                    .report("cannot reopen a claim after its handler failed", err);
+                None
+            }
+        }
+    }
+}
+
 /// Notices a handler that holds one record for longer than `max.poll.interval.ms`:
 /// a claim whose poll counter (see `ClaimState`) stays even, and unchanged, that long.
+/// A paused claim never stalls.
 struct Watchdog {
     limit: Duration,
     /// Per claim, the counter when first seen at that value, and when.
@@ -398,7 +702,7 @@ impl Watchdog {
         let mut stalled = None;
         for (tp, state) in session.claim_states() {
             let polls = state.polls();
-            if !running.contains(&tp) || polls % 2 == 1 {
+            if !running.contains(&tp) || polls % 2 == 1 || state.is_paused() {
                 self.seen.remove(&tp);
                 continue;
             }
@@ -468,13 +772,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waiting_finished_and_progressing_claims_never_stall() {
-        let s = session(&[0, 1, 2]).await;
+    async fn waiting_finished_paused_and_progressing_claims_never_stall() {
+        let s = session(&[0, 1, 2, 3]).await;
         let states = s.claim_states();
         // Claim 0 waits for records (odd counter), claim 1's handler returned (not
-        // running), claim 2 makes progress between checks.
+        // running), claim 2 makes progress between checks, claim 3 is paused.
         states[0].1.bump_polls_for_test(1);
-        let running: HashSet<TopicPartition> = [tp(0), tp(2)].into();
+        states[3].1.pause_for_test();
+        let running: HashSet<TopicPartition> = [tp(0), tp(2), tp(3)].into();
         let mut dog = Watchdog::new(LIMIT);
         let t0 = Instant::now();
         for step in 0..5u32 {

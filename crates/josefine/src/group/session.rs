@@ -1,40 +1,67 @@
 //! A group session (Sarama's `consumerGroupSession`) and its claims: what the member's
 //! membership hands the handler, and the offsets it marks.
 //!
-//! At-least-once rests on one rule: an offset is committed only after its record was
-//! handed to the user and the user marked it. `mark` stores `offset + 1` in the
-//! partition's slot (an atomic max, no lock on the slot); commits read the slots and
-//! send only the ones that moved since their last commit, one commit at a time so a
-//! late answer can never move a committed offset backwards.
+//! Each claim's offsets are kept by [`Marks`] (see [`marks`](super::marks) for the
+//! at-least-once rule): marking is an atomic max on the claim's own slot. Commits read
+//! the slots and send only the ones that moved since their last commit, one commit at
+//! a time so a late answer can never move a committed offset backwards.
 //!
 //! Under the eager protocol a session is one generation. Under the cooperative one
 //! (KIP-429) a session outlives rebalances: its generation rises, claims are added and
 //! revoked one by one, and it ends only when the membership does.
+//!
+//! A claim ends with a [`Revocation`]: its records stop, and its handler has until the
+//! revocation's deadline to finish what it holds and mark it (drain on revoke); the
+//! commit that hands the partition over covers every mark made by then.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use super::offsets::{commit, Committer, PendingCommit};
+use super::marks::{Marks, PendingCommit};
+use super::offsets::{commit, Committer};
 use crate::client::Client;
 use crate::consumer::{ConsumerRecord, FetchedBatch, PartitionConsumer};
 use crate::error::{Error, KafkaCode, Result};
 use crate::TopicPartition;
 
+/// Why a claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// A cooperative rebalance moved the partition to another member; the member's
+    /// other claims go on.
+    Reassigned,
+    /// An eager rebalance ended the session: every claim ends and the member rejoins
+    /// (it may get the partition back).
+    Rebalance,
+    /// The membership was lost (evicted, fenced): nothing more is committed for this
+    /// claim, and another member may already be reading the partition.
+    Lost,
+    /// The member is closing.
+    Close,
+}
+
+/// How a claim ended: why, and until when its handler may finish the records it
+/// holds and mark them. Marks made after the deadline are never committed, and the
+/// handler's task is cancelled at its next `.await`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub reason: RevokeReason,
+    pub deadline: Instant,
+}
+
 /// The shared state of one claimed partition: its offsets, whether it was revoked, and
 /// how the handler polls it (for `max.poll.interval.ms`).
 #[derive(Debug)]
 pub(crate) struct ClaimState {
-    /// The next offset to read after the last marked record; -1 before any mark.
-    marked: AtomicI64,
-    /// What the coordinator has (or what the session started from).
-    committed: AtomicI64,
-    /// `mark_offset`'s metadata, committed with the offset.
-    metadata: Mutex<Option<Arc<str>>>,
-    revoked: AtomicBool,
+    pub(crate) marks: Marks,
+    revocation: OnceLock<Revocation>,
     revoke: Notify,
+    paused: AtomicBool,
     /// Bumped when the handler starts waiting for records and again when it gets them
     /// (or stops waiting): odd while it waits, even while it processes. Only the
     /// claim's own task writes it, so a load and a store suffice.
@@ -44,33 +71,41 @@ pub(crate) struct ClaimState {
 impl ClaimState {
     fn new(start: i64) -> Self {
         Self {
-            marked: AtomicI64::new(-1),
-            committed: AtomicI64::new(start),
-            metadata: Mutex::new(None),
-            revoked: AtomicBool::new(false),
+            marks: Marks::new(start),
+            revocation: OnceLock::new(),
             revoke: Notify::new(),
+            paused: AtomicBool::new(false),
             polls: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn revoke(&self) {
-        self.revoked.store(true, Ordering::Release);
+    /// Ends the claim (the first revocation wins).
+    pub(crate) fn revoke(&self, revocation: Revocation) {
+        let _ = self.revocation.set(revocation);
         self.revoke.notify_waiters();
     }
 
     /// The claim ended: its session ended or its partition was revoked.
     pub(crate) fn is_revoked(&self) -> bool {
-        self.revoked.load(Ordering::Acquire)
+        self.revocation.get().is_some()
     }
 
-    async fn revoked(&self) {
+    pub(crate) fn revocation(&self) -> Option<Revocation> {
+        self.revocation.get().copied()
+    }
+
+    pub(crate) async fn revoked(&self) -> Revocation {
         loop {
             let notified = self.revoke.notified();
-            if self.is_revoked() {
-                return;
+            if let Some(revocation) = self.revocation() {
+                return revocation;
             }
             notified.await;
         }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// The poll counter; see the field.
@@ -81,6 +116,11 @@ impl ClaimState {
     fn bump_polls(&self) {
         self.polls
             .store(self.polls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pause_for_test(&self) {
+        self.paused.store(true, Ordering::Release);
     }
 
     #[cfg(test)]
@@ -227,7 +267,7 @@ impl Session {
     /// been revoked).
     pub fn mark_next(&self, topic: &str, partition: i32, next_offset: i64) {
         if let Some(slot) = self.slot(topic, partition) {
-            slot.marked.fetch_max(next_offset, Ordering::AcqRel);
+            slot.marks.mark(next_offset);
         }
     }
 
@@ -235,8 +275,7 @@ impl Session {
     /// offset (the Java client's `OffsetAndMetadata`).
     pub fn mark_offset(&self, topic: &str, partition: i32, next_offset: i64, metadata: &str) {
         if let Some(slot) = self.slot(topic, partition) {
-            *slot.metadata.lock().expect("metadata lock never poisoned") = Some(metadata.into());
-            slot.marked.fetch_max(next_offset, Ordering::AcqRel);
+            slot.marks.mark_with_metadata(next_offset, metadata);
         }
     }
 
@@ -261,7 +300,7 @@ impl Session {
     /// be processed again by the partition's next owner.
     pub fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.slot(topic, partition)
-            .map(|slot| slot.committed.load(Ordering::Acquire))
+            .map(|slot| slot.marks.committed())
     }
 
     /// Whether the session is ending (a rebalance, a lost membership, close).
@@ -299,10 +338,10 @@ impl Session {
     }
 
     /// Ends the session: every claim's records end.
-    pub(crate) fn cancel(&self) {
+    pub(crate) fn cancel(&self, revocation: Revocation) {
         self.inner.cancelled.store(true, Ordering::Release);
         for (_, claim) in self.read_claims().iter() {
-            claim.revoke();
+            claim.revoke(revocation);
         }
         self.inner.cancel.notify_waiters();
     }
@@ -322,6 +361,10 @@ impl Session {
         for tp in tps {
             claims.remove(tp);
         }
+    }
+
+    pub(crate) fn claim_state(&self, tp: &TopicPartition) -> Option<Arc<ClaimState>> {
+        self.slot(&tp.topic, tp.partition)
     }
 
     pub(crate) fn claim_states(&self) -> Vec<(TopicPartition, Arc<ClaimState>)> {
@@ -365,18 +408,7 @@ impl Session {
     pub(crate) fn dirty_offsets(&self) -> Vec<PendingCommit> {
         self.read_claims()
             .iter()
-            .filter_map(|(tp, slot)| {
-                let marked = slot.marked.load(Ordering::Acquire);
-                (marked > slot.committed.load(Ordering::Acquire)).then(|| PendingCommit {
-                    partition: tp,
-                    offset: marked,
-                    metadata: slot
-                        .metadata
-                        .lock()
-                        .expect("metadata lock never poisoned")
-                        .clone(),
-                })
-            })
+            .filter_map(|(tp, slot)| slot.marks.pending(tp))
             .collect()
     }
 
@@ -385,14 +417,15 @@ impl Session {
         let claims = self.read_claims();
         for pending in offsets {
             if let Some(slot) = claims.get(&pending.partition.topic, pending.partition.partition) {
-                slot.committed.fetch_max(pending.offset, Ordering::AcqRel);
+                slot.marks.acknowledge(pending.offset);
             }
         }
     }
 }
 
-/// One claimed partition, handed to [`GroupHandler::consume_claim`](super::GroupHandler).
-/// Its records end (`None`) when the session ends or the partition is revoked.
+/// One claimed partition, handed to [`GroupHandler::consume_claim`](super::GroupHandler),
+/// which runs on its own task. Its records end (`None`) when the claim is revoked; see
+/// [`revoked`](Self::revoked) for the time the handler then has to finish.
 pub struct Claim {
     reader: PartitionConsumer,
     state: Arc<ClaimState>,
@@ -420,7 +453,8 @@ impl Claim {
         self.reader.partition()
     }
 
-    /// Where this claim started: the committed offset, or the reset policy's.
+    /// Where this claim started: the committed offset, the reset policy's, or (for a
+    /// claim restarted after a handler error) the offset after the last mark.
     pub fn initial_offset(&self) -> i64 {
         self.initial_offset
     }
@@ -429,9 +463,54 @@ impl Claim {
         self.reader.high_watermark()
     }
 
+    /// Marks `record` (of this claim) as processed: the next commit may include
+    /// `offset + 1`. Takes no lock; a mark made after the claim's drain deadline is
+    /// never committed.
+    pub fn mark(&self, record: &ConsumerRecord) {
+        self.state.marks.mark(record.offset() + 1);
+    }
+
+    /// Marks everything before `next_offset` as processed (see [`mark`](Self::mark)).
+    pub fn mark_next(&self, next_offset: i64) {
+        self.state.marks.mark(next_offset);
+    }
+
     /// Whether the claim's records have ended (session over, partition revoked).
     pub fn is_revoked(&self) -> bool {
         self.state.is_revoked()
+    }
+
+    /// Resolves when the claim is revoked, with the reason and the deadline until
+    /// which the handler may finish the records it holds (in flight elsewhere, say)
+    /// and mark them: the commit that hands the partition over covers those marks.
+    /// A handler still running at the deadline is reported on
+    /// [`errors`](super::ConsumerGroup::errors) and cancelled; the rebalance never
+    /// waits longer than that.
+    pub async fn revoked(&self) -> Revocation {
+        self.state.revoked().await
+    }
+
+    /// Stops fetching this partition (what was fetched is still handed out); the
+    /// membership stays, and a paused claim never counts as a stalled handler.
+    pub fn pause(&self) {
+        self.state.paused.store(true, Ordering::Release);
+        self.reader.pause();
+    }
+
+    /// Fetches again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.state.paused.store(false, Ordering::Release);
+        self.reader.resume();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.state.is_paused()
+    }
+
+    /// Reads on from `offset` (back, to process records again; or forward): anything
+    /// fetched before is dropped. Marks are unaffected: they never move backwards.
+    pub fn seek(&mut self, offset: i64) {
+        self.reader.seek(offset);
     }
 
     pub(crate) fn state(&self) -> Arc<ClaimState> {
@@ -574,7 +653,10 @@ mod tests {
             async move { s.cancelled().await }
         });
         tokio::task::yield_now().await;
-        s.cancel();
+        s.cancel(Revocation {
+            reason: RevokeReason::Close,
+            deadline: Instant::now(),
+        });
         waiter.await.unwrap();
         assert!(s.is_cancelled());
         assert!(claim.is_revoked());

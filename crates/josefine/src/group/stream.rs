@@ -76,12 +76,14 @@ impl GroupHandler for Forward {
 pub struct GroupRecord {
     record: ConsumerRecord,
     session: Session,
+    claim: Arc<ClaimState>,
 }
 
 impl GroupRecord {
-    /// Marks the record as processed: the next commit includes `offset + 1`.
+    /// Marks the record as processed: the next commit includes `offset + 1` (no lock;
+    /// a mark made after its partition was handed over is never committed).
     pub fn mark(&self) {
-        self.session.mark(&self.record);
+        self.claim.marks.mark(self.record.offset() + 1);
     }
 
     /// The session the record was read in (member id, generation, commit).
@@ -142,20 +144,29 @@ impl GroupStream {
         }
     }
 
-    /// Commits the marked offsets, leaves the group and waits until it has; returns
-    /// the group's fatal error if it had one.
+    /// Commits the marked offsets, leaves the group and waits until it has (for at
+    /// most the group's `close_timeout`); returns the group's fatal error if it had
+    /// one.
     pub async fn close(mut self) -> Result<()> {
         // Release every ended claim, so the final commit is not held up.
         self.items.close();
-        self.group.close().await;
+        self.group.request_close().await;
         while let Some(item) = self.items.recv().await {
             if let Item::Released(release) = item {
                 let _ = release.send(());
             }
         }
-        match self.task.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
-            None => Ok(()),
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let timeout = self.group.config().close_timeout;
+        match tokio::time::timeout(timeout, task).await {
+            Ok(outcome) => outcome.unwrap_or_else(|err| Err(task_failed(err))),
+            Err(_) => Err(crate::Error::new(
+                crate::ErrorKind::Timeout,
+                format!("the group was not left within close_timeout ({timeout:?})"),
+            )
+            .with_group(self.group.group_id())),
         }
     }
 
@@ -178,6 +189,7 @@ impl GroupStream {
                     record,
                 ),
                 session: current.session.clone(),
+                claim: current.claim.clone(),
             })),
             None => {
                 self.current = None;
@@ -224,13 +236,26 @@ impl Stream for GroupStream {
                     let outcome = futures::ready!(Pin::new(task).poll(cx));
                     this.task = None;
                     return Poll::Ready(match outcome {
+                        Ok(Ok(())) => None,
                         Ok(Err(err)) => Some(Err(err)),
-                        _ => None,
+                        Err(err) => Some(Err(task_failed(err))),
                     });
                 }
             }
         }
     }
+}
+
+/// The stream's task did not finish: it panicked (a bug) or the runtime is going away.
+fn task_failed(err: tokio::task::JoinError) -> crate::Error {
+    let why = match err.try_into_panic() {
+        Ok(panic) => format!("panicked: {}", crate::task::panic_message(panic.as_ref())),
+        Err(err) => err.to_string(),
+    };
+    crate::Error::new(
+        crate::ErrorKind::Internal,
+        format!("the group stream's task {why}; please report this bug"),
+    )
 }
 
 impl Drop for GroupStream {

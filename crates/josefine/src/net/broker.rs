@@ -32,6 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::frame::decode_guarded;
 use crate::protocol::versions::{api_versions_fallback, ApiVersionTable};
 use crate::protocol::KafkaRequest;
+use crate::task::OwnedTask;
 
 /// How to reach brokers; shared by every [`Broker`] of one client.
 #[derive(Debug, Clone)]
@@ -88,16 +89,7 @@ struct Ready {
     versions: Arc<ApiVersionTable>,
     /// The task re-authenticating the connection (KIP-368); stopped with the last
     /// handle to this connection.
-    _reauthentication: Option<Arc<AbortOnDrop>>,
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _reauthentication: Option<Arc<OwnedTask<()>>>,
 }
 
 type Connecting = Shared<BoxFuture<'static, Result<Ready>>>;
@@ -347,7 +339,7 @@ async fn connect(inner: &Inner) -> Result<Ready> {
                 super::authenticate::authenticate(&connection, &versions, sasl, &name, timeout)
                     .await?;
             if let Some(lifetime) = lifetime {
-                let task = tokio::spawn(super::authenticate::keep_authenticated(
+                let task = OwnedTask::spawn(super::authenticate::keep_authenticated(
                     connection.clone(),
                     versions.clone(),
                     sasl.clone(),
@@ -355,7 +347,7 @@ async fn connect(inner: &Inner) -> Result<Ready> {
                     timeout,
                     lifetime,
                 ));
-                reauthentication = Some(Arc::new(AbortOnDrop(task)));
+                reauthentication = Some(Arc::new(task));
             }
         }
         tracing::debug!(broker = %name, "connected");
