@@ -2168,3 +2168,214 @@ async fn a_group_closed_before_consume_never_joins() {
     .unwrap();
     assert_eq!(requests(&cluster, ApiKey::JoinGroup), 0);
 }
+
+/// `ConsumerGroup::claims`: each assigned partition arrives as a claim that the
+/// user reads on a task of its own. A claim seeks back to read records again. When
+/// a second member joins (cooperative), the moved claims' records end; the user
+/// drops them after marking, and they are handed over with their marks committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_stream_hands_out_partitions_until_they_are_revoked() {
+    use futures::StreamExt;
+
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "claim-stream";
+    let member = cooperative(settings(client(&cluster, "m0").await, group))
+        .build()
+        .unwrap();
+    let mut claims = member.claims(&[TOPIC]).unwrap();
+    let processed: Arc<Mutex<HashMap<i32, Vec<i64>>>> = Arc::default();
+    let ended: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let reader = tokio::spawn({
+        let (processed, ended) = (processed.clone(), ended.clone());
+        async move {
+            let mut tasks = Vec::new();
+            while let Some(claim) = claims.next().await {
+                let mut claim = claim.expect("a claim");
+                let (processed, ended) = (processed.clone(), ended.clone());
+                tasks.push(tokio::spawn(async move {
+                    let p = claim.partition();
+                    let mut sought = false;
+                    while let Some(record) = claim.next().await {
+                        let record = record.unwrap();
+                        processed
+                            .lock()
+                            .unwrap()
+                            .entry(p)
+                            .or_default()
+                            .push(record.offset());
+                        claim.mark(&record);
+                        if p == 0 && record.offset() == 10 && !sought {
+                            sought = true;
+                            claim.seek(5);
+                        }
+                    }
+                    ended.lock().unwrap().push(p);
+                }));
+            }
+            claims
+        }
+    });
+    let seen = |p: i32| {
+        processed
+            .lock()
+            .unwrap()
+            .get(&p)
+            .cloned()
+            .unwrap_or_default()
+    };
+    within("member 0 to read every partition", async {
+        while !(0..PARTITIONS).all(|p| seen(p).contains(&(FIRST - 1))) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let zero = seen(0);
+    assert_eq!(
+        &zero[..17],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10],
+        "the seek read 5..=10 again"
+    );
+    wait_committed(&cluster, group, FIRST).await;
+    // A second member takes some partitions: their claims end on member 0.
+    let second = Scripted::new(Script::default());
+    let (m1, _, t1) = start_scripted(&cluster, group, 1, second.clone(), cooperative).await;
+    within("member 0's moved claims to end", async {
+        while ended.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    within("every record, on one member or the other", async {
+        while !(0..PARTITIONS).all(|p| {
+            seen(p).contains(&(2 * FIRST - 1)) || second.processed(p).contains(&(2 * FIRST - 1))
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    for p in ended.lock().unwrap().iter() {
+        assert_eq!(
+            second.processed(*p).first(),
+            Some(&FIRST),
+            "partition {p} handed over after member 0's marks"
+        );
+    }
+    m1.close().await.unwrap();
+    t1.await.unwrap().unwrap();
+    // Closing the group ends the stream (its task returns it); closing the stream
+    // then finds the group left.
+    member.close().await.unwrap();
+    let stream = within("the claim stream to end", reader).await.unwrap();
+    stream.close().await.unwrap();
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
+}
+
+/// A handler that never returns, even when revoked; counts the claims it got.
+struct Stuck(Arc<AtomicU64>);
+
+impl GroupHandler for Stuck {
+    async fn consume_claim(&self, _session: &Session, _claim: Claim) -> josefine::Result<()> {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        std::future::pending().await
+    }
+}
+
+/// `close` is bounded by `close_timeout`: with a handler that ignores its
+/// revocation and a drain deadline far away, `close` returns a timeout error and
+/// `consume` still runs; dropping it stops everything at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_gives_up_after_its_timeout() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = settings(client(&cluster, "m0").await, "close-timeout")
+        .drain_timeout(Duration::from_secs(60))
+        .close_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicU64::new(0));
+    let consume = tokio::spawn({
+        let (group, started) = (group.clone(), started.clone());
+        async move { group.consume(&[TOPIC], Stuck(started)).await }
+    });
+    within("every claim to start", async {
+        while started.load(Ordering::Acquire) < PARTITIONS as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let err = within("close", group.close()).await.expect_err("a timeout");
+    assert_eq!(err.kind(), &josefine::ErrorKind::Timeout, "{err}");
+    assert!(!consume.is_finished(), "consume still drains");
+    consume.abort();
+    assert!(consume.await.unwrap_err().is_cancelled());
+}
+
+/// A corrupt batch read through `stream()` comes as an `Err` item and the
+/// handler-error policy applies to its partition: under the default the claim
+/// restarts from its last mark (meeting the batch again: another `Err` item);
+/// under `Stop` the stream ends with the error after what was marked is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_batch_in_the_record_stream_follows_the_handler_error_policy() {
+    use futures::StreamExt;
+
+    for stop in [false, true] {
+        let cluster = MockCluster::builder()
+            .brokers(1)
+            .topic(TOPIC, 1)
+            .start()
+            .await
+            .unwrap();
+        append(&cluster, TOPIC, 0..1, 0..BATCH);
+        let mut corrupt = BatchBuilder::new().base_offset(BATCH);
+        corrupt.push(TS0, None, Some(b"x".as_slice()), &[]).unwrap();
+        let mut corrupt = corrupt.finish().unwrap().to_vec();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x01;
+        cluster.append_raw(TOPIC, 0, corrupt.into());
+        let group_id = if stop {
+            "corrupt-stop"
+        } else {
+            "corrupt-restart"
+        };
+        let policy = if stop {
+            josefine::OnHandlerError::Stop
+        } else {
+            josefine::OnHandlerError::RestartClaim
+        };
+        let group = settings(client(&cluster, "m0").await, group_id)
+            .on_handler_error(policy)
+            .build()
+            .unwrap();
+        let mut stream = group.stream(&[TOPIC]).unwrap();
+        for offset in 0..BATCH {
+            let record = within("a record", stream.next()).await.unwrap().unwrap();
+            assert_eq!(record.offset(), offset);
+            record.mark();
+        }
+        let err = within("the corrupt batch", stream.next())
+            .await
+            .unwrap()
+            .expect_err("corrupt");
+        assert_eq!(err.kind(), &josefine::ErrorKind::CorruptRecords, "{err}");
+        let next = within("what follows", stream.next()).await;
+        if stop {
+            let err = next
+                .expect("the stream's end")
+                .expect_err("the fatal error");
+            assert_eq!(err.kind(), &josefine::ErrorKind::CorruptRecords, "{err}");
+            assert!(within("the end", stream.next()).await.is_none());
+            assert_eq!(cluster.committed(group_id, TOPIC, 0), Some(BATCH));
+        } else {
+            let again = next.expect("an item").expect_err("the batch again");
+            assert_eq!(
+                again.kind(),
+                &josefine::ErrorKind::CorruptRecords,
+                "{again}"
+            );
+            stream.close().await.unwrap();
+            assert_eq!(cluster.committed(group_id, TOPIC, 0), Some(BATCH));
+        }
+    }
+}

@@ -16,7 +16,7 @@ use super::errors::{ErrorSink, GroupErrors};
 use super::membership::{Membership, MembershipConfig};
 use super::runner::SessionRunner;
 use super::session::{Claim, Session};
-use super::stream::GroupStream;
+use super::stream::{ClaimStream, GroupStream};
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::consumer::{Consumer, ConsumerBuilder, OffsetReset};
@@ -384,6 +384,17 @@ impl ConsumerGroup {
             return Err(Error::config("stream needs at least one topic"));
         }
         Ok(GroupStream::start(self.clone(), topics))
+    }
+
+    /// Consumes `topics` as a stream of claims: each item is a partition as it is
+    /// assigned to this member, with its own records, ending when the partition is
+    /// revoked; see [`ClaimStream`]. The group runs in a background task until the
+    /// stream is closed or dropped.
+    pub fn claims(&self, topics: &[&str]) -> Result<ClaimStream> {
+        if topics.is_empty() {
+            return Err(Error::config("claims needs at least one topic"));
+        }
+        Ok(ClaimStream::start(self.clone(), topics))
     }
 
     /// Non-fatal errors from now on: failed commits, handler errors, claims that could

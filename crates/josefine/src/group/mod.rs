@@ -23,4 +23,4 @@ pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler, OnHa
 pub use errors::GroupErrors;
 pub(crate) use offsets::{at_coordinator, fetch_all_committed, fetch_committed};
 pub use session::{Claim, Revocation, RevokeReason, Session};
-pub use stream::{GroupRecord, GroupStream};
+pub use stream::{ClaimStream, GroupRecord, GroupStream};

@@ -496,7 +496,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                     let initial = reader.position();
                     let start = committed.get(tp).copied().unwrap_or(initial);
                     let state = session.add_claim(tp.clone(), start);
-                    claims.push(Claim::new(reader, state, initial));
+                    claims.push(Claim::new(reader, state, initial, session.clone()));
                 }
                 Err(err) => self
                     .errors
@@ -656,7 +656,7 @@ impl<H: GroupHandler + 'static> ClaimTask<H> {
             .consume_partition(&tp.topic, tp.partition, StartOffset::Offset(at))
             .await
         {
-            Ok(reader) => Some(Claim::new(reader, state.clone(), at)),
+            Ok(reader) => Some(Claim::new(reader, state.clone(), at, self.session.clone())),
             Err(err) => {
                 self.errors
                     .report("cannot reopen a claim after its handler failed", err);

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::marks::{Marks, PendingCommit};
@@ -430,6 +430,20 @@ pub struct Claim {
     reader: PartitionConsumer,
     state: Arc<ClaimState>,
     initial_offset: i64,
+    session: Session,
+    /// Dropped with the claim: tells a claim stream's forwarder the user let go.
+    _released: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("topic", &self.topic())
+            .field("partition", &self.partition())
+            .field("initial_offset", &self.initial_offset)
+            .field("revocation", &self.state.revocation())
+            .finish()
+    }
 }
 
 impl Claim {
@@ -437,12 +451,27 @@ impl Claim {
         reader: PartitionConsumer,
         state: Arc<ClaimState>,
         initial_offset: i64,
+        session: Session,
     ) -> Self {
         Self {
             reader,
             state,
             initial_offset,
+            session,
+            _released: None,
         }
+    }
+
+    /// Resolves once this claim is dropped.
+    pub(crate) fn released(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self._released = Some(tx);
+        rx
+    }
+
+    /// The session this claim belongs to (member id, generation, `commit`).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     pub fn topic(&self) -> &str {

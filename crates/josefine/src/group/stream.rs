@@ -1,8 +1,13 @@
-//! [`ConsumerGroup::stream`](super::ConsumerGroup::stream): the group's records as one
-//! stream, for users who do not want to write a handler.
+//! The group without a handler: [`ConsumerGroup::stream`](super::ConsumerGroup::stream)
+//! hands out the records of every claim as one stream; [`ConsumerGroup::claims`]
+//! (super::ConsumerGroup::claims) hands out the claims themselves as they are
+//! assigned, each a partition's own record stream that ends when it is revoked, for
+//! users who process partitions concurrently and want to see assignments.
 //!
-//! Underneath, `consume` runs in a background task with a handler that forwards each
-//! claim's batches into one bounded channel. Two rules keep at-least-once intact:
+//! Underneath, `consume` runs in a background task ([`Background`]) with a handler
+//! that forwards into one bounded channel: each claim's batches, or the claim itself
+//! (its task then waits until the user drops it, so drain on revoke applies). For the
+//! record stream two rules keep at-least-once intact:
 //!
 //! - A record of a claim that has ended (session over, partition revoked) is never
 //!   handed out: it was not marked, so its new owner reads it again.
@@ -50,16 +55,24 @@ impl GroupHandler for Forward {
     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> Result<()> {
         let state = claim.state();
         while let Some(batch) = claim.next_batch().await {
-            let item = match batch {
-                Ok(batch) => Item::Batch {
-                    session: session.clone(),
-                    claim: state.clone(),
-                    batch,
-                },
-                Err(err) => Item::Error(err),
+            let (item, failed) = match batch {
+                Ok(batch) => (
+                    Item::Batch {
+                        session: session.clone(),
+                        claim: state.clone(),
+                        batch,
+                    },
+                    None,
+                ),
+                // The stream shows it; the group's handler-error policy decides what
+                // happens to the partition (restart from the last mark by default).
+                Err(err) => (Item::Error(err.clone()), Some(err)),
             };
             if self.items.send(item).await.is_err() {
                 return Ok(()); // the stream is gone
+            }
+            if let Some(err) = failed {
+                return Err(err);
             }
         }
         let (release, released) = oneshot::channel();
@@ -106,16 +119,17 @@ impl Deref for GroupRecord {
 
 /// The records of a consumer group as a [`Stream`]. Mark each record once processed
 /// ([`GroupRecord::mark`]); marked offsets are committed on the auto-commit interval
-/// and before a partition is given up. A claim's read error (a corrupt batch: its
-/// partition stops there, as the handler API's `Claim` does) comes as an `Err` item,
-/// and so does a fatal group error, last; other non-fatal errors (failed commits) are
+/// and before a partition is given up. A claim's read error (a corrupt batch) comes as
+/// an `Err` item, and the group's [`OnHandlerError`](super::OnHandlerError) decides
+/// what follows, as for a handler: the partition is read again from its last mark
+/// after a backoff (the default), the member rejoins, or the stream ends with the
+/// error. A fatal group error comes as an `Err` item, last; other non-fatal errors (failed commits) are
 /// on [`ConsumerGroup::errors`]. [`close`](Self::close) commits and leaves the group;
 /// dropping the stream leaves it too, without waiting.
 pub struct GroupStream {
-    group: ConsumerGroup,
+    background: Background,
     items: mpsc::Receiver<Item>,
     current: Option<Current>,
-    task: Option<JoinHandle<Result<()>>>,
 }
 
 struct Current {
@@ -128,19 +142,10 @@ struct Current {
 impl GroupStream {
     pub(crate) fn start(group: ConsumerGroup, topics: &[&str]) -> Self {
         let (items_tx, items) = mpsc::channel(CHANNEL_BATCHES);
-        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-        let task = tokio::spawn({
-            let group = group.clone();
-            async move {
-                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-                group.consume(&topics, Forward { items: items_tx }).await
-            }
-        });
         Self {
-            group,
+            background: Background::start(group, topics, Forward { items: items_tx }),
             items,
             current: None,
-            task: Some(task),
         }
     }
 
@@ -150,29 +155,18 @@ impl GroupStream {
     pub async fn close(mut self) -> Result<()> {
         // Release every ended claim, so the final commit is not held up.
         self.items.close();
-        self.group.request_close().await;
+        self.background.group.request_close().await;
         while let Some(item) = self.items.recv().await {
             if let Item::Released(release) = item {
                 let _ = release.send(());
             }
         }
-        let Some(task) = self.task.take() else {
-            return Ok(());
-        };
-        let timeout = self.group.config().close_timeout;
-        match tokio::time::timeout(timeout, task).await {
-            Ok(outcome) => outcome.unwrap_or_else(|err| Err(task_failed(err))),
-            Err(_) => Err(crate::Error::new(
-                crate::ErrorKind::Timeout,
-                format!("the group was not left within close_timeout ({timeout:?})"),
-            )
-            .with_group(self.group.group_id())),
-        }
+        self.background.finish().await
     }
 
     /// The group this stream reads for (its errors, or a manual close).
     pub fn group(&self) -> &ConsumerGroup {
-        &self.group
+        &self.background.group
     }
 
     fn next_from_current(&mut self) -> Option<Result<GroupRecord>> {
@@ -228,21 +222,139 @@ impl Stream for GroupStream {
                 Poll::Ready(Some(Item::Released(release))) => {
                     let _ = release.send(());
                 }
-                Poll::Ready(None) => {
-                    // `consume` ended: hand out its fatal error, if any, then end.
-                    let Some(task) = this.task.as_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    let outcome = futures::ready!(Pin::new(task).poll(cx));
-                    this.task = None;
-                    return Poll::Ready(match outcome {
-                        Ok(Ok(())) => None,
-                        Ok(Err(err)) => Some(Err(err)),
-                        Err(err) => Some(Err(task_failed(err))),
-                    });
-                }
+                // `consume` ended: hand out its fatal error, if any, then end.
+                Poll::Ready(None) => return this.background.poll_end(cx),
             }
         }
+    }
+}
+
+/// The handler behind [`ClaimStream`]: hands each claim over, and keeps its task
+/// until the user drops it.
+struct HandOver {
+    claims: mpsc::Sender<Claim>,
+}
+
+impl GroupHandler for HandOver {
+    async fn consume_claim(&self, _session: &Session, mut claim: Claim) -> Result<()> {
+        let released = claim.released();
+        let state = claim.state();
+        tokio::select! {
+            sent = self.claims.send(claim) => {
+                if sent.is_ok() {
+                    let _ = released.await;
+                }
+            }
+            // Revoked before the user took it: it goes back unread.
+            _ = state.revoked() => {}
+        }
+        Ok(())
+    }
+}
+
+/// The claims of a consumer group as a [`Stream`]: each item is a partition just
+/// assigned to this member, a [`Claim`] with its own records (`next`, `next_batch`),
+/// marks, `pause`/`resume`/`seek`, and its end ([`Claim::revoked`]: the records end;
+/// drop the claim once you have marked what you finished, before the deadline).
+/// Process claims concurrently, e.g. one task each (what franz-go users do with
+/// `EachPartition`). A fatal group error comes as an `Err` item, last; non-fatal
+/// ones are on [`ConsumerGroup::errors`]. [`close`](Self::close) commits and leaves
+/// the group; dropping the stream leaves it too, without waiting.
+pub struct ClaimStream {
+    background: Background,
+    claims: mpsc::Receiver<Claim>,
+}
+
+impl ClaimStream {
+    pub(crate) fn start(group: ConsumerGroup, topics: &[&str]) -> Self {
+        let (claims_tx, claims) = mpsc::channel(CHANNEL_BATCHES);
+        Self {
+            background: Background::start(group, topics, HandOver { claims: claims_tx }),
+            claims,
+        }
+    }
+
+    /// Leaves the group (every claim is revoked; commit what you marked by dropping
+    /// the claims you hold) and waits until it has, for at most the group's
+    /// `close_timeout`; returns the group's fatal error if it had one.
+    pub async fn close(mut self) -> Result<()> {
+        self.claims.close();
+        self.background.group.request_close().await;
+        // Claims assigned but never taken go back unread.
+        while self.claims.recv().await.is_some() {}
+        self.background.finish().await
+    }
+
+    /// The group this stream consumes for.
+    pub fn group(&self) -> &ConsumerGroup {
+        &self.background.group
+    }
+}
+
+impl Stream for ClaimStream {
+    type Item = Result<Claim>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.claims.poll_recv(cx) {
+            Poll::Ready(Some(claim)) => Poll::Ready(Some(Ok(claim))),
+            Poll::Ready(None) => this.background.poll_end(cx),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The `consume` task behind a stream, and its group.
+struct Background {
+    group: ConsumerGroup,
+    task: Option<JoinHandle<Result<()>>>,
+}
+
+impl Background {
+    fn start(group: ConsumerGroup, topics: &[&str], handler: impl GroupHandler + 'static) -> Self {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let task = tokio::spawn({
+            let group = group.clone();
+            async move {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                group.consume(&topics, handler).await
+            }
+        });
+        Self {
+            group,
+            task: Some(task),
+        }
+    }
+
+    /// Waits (at most `close_timeout`) for `consume` to end, once asked to close.
+    async fn finish(&mut self) -> Result<()> {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let timeout = self.group.config().close_timeout;
+        match tokio::time::timeout(timeout, task).await {
+            Ok(outcome) => outcome.unwrap_or_else(|err| Err(task_failed(err))),
+            Err(_) => Err(crate::Error::new(
+                crate::ErrorKind::Timeout,
+                format!("the group was not left within close_timeout ({timeout:?})"),
+            )
+            .with_group(self.group.group_id())),
+        }
+    }
+
+    /// The stream's last item, once its channel closed: `consume`'s fatal error, if
+    /// any.
+    fn poll_end<T>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let outcome = futures::ready!(Pin::new(task).poll(cx));
+        self.task = None;
+        Poll::Ready(match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(Err(err)),
+            Err(err) => Some(Err(task_failed(err))),
+        })
     }
 }
 
@@ -258,7 +370,7 @@ fn task_failed(err: tokio::task::JoinError) -> crate::Error {
     )
 }
 
-impl Drop for GroupStream {
+impl Drop for Background {
     fn drop(&mut self) {
         let Some(task) = self.task.take() else {
             return;
