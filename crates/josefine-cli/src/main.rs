@@ -1,7 +1,7 @@
 //! `josefine`: consume, produce, look at and manage a Kafka cluster from the shell.
 //!
 //! Settings use Kafka's property names: `--config FILE.properties`, then
-//! `--bootstrap`, then `-X key=value` (later wins). Errors are one line saying what is
+//! `--bootstrap`, then `-X key=value` (later wins), before or after the subcommand. Errors are one line saying what is
 //! wrong and what to try, with a non-zero exit.
 
 use std::process::ExitCode;
@@ -38,9 +38,9 @@ struct Cli {
     #[arg(short = 'X', value_name = "KEY=VALUE", global = true)]
     properties: Vec<String>,
 
-    /// A Java .properties file with Kafka properties.
+    /// A Java .properties file with Kafka properties (repeatable; later files win).
     #[arg(long, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -96,6 +96,12 @@ enum TopicCommand {
     },
     /// Delete a topic.
     Delete { name: String },
+    /// Grow a topic to TOTAL partitions (keyed records then map to other partitions).
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        total: i32,
+    },
     /// Show partitions, leaders, replicas and ISR of a topic.
     Describe { name: String },
 }
@@ -112,7 +118,12 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("JOSEFINE_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    (cli.config, cli.properties) = every_level(
+        std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -138,13 +149,39 @@ fn render_chain(err: &anyhow::Error) -> String {
     out
 }
 
-/// The settings: the config file, then --bootstrap, then -X (later wins); and whether
-/// they name a cluster (else localhost:9092 is assumed).
+/// `--config` and `-X` wherever they were written, in order. clap keeps a global
+/// argument given both before and after a subcommand only where it was given last
+/// (it syncs the values of every level to the deepest one's), so they are read off
+/// the command line here, as clap splits it: `-X K=V`, `-XK=V`, `-X=K=V`,
+/// `--config F`, `--config=F`, up to a `--`.
+fn every_level(args: impl IntoIterator<Item = String>) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut configs, mut properties) = (Vec::new(), Vec::new());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        } else if arg == "-X" {
+            properties.extend(args.next());
+        } else if let Some(value) = arg.strip_prefix("-X") {
+            properties.push(value.strip_prefix('=').unwrap_or(value).to_string());
+        } else if arg == "--config" {
+            configs.extend(args.next().map(PathBuf::from));
+        } else if let Some(value) = arg.strip_prefix("--config=") {
+            configs.push(PathBuf::from(value));
+        }
+    }
+    (configs, properties)
+}
+
+/// The settings: the config files, then --bootstrap, then -X (later wins); and
+/// whether they name a cluster (else localhost:9092 is assumed).
 fn settings(cli: &Cli) -> anyhow::Result<(Config, bool)> {
-    let mut config = match &cli.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::new(),
-    };
+    let mut config = Config::new();
+    for path in &cli.config {
+        for (key, value) in Config::from_file(path)?.iter() {
+            config.set(key, value)?;
+        }
+    }
     if let Some(servers) = &cli.bootstrap {
         config.set("bootstrap.servers", servers)?;
     }
@@ -218,10 +255,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (k, v) in configs {
                 topic = topic.config(k, v);
             }
-            admin
-                .create_topic(topic)
-                .await
-                .with_context(|| format!("creating topic {name}"))?;
+            // Its errors name the topic (and a bad name or count is refused unsent).
+            admin.create_topic(topic).await?;
             println!("created topic {name} with {partitions} partition(s)");
         }
         Command::Topics(TopicCommand::Delete { name }) => {
@@ -230,6 +265,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("deleting topic {name}"))?;
             println!("deleted topic {name}");
+        }
+        Command::Topics(TopicCommand::AddPartitions { name, total }) => {
+            admin.create_partitions(&name, total).await?;
+            println!("topic {name} now has {total} partition(s)");
         }
         Command::Demo(_) => unreachable!("handled before connecting"),
         Command::Groups(command) => groups::run(&client, command).await?,
@@ -300,5 +339,48 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// What `every_level` reads, for arguments clap accepts.
+    fn levels(args: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
+        let argv = std::iter::once("josefine").chain(args.iter().copied());
+        assert!(Cli::try_parse_from(argv).is_ok(), "clap accepts {args:?}");
+        every_level(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn settings_accumulate_before_and_after_the_subcommand() {
+        let (configs, properties) = levels(&[
+            "-X",
+            "security.protocol=SSL",
+            "--config",
+            "a.properties",
+            "consume",
+            "--topic",
+            "t",
+            "-X",
+            "session.timeout.ms=2000",
+            "--config",
+            "b.properties",
+        ]);
+        assert_eq!(
+            properties,
+            ["security.protocol=SSL", "session.timeout.ms=2000"]
+        );
+        assert_eq!(
+            configs,
+            [PathBuf::from("a.properties"), PathBuf::from("b.properties")]
+        );
+        // Nested subcommands, and settings only before or only after.
+        let (_, properties) = levels(&["-X", "a.b=1", "topics", "list", "-X", "c.d=2"]);
+        assert_eq!(properties, ["a.b=1", "c.d=2"]);
+        let (_, properties) = levels(&["-X", "a.b=1", "-X", "c.d=2", "topics", "list"]);
+        assert_eq!(properties, ["a.b=1", "c.d=2"]);
+        let (_, properties) = levels(&["topics", "list", "-X", "c.d=2"]);
+        assert_eq!(properties, ["c.d=2"]);
+        let (configs, properties) =
+            levels(&["-Xa.b=1", "-X=c.d=2", "--config=x.properties", "cluster"]);
+        assert_eq!(properties, ["a.b=1", "c.d=2"]);
+        assert_eq!(configs, [PathBuf::from("x.properties")]);
     }
 }

@@ -1,6 +1,7 @@
 //! The `josefine` command against the real broker: produce then consume round trips
 //! in every format, a group consumer stopped with SIGINT whose commits equal what it
-//! printed, and bad input answered with one clear line and a non-zero exit.
+//! printed, bad input answered with one clear line and a non-zero exit, and settings
+//! given before and after the subcommand (on Kafka's SASL listener).
 
 #[path = "../../josefine/tests/common/mod.rs"]
 mod common;
@@ -10,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::real_broker;
+use common::{real_broker, real_kafka};
 use josefine::{Producer, ProducerRecord, TopicPartition};
 
 fn josefine(broker: &str) -> Command {
@@ -274,6 +275,24 @@ fn bad_input_gets_one_clear_line_and_a_failure_exit() {
     let output = run(josefine(&broker).args(["-X", "linger.ms", "cluster"]), b"");
     assert_one_clear_line(&output, "expected key=value");
 
+    // Checked before anything is sent: a count or a name the broker would refuse
+    // (or, for zero partitions, wait on forever).
+    let output = run(
+        josefine(&broker).args(["topics", "create", &format!("{topic}-zero"), "-p", "0"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "at least 1 partition");
+    let output = run(
+        josefine(&broker).args(["topics", "create", "bad name!"]),
+        b"",
+    );
+    assert_one_clear_line(&output, "Kafka allows only ASCII letters");
+    let output = run(
+        josefine(&broker).args(["groups", "lag", &common::unique("no-such-group")]),
+        b"",
+    );
+    assert_one_clear_line(&output, "has no committed offsets");
+
     // A value that is not UTF-8 under --format text.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -362,4 +381,156 @@ fn tls_settings_work_from_the_command_line() {
     );
     let refused = run(&mut ssl(broker.other_ca_pem_path()), b"");
     assert_one_clear_line(&refused, "signed by a CA we do not trust");
+}
+
+/// `-X` before the subcommand (the cluster and its SASL login) and after it (a
+/// client id) all apply: clap keeps a global argument given at two levels only at
+/// the deeper one, which once sent this to localhost:9092 in plaintext.
+#[test]
+fn settings_before_and_after_the_subcommand_all_apply() {
+    let kafka = real_kafka!();
+    let (user, password) = &kafka.user;
+    let output = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_josefine"))
+            .env_remove("JOSEFINE_BOOTSTRAP")
+            .arg("-X")
+            .arg(format!("bootstrap.servers={}", kafka.sasl))
+            .args([
+                "-X",
+                "security.protocol=SASL_PLAINTEXT",
+                "-X",
+                "sasl.mechanism=SCRAM-SHA-256",
+            ])
+            .arg("-X")
+            .arg(format!("sasl.username={user}"))
+            .arg("-X")
+            .arg(format!("sasl.password={password}"))
+            .args(["topics", "list", "-X", "client.id=cli-levels"]),
+        b"",
+    );
+    assert!(output.status.success());
+}
+
+/// `groups reset-offsets`: a dry run prints the plan and changes nothing; with
+/// `--execute` the next `consume --group` starts where the plan said; a group with a
+/// member is refused; `groups delete` removes it. Bad input is one clear line.
+#[test]
+fn reset_offsets_moves_where_the_group_reads_next_and_delete_removes_it() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-reset");
+    let group = common::unique("cli-reset-group");
+    create_topic(&broker, &topic, 2);
+    // 20 records in each partition.
+    let input: String = (0..20).map(|i| format!("{i}\n")).collect();
+    for p in ["0", "1"] {
+        run_ok(
+            josefine(&broker).args(["produce", "--topic", &topic, "--partition", p]),
+            input.as_bytes(),
+        );
+    }
+    let consume = |count: &str| {
+        let output = run_ok(
+            josefine(&broker)
+                .args(["consume", "--topic", &topic, "--group", &group])
+                .args(["--from-beginning", "--count", count]),
+            b"",
+        );
+        output.stdout.iter().filter(|&&b| b == b'\n').count()
+    };
+    let lag = |broker: &str| {
+        let output = run_ok(josefine(broker).args(["groups", "lag", &group]), b"");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(consume("40"), 40);
+    assert!(lag(&broker).contains("total lag 0"));
+    // A third, empty partition: the resets below cover it too.
+    run_ok(
+        josefine(&broker).args(["topics", "add-partitions", &topic, "--total", "3"]),
+        b"",
+    );
+
+    let dry = run_ok(
+        josefine(&broker)
+            .args(["groups", "reset-offsets", "--group", &group])
+            .args(["--topic", &topic, "--to-earliest"]),
+        b"",
+    );
+    let dry = String::from_utf8(dry.stdout).unwrap();
+    assert!(dry.contains("dry run: nothing changed"), "{dry}");
+    assert!(
+        lag(&broker).contains("total lag 0"),
+        "the dry run changed nothing"
+    );
+
+    // Partition 0 only, back by 5; then everything to the start.
+    run_ok(
+        josefine(&broker)
+            .args(["groups", "reset-offsets", "--group", &group])
+            .args([
+                "--topic",
+                &format!("{topic}:0"),
+                "--shift-by",
+                "-5",
+                "--execute",
+            ]),
+        b"",
+    );
+    assert!(lag(&broker).contains("total lag 5"), "{}", lag(&broker));
+    run_ok(
+        josefine(&broker)
+            .args(["groups", "reset-offsets", "--group", &group])
+            .args(["--topic", &topic, "--to-earliest", "--execute"]),
+        b"",
+    );
+    assert!(lag(&broker).contains("total lag 40"), "{}", lag(&broker));
+    assert_eq!(consume("40"), 40, "read again from the start");
+
+    // A group with a member is refused.
+    let mut member = josefine(&broker)
+        .args(["consume", "--topic", &topic, "--group", &group])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin = common::client(&broker).await.admin();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while admin
+            .describe_group(&group)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the member never joined");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let refused = run(
+        josefine(&broker)
+            .args(["groups", "reset-offsets", "--group", &group])
+            .args(["--topic", &topic, "--to-latest", "--execute"]),
+        b"",
+    );
+    assert_one_clear_line(&refused, "stop them before moving its offsets");
+    let refused = run(josefine(&broker).args(["groups", "delete", &group]), b"");
+    assert!(
+        !refused.status.success(),
+        "a group with a member is not deleted"
+    );
+    sigint(member.id());
+    assert!(member.wait().unwrap().success());
+
+    let bad = run(
+        josefine(&broker)
+            .args(["groups", "reset-offsets", "--group", &group])
+            .args(["--topic", &topic, "--to-datetime", "yesterday"]),
+        b"",
+    );
+    assert_one_clear_line(&bad, "expected RFC 3339");
+
+    run_ok(josefine(&broker).args(["groups", "delete", &group]), b"");
+    let gone = run(josefine(&broker).args(["groups", "lag", &group]), b"");
+    assert_one_clear_line(&gone, "has no committed offsets");
 }

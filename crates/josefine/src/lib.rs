@@ -33,7 +33,8 @@ mod topic_partition;
 
 pub use admin::{
     Admin, ClusterDescription, GroupDescription, GroupLag, GroupListing, GroupState,
-    MemberDescription, NewTopic, PartitionLag, PartitionOwner, TopicListing,
+    MemberDescription, NewTopic, PartitionLag, PartitionOwner, PlannedOffset, ResetTo,
+    TopicListing,
 };
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use config::Config;

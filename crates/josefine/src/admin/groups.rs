@@ -22,6 +22,8 @@
 //!   are assigned now (from DescribeGroups), against high watermarks read from Fetch
 //!   responses ([`super::watermarks`]; ListOffsets LATEST is wrong on Tansu).
 //!
+//! - **DeleteGroups** (key 42) deletes a group without members, at its coordinator;
+//!   moving a group's offsets is in [`super::reset`].
 //! - **OffsetDelete** (key 47) removes a group's committed offsets for partitions
 //!   nobody in the group is subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise), at
 //!   the coordinator like DescribeGroups.
@@ -41,7 +43,8 @@ use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest, TopicName,
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    OffsetDeleteRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -297,6 +300,28 @@ impl Admin {
         })
         .await
         .map_err(|e| e.with_group(group).with_api(ApiKey::OffsetDelete))
+    }
+
+    /// Deletes `group` (DeleteGroups) with its committed offsets. Fails with
+    /// NON_EMPTY_GROUP while it has members and GROUP_ID_NOT_FOUND when there is no
+    /// such group.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(wire(group))]);
+        let delete = |broker: Broker| {
+            let request = request.clone();
+            async move {
+                let response = broker.call(&request).await?;
+                for result in &response.results {
+                    Error::check_code(result.error_code).map_err(|e| e.with_broker(&broker))?;
+                }
+                Ok(())
+            }
+        };
+        patiently(&self.client, group, || {
+            crate::group::at_coordinator(&self.client, group, delete)
+        })
+        .await
+        .map_err(|e| e.with_group(group).with_api(ApiKey::DeleteGroups))
     }
 
     /// [`describe_group`](Self::describe_group) for each of `groups` (concurrently;

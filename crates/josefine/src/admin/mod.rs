@@ -8,6 +8,7 @@
 //! creating a topic then does not race the cluster.
 
 mod groups;
+mod reset;
 mod watermarks;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use groups::{
     GroupDescription, GroupLag, GroupListing, GroupState, MemberDescription, PartitionLag,
     PartitionOwner,
 };
+pub use reset::{PlannedOffset, ResetTo};
 
 /// How long [`Admin::create_topic`] waits for metadata to show a new topic.
 const TOPIC_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +66,55 @@ impl NewTopic {
         self.configs.push((key.into(), value.into()));
         self
     }
+
+    /// What Kafka would refuse (and some brokers accept, or wait on forever), checked
+    /// before anything is sent.
+    fn check(&self) -> Result<()> {
+        check_topic_name(&self.name)?;
+        if self.partitions != -1 && self.partitions < 1 {
+            return Err(Error::config(format!(
+                "topic {}: a topic needs at least 1 partition (or -1 for the broker's \
+                 num.partitions), got {}",
+                self.name, self.partitions
+            )));
+        }
+        if self.replication_factor != -1 && self.replication_factor < 1 {
+            return Err(Error::config(format!(
+                "topic {}: the replication factor must be at least 1 (or -1 for the \
+                 broker's default.replication.factor), got {}",
+                self.name, self.replication_factor
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's rules for a topic name: 1 to 249 characters of ASCII letters, digits, `.`,
+/// `_` and `-`, and neither `.` nor `..`.
+pub(crate) fn check_topic_name(name: &str) -> Result<()> {
+    const MAX: usize = 249;
+    let why = if name.is_empty() {
+        "a topic name cannot be empty".to_string()
+    } else if name == "." || name == ".." {
+        format!("{name:?} is not a legal topic name")
+    } else if name.len() > MAX {
+        format!(
+            "topic name {:?}... is {} bytes long; Kafka allows at most {MAX}",
+            name.chars().take(20).collect::<String>(),
+            name.len()
+        )
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        format!(
+            "topic name {name:?} contains {c:?}; Kafka allows only ASCII letters, digits, \
+             '.', '_' and '-'"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(why))
 }
 
 /// One topic of [`Admin::list_topics`].
@@ -116,6 +167,19 @@ impl Admin {
     /// Creates topics; returns each topic's own outcome (TOPIC_ALREADY_EXISTS, ...).
     /// Does not wait for propagation.
     pub async fn create_topics(&self, topics: Vec<NewTopic>) -> Result<Vec<(String, Result<()>)>> {
+        // Topics the broker would refuse get their error here, unsent.
+        let (topics, refused): (Vec<NewTopic>, Vec<NewTopic>) =
+            topics.into_iter().partition(|t| t.check().is_ok());
+        let mut outcomes: Vec<(String, Result<()>)> = refused
+            .into_iter()
+            .map(|t| {
+                let err = t.check().expect_err("partitioned as refused");
+                (t.name, Err(err))
+            })
+            .collect();
+        if topics.is_empty() {
+            return Ok(outcomes);
+        }
         let timeout = self.request_timeout();
         let request = CreateTopicsRequest::default()
             .with_timeout_ms(timeout_ms(timeout))
@@ -142,15 +206,12 @@ impl Admin {
             );
         let controller = self.client.controller().await?;
         let response = controller.call(&request).await?;
-        Ok(response
-            .topics
-            .into_iter()
-            .map(|t| {
-                let name = t.name.0.to_string();
-                let result = topic_result(t.error_code, t.error_message.as_ref(), &name);
-                (name, result)
-            })
-            .collect())
+        outcomes.extend(response.topics.into_iter().map(|t| {
+            let name = t.name.0.to_string();
+            let result = topic_result(t.error_code, t.error_message.as_ref(), &name);
+            (name, result)
+        }));
+        Ok(outcomes)
     }
 
     /// Grows `topic` to `total` partitions (CreatePartitions) and waits until metadata
@@ -339,4 +400,42 @@ fn topic_result(code: i16, message: Option<&StrBytes>, topic: &str) -> Result<()
         };
         e.with_topic(topic)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for good in ["t", "orders.v2", "a_b-c", &"x".repeat(249)] {
+            assert!(check_topic_name(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            (".", "not a legal"),
+            ("..", "not a legal"),
+            ("bad name!", "contains ' '"),
+            ("caf\u{e9}", "contains '\u{e9}'"),
+            (&"\u{e9}".repeat(200), "bytes long"),
+        ] {
+            let err = check_topic_name(bad).expect_err(bad);
+            assert_eq!(err.kind(), &ErrorKind::Config);
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn partition_and_replica_counts_are_checked_before_sending() {
+        assert!(NewTopic::new("t", -1).check().is_ok());
+        assert!(NewTopic::new("t", 3).replication_factor(-1).check().is_ok());
+        let err = NewTopic::new("t", 0).check().unwrap_err();
+        assert!(err.to_string().contains("at least 1 partition"), "{err}");
+        let err = NewTopic::new("t", 1)
+            .replication_factor(0)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("replication factor"), "{err}");
+    }
 }

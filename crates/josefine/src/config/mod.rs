@@ -129,6 +129,11 @@ impl Config {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Every property set, as key and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     fn millis(&self, key: &str) -> Option<Duration> {
         self.number(key).map(Duration::from_millis)
     }

@@ -21,6 +21,9 @@ mod stream;
 pub use assignor::AssignorKind;
 pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler, OnHandlerError};
 pub use errors::GroupErrors;
-pub(crate) use offsets::{at_coordinator, fetch_all_committed, fetch_committed};
+pub(crate) use marks::PendingCommit;
+pub(crate) use offsets::{
+    at_coordinator, commit as commit_offsets, fetch_all_committed, fetch_committed, Committer,
+};
 pub use session::{Claim, Revocation, RevokeReason, Session};
 pub use stream::{ClaimStream, GroupRecord, GroupStream};
