@@ -17,7 +17,7 @@ use josefine::{
 };
 use tokio::sync::Notify;
 
-use crate::output::{Format, Printer};
+use crate::output::{Format, Printer, Template};
 use crate::progress::Progress;
 use crate::shutdown;
 
@@ -48,6 +48,15 @@ pub struct ConsumeArgs {
     /// Direct mode: earliest, latest or an offset to start at (default latest).
     #[arg(short, long)]
     offset: Option<String>,
+    /// Direct mode: stop once every partition is read up to where it ended when the
+    /// command started (kcat's -e).
+    #[arg(short, long)]
+    exit_at_end: bool,
+    /// Print each record as this template (kcat's -f), instead of --format: %t topic,
+    /// %p partition, %o offset, %T timestamp, %k key, %s value, %K / %S their lengths
+    /// (-1 when null), %h headers (k=v,...), %% a percent sign; \n, \t and \\ escapes.
+    #[arg(short = 'F', long, value_name = "TEMPLATE")]
+    format_string: Option<String>,
 }
 
 /// Where records go: stdout, counted, up to `--count`.
@@ -169,10 +178,16 @@ impl GroupHandler for PrintClaims {
 
 pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::Result<()> {
     check_topics_exist(&client, &args.topics).await?;
+    let template = args
+        .format_string
+        .as_deref()
+        .map(Template::parse)
+        .transpose()?;
     let sink = Arc::new(Sink::new(
         Printer {
             format: args.format,
             key_separator: args.key_separator.clone(),
+            template,
         },
         args.count,
     ));
@@ -180,6 +195,12 @@ pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::
         .group
         .clone()
         .or_else(|| config.get("group.id").map(String::from));
+    if args.exit_at_end && group_id.is_some() {
+        bail!(
+            "--exit-at-end reads partitions directly; drop --group (and group.id), or stop a \
+             group member with --count or Ctrl-C"
+        );
+    }
     let started = Instant::now();
     let progress = show_progress(sink.clone());
     let outcome = match group_id {
@@ -281,6 +302,24 @@ async fn consume_direct(
     };
     let consumer = config.consumer_builder(client.clone())?.build()?;
     let mut readers = Vec::new();
+    // With --exit-at-end: each partition's end now, and how many are still short of it.
+    let mut ends = std::collections::HashMap::new();
+    if args.exit_at_end {
+        let mut all = Vec::new();
+        for topic in &args.topics {
+            for p in client.partitions(topic).await? {
+                if args.partitions.is_empty() || args.partitions.contains(&p) {
+                    all.push(josefine::TopicPartition::new(topic.as_str(), p));
+                }
+            }
+        }
+        ends = client.admin().end_offsets(&all).await?;
+    }
+    // With --exit-at-end, the partitions still short of their end: counts down from
+    // usize::MAX while readers start (one may finish before the next starts), then
+    // the readers never started are taken off, leaving those still reading.
+    let short = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let mut reading = 0;
     for topic in &args.topics {
         let all = client.partitions(topic).await?;
         let wanted: Vec<i32> = if args.partitions.is_empty() {
@@ -299,7 +338,17 @@ async fn consume_direct(
                 .consume_partition(topic, p, start)
                 .await
                 .with_context(|| format!("starting to read {topic}/{p}"))?;
-            let sink = sink.clone();
+            let end = ends
+                .get(&josefine::TopicPartition::new(topic.as_str(), p))
+                .copied();
+            let at_end = move |reader: &josefine::PartitionConsumer| {
+                end.is_some_and(|end| reader.position() >= end)
+            };
+            if at_end(&reader) {
+                continue;
+            }
+            reading += 1;
+            let (sink, short) = (sink.clone(), short.clone());
             readers.push(tokio::spawn(async move {
                 let mut reader = reader;
                 while !sink.is_finished() {
@@ -310,6 +359,12 @@ async fn consume_direct(
                     match batch {
                         Some(Ok(batch)) => {
                             sink.write_batch(&batch);
+                            if at_end(&reader) {
+                                if short.fetch_sub(1, Ordering::AcqRel) == 1 {
+                                    sink.stop(None);
+                                }
+                                break;
+                            }
                         }
                         Some(Err(err)) => {
                             sink.stop(Some(anyhow::Error::from(err)));
@@ -318,6 +373,13 @@ async fn consume_direct(
                     }
                 }
             }));
+        }
+    }
+    if args.exit_at_end {
+        // Partitions already at their end were never started.
+        let already = usize::MAX - reading;
+        if short.fetch_sub(already, Ordering::AcqRel) == already {
+            sink.stop(None);
         }
     }
     let mut signals = shutdown::signals()?;

@@ -1,7 +1,7 @@
 //! How `josefine consume` prints a record: `text` (the value, UTF-8, one per line,
 //! optionally `key<sep>value`), `json` (one object per line with every field; bytes
 //! that are not UTF-8 as base64 with an `_encoding` marker) or `raw` (the value's bytes
-//! untouched, then a newline).
+//! untouched, then a newline), or a kcat-style template (`--format-string`).
 
 use std::io::Write;
 
@@ -23,6 +23,120 @@ pub struct Printer {
     pub format: Format,
     /// `text`: print `key<sep>value` instead of the value alone.
     pub key_separator: Option<String>,
+    /// When set, used instead of `format`.
+    pub template: Option<Template>,
+}
+
+/// kcat's `-f`: literal text with `%t` topic, `%p` partition, `%o` offset, `%T`
+/// timestamp, `%k` key, `%s` value, `%K` / `%S` their lengths (-1 when null), `%h`
+/// headers (`k=v` comma-separated), `%%`; `\n`, `\t`, `\\` escapes. Keys and values
+/// are written as their bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Piece>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(Vec<u8>),
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+    Value,
+    KeyLength,
+    ValueLength,
+    Headers,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut pieces = Vec::new();
+        let mut literal = Vec::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            let piece = match c {
+                '%' => match chars.next() {
+                    Some('t') => Piece::Topic,
+                    Some('p') => Piece::Partition,
+                    Some('o') => Piece::Offset,
+                    Some('T') => Piece::Timestamp,
+                    Some('k') => Piece::Key,
+                    Some('s') => Piece::Value,
+                    Some('K') => Piece::KeyLength,
+                    Some('S') => Piece::ValueLength,
+                    Some('h') => Piece::Headers,
+                    Some('%') => {
+                        literal.push(b'%');
+                        continue;
+                    }
+                    other => bail!(
+                        "--format-string {text:?}: unknown %{} (use %t %p %o %T %k %s %K %S %h or %%)",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                },
+                '\\' => {
+                    let escaped = match chars.next() {
+                        Some('n') => '\n',
+                        Some('t') => '\t',
+                        Some('\\') => '\\',
+                        other => bail!(
+                            "--format-string {text:?}: unknown escape \\{} (use \\n \\t or \\\\)",
+                            other.map(String::from).unwrap_or_default()
+                        ),
+                    };
+                    literal.extend_from_slice(escaped.to_string().as_bytes());
+                    continue;
+                }
+                c => {
+                    let mut buf = [0; 4];
+                    literal.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    continue;
+                }
+            };
+            if !literal.is_empty() {
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+            }
+            pieces.push(piece);
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(literal));
+        }
+        Ok(Self(pieces))
+    }
+
+    fn write(
+        &self,
+        out: &mut impl Write,
+        topic: &str,
+        partition: i32,
+        record: &Record,
+    ) -> std::io::Result<()> {
+        let length = |b: Option<&bytes::Bytes>| b.map_or(-1, |b| b.len() as i64);
+        for piece in &self.0 {
+            match piece {
+                Piece::Literal(bytes) => out.write_all(bytes)?,
+                Piece::Topic => out.write_all(topic.as_bytes())?,
+                Piece::Partition => write!(out, "{partition}")?,
+                Piece::Offset => write!(out, "{}", record.offset())?,
+                Piece::Timestamp => write!(out, "{}", record.timestamp())?,
+                Piece::Key => out.write_all(record.key().map_or(&[][..], |k| &k[..]))?,
+                Piece::Value => out.write_all(record.value().map_or(&[][..], |v| &v[..]))?,
+                Piece::KeyLength => write!(out, "{}", length(record.key()))?,
+                Piece::ValueLength => write!(out, "{}", length(record.value()))?,
+                Piece::Headers => {
+                    for (i, header) in record.headers().iter().enumerate() {
+                        if i > 0 {
+                            out.write_all(b",")?;
+                        }
+                        out.write_all(&header.key()[..])?;
+                        out.write_all(b"=")?;
+                        out.write_all(header.value().map_or(&[][..], |v| &v[..]))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Printer {
@@ -35,6 +149,10 @@ impl Printer {
         partition: i32,
         record: &Record,
     ) -> anyhow::Result<()> {
+        if let Some(template) = &self.template {
+            template.write(out, topic, partition, record)?;
+            return Ok(());
+        }
         let value = record.value().map_or(&[][..], |v| &v[..]);
         match self.format {
             Format::Raw => {
@@ -142,11 +260,13 @@ mod tests {
         let plain = Printer {
             format: Format::Text,
             key_separator: None,
+            template: None,
         };
         assert_eq!(print(&plain, &r).unwrap(), "hello\n");
         let keyed = Printer {
             format: Format::Text,
             key_separator: Some("\t".into()),
+            template: None,
         };
         assert_eq!(print(&keyed, &r).unwrap(), "k\thello\n");
     }
@@ -157,6 +277,7 @@ mod tests {
         let plain = Printer {
             format: Format::Text,
             key_separator: None,
+            template: None,
         };
         let err = print(&plain, &r).unwrap_err().to_string();
         assert!(err.contains("t/3@41 is not UTF-8"), "{err}");
@@ -164,6 +285,7 @@ mod tests {
         let raw = Printer {
             format: Format::Raw,
             key_separator: None,
+            template: None,
         };
         let mut out = Vec::new();
         raw.write(&mut out, "t", 3, &r).unwrap();
@@ -175,6 +297,7 @@ mod tests {
         let json_printer = Printer {
             format: Format::Json,
             key_separator: None,
+            template: None,
         };
         let line = print(&json_printer, &record(Some(b"k"), &[0xff])).unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -187,5 +310,22 @@ mod tests {
         assert_eq!(v["value_encoding"], "base64");
         assert_eq!(v["headers"][0]["key"], "h");
         assert_eq!(v["headers"][0]["value"], "v");
+    }
+
+    #[test]
+    fn a_template_prints_fields_like_kcat() {
+        let r = record(Some(b"k"), b"hello");
+        let printer = Printer {
+            format: Format::Text,
+            key_separator: None,
+            template: Some(Template::parse("%t/%p@%o %T %k=%s (%K,%S) [%h] 100%%\\n").unwrap()),
+        };
+        assert_eq!(
+            print(&printer, &r).unwrap(),
+            "t/3@41 1700000000000 k=hello (1,5) [h=v] 100%\n"
+        );
+        for bad in ["%x", "trailing %", "\\q"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
     }
 }

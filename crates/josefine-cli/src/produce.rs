@@ -41,6 +41,17 @@ pub struct ProduceArgs {
     /// Value size of synthetic records, in bytes.
     #[arg(short, long, default_value_t = 100, requires = "count")]
     size: usize,
+    /// A header on every record, KEY=VALUE (repeatable, in order; KEY alone for a
+    /// null value).
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    headers: Vec<String>,
+    /// Send an empty value as null (a tombstone, which compaction deletes the key
+    /// with) and an empty key as no key (kcat's -Z).
+    #[arg(short = 'Z', long)]
+    null_empty: bool,
+    /// The timestamp of every record, in milliseconds since the epoch (default: now).
+    #[arg(long, value_name = "MILLIS")]
+    timestamp: Option<i64>,
 }
 
 /// Deliveries awaited at most this far behind the newest record: bounds what the
@@ -122,15 +133,32 @@ fn to_record(args: &ProduceArgs, line: Vec<u8>) -> ProducerRecord {
     if let Some(p) = args.partition {
         record = record.partition(p);
     }
+    if let Some(ts) = args.timestamp {
+        record = record.timestamp(ts);
+    }
+    for header in &args.headers {
+        record = match header.split_once('=') {
+            Some((key, value)) => record.header(key, Bytes::copy_from_slice(value.as_bytes())),
+            None => record.null_header(header),
+        };
+    }
     let line = Bytes::from(line);
-    match args
+    let (key, value) = match args
         .key_separator
         .as_deref()
         .and_then(|sep| find(&line, sep.as_bytes()).map(|at| (at, sep.len())))
     {
-        Some((at, len)) => record.key(line.slice(..at)).value(line.slice(at + len..)),
-        None => record.value(line),
+        Some((at, len)) => (Some(line.slice(..at)), line.slice(at + len..)),
+        None => (None, line),
+    };
+    if let Some(key) = key.filter(|k| !(args.null_empty && k.is_empty())) {
+        record = record.key(key);
     }
+    // No value at all is a null value: a tombstone.
+    if !(args.null_empty && value.is_empty()) {
+        record = record.value(value);
+    }
+    record
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

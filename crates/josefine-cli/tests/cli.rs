@@ -534,3 +534,97 @@ fn reset_offsets_moves_where_the_group_reads_next_and_delete_removes_it() {
     let gone = run(josefine(&broker).args(["groups", "lag", &group]), b"");
     assert_one_clear_line(&gone, "has no committed offsets");
 }
+
+/// kcat parity: headers (`-H`, a null one too), tombstones and no-key records
+/// (`-Z`), fixed timestamps on the way in; a template (`-F`) and `--exit-at-end` on
+/// the way out, which stops at the end each partition had when it started.
+#[test]
+fn headers_tombstones_templates_and_exit_at_end() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-kcat");
+    create_topic(&broker, &topic, 3);
+    run_ok(
+        josefine(&broker)
+            .args([
+                "produce",
+                "--topic",
+                &topic,
+                "--partition",
+                "0",
+                "-K",
+                ":",
+                "-Z",
+            ])
+            .args([
+                "-H",
+                "trace=abc",
+                "-H",
+                "flag",
+                "--timestamp",
+                "1700000000000",
+            ]),
+        b"k1:v1\nk2:\n:v3\n",
+    );
+    run_ok(
+        josefine(&broker)
+            .args(["produce", "--topic", &topic, "--partition", "1"])
+            .args(["--timestamp", "1700000000001"]),
+        b"x\n",
+    );
+    // Partition 2 stays empty: nothing to wait for there.
+    let child = josefine(&broker)
+        .args([
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--exit-at-end",
+        ])
+        .args(["-F", "%p %o %k|%s %K %S [%h] %T\\n"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (done, waited) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if waited.recv_timeout(Duration::from_secs(60)).is_err() {
+            // Still running: --exit-at-end did not stop it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "0 0 k1|v1 2 2 [trace=abc,flag=] 1700000000000",
+            "0 1 k2| 2 -1 [trace=abc,flag=] 1700000000000",
+            "0 2 |v3 -1 2 [trace=abc,flag=] 1700000000000",
+            "1 0 |x -1 1 [] 1700000000001",
+        ]
+    );
+    let refused = run(
+        josefine(&broker).args([
+            "consume",
+            "--topic",
+            &topic,
+            "--group",
+            "g",
+            "--exit-at-end",
+        ]),
+        b"",
+    );
+    assert_one_clear_line(&refused, "--exit-at-end reads partitions directly");
+}

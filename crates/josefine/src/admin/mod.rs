@@ -357,6 +357,31 @@ impl Admin {
         .await
     }
 
+    /// The end of each partition now: its high watermark (the offset the next record
+    /// will get; what a read-everything consumer stops at), read from Fetch answers
+    /// at the leaders (not ListOffsets LATEST, which Tansu answers wrongly). A
+    /// partition whose end could not be read is an error.
+    pub async fn end_offsets(
+        &self,
+        partitions: &[crate::TopicPartition],
+    ) -> Result<std::collections::HashMap<crate::TopicPartition, i64>> {
+        let wanted: Vec<(crate::TopicPartition, i64)> =
+            partitions.iter().map(|tp| (tp.clone(), 0)).collect();
+        watermarks::high_watermarks(&self.client, &wanted)
+            .await?
+            .into_iter()
+            .map(|(tp, end)| match end {
+                Some(end) => Ok((tp, end)),
+                None => Err(Error::new(
+                    crate::ErrorKind::Kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),
+                    "no high watermark for the partition",
+                )
+                .with_topic(&*tp.topic)
+                .with_partition(tp.partition)),
+            })
+            .collect()
+    }
+
     /// Waits until metadata lists `topic` with a leader for every partition.
     pub async fn wait_for_topic(&self, topic: &str, timeout: Duration) -> Result<()> {
         self.wait_for_partitions(topic, 1, timeout).await
