@@ -1,6 +1,6 @@
 //! Progress on stderr for long-running commands: a redrawn bar when stderr is a
-//! terminal, one plain line a second otherwise (logs, CI), never on stdout (which
-//! carries the records).
+//! terminal, nothing otherwise (a pipe or a log stays clean: the command's summary
+//! line says what was done), never on stdout (which carries the records).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -40,15 +40,11 @@ impl Progress {
         self.note = note;
     }
 
-    /// Shows `done` if it is time to redraw (10 Hz on a terminal, 1 Hz otherwise).
+    /// Shows `done` if it is time to redraw (10 Hz, on a terminal only).
     pub fn tick(&mut self, done: u64) {
         self.base.get_or_insert((Instant::now(), done));
-        let every = if self.terminal {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(1)
-        };
-        if self.last_drawn.is_some_and(|t| t.elapsed() < every) {
+        let every = Duration::from_millis(100);
+        if !self.terminal || self.last_drawn.is_some_and(|t| t.elapsed() < every) {
             return;
         }
         self.last_drawn = Some(Instant::now());
@@ -67,11 +63,7 @@ impl Progress {
     fn draw(&self, done: u64, last: bool) {
         let line = self.render(done);
         let mut err = std::io::stderr().lock();
-        let _ = if self.terminal {
-            write!(err, "\r\x1b[2K{line}{}", if last { "\n" } else { "" })
-        } else {
-            writeln!(err, "{line}")
-        };
+        let _ = write!(err, "\r\x1b[2K{line}{}", if last { "\n" } else { "" });
         let _ = err.flush();
     }
 

@@ -543,7 +543,7 @@ fn headers_tombstones_templates_and_exit_at_end() {
     let broker = real_broker!();
     let topic = common::unique("cli-kcat");
     create_topic(&broker, &topic, 3);
-    run_ok(
+    let produced = run_ok(
         josefine(&broker)
             .args([
                 "produce",
@@ -565,6 +565,10 @@ fn headers_tombstones_templates_and_exit_at_end() {
             ]),
         b"k1:v1\nk2:\n:v3\n",
     );
+    // Not a terminal: no progress, only the summary.
+    let stderr = String::from_utf8(produced.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.starts_with("produced 3 record(s)"), "{stderr:?}");
     run_ok(
         josefine(&broker)
             .args(["produce", "--topic", &topic, "--partition", "1"])
