@@ -57,7 +57,7 @@ enum Command {
     /// Manage topics.
     #[command(subcommand, alias = "topic")]
     Topics(TopicCommand),
-    /// Inspect consumer groups: list, describe, lag.
+    /// Consumer groups: list, describe, lag, reset offsets, delete.
     #[command(subcommand, alias = "group")]
     Groups(groups::GroupsCommand),
     /// A consumer group at work: starts a local broker (unless --bootstrap or
@@ -67,6 +67,13 @@ enum Command {
     /// Throughput benchmarks (see docs/BENCHMARKS.md and scripts/bench.sh).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script: `josefine completions bash > /etc/bash_completion.d/josefine`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `josefine man > josefine.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +220,25 @@ fn settings(cli: &Cli) -> anyhow::Result<(Config, bool)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, cluster_given) = settings(&cli)?;
     let command = cli.command.unwrap_or(Command::Cluster);
+    // Neither needs a cluster.
+    match command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "josefine",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Command::Demo(args) = command {
         return demo::run(&config, cluster_given, args).await;
     }
@@ -270,7 +296,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin.create_partitions(&name, total).await?;
             println!("topic {name} now has {total} partition(s)");
         }
-        Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before connecting")
+        }
         Command::Groups(command) => groups::run(&client, command).await?,
         Command::Consume(args) => consume::run(client.clone(), &config, args).await?,
         Command::Produce(args) => produce::run(client.clone(), &config, args).await?,

@@ -632,3 +632,26 @@ fn headers_tombstones_templates_and_exit_at_end() {
     );
     assert_one_clear_line(&refused, "--exit-at-end reads partitions directly");
 }
+
+/// Shell completions and the man page come from the command definition, without a
+/// cluster.
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let bin = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_josefine"));
+        command.env_remove("JOSEFINE_BOOTSTRAP");
+        command
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_ok(bin().args(["completions", shell]), b"");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("reset-offsets"), "{shell}: {script}");
+    }
+    let man = run_ok(bin().arg("man"), b"");
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.contains(".TH josefine 1"), "{man}");
+    assert!(
+        man.contains("josefine\\-groups(1)"),
+        "subcommands listed: {man}"
+    );
+}
