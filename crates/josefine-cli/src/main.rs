@@ -109,6 +109,29 @@ enum TopicCommand {
         #[arg(long)]
         total: i32,
     },
+    /// Print a topic's config entries with where each value comes from.
+    DescribeConfig {
+        name: String,
+        /// Only the entries set on the topic itself.
+        #[arg(long)]
+        overrides: bool,
+    },
+    /// Change a topic's config, entry by entry (the others keep their values).
+    AlterConfig {
+        name: String,
+        /// KEY=VALUE to set (repeatable).
+        #[arg(long, value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// KEY to remove from the topic (its default applies again; repeatable).
+        #[arg(long)]
+        delete: Vec<String>,
+        /// KEY=VALUE to add to a list entry (repeatable).
+        #[arg(long, value_parser = parse_key_value)]
+        append: Vec<(String, String)>,
+        /// KEY=VALUE to remove from a list entry (repeatable).
+        #[arg(long, value_parser = parse_key_value)]
+        subtract: Vec<(String, String)>,
+    },
     /// Show partitions, leaders, replicas and ISR of a topic.
     Describe { name: String },
 }
@@ -291,6 +314,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("deleting topic {name}"))?;
             println!("deleted topic {name}");
+        }
+        Command::Topics(TopicCommand::DescribeConfig { name, overrides }) => {
+            for entry in admin.describe_topic_config(&name).await? {
+                if overrides && entry.source != josefine::ConfigSource::Topic {
+                    continue;
+                }
+                let value = match (&entry.value, entry.sensitive) {
+                    (_, true) => "(sensitive)",
+                    (Some(value), false) => value.as_str(),
+                    (None, false) => "(null)",
+                };
+                println!("{}={value}\t({})", entry.name, entry.source);
+            }
+        }
+        Command::Topics(TopicCommand::AlterConfig {
+            name,
+            set,
+            delete,
+            append,
+            subtract,
+        }) => {
+            use josefine::ConfigChange;
+            let changes: Vec<ConfigChange> = set
+                .into_iter()
+                .map(|(k, v)| ConfigChange::Set(k, v))
+                .chain(delete.into_iter().map(ConfigChange::Delete))
+                .chain(append.into_iter().map(|(k, v)| ConfigChange::Append(k, v)))
+                .chain(
+                    subtract
+                        .into_iter()
+                        .map(|(k, v)| ConfigChange::Subtract(k, v)),
+                )
+                .collect();
+            anyhow::ensure!(
+                !changes.is_empty(),
+                "nothing to change: give --set, --delete, --append or --subtract"
+            );
+            admin.alter_topic_config(&name, &changes).await?;
+            println!("topic {name}: {} config change(s) applied", changes.len());
         }
         Command::Topics(TopicCommand::AddPartitions { name, total }) => {
             admin.create_partitions(&name, total).await?;

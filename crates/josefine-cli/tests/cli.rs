@@ -655,3 +655,42 @@ fn completions_and_the_man_page_are_generated() {
         "subcommands listed: {man}"
     );
 }
+
+/// `topics alter-config` and `describe-config` (Kafka: DescribeConfigs and
+/// IncrementalAlterConfigs).
+#[test]
+fn topic_configs_from_the_command_line() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-config");
+    create_topic(&broker, &topic, 1);
+    let altered = run_ok(
+        josefine(&broker)
+            .args(["topics", "alter-config", &topic])
+            .args([
+                "--set",
+                "retention.ms=1000",
+                "--append",
+                "cleanup.policy=compact",
+            ]),
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&altered.stdout).contains("2 config change(s)"));
+    let described = run_ok(
+        josefine(&broker).args(["topics", "describe-config", &topic, "--overrides"]),
+        b"",
+    );
+    let described = String::from_utf8(described.stdout).unwrap();
+    assert!(
+        described.contains("retention.ms=1000\t(topic)"),
+        "{described}"
+    );
+    assert!(
+        described.contains("cleanup.policy=delete,compact\t(topic)"),
+        "{described}"
+    );
+    let nothing = run(
+        josefine(&broker).args(["topics", "alter-config", &topic]),
+        b"",
+    );
+    assert_one_clear_line(&nothing, "nothing to change");
+}

@@ -32,9 +32,9 @@ mod task;
 mod topic_partition;
 
 pub use admin::{
-    Admin, ClusterDescription, GroupDescription, GroupLag, GroupListing, GroupState,
-    MemberDescription, NewTopic, PartitionLag, PartitionOwner, PlannedOffset, ResetTo,
-    TopicListing,
+    Admin, ClusterDescription, ConfigChange, ConfigEntry, ConfigSource, GroupDescription, GroupLag,
+    GroupListing, GroupState, MemberDescription, NewTopic, PartitionLag, PartitionOwner,
+    PlannedOffset, ResetTo, TopicListing,
 };
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use config::Config;

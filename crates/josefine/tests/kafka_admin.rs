@@ -1,0 +1,124 @@
+//! Admin calls that only Apache Kafka (4.4, started by scripts/test.sh) serves among
+//! our test brokers (Tansu and the mock have no DescribeConfigs or
+//! IncrementalAlterConfigs): topic and broker configs, read with their sources and
+//! changed entry by entry; a reset of an idle group's offsets at the library level.
+
+mod common;
+
+use common::real_kafka;
+use josefine::{ConfigChange, ConfigSource, NewTopic, ResetTo, TopicPartition};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_described_with_sources_and_altered_entry_by_entry() {
+    let kafka = real_kafka!();
+    let admin = common::client(&kafka.plaintext).await.admin();
+    let topic = common::unique("configs");
+    admin
+        .create_topic(NewTopic::new(&topic, 1).config("retention.ms", "3600000"))
+        .await
+        .unwrap();
+    let entry = |entries: &[josefine::ConfigEntry], name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name} in {entries:?}"))
+            .clone()
+    };
+    let entries = admin.describe_topic_config(&topic).await.unwrap();
+    let retention = entry(&entries, "retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert_eq!(retention.source, ConfigSource::Topic);
+    assert_eq!(
+        entry(&entries, "cleanup.policy").source,
+        ConfigSource::Default
+    );
+
+    admin
+        .alter_topic_config(
+            &topic,
+            &[
+                ConfigChange::Set("max.message.bytes".into(), "65536".into()),
+                ConfigChange::Delete("retention.ms".into()),
+                ConfigChange::Append("cleanup.policy".into(), "compact".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let entries = admin.describe_topic_config(&topic).await.unwrap();
+    assert_eq!(
+        entry(&entries, "max.message.bytes").value.as_deref(),
+        Some("65536")
+    );
+    assert_eq!(
+        entry(&entries, "retention.ms").source,
+        ConfigSource::Default
+    );
+    assert_eq!(
+        entry(&entries, "cleanup.policy").value.as_deref(),
+        Some("delete,compact")
+    );
+
+    let err = admin
+        .alter_topic_config(
+            &topic,
+            &[ConfigChange::Set("no.such.config".into(), "1".into())],
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.is_retriable(), "{err}");
+    assert!(err.to_string().contains("no.such.config"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brokers_configs_are_described() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let metadata = client.refresh_metadata(&[]).await.unwrap();
+    let id = *metadata.brokers.keys().next().expect("a broker");
+    let entries = client.admin().describe_broker_config(id).await.unwrap();
+    let initial_delay = entries
+        .iter()
+        .find(|e| e.name == "group.initial.rebalance.delay.ms")
+        .expect("a broker config");
+    // scripts/kafka/kafka.sh sets it to 0 in server.properties.
+    assert_eq!(initial_delay.value.as_deref(), Some("0"));
+    assert_eq!(initial_delay.source, ConfigSource::StaticBroker);
+}
+
+/// The library's offset reset on an idle group: every target kind, clamped to the
+/// log; committed, then read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_groups_offsets_are_planned_and_committed() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let admin = client.admin();
+    let topic = common::unique("reset");
+    admin.create_topic(NewTopic::new(&topic, 1)).await.unwrap();
+    common::produce_values(&client, &topic, 1, |_| 0..10).await;
+    let group = common::unique("reset-group");
+    let tp = [TopicPartition::new(topic.as_str(), 0)];
+    let plan = |to| {
+        let admin = admin.clone();
+        let (group, tp) = (group.clone(), tp.clone());
+        async move { admin.plan_offset_reset(&group, &tp, to).await.unwrap() }
+    };
+    assert_eq!(plan(ResetTo::Latest).await[0].target, 10);
+    assert_eq!(plan(ResetTo::Earliest).await[0].target, 0);
+    assert_eq!(plan(ResetTo::Offset(99)).await[0].target, 10, "clamped");
+    assert_eq!(
+        plan(ResetTo::ShiftBy(-3)).await[0].target,
+        0,
+        "from the start"
+    );
+    let to_seven = plan(ResetTo::Offset(7)).await;
+    assert_eq!(to_seven[0].current, None);
+    admin.commit_group_offsets(&group, &to_seven).await.unwrap();
+    let shifted = plan(ResetTo::ShiftBy(-3)).await;
+    assert_eq!((shifted[0].current, shifted[0].target), (Some(7), 4));
+    assert_eq!(plan(ResetTo::Timestamp(0)).await[0].target, 0);
+    assert_eq!(
+        plan(ResetTo::Timestamp(i64::MAX / 2)).await[0].target,
+        10,
+        "after every record: the end"
+    );
+}
