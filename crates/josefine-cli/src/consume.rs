@@ -45,7 +45,8 @@ pub struct ConsumeArgs {
     /// Direct mode: the partitions to read (repeatable; default all).
     #[arg(short, long = "partition")]
     partitions: Vec<i32>,
-    /// Direct mode: earliest, latest or an offset to start at (default latest).
+    /// Direct mode: earliest, latest, an offset, or @TIME (the first record at or
+    /// after it: @2026-12-05T10:00:00Z or @MILLIS) to start at (default latest).
     #[arg(short, long)]
     offset: Option<String>,
     /// Direct mode: stop once every partition is read up to where it ended when the
@@ -296,8 +297,14 @@ async fn consume_direct(
     let start = match (args.offset.as_deref(), args.from_beginning) {
         (Some("earliest" | "beginning"), _) | (None, true) => StartOffset::Earliest,
         (Some("latest" | "end") | None, _) => StartOffset::Latest,
+        (Some(at), _) if at.starts_with('@') => {
+            StartOffset::Timestamp(crate::groups::parse_datetime("--offset @", &at[1..])?)
+        }
         (Some(n), _) => StartOffset::Offset(n.parse().with_context(|| {
-            format!("--offset {n:?}: give earliest, latest or an offset number")
+            format!(
+                "--offset {n:?}: give earliest, latest, an offset number, or @TIME (RFC 3339 \
+                 or milliseconds since the epoch)"
+            )
         })?),
     };
     let consumer = config.consumer_builder(client.clone())?.build()?;

@@ -75,7 +75,7 @@ impl ResetTarget {
         } else if self.to_latest {
             ResetTo::Latest
         } else if let Some(text) = &self.to_datetime {
-            ResetTo::Timestamp(parse_datetime(text)?)
+            ResetTo::Timestamp(parse_datetime("--to-datetime", text)?)
         } else if let Some(offset) = self.to_offset {
             ResetTo::Offset(offset)
         } else {
@@ -254,7 +254,10 @@ async fn print_lag(client: &Client, group: &str) -> anyhow::Result<()> {
 }
 
 /// `TOPIC` (every partition, from metadata) or `TOPIC:P,P,...`.
-async fn topic_partitions(client: &Client, spec: &str) -> anyhow::Result<Vec<TopicPartition>> {
+pub(crate) async fn topic_partitions(
+    client: &Client,
+    spec: &str,
+) -> anyhow::Result<Vec<TopicPartition>> {
     let (topic, listed) = match spec.split_once(':') {
         Some((topic, list)) => (topic, Some(list)),
         None => (spec, None),
@@ -288,13 +291,13 @@ async fn topic_partitions(client: &Client, spec: &str) -> anyhow::Result<Vec<Top
 
 /// Milliseconds since the epoch from RFC 3339 (`2026-12-05T10:00:00Z`, with optional
 /// fractional seconds and a `+HH:MM` offset) or from a plain number of milliseconds.
-fn parse_datetime(text: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_datetime(flag: &str, text: &str) -> anyhow::Result<i64> {
     if let Ok(millis) = text.parse::<i64>() {
         return Ok(millis);
     }
     let bad = || {
         anyhow::anyhow!(
-            "--to-datetime {text:?}: expected RFC 3339 such as 2026-12-05T10:00:00Z or \
+            "{flag} {text:?}: expected RFC 3339 such as 2026-12-05T10:00:00Z or \
              2026-12-05T11:00:00+01:00, or milliseconds since the epoch"
         )
     };
@@ -356,27 +359,33 @@ mod tests {
 
     #[test]
     fn datetimes_parse_as_rfc3339_or_milliseconds() {
-        assert_eq!(parse_datetime("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(
-            parse_datetime("2026-12-05T10:00:00Z").unwrap(),
+            parse_datetime("--to-datetime", "1970-01-01T00:00:00Z").unwrap(),
+            0
+        );
+        assert_eq!(
+            parse_datetime("--to-datetime", "2026-12-05T10:00:00Z").unwrap(),
             1_796_464_800_000
         );
         assert_eq!(
-            parse_datetime("2026-12-05T11:00:00.25+01:00").unwrap(),
+            parse_datetime("--to-datetime", "2026-12-05T11:00:00.25+01:00").unwrap(),
             1_796_464_800_250
         );
         assert_eq!(
-            parse_datetime("2000-03-01T00:00:00-00:30").unwrap(),
+            parse_datetime("--to-datetime", "2000-03-01T00:00:00-00:30").unwrap(),
             951_870_600_000
         );
-        assert_eq!(parse_datetime("1796464800000").unwrap(), 1_796_464_800_000);
+        assert_eq!(
+            parse_datetime("--to-datetime", "1796464800000").unwrap(),
+            1_796_464_800_000
+        );
         for bad in [
             "yesterday",
             "2026-13-01T00:00:00Z",
             "2026-12-05",
             "2026-12-05T10:00",
         ] {
-            assert!(parse_datetime(bad).is_err(), "{bad}");
+            assert!(parse_datetime("--to-datetime", bad).is_err(), "{bad}");
         }
     }
 }

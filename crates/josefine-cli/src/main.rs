@@ -103,6 +103,14 @@ enum TopicCommand {
     },
     /// Delete a topic.
     Delete { name: String },
+    /// Delete the records before an offset: the partitions' logs then start there.
+    DeleteRecords {
+        /// TOPIC:P[,P...]
+        partitions: String,
+        /// The first offset to keep.
+        #[arg(long)]
+        before: i64,
+    },
     /// Grow a topic to TOTAL partitions (keyed records then map to other partitions).
     AddPartitions {
         name: String,
@@ -369,8 +377,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
         Command::Topics(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
-            md.topic_or_error(&name)?;
+            let topic = md.topic_or_error(&name)?;
+            let partitions: Vec<josefine::TopicPartition> = topic
+                .partitions
+                .iter()
+                .map(|p| josefine::TopicPartition::new(name.as_str(), p.id))
+                .collect();
+            let (starts, ends) = tokio::try_join!(
+                admin.list_offsets(&partitions, josefine::StartOffset::Earliest),
+                admin.list_offsets(&partitions, josefine::StartOffset::Latest),
+            )?;
             print_topics(&md, Some(&name));
+            for tp in &partitions {
+                println!(
+                    "    partition {:>3}  offsets {}..{}",
+                    tp.partition, starts[tp], ends[tp]
+                );
+            }
+        }
+        Command::Topics(TopicCommand::DeleteRecords { partitions, before }) => {
+            let partitions = groups::topic_partitions(&client, &partitions).await?;
+            let wanted: Vec<(josefine::TopicPartition, i64)> =
+                partitions.into_iter().map(|tp| (tp, before)).collect();
+            let mut failed = 0;
+            for (tp, outcome) in admin.delete_records(&wanted).await? {
+                match outcome {
+                    Ok(start) => {
+                        println!("{}/{}: the log starts at {start}", tp.topic, tp.partition)
+                    }
+                    Err(err) => {
+                        failed += 1;
+                        println!("{}/{}: {err}", tp.topic, tp.partition);
+                    }
+                }
+            }
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} of {} partition(s) kept their records",
+                wanted.len()
+            );
         }
     }
     client.close();

@@ -694,3 +694,58 @@ fn topic_configs_from_the_command_line() {
     );
     assert_one_clear_line(&nothing, "nothing to change");
 }
+
+/// `topics delete-records` moves the log start, `topics describe` shows where each
+/// partition's log starts and ends, and `consume --offset @TIME` starts at the first
+/// record at or after a time.
+#[test]
+fn delete_records_describe_offsets_and_consume_from_a_time() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-records");
+    create_topic(&broker, &topic, 1);
+    for ts in ["1000", "2000", "3000"] {
+        run_ok(
+            josefine(&broker).args(["produce", "--topic", &topic, "--timestamp", ts]),
+            b"a\nb\n",
+        );
+    }
+    let deleted = run_ok(
+        josefine(&broker).args([
+            "topics",
+            "delete-records",
+            &format!("{topic}:0"),
+            "--before",
+            "1",
+        ]),
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&deleted.stdout).contains("the log starts at 1"));
+    let described = run_ok(josefine(&broker).args(["topics", "describe", &topic]), b"");
+    let described = String::from_utf8(described.stdout).unwrap();
+    assert!(described.contains("offsets 1..6"), "{described}");
+    let from_time = run_ok(
+        josefine(&broker)
+            .args([
+                "consume",
+                "--topic",
+                &topic,
+                "--offset",
+                "@2000",
+                "--exit-at-end",
+            ])
+            .args(["-F", "%o\\n"]),
+        b"",
+    );
+    assert_eq!(String::from_utf8(from_time.stdout).unwrap(), "2\n3\n4\n5\n");
+    let past = run(
+        josefine(&broker).args([
+            "topics",
+            "delete-records",
+            &format!("{topic}:0"),
+            "--before",
+            "99",
+        ]),
+        b"",
+    );
+    assert_one_clear_line(&past, "kept their records");
+}

@@ -1,7 +1,8 @@
 //! Admin calls that only Apache Kafka (4.4, started by scripts/test.sh) serves among
 //! our test brokers (Tansu and the mock have no DescribeConfigs or
 //! IncrementalAlterConfigs): topic and broker configs, read with their sources and
-//! changed entry by entry; a reset of an idle group's offsets at the library level.
+//! changed entry by entry; a reset of an idle group's offsets at the library level;
+//! offsets by position and time (ListOffsets), and records deleted (DeleteRecords).
 
 mod common;
 
@@ -121,4 +122,54 @@ async fn an_idle_groups_offsets_are_planned_and_committed() {
         10,
         "after every record: the end"
     );
+}
+
+/// Offsets by position and by time (ListOffsets, the end from Fetch), and records
+/// deleted before an offset (DeleteRecords) moving the log start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_listed_and_records_deleted_before_one() {
+    use josefine::{KafkaCode, Producer, ProducerRecord, StartOffset};
+
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let admin = client.admin();
+    let topic = common::unique("offsets");
+    admin.create_topic(NewTopic::new(&topic, 1)).await.unwrap();
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        let record = ProducerRecord::new(&topic)
+            .partition(0)
+            .timestamp(1_000 + i)
+            .value(format!("r{i}"));
+        deliveries.push(producer.enqueue(record).await.unwrap());
+    }
+    common::delivered(deliveries).await;
+    producer.close().await.unwrap();
+    let tp = TopicPartition::new(topic.as_str(), 0);
+    let at = |start| {
+        let (admin, tp) = (admin.clone(), tp.clone());
+        async move {
+            admin
+                .list_offsets(std::slice::from_ref(&tp), start)
+                .await
+                .unwrap()[&tp]
+        }
+    };
+    assert_eq!(at(StartOffset::Earliest).await, 0);
+    assert_eq!(at(StartOffset::Latest).await, 10);
+    assert_eq!(at(StartOffset::Timestamp(1_005)).await, 5);
+    assert_eq!(
+        at(StartOffset::Timestamp(5_000)).await,
+        10,
+        "after every record"
+    );
+    assert_eq!(at(StartOffset::Offset(3)).await, 3);
+
+    let deleted = admin.delete_records(&[(tp.clone(), 4)]).await.unwrap();
+    assert_eq!(deleted[0].1.as_ref().ok(), Some(&4));
+    assert_eq!(at(StartOffset::Earliest).await, 4);
+    let past = admin.delete_records(&[(tp.clone(), 99)]).await.unwrap();
+    let err = past[0].1.as_ref().unwrap_err();
+    assert_eq!(err.code(), Some(KafkaCode::OFFSET_OUT_OF_RANGE), "{err}");
 }

@@ -9,6 +9,7 @@
 
 mod configs;
 mod groups;
+mod offsets;
 mod reset;
 mod watermarks;
 
