@@ -293,6 +293,8 @@ impl josefine::GroupHandler for CountingHandler {
             let mut last = None;
             for record in &batch {
                 let record = record?;
+                // When the first record arrived, before any work on it.
+                self.first.get_or_init(Instant::now);
                 b += record.value().map_or(0, |v| v.len()) as u64;
                 n += 1;
                 last = Some(record.offset());
@@ -301,7 +303,6 @@ impl josefine::GroupHandler for CountingHandler {
                 }
             }
             if let Some(last) = last {
-                self.first.get_or_init(Instant::now);
                 claim.mark_next(last + 1);
             }
             self.bytes.fetch_add(b, Ordering::Relaxed);
