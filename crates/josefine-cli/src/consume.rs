@@ -308,25 +308,7 @@ async fn consume_direct(
         })?),
     };
     let consumer = config.consumer_builder(client.clone())?.build()?;
-    let mut readers = Vec::new();
-    // With --exit-at-end: each partition's end now, and how many are still short of it.
-    let mut ends = std::collections::HashMap::new();
-    if args.exit_at_end {
-        let mut all = Vec::new();
-        for topic in &args.topics {
-            for p in client.partitions(topic).await? {
-                if args.partitions.is_empty() || args.partitions.contains(&p) {
-                    all.push(josefine::TopicPartition::new(topic.as_str(), p));
-                }
-            }
-        }
-        ends = client.admin().end_offsets(&all).await?;
-    }
-    // With --exit-at-end, the partitions still short of their end: counts down from
-    // usize::MAX while readers start (one may finish before the next starts), then
-    // the readers never started are taken off, leaving those still reading.
-    let short = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
-    let mut reading = 0;
+    let mut opened = Vec::new();
     for topic in &args.topics {
         let all = client.partitions(topic).await?;
         let wanted: Vec<i32> = if args.partitions.is_empty() {
@@ -345,49 +327,51 @@ async fn consume_direct(
                 .consume_partition(topic, p, start)
                 .await
                 .with_context(|| format!("starting to read {topic}/{p}"))?;
-            let end = ends
-                .get(&josefine::TopicPartition::new(topic.as_str(), p))
-                .copied();
-            let at_end = move |reader: &josefine::PartitionConsumer| {
-                end.is_some_and(|end| reader.position() >= end)
-            };
-            if at_end(&reader) {
-                continue;
-            }
-            reading += 1;
-            let (sink, short) = (sink.clone(), short.clone());
-            readers.push(tokio::spawn(async move {
-                let mut reader = reader;
-                while !sink.is_finished() {
-                    let batch = tokio::select! {
-                        batch = reader.next_batch() => batch,
-                        _ = sink.finished() => None,
-                    };
-                    match batch {
-                        Some(Ok(batch)) => {
-                            sink.write_batch(&batch);
-                            if at_end(&reader) {
-                                if short.fetch_sub(1, Ordering::AcqRel) == 1 {
-                                    sink.stop(None);
-                                }
-                                break;
-                            }
-                        }
-                        Some(Err(err)) => {
-                            sink.stop(Some(anyhow::Error::from(err)));
-                        }
-                        None => break,
-                    }
-                }
-            }));
+            opened.push((josefine::TopicPartition::new(topic.as_str(), p), reader));
         }
     }
-    if args.exit_at_end {
-        // Partitions already at their end were never started.
-        let already = usize::MAX - reading;
-        if short.fetch_sub(already, Ordering::AcqRel) == already {
+    // With --exit-at-end: each partition's end now; those already there are not read.
+    let ends = if args.exit_at_end {
+        let partitions: Vec<josefine::TopicPartition> =
+            opened.iter().map(|(tp, _)| tp.clone()).collect();
+        let ends = client.admin().end_offsets(&partitions).await?;
+        opened.retain(|(tp, reader)| reader.position() < ends[tp]);
+        if opened.is_empty() {
             sink.stop(None);
         }
+        ends
+    } else {
+        std::collections::HashMap::new()
+    };
+    // The partitions still short of their end.
+    let short = Arc::new(std::sync::atomic::AtomicUsize::new(opened.len()));
+    let mut readers = Vec::new();
+    for (tp, mut reader) in opened {
+        let end = ends.get(&tp).copied();
+        let (sink, short) = (sink.clone(), short.clone());
+        readers.push(tokio::spawn(async move {
+            while !sink.is_finished() {
+                let batch = tokio::select! {
+                    batch = reader.next_batch() => batch,
+                    _ = sink.finished() => None,
+                };
+                match batch {
+                    Some(Ok(batch)) => {
+                        sink.write_batch(&batch);
+                        if end.is_some_and(|end| reader.position() >= end) {
+                            if short.fetch_sub(1, Ordering::AcqRel) == 1 {
+                                sink.stop(None);
+                            }
+                            break;
+                        }
+                    }
+                    Some(Err(err)) => {
+                        sink.stop(Some(anyhow::Error::from(err)));
+                    }
+                    None => break,
+                }
+            }
+        }));
     }
     let mut signals = shutdown::signals()?;
     tokio::select! {

@@ -186,21 +186,7 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
         GroupsCommand::DeleteOffsets { group, topic } => {
             let partitions = topic_partitions(client, &topic).await?;
             let outcomes = admin.delete_committed_offsets(&group, &partitions).await?;
-            let mut failed = 0;
-            for (tp, result) in &outcomes {
-                match result {
-                    Ok(()) => println!("{}/{}: deleted", tp.topic, tp.partition),
-                    Err(err) => {
-                        failed += 1;
-                        println!("{}/{}: {err}", tp.topic, tp.partition);
-                    }
-                }
-            }
-            anyhow::ensure!(
-                failed == 0,
-                "{failed} of {} partition(s) kept their offsets",
-                outcomes.len()
-            );
+            crate::output::print_outcomes(&outcomes, |()| "deleted".to_string(), "offsets")?;
         }
         GroupsCommand::Lag(args) => match args.watch {
             None => print_lag(client, &args.group).await?,

@@ -399,23 +399,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let partitions = groups::topic_partitions(&client, &partitions).await?;
             let wanted: Vec<(josefine::TopicPartition, i64)> =
                 partitions.into_iter().map(|tp| (tp, before)).collect();
-            let mut failed = 0;
-            for (tp, outcome) in admin.delete_records(&wanted).await? {
-                match outcome {
-                    Ok(start) => {
-                        println!("{}/{}: the log starts at {start}", tp.topic, tp.partition)
-                    }
-                    Err(err) => {
-                        failed += 1;
-                        println!("{}/{}: {err}", tp.topic, tp.partition);
-                    }
-                }
-            }
-            anyhow::ensure!(
-                failed == 0,
-                "{failed} of {} partition(s) kept their records",
-                wanted.len()
-            );
+            let outcomes = admin.delete_records(&wanted).await?;
+            output::print_outcomes(
+                &outcomes,
+                |start| format!("the log starts at {start}"),
+                "records",
+            )?;
         }
     }
     client.close();

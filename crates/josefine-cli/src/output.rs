@@ -185,6 +185,31 @@ impl Printer {
     }
 }
 
+/// Prints each partition's outcome of an admin call, `done` saying what happened to
+/// it; fails, saying how many partitions kept their `what`, if any call failed.
+pub fn print_outcomes<T>(
+    outcomes: &[(josefine::TopicPartition, josefine::Result<T>)],
+    done: impl Fn(&T) -> String,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for (tp, outcome) in outcomes {
+        match outcome {
+            Ok(value) => println!("{}/{}: {}", tp.topic, tp.partition, done(value)),
+            Err(err) => {
+                failed += 1;
+                println!("{}/{}: {err}", tp.topic, tp.partition);
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} partition(s) kept their {what}",
+        outcomes.len()
+    );
+    Ok(())
+}
+
 fn to_json(topic: &str, partition: i32, record: &Record) -> Value {
     let mut object = Map::new();
     object.insert("topic".into(), json!(topic));

@@ -73,6 +73,7 @@ impl KafkaCode {
     pub const UNSUPPORTED_VERSION: Self = Self(35);
     pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
     pub const INVALID_PARTITIONS: Self = Self(37);
+    pub const NON_EMPTY_GROUP: Self = Self(68);
     pub const FENCED_LEADER_EPOCH: Self = Self(74);
     pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
     pub const MEMBER_ID_REQUIRED: Self = Self(79);

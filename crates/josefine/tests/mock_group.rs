@@ -491,6 +491,16 @@ async fn within<F: Future>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// Polls `condition` until it holds, [`within`] the patience.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    within(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
 /// Polls `condition` until it holds (the mock and the handler have nothing to
 /// wait on); fails with what the members did on timeout, or as soon as a
 /// member's `consume` failed.
@@ -1759,12 +1769,7 @@ impl Scripted {
     }
 
     async fn wait(&self, what: &str, condition: impl Fn(&Self) -> bool) {
-        within(what, async {
-            while !condition(self) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
+        until(what, || condition(self)).await
     }
 }
 
@@ -1873,19 +1878,14 @@ async fn handlers_keep_processing_while_a_commit_is_held() {
     handler
         .wait("the first records", |h| h.covered(0..PARTITIONS, FIRST))
         .await;
-    wait_committed(&cluster, group, FIRST).await;
+    within("the first commits", wait_committed(&cluster, group, FIRST)).await;
     let coordinator = cluster.broker(cluster.group_coordinator(group));
     let held = coordinator.intercept(
         Intercept::api(ApiKey::OffsetCommit).once(),
         Action::Delay(Duration::from_secs(20)),
     );
     append(&cluster, TOPIC, 0..PARTITIONS, FIRST..FIRST + 1);
-    within("a commit to be held", async {
-        while held.hits() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until("a commit to be held", || held.hits() > 0).await;
     append(&cluster, TOPIC, 0..PARTITIONS, FIRST + 1..2 * FIRST);
     handler
         .wait("records appended while the commit is held", |h| {
@@ -1998,7 +1998,7 @@ async fn a_handler_past_its_drain_deadline_is_abandoned_without_blocking_the_reb
             h.covered(0..PARTITIONS, FIRST)
         })
         .await;
-    wait_committed(&cluster, group, FIRST).await;
+    within("the first commits", wait_committed(&cluster, group, FIRST)).await;
     let second = Scripted::new(Script::default());
     let (m1, _, t1) = start_scripted(&cluster, group, 1, second.clone(), cooperative).await;
     first
@@ -2224,10 +2224,8 @@ async fn the_claim_stream_hands_out_partitions_until_they_are_revoked() {
             .cloned()
             .unwrap_or_default()
     };
-    within("member 0 to read every partition", async {
-        while !(0..PARTITIONS).all(|p| seen(p).contains(&(FIRST - 1))) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    until("member 0 to read every partition", || {
+        (0..PARTITIONS).all(|p| seen(p).contains(&(FIRST - 1)))
     })
     .await;
     let zero = seen(0);
@@ -2236,23 +2234,19 @@ async fn the_claim_stream_hands_out_partitions_until_they_are_revoked() {
         &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10],
         "the seek read 5..=10 again"
     );
-    wait_committed(&cluster, group, FIRST).await;
+    within("the first commits", wait_committed(&cluster, group, FIRST)).await;
     // A second member takes some partitions: their claims end on member 0.
     let second = Scripted::new(Script::default());
     let (m1, _, t1) = start_scripted(&cluster, group, 1, second.clone(), cooperative).await;
-    within("member 0's moved claims to end", async {
-        while ended.lock().unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    until("member 0's moved claims to end", || {
+        !ended.lock().unwrap().is_empty()
     })
     .await;
     append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
-    within("every record, on one member or the other", async {
-        while !(0..PARTITIONS).all(|p| {
+    until("every record, on one member or the other", || {
+        (0..PARTITIONS).all(|p| {
             seen(p).contains(&(2 * FIRST - 1)) || second.processed(p).contains(&(2 * FIRST - 1))
-        }) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
     })
     .await;
     for p in ended.lock().unwrap().iter() {
@@ -2299,10 +2293,8 @@ async fn close_gives_up_after_its_timeout() {
         let (group, started) = (group.clone(), started.clone());
         async move { group.consume(&[TOPIC], Stuck(started)).await }
     });
-    within("every claim to start", async {
-        while started.load(Ordering::Acquire) < PARTITIONS as u64 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    until("every claim to start", || {
+        started.load(Ordering::Acquire) >= PARTITIONS as u64
     })
     .await;
     let err = within("close", group.close()).await.expect_err("a timeout");

@@ -9,10 +9,11 @@
 //! log start is the log start, above the end is the end. The end is the high
 //! watermark from a Fetch, never ListOffsets LATEST (Tansu gets that wrong).
 
+use std::collections::HashMap;
+
 use super::groups::patiently;
-use super::watermarks::high_watermarks;
 use super::Admin;
-use crate::consumer::list_offsets::{list_offset, EARLIEST};
+use crate::consumer::StartOffset;
 use crate::error::{Error, KafkaCode, Result};
 use crate::group::{commit_offsets, fetch_committed, Committer, PendingCommit};
 use crate::TopicPartition;
@@ -45,9 +46,6 @@ pub struct PlannedOffset {
     pub target: i64,
 }
 
-/// NON_EMPTY_GROUP: the group has members.
-const NON_EMPTY_GROUP: i16 = 68;
-
 impl Admin {
     /// Where `group`'s committed offsets of `partitions` would move for `to`, without
     /// changing anything (a dry run); commit the plan with
@@ -64,46 +62,43 @@ impl Admin {
         let committed = patiently(client, group, || fetch_committed(client, group, partitions))
             .await
             .map_err(|e| e.with_group(group))?;
-        let wanted: Vec<(TopicPartition, i64)> = partitions
-            .iter()
-            .map(|tp| (tp.clone(), committed.get(tp).copied().unwrap_or(0)))
-            .collect();
-        let ends = high_watermarks(client, &wanted).await?;
-        let backoff = client.retry_backoff();
-        let plans = futures::future::join_all(partitions.iter().map(|tp| {
-            let current = committed.get(tp).copied();
-            let end = ends.get(tp).copied().flatten();
-            async move {
-                let lookup =
-                    |timestamp| list_offset(client, &tp.topic, tp.partition, timestamp, 0, backoff);
-                let start = lookup(EARLIEST).await?.unwrap_or(0);
-                let end = end.ok_or_else(|| {
-                    Error::new(
-                        crate::ErrorKind::Kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),
-                        "no high watermark for the partition",
-                    )
-                    .with_topic(&*tp.topic)
-                    .with_partition(tp.partition)
-                })?;
-                let wanted = match to {
-                    ResetTo::Earliest => start,
-                    ResetTo::Latest => end,
-                    ResetTo::Timestamp(ts) => lookup(ts).await?.unwrap_or(end),
-                    ResetTo::Offset(offset) => offset,
-                    ResetTo::ShiftBy(n) => current.unwrap_or(start).saturating_add(n),
-                };
-                Ok::<_, Error>(PlannedOffset {
-                    partition: tp.clone(),
-                    current,
-                    target: wanted.clamp(start, end.max(start)),
-                })
+        let targets: HashMap<TopicPartition, i64> = match to {
+            // Inside the log by construction.
+            ResetTo::Earliest => self.list_offsets(partitions, StartOffset::Earliest).await?,
+            ResetTo::Latest => self.list_offsets(partitions, StartOffset::Latest).await?,
+            ResetTo::Timestamp(ts) => {
+                self.list_offsets(partitions, StartOffset::Timestamp(ts))
+                    .await?
             }
-        }))
-        .await;
-        plans
-            .into_iter()
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| e.with_group(group))
+            // Kept inside the log.
+            ResetTo::Offset(_) | ResetTo::ShiftBy(_) => {
+                let (starts, ends) = tokio::try_join!(
+                    self.list_offsets(partitions, StartOffset::Earliest),
+                    self.end_offsets(partitions),
+                )?;
+                partitions
+                    .iter()
+                    .map(|tp| {
+                        let (start, end) = (starts[tp], ends[tp]);
+                        let from = committed.get(tp).copied().unwrap_or(start);
+                        let wanted = match to {
+                            ResetTo::ShiftBy(n) => from.saturating_add(n),
+                            ResetTo::Offset(offset) => offset,
+                            _ => unreachable!("the other targets are matched above"),
+                        };
+                        (tp.clone(), wanted.clamp(start, end.max(start)))
+                    })
+                    .collect()
+            }
+        };
+        Ok(partitions
+            .iter()
+            .map(|tp| PlannedOffset {
+                partition: tp.clone(),
+                current: committed.get(tp).copied(),
+                target: targets[tp],
+            })
+            .collect())
     }
 
     /// Commits `offsets` for `group` from outside it (a simple commit: no member, no
@@ -137,7 +132,7 @@ impl Admin {
             return Ok(());
         }
         Err(Error::new(
-            crate::ErrorKind::Kafka(KafkaCode::from_code(NON_EMPTY_GROUP).expect("not 0")),
+            crate::ErrorKind::Kafka(KafkaCode::NON_EMPTY_GROUP),
             format!(
                 "group {group} has {} member(s) ({}): stop them before moving its offsets",
                 description.members.len(),

@@ -62,10 +62,11 @@ pub(crate) struct GroupConfig {
     pub auto_commit_interval: Duration,
     pub partition_check_interval: Duration,
     pub retry_backoff: Backoff,
-    /// How long a revoked claim's handler may finish what it holds.
-    pub drain_timeout: Duration,
-    /// How long `close` waits for the group to be left.
-    pub close_timeout: Duration,
+    /// How long a revoked claim's handler may finish what it holds; `None`: from
+    /// the rebalance timeout (see [`GroupConfig::drain_timeout`]).
+    pub drain_timeout: Option<Duration>,
+    /// How long `close` waits for the group to be left; `None`: the rebalance timeout.
+    pub close_timeout: Option<Duration>,
     pub on_handler_error: OnHandlerError,
 }
 
@@ -89,6 +90,16 @@ pub enum OnHandlerError {
 impl GroupConfig {
     /// Cooperative (KIP-429) only if every configured assignor supports it, as the
     /// Java client decides.
+    /// Half the rebalance timeout unless set: the other half is for the commit and the
+    /// rejoin.
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout.unwrap_or(self.rebalance_timeout / 2)
+    }
+
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout.unwrap_or(self.rebalance_timeout)
+    }
+
     pub fn cooperative(&self) -> bool {
         let assignors: Vec<Arc<dyn Assignor>> =
             self.assignors.iter().map(|k| k.assignor()).collect();
@@ -103,8 +114,6 @@ pub struct ConsumerGroupBuilder {
     client: Client,
     config: GroupConfig,
     consumer: ConsumerBuilder,
-    drain_timeout: Option<Duration>,
-    close_timeout: Option<Duration>,
 }
 
 impl ConsumerGroupBuilder {
@@ -186,14 +195,14 @@ impl ConsumerGroupBuilder {
     /// cancelled and its later marks are not committed. Default: half the rebalance
     /// timeout, which leaves the other half for the commit and the rejoin.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = Some(timeout);
+        self.config.drain_timeout = Some(timeout);
         self
     }
 
     /// How long [`ConsumerGroup::close`] waits for the drain, the final commit and
     /// the LeaveGroup. Default: the rebalance timeout.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = Some(timeout);
+        self.config.close_timeout = Some(timeout);
         self
     }
 
@@ -213,10 +222,8 @@ impl ConsumerGroupBuilder {
         self
     }
 
-    pub fn build(mut self) -> Result<ConsumerGroup> {
-        let c = &mut self.config;
-        c.drain_timeout = self.drain_timeout.unwrap_or(c.rebalance_timeout / 2);
-        c.close_timeout = self.close_timeout.unwrap_or(c.rebalance_timeout);
+    pub fn build(self) -> Result<ConsumerGroup> {
+        let c = &self.config;
         if c.group_id.is_empty() {
             return Err(Error::config("group.id must not be empty"));
         }
@@ -271,8 +278,6 @@ impl ConsumerGroup {
     pub fn builder(client: Client, group_id: impl Into<String>) -> ConsumerGroupBuilder {
         ConsumerGroupBuilder {
             consumer: Consumer::builder(client.clone()),
-            drain_timeout: None,
-            close_timeout: None,
             client,
             config: GroupConfig {
                 group_id: group_id.into(),
@@ -286,8 +291,8 @@ impl ConsumerGroup {
                 auto_commit_interval: Duration::from_secs(5),
                 partition_check_interval: Duration::from_secs(10),
                 retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
-                drain_timeout: Duration::ZERO,
-                close_timeout: Duration::ZERO,
+                drain_timeout: None,
+                close_timeout: None,
                 on_handler_error: OnHandlerError::RestartClaim,
             },
         }
@@ -411,8 +416,13 @@ impl ConsumerGroup {
     /// `consume` started makes it return `Ok` at once; a closed group stays closed.
     pub async fn close(&self) -> Result<()> {
         self.request_close().await;
+        self.wait_closed().await
+    }
+
+    /// Waits until `consume` is not running, for at most `close_timeout`.
+    pub(crate) async fn wait_closed(&self) -> Result<()> {
         let mut active = self.inner.active.subscribe();
-        let timeout = self.inner.config.close_timeout;
+        let timeout = self.inner.config.close_timeout();
         let left = tokio::time::timeout(timeout, active.wait_for(|active| !*active))
             .await
             .is_ok();
@@ -437,14 +447,6 @@ impl ConsumerGroup {
             Some(driver) => driver.send(DriverCommand::Close).await.is_ok(),
             None => false,
         }
-    }
-
-    pub(crate) fn config(&self) -> &GroupConfig {
-        &self.inner.config
-    }
-
-    pub(crate) fn group_id(&self) -> &str {
-        &self.inner.config.group_id
     }
 
     fn driver_slot(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<DriverCommand>>> {

@@ -71,7 +71,9 @@ enum ClaimExit {
 /// The claims whose task runs, and what the runner must still tell the driver.
 struct Claims {
     tasks: JoinSet<ClaimExit>,
-    running: HashMap<TopicPartition, (tokio::task::Id, AbortHandle)>,
+    running: HashMap<TopicPartition, AbortHandle>,
+    /// The partition of each running task, for the task ids `JoinSet` reports.
+    partition_of: HashMap<tokio::task::Id, TopicPartition>,
     /// A handler failed under [`OnHandlerError::Stop`]: `consume` ends with this.
     stop: Option<Error>,
     /// Whether the driver was asked to close (for `stop`).
@@ -85,6 +87,7 @@ impl Claims {
         Self {
             tasks: JoinSet::new(),
             running: HashMap::new(),
+            partition_of: HashMap::new(),
             stop: None,
             close_sent: false,
             rejoin: false,
@@ -105,12 +108,7 @@ impl Claims {
                 Err(err) => (err.id(), Err(err)),
             };
             // An aborted task was already forgotten.
-            let Some(tp) = self
-                .running
-                .iter()
-                .find(|(_, (task, _))| *task == id)
-                .map(|(tp, _)| tp.clone())
-            else {
+            let Some(tp) = self.partition_of.remove(&id) else {
                 continue;
             };
             self.running.remove(&tp);
@@ -177,7 +175,8 @@ impl Claims {
             }
         };
         for tp in overran {
-            if let Some((_, task)) = self.running.remove(&tp) {
+            if let Some(task) = self.running.remove(&tp) {
+                self.partition_of.remove(&task.id());
                 task.abort();
             }
             if let Some(state) = session.claim_state(&tp) {
@@ -300,8 +299,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                     claims.ended(&session, &self.errors, tp, result);
                 }
                 _ = watchdog_ticker.tick() => {
-                    let running: HashSet<TopicPartition> = claims.running.keys().cloned().collect();
-                    if let Some(tp) = watchdog.check(&session, &running, Instant::now()) {
+                    if let Some(tp) = watchdog.check(&session, |tp| claims.is_running(tp), Instant::now()) {
                         self.errors.report(
                             "handler stalled; leaving the group",
                             Error::new(ErrorKind::Timeout, format!(
@@ -320,7 +318,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             SessionEnd::Lost => RevokeReason::Lost,
             SessionEnd::Close => RevokeReason::Close,
         };
-        let deadline = Instant::now() + config.drain_timeout;
+        let deadline = Instant::now() + config.drain_timeout();
         session.cancel(Revocation { reason, deadline });
         let all: Vec<TopicPartition> = claims.running.keys().cloned().collect();
         claims.drain(&session, &self.errors, &all, deadline).await;
@@ -376,11 +374,12 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
     ) -> std::result::Result<(), EarlyEnd> {
         session.set_generation(generation);
         session.set_rebalancing(false);
+        let assigned: HashSet<&TopicPartition> = partitions.iter().collect();
         let current = session.claim_states();
-        let deadline = Instant::now() + self.config.drain_timeout;
+        let deadline = Instant::now() + self.config.drain_timeout();
         let revoked: Vec<TopicPartition> = current
             .iter()
-            .filter(|(tp, _)| !partitions.contains(tp))
+            .filter(|(tp, _)| !assigned.contains(tp))
             .map(|(tp, state)| {
                 state.revoke(Revocation {
                     reason: RevokeReason::Reassigned,
@@ -389,34 +388,30 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                 tp.clone()
             })
             .collect();
-        if !revoked.is_empty() {
-            claims
-                .drain(session, &self.errors, &revoked, deadline)
-                .await;
-            for (tp, state) in &current {
-                if revoked.contains(tp) {
-                    state.marks.seal();
-                }
+        claims
+            .drain(session, &self.errors, &revoked, deadline)
+            .await;
+        for (tp, state) in &current {
+            if !assigned.contains(tp) {
+                state.marks.seal();
             }
+        }
+        // Claims whose handler failed under the rejoin policy were sealed; they are
+        // opened again below, from their committed offset.
+        let restart: Vec<TopicPartition> = current
+            .iter()
+            .filter(|(tp, state)| {
+                assigned.contains(tp) && state.marks.is_sealed() && !claims.is_running(tp)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !revoked.is_empty() || !restart.is_empty() {
             self.commit(
                 session,
                 "commit of revoked partitions failed; their new owner will process those records again",
             )
             .await;
             session.remove_claims(&revoked);
-        }
-        // Claims whose handler failed under the rejoin policy were sealed and are
-        // opened again, from their committed offset.
-        let restart: Vec<TopicPartition> = current
-            .iter()
-            .filter(|(tp, state)| {
-                partitions.contains(tp) && state.marks.is_sealed() && !claims.is_running(tp)
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if !restart.is_empty() {
-            self.commit(session, "commit before restarting failed claims failed")
-                .await;
             session.remove_claims(&restart);
         }
         let owned: HashSet<TopicPartition> = session.claims().into_iter().collect();
@@ -444,7 +439,8 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             tp: tp.clone(),
         };
         let abort = claims.tasks.spawn(task.run(claim));
-        claims.running.insert(tp, (abort.id(), abort));
+        claims.partition_of.insert(abort.id(), tp.clone());
+        claims.running.insert(tp, abort);
     }
 
     /// Opens readers for `partitions` at their committed offsets (else where
@@ -689,11 +685,11 @@ impl Watchdog {
         (self.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(5))
     }
 
-    /// The first stalled claim among `running`, once per session.
+    /// The first stalled claim among those `running`, once per session.
     fn check(
         &mut self,
         session: &Session,
-        running: &HashSet<TopicPartition>,
+        running: impl Fn(&TopicPartition) -> bool,
         now: Instant,
     ) -> Option<TopicPartition> {
         if self.fired {
@@ -702,7 +698,7 @@ impl Watchdog {
         let mut stalled = None;
         for (tp, state) in session.claim_states() {
             let polls = state.polls();
-            if !running.contains(&tp) || polls % 2 == 1 || state.is_paused() {
+            if !running(&tp) || polls % 2 == 1 || state.is_paused() {
                 self.seen.remove(&tp);
                 continue;
             }
@@ -758,14 +754,24 @@ mod tests {
         let running: HashSet<TopicPartition> = [tp(0), tp(1)].into();
         let mut dog = Watchdog::new(LIMIT);
         let t0 = Instant::now();
-        assert_eq!(dog.check(&s, &running, t0), None, "first sight");
+        assert_eq!(
+            dog.check(&s, |tp| running.contains(tp), t0),
+            None,
+            "first sight"
+        );
         // Claim 1 makes progress (gets a record, processes it, asks again, gets one).
         let states = s.claim_states();
         states[1].1.bump_polls_for_test(4);
-        assert_eq!(dog.check(&s, &running, t0 + LIMIT / 2), None);
-        assert_eq!(dog.check(&s, &running, t0 + LIMIT), Some(tp(0)));
         assert_eq!(
-            dog.check(&s, &running, t0 + LIMIT * 3),
+            dog.check(&s, |tp| running.contains(tp), t0 + LIMIT / 2),
+            None
+        );
+        assert_eq!(
+            dog.check(&s, |tp| running.contains(tp), t0 + LIMIT),
+            Some(tp(0))
+        );
+        assert_eq!(
+            dog.check(&s, |tp| running.contains(tp), t0 + LIMIT * 3),
             None,
             "reported once per session"
         );
@@ -783,7 +789,10 @@ mod tests {
         let mut dog = Watchdog::new(LIMIT);
         let t0 = Instant::now();
         for step in 0..5u32 {
-            assert_eq!(dog.check(&s, &running, t0 + LIMIT * step), None);
+            assert_eq!(
+                dog.check(&s, |tp| running.contains(tp), t0 + LIMIT * step),
+                None
+            );
             states[2].1.bump_polls_for_test(2);
         }
     }

@@ -154,14 +154,13 @@ impl GroupStream {
     /// one.
     pub async fn close(mut self) -> Result<()> {
         // Release every ended claim, so the final commit is not held up.
-        self.items.close();
-        self.background.group.request_close().await;
-        while let Some(item) = self.items.recv().await {
-            if let Item::Released(release) = item {
-                let _ = release.send(());
-            }
-        }
-        self.background.finish().await
+        self.background
+            .close(&mut self.items, |item| {
+                if let Item::Released(release) = item {
+                    let _ = release.send(());
+                }
+            })
+            .await
     }
 
     /// The group this stream reads for (its errors, or a manual close).
@@ -278,11 +277,8 @@ impl ClaimStream {
     /// the claims you hold) and waits until it has, for at most the group's
     /// `close_timeout`; returns the group's fatal error if it had one.
     pub async fn close(mut self) -> Result<()> {
-        self.claims.close();
-        self.background.group.request_close().await;
         // Claims assigned but never taken go back unread.
-        while self.claims.recv().await.is_some() {}
-        self.background.finish().await
+        self.background.close(&mut self.claims, drop).await
     }
 
     /// The group this stream consumes for.
@@ -326,19 +322,24 @@ impl Background {
         }
     }
 
-    /// Waits (at most `close_timeout`) for `consume` to end, once asked to close.
-    async fn finish(&mut self) -> Result<()> {
-        let Some(task) = self.task.take() else {
-            return Ok(());
-        };
-        let timeout = self.group.config().close_timeout;
-        match tokio::time::timeout(timeout, task).await {
-            Ok(outcome) => outcome.unwrap_or_else(|err| Err(task_failed(err))),
-            Err(_) => Err(crate::Error::new(
-                crate::ErrorKind::Timeout,
-                format!("the group was not left within close_timeout ({timeout:?})"),
-            )
-            .with_group(self.group.group_id())),
+    /// Asks `consume` to close, hands what is still in the stream's channel to
+    /// `leftover` (so no claim waits on a stream that is going away), and waits (at
+    /// most `close_timeout`) for `consume` to end.
+    async fn close<T>(
+        &mut self,
+        items: &mut mpsc::Receiver<T>,
+        leftover: impl Fn(T),
+    ) -> Result<()> {
+        items.close();
+        self.group.request_close().await;
+        while let Some(item) = items.recv().await {
+            leftover(item);
+        }
+        self.group.wait_closed().await?;
+        match self.task.take() {
+            // `consume` has returned (or is returning): its outcome.
+            Some(task) => task.await.unwrap_or_else(|err| Err(task_failed(err))),
+            None => Ok(()),
         }
     }
 
