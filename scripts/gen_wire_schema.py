@@ -57,6 +57,8 @@ MODULES = [
     "incremental_alter_configs_response",
     "offset_delete_response",
     "describe_cluster_response",
+    "consumer_group_heartbeat_response",
+    "consumer_group_describe_response",
 ]
 
 PRIMS = {

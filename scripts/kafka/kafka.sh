@@ -135,6 +135,7 @@ group.min.session.timeout.ms=500
 group.consumer.min.session.timeout.ms=500
 group.consumer.min.heartbeat.interval.ms=100
 group.consumer.heartbeat.interval.ms=500
+group.consumer.session.timeout.ms=10000
 log.flush.interval.messages=9223372036854775807
 num.network.threads=2
 num.io.threads=4

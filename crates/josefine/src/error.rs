@@ -80,6 +80,13 @@ impl KafkaCode {
     pub const FENCED_INSTANCE_ID: Self = Self(82);
     pub const GROUP_SUBSCRIBED_TO_TOPIC: Self = Self(86);
     pub const UNKNOWN_TOPIC_ID: Self = Self(100);
+    pub const GROUP_ID_NOT_FOUND: Self = Self(69);
+    pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
+    pub const FENCED_MEMBER_EPOCH: Self = Self(110);
+    pub const UNRELEASED_INSTANCE_ID: Self = Self(111);
+    pub const UNSUPPORTED_ASSIGNOR: Self = Self(112);
+    pub const STALE_MEMBER_EPOCH: Self = Self(113);
+    pub const INVALID_REGULAR_EXPRESSION: Self = Self(128);
 }
 
 impl fmt::Debug for KafkaCode {

@@ -45,7 +45,8 @@ pub use consumer::{
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use group::{
     AssignorKind, Claim, ClaimStream, ConsumerGroup, ConsumerGroupBuilder, GroupErrors,
-    GroupHandler, GroupRecord, GroupStream, OnHandlerError, Revocation, RevokeReason, Session,
+    GroupHandler, GroupProtocol, GroupRecord, GroupStream, OnHandlerError, Revocation,
+    RevokeReason, Session,
 };
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};

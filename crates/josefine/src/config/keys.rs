@@ -46,6 +46,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("fetch.min.bytes", Kind::Count),
     ("group.id", Kind::Text),
     ("group.instance.id", Kind::Text),
+    ("group.protocol", Kind::OneOf(&["classic", "consumer"])),
+    ("group.remote.assignor", Kind::Text),
     ("heartbeat.interval.ms", Kind::Millis),
     (
         "isolation.level",

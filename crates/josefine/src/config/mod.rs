@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crate::consumer::{ConsumerBuilder, IsolationLevel, OffsetReset};
 use crate::error::{Error, Result};
-use crate::group::{AssignorKind, ConsumerGroup, ConsumerGroupBuilder};
+use crate::group::{AssignorKind, ConsumerGroup, ConsumerGroupBuilder, GroupProtocol};
 use crate::net::sasl::{Credentials, SaslConfig};
 use crate::net::TlsConfig;
 use crate::producer::{Acks, Producer, ProducerBuilder};
@@ -423,6 +423,15 @@ impl Config {
         }
         if let Some(id) = self.get("group.instance.id") {
             builder = builder.instance_id(id);
+        }
+        if let Some(protocol) = self.word("group.protocol") {
+            builder = builder.protocol(match protocol.as_str() {
+                "consumer" => GroupProtocol::Consumer,
+                _ => GroupProtocol::Classic,
+            });
+        }
+        if let Some(name) = self.get("group.remote.assignor") {
+            builder = builder.remote_assignor(name);
         }
         if let Some(names) = self.list("partition.assignment.strategy") {
             let assignors = names

@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, watch};
 use super::assignor::{Assignor, AssignorKind, RebalanceProtocol};
 use super::driver::{Driver, DriverCommand};
 use super::errors::{ErrorSink, GroupErrors};
+use super::kip848;
+use super::kip848::membership::Subscription;
 use super::membership::{Membership, MembershipConfig};
 use super::runner::SessionRunner;
 use super::session::{Claim, Session};
@@ -68,6 +70,26 @@ pub(crate) struct GroupConfig {
     /// How long `close` waits for the group to be left; `None`: the rebalance timeout.
     pub close_timeout: Option<Duration>,
     pub on_handler_error: OnHandlerError,
+    pub protocol: GroupProtocol,
+    /// `group.remote.assignor` (consumer protocol only).
+    pub remote_assignor: Option<String>,
+}
+
+/// `group.protocol`: who assigns partitions and how a rebalance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with a client-side assignor (eager or cooperative); every
+    /// Kafka broker since 0.9 and Kafka-compatible brokers speak it. The default.
+    #[default]
+    Classic,
+    /// KIP-848 (Kafka 4.0+): the broker assigns and members reconcile
+    /// incrementally with ConsumerGroupHeartbeat; a rebalance stops only the
+    /// partitions that move and waits for no group-wide barrier. The session timeout,
+    /// heartbeat interval and assignor are the broker's (`group.consumer.*`);
+    /// `session.timeout.ms` only bounds how long this member keeps its partitions
+    /// without an answer from the coordinator.
+    Consumer,
 }
 
 /// What happens when `consume_claim` returns an error or panics while its claim is
@@ -213,6 +235,20 @@ impl ConsumerGroupBuilder {
         self
     }
 
+    /// `group.protocol`; see [`GroupProtocol`]. Default classic: the consumer
+    /// protocol needs Kafka 4.0+, and the classic one runs on every broker.
+    pub fn protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.config.protocol = protocol;
+        self
+    }
+
+    /// `group.remote.assignor` under the consumer protocol: the broker-side assignor
+    /// (`uniform` or `range` on Apache Kafka). Default: the broker's first.
+    pub fn remote_assignor(mut self, name: impl Into<String>) -> Self {
+        self.config.remote_assignor = Some(name.into());
+        self
+    }
+
     /// The fetch settings of the claims' consumer (`fetch.min.bytes`,
     /// `fetch.max.wait.ms`, `max.partition.fetch.bytes`, `queued.max.messages.kbytes`,
     /// `isolation.level`, ...), on a [`ConsumerBuilder`]. Its `auto.offset.reset` is
@@ -294,6 +330,8 @@ impl ConsumerGroup {
                 drain_timeout: None,
                 close_timeout: None,
                 on_handler_error: OnHandlerError::RestartClaim,
+                protocol: GroupProtocol::Classic,
+                remote_assignor: None,
             },
         }
     }
@@ -321,36 +359,61 @@ impl ConsumerGroup {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let assignors: Vec<Arc<dyn Assignor>> =
-            config.assignors.iter().map(|k| k.assignor()).collect();
-        let cooperative = config.cooperative();
-        let driver = Driver {
-            client: client.clone(),
-            config: config.clone(),
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            assignors,
-            sessions: sessions_tx,
-            commands,
-            owned: Vec::new(),
-            owned_generation: -1,
-            cooperative,
-            protocol: None,
-            errors: self.inner.errors.clone(),
+        let subscription = subscription(topics, config.protocol)?;
+        let (driver, _watcher) = match config.protocol {
+            GroupProtocol::Classic => {
+                let assignors: Vec<Arc<dyn Assignor>> =
+                    config.assignors.iter().map(|k| k.assignor()).collect();
+                let cooperative = config.cooperative();
+                let driver = Driver {
+                    client: client.clone(),
+                    config: config.clone(),
+                    topics: topics.iter().map(|t| t.to_string()).collect(),
+                    assignors,
+                    sessions: sessions_tx,
+                    commands,
+                    owned: Vec::new(),
+                    owned_generation: -1,
+                    cooperative,
+                    protocol: None,
+                    errors: self.inner.errors.clone(),
+                };
+                let membership = Membership::new(MembershipConfig {
+                    session_timeout: config.session_timeout,
+                    heartbeat_interval: config.heartbeat_interval,
+                    retry_backoff: config.retry_backoff,
+                    instance_id: config.instance_id.clone(),
+                    cooperative,
+                });
+                let watcher = OwnedTask::spawn(watch_partition_counts(
+                    client.clone(),
+                    topics.iter().map(|t| t.to_string()).collect(),
+                    config.partition_check_interval,
+                    commands_tx.clone(),
+                ));
+                (OwnedTask::spawn(driver.run(membership)), Some(watcher))
+            }
+            // The broker watches partition counts and regex matches itself.
+            GroupProtocol::Consumer => {
+                let membership = kip848::membership::Membership::new(
+                    kip848::membership::Config {
+                        instance_id: config.instance_id.clone(),
+                        session_timeout: config.session_timeout,
+                        heartbeat_interval: config.heartbeat_interval,
+                        retry_backoff: config.retry_backoff,
+                    },
+                    Box::new(kip848::membership::random_member_id),
+                );
+                let driver = kip848::driver::Driver::new(
+                    client.clone(),
+                    config.clone(),
+                    subscription,
+                    sessions_tx,
+                    commands,
+                );
+                (OwnedTask::spawn(driver.run(membership)), None)
+            }
         };
-        let membership = Membership::new(MembershipConfig {
-            session_timeout: config.session_timeout,
-            heartbeat_interval: config.heartbeat_interval,
-            retry_backoff: config.retry_backoff,
-            instance_id: config.instance_id.clone(),
-            cooperative,
-        });
-        let driver = OwnedTask::spawn(driver.run(membership));
-        let _watcher = OwnedTask::spawn(watch_partition_counts(
-            client.clone(),
-            topics.iter().map(|t| t.to_string()).collect(),
-            config.partition_check_interval,
-            commands_tx.clone(),
-        ));
         let runner = SessionRunner {
             client,
             config,
@@ -455,6 +518,38 @@ impl ConsumerGroup {
             .lock()
             .expect("driver lock is never held across a panic")
     }
+}
+
+/// What `topics` subscribe to: names, or (a topic starting with `^`, as librdkafka
+/// has it) a regular expression the broker evaluates, consumer protocol only.
+fn subscription(topics: &[&str], protocol: GroupProtocol) -> Result<Subscription> {
+    let (regexes, names): (Vec<&str>, Vec<&str>) = topics.iter().partition(|t| t.starts_with('^'));
+    if regexes.is_empty() {
+        return Ok(Subscription::Topics(
+            names.iter().map(|t| t.to_string()).collect(),
+        ));
+    }
+    if protocol != GroupProtocol::Consumer {
+        return Err(Error::config(format!(
+            "{:?} is a topic regex: regex subscriptions need group.protocol=consumer (the broker evaluates them)",
+            regexes[0]
+        )));
+    }
+    if !names.is_empty() {
+        return Err(Error::config(
+            "subscribe to topic names or to one regex, not both: the broker takes one kind",
+        ));
+    }
+    // The broker takes one regex: alternatives join into one.
+    let regex = match regexes.as_slice() {
+        [one] => one.to_string(),
+        many => many
+            .iter()
+            .map(|r| format!("(?:{r})"))
+            .collect::<Vec<_>>()
+            .join("|"),
+    };
+    Ok(Subscription::Regex(regex))
 }
 
 /// Marks a `consume` as running (its driver reachable by `close`) until dropped.

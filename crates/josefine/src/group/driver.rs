@@ -25,6 +25,7 @@ use super::consumer_group::GroupConfig;
 use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
 use super::protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
+use super::session::Generation;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::TopicPartition;
@@ -32,9 +33,11 @@ use crate::TopicPartition;
 /// What the driver tells the session runner.
 #[derive(Debug)]
 pub(crate) enum SessionCommand {
+    /// A session starts with these claims; the driver raises `generation` as the
+    /// coordinator answers (KIP-848's member epoch).
     Start {
         member_id: String,
-        generation: i32,
+        generation: Generation,
         partitions: Vec<TopicPartition>,
     },
     /// Cooperative: a rebalance started; the session goes on, commits wait.
@@ -175,7 +178,7 @@ impl Driver {
                     .sessions
                     .send(SessionCommand::Start {
                         member_id,
-                        generation,
+                        generation: Generation::new(generation),
                         partitions,
                     })
                     .await;
@@ -506,19 +509,23 @@ impl Driver {
         Error::check_code(response.error_code)
     }
 
-    /// Drops the cached coordinator when the error says it moved, so the next lookup
-    /// asks again.
     fn coordinator_error(&self, err: Error) -> Error {
-        if err.is_connection_lost()
-            || matches!(
-                err.code(),
-                Some(KafkaCode::NOT_COORDINATOR | KafkaCode::COORDINATOR_NOT_AVAILABLE)
-            )
-        {
-            self.client.invalidate_coordinator(&self.config.group_id);
-        }
-        err.with_group(&self.config.group_id)
+        coordinator_error(&self.client, &self.config.group_id, err)
     }
+}
+
+/// Drops the cached coordinator when the error says it moved, so the next lookup asks
+/// again.
+pub(crate) fn coordinator_error(client: &Client, group: &str, err: Error) -> Error {
+    if err.is_connection_lost()
+        || matches!(
+            err.code(),
+            Some(KafkaCode::NOT_COORDINATOR | KafkaCode::COORDINATOR_NOT_AVAILABLE)
+        )
+    {
+        client.invalidate_coordinator(group);
+    }
+    err.with_group(group)
 }
 
 /// A command from the session runner, as a state machine event.
@@ -530,10 +537,10 @@ fn apply(m: &mut Membership, command: Option<DriverCommand>) -> Vec<Action> {
     }
 }
 
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
-fn millis(d: Duration) -> i32 {
+pub(crate) fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }

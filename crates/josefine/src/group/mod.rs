@@ -10,6 +10,7 @@ pub mod assignor;
 mod consumer_group;
 mod driver;
 mod errors;
+mod kip848;
 mod marks;
 pub mod membership;
 mod offsets;
@@ -19,7 +20,9 @@ mod session;
 mod stream;
 
 pub use assignor::AssignorKind;
-pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder, GroupHandler, OnHandlerError};
+pub use consumer_group::{
+    ConsumerGroup, ConsumerGroupBuilder, GroupHandler, GroupProtocol, OnHandlerError,
+};
 pub use errors::GroupErrors;
 pub(crate) use marks::PendingCommit;
 pub(crate) use offsets::{

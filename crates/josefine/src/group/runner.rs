@@ -451,9 +451,11 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
         partitions: &[TopicPartition],
         sessions: &mut mpsc::Receiver<SessionCommand>,
     ) -> std::result::Result<Vec<Claim>, EarlyEnd> {
+        // A regex subscription's topics are the broker's to choose.
+        let regex = self.topics.iter().any(|t| t.starts_with('^'));
         let partitions: Vec<TopicPartition> = partitions
             .iter()
-            .filter(|tp| self.topics.iter().any(|t| **t == *tp.topic))
+            .filter(|tp| regex || self.topics.iter().any(|t| **t == *tp.topic))
             .cloned()
             .collect();
         let committed = self.committed_offsets(&partitions, sessions).await?;
@@ -720,6 +722,7 @@ impl Watchdog {
 
 #[cfg(test)]
 mod tests {
+    use super::super::session::Generation;
     use super::*;
 
     const LIMIT: Duration = Duration::from_secs(10);
@@ -738,7 +741,7 @@ mod tests {
                 group: "g".into(),
                 member_id: "m".into(),
                 instance_id: None,
-                generation: 1,
+                generation: Generation::new(1),
             },
             client,
         );

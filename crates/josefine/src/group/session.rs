@@ -8,17 +8,21 @@
 //!
 //! Under the eager protocol a session is one generation. Under the cooperative one
 //! (KIP-429) a session outlives rebalances: its generation rises, claims are added and
-//! revoked one by one, and it ends only when the membership does.
+//! revoked one by one, and it ends only when the membership does. Under the consumer
+//! protocol (KIP-848) the same holds, with the member epoch as the generation: the
+//! membership driver raises it as heartbeats answer, and a commit the broker finds
+//! stale (STALE_MEMBER_EPOCH) is sent again once the newer epoch is known.
 //!
 //! A claim ends with a [`Revocation`]: its records stop, and its handler has until the
 //! revocation's deadline to finish what it holds and mark it (drain on revoke); the
 //! commit that hands the partition over covers every mark made by then.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::marks::{Marks, PendingCommit};
@@ -200,7 +204,7 @@ struct SessionInner {
     group: String,
     member_id: String,
     instance_id: Option<String>,
-    generation: AtomicI32,
+    generation: Generation,
     claims: RwLock<ClaimTable>,
     cancelled: AtomicBool,
     cancel: Notify,
@@ -216,8 +220,46 @@ pub(crate) struct SessionOwner {
     pub group: String,
     pub member_id: String,
     pub instance_id: Option<String>,
-    pub generation: i32,
+    pub generation: Generation,
 }
+
+/// A session's generation (classic) or member epoch (KIP-848), shared by the session
+/// and the membership driver, which raises it as the coordinator answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Generation(Arc<watch::Sender<i32>>);
+
+impl Generation {
+    pub fn new(generation: i32) -> Self {
+        Self(Arc::new(watch::Sender::new(generation)))
+    }
+
+    pub fn get(&self) -> i32 {
+        *self.0.borrow()
+    }
+
+    /// Raises it; never lowers it (a late answer cannot undo a newer one).
+    pub fn raise(&self, generation: i32) {
+        self.0.send_if_modified(|current| {
+            let higher = generation > *current;
+            if higher {
+                *current = generation;
+            }
+            higher
+        });
+    }
+
+    /// Waits until it is not `from`, for at most `limit`; whether it changed.
+    pub async fn changed_from(&self, from: i32, limit: Duration) -> bool {
+        let mut seen = self.0.subscribe();
+        let changed = tokio::time::timeout(limit, seen.wait_for(|g| *g != from)).await;
+        matches!(changed, Ok(Ok(_)))
+    }
+}
+
+/// How often a commit the broker found stale (STALE_MEMBER_EPOCH) is sent again, and
+/// how long each retry waits for the newer epoch a heartbeat brings.
+const STALE_EPOCH_RETRIES: u32 = 3;
+const STALE_EPOCH_WAIT: Duration = Duration::from_secs(10);
 
 impl Session {
     pub(crate) fn new(owner: SessionOwner, client: Client) -> Self {
@@ -226,7 +268,7 @@ impl Session {
                 group: owner.group,
                 member_id: owner.member_id,
                 instance_id: owner.instance_id,
-                generation: AtomicI32::new(owner.generation),
+                generation: owner.generation,
                 claims: RwLock::new(ClaimTable::default()),
                 cancelled: AtomicBool::new(false),
                 cancel: Notify::new(),
@@ -246,9 +288,10 @@ impl Session {
     }
 
     /// The current generation (under the cooperative protocol it rises with each
-    /// rebalance the session survives).
+    /// rebalance the session survives; under the consumer protocol it is the member
+    /// epoch).
     pub fn generation(&self) -> i32 {
-        self.inner.generation.load(Ordering::Acquire)
+        self.inner.generation.get()
     }
 
     /// The partitions this member consumes now, sorted.
@@ -375,7 +418,7 @@ impl Session {
     }
 
     pub(crate) fn set_generation(&self, generation: i32) {
-        self.inner.generation.store(generation, Ordering::Release);
+        self.inner.generation.raise(generation);
     }
 
     pub(crate) fn set_rebalancing(&self, rebalancing: bool) {
@@ -393,13 +436,39 @@ impl Session {
         if dirty.is_empty() {
             return Ok(());
         }
-        let committer = Committer {
-            group: self.inner.group.clone(),
-            member_id: self.inner.member_id.clone(),
-            generation: self.generation(),
-            instance_id: self.inner.instance_id.clone(),
-        };
-        commit(&self.inner.client, &committer, &dirty).await?;
+        let mut stale = 0;
+        loop {
+            let committer = Committer {
+                group: self.inner.group.clone(),
+                member_id: self.inner.member_id.clone(),
+                generation: self.generation(),
+                instance_id: self.inner.instance_id.clone(),
+            };
+            match commit(&self.inner.client, &committer, &dirty).await {
+                Ok(()) => break,
+                // The broker moved the member to a newer epoch; the heartbeat answer
+                // that says so is on its way. Never a reason to give the offsets up.
+                Err(err)
+                    if err.code() == Some(KafkaCode::STALE_MEMBER_EPOCH)
+                        && stale < STALE_EPOCH_RETRIES =>
+                {
+                    stale += 1;
+                    tracing::debug!(
+                        epoch = committer.generation,
+                        "commit with a stale member epoch; retrying with the next one"
+                    );
+                    if !self
+                        .inner
+                        .generation
+                        .changed_from(committer.generation, STALE_EPOCH_WAIT)
+                        .await
+                    {
+                        return Err(err);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
         self.committed(&dirty);
         Ok(())
     }
@@ -593,7 +662,7 @@ mod tests {
                 group: "g".into(),
                 member_id: "m".into(),
                 instance_id: None,
-                generation: 3,
+                generation: Generation::new(3),
             },
             client,
         );

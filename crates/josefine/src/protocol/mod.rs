@@ -127,4 +127,6 @@ kafka_requests! {
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse,
     OffsetDelete: OffsetDeleteRequest => OffsetDeleteResponse,
     DescribeCluster: DescribeClusterRequest => DescribeClusterResponse,
+    ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribe: ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse,
 }

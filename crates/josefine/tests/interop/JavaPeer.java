@@ -11,7 +11,8 @@
 //       reads every partition from the earliest offset until N records, printing
 //       {"p":..,"o":..,"t":..,"k":..,"v":..,"h":[["name",value],...]} for each
 //   group --bootstrap B --topic T --group G --assignor range|roundrobin|cooperative-sticky
-//       a classic-protocol group member, as tests/interop/rdkafka.py's group mode:
+//         [--protocol classic|consumer]
+//       a group member (classic or KIP-848 protocol), as tests/interop/rdkafka.py's group mode:
 //       {"assigned": [...]}, {"revoked": [...]}, {"partition": p, "offset": o}; leaves
 //       after --idle seconds without a record once it had one, or after --max seconds
 
@@ -164,10 +165,15 @@ public final class JavaPeer {
             default -> throw new IllegalArgumentException("assignor " + args.get("assignor"));
         };
         props.put("group.id", args.get("group"));
-        props.put("group.protocol", "classic");
-        props.put("partition.assignment.strategy", assignor);
-        props.put("session.timeout.ms", "6000");
-        props.put("heartbeat.interval.ms", "500");
+        if (args.getOrDefault("protocol", "classic").equals("consumer")) {
+            // KIP-848: the broker owns the assignor, session and heartbeat settings.
+            props.put("group.protocol", "consumer");
+        } else {
+            props.put("group.protocol", "classic");
+            props.put("partition.assignment.strategy", assignor);
+            props.put("session.timeout.ms", "6000");
+            props.put("heartbeat.interval.ms", "500");
+        }
         props.put("enable.auto.commit", "true");
         props.put("auto.commit.interval.ms", "200");
         double idle = Double.parseDouble(args.getOrDefault("idle", "4"));

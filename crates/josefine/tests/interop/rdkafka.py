@@ -85,18 +85,25 @@ def group(args):
     def on_revoke(consumer, partitions):
         print(json.dumps({"revoked": sorted(p.partition for p in partitions)}), flush=True)
 
-    consumer = Consumer({
+    config = {
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,
-        "partition.assignment.strategy": args.assignor,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 200,
         "fetch.wait.max.ms": 100,
         "enable.partition.eof": False,
-    })
+    }
+    if args.protocol == "consumer":
+        # KIP-848: the broker owns the assignor, session and heartbeat settings.
+        config["group.protocol"] = "consumer"
+    else:
+        config.update({
+            "partition.assignment.strategy": args.assignor,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        })
+    consumer = Consumer(config)
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     started = time.time()
     last = None
@@ -130,6 +137,7 @@ def main():
     g.add_argument("--topic", required=True)
     g.add_argument("--group", required=True)
     g.add_argument("--assignor", default="range")
+    g.add_argument("--protocol", choices=["classic", "consumer"], default="classic")
     g.add_argument("--idle", type=float, default=4.0)
     g.add_argument("--max", type=float, default=40.0)
     args = parser.parse_args()

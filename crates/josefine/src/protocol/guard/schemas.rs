@@ -1021,6 +1021,114 @@ pub(super) static DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_BROKER: Schema = S
     tags: &[],
 };
 
+pub(super) static CONSUMER_GROUP_HEARTBEAT_RESPONSE__CONSUMER_GROUP_HEARTBEAT_RESPONSE: Schema = Schema {
+    name: "ConsumerGroupHeartbeatResponse",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(0, 1, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "member_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "member_epoch", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "heartbeat_interval_ms", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "assignment", reads: &[(0, 1, Ty::OptionStruct(&CONSUMER_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT: Schema = Schema {
+    name: "Assignment",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "topic_partitions", reads: &[(0, 1, Ty::CompactArray(Elem::Struct(&CONSUMER_GROUP_HEARTBEAT_RESPONSE__TOPIC_PARTITIONS)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_HEARTBEAT_RESPONSE__TOPIC_PARTITIONS: Schema = Schema {
+    name: "TopicPartitions",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "topic_id", reads: &[(0, 1, Ty::Uuid)] },
+        Field { name: "partitions", reads: &[(0, 1, Ty::CompactArray(Elem::Int32))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__CONSUMER_GROUP_DESCRIBE_RESPONSE: Schema = Schema {
+    name: "ConsumerGroupDescribeResponse",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "groups", reads: &[(0, 1, Ty::CompactArray(Elem::Struct(&CONSUMER_GROUP_DESCRIBE_RESPONSE__DESCRIBED_GROUP)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__DESCRIBED_GROUP: Schema = Schema {
+    name: "DescribedGroup",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "error_code", reads: &[(0, 1, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "group_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "group_state", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "group_epoch", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "assignment_epoch", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "assignor_name", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "members", reads: &[(0, 1, Ty::CompactArray(Elem::Struct(&CONSUMER_GROUP_DESCRIBE_RESPONSE__MEMBER)))] },
+        Field { name: "authorized_operations", reads: &[(0, 1, Ty::Int32)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__MEMBER: Schema = Schema {
+    name: "Member",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "member_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "instance_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "rack_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "member_epoch", reads: &[(0, 1, Ty::Int32)] },
+        Field { name: "client_id", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "client_host", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "subscribed_topic_names", reads: &[(0, 1, Ty::CompactArray(Elem::CompactString))] },
+        Field { name: "subscribed_topic_regex", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "assignment", reads: &[(0, 1, Ty::Struct(&CONSUMER_GROUP_DESCRIBE_RESPONSE__ASSIGNMENT))] },
+        Field { name: "target_assignment", reads: &[(0, 1, Ty::Struct(&CONSUMER_GROUP_DESCRIBE_RESPONSE__ASSIGNMENT))] },
+        Field { name: "member_type", reads: &[(1, 1, Ty::Int8)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__ASSIGNMENT: Schema = Schema {
+    name: "Assignment",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "topic_partitions", reads: &[(0, 1, Ty::CompactArray(Elem::Struct(&CONSUMER_GROUP_DESCRIBE_RESPONSE__TOPIC_PARTITIONS)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__TOPIC_PARTITIONS: Schema = Schema {
+    name: "TopicPartitions",
+    versions: (0, 1),
+    flexible_from: 0,
+    fields: &[
+        Field { name: "topic_id", reads: &[(0, 1, Ty::Uuid)] },
+        Field { name: "topic_name", reads: &[(0, 1, Ty::CompactString)] },
+        Field { name: "partitions", reads: &[(0, 1, Ty::CompactArray(Elem::Int32))] },
+    ],
+    tags: &[],
+};
+
 impl WireSchema for m::ResponseHeader {
     const SCHEMA: &'static Schema = &RESPONSE_HEADER__RESPONSE_HEADER;
 }
@@ -1137,6 +1245,14 @@ impl WireSchema for m::DescribeClusterResponse {
     const SCHEMA: &'static Schema = &DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE;
 }
 
+impl WireSchema for m::ConsumerGroupHeartbeatResponse {
+    const SCHEMA: &'static Schema = &CONSUMER_GROUP_HEARTBEAT_RESPONSE__CONSUMER_GROUP_HEARTBEAT_RESPONSE;
+}
+
+impl WireSchema for m::ConsumerGroupDescribeResponse {
+    const SCHEMA: &'static Schema = &CONSUMER_GROUP_DESCRIBE_RESPONSE__CONSUMER_GROUP_DESCRIBE_RESPONSE;
+}
+
 /// Every generated top-level schema, for tests.
 #[cfg(test)]
 pub(super) static ALL: &[&Schema] = &[
@@ -1169,4 +1285,6 @@ pub(super) static ALL: &[&Schema] = &[
     &INCREMENTAL_ALTER_CONFIGS_RESPONSE__INCREMENTAL_ALTER_CONFIGS_RESPONSE,
     &OFFSET_DELETE_RESPONSE__OFFSET_DELETE_RESPONSE,
     &DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE,
+    &CONSUMER_GROUP_HEARTBEAT_RESPONSE__CONSUMER_GROUP_HEARTBEAT_RESPONSE,
+    &CONSUMER_GROUP_DESCRIBE_RESPONSE__CONSUMER_GROUP_DESCRIBE_RESPONSE,
 ];
