@@ -115,26 +115,41 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
         }
         GroupsCommand::Describe { group } => {
             let d = admin.describe_group(&group).await?;
+            let epochs = match (d.group_epoch, d.assignment_epoch) {
+                (Some(g), Some(a)) => format!("  epoch {g} (assignment {a})"),
+                _ => String::new(),
+            };
             println!(
-                "group {}  state {}  protocol {}  members {}",
+                "group {}  state {}  protocol {}{}  members {}{}",
                 d.group_id,
                 d.state,
+                match d.group_protocol {
+                    josefine::GroupProtocol::Consumer => "consumer (KIP-848), assignor ",
+                    _ => "",
+                },
                 if d.protocol.is_empty() {
                     "-"
                 } else {
                     &d.protocol
                 },
-                d.members.len()
+                d.members.len(),
+                epochs,
             );
-            for m in &d.members {
-                let mut partitions: Vec<String> = m
-                    .assignment
+            let list = |tps: &[josefine::TopicPartition]| {
+                let mut partitions: Vec<String> = tps
                     .iter()
                     .map(|tp| format!("{}/{}", tp.topic, tp.partition))
                     .collect();
                 partitions.sort();
+                if partitions.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    partitions.join(" ")
+                }
+            };
+            for m in &d.members {
                 println!(
-                    "  {}  client {}  host {}{}\n    assigned: {}",
+                    "  {}  client {}  host {}{}{}\n    assigned: {}",
                     m.member_id,
                     m.client_id,
                     m.client_host,
@@ -142,12 +157,18 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
                         .as_deref()
                         .map(|i| format!("  instance {i}"))
                         .unwrap_or_default(),
-                    if partitions.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        partitions.join(" ")
-                    }
+                    m.member_epoch
+                        .map(|e| format!("  epoch {e}"))
+                        .unwrap_or_default(),
+                    list(&m.assignment),
                 );
+                // Under the consumer protocol: where a member still reconciling goes.
+                if m.member_epoch.is_some() && m.target_assignment != m.assignment {
+                    println!("    target:   {}", list(&m.target_assignment));
+                }
+                if let Some(regex) = &m.subscribed_topic_regex {
+                    println!("    subscribed: {regex}");
+                }
             }
         }
         GroupsCommand::ResetOffsets(args) => {

@@ -134,6 +134,19 @@ fn produce_then_consume_round_trips_in_every_format() {
 #[test]
 fn a_group_consumer_stopped_by_sigint_commits_exactly_what_it_printed() {
     let broker = real_broker!();
+    sigint_commits_what_was_printed(&broker, "classic");
+}
+
+/// The same with `-X group.protocol=consumer` (KIP-848); `groups describe` shows the
+/// running member with its epoch and its three partitions.
+#[test]
+fn a_consumer_protocol_member_stopped_by_sigint_commits_exactly_what_it_printed() {
+    let broker = real_broker!();
+    sigint_commits_what_was_printed(&broker, "consumer");
+}
+
+fn sigint_commits_what_was_printed(broker: &str, protocol: &str) {
+    let broker = broker.to_string();
     let topic = common::unique("cli-sigint");
     let group = common::unique("cli-group");
     create_topic(&broker, &topic, 3);
@@ -156,6 +169,7 @@ fn a_group_consumer_stopped_by_sigint_commits_exactly_what_it_printed() {
         ])
         // Slow the reader down: a small fetch per partition.
         .args(["-X", "max.partition.fetch.bytes=2048"])
+        .args(["-X", &format!("group.protocol={protocol}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -181,6 +195,16 @@ fn a_group_consumer_stopped_by_sigint_commits_exactly_what_it_printed() {
         record(&line, &mut printed);
         seen += 1;
         assert!(Instant::now() < deadline, "too slow");
+    }
+    if protocol == "consumer" {
+        let describe = run_ok(josefine(&broker).args(["groups", "describe", &group]), b"");
+        let describe = String::from_utf8_lossy(&describe.stdout);
+        assert!(
+            describe.contains("protocol consumer (KIP-848), assignor uniform"),
+            "{describe}"
+        );
+        assert!(describe.contains("members 1"), "{describe}");
+        assert!(describe.contains("  epoch "), "{describe}");
     }
     // SIGINT, then read what it printed until it exits.
     sigint(child.id());

@@ -636,3 +636,80 @@ async fn a_mixed_group_with_the_java_client_joining_second() {
 async fn a_mixed_group_with_the_java_client_joining_first() {
     mixed_group(Peer::Java, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_group_and_lag_show_a_consumer_protocol_group() {
+    common::trace();
+    let kafka = real_kafka!();
+    let (admin, topic) = topic_with_records(&kafka.plaintext, "kip848-describe", 4, 10).await;
+    let group = common::unique("kip848-describe-group");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let a = member(client(&kafka.plaintext, "client-a").await, &group)
+        .instance_id("box-a")
+        .build()
+        .unwrap();
+    let b = member(client(&kafka.plaintext, "client-b").await, &group)
+        .build()
+        .unwrap();
+    let (a_task, b_task) = (start(&a, &topic, "a", &seen), start(&b, &topic, "b", &seen));
+    until(&seen, "two each, every record", |s| {
+        s.owned_by("a").len() == 2
+            && s.owned_by("b").len() == 2
+            && (0..4).all(|p| s.delivered(&topic, p, 10))
+    })
+    .await;
+    // The broker's view catches up with the members' at their next heartbeat.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = admin.admin().describe_group(&group).await.unwrap();
+        let settled = d.state == josefine::GroupState::Stable
+            && d.members.len() == 2
+            && d.members.iter().all(|m| m.assignment.len() == 2);
+        if settled {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(d.group_protocol, GroupProtocol::Consumer);
+    assert_eq!(d.protocol, "uniform");
+    assert!(
+        d.group_epoch.unwrap() >= 2 && d.assignment_epoch.unwrap() >= 1,
+        "{d:?}"
+    );
+    let mut all: Vec<TopicPartition> = Vec::new();
+    for m in &d.members {
+        assert_eq!(m.target_assignment, m.assignment, "reconciled: {m:?}");
+        assert!(m.member_epoch.unwrap() >= 1);
+        assert_eq!(m.subscribed_topics, vec![topic.clone()]);
+        all.extend(m.assignment.iter().cloned());
+    }
+    all.sort();
+    assert_eq!(
+        all,
+        (0..4)
+            .map(|p| TopicPartition::new(topic.as_str(), p))
+            .collect::<Vec<_>>()
+    );
+    let static_member = d
+        .members
+        .iter()
+        .find(|m| m.client_id == "client-a")
+        .unwrap();
+    assert_eq!(static_member.group_instance_id.as_deref(), Some("box-a"));
+
+    // Lag names each partition's owner while the group runs.
+    let lag = admin.admin().group_lag(&group).await.unwrap();
+    assert_eq!(lag.partitions.len(), 4, "{lag:?}");
+    assert!(lag.partitions.iter().all(|p| p.owner.is_some()), "{lag:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    a_task.await.unwrap().unwrap();
+    b_task.await.unwrap().unwrap();
+    let lag = admin.admin().group_lag(&group).await.unwrap();
+    assert_eq!(lag.total_lag, 0, "{lag:?}");
+    assert_eq!(lag.partitions.len(), 4);
+}

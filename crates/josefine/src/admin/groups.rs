@@ -17,6 +17,11 @@
 //!   and assignments are decoded as the consumer protocol when the protocol type is
 //!   "consumer"; bytes that do not decode (or that the coordinator left empty, as it
 //!   does while the group is not Stable) give empty lists, never an error.
+//!   A group of the consumer protocol (KIP-848) is not a classic group: Kafka 4.x
+//!   answers DescribeGroups for it with GROUP_ID_NOT_FOUND, so a group DescribeGroups
+//!   calls missing is asked for again with **ConsumerGroupDescribe** (key 69, when the
+//!   coordinator has it), which gives epochs, assignments by topic name and each
+//!   member's target assignment.
 //! - **Lag**: the committed offsets of every partition the group committed
 //!   (OffsetFetch with a null topic list, v2+), joined with the partitions its members
 //!   are assigned now (from DescribeGroups), against high watermarks read from Fetch
@@ -38,13 +43,16 @@ use std::fmt;
 
 use tokio::time::Instant;
 
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment as ConsumerAssignment, DescribedGroup as ConsumerDescribedGroup,
+};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    OffsetDeleteRequest, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, OffsetDeleteRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -54,6 +62,7 @@ use crate::backoff::jitter_unit;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::group::protocol::{Assignment, Subscription, PROTOCOL_TYPE};
+use crate::group::GroupProtocol;
 use crate::net::Broker;
 use crate::TopicPartition;
 
@@ -135,12 +144,20 @@ pub struct GroupListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
     pub group_id: String,
+    /// Which protocol the group runs: classic (JoinGroup/SyncGroup) or consumer
+    /// (KIP-848).
+    pub group_protocol: GroupProtocol,
     pub state: GroupState,
     /// "consumer" for consumer groups; empty for a group without members.
     pub protocol_type: String,
     /// The chosen protocol, for consumer groups the assignor ("range",
-    /// "cooperative-sticky", ...); empty unless the group is Stable.
+    /// "cooperative-sticky", ...; under the consumer protocol the broker's, such as
+    /// "uniform"); for classic groups empty unless the group is Stable.
     pub protocol: String,
+    /// The consumer protocol's group epoch and the epoch of its target assignment;
+    /// `None` for classic groups.
+    pub group_epoch: Option<i32>,
+    pub assignment_epoch: Option<i32>,
     pub members: Vec<MemberDescription>,
     /// The node id of the coordinator that answered.
     pub coordinator: Option<i32>,
@@ -159,6 +176,12 @@ pub struct MemberDescription {
     pub assignment: Vec<TopicPartition>,
     /// The topics the member subscribed to, sorted; empty under the same conditions.
     pub subscribed_topics: Vec<String>,
+    /// The consumer protocol: the member's regex subscription, its epoch, and the
+    /// assignment it is moving to (equal to `assignment` once it has reconciled);
+    /// `None` and empty for classic groups.
+    pub subscribed_topic_regex: Option<String>,
+    pub member_epoch: Option<i32>,
+    pub target_assignment: Vec<TopicPartition>,
 }
 
 /// A group's lag, as [`Admin::group_lag`] computes it.
@@ -236,11 +259,37 @@ impl Admin {
                 .ok_or_else(|| Error::protocol("DescribeGroups answered without the group"))?;
             describe(described, broker.id()).map_err(|e| e.with_broker(&broker))
         };
-        patiently(&self.client, group, || {
+        let classic = patiently(&self.client, group, || {
             crate::group::at_coordinator(&self.client, group, describe)
         })
         .await
-        .map_err(|e| e.with_group(group).with_api(ApiKey::DescribeGroups))
+        .map_err(|e| e.with_group(group).with_api(ApiKey::DescribeGroups))?;
+        if classic.state != GroupState::Dead {
+            return Ok(classic);
+        }
+        let consumer = |broker: Broker| async move {
+            let request =
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(wire(group))]);
+            let response = match broker.call(&request).await {
+                // A broker before Kafka 3.7 (or Tansu): no consumer groups there.
+                Err(err) if err.code() == Some(KafkaCode::UNSUPPORTED_VERSION) => return Ok(None),
+                other => other?,
+            };
+            let described = response
+                .groups
+                .into_iter()
+                .find(|g| g.group_id.as_str() == group)
+                .ok_or_else(|| {
+                    Error::protocol("ConsumerGroupDescribe answered without the group")
+                })?;
+            describe_consumer(described, broker.id()).map_err(|e| e.with_broker(&broker))
+        };
+        let described = patiently(&self.client, group, || {
+            crate::group::at_coordinator(&self.client, group, consumer)
+        })
+        .await
+        .map_err(|e| e.with_group(group).with_api(ApiKey::ConsumerGroupDescribe))?;
+        Ok(described.unwrap_or(classic))
     }
 
     /// Deletes the offsets `group` committed for `partitions` (OffsetDelete), so that
@@ -463,9 +512,12 @@ fn describe(group: DescribedGroup, coordinator: Option<i32>) -> Result<GroupDesc
     if group.error_code == GROUP_ID_NOT_FOUND {
         return Ok(GroupDescription {
             group_id,
+            group_protocol: GroupProtocol::Classic,
             state: GroupState::Dead,
             protocol_type: String::new(),
             protocol: String::new(),
+            group_epoch: None,
+            assignment_epoch: None,
             members: Vec::new(),
             coordinator,
         });
@@ -491,17 +543,91 @@ fn describe(group: DescribedGroup, coordinator: Option<i32>) -> Result<GroupDesc
                 client_host: m.client_host.to_string(),
                 assignment,
                 subscribed_topics,
+                subscribed_topic_regex: None,
+                member_epoch: None,
+                target_assignment: Vec::new(),
             }
         })
         .collect();
     Ok(GroupDescription {
         group_id,
+        group_protocol: GroupProtocol::Classic,
         state: GroupState::from_wire(&group.group_state),
         protocol_type: group.protocol_type.to_string(),
         protocol: group.protocol_data.to_string(),
+        group_epoch: None,
+        assignment_epoch: None,
         members,
         coordinator,
     })
+}
+
+/// One group of a ConsumerGroupDescribe response: `None` when it is not a consumer
+/// group (GROUP_ID_NOT_FOUND: it does not exist, or is a classic one).
+fn describe_consumer(
+    group: ConsumerDescribedGroup,
+    coordinator: Option<i32>,
+) -> Result<Option<GroupDescription>> {
+    if group.error_code == GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    Error::check_code(group.error_code).map_err(|e| match &group.error_message {
+        Some(m) if !m.is_empty() => Error::new(e.kind().clone(), m.to_string()),
+        _ => e,
+    })?;
+    let partitions = |a: &ConsumerAssignment| -> Vec<TopicPartition> {
+        let mut tps: Vec<TopicPartition> = a
+            .topic_partitions
+            .iter()
+            .flat_map(|t| {
+                let topic: std::sync::Arc<str> = std::sync::Arc::from(t.topic_name.as_str());
+                t.partitions
+                    .iter()
+                    .map(move |&p| TopicPartition::new(topic.clone(), p))
+            })
+            .collect();
+        tps.sort();
+        tps.dedup();
+        tps
+    };
+    let members = group
+        .members
+        .iter()
+        .map(|m| {
+            let mut subscribed_topics: Vec<String> = m
+                .subscribed_topic_names
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            subscribed_topics.sort();
+            MemberDescription {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.instance_id.as_ref().map(|s| s.to_string()),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: partitions(&m.assignment),
+                subscribed_topics,
+                subscribed_topic_regex: m
+                    .subscribed_topic_regex
+                    .as_ref()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_string()),
+                member_epoch: Some(m.member_epoch),
+                target_assignment: partitions(&m.target_assignment),
+            }
+        })
+        .collect();
+    Ok(Some(GroupDescription {
+        group_id: group.group_id.to_string(),
+        group_protocol: GroupProtocol::Consumer,
+        state: GroupState::from_wire(&group.group_state),
+        protocol_type: PROTOCOL_TYPE.to_string(),
+        protocol: group.assignor_name.to_string(),
+        group_epoch: Some(group.group_epoch),
+        assignment_epoch: Some(group.assignment_epoch),
+        members,
+        coordinator,
+    }))
 }
 
 /// A consumer's assignment and subscribed topics, each sorted; empty when the bytes
