@@ -4,7 +4,9 @@
 # same workload, same broker, same run, rotating order. Runs on Apache Kafka 4.4 and
 # on Tansu (the Java peer on Kafka only). On Kafka also a CPU-bound handler (fixed work
 # per record, 6 partitions) through ConsumerGroup::consume against the same work in one
-# spawned task per partition (`bench consume --work`). Method: docs/BENCHMARKS.md.
+# spawned task per partition (`bench consume --work`), and rebalances under the classic
+# eager, classic cooperative and KIP-848 protocols (`bench rebalance`). Method:
+# docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
@@ -136,6 +138,16 @@ for broker in "${brokers[@]}"; do
                     | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
+        # Rebalances: classic eager, classic cooperative and KIP-848, 6 members then a 7th.
+        protocols=(eager cooperative consumer)
+        for run in $(seq 1 "$runs"); do
+            order=("${protocols[@]:$(( (run - 1) % 3 ))}" "${protocols[@]:0:$(( (run - 1) % 3 ))}")
+            for protocol in "${order[@]}"; do
+                log "rebalance, run $run/$runs: $protocol"
+                "$ours" --bootstrap "$JOSEFINE_BROKER" bench rebalance --protocol "$protocol" \
+                    | tail -n 1 | sed "s/}\$/,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
     fi
     stop_broker
     stop_kafka
@@ -145,6 +157,8 @@ log "results: $results"
 python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rebalances = [r for r in rows if r["mode"].startswith("rebalance-")]
+rows = [r for r in rows if not r["mode"].startswith("rebalance-")]
 groups = {}
 for r in rows:
     groups.setdefault((r.get("broker", "tansu"), r["mode"], r["size"], r["client"]), []).append(r)
@@ -170,6 +184,15 @@ if "group-work" in work and "consume-work" in work:
     c = med(work["consume-work"], lambda r: r["seconds"])
     print(f'CPU-bound handler: group {g:.3f} s ({g_after:.3f} s after the first record), '
           f'spawned tasks {c:.3f} s: group/tasks x{g / c:.2f} (x{g_after / c:.2f} after the join)')
+if rebalances:
+    print(f'{"rebalance":22} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} {"pause unmoved ms":>17} {"pause moved ms":>15}')
+    by = {}
+    for r in rebalances:
+        by.setdefault(r["mode"], []).append(r)
+    for mode, rs in sorted(by.items()):
+        print(f'{mode:22} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
+              f'{med(rs, lambda r: r["join_seconds"]):7.3f} {med(rs, lambda r: r["baseline_gap_ms"]):7.1f} '
+              f'{med(rs, lambda r: r["pause_unmoved_ms"]):17.1f} {med(rs, lambda r: r["pause_moved_ms"]):15.1f}')
 for (broker, mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue

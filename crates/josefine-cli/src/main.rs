@@ -20,6 +20,7 @@ mod local_broker;
 mod output;
 mod produce;
 mod progress;
+mod rebalance_bench;
 mod shutdown;
 
 #[derive(Parser)]
@@ -84,6 +85,8 @@ enum BenchCommand {
     Consume(bench::ConsumeArgs),
     /// Read N records as a consumer-group member (join included); same JSON report.
     Group(bench::GroupArgs),
+    /// Rebalance time and the pause of unmoved partitions under one group protocol.
+    Rebalance(rebalance_bench::RebalanceArgs),
 }
 
 #[derive(Subcommand)]
@@ -375,6 +378,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
         Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
+        Command::Bench(BenchCommand::Rebalance(args)) => {
+            rebalance_bench::rebalance(client.clone(), &config, args).await?
+        }
         Command::Topics(TopicCommand::Describe { name }) => {
             let md = client.refresh_metadata(&[&name]).await?;
             let topic = md.topic_or_error(&name)?;
