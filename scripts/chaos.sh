@@ -10,10 +10,22 @@
 #                                   4 broker kills
 #   scripts/chaos.sh --seed N ...   replays plan N; other `josefine-chaos run` options
 #                                   (see --help) pass through
+#   scripts/chaos.sh --kafka ...    the same plan against Apache Kafka 4.4 (started and
+#                                   stopped here) with group.protocol=consumer (KIP-848):
+#                                   member kills and leaves, no broker kills; logs in
+#                                   build/chaos-kafka
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
+if [ "${1:-}" = --kafka ]; then
+    shift
+    ensure_kafka
+    start_kafka
+    cargo run --locked --quiet -p josefine-chaos -- run --kafka "$JOSEFINE_KAFKA" \
+        --group-protocol consumer --dir build/chaos-kafka "$@"
+    exit
+fi
 ensure_venv
 ensure_chaos_venv
 export_tansu

@@ -85,9 +85,13 @@ bash scripts/demo.sh
 if [ "${JOSEFINE_FULL:-}" = 1 ]; then
     log "the chaos suite, long form: scripts/chaos.sh --long (docs/RELIABILITY.md)"
     bash scripts/chaos.sh --long
+    log "the chaos suite on Kafka 4.4 with group.protocol=consumer, long form"
+    bash scripts/chaos.sh --kafka --long
 else
     log "the chaos suite, short form: scripts/chaos.sh (docs/RELIABILITY.md)"
     bash scripts/chaos.sh
+    log "the chaos suite on Kafka 4.4 with group.protocol=consumer (KIP-848), short form"
+    bash scripts/chaos.sh --kafka
 fi
 
 log "all green in $(( $(date +%s) - started )) s"

@@ -35,8 +35,10 @@ pub struct Settings {
     pub rate: u64,
     pub idempotence: bool,
     pub dir: PathBuf,
-    pub tansu: PathBuf,
-    pub moto: PathBuf,
+    /// Where the group runs: Tansu on S3 started here, or a Kafka started outside.
+    pub broker: BrokerSetup,
+    /// The members' `group.protocol`: "classic" or "consumer" (KIP-848).
+    pub group_protocol: String,
     pub settle_timeout: Duration,
     pub session_timeout_ms: u64,
 }
@@ -66,6 +68,16 @@ struct Member {
     state: State,
 }
 
+/// The broker under test.
+#[derive(Debug, Clone)]
+pub enum BrokerSetup {
+    /// Tansu on `s3://` (moto), started, killed and restarted by the controller.
+    Tansu { tansu: PathBuf, moto: PathBuf },
+    /// A broker started outside (Apache Kafka 4.4, by scripts/chaos.sh --kafka); the
+    /// plan has no broker kills for it.
+    External { bootstrap: String },
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Pending {
     StartMember(usize),
@@ -77,8 +89,9 @@ pub struct Chaos {
     t0: Instant,
     pub topic: String,
     pub group: String,
-    moto: Proc,
-    broker: Proc,
+    /// moto and Tansu, when the controller runs them.
+    moto: Option<Proc>,
+    broker: Option<Proc>,
     broker_port: u16,
     pub bootstrap: String,
     /// The controller's own connection (topic, committed offsets, the audit).
@@ -107,37 +120,47 @@ impl Chaos {
     pub async fn start(s: Settings) -> anyhow::Result<Self> {
         let t0 = Instant::now();
         let events = File::create(s.dir.join("events.log"))?;
-        let moto_port = free_port()?;
-        let mut moto = Proc::new("moto", &s.moto, &s.dir.join("moto.log"))
-            .arg("-H")
-            .arg("127.0.0.1")
-            .arg("-p")
-            .arg(moto_port.to_string());
-        moto.start()?;
-        wait_for_port(&mut moto, moto_port, Duration::from_secs(30)).await?;
-        create_bucket(moto_port, "tansu")?;
+        let (moto, broker, broker_port, bootstrap, started) = match &s.broker {
+            BrokerSetup::Tansu { tansu, moto } => {
+                let moto_port = free_port()?;
+                let mut moto = Proc::new("moto", moto, &s.dir.join("moto.log"))
+                    .arg("-H")
+                    .arg("127.0.0.1")
+                    .arg("-p")
+                    .arg(moto_port.to_string());
+                moto.start()?;
+                wait_for_port(&mut moto, moto_port, Duration::from_secs(30)).await?;
+                create_bucket(moto_port, "tansu")?;
 
-        let broker_port = free_port()?;
-        let listener = format!("tcp://127.0.0.1:{broker_port}");
-        let endpoint = format!("http://127.0.0.1:{moto_port}");
-        let mut broker = Proc::new("tansu", &s.tansu, &s.dir.join("tansu.log"))
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(&listener)
-            .arg("--advertised-listener-url")
-            .arg(&listener)
-            .arg("--storage-engine")
-            .arg("s3://tansu/")
-            .arg("--cluster-id")
-            .arg("chaos")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ENDPOINT", &endpoint)
-            .env("AWS_ALLOW_HTTP", "true");
-        broker.start()?;
-        wait_for_port(&mut broker, broker_port, Duration::from_secs(30)).await?;
-        let bootstrap = format!("127.0.0.1:{broker_port}");
+                let broker_port = free_port()?;
+                let listener = format!("tcp://127.0.0.1:{broker_port}");
+                let endpoint = format!("http://127.0.0.1:{moto_port}");
+                let mut broker = Proc::new("tansu", tansu, &s.dir.join("tansu.log"))
+                    .arg("broker")
+                    .arg("--listener-url")
+                    .arg(&listener)
+                    .arg("--advertised-listener-url")
+                    .arg(&listener)
+                    .arg("--storage-engine")
+                    .arg("s3://tansu/")
+                    .arg("--cluster-id")
+                    .arg("chaos")
+                    .env("AWS_ACCESS_KEY_ID", "test")
+                    .env("AWS_SECRET_ACCESS_KEY", "test")
+                    .env("AWS_DEFAULT_REGION", "us-east-1")
+                    .env("AWS_ENDPOINT", &endpoint)
+                    .env("AWS_ALLOW_HTTP", "true");
+                broker.start()?;
+                wait_for_port(&mut broker, broker_port, Duration::from_secs(30)).await?;
+                let bootstrap = format!("127.0.0.1:{broker_port}");
+                let started = format!("moto on {moto_port}, Tansu (s3://tansu/) on {bootstrap}");
+                (Some(moto), Some(broker), broker_port, bootstrap, started)
+            }
+            BrokerSetup::External { bootstrap } => {
+                let started = format!("the broker at {bootstrap} (started outside)");
+                (None, None, 0, bootstrap.clone(), started)
+            }
+        };
 
         let topic = format!("chaos-{}", s.seed);
         let group = format!("chaos-group-{}", s.seed);
@@ -197,8 +220,8 @@ impl Chaos {
             events,
         };
         chaos.say(format!(
-            "moto on {moto_port}, Tansu (s3://tansu/) on {}, topic {} ({} partitions)",
-            chaos.bootstrap, chaos.topic, chaos.s.partitions
+            "{started}, topic {} ({} partitions), group.protocol={}",
+            chaos.topic, chaos.s.partitions, chaos.s.group_protocol
         ));
         chaos.start_producer()?;
         for id in 0..chaos.s.members {
@@ -285,6 +308,8 @@ impl Chaos {
             incarnation.to_string(),
             "--session-timeout-ms".into(),
             self.s.session_timeout_ms.to_string(),
+            "--group-protocol".into(),
+            self.s.group_protocol.clone(),
         ]));
         proc.start()?;
         member.proc = Some(proc);
@@ -410,11 +435,11 @@ impl Chaos {
             self.start_producer()?;
         }
         if self.broker_up {
-            if let Some(status) = self.broker.exited() {
+            if let Some(status) = self.broker.as_mut().and_then(Proc::exited) {
                 bail!("Tansu exited by itself ({status}); see tansu.log");
             }
         }
-        if let Some(status) = self.moto.exited() {
+        if let Some(status) = self.moto.as_mut().and_then(Proc::exited) {
             bail!("moto exited by itself ({status}); see moto.log");
         }
         Ok(())
@@ -455,9 +480,12 @@ impl Chaos {
                 }
                 Pending::StartBroker => {
                     let started = Instant::now();
-                    self.broker.start()?;
-                    wait_for_port(&mut self.broker, self.broker_port, Duration::from_secs(60))
-                        .await?;
+                    let broker = self
+                        .broker
+                        .as_mut()
+                        .expect("only a broker run here is killed");
+                    broker.start()?;
+                    wait_for_port(broker, self.broker_port, Duration::from_secs(60)).await?;
                     self.broker_up = true;
                     self.counts.broker_restarts += 1;
                     self.say(format!(
@@ -510,11 +538,15 @@ impl Chaos {
                 );
             }
             Action::KillBroker => {
+                let Some(broker) = self.broker.as_mut() else {
+                    self.say("event skipped: the broker was started outside".into());
+                    return Ok(());
+                };
                 if !self.broker_up {
                     self.say("event skipped: the broker is already down".into());
                     return Ok(());
                 }
-                self.broker.kill9().await;
+                broker.kill9().await;
                 self.broker_up = false;
                 self.broker_kill_ms.push(now_ms());
                 self.counts.broker_kills += 1;
@@ -642,8 +674,12 @@ impl Chaos {
                 proc.kill9().await;
             }
         }
-        self.broker.stop(Duration::from_secs(5)).await;
-        self.moto.stop(Duration::from_secs(5)).await;
+        if let Some(broker) = self.broker.as_mut() {
+            broker.stop(Duration::from_secs(5)).await;
+        }
+        if let Some(moto) = self.moto.as_mut() {
+            moto.stop(Duration::from_secs(5)).await;
+        }
     }
 
     pub fn member_logs(&self) -> Vec<(usize, u32, End, PathBuf)> {

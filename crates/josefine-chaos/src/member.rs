@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use josefine::{Claim, Client, ConsumerGroup, GroupHandler, OffsetReset, Session};
+use josefine::{Claim, Client, ConsumerGroup, GroupHandler, GroupProtocol, OffsetReset, Session};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logs;
@@ -44,6 +44,9 @@ pub struct MemberArgs {
     pub incarnation: u32,
     #[arg(long, default_value_t = 3000)]
     pub session_timeout_ms: u64,
+    /// `group.protocol`: classic, or consumer (KIP-848).
+    #[arg(long, default_value = "classic")]
+    pub group_protocol: String,
     #[arg(long, default_value_t = 300)]
     pub heartbeat_ms: u64,
     #[arg(long, default_value_t = 6000)]
@@ -137,7 +140,11 @@ impl Member {
                 // membership works.
                 if !text.is_empty() {
                     self.append(&text);
-                    self.update_status(|s| s.last_commit_ms = logs::now_ms());
+                    // The generation rises within a session (cooperative, KIP-848).
+                    self.update_status(|s| {
+                        s.last_commit_ms = logs::now_ms();
+                        s.generation = session.generation();
+                    });
                 }
             }
             Ok(Err(err)) => self.append(&logs::error(&format!("commit failed: {err}"))),
@@ -181,6 +188,61 @@ impl GroupHandler for Handler {
             return Ok(());
         };
         let (topic, partition) = (claim.topic().to_string(), claim.partition());
+        // Claims come and go within a session under the cooperative and consumer
+        // protocols: the status lists what is claimed now.
+        m.update_status(|s| {
+            if !s.partitions.contains(&partition) {
+                s.partitions.push(partition);
+                s.partitions.sort_unstable();
+            }
+            s.generation = session.generation();
+        });
+        let consumed = self
+            .consume(session, &mut claim, number, &topic, partition)
+            .await;
+        m.update_status(|s| s.partitions.retain(|&p| p != partition));
+        consumed
+    }
+    async fn cleanup(&self, session: &Session) -> josefine::Result<()> {
+        let m = &self.0;
+        let _no_commit_in_flight = m.committing.lock().await;
+        let number = m.session_number(session);
+        *m.current.lock().expect("never poisoned") = None;
+        let Some(number) = number else {
+            return Ok(());
+        };
+        let marked = m.marked.lock().expect("never poisoned").clone();
+        let ends: Vec<(i32, i64, i64)> = session
+            .claims()
+            .iter()
+            .map(|tp| {
+                let committed = session
+                    .committed_offset(&tp.topic, tp.partition)
+                    .unwrap_or(-1);
+                let marked = marked.get(&tp.partition).copied().unwrap_or(-1);
+                (tp.partition, committed, marked)
+            })
+            .collect();
+        m.append(&logs::session_end(number, &ends));
+        m.update_status(|s| {
+            s.active = false;
+            s.partitions.clear();
+        });
+        Ok(())
+    }
+}
+
+impl Handler {
+    /// Records every record of the claim in the log and marks it.
+    async fn consume(
+        &self,
+        session: &Session,
+        claim: &mut Claim,
+        number: u64,
+        topic: &str,
+        partition: i32,
+    ) -> josefine::Result<()> {
+        let m = &self.0;
         while let Some(batch) = claim.next_batch().await {
             let batch = match batch {
                 Ok(batch) => batch,
@@ -213,39 +275,11 @@ impl GroupHandler for Handler {
             if !m.work.is_zero() {
                 tokio::time::sleep(m.work).await;
             }
-            session.mark_next(&topic, partition, next);
+            session.mark_next(topic, partition, next);
             let mut marked = m.marked.lock().expect("never poisoned");
             let slot = marked.entry(partition).or_insert(next);
             *slot = (*slot).max(next);
         }
-        Ok(())
-    }
-
-    async fn cleanup(&self, session: &Session) -> josefine::Result<()> {
-        let m = &self.0;
-        let _no_commit_in_flight = m.committing.lock().await;
-        let number = m.session_number(session);
-        *m.current.lock().expect("never poisoned") = None;
-        let Some(number) = number else {
-            return Ok(());
-        };
-        let marked = m.marked.lock().expect("never poisoned").clone();
-        let ends: Vec<(i32, i64, i64)> = session
-            .claims()
-            .iter()
-            .map(|tp| {
-                let committed = session
-                    .committed_offset(&tp.topic, tp.partition)
-                    .unwrap_or(-1);
-                let marked = marked.get(&tp.partition).copied().unwrap_or(-1);
-                (tp.partition, committed, marked)
-            })
-            .collect();
-        m.append(&logs::session_end(number, &ends));
-        m.update_status(|s| {
-            s.active = false;
-            s.partitions.clear();
-        });
         Ok(())
     }
 }
@@ -301,6 +335,10 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
         .rebalance_timeout(Duration::from_millis(args.rebalance_timeout_ms))
         .auto_offset_reset(OffsetReset::Earliest)
         .auto_commit(false)
+        .protocol(match args.group_protocol.as_str() {
+            "consumer" => GroupProtocol::Consumer,
+            _ => GroupProtocol::Classic,
+        })
         .build()?;
     let mut errors = group.errors();
     let consuming = tokio::spawn({

@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::audit::{read_topic, Stored};
 use crate::check::{check, Incarnation, Verdict};
-use crate::controller::{Chaos, Settings};
+use crate::controller::{BrokerSetup, Chaos, Settings};
 use crate::logs::{parse_member_log, parse_producer_log, ProducerLog};
 use crate::schedule::{plan, PlanConfig};
 
@@ -48,11 +48,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "build/chaos")]
     pub dir: PathBuf,
     /// The Tansu binary.
-    #[arg(long, env = "JOSEFINE_TANSU")]
-    pub tansu: PathBuf,
+    #[arg(long, env = "JOSEFINE_TANSU", required_unless_present = "kafka")]
+    pub tansu: Option<PathBuf>,
     /// moto's `moto_server` (the S3 server Tansu stores into).
-    #[arg(long, env = "JOSEFINE_MOTO")]
-    pub moto: PathBuf,
+    #[arg(long, env = "JOSEFINE_MOTO", required_unless_present = "kafka")]
+    pub moto: Option<PathBuf>,
+    /// Run against this Kafka (started outside) instead of Tansu: no broker kills.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// The members' group.protocol: classic, or consumer (KIP-848).
+    #[arg(long, default_value = "classic", value_parser = ["classic", "consumer"])]
+    pub group_protocol: String,
     /// Members' session.timeout.ms (Tansu holds a join for half of it).
     #[arg(long, default_value_t = 3000)]
     pub session_timeout_ms: u64,
@@ -69,7 +75,12 @@ fn plan_config(args: &RunArgs) -> PlanConfig {
     PlanConfig {
         member_kills: args.member_kills.unwrap_or(kills),
         leaves: args.leaves.unwrap_or(leaves),
-        broker_kills: args.broker_kills.unwrap_or(brokers),
+        // A broker started outside is not ours to kill.
+        broker_kills: if args.kafka.is_some() {
+            0
+        } else {
+            args.broker_kills.unwrap_or(brokers)
+        },
         gap_ms: gap,
         member_back_ms: (0, 6_000),
         rejoin_ms: (1_000, 8_000),
@@ -109,8 +120,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         rate: args.rate,
         idempotence: !args.no_idempotence,
         dir: dir.clone(),
-        tansu: args.tansu,
-        moto: args.moto,
+        broker: match (args.kafka, args.tansu, args.moto) {
+            (Some(bootstrap), _, _) => BrokerSetup::External { bootstrap },
+            (None, Some(tansu), Some(moto)) => BrokerSetup::Tansu { tansu, moto },
+            _ => anyhow::bail!("give --kafka, or --tansu and --moto"),
+        },
+        group_protocol: args.group_protocol.clone(),
         settle_timeout: Duration::from_secs(args.settle_timeout_s),
         session_timeout_ms: args.session_timeout_ms,
     };
