@@ -4,7 +4,9 @@
 //!
 //! A fresh topic of `--partitions` gets a steady stream (`--rate` records per second
 //! per partition) for the whole run; every member is in this process, each with its
-//! own client. Two phases:
+//! own client, and its handler spends `--work-ms` on each batch (as an I/O-bound
+//! handler would: a revoked claim finishes its batch before the partition moves).
+//! Two phases:
 //!
 //! 1. scale-out: one member owns every partition; `--members - 1` more start at once;
 //!    the time until every member holds its even share is `scale_out_seconds`.
@@ -38,6 +40,10 @@ pub struct RebalanceArgs {
     /// Records per second per partition.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// The handler's time per batch (an I/O-bound handler: a sleep), which a
+    /// revoked claim finishes before the partition is handed over.
+    #[arg(long, default_value_t = 50)]
+    work_ms: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -102,6 +108,7 @@ impl Watch {
 struct Recorder {
     member: usize,
     watch: Arc<Mutex<Watch>>,
+    work: Duration,
 }
 
 impl GroupHandler for Recorder {
@@ -121,6 +128,9 @@ impl GroupHandler for Recorder {
                 last = Some(record?.offset());
             }
             if let Some(last) = last {
+                if !self.work.is_zero() {
+                    tokio::time::sleep(self.work).await;
+                }
                 claim.mark_next(last + 1);
                 let now = Instant::now();
                 let mut watch = self.watch.lock().unwrap();
@@ -149,6 +159,7 @@ struct Run {
     topic: String,
     group: String,
     watch: Arc<Mutex<Watch>>,
+    work: Duration,
 }
 
 impl Run {
@@ -174,6 +185,7 @@ impl Run {
             let handler = Recorder {
                 member: i,
                 watch: self.watch.clone(),
+                work: self.work,
             };
             tokio::spawn(async move { member.consume(&[&topic], handler).await })
         };
@@ -231,6 +243,7 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
         group: format!("{topic}-group"),
         topic: topic.clone(),
         watch: Arc::new(Mutex::new(Watch::default())),
+        work: Duration::from_millis(args.work_ms),
     };
     let partitions = args.partitions;
     let mut members: Vec<Member> = Vec::new();
@@ -317,10 +330,11 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     client.admin().delete_topic(&topic).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        r#"{{"client":"josefine","mode":"rebalance-{}","members":{},"partitions":{},"scale_out_seconds":{scale_out_seconds:.3},"join_seconds":{join_seconds:.3},"baseline_gap_ms":{:.1},"pause_unmoved_ms":{:.1},"unmoved":{unmoved_count},"pause_moved_ms":{:.1},"moved":{moved_count}}}"#,
+        r#"{{"client":"josefine","mode":"rebalance-{}","members":{},"partitions":{},"work_ms":{},"scale_out_seconds":{scale_out_seconds:.3},"join_seconds":{join_seconds:.3},"baseline_gap_ms":{:.1},"pause_unmoved_ms":{:.1},"unmoved":{unmoved_count},"pause_moved_ms":{:.1},"moved":{moved_count}}}"#,
         args.protocol.name(),
         args.members,
         args.partitions,
+        args.work_ms,
         ms(baseline_gap),
         ms(unmoved),
         ms(moved),
