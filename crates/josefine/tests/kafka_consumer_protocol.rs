@@ -713,3 +713,109 @@ async fn describe_group_and_lag_show_a_consumer_protocol_group() {
     assert_eq!(lag.total_lag, 0, "{lag:?}");
     assert_eq!(lag.partitions.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_and_claim_streams_work_under_the_consumer_protocol() {
+    use futures::StreamExt;
+    common::trace();
+    let kafka = real_kafka!();
+    let (admin, topic) = topic_with_records(&kafka.plaintext, "kip848-streams", 4, 25).await;
+    let group = common::unique("kip848-streams-group");
+    // Records, one by one, marked.
+    let records = member(client(&kafka.plaintext, "records").await, &group)
+        .build()
+        .unwrap();
+    let mut stream = records.stream(&[&topic]).unwrap();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 100 {
+        let record = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("records within 60 s")
+            .expect("the stream goes on")
+            .unwrap();
+        assert!(
+            seen.insert((record.partition(), record.offset())),
+            "delivered twice"
+        );
+        record.mark();
+    }
+    stream.close().await.unwrap();
+    assert_eq!(committed(&admin, &group, &topic, 4).await, vec![25; 4]);
+
+    // Claims, each its own stream, picking up where the records stream committed.
+    common::produce_values(&admin, &topic, 4, |_| 25..40).await;
+    let claims_member = member(client(&kafka.plaintext, "claims").await, &group)
+        .build()
+        .unwrap();
+    let mut claims = claims_member.claims(&[&topic]).unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut claim = tokio::time::timeout(Duration::from_secs(60), claims.next())
+            .await
+            .expect("a claim within 60 s")
+            .expect("the stream goes on")
+            .unwrap();
+        readers.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            while offsets.len() < 15 {
+                let record = claim.next().await.expect("records until 40").unwrap();
+                offsets.push(record.offset());
+                claim.mark(&record);
+            }
+            (claim.partition(), offsets)
+        }));
+    }
+    for reader in readers {
+        let (partition, offsets) = reader.await.unwrap();
+        assert_eq!(
+            offsets,
+            (25..40).collect::<Vec<i64>>(),
+            "partition {partition}"
+        );
+    }
+    claims.close().await.unwrap();
+    assert_eq!(committed(&admin, &group, &topic, 4).await, vec![40; 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_assignor_is_the_brokers_and_an_unknown_one_is_refused() {
+    common::trace();
+    let kafka = real_kafka!();
+    let (admin, topic) = topic_with_records(&kafka.plaintext, "kip848-assignor", 2, 5).await;
+    let group = common::unique("kip848-range-group");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let g = member(client(&kafka.plaintext, "a").await, &group)
+        .remote_assignor("range")
+        .build()
+        .unwrap();
+    let task = start(&g, &topic, "a", &seen);
+    until(&seen, "both partitions", |s| {
+        (0..2).all(|p| s.delivered(&topic, p, 5))
+    })
+    .await;
+    let described = admin.admin().describe_group(&group).await.unwrap();
+    assert_eq!(described.protocol, "range", "{described:?}");
+    g.close().await.unwrap();
+    task.await.unwrap().unwrap();
+
+    let bogus = member(
+        client(&kafka.plaintext, "b").await,
+        &common::unique("kip848-bogus"),
+    )
+    .remote_assignor("bogus")
+    .build()
+    .unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        bogus.consume(&[&topic], Recorder { member: "b", seen }),
+    )
+    .await
+    .expect("consume ends")
+    .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(josefine::KafkaCode::UNSUPPORTED_ASSIGNOR),
+        "{err}"
+    );
+    assert!(err.to_string().contains("uniform or range"), "{err}");
+}
