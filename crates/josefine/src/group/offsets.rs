@@ -68,7 +68,21 @@ pub(crate) async fn fetch_committed(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, i64>> {
-    fetch_offsets(client, group, Some(by_topic(partitions.iter().cloned()))).await
+    fetch_offsets(client, group, Some(by_topic(partitions.iter().cloned())), None).await
+}
+
+/// As [`fetch_committed`], as a member of a consumer-protocol group (KIP-848): from
+/// OffsetFetch v9 the coordinator checks the member and its epoch (STALE_MEMBER_EPOCH
+/// when a newer one is on its way: ask again with it).
+pub(crate) async fn fetch_committed_as(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+    member_id: &str,
+    epoch: i32,
+) -> Result<HashMap<TopicPartition, i64>> {
+    let topics = Some(by_topic(partitions.iter().cloned()));
+    fetch_offsets(client, group, topics, Some((member_id, epoch))).await
 }
 
 /// Every offset `group` has committed: OffsetFetch with a null topic list, which
@@ -77,7 +91,7 @@ pub(crate) async fn fetch_all_committed(
     client: &Client,
     group: &str,
 ) -> Result<HashMap<TopicPartition, i64>> {
-    fetch_offsets(client, group, None).await
+    fetch_offsets(client, group, None, None).await
 }
 
 /// First OffsetFetch version accepting a null topic list ("all topics", KIP-88).
@@ -89,6 +103,7 @@ async fn fetch_offsets(
     client: &Client,
     group: &str,
     topics: Option<BTreeMap<std::sync::Arc<str>, Vec<i32>>>,
+    member: Option<(&str, i32)>,
 ) -> Result<HashMap<TopicPartition, i64>> {
     at_coordinator(client, group, |broker| {
         let topics = topics.clone();
@@ -108,6 +123,10 @@ async fn fetch_offsets(
                         OffsetFetchRequest::default().with_groups(vec![
                             OffsetFetchRequestGroup::default()
                                 .with_group_id(GroupId(name(group)))
+                                .with_member_id(member.filter(|_| version >= 9).map(|(m, _)| name(m)))
+                                .with_member_epoch(
+                                    member.filter(|_| version >= 9).map_or(-1, |(_, e)| e),
+                                )
                                 .with_topics(topics.as_ref().map(|topics| {
                                     topics
                                         .iter()

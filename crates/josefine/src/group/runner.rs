@@ -31,11 +31,11 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 
-use super::consumer_group::{GroupConfig, GroupHandler, OnHandlerError};
+use super::consumer_group::{GroupConfig, GroupHandler, GroupProtocol, OnHandlerError};
 use super::driver::{DriverCommand, SessionCommand};
 use super::errors::ErrorSink;
 use super::membership::SessionEnd;
-use super::offsets::fetch_committed;
+use super::offsets::{fetch_committed, fetch_committed_as};
 use super::session::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
 use crate::backoff::jitter_unit;
 use crate::client::Client;
@@ -458,7 +458,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             .filter(|tp| regex || self.topics.iter().any(|t| **t == *tp.topic))
             .cloned()
             .collect();
-        let committed = self.committed_offsets(&partitions, sessions).await?;
+        let committed = self.committed_offsets(session, &partitions, sessions).await?;
         // Claims open concurrently: each may need a ListOffsets round trip.
         let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
             let start = match committed.get(tp) {
@@ -511,17 +511,33 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// (earliest).
     async fn committed_offsets(
         &self,
+        session: &Session,
         partitions: &[TopicPartition],
         sessions: &mut mpsc::Receiver<SessionCommand>,
     ) -> std::result::Result<HashMap<TopicPartition, i64>, EarlyEnd> {
         if partitions.is_empty() {
             return Ok(HashMap::new());
         }
+        let group = &self.config.group_id;
         let mut failures = 0;
         loop {
-            let err = match fetch_committed(&self.client, &self.config.group_id, partitions).await {
+            let fetched = match self.config.protocol {
+                GroupProtocol::Consumer => {
+                    let (member, epoch) = (session.member_id(), session.generation());
+                    fetch_committed_as(&self.client, group, partitions, member, epoch).await
+                }
+                _ => fetch_committed(&self.client, group, partitions).await,
+            };
+            let err = match fetched {
                 Ok(offsets) => return Ok(offsets),
-                Err(err) if err.is_retriable() => err,
+                // A newer member epoch is on its way (the next heartbeat answer):
+                // ask again with it, never fall back to auto.offset.reset.
+                Err(err)
+                    if err.is_retriable()
+                        || err.code() == Some(crate::error::KafkaCode::STALE_MEMBER_EPOCH) =>
+                {
+                    err
+                }
                 Err(err) => return Err(Some(Err(err))),
             };
             failures += 1;
