@@ -58,6 +58,11 @@ pub struct ConsumeArgs {
     /// (-1 when null), %h headers (k=v,...), %% a percent sign; \n, \t and \\ escapes.
     #[arg(short = 'F', long, value_name = "TEMPLATE")]
     format_string: Option<String>,
+    /// Print at most this many bytes of each key and value (a guard on huge values):
+    /// the cut is marked `...[+N bytes]` (text, templates) or `value_truncated: N`
+    /// (json); raw output is only cut.
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<usize>,
 }
 
 /// Where records go: stdout, counted, up to `--count`.
@@ -189,6 +194,7 @@ pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::
             format: args.format,
             key_separator: args.key_separator.clone(),
             template,
+            max_bytes: args.max_bytes,
         },
         args.count,
     ));

@@ -25,6 +25,35 @@ pub struct Printer {
     pub key_separator: Option<String>,
     /// When set, used instead of `format`.
     pub template: Option<Template>,
+    /// Print at most this many bytes of a key or value (`--max-bytes`): text and
+    /// templates then mark the cut with `...[+N bytes]`, JSON with `value_truncated`
+    /// (`key_truncated`) = N, raw only cuts.
+    pub max_bytes: Option<usize>,
+}
+
+/// The first `max` bytes of `bytes` (backed off to a UTF-8 boundary when the cut
+/// lands inside a character of otherwise valid text), and how many were left out.
+fn clip(bytes: &[u8], max: Option<usize>) -> (&[u8], usize) {
+    let Some(max) = max.filter(|&m| bytes.len() > m) else {
+        return (bytes, 0);
+    };
+    let mut cut = max;
+    if let Err(e) = std::str::from_utf8(&bytes[..cut]) {
+        // Only an incomplete last character (no invalid byte before it) moves the cut.
+        if e.error_len().is_none() {
+            cut = e.valid_up_to();
+        }
+    }
+    (&bytes[..cut], bytes.len() - cut)
+}
+
+/// `...[+N bytes]` after a cut, nothing otherwise.
+fn marker(left_out: usize) -> String {
+    if left_out == 0 {
+        String::new()
+    } else {
+        format!("...[+{left_out} bytes]")
+    }
 }
 
 /// kcat's `-f`: literal text with `%t` topic, `%p` partition, `%o` offset, `%T`
@@ -110,8 +139,14 @@ impl Template {
         topic: &str,
         partition: i32,
         record: &Record,
+        max_bytes: Option<usize>,
     ) -> std::io::Result<()> {
         let length = |b: Option<&bytes::Bytes>| b.map_or(-1, |b| b.len() as i64);
+        let clipped = |out: &mut dyn Write, b: Option<&bytes::Bytes>| -> std::io::Result<()> {
+            let (shown, left_out) = clip(b.map_or(&[][..], |b| &b[..]), max_bytes);
+            out.write_all(shown)?;
+            out.write_all(marker(left_out).as_bytes())
+        };
         for piece in &self.0 {
             match piece {
                 Piece::Literal(bytes) => out.write_all(bytes)?,
@@ -119,8 +154,8 @@ impl Template {
                 Piece::Partition => write!(out, "{partition}")?,
                 Piece::Offset => write!(out, "{}", record.offset())?,
                 Piece::Timestamp => write!(out, "{}", record.timestamp())?,
-                Piece::Key => out.write_all(record.key().map_or(&[][..], |k| &k[..]))?,
-                Piece::Value => out.write_all(record.value().map_or(&[][..], |v| &v[..]))?,
+                Piece::Key => clipped(out, record.key())?,
+                Piece::Value => clipped(out, record.value())?,
                 Piece::KeyLength => write!(out, "{}", length(record.key()))?,
                 Piece::ValueLength => write!(out, "{}", length(record.value()))?,
                 Piece::Headers => {
@@ -150,10 +185,11 @@ impl Printer {
         record: &Record,
     ) -> anyhow::Result<()> {
         if let Some(template) = &self.template {
-            template.write(out, topic, partition, record)?;
+            template.write(out, topic, partition, record, self.max_bytes)?;
             return Ok(());
         }
-        let value = record.value().map_or(&[][..], |v| &v[..]);
+        let (value, value_left_out) =
+            clip(record.value().map_or(&[][..], |v| &v[..]), self.max_bytes);
         match self.format {
             Format::Raw => {
                 out.write_all(value)?;
@@ -171,13 +207,15 @@ impl Printer {
                     }
                 };
                 if let Some(separator) = &self.key_separator {
-                    let key = record.key().map_or(&[][..], |k| &k[..]);
-                    write!(out, "{}{separator}", text(key, "key")?)?;
+                    let (key, left_out) =
+                        clip(record.key().map_or(&[][..], |k| &k[..]), self.max_bytes);
+                    write!(out, "{}{}{separator}", text(key, "key")?, marker(left_out))?;
                 }
-                writeln!(out, "{}", text(value, "value")?)?;
+                writeln!(out, "{}{}", text(value, "value")?, marker(value_left_out))?;
             }
             Format::Json => {
-                serde_json::to_writer(&mut *out, &to_json(topic, partition, record))?;
+                let json = to_json(topic, partition, record, self.max_bytes);
+                serde_json::to_writer(&mut *out, &json)?;
                 out.write_all(b"\n")?;
             }
         }
@@ -210,14 +248,25 @@ pub fn print_outcomes<T>(
     Ok(())
 }
 
-fn to_json(topic: &str, partition: i32, record: &Record) -> Value {
+fn to_json(topic: &str, partition: i32, record: &Record, max_bytes: Option<usize>) -> Value {
     let mut object = Map::new();
     object.insert("topic".into(), json!(topic));
     object.insert("partition".into(), json!(partition));
     object.insert("offset".into(), json!(record.offset()));
     object.insert("timestamp".into(), json!(record.timestamp()));
-    bytes_field(&mut object, "key", record.key().map(|b| &b[..]));
-    bytes_field(&mut object, "value", record.value().map(|b| &b[..]));
+    for (name, bytes) in [("key", record.key()), ("value", record.value())] {
+        let (shown, left_out) = match bytes {
+            Some(b) => {
+                let (shown, left_out) = clip(b, max_bytes);
+                (Some(shown), left_out)
+            }
+            None => (None, 0),
+        };
+        bytes_field(&mut object, name, shown);
+        if left_out > 0 {
+            object.insert(format!("{name}_truncated"), json!(left_out));
+        }
+    }
     let headers: Vec<Value> = record
         .headers()
         .iter()
@@ -286,12 +335,14 @@ mod tests {
             format: Format::Text,
             key_separator: None,
             template: None,
+            max_bytes: None,
         };
         assert_eq!(print(&plain, &r).unwrap(), "hello\n");
         let keyed = Printer {
             format: Format::Text,
             key_separator: Some("\t".into()),
             template: None,
+            max_bytes: None,
         };
         assert_eq!(print(&keyed, &r).unwrap(), "k\thello\n");
     }
@@ -303,6 +354,7 @@ mod tests {
             format: Format::Text,
             key_separator: None,
             template: None,
+            max_bytes: None,
         };
         let err = print(&plain, &r).unwrap_err().to_string();
         assert!(err.contains("t/3@41 is not UTF-8"), "{err}");
@@ -311,6 +363,7 @@ mod tests {
             format: Format::Raw,
             key_separator: None,
             template: None,
+            max_bytes: None,
         };
         let mut out = Vec::new();
         raw.write(&mut out, "t", 3, &r).unwrap();
@@ -323,6 +376,7 @@ mod tests {
             format: Format::Json,
             key_separator: None,
             template: None,
+            max_bytes: None,
         };
         let line = print(&json_printer, &record(Some(b"k"), &[0xff])).unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -344,6 +398,7 @@ mod tests {
             format: Format::Text,
             key_separator: None,
             template: Some(Template::parse("%t/%p@%o %T %k=%s (%K,%S) [%h] 100%%\\n").unwrap()),
+            max_bytes: None,
         };
         assert_eq!(
             print(&printer, &r).unwrap(),
@@ -352,5 +407,42 @@ mod tests {
         for bad in ["%x", "trailing %", "\\q"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn max_bytes_cuts_keys_and_values_and_says_how_much() {
+        // "héllo wörld": the cut at 2 lands inside é and backs off to "h".
+        let r = record(Some("kéy".as_bytes()), "héllo wörld".as_bytes());
+        let with = |format, template: Option<&str>| Printer {
+            format,
+            key_separator: Some(":".into()),
+            template: template.map(|t| Template::parse(t).unwrap()),
+            max_bytes: Some(2),
+        };
+        assert_eq!(
+            print(&with(Format::Text, None), &r).unwrap(),
+            "k...[+3 bytes]:h...[+12 bytes]\n"
+        );
+        assert_eq!(
+            print(&with(Format::Text, Some("%s %S\\n")), &r).unwrap(),
+            "h...[+12 bytes] 13\n",
+            "lengths stay the real ones"
+        );
+        let v: Value =
+            serde_json::from_str(&print(&with(Format::Json, None), &r).unwrap()).unwrap();
+        assert_eq!(
+            (v["value"].as_str(), v["value_truncated"].as_u64()),
+            (Some("h"), Some(12))
+        );
+        assert_eq!(
+            (v["key"].as_str(), v["key_truncated"].as_u64()),
+            (Some("k"), Some(3))
+        );
+        assert_eq!(print(&with(Format::Raw, None), &r).unwrap(), "h\n");
+        // Short enough: untouched, no marker.
+        let short = record(Some(b"k"), b"ok");
+        assert_eq!(print(&with(Format::Text, None), &short).unwrap(), "k:ok\n");
+        // Binary bytes are cut where asked.
+        assert_eq!(clip(&[0xff, 0xfe, 0xfd], Some(2)), (&[0xff, 0xfe][..], 1));
     }
 }

@@ -1,6 +1,7 @@
 //! `josefine produce`: one record per input line (stdin or `--file`), optionally
-//! `key<SEP>value`, or `--count N --size B` synthetic records; a progress bar, then a
-//! summary. Every record's delivery is awaited before the summary: a failure is
+//! `key<SEP>value`, or with `--json` one JSON object per line (what `consume --format
+//! json` prints: key, value, headers, partition, timestamp), or `--count N --size B`
+//! synthetic records; a progress bar, then a summary. Every record's delivery is awaited before the summary: a failure is
 //! reported with how many records made it.
 
 use std::collections::VecDeque;
@@ -52,6 +53,12 @@ pub struct ProduceArgs {
     /// The timestamp of every record, in milliseconds since the epoch (default: now).
     #[arg(long, value_name = "MILLIS")]
     timestamp: Option<i64>,
+    /// Each line is a JSON object as `consume --format json` prints it: "key" and
+    /// "value" (strings, null, or base64 with "key_encoding"/"value_encoding":
+    /// "base64"), "headers" ([{"key": .., "value": ..}]), "partition" and "timestamp"
+    /// (both optional; --partition and --timestamp win). Other fields are ignored.
+    #[arg(long, conflicts_with_all = ["key_separator", "count"])]
+    json: bool,
 }
 
 /// Deliveries awaited at most this far behind the newest record: bounds what the
@@ -81,10 +88,27 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut records, mut bytes, mut delivered) = (0u64, 0u64, 0u64);
     let outcome: anyhow::Result<()> = async {
+        let mut number = 0u64;
         while let Some(chunk) = lines.recv().await {
             for line in chunk {
+                number += 1;
                 bytes += line.len() as u64;
-                let record = to_record(&args, line);
+                let record = if args.json {
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match from_json(&args, &line) {
+                        Ok(record) => record,
+                        Err(err) => {
+                            return Err(anyhow::Error::new(BadInput(format!(
+                                "input line {number}: {err:#}; the records before it were sent, \
+                                 nothing after it"
+                            ))))
+                        }
+                    }
+                } else {
+                    to_record(&args, line)
+                };
                 pending.push_back(producer.enqueue(record).await?);
                 records += 1;
                 if pending.len() >= WINDOW {
@@ -110,9 +134,15 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
     }
     .await;
     let closed = producer.close().await;
-    outcome.with_context(|| {
-        format!("{delivered} of {records} record(s) were delivered before this failure")
-    })?;
+    if let Err(err) = outcome {
+        if err.downcast_ref::<BadInput>().is_some() {
+            closed?;
+            return Err(err);
+        }
+        return Err(err.context(format!(
+            "{delivered} of {records} record(s) were delivered before this failure"
+        )));
+    }
     closed?;
     progress.finish(match input.total_bytes {
         Some(total) => total,
@@ -159,6 +189,100 @@ fn to_record(args: &ProduceArgs, line: Vec<u8>) -> ProducerRecord {
         record = record.value(value);
     }
     record
+}
+
+/// An input line that is not a record: said as it is, not as a delivery failure.
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// A record from one JSON line (see `--json`).
+fn from_json(args: &ProduceArgs, line: &[u8]) -> anyhow::Result<ProducerRecord> {
+    use serde_json::Value;
+    let object: serde_json::Map<String, Value> =
+        serde_json::from_slice(line).context("not a JSON object")?;
+    let bytes =
+        |object: &serde_json::Map<String, Value>, name: &str| -> anyhow::Result<Option<Bytes>> {
+            let base64 = match object.get(&format!("{name}_encoding")) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(e)) if e == "base64" => true,
+                Some(other) => anyhow::bail!("{name}_encoding must be \"base64\", not {other}"),
+            };
+            match object.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) if base64 => {
+                    use base64::Engine;
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .with_context(|| format!("{name} is not base64"))?;
+                    Ok(Some(Bytes::from(decoded)))
+                }
+                Some(Value::String(text)) => Ok(Some(Bytes::copy_from_slice(text.as_bytes()))),
+                Some(other) => anyhow::bail!("{name} must be a string or null, not {other}"),
+            }
+        };
+    let mut record = ProducerRecord::new(&args.topic);
+    let partition = match (args.partition, object.get("partition")) {
+        (Some(p), _) => Some(p),
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(v)) => Some(
+            v.as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|p| *p >= 0)
+                .with_context(|| format!("partition must be a partition number, not {v}"))?,
+        ),
+    };
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    let timestamp =
+        match (args.timestamp, object.get("timestamp")) {
+            (Some(t), _) => Some(t),
+            (None, None | Some(Value::Null)) => None,
+            (None, Some(v)) => Some(v.as_i64().with_context(|| {
+                format!("timestamp must be milliseconds since the epoch, not {v}")
+            })?),
+        };
+    if let Some(t) = timestamp {
+        record = record.timestamp(t);
+    }
+    if let Some(key) = bytes(&object, "key")? {
+        record = record.key(key);
+    }
+    if let Some(value) = bytes(&object, "value")? {
+        record = record.value(value);
+    }
+    for header in &args.headers {
+        record = match header.split_once('=') {
+            Some((key, value)) => record.header(key, Bytes::copy_from_slice(value.as_bytes())),
+            None => record.null_header(header),
+        };
+    }
+    match object.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(headers)) => {
+            for header in headers {
+                let Value::Object(header) = header else {
+                    anyhow::bail!("a header must be an object with key and value, not {header}");
+                };
+                let key = bytes(header, "key")?.context("a header needs a key")?;
+                let key = std::str::from_utf8(&key).context("a header key must be UTF-8")?;
+                record = match bytes(header, "value")? {
+                    Some(value) => record.header(key, value),
+                    None => record.null_header(key),
+                };
+            }
+        }
+        Some(other) => anyhow::bail!("headers must be an array, not {other}"),
+    }
+    Ok(record)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -773,3 +773,93 @@ fn delete_records_describe_offsets_and_consume_from_a_time() {
     );
     assert_one_clear_line(&past, "kept their records");
 }
+
+/// `produce --json` reads what `consume --format json` prints: keys, values (null,
+/// text, base64), headers (a null one too), partitions and timestamps survive a copy
+/// from one topic to another; a bad line stops with its line number; `--max-bytes`
+/// cuts what is printed and says how much.
+#[test]
+fn json_lines_copy_a_topic_and_max_bytes_guards_the_output() {
+    let broker = real_broker!();
+    let (from, to) = (
+        common::unique("cli-json-from"),
+        common::unique("cli-json-to"),
+    );
+    create_topic(&broker, &from, 2);
+    create_topic(&broker, &to, 2);
+    let input = concat!(
+        r#"{"key":"k1","value":"v1","partition":0,"timestamp":1700000000000,"headers":[{"key":"a","value":"1"},{"key":"n","value":null}]}"#,
+        "\n",
+        r#"{"key":null,"value":null,"partition":1,"timestamp":1700000000001}"#,
+        "\n\n",
+        r#"{"key":"bin","value":"/wA=","value_encoding":"base64","partition":1,"timestamp":1700000000002}"#,
+        "\n",
+        r#"{"value":"a long value that will be cut","partition":0,"timestamp":1700000000003}"#,
+        "\n",
+    );
+    let produced = run_ok(
+        josefine(&broker).args(["produce", "--topic", &from, "--json"]),
+        input.as_bytes(),
+    );
+    assert!(String::from_utf8_lossy(&produced.stderr).starts_with("produced 4 record(s)"));
+    let consume_json = |topic: &str| {
+        let out = run_ok(
+            josefine(&broker)
+                .args([
+                    "consume",
+                    "--topic",
+                    topic,
+                    "--from-beginning",
+                    "--exit-at-end",
+                ])
+                .args(["--format", "json"]),
+            b"",
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let copied = consume_json(&from);
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &to, "--json"]),
+        copied.as_bytes(),
+    );
+    let normalise = |text: &str| {
+        let mut rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("topic");
+                v
+            })
+            .collect();
+        rows.sort_by_key(|v| v["timestamp"].as_i64());
+        rows
+    };
+    let (original, copy) = (normalise(&copied), normalise(&consume_json(&to)));
+    assert_eq!(original.len(), 4, "{copied}");
+    assert_eq!(original, copy, "the copy has every field of the original");
+    assert_eq!(original[0]["headers"][1]["value"], serde_json::Value::Null);
+    assert_eq!(original[1]["value"], serde_json::Value::Null, "a tombstone");
+    assert_eq!(original[2]["value_encoding"], "base64");
+
+    let bad = run(
+        josefine(&broker).args(["produce", "--topic", &to, "--json"]),
+        b"{\"value\":\"ok\"}\n{\"value\": 5}\n",
+    );
+    assert_one_clear_line(&bad, "input line 2: value must be a string or null");
+
+    let cut = run_ok(
+        josefine(&broker)
+            .args([
+                "consume",
+                "--topic",
+                &from,
+                "--from-beginning",
+                "--exit-at-end",
+            ])
+            .args(["--partition", "0", "--max-bytes", "6"]),
+        b"",
+    );
+    let cut = String::from_utf8(cut.stdout).unwrap();
+    assert!(cut.lines().any(|l| l == "a long...[+23 bytes]"), "{cut}");
+    assert!(cut.lines().any(|l| l == "v1"), "{cut}");
+}
