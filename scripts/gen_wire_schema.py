@@ -59,6 +59,9 @@ MODULES = [
     "describe_cluster_response",
     "consumer_group_heartbeat_response",
     "consumer_group_describe_response",
+    "create_acls_response",
+    "describe_acls_response",
+    "delete_acls_response",
 ]
 
 PRIMS = {

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use josefine::{ClusterMetadata, Config, ErrorKind, NewTopic};
 
+mod acls;
 mod bench;
 mod consume;
 mod demo;
@@ -61,6 +62,9 @@ enum Command {
     /// Consumer groups: list, describe, lag, reset offsets, delete.
     #[command(subcommand, alias = "group")]
     Groups(groups::GroupsCommand),
+    /// ACLs: list, create, delete (Kafka's filter semantics).
+    #[command(subcommand)]
+    Acls(acls::AclsCommand),
     /// A consumer group at work: starts a local broker (unless --bootstrap or
     /// bootstrap.servers names a cluster), produces, consumes with a group of three,
     /// rebalances, and shows the lag reaching zero.
@@ -373,6 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled before connecting")
         }
         Command::Groups(command) => groups::run(&client, command).await?,
+        Command::Acls(command) => acls::run(&client, command).await?,
         Command::Consume(args) => consume::run(client.clone(), &config, args).await?,
         Command::Produce(args) => produce::run(client.clone(), &config, args).await?,
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,

@@ -32,9 +32,10 @@ mod task;
 mod topic_partition;
 
 pub use admin::{
-    Admin, ClusterDescription, ConfigChange, ConfigEntry, ConfigSource, GroupDescription, GroupLag,
-    GroupListing, GroupState, MemberDescription, NewTopic, PartitionLag, PartitionOwner,
-    PlannedOffset, ResetTo, TopicListing,
+    AclBinding, AclFilter, AclOperation, AclPermission, Admin, ClusterDescription, ConfigChange,
+    ConfigEntry, ConfigSource, GroupDescription, GroupLag, GroupListing, GroupState,
+    MemberDescription, NewTopic, PartitionLag, PartitionOwner, PatternType, PlannedOffset, ResetTo,
+    ResourceType, TopicListing,
 };
 pub use client::{Client, ClientBuilder, ClusterMetadata};
 pub use config::Config;

@@ -7,6 +7,7 @@
 //! lists the topic with a leader for every partition: code that produces right after
 //! creating a topic then does not race the cluster.
 
+mod acls;
 mod configs;
 mod groups;
 mod offsets;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 use crate::client::{BrokerInfo, Client, TopicMetadata};
 use crate::error::{Error, KafkaCode, Result};
 
+pub use acls::{AclBinding, AclFilter, AclOperation, AclPermission, PatternType, ResourceType};
 pub use configs::{ConfigChange, ConfigEntry, ConfigSource};
 pub use groups::{
     GroupDescription, GroupLag, GroupListing, GroupState, MemberDescription, PartitionLag,

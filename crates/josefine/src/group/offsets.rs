@@ -68,7 +68,13 @@ pub(crate) async fn fetch_committed(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, i64>> {
-    fetch_offsets(client, group, Some(by_topic(partitions.iter().cloned())), None).await
+    fetch_offsets(
+        client,
+        group,
+        Some(by_topic(partitions.iter().cloned())),
+        None,
+    )
+    .await
 }
 
 /// As [`fetch_committed`], as a member of a consumer-protocol group (KIP-848): from
@@ -123,7 +129,9 @@ async fn fetch_offsets(
                         OffsetFetchRequest::default().with_groups(vec![
                             OffsetFetchRequestGroup::default()
                                 .with_group_id(GroupId(name(group)))
-                                .with_member_id(member.filter(|_| version >= 9).map(|(m, _)| name(m)))
+                                .with_member_id(
+                                    member.filter(|_| version >= 9).map(|(m, _)| name(m)),
+                                )
                                 .with_member_epoch(
                                     member.filter(|_| version >= 9).map_or(-1, |(_, e)| e),
                                 )

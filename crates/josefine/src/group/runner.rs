@@ -458,7 +458,9 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             .filter(|tp| regex || self.topics.iter().any(|t| **t == *tp.topic))
             .cloned()
             .collect();
-        let committed = self.committed_offsets(session, &partitions, sessions).await?;
+        let committed = self
+            .committed_offsets(session, &partitions, sessions)
+            .await?;
         // Claims open concurrently: each may need a ListOffsets round trip.
         let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
             let start = match committed.get(tp) {

@@ -129,4 +129,7 @@ kafka_requests! {
     DescribeCluster: DescribeClusterRequest => DescribeClusterResponse,
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse,
     ConsumerGroupDescribe: ConsumerGroupDescribeRequest => ConsumerGroupDescribeResponse,
+    CreateAcls: CreateAclsRequest => CreateAclsResponse,
+    DescribeAcls: DescribeAclsRequest => DescribeAclsResponse,
+    DeleteAcls: DeleteAclsRequest => DeleteAclsResponse,
 }

@@ -1129,6 +1129,108 @@ pub(super) static CONSUMER_GROUP_DESCRIBE_RESPONSE__TOPIC_PARTITIONS: Schema = S
     tags: &[],
 };
 
+pub(super) static CREATE_ACLS_RESPONSE__CREATE_ACLS_RESPONSE: Schema = Schema {
+    name: "CreateAclsResponse",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(1, 3, Ty::Int32)] },
+        Field { name: "results", reads: &[(1, 1, Ty::Array(Elem::Struct(&CREATE_ACLS_RESPONSE__ACL_CREATION_RESULT))), (2, 3, Ty::CompactArray(Elem::Struct(&CREATE_ACLS_RESPONSE__ACL_CREATION_RESULT)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static CREATE_ACLS_RESPONSE__ACL_CREATION_RESULT: Schema = Schema {
+    name: "AclCreationResult",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "error_code", reads: &[(1, 3, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESPONSE: Schema = Schema {
+    name: "DescribeAclsResponse",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(1, 3, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(1, 3, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "resources", reads: &[(1, 1, Ty::Array(Elem::Struct(&DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESOURCE))), (2, 3, Ty::CompactArray(Elem::Struct(&DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESOURCE)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESOURCE: Schema = Schema {
+    name: "DescribeAclsResource",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "resource_type", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "resource_name", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "pattern_type", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "acls", reads: &[(1, 1, Ty::Array(Elem::Struct(&DESCRIBE_ACLS_RESPONSE__ACL_DESCRIPTION))), (2, 3, Ty::CompactArray(Elem::Struct(&DESCRIBE_ACLS_RESPONSE__ACL_DESCRIPTION)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DESCRIBE_ACLS_RESPONSE__ACL_DESCRIPTION: Schema = Schema {
+    name: "AclDescription",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "principal", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "host", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "operation", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "permission_type", reads: &[(1, 3, Ty::Int8)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DELETE_ACLS_RESPONSE__DELETE_ACLS_RESPONSE: Schema = Schema {
+    name: "DeleteAclsResponse",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(1, 3, Ty::Int32)] },
+        Field { name: "filter_results", reads: &[(1, 1, Ty::Array(Elem::Struct(&DELETE_ACLS_RESPONSE__DELETE_ACLS_FILTER_RESULT))), (2, 3, Ty::CompactArray(Elem::Struct(&DELETE_ACLS_RESPONSE__DELETE_ACLS_FILTER_RESULT)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DELETE_ACLS_RESPONSE__DELETE_ACLS_FILTER_RESULT: Schema = Schema {
+    name: "DeleteAclsFilterResult",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "error_code", reads: &[(1, 3, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "matching_acls", reads: &[(1, 1, Ty::Array(Elem::Struct(&DELETE_ACLS_RESPONSE__DELETE_ACLS_MATCHING_ACL))), (2, 3, Ty::CompactArray(Elem::Struct(&DELETE_ACLS_RESPONSE__DELETE_ACLS_MATCHING_ACL)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static DELETE_ACLS_RESPONSE__DELETE_ACLS_MATCHING_ACL: Schema = Schema {
+    name: "DeleteAclsMatchingAcl",
+    versions: (1, 3),
+    flexible_from: 2,
+    fields: &[
+        Field { name: "error_code", reads: &[(1, 3, Ty::Int16)] },
+        Field { name: "error_message", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "resource_type", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "resource_name", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "pattern_type", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "principal", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "host", reads: &[(1, 1, Ty::String), (2, 3, Ty::CompactString)] },
+        Field { name: "operation", reads: &[(1, 3, Ty::Int8)] },
+        Field { name: "permission_type", reads: &[(1, 3, Ty::Int8)] },
+    ],
+    tags: &[],
+};
+
 impl WireSchema for m::ResponseHeader {
     const SCHEMA: &'static Schema = &RESPONSE_HEADER__RESPONSE_HEADER;
 }
@@ -1253,6 +1355,18 @@ impl WireSchema for m::ConsumerGroupDescribeResponse {
     const SCHEMA: &'static Schema = &CONSUMER_GROUP_DESCRIBE_RESPONSE__CONSUMER_GROUP_DESCRIBE_RESPONSE;
 }
 
+impl WireSchema for m::CreateAclsResponse {
+    const SCHEMA: &'static Schema = &CREATE_ACLS_RESPONSE__CREATE_ACLS_RESPONSE;
+}
+
+impl WireSchema for m::DescribeAclsResponse {
+    const SCHEMA: &'static Schema = &DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESPONSE;
+}
+
+impl WireSchema for m::DeleteAclsResponse {
+    const SCHEMA: &'static Schema = &DELETE_ACLS_RESPONSE__DELETE_ACLS_RESPONSE;
+}
+
 /// Every generated top-level schema, for tests.
 #[cfg(test)]
 pub(super) static ALL: &[&Schema] = &[
@@ -1287,4 +1401,7 @@ pub(super) static ALL: &[&Schema] = &[
     &DESCRIBE_CLUSTER_RESPONSE__DESCRIBE_CLUSTER_RESPONSE,
     &CONSUMER_GROUP_HEARTBEAT_RESPONSE__CONSUMER_GROUP_HEARTBEAT_RESPONSE,
     &CONSUMER_GROUP_DESCRIBE_RESPONSE__CONSUMER_GROUP_DESCRIBE_RESPONSE,
+    &CREATE_ACLS_RESPONSE__CREATE_ACLS_RESPONSE,
+    &DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESPONSE,
+    &DELETE_ACLS_RESPONSE__DELETE_ACLS_RESPONSE,
 ];
