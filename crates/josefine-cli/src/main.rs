@@ -52,6 +52,14 @@ struct Cli {
 enum Command {
     /// Print brokers, controller, topics, partitions and leaders (the default).
     Cluster,
+    /// A broker's config entries with where each comes from.
+    BrokerConfig {
+        /// The broker's node id (see `josefine cluster`).
+        id: i32,
+        /// Only the entries not at Kafka's default.
+        #[arg(long)]
+        overrides: bool,
+    },
     /// Print records of topics, as a group member (--group) or from partitions.
     Consume(consume::ConsumeArgs),
     /// Write records from stdin, a file, or generated ones.
@@ -159,6 +167,13 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `josefine ... | head`: a reader that goes away ends the process quietly, as it
+    // does cat or kcat (Rust ignores SIGPIPE, and println! then panics). A group
+    // consumer stopped so commits nothing more: its records are read again.
+    // SAFETY: signal(2) only sets the disposition back to the default; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("JOSEFINE_LOG"))
         .with_writer(std::io::stderr)
@@ -180,6 +195,18 @@ async fn main() -> ExitCode {
 
 /// The error and its causes, skipping a cause whose text its parent already shows
 /// (library errors print their source inline).
+/// `name=value\t(source)` per entry `show` keeps; sensitive values are not printed.
+fn print_config(entries: &[josefine::ConfigEntry], show: impl Fn(&josefine::ConfigEntry) -> bool) {
+    for entry in entries.iter().filter(|e| show(e)) {
+        let value = match (&entry.value, entry.sensitive) {
+            (_, true) => "(sensitive)",
+            (Some(value), false) => value.as_str(),
+            (None, false) => "(null)",
+        };
+        println!("{}={value}\t({})", entry.name, entry.source);
+    }
+}
+
 fn render_chain(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
@@ -331,17 +358,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("deleted topic {name}");
         }
         Command::Topics(TopicCommand::DescribeConfig { name, overrides }) => {
-            for entry in admin.describe_topic_config(&name).await? {
-                if overrides && entry.source != josefine::ConfigSource::Topic {
-                    continue;
-                }
-                let value = match (&entry.value, entry.sensitive) {
-                    (_, true) => "(sensitive)",
-                    (Some(value), false) => value.as_str(),
-                    (None, false) => "(null)",
-                };
-                println!("{}={value}\t({})", entry.name, entry.source);
-            }
+            let entries = admin.describe_topic_config(&name).await?;
+            print_config(&entries, |e| {
+                !overrides || e.source == josefine::ConfigSource::Topic
+            });
+        }
+        Command::BrokerConfig { id, overrides } => {
+            let entries = admin.describe_broker_config(id).await?;
+            print_config(&entries, |e| {
+                !overrides || e.source != josefine::ConfigSource::Default
+            });
         }
         Command::Topics(TopicCommand::AlterConfig {
             name,

@@ -943,3 +943,32 @@ fn acls_are_created_listed_and_deleted() {
     let everything = run(josefine(&broker).args(["acls", "delete"]), b"");
     assert_one_clear_line(&everything, "or give --all");
 }
+
+/// `josefine ... | head -1`: the reader goes away; the CLI ends quietly (no panic),
+/// and `broker-config` lists a broker's entries with their sources.
+#[test]
+fn a_closed_pipe_ends_quietly_and_broker_configs_are_listed() {
+    let broker = real_broker!();
+    let mut child = josefine(&broker)
+        .args(["broker-config", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the CLI has connected, let alone printed.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let overrides = run_ok(
+        josefine(&broker).args(["broker-config", "1", "--overrides"]),
+        b"",
+    );
+    let overrides = String::from_utf8(overrides.stdout).unwrap();
+    assert!(
+        overrides.lines().all(|l| !l.ends_with("(default)")),
+        "{overrides}"
+    );
+    assert!(overrides.contains("broker.id=1"), "{overrides}");
+}
