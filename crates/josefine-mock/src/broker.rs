@@ -276,6 +276,23 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// How long a member of a consumer group (KIP-848,
+    /// `group.protocol=consumer`) may go without a heartbeat before the
+    /// coordinator removes it (Kafka's `group.consumer.session.timeout.ms`,
+    /// the broker's setting under that protocol). Default 45 s, as Kafka's.
+    pub fn consumer_group_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.consumer_session_timeout = timeout;
+        self
+    }
+
+    /// The heartbeat interval the coordinator gives members of consumer
+    /// groups (KIP-848; Kafka's `group.consumer.heartbeat.interval.ms`).
+    /// Default 500 ms, where Kafka's is 5 s, so tests move fast.
+    pub fn consumer_group_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.groups.consumer_heartbeat_interval = interval;
+        self
+    }
+
     /// With `true`, a group's first completed rebalance is generation 0, as
     /// in Tansu; Kafka (the default) starts at 1.
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {

@@ -370,6 +370,20 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Every broker's `group.consumer.session.timeout.ms`; see
+    /// [`MockBrokerBuilder::consumer_group_session_timeout`](crate::MockBrokerBuilder::consumer_group_session_timeout).
+    pub fn consumer_group_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.consumer_session_timeout = timeout;
+        self
+    }
+
+    /// Every broker's `group.consumer.heartbeat.interval.ms`; see
+    /// [`MockBrokerBuilder::consumer_group_heartbeat_interval`](crate::MockBrokerBuilder::consumer_group_heartbeat_interval).
+    pub fn consumer_group_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.groups.consumer_heartbeat_interval = interval;
+        self
+    }
+
     /// Tansu's generations from 0; see
     /// [`MockBrokerBuilder::group_generations_start_at_zero`](crate::MockBrokerBuilder::group_generations_start_at_zero).
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {

@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Shared;
+use crate::group::consumer::ListedMember;
 use crate::group::{
     Coordinator, JoinRequest, JoinResponse, Outcome, Reply, SyncRequest, SyncResponse, Waiter,
     NOT_COORDINATOR,
@@ -239,5 +240,21 @@ impl Shared {
 
     pub(crate) fn group_settings(&self, f: impl FnOnce(&mut crate::group::GroupConfig)) {
         with(self, |c, _| f(c.config_mut()));
+    }
+
+    pub(crate) fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
+        read(self, |c| c.consumer_group_epoch(group))
+    }
+
+    pub(crate) fn consumer_group_members(&self, group: &str) -> Vec<ListedMember> {
+        read(self, |c| c.consumer_group_members(group))
+    }
+
+    pub(crate) fn consumer_group_overlaps(&self, group: &str) -> Vec<String> {
+        read(self, |c| c.consumer_group_overlaps(group))
+    }
+
+    pub(crate) fn fence_consumer_group_member(&self, group: &str, member_id: &str) -> bool {
+        with(self, |c, _| c.fence_consumer_group_member(group, member_id))
     }
 }

@@ -155,8 +155,9 @@ pub enum Action {
     /// sends it; an error on a Produce with `acks=0` closes the connection,
     /// as Kafka does. The group APIs carry it where Kafka puts coordinator
     /// errors: top-level for FindCoordinator v0-v3, JoinGroup, SyncGroup,
-    /// Heartbeat, LeaveGroup, ListGroups and OffsetFetch v2-v7; per key for
-    /// FindCoordinator v4+, per group for OffsetFetch v8+, DescribeGroups and
+    /// Heartbeat, LeaveGroup, ListGroups, ConsumerGroupHeartbeat and
+    /// OffsetFetch v2-v7; per key for FindCoordinator v4+, per group for
+    /// OffsetFetch v8+, DescribeGroups, ConsumerGroupDescribe and
     /// DeleteGroups, per partition for OffsetCommit and OffsetFetch v1. For
     /// an API the mock does not implement, the connection is closed.
     Error(i16),

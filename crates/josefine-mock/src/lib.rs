@@ -23,7 +23,8 @@
 //! broker, make a broker forget its idempotent-producer state, delete
 //! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
 //! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
-//! rebalance, evict a member, and read or set committed offsets.
+//! rebalance, evict or fence a member, read or set committed offsets, and
+//! check that no partition of a KIP-848 group was ever owned twice.
 //!
 //! # Quick start
 //!
@@ -143,11 +144,17 @@
 //! (as if its session had expired; [`group_members`](MockCluster::group_members)
 //! lists the ids), [`move_coordinator`](MockCluster::move_coordinator),
 //! [`set_coordinator_loading`](MockCluster::set_coordinator_loading), and
-//! stopping the coordinator's broker. To look: [`group_state`](MockCluster::group_state),
+//! stopping the coordinator's broker; for KIP-848 groups also
+//! [`fence_consumer_group_member`](MockCluster::fence_consumer_group_member)
+//! (FENCED_MEMBER_EPOCH). To look: [`group_state`](MockCluster::group_state),
 //! [`group_generation`](MockCluster::group_generation),
 //! [`group_coordinator`](MockCluster::group_coordinator),
-//! [`committed`](MockCluster::committed); to set up:
-//! [`set_committed`](MockCluster::set_committed).
+//! [`committed`](MockCluster::committed), and for KIP-848 groups
+//! [`consumer_group_epoch`](MockCluster::consumer_group_epoch),
+//! [`consumer_group_members`](MockCluster::consumer_group_members) and
+//! [`consumer_group_overlaps`](MockCluster::consumer_group_overlaps) (the
+//! coordinator's safety check: empty when no partition was ever owned by two
+//! members at once); to set up: [`set_committed`](MockCluster::set_committed).
 //!
 //! **On a timer**, while the client works: [`MockCluster::after`] runs a fault
 //! once, [`after_async`](MockCluster::after_async) runs one that waits (a
@@ -257,8 +264,8 @@
 //! * ListOffsets: earliest, latest, max timestamp and by timestamp, with the
 //!   same leader checks. InitProducerId: producer ids from 1000, epoch bumps
 //!   (KIP-360).
-//! * Consumer groups follow Kafka's classic group coordinator (see
-//!   [Consumer groups](#consumer-groups)).
+//! * Consumer groups follow Kafka's group coordinator, classic and KIP-848
+//!   (see [Consumer groups](#consumer-groups)).
 //! * SASL, when a `sasl_*` builder setting asks for it (see
 //!   [`MockBrokerBuilder::sasl_users`]): PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
 //!   against a user store (the SCRAM server is the mock's own, with derived
@@ -281,8 +288,9 @@
 //! A group's coordinator is the `hash(group) % n`-th broker (Java's
 //! `String.hashCode`, as Kafka places groups on `__consumer_offsets`
 //! partitions), or wherever [`MockCluster::move_coordinator`] put it; every
-//! other broker answers the group's requests with NOT_COORDINATOR. The state
-//! machine is Kafka's (`GroupMetadataManager`/`ClassicGroup`):
+//! other broker answers the group's requests with NOT_COORDINATOR. The
+//! classic protocol's state machine is Kafka's
+//! (`GroupMetadataManager`/`ClassicGroup`):
 //!
 //! * JoinGroup: a dynamic member's first join gets MEMBER_ID_REQUIRED at v4+
 //!   (KIP-394); the first rebalance of an empty group waits
@@ -315,6 +323,46 @@
 //!   [loading](MockCluster::set_coordinator_loading), a group's timers stand
 //!   still.
 //!
+//! **The consumer group protocol** (KIP-848, `group.protocol=consumer`,
+//! ConsumerGroupHeartbeat v0-v1 and ConsumerGroupDescribe v0-v1) follows Kafka
+//! 4's coordinator (`GroupMetadataManager`, `ConsumerGroup`,
+//! `CurrentAssignmentBuilder`); `group/consumer.rs` spells it out:
+//!
+//! * The coordinator assigns, with a uniform, sticky assignor (balanced; members
+//!   keep what they have up to their share). The group epoch goes up when
+//!   members join, leave or change subscription (topic names, or a regex
+//!   matched against whole topic names) and when a subscribed topic changes;
+//!   each member then reconciles at its own pace: partitions it must give up
+//!   are taken out of its assignment and it stays at its epoch until a
+//!   heartbeat reports them gone; only then does it move to the new epoch and
+//!   get the target partitions nobody else holds (the rest follow, once
+//!   released). A member that does not give them up within its rebalance
+//!   timeout is removed. The assignment goes out only when it changed or the
+//!   heartbeat was a full one.
+//! * Epochs are checked as Kafka does: UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH
+//!   (an older epoch passes only as the previous one with owned partitions
+//!   within the assignment: a lost answer), FENCED_INSTANCE_ID and
+//!   UNRELEASED_INSTANCE_ID for static members; epoch -1 leaves, -2 leaves
+//!   for a while, the assignment kept for the instance id until the session
+//!   ends. Sessions last `group.consumer.session.timeout.ms`
+//!   ([`MockBrokerBuilder::consumer_group_session_timeout`], 45 s); heartbeats
+//!   come every `group.consumer.heartbeat.interval.ms`
+//!   ([`MockBrokerBuilder::consumer_group_heartbeat_interval`], 500 ms where
+//!   Kafka's is 5 s).
+//! * OffsetCommit (v9+) needs the member's current epoch
+//!   (STALE_MEMBER_EPOCH); a simple commit only while the group has no
+//!   members. Offsets, members, epochs and assignments are what Kafka
+//!   persists, so they survive a coordinator's move, loading or restart, with
+//!   fresh session timers.
+//! * The two protocols' groups are distinct: ConsumerGroupHeartbeat for a
+//!   classic group with members is GROUP_ID_NOT_FOUND, JoinGroup for a
+//!   consumer group with members INCONSISTENT_GROUP_PROTOCOL; an empty group
+//!   changes protocol with its offsets. DescribeGroups sees a consumer group
+//!   as Dead; ListGroups lists both types.
+//! * The coordinator records the partitions each member reports owning and
+//!   keeps a violation whenever two members report one, or one is assigned a
+//!   partition another still reports: [`MockCluster::consumer_group_overlaps`].
+//!
 //! Where the mock parts from Kafka: session timeouts down to 1 ms are
 //! accepted (Kafka: 6 s, see [`MockBrokerBuilder::group_session_timeout_range`]);
 //! protocol-vote ties go to the leader's preference (Kafka: hash-map order);
@@ -322,8 +370,15 @@
 //! gets REBALANCE_IN_PROGRESS, and a waiting SyncGroup of a member that is
 //! removed gets UNKNOWN_MEMBER_ID (Kafka leaves both unanswered); member ids
 //! end in a counter-made UUID; `group.max.size` is unlimited; there is no
-//! offset expiry; KIP-848 (ConsumerGroupHeartbeat) and transactional offset
-//! commits are not implemented. For Tansu's behaviour see
+//! offset expiry; transactional offset commits are not implemented. Under
+//! KIP-848: no mixed groups (Kafka 4 lets classic members into a consumer
+//! group and upgrades a classic group with members online); a member id
+//! rejoining at epoch 0 after being fenced joins at once as a new member
+//! (Kafka answers FENCED_MEMBER_EPOCH until its session ends); the assignors
+//! "uniform" and "range" are both the mock's uniform one, which ignores racks;
+//! regexes are the `regex` crate's (RE2 syntax, as Kafka's RE2/J for all but
+//! exotic features), evaluated at every heartbeat; `group.consumer.max.size`
+//! is unlimited. For Tansu's behaviour see
 //! [`MockBrokerBuilder::member_id_required_at_every_version`] and
 //! [`MockBrokerBuilder::group_generations_start_at_zero`].
 //!
@@ -366,7 +421,8 @@
 //! (a partition's batches and producer state), `batch.rs` (the record
 //! batch header and Produce's validation), `session.rs` (fetch sessions),
 //! `group/` (the group coordinator's sans-io state machine: placement and
-//! offsets in `mod.rs`, one group's membership in `classic.rs`),
+//! offsets in `mod.rs`, one classic group's membership in `classic.rs`, one
+//! KIP-848 group's in `consumer.rs`, its assignor in `uniform.rs`),
 //! `coordinator.rs` (its tokio driver: waiting requests and timers), `sasl/`
 //! (the user store, each connection's authentication state, and the
 //! mechanisms' server sides, sans-io), `api/` (one file per Kafka API),

@@ -243,24 +243,27 @@ macro_rules! cluster_ops {
                 .settings(|s| s.init_producer_id_bumps_epoch = bump)
         }
 
-        /// The member ids of a consumer group, in join order, each with its
-        /// `group.instance.id` (static membership, KIP-345); empty when the
-        /// group does not exist.
+        /// The member ids of a consumer group of either protocol, in join
+        /// order, each with its `group.instance.id` (static membership,
+        /// KIP-345); empty when the group does not exist.
         pub fn group_members(&self, group: &str) -> Vec<(String, Option<String>)> {
             self.shared().group_members(group)
         }
 
         /// The group's generation: 0 before its first rebalance completes
-        /// (-1 with [`group_generations_start_at_zero`]), `None` when the
-        /// group does not exist.
+        /// (-1 with [`group_generations_start_at_zero`]), `None` when there
+        /// is no classic group by that id (see
+        /// [`consumer_group_epoch`](Self::consumer_group_epoch) for groups of
+        /// the consumer protocol).
         ///
         /// [`group_generations_start_at_zero`]: crate::MockBrokerBuilder::group_generations_start_at_zero
         pub fn group_generation(&self, group: &str) -> Option<i32> {
             self.shared().group_generation(group)
         }
 
-        /// The group's state; [`GroupState::Dead`](crate::GroupState::Dead)
-        /// when it does not exist, as DescribeGroups says.
+        /// The group's state, of either protocol;
+        /// [`GroupState::Dead`](crate::GroupState::Dead) when it does not
+        /// exist.
         pub fn group_state(&self, group: &str) -> crate::GroupState {
             self.shared().group_state(group)
         }
@@ -283,17 +286,20 @@ macro_rules! cluster_ops {
             self.shared().set_committed(group, topic, partition, offset)
         }
 
-        /// Starts a rebalance as a membership change would: heartbeats answer
-        /// REBALANCE_IN_PROGRESS until every member has rejoined. False when
-        /// the group has no members or is already preparing a rebalance.
+        /// Starts a rebalance of a classic group as a membership change
+        /// would: heartbeats answer REBALANCE_IN_PROGRESS until every member
+        /// has rejoined. False when the group has no members, is already
+        /// preparing a rebalance, or is a consumer group (KIP-848).
         pub fn force_rebalance(&self, group: &str) -> bool {
             self.shared().force_rebalance(group)
         }
 
         /// Removes a member as if its session had expired (its waiting
         /// JoinGroup or SyncGroup gets UNKNOWN_MEMBER_ID) and rebalances;
-        /// also drops a member id handed out with MEMBER_ID_REQUIRED. False
-        /// when there is no such member.
+        /// also drops a member id handed out with MEMBER_ID_REQUIRED. In a
+        /// consumer group (KIP-848) the group epoch goes up, the member's
+        /// partitions are free at once, and its next heartbeat gets
+        /// UNKNOWN_MEMBER_ID. False when there is no such member.
         pub fn kick_member(&self, group: &str, member_id: &str) -> bool {
             self.shared().kick_member(group, member_id)
         }
@@ -323,6 +329,49 @@ macro_rules! cluster_ops {
         /// session starts afresh, as after Kafka loads a group.
         pub fn set_coordinator_loading(&self, group: &str, loading: bool) {
             self.shared().set_coordinator_loading(group, loading)
+        }
+
+        /// The group epoch of a consumer group (KIP-848, `group.protocol=consumer`):
+        /// it goes up whenever members join, leave or change their
+        /// subscription, or a subscribed topic changes. `None` when there is
+        /// no consumer group by that id (a classic group has a
+        /// [generation](Self::group_generation) instead).
+        pub fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
+            self.shared().consumer_group_epoch(group)
+        }
+
+        /// The members of a consumer group (KIP-848), in join order: each
+        /// one's member id, member epoch (-2 for a static member that left to
+        /// come back) and the partitions assigned to it now, sorted. Empty
+        /// when there is no consumer group by that id.
+        pub fn consumer_group_members(
+            &self,
+            group: &str,
+        ) -> Vec<(String, i32, Vec<(String, i32)>)> {
+            self.shared().consumer_group_members(group)
+        }
+
+        /// The safety violations the coordinator saw in a consumer group
+        /// (KIP-848), oldest first: a partition two live members reported
+        /// owning at once in their heartbeats, or one assigned to a member
+        /// while another member's last report still held it. Empty means
+        /// no partition was ever owned twice, as far as the members said.
+        pub fn consumer_group_overlaps(&self, group: &str) -> Vec<String> {
+            self.shared().consumer_group_overlaps(group)
+        }
+
+        /// Makes the coordinator stop accepting a consumer-group member's
+        /// epoch, as when it moved the member on and the member missed it:
+        /// its next heartbeat gets FENCED_MEMBER_EPOCH (its commits
+        /// STALE_MEMBER_EPOCH), and it must give up its partitions and rejoin
+        /// at epoch 0 with the same member id, which the mock lets in as a
+        /// new member. Its partitions stay reserved for it until then, or
+        /// until its session ends. For an eviction (the member is gone and
+        /// its next heartbeat gets UNKNOWN_MEMBER_ID), use
+        /// [`kick_member`](Self::kick_member). False when there is no such
+        /// member.
+        pub fn fence_consumer_group_member(&self, group: &str, member_id: &str) -> bool {
+            self.shared().fence_consumer_group_member(group, member_id)
         }
 
         /// Changes `group.initial.rebalance.delay.ms` for rebalances that

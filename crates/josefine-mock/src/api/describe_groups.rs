@@ -2,8 +2,9 @@
 //! admin clients.
 //!
 //! Per group: NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS from the wrong
-//! or a loading broker; a group that does not exist is "Dead" with no
-//! error, or GROUP_ID_NOT_FOUND from v6 (KIP-1043). Members' metadata (for
+//! or a loading broker; a group that does not exist, or is a consumer group
+//! (KIP-848, see ConsumerGroupDescribe), is "Dead" with no error, or
+//! GROUP_ID_NOT_FOUND from v6 (KIP-1043). Members' metadata (for
 //! the chosen protocol) and assignments are only filled in, and the
 //! protocol named, once the group is Stable, as Kafka does. Authorized
 //! operations (v3+, when asked for) are READ, DELETE and DESCRIBE: there are

@@ -16,7 +16,9 @@
 //! session timeout outside the configured range INVALID_SESSION_TIMEOUT,
 //! then NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS, then the group's
 //! own checks (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
-//! INCONSISTENT_GROUP_PROTOCOL).
+//! INCONSISTENT_GROUP_PROTOCOL). A consumer group (KIP-848) with members
+//! answers INCONSISTENT_GROUP_PROTOCOL (the mock has no mixed groups); an
+//! empty one becomes a classic group, keeping its offsets.
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,10 @@
 //!
 //! As in Kafka each broker lists only its own groups, so an admin asks
 //! every broker. `states_filter` (v4+) and `types_filter` (v5+) match
-//! case-insensitively; every mock group is of type "classic". While a test
+//! case-insensitively; a group is of type "classic" or, for the consumer
+//! protocol (KIP-848), "consumer", whose groups' protocol type is
+//! "consumer" and whose states are Empty, Assigning, Reconciling and
+//! Stable. While a test
 //! holds one of the broker's groups loading, the answer is
 //! COORDINATOR_LOAD_IN_PROGRESS with no groups.
 
@@ -13,9 +16,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::Handler;
 use crate::broker::Node;
 use crate::coordinator;
-
-/// Kafka's `Group.GroupType.CLASSIC` as ListGroups v5 names it.
-const CLASSIC: &str = "classic";
 
 pub(crate) struct ListGroups;
 
@@ -33,13 +33,13 @@ impl Handler for ListGroups {
         let groups = listed
             .into_iter()
             .filter(|g| version < 4 || wanted(&request.states_filter, g.state.as_str()))
-            .filter(|_| version < 5 || wanted(&request.types_filter, CLASSIC))
+            .filter(|g| version < 5 || wanted(&request.types_filter, g.group_type))
             .map(|g| {
                 ListedGroup::default()
                     .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
                     .with_protocol_type(StrBytes::from_string(g.protocol_type))
                     .with_group_state(StrBytes::from_static_str(g.state.as_str()))
-                    .with_group_type(StrBytes::from_static_str(CLASSIC))
+                    .with_group_type(StrBytes::from_static_str(g.group_type))
             })
             .collect();
         ListGroupsResponse::default().with_groups(groups)

@@ -6,15 +6,18 @@
 //! checks and encoding live here, once, so a new API is one small file and one
 //! line in [`serve`] and [`IMPLEMENTED`].
 //!
-//! Four APIs need more than a function: Produce with `acks=0` sends no
+//! Five APIs need more than a function: Produce with `acks=0` sends no
 //! response at all ([`Reply::Nothing`]), Fetch may wait for data
-//! (`max_wait_ms`), and JoinGroup and SyncGroup wait for the rest of the
-//! group (see [`crate::coordinator`]), so [`serve`] is async and their
-//! modules wrap their handlers in a `serve` of their own.
+//! (`max_wait_ms`), JoinGroup and SyncGroup wait for the rest of the
+//! group (see [`crate::coordinator`]), and ConsumerGroupHeartbeat records
+//! the client's address, so [`serve`] is async and their modules wrap their
+//! handlers in a `serve` of their own.
 //!
 //! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
 
 pub(crate) mod api_versions;
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -41,12 +44,12 @@ use std::panic::{self, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, VersionRange,
@@ -64,7 +67,7 @@ pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
 /// the kafka-protocol crate can decode and encode (SaslHandshake: v1 only).
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 21] = [
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 23] = [
     (ApiKey::Produce, ProduceRequest::VERSIONS),
     (ApiKey::Fetch, FetchRequest::VERSIONS),
     (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
@@ -86,6 +89,14 @@ pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 21] = [
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
     (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
+    (
+        ApiKey::ConsumerGroupHeartbeat,
+        ConsumerGroupHeartbeatRequest::VERSIONS,
+    ),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        ConsumerGroupDescribeRequest::VERSIONS,
+    ),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -166,6 +177,12 @@ pub(crate) async fn serve(
         Ok(ApiKey::Fetch) => return fetch::serve(node, header, body, mode).await,
         Ok(ApiKey::JoinGroup) => return join_group::serve(node, header, body, mode, peer).await,
         Ok(ApiKey::SyncGroup) => return sync_group::serve(node, header, body, mode).await,
+        Ok(ApiKey::ConsumerGroupHeartbeat) => {
+            return consumer_group_heartbeat::serve(node, header, body, mode, peer).await
+        }
+        Ok(ApiKey::ConsumerGroupDescribe) => {
+            serve_with::<consumer_group_describe::ConsumerGroupDescribe>(node, header, body, mode)
+        }
         Ok(ApiKey::FindCoordinator) => {
             serve_with::<find_coordinator::FindCoordinator>(node, header, body, mode)
         }

@@ -13,7 +13,12 @@
 //! gets REBALANCE_IN_PROGRESS while the group waits for the leader's
 //! assignment (CompletingRebalance). Commits during PreparingRebalance are
 //! accepted, as Kafka does, so members can commit before rejoining; and they
-//! restart the member's session. Metadata over 4096 bytes
+//! restart the member's session. For a consumer group (KIP-848) the checks are
+//! the consumer protocol's instead: a simple commit only while the group has
+//! no members, a known member (UNKNOWN_MEMBER_ID) committing at v9+
+//! (UNSUPPORTED_VERSION below) with its current member epoch
+//! (STALE_MEMBER_EPOCH otherwise); commits do not renew its session there.
+//! Metadata over 4096 bytes
 //! (`offset.metadata.max.bytes`) is OFFSET_METADATA_TOO_LARGE.
 //!
 //! The leader epoch (v6+) and metadata are stored for OffsetFetch;

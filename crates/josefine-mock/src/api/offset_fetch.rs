@@ -9,8 +9,9 @@
 //! COORDINATOR_LOAD_IN_PROGRESS) go top-level from v2 and per group from v8;
 //! v1 has no such field, so each requested partition carries them, as in
 //! Kafka's error response. `require_stable` (v7+) changes nothing: the mock
-//! has no transactions, so no offset is ever pending. The v9 member id and
-//! epoch (KIP-848) are not checked: classic groups do not have them.
+//! has no transactions, so no offset is ever pending. Groups of both
+//! protocols answer alike; the v9 member id and epoch (KIP-848) are not
+//! checked (Kafka checks them when a consumer-group member sends them).
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,

@@ -23,6 +23,9 @@
 //!    new rebalance (so followers waiting for a leader that never syncs get
 //!    REBALANCE_IN_PROGRESS).
 //!
+//! (`GroupState::Assigning` and `Reconciling` belong to consumer groups; a
+//! classic group never takes them, and its matches treat them as `Dead`.)
+//!
 //! Sessions: every member must show life (Heartbeat, OffsetCommit in Stable
 //! or PreparingRebalance, a completed JoinGroup or SyncGroup) within its
 //! session timeout or be removed. A member whose JoinGroup or SyncGroup is
@@ -68,9 +71,14 @@ impl Ctx<'_> {
     /// Kafka's member ids: the client id (or, for a static member, the
     /// instance id), a dash and a UUID; the mock's UUIDs count up.
     fn new_member_id(&mut self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_member_uuid().hyphenated())
+    }
+
+    /// The next of the mock's counting member UUIDs (consumer groups use
+    /// them bare, as Kafka's ConsumerGroupHeartbeat v0 hands out a UUID).
+    pub(crate) fn next_member_uuid(&mut self) -> uuid::Uuid {
         *self.member_seq += 1;
-        let uuid = uuid::Uuid::from_u64_pair(MEMBER_ID_TAG, *self.member_seq);
-        format!("{prefix}-{}", uuid.hyphenated())
+        uuid::Uuid::from_u64_pair(MEMBER_ID_TAG, *self.member_seq)
     }
 }
 
@@ -536,7 +544,10 @@ impl Group {
                 // such as a new partition).
                 self.update_member_and_rebalance(ctx, index, request, waiter)
             }
-            GroupState::Empty | GroupState::Dead => fail(UNKNOWN_MEMBER_ID),
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => fail(UNKNOWN_MEMBER_ID),
         }
     }
 
@@ -675,7 +686,10 @@ impl Group {
                 self.maybe_complete_join_phase(ctx);
                 Outcome::Wait(waiter)
             }
-            GroupState::Empty | GroupState::Dead => {
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => {
                 self.members[index].awaiting_join = None;
                 Outcome::Done(JoinResponse::error(UNKNOWN_MEMBER_ID, new_id))
             }
@@ -929,7 +943,10 @@ impl Group {
                     assignment: member.assignment.clone(),
                 })
             }
-            GroupState::Empty | GroupState::Dead => fail(UNKNOWN_MEMBER_ID),
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => fail(UNKNOWN_MEMBER_ID),
         }
     }
 
@@ -962,7 +979,10 @@ impl Group {
             return ILLEGAL_GENERATION;
         }
         match self.state {
-            GroupState::Empty | GroupState::Dead => UNKNOWN_MEMBER_ID,
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => UNKNOWN_MEMBER_ID,
             GroupState::PreparingRebalance => {
                 self.members[index].renew(ctx.now);
                 REBALANCE_IN_PROGRESS
@@ -1016,7 +1036,10 @@ impl Group {
                     self.maybe_prepare_rebalance_or_complete_join(ctx);
                 }
                 GroupState::PreparingRebalance => self.maybe_complete_join_phase(ctx),
-                GroupState::Empty | GroupState::Dead => {}
+                GroupState::Empty
+                | GroupState::Dead
+                | GroupState::Assigning
+                | GroupState::Reconciling => {}
             }
         }
         Ok(codes)
@@ -1063,7 +1086,10 @@ impl Group {
                 }
                 Ok(())
             }
-            GroupState::Empty | GroupState::Dead => Ok(()),
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => Ok(()),
         }
     }
 
@@ -1107,7 +1133,9 @@ impl Group {
     pub(crate) fn deletable(&self) -> Result<(), i16> {
         match self.state {
             GroupState::Empty => Ok(()),
-            GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
+            GroupState::Dead | GroupState::Assigning | GroupState::Reconciling => {
+                Err(GROUP_ID_NOT_FOUND)
+            }
             GroupState::PreparingRebalance
             | GroupState::CompletingRebalance
             | GroupState::Stable => Err(NON_EMPTY_GROUP),

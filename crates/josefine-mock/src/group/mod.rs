@@ -31,6 +31,8 @@
 //! session timers, once a running broker coordinates it.
 
 pub(crate) mod classic;
+pub(crate) mod consumer;
+pub(crate) mod uniform;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -40,6 +42,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
 use classic::{Ctx, Group};
+use consumer::ConsumerGroup;
 
 /// Identifies a request waiting for its answer (see [`Outcome::Wait`]).
 pub(crate) type Waiter = u64;
@@ -60,9 +63,17 @@ pub(crate) const FENCED_INSTANCE_ID: i16 = ResponseError::FencedInstanceId.code(
 pub(crate) const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
 pub(crate) const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
 pub(crate) const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
+pub(crate) const FENCED_MEMBER_EPOCH: i16 = ResponseError::FencedMemberEpoch.code();
+pub(crate) const STALE_MEMBER_EPOCH: i16 = ResponseError::StaleMemberEpoch.code();
+pub(crate) const UNRELEASED_INSTANCE_ID: i16 = ResponseError::UnreleasedInstanceId.code();
+pub(crate) const UNSUPPORTED_ASSIGNOR: i16 = ResponseError::UnsupportedAssignor.code();
+pub(crate) const INVALID_REGULAR_EXPRESSION: i16 = ResponseError::InvalidRegularExpression.code();
+pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
+pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
 
-/// The state of a consumer group, as DescribeGroups and ListGroups name it
-/// (Kafka's `ClassicGroupState`).
+/// The state of a consumer group, as DescribeGroups, ListGroups and
+/// ConsumerGroupDescribe name it: Kafka's `ClassicGroupState` for groups of
+/// the classic protocol,
 ///
 /// ```text
 ///            +--------------------------------------------------+
@@ -72,6 +83,10 @@ pub(crate) const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataT
 ///   +------------+    +--------------------+--------------------+
 ///   (no member rejoined)         (a member joins, leaves or fails)
 /// ```
+///
+/// and its `ConsumerGroupState` for groups of the consumer protocol
+/// (KIP-848): `Empty`, `Assigning` (the group epoch moved past the target
+/// assignment's), `Reconciling` (members moving to their targets), `Stable`.
 ///
 /// `Dead` is a group that does not exist (never created, or deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +98,15 @@ pub enum GroupState {
     PreparingRebalance,
     /// Everybody joined: waiting for the leader's assignment (SyncGroup).
     CompletingRebalance,
-    /// Every member has its assignment for the current generation.
+    /// Every member has its assignment for the current generation (or, in
+    /// a consumer group, its target assignment at the group epoch).
     Stable,
+    /// A consumer group (KIP-848) whose epoch moved on: its target
+    /// assignment is computed at the next heartbeat.
+    Assigning,
+    /// A consumer group (KIP-848) whose members are moving to their target
+    /// assignments.
+    Reconciling,
     /// The group does not exist.
     Dead,
 }
@@ -97,6 +119,8 @@ impl GroupState {
             GroupState::PreparingRebalance => "PreparingRebalance",
             GroupState::CompletingRebalance => "CompletingRebalance",
             GroupState::Stable => "Stable",
+            GroupState::Assigning => "Assigning",
+            GroupState::Reconciling => "Reconciling",
             GroupState::Dead => "Dead",
         }
     }
@@ -130,6 +154,11 @@ pub(crate) struct GroupConfig {
     pub(crate) new_member_join_timeout: Duration,
     /// `offset.metadata.max.bytes`.
     pub(crate) max_offset_metadata: usize,
+    /// `group.consumer.session.timeout.ms` (Kafka: 45 s).
+    pub(crate) consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`; Kafka's default is 5 s, the
+    /// mock's 500 ms so tests move fast.
+    pub(crate) consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -142,6 +171,8 @@ impl Default for GroupConfig {
             first_generation: 1,
             new_member_join_timeout: Duration::from_secs(5 * 60),
             max_offset_metadata: 4096,
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_millis(500),
         }
     }
 }
@@ -322,7 +353,13 @@ pub(crate) struct Listed {
     pub(crate) group_id: String,
     pub(crate) protocol_type: String,
     pub(crate) state: GroupState,
+    /// `"classic"` or `"consumer"` (ListGroups v5's group type).
+    pub(crate) group_type: &'static str,
 }
+
+/// Kafka's group types, as ListGroups v5 names them.
+pub(crate) const CLASSIC: &str = "classic";
+pub(crate) const CONSUMER: &str = "consumer";
 
 /// Every group of the cluster, where each is coordinated, and the answers
 /// waiting to go out.
@@ -332,6 +369,9 @@ pub(crate) struct Coordinator {
     /// The cluster's brokers, sorted: the default placement's range.
     nodes: Vec<i32>,
     groups: BTreeMap<String, Group>,
+    /// Groups of the consumer protocol (KIP-848); a group id is in one map
+    /// or the other, never both.
+    consumer_groups: BTreeMap<String, ConsumerGroup>,
     /// Coordinators moved by a test.
     moved: HashMap<String, i32>,
     /// Groups whose coordinator is "loading" them (a test's fault).
@@ -364,6 +404,7 @@ impl Coordinator {
             config,
             nodes,
             groups: BTreeMap::new(),
+            consumer_groups: BTreeMap::new(),
             moved: HashMap::new(),
             loading: HashSet::new(),
             down: BTreeSet::new(),
@@ -486,6 +527,16 @@ impl Coordinator {
             request.requires_known_member_id = true;
         }
         let group_id = request.group_id.clone();
+        if let Some(consumer) = self.consumer_groups.get(&group_id) {
+            if !consumer.is_empty() {
+                // Kafka 4 would take a `consumer`-type member in as a classic
+                // member of the consumer group; the mock has no mixed groups.
+                return fail(INCONSISTENT_GROUP_PROTOCOL, &request);
+            }
+            // An empty consumer group becomes a classic one, keeping its
+            // offsets, as Kafka converts it.
+            self.convert_to_classic(&group_id);
+        }
         if request.member_id.is_empty() {
             self.get_or_create(&group_id);
         } else if !self.groups.contains_key(&group_id) {
@@ -564,6 +615,15 @@ impl Coordinator {
         request: &CommitRequest,
     ) -> Result<Vec<i16>, i16> {
         self.check(node_id, &request.group_id)?;
+        let max_metadata = self.config.max_offset_metadata;
+        if let Some(group) = self.consumer_groups.get_mut(&request.group_id) {
+            group.validate_commit(&request.member_id, request.generation, request.version)?;
+            return Ok(store_offsets(
+                &mut group.offsets,
+                &request.offsets,
+                max_metadata,
+            ));
+        }
         if !self.groups.contains_key(&request.group_id) {
             if request.generation < 0 {
                 // A consumer that assigns partitions itself, or an admin:
@@ -575,7 +635,6 @@ impl Coordinator {
                 return Err(ILLEGAL_GENERATION);
             }
         }
-        let max_metadata = self.config.max_offset_metadata;
         self.with_group(&request.group_id, now, |group, ctx| {
             group.validate_commit(
                 ctx,
@@ -583,25 +642,11 @@ impl Coordinator {
                 request.instance_id.as_deref(),
                 request.generation,
             )?;
-            Ok(request
-                .offsets
-                .iter()
-                .map(|o| {
-                    let metadata = o.metadata.clone().unwrap_or_default();
-                    if metadata.len() > max_metadata {
-                        return OFFSET_METADATA_TOO_LARGE;
-                    }
-                    group.offsets.insert(
-                        (o.topic.clone(), o.partition),
-                        Committed {
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata,
-                        },
-                    );
-                    NONE
-                })
-                .collect())
+            Ok(store_offsets(
+                &mut group.offsets,
+                &request.offsets,
+                max_metadata,
+            ))
         })
         .unwrap_or(Err(COORDINATOR_NOT_AVAILABLE))
     }
@@ -616,7 +661,7 @@ impl Coordinator {
         topics: Option<&[(String, Vec<i32>)]>,
     ) -> Result<TopicOffsets, i16> {
         self.check(node_id, group)?;
-        let offsets = self.groups.get(group).map(|g| &g.offsets);
+        let offsets = self.offsets_of(group);
         let Some(topics) = topics else {
             let mut all: TopicOffsets = Vec::new();
             for ((topic, partition), committed) in offsets.into_iter().flatten() {
@@ -651,21 +696,26 @@ impl Coordinator {
 
     /// ListGroups: the groups this broker coordinates.
     pub(crate) fn list(&self, node_id: i32) -> Result<Vec<Listed>, i16> {
-        let mine = self
-            .groups
-            .values()
-            .filter(|g| self.coordinator_of(&g.id) == node_id);
-        let mut listed = Vec::new();
-        for group in mine {
-            if self.loading.contains(&group.id) {
-                return Err(COORDINATOR_LOAD_IN_PROGRESS);
-            }
-            listed.push(Listed {
-                group_id: group.id.clone(),
-                protocol_type: group.protocol_type().unwrap_or_default().to_owned(),
-                state: group.state(),
-            });
+        let classic = self.groups.values().map(|g| Listed {
+            group_id: g.id.clone(),
+            protocol_type: g.protocol_type().unwrap_or_default().to_owned(),
+            state: g.state(),
+            group_type: CLASSIC,
+        });
+        let consumer = self.consumer_groups.values().map(|g| Listed {
+            group_id: g.id.clone(),
+            protocol_type: CONSUMER.to_owned(),
+            state: g.state(),
+            group_type: CONSUMER,
+        });
+        let mut listed: Vec<Listed> = classic
+            .chain(consumer)
+            .filter(|g| self.coordinator_of(&g.group_id) == node_id)
+            .collect();
+        if listed.iter().any(|g| self.loading.contains(&g.group_id)) {
+            return Err(COORDINATOR_LOAD_IN_PROGRESS);
         }
+        listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         Ok(listed)
     }
 
@@ -674,6 +724,13 @@ impl Coordinator {
     pub(crate) fn delete(&mut self, node_id: i32, group: &str) -> i16 {
         if let Err(error) = self.check(node_id, group) {
             return error;
+        }
+        if let Some(consumer) = self.consumer_groups.get(group) {
+            if !consumer.is_empty() {
+                return NON_EMPTY_GROUP;
+            }
+            self.consumer_groups.remove(group);
+            return NONE;
         }
         let Some(existing) = self.groups.get(group) else {
             return GROUP_ID_NOT_FOUND;
@@ -690,11 +747,17 @@ impl Coordinator {
 
     /// The earliest deadline of any group whose timers run.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.groups
+        let classic = self
+            .groups
             .values()
             .filter(|g| self.is_active(&g.id))
-            .filter_map(Group::next_deadline)
-            .min()
+            .filter_map(Group::next_deadline);
+        let consumer = self
+            .consumer_groups
+            .values()
+            .filter(|g| self.is_active(&g.id))
+            .filter_map(ConsumerGroup::next_deadline);
+        classic.chain(consumer).min()
     }
 
     /// Fires every deadline that is due.
@@ -709,11 +772,26 @@ impl Coordinator {
         for id in due {
             self.with_group(&id, now, |group, ctx| group.on_timeout(ctx));
         }
+        let due: Vec<String> = self
+            .consumer_groups
+            .values()
+            .filter(|g| self.is_active(&g.id))
+            .filter(|g| g.next_deadline().is_some_and(|at| at <= now))
+            .map(|g| g.id.clone())
+            .collect();
+        for id in due {
+            if let Some(group) = self.consumer_groups.get_mut(&id) {
+                group.on_timeout(now);
+            }
+        }
     }
 
     // ---- test-facing ----
 
     pub(crate) fn members(&self, group: &str) -> Vec<(String, Option<String>)> {
+        if let Some(consumer) = self.consumer_groups.get(group) {
+            return consumer.member_ids();
+        }
         self.groups
             .get(group)
             .map(Group::member_ids)
@@ -725,28 +803,31 @@ impl Coordinator {
     }
 
     pub(crate) fn state(&self, group: &str) -> GroupState {
+        if let Some(consumer) = self.consumer_groups.get(group) {
+            return consumer.state();
+        }
         self.groups
             .get(group)
             .map_or(GroupState::Dead, Group::state)
     }
 
     pub(crate) fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
-        self.groups
-            .get(group)?
-            .offsets
+        self.offsets_of(group)?
             .get(&(topic.to_owned(), partition))
             .map(|c| c.offset)
     }
 
     pub(crate) fn set_committed(&mut self, group: &str, topic: &str, partition: i32, offset: i64) {
-        self.get_or_create(group).offsets.insert(
-            (topic.to_owned(), partition),
-            Committed {
-                offset,
-                leader_epoch: -1,
-                metadata: String::new(),
-            },
-        );
+        let committed = Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        let key = (topic.to_owned(), partition);
+        match self.consumer_groups.get_mut(group) {
+            Some(consumer) => consumer.offsets.insert(key, committed),
+            None => self.get_or_create(group).offsets.insert(key, committed),
+        };
     }
 
     /// Starts a rebalance as a membership change would; false when the
@@ -759,6 +840,9 @@ impl Coordinator {
     /// Removes a member (or a member id waiting for its second JoinGroup) as
     /// if its session had expired; false when there is no such member.
     pub(crate) fn kick_member(&mut self, now: Instant, group: &str, member_id: &str) -> bool {
+        if let Some(consumer) = self.consumer_groups.get_mut(group) {
+            return consumer.kick(member_id);
+        }
         self.with_group(group, now, |group, ctx| group.kick(ctx, member_id))
             .unwrap_or(false)
     }
@@ -769,9 +853,9 @@ impl Coordinator {
         if old == node_id {
             return;
         }
-        self.with_group(group, now, |group, ctx| group.unload(ctx));
+        self.unload(group, now);
         if self.is_active(group) {
-            self.with_group(group, now, |group, ctx| group.load(ctx.now));
+            self.load(group, now);
         }
     }
 
@@ -781,7 +865,7 @@ impl Coordinator {
         } else if self.loading.remove(group) && self.is_active(group) {
             // Kafka reschedules every member's session when a group
             // finishes loading; the timers stood still meanwhile.
-            self.with_group(group, now, |group, ctx| group.load(ctx.now));
+            self.load(group, now);
         }
     }
 
@@ -792,13 +876,12 @@ impl Coordinator {
             return;
         }
         let ids: Vec<String> = self
-            .groups
-            .keys()
+            .group_ids()
             .filter(|id| self.coordinator_of(id) == node_id)
             .cloned()
             .collect();
         for id in ids {
-            self.with_group(&id, now, |group, ctx| group.unload(ctx));
+            self.unload(&id, now);
         }
     }
 
@@ -808,15 +891,175 @@ impl Coordinator {
             return;
         }
         let ids: Vec<String> = self
-            .groups
-            .keys()
+            .group_ids()
             .filter(|id| self.coordinator_of(id) == node_id && self.is_active(id))
             .cloned()
             .collect();
         for id in ids {
-            self.with_group(&id, now, |group, ctx| group.load(ctx.now));
+            self.load(&id, now);
         }
     }
+
+    /// Every group's id, of either protocol.
+    fn group_ids(&self) -> impl Iterator<Item = &String> {
+        self.groups.keys().chain(self.consumer_groups.keys())
+    }
+
+    /// The group's coordinator role left: waiting requests get
+    /// NOT_COORDINATOR, timers stop, and what Kafka did not persist is gone.
+    fn unload(&mut self, group: &str, now: Instant) {
+        if let Some(consumer) = self.consumer_groups.get_mut(group) {
+            consumer.unload();
+        }
+        self.with_group(group, now, |group, ctx| group.unload(ctx));
+    }
+
+    /// A coordinator took the group on: its timers start afresh.
+    fn load(&mut self, group: &str, now: Instant) {
+        let session_timeout = self.config.consumer_session_timeout;
+        if let Some(consumer) = self.consumer_groups.get_mut(group) {
+            consumer.load(now, session_timeout);
+        }
+        self.with_group(group, now, |group, ctx| group.load(ctx.now));
+    }
+
+    /// The committed offsets of a group of either protocol.
+    fn offsets_of(&self, group: &str) -> Option<&BTreeMap<(String, i32), Committed>> {
+        match self.consumer_groups.get(group) {
+            Some(consumer) => Some(&consumer.offsets),
+            None => self.groups.get(group).map(|g| &g.offsets),
+        }
+    }
+
+    /// Replaces an empty consumer group by an empty classic one with its
+    /// offsets.
+    fn convert_to_classic(&mut self, group: &str) {
+        if let Some(consumer) = self.consumer_groups.remove(group) {
+            let offsets = consumer.offsets;
+            self.get_or_create(group).offsets = offsets;
+        }
+    }
+
+    // ---- the consumer group protocol (KIP-848) ----
+
+    /// ConsumerGroupHeartbeat: a join, a heartbeat or a leave. `topics` is
+    /// the cluster's topics as the request's handler read them.
+    pub(crate) fn consumer_heartbeat(
+        &mut self,
+        node_id: i32,
+        now: Instant,
+        request: consumer::HeartbeatRequest,
+        topics: &consumer::Topics,
+    ) -> Result<consumer::HeartbeatResponse, consumer::Failure> {
+        // Kafka's order: the request's own validity, then the coordinator.
+        consumer::validate(&request)?;
+        self.check(node_id, &request.group_id)
+            .map_err(|code| consumer::Failure::new(code, ""))?;
+        let group_id = request.group_id.clone();
+        let joining = request.member_epoch == 0;
+        if let Some(classic) = self.groups.get(&group_id) {
+            if !joining || classic.state() != GroupState::Empty {
+                return Err(consumer::Failure::new(
+                    GROUP_ID_NOT_FOUND,
+                    format!("Group {group_id} is not a consumer group."),
+                ));
+            }
+            // An empty classic group (offsets only, say) becomes a consumer
+            // group, keeping its offsets.
+            if let Some(classic) = self.groups.remove(&group_id) {
+                let group = ConsumerGroup::new(group_id.clone(), classic.offsets);
+                self.consumer_groups.insert(group_id.clone(), group);
+            }
+        }
+        if !self.consumer_groups.contains_key(&group_id) {
+            if !joining {
+                return Err(consumer::Failure::new(
+                    GROUP_ID_NOT_FOUND,
+                    format!("Consumer group {group_id} not found."),
+                ));
+            }
+            let group = ConsumerGroup::new(group_id.clone(), BTreeMap::new());
+            self.consumer_groups.insert(group_id.clone(), group);
+        }
+        let Coordinator {
+            consumer_groups,
+            config,
+            replies,
+            member_seq,
+            ..
+        } = self;
+        let Some(group) = consumer_groups.get_mut(&group_id) else {
+            return Err(consumer::Failure::new(COORDINATOR_NOT_AVAILABLE, ""));
+        };
+        let mut ctx = Ctx {
+            now,
+            config,
+            replies,
+            member_seq,
+        };
+        group.heartbeat(&mut ctx, request, topics)
+    }
+
+    /// ConsumerGroupDescribe for one group; `Ok(None)` when there is no
+    /// consumer group by that id.
+    pub(crate) fn consumer_describe(
+        &self,
+        node_id: i32,
+        group: &str,
+    ) -> Result<Option<consumer::Described>, i16> {
+        self.check(node_id, group)?;
+        Ok(self.consumer_groups.get(group).map(ConsumerGroup::describe))
+    }
+
+    pub(crate) fn consumer_group_epoch(&self, group: &str) -> Option<i32> {
+        self.consumer_groups.get(group).map(ConsumerGroup::epoch)
+    }
+
+    pub(crate) fn consumer_group_members(&self, group: &str) -> Vec<consumer::ListedMember> {
+        self.consumer_groups
+            .get(group)
+            .map(ConsumerGroup::listed)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn consumer_group_overlaps(&self, group: &str) -> Vec<String> {
+        self.consumer_groups
+            .get(group)
+            .map(ConsumerGroup::violations)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn fence_consumer_group_member(&mut self, group: &str, member_id: &str) -> bool {
+        self.consumer_groups
+            .get_mut(group)
+            .is_some_and(|g| g.fence(member_id))
+    }
+}
+
+/// Stores the offsets of a validated commit; one error code per offset.
+fn store_offsets(
+    offsets: &mut BTreeMap<(String, i32), Committed>,
+    commits: &[OffsetToCommit],
+    max_metadata: usize,
+) -> Vec<i16> {
+    commits
+        .iter()
+        .map(|o| {
+            let metadata = o.metadata.clone().unwrap_or_default();
+            if metadata.len() > max_metadata {
+                return OFFSET_METADATA_TOO_LARGE;
+            }
+            offsets.insert(
+                (o.topic.clone(), o.partition),
+                Committed {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata,
+                },
+            );
+            NONE
+        })
+        .collect()
 }
 
 #[cfg(test)]
