@@ -319,7 +319,9 @@ impl Membership {
                     return self.poll(now);
                 }
                 if let Some(assignment) = reply.assignment {
+                    // A new assignment is worth a try at once, unresolved ids or not.
                     self.target = Some(assignment);
+                    self.retry_reconcile_at = None;
                 }
                 let mut actions = Vec::new();
                 if self.phase == Phase::Joining {
@@ -397,7 +399,10 @@ impl Membership {
     }
 
     fn maybe_reconcile(&mut self) -> Vec<Action> {
-        if self.phase != Phase::Member || !self.session_active || self.reconciling {
+        // A target with unresolved topic ids waits for its retry (`poll`), not for
+        // every heartbeat answer: each try refreshes metadata.
+        let waiting = self.retry_reconcile_at.is_some() && !self.force_reconcile;
+        if self.phase != Phase::Member || !self.session_active || self.reconciling || waiting {
             return Vec::new();
         }
         if self.target.as_ref() == Some(&self.owned) && !self.force_reconcile {
@@ -570,6 +575,7 @@ impl Membership {
                 }
             }
             if self.retry_reconcile_at.is_some_and(|at| now >= at) && !self.reconciling {
+                self.retry_reconcile_at = None;
                 self.force_reconcile = self.target.is_none();
                 let actions = self.maybe_reconcile();
                 if !actions.is_empty() {

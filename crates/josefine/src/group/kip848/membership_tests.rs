@@ -173,6 +173,37 @@ fn unresolved_topic_ids_are_reconciled_again_after_a_backoff() {
 }
 
 #[test]
+fn heartbeat_answers_do_not_retry_unresolved_ids_before_the_backoff() {
+    let t0 = Instant::now();
+    let mut m = Membership::new(config(), ids());
+    m.start(t0);
+    m.heartbeat_done(Ok(reply(1, Some(assignment(&[0])))), t0);
+    let actions = m.reconciled(Assignment::new(), false, t0);
+    let Action::WaitUntil(retry) = actions[0] else {
+        panic!("{actions:?}")
+    };
+    // A lean answer in between: no reconciliation (and no metadata refresh) yet.
+    let early = t0 + Duration::from_millis(10);
+    assert!(early < retry);
+    let actions = m.heartbeat_done(Ok(reply(1, None)), early);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Reconcile { .. })),
+        "{actions:?}"
+    );
+    // A new assignment is tried at once.
+    let actions = m.heartbeat_done(Ok(reply(2, Some(assignment(&[0, 1])))), early);
+    assert_eq!(
+        actions,
+        vec![Action::Reconcile {
+            epoch: 2,
+            assignment: assignment(&[0, 1])
+        }]
+    );
+}
+
+#[test]
 fn a_fenced_member_loses_its_claims_and_rejoins_with_the_same_id() {
     let t0 = Instant::now();
     let mut m = member(&[0], t0);
