@@ -25,6 +25,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+pub mod metrics;
 pub mod net;
 pub mod producer;
 pub mod protocol;

@@ -79,6 +79,16 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// `client.id`, as sent with every request.
+    pub fn client_id(&self) -> &str {
+        self.inner
+            .broker_config
+            .connection
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+    }
+
     /// The current cluster view (no I/O).
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.state().metadata.clone()

@@ -387,6 +387,12 @@ impl FetchLoop {
                 .high_watermark
                 .store(data.high_watermark, Ordering::Release);
             deliver(sub, data, copy, &config, &queued);
+            // Lag as of this answer, records or not (a partition at its end says 0).
+            let metrics = &sub.shared.metrics;
+            metrics.position.set(sub.offset as f64);
+            metrics
+                .lag
+                .set((data.high_watermark - sub.offset).max(0) as f64);
             return Outcome::Keep;
         };
         let err = Error::kafka(code);
@@ -536,6 +542,11 @@ fn deliver(
             _memory: Some(queued.hold(bytes)),
         };
         let next = batch.next_offset();
+        let records: i64 = batch
+            .batches
+            .iter()
+            .map(|b| i64::from(b.record_count()))
+            .sum();
         if sub
             .tx
             .try_send(Fetched::Batch {
@@ -545,6 +556,9 @@ fn deliver(
             .is_ok()
         {
             sub.offset = next;
+            let metrics = &sub.shared.metrics;
+            metrics.records.increment(records.max(0) as u64);
+            metrics.bytes.increment(bytes as u64);
         }
     }
     if let Some((offset, err)) = scanned.corrupt {

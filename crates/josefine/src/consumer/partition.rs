@@ -54,11 +54,13 @@ pub(crate) struct PartitionShared {
     pub seek: Mutex<Option<(u64, i64)>>,
     /// The notify of the fetch loop that owns the partition now.
     pub loop_wake: Mutex<Option<Arc<Notify>>>,
+    pub metrics: crate::metrics::PartitionMetrics,
 }
 
 impl PartitionShared {
     pub fn new(tp: TopicPartition) -> Self {
         Self {
+            metrics: crate::metrics::PartitionMetrics::new(&tp.topic, tp.partition),
             tp,
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),

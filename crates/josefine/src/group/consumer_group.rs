@@ -360,6 +360,7 @@ impl ConsumerGroup {
             return Ok(());
         }
         let subscription = subscription(topics, config.protocol)?;
+        let metrics = crate::metrics::GroupMetrics::new(&config.group_id);
         let (driver, _watcher) = match config.protocol {
             GroupProtocol::Classic => {
                 let assignors: Vec<Arc<dyn Assignor>> =
@@ -377,6 +378,7 @@ impl ConsumerGroup {
                     cooperative,
                     protocol: None,
                     errors: self.inner.errors.clone(),
+                    metrics: metrics.clone(),
                 };
                 let membership = Membership::new(MembershipConfig {
                     session_timeout: config.session_timeout,
@@ -410,6 +412,7 @@ impl ConsumerGroup {
                     subscription,
                     sessions_tx,
                     commands,
+                    metrics.clone(),
                 );
                 (OwnedTask::spawn(driver.run(membership)), None)
             }
@@ -422,6 +425,7 @@ impl ConsumerGroup {
             handler: Arc::new(handler),
             errors: self.inner.errors.clone(),
             driver: commands_tx,
+            metrics,
         };
         match runner.run(&mut sessions).await {
             Some(result) => result,

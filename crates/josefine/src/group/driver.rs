@@ -86,6 +86,7 @@ pub(crate) struct Driver {
     pub errors: ErrorSink,
     /// The protocol (assignor) the last JoinGroup chose: SyncGroup v5+ must name it.
     pub protocol: Option<String>,
+    pub metrics: crate::metrics::GroupMetrics,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -427,6 +428,13 @@ impl Driver {
     }
 
     async fn heartbeat(&self, member_id: &str, generation: i32) -> Result<()> {
+        let started = std::time::Instant::now();
+        let result = self.send_heartbeat(member_id, generation).await;
+        self.metrics.heartbeat(result.is_ok(), started.elapsed());
+        result
+    }
+
+    async fn send_heartbeat(&self, member_id: &str, generation: i32) -> Result<()> {
         let config = &self.config;
         let request = HeartbeatRequest::default()
             .with_group_id(GroupId(sb(&config.group_id)))

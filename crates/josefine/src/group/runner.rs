@@ -56,6 +56,7 @@ pub(crate) struct SessionRunner<H> {
     pub handler: Arc<H>,
     pub errors: ErrorSink,
     pub driver: mpsc::Sender<DriverCommand>,
+    pub metrics: crate::metrics::GroupMetrics,
 }
 
 /// How a claim's task ended.
@@ -203,6 +204,8 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// `None` when the driver went away without saying why.
     pub async fn run(&self, sessions: &mut mpsc::Receiver<SessionCommand>) -> Option<Result<()>> {
         let mut stop: Option<Error> = None;
+        // When the last session ended, until the next starts (a rebalance).
+        let mut between: Option<Instant> = None;
         loop {
             let result = match sessions.recv().await {
                 None => return None,
@@ -223,15 +226,29 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                     generation,
                     partitions,
                 }) => {
+                    if let Some(since) = between.take() {
+                        // The time without an assignment, from the end of the last
+                        // session (its drain and commit done) to this one's start.
+                        self.metrics.rebalances.increment(1);
+                        self.metrics
+                            .rebalance_latency
+                            .record(since.elapsed().as_secs_f64());
+                    }
+                    self.metrics.generation.set(generation.get() as f64);
                     let owner = SessionOwner {
                         group: self.config.group_id.clone(),
                         member_id,
                         instance_id: self.config.instance_id.clone(),
                         generation,
+                        metrics: self.metrics.clone(),
                     };
                     match self.session(owner, partitions, sessions, &mut stop).await {
                         Some(result) => result,
-                        None => continue,
+                        None => {
+                            between = Some(Instant::now());
+                            self.metrics.claims.set(0.0);
+                            continue;
+                        }
                     }
                 }
             };
@@ -272,6 +289,8 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             ))
         });
         let mut watchdog = Watchdog::new(config.rebalance_timeout);
+        // A cooperative rebalance under way since then (KIP-429's first round).
+        let mut rebalancing_since: Option<Instant> = None;
         let mut watchdog_ticker = tokio::time::interval(watchdog.period());
         watchdog_ticker.tick().await;
         let (why, done, outcome) = loop {
@@ -283,9 +302,18 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                     Some(SessionCommand::End { why, done }) => break (why, Some(done), None),
                     Some(SessionCommand::Failed(err)) => break (SessionEnd::Lost, None, Some(Err(err))),
                     Some(SessionCommand::Closed) | None => break (SessionEnd::Close, None, Some(Ok(()))),
-                    Some(SessionCommand::Rebalancing) => session.set_rebalancing(true),
+                    Some(SessionCommand::Rebalancing) => {
+                        session.set_rebalancing(true);
+                        rebalancing_since.get_or_insert_with(Instant::now);
+                    }
                     Some(SessionCommand::Update { generation, partitions, done }) => {
+                        let started = rebalancing_since.take().unwrap_or_else(Instant::now);
+                        let before = session.claims();
                         let updated = self.update(&session, generation, &partitions, &mut claims, sessions).await;
+                        if session.claims() != before {
+                            self.metrics.rebalances.increment(1);
+                            self.metrics.rebalance_latency.record(started.elapsed().as_secs_f64());
+                        }
                         let _ = done.send(());
                         if let Err(end) = updated {
                             break (SessionEnd::Lost, None, end);
@@ -760,6 +788,7 @@ mod tests {
                 member_id: "m".into(),
                 instance_id: None,
                 generation: Generation::new(1),
+                metrics: crate::metrics::GroupMetrics::new("g"),
             },
             client,
         );

@@ -30,6 +30,7 @@ use super::offsets::{commit, Committer};
 use crate::client::Client;
 use crate::consumer::{ConsumerRecord, FetchedBatch, PartitionConsumer};
 use crate::error::{Error, KafkaCode, Result};
+use crate::metrics::GroupMetrics;
 use crate::TopicPartition;
 
 /// Why a claim ended.
@@ -213,6 +214,7 @@ struct SessionInner {
     /// One commit at a time (see the module docs).
     commit_lock: tokio::sync::Mutex<()>,
     client: Client,
+    metrics: GroupMetrics,
 }
 
 /// Who a session belongs to.
@@ -221,6 +223,7 @@ pub(crate) struct SessionOwner {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub generation: Generation,
+    pub metrics: GroupMetrics,
 }
 
 /// A session's generation (classic) or member epoch (KIP-848), shared by the session
@@ -275,6 +278,7 @@ impl Session {
                 rebalancing: AtomicBool::new(false),
                 commit_lock: tokio::sync::Mutex::new(()),
                 client,
+                metrics: owner.metrics,
             }),
         }
     }
@@ -393,7 +397,9 @@ impl Session {
     /// policy put it).
     pub(crate) fn add_claim(&self, tp: TopicPartition, start: i64) -> Arc<ClaimState> {
         let state = Arc::new(ClaimState::new(start));
-        self.write_claims().insert(tp, state.clone());
+        let mut claims = self.write_claims();
+        claims.insert(tp, state.clone());
+        self.inner.metrics.claims.set(claims.iter().count() as f64);
         state
     }
 
@@ -404,6 +410,7 @@ impl Session {
         for tp in tps {
             claims.remove(tp);
         }
+        self.inner.metrics.claims.set(claims.iter().count() as f64);
     }
 
     pub(crate) fn claim_state(&self, tp: &TopicPartition) -> Option<Arc<ClaimState>> {
@@ -419,6 +426,7 @@ impl Session {
 
     pub(crate) fn set_generation(&self, generation: i32) {
         self.inner.generation.raise(generation);
+        self.inner.metrics.generation.set(self.generation() as f64);
     }
 
     pub(crate) fn set_rebalancing(&self, rebalancing: bool) {
@@ -436,6 +444,33 @@ impl Session {
         if dirty.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
+        let result = self.commit_dirty(&dirty).await;
+        let metrics = &self.inner.metrics;
+        metrics
+            .commit_latency
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => {
+                metrics.commits_ok.increment(1);
+                for pending in &dirty {
+                    metrics.committed(
+                        &pending.partition.topic,
+                        pending.partition.partition,
+                        pending.offset,
+                    );
+                }
+            }
+            Err(_) => metrics.commits_failed.increment(1),
+        }
+        result?;
+        self.committed(&dirty);
+        Ok(())
+    }
+
+    /// One OffsetCommit of `dirty`, sent again with the next member epoch when the
+    /// broker finds ours stale.
+    async fn commit_dirty(&self, dirty: &[PendingCommit]) -> Result<()> {
         let mut stale = 0;
         loop {
             let committer = Committer {
@@ -444,8 +479,8 @@ impl Session {
                 generation: self.generation(),
                 instance_id: self.inner.instance_id.clone(),
             };
-            match commit(&self.inner.client, &committer, &dirty).await {
-                Ok(()) => break,
+            match commit(&self.inner.client, &committer, dirty).await {
+                Ok(()) => return Ok(()),
                 // The broker moved the member to a newer epoch; the heartbeat answer
                 // that says so is on its way. Never a reason to give the offsets up.
                 Err(err)
@@ -469,8 +504,6 @@ impl Session {
                 Err(err) => return Err(err),
             }
         }
-        self.committed(&dirty);
-        Ok(())
     }
 
     /// Offsets marked since their last commit.
@@ -663,6 +696,7 @@ mod tests {
                 member_id: "m".into(),
                 instance_id: None,
                 generation: Generation::new(3),
+                metrics: GroupMetrics::new("g"),
             },
             client,
         );

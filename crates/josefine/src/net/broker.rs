@@ -357,14 +357,16 @@ async fn connect(inner: &Inner) -> Result<Ready> {
             _reauthentication: reauthentication,
         })
     };
-    match tokio::time::timeout(config.connect_timeout, attempt).await {
+    let result = match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             format!("connecting took longer than {:?}", config.connect_timeout),
         )
         .with_broker(&name)),
-    }
+    };
+    crate::metrics::connected(&name, result.is_ok());
+    result
 }
 
 /// ApiVersions with the UNSUPPORTED_VERSION fallback described in the module docs.

@@ -83,6 +83,7 @@ struct Shared {
     poison: Mutex<Option<Error>>,
     /// Wakes the task when a caller poisons the connection (request timeout).
     close: Notify,
+    metrics: crate::metrics::ConnectionMetrics,
 }
 
 struct Command {
@@ -105,8 +106,10 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let peer = peer.into();
         let shared = Arc::new(Shared {
-            peer: peer.into(),
+            metrics: crate::metrics::ConnectionMetrics::new(&peer),
+            peer,
             config,
             next_correlation_id: AtomicI32::new(0),
             poison: Mutex::new(None),
@@ -204,6 +207,9 @@ impl Connection {
             frame,
             reply,
         };
+        let metrics = self.shared.metrics.api(api);
+        metrics.requests.increment(1);
+        let in_flight = InFlight::start(&self.shared.metrics);
         let exchange = async {
             self.commands
                 .send(command)
@@ -218,7 +224,7 @@ impl Connection {
                 },
             }
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        let result = match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => {
                 let err = Error::new(
@@ -228,7 +234,12 @@ impl Connection {
                 self.poison(err.clone());
                 Err(err)
             }
+        };
+        match &result {
+            Ok(_) => metrics.latency.record(in_flight.elapsed().as_secs_f64()),
+            Err(_) => metrics.errors.increment(1),
         }
+        result
     }
 
     /// Poisons the connection from outside the task: the task fails every waiter
@@ -265,6 +276,33 @@ impl Connection {
     }
 }
 
+/// A request in flight, for the gauge: counted until dropped (answered, failed, or
+/// its caller gone).
+struct InFlight<'a> {
+    metrics: &'a crate::metrics::ConnectionMetrics,
+    since: std::time::Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(metrics: &'a crate::metrics::ConnectionMetrics) -> Self {
+        metrics.in_flight.increment(1.0);
+        Self {
+            metrics,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.since.elapsed()
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight.decrement(1.0);
+    }
+}
+
 /// The task owning the socket. See the module docs for the life cycle.
 async fn run<S>(stream: S, mut commands: mpsc::Receiver<Command>, shared: Arc<Shared>)
 where
@@ -286,7 +324,8 @@ where
             }
             read = reader.read_buf(&mut read_buf) => match read {
                 Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the broker closed the connection"),
-                Ok(_) => {
+                Ok(n) => {
+                    shared.metrics.bytes_received.increment(n as u64);
                     if let Err(e) = deliver_frames(&mut read_buf, &mut in_flight, max_frame) {
                         break e;
                     }
@@ -296,6 +335,7 @@ where
             written = write_front(&mut writer, &mut outgoing), if !outgoing.is_empty() => match written {
                 Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the socket accepts no more bytes"),
                 Ok(n) => {
+                    shared.metrics.bytes_sent.increment(n as u64);
                     outgoing_bytes -= n;
                     if outgoing.front().is_some_and(|f| !f.has_remaining()) {
                         outgoing.pop_front();
@@ -311,7 +351,10 @@ where
             },
             command = commands.recv(), if outgoing_bytes < WRITE_HIGH_WATER => match command {
                 // Every handle is gone: nobody can be waiting for a response.
-                None => return,
+                None => {
+                    crate::metrics::disconnected(&shared.peer);
+                    return;
+                }
                 Some(command) => {
                     outgoing_bytes += command.frame.len();
                     outgoing.push_back(command.frame);
@@ -324,6 +367,7 @@ where
     };
 
     tracing::debug!(error = %error, in_flight = in_flight.len(), "connection poisoned");
+    crate::metrics::disconnected(&shared.peer);
     let error = error.with_broker(&shared.peer);
     {
         let mut poison = shared

@@ -67,15 +67,21 @@ struct Sender {
     /// Topics whose leaders must be looked up again, and when that was last asked.
     stale_topics: HashSet<Arc<str>>,
     last_refresh: Option<Instant>,
+    /// Per-topic metric handles, looked up on a topic's first batch.
+    metrics: HashMap<Arc<str>, crate::metrics::ProducerTopicMetrics>,
+    buffer_gauge: metrics::Gauge,
 }
 
 pub(super) async fn run(shared: Arc<Shared>) {
     let (completions_tx, completions) = mpsc::unbounded_channel();
+    let buffer_gauge = crate::metrics::producer_buffer(shared.client.client_id());
     let mut sender = Sender {
         shared,
         completions_tx,
         completions,
         in_flight: HashMap::new(),
+        metrics: HashMap::new(),
+        buffer_gauge,
         sequences: Sequences::default(),
         needs_epoch_bump: false,
         stale_topics: HashSet::new(),
@@ -190,6 +196,9 @@ impl Sender {
                 .stamp(&batch.tp, batch.stamp, batch.record_count());
             by_broker.entry(broker).or_default().push(batch);
         }
+        if !by_broker.is_empty() {
+            self.note_buffer();
+        }
         for (broker_id, batches) in by_broker {
             let Some(broker) = self.shared.client.broker(broker_id) else {
                 // The broker left the metadata between lookup and now.
@@ -272,8 +281,27 @@ impl Sender {
         self.shared.wake.notify_one();
     }
 
+    fn topic_metrics(&mut self, topic: &Arc<str>) -> &crate::metrics::ProducerTopicMetrics {
+        self.metrics
+            .entry(topic.clone())
+            .or_insert_with(|| crate::metrics::ProducerTopicMetrics::new(topic))
+    }
+
+    /// What the buffer holds now, for its gauge.
+    fn note_buffer(&self) {
+        let free = self.shared.memory.available_permits();
+        let used = self.shared.config.buffer_memory.saturating_sub(free);
+        self.buffer_gauge.set(used as f64);
+    }
+
     fn deliver(&mut self, batch: ProducerBatch, base_offset: i64, append_time: i64) {
         let n = batch.replies.len();
+        let (size, took) = (batch.size(), batch.created.elapsed());
+        let metrics = self.topic_metrics(&batch.tp.topic);
+        metrics.records.increment(n as u64);
+        metrics.batches.increment(1);
+        metrics.batch_bytes.record(size as f64);
+        metrics.latency.record(took.as_secs_f64());
         for (i, record) in batch.replies.into_iter().enumerate() {
             let report = DeliveryReport {
                 topic: batch.tp.topic.clone(),
@@ -293,10 +321,16 @@ impl Sender {
         }
         self.shared.accumulator().complete(&batch.tp);
         self.shared.memory.add_permits(batch.reserved);
+        self.note_buffer();
         self.shared.finished(n);
     }
 
     fn fail(&mut self, batch: ProducerBatch, err: Error) {
+        let what = match err.code() {
+            Some(code) => code.name().to_string(),
+            None => format!("{:?}", err.kind()),
+        };
+        crate::metrics::produce_failed(&batch.tp.topic, &what);
         let err = err
             .with_topic(&*batch.tp.topic)
             .with_partition(batch.tp.partition);
@@ -311,6 +345,7 @@ impl Sender {
         }
         self.shared.accumulator().complete(&batch.tp);
         self.shared.memory.add_permits(batch.reserved);
+        self.note_buffer();
         self.shared.finished(n);
     }
 
@@ -351,6 +386,8 @@ impl Sender {
             self.stale_topics.insert(batch.tp.topic.clone());
         }
         let delay = config.retry_backoff.delay(batch.attempts, jitter_unit());
+        self.topic_metrics(&batch.tp.topic).retries.increment(1);
+        let config = &self.shared.config;
         let mut batch = batch;
         batch.last_error = Some(err.clone());
         tracing::debug!(topic = %batch.tp.topic, partition = batch.tp.partition, attempt = batch.attempts, error = %err, ?delay, "retrying batch");

@@ -46,6 +46,7 @@ pub(crate) struct Driver {
     /// The running session's epoch, raised as heartbeats answer.
     generation: Option<Generation>,
     pending: VecDeque<Pending>,
+    metrics: crate::metrics::GroupMetrics,
 }
 
 fn sb(s: &str) -> StrBytes {
@@ -59,6 +60,7 @@ impl Driver {
         subscription: Subscription,
         sessions: mpsc::Sender<SessionCommand>,
         commands: mpsc::Receiver<DriverCommand>,
+        metrics: crate::metrics::GroupMetrics,
     ) -> Self {
         Self {
             client,
@@ -68,6 +70,7 @@ impl Driver {
             commands,
             generation: None,
             pending: VecDeque::new(),
+            metrics,
         }
     }
 
@@ -107,9 +110,12 @@ impl Driver {
     async fn act(&mut self, m: &mut Membership, action: Action) -> Vec<Action> {
         match action {
             Action::Heartbeat(heartbeat) => {
+                let started = std::time::Instant::now();
                 let outcome = self.heartbeat(&heartbeat).await;
+                self.metrics.heartbeat(outcome.is_ok(), started.elapsed());
                 if let (Ok(reply), Some(generation)) = (&outcome, &self.generation) {
                     generation.raise(reply.epoch);
+                    self.metrics.generation.set(generation.get() as f64);
                 }
                 if let Err(err) = &outcome {
                     tracing::debug!(group = %self.config.group_id, error = %err, epoch = heartbeat.epoch, "consumer group heartbeat failed");
