@@ -44,6 +44,11 @@ struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     config: Vec<PathBuf>,
 
+    /// Serve the client's metrics (docs/METRICS.md) in Prometheus text format at
+    /// http://ADDR/metrics while the command runs, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", global = true)]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -284,6 +289,14 @@ fn settings(cli: &Cli) -> anyhow::Result<(Config, bool)> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, cluster_given) = settings(&cli)?;
+    if let Some(addr) = cli.metrics_addr {
+        // Before any client exists: handles are looked up when clients are built.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics at {addr}"))?;
+        tracing::info!(%addr, "serving metrics");
+    }
     let command = cli.command.unwrap_or(Command::Cluster);
     // Neither needs a cluster.
     match command {

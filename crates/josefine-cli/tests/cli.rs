@@ -972,3 +972,79 @@ fn a_closed_pipe_ends_quietly_and_broker_configs_are_listed() {
     );
     assert!(overrides.contains("broker.id=1"), "{overrides}");
 }
+
+/// `--metrics-addr`: a group consumer serves its metrics in Prometheus text format
+/// while it runs; a scrape shows its fetched records, heartbeats and commits.
+#[test]
+fn a_consumer_serves_its_metrics_to_prometheus() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-metrics");
+    let group = common::unique("cli-metrics-group");
+    create_topic(&broker, &topic, 2);
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic, "--count", "100"]),
+        b"",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = josefine(&broker)
+        .args(["--metrics-addr", &addr])
+        .args([
+            "consume",
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--from-beginning",
+        ])
+        .args(["--format", "raw", "-X", "auto.commit.interval.ms=200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scrape = || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(&addr).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut body).ok()?;
+        Some(body)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fetched = |body: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with("josefine_consumer_records{") && l.contains(&topic))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let body = loop {
+        if let Some(body) = scrape() {
+            if fetched(&body) == 100
+                && body.lines().any(|l| {
+                    l.starts_with("josefine_group_commits{")
+                        && l.contains(&format!("group=\"{group}\""))
+                        && l.contains("result=\"ok\"")
+                        && !l.ends_with(" 0")
+                })
+            {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete scrape within 60 s: {:?}",
+            scrape()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains("josefine_group_heartbeats{"), "{body}");
+    assert!(body.contains("josefine_request_latency_seconds"), "{body}");
+    sigint(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}
