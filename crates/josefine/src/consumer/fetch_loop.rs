@@ -77,16 +77,29 @@ impl Subscription {
     }
 
     /// Sends an error to the reader (there is always a slot: see `QUEUE_SLOTS`).
-    fn report(&self, error: Error) {
+    /// Queues `error` for the reader; `false` when its queue is full (the reader is
+    /// behind): then nothing changes, and the next fetch meets the error again.
+    fn report(&self, error: Error) -> bool {
         let error = error
             .with_topic(&*self.shared.tp.topic)
             .with_partition(self.shared.tp.partition)
             .with_offset(self.offset);
         tracing::debug!(error = %error, "partition error");
-        let _ = self.tx.try_send(Fetched::Error {
-            generation: self.generation,
-            error,
-        });
+        self.tx
+            .try_send(Fetched::Error {
+                generation: self.generation,
+                error,
+            })
+            .is_ok()
+    }
+
+    /// Reports an error the reader must act on (seek) and stops fetching the
+    /// partition until it does; if the reader's queue is full, the partition is
+    /// fetched again later and meets the error then.
+    fn stop_with(&mut self, error: Error) {
+        if self.report(error) {
+            self.stopped = true;
+        }
     }
 }
 
@@ -283,8 +296,7 @@ impl FetchLoop {
         tracing::debug!(error = %err, partitions = self.subs.len(), "fetch failed");
         if err.kind() == &ErrorKind::UnsupportedVersion {
             for sub in &mut self.subs {
-                sub.report(err.clone());
-                sub.stopped = true;
+                sub.stop_with(err.clone());
             }
             return;
         }
@@ -402,11 +414,10 @@ impl FetchLoop {
                     OffsetReset::Earliest => EARLIEST,
                     OffsetReset::Latest => LATEST,
                     OffsetReset::None => {
-                        sub.report(Error::new(
+                        sub.stop_with(Error::new(
                             ErrorKind::Kafka(code),
                             "the offset is out of range and auto.offset.reset is none; seek to continue",
                         ));
-                        sub.stopped = true;
                         return Outcome::Keep;
                     }
                 };
@@ -423,8 +434,7 @@ impl FetchLoop {
                 Outcome::Keep
             }
             _ => {
-                sub.report(err);
-                sub.stopped = true;
+                sub.stop_with(err);
                 Outcome::Keep
             }
         }
@@ -518,6 +528,13 @@ fn deliver(
     };
     let bytes = records.len();
     let scanned = scan(records, sub.offset, &config.decode_options());
+    // The good batches and the error after them go together, or neither does: an
+    // error queued (or an offset advanced) past batches the reader never got would
+    // skip them. Without room, the next fetch brings them again.
+    let slots = usize::from(!scanned.batches.is_empty()) + usize::from(scanned.corrupt.is_some());
+    if sub.tx.capacity() < slots {
+        return;
+    }
     if !scanned.batches.is_empty() {
         let aborted = (config.isolation == IsolationLevel::ReadCommitted).then(|| {
             let mut list: Vec<AbortedTransaction> = data
@@ -563,20 +580,18 @@ fn deliver(
     }
     if let Some((offset, err)) = scanned.corrupt {
         sub.offset = sub.offset.max(offset);
-        sub.report(Error::from(err));
-        sub.stopped = true;
+        sub.stop_with(Error::from(err));
     } else if scanned.needs_larger_fetch && bytes >= sub.max_bytes as usize {
         // The partition's own limit cut the batch (not the response's total budget,
         // which other partitions may have used up): grow it.
         if sub.max_bytes >= config.fetch_max_bytes {
-            sub.report(Error::new(
+            sub.stop_with(Error::new(
                 ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),
                 format!(
                     "a batch is larger than fetch.max.bytes ({}); raise it to read on",
                     config.fetch_max_bytes
                 ),
             ));
-            sub.stopped = true;
         } else {
             sub.max_bytes = sub.max_bytes.saturating_mul(2).min(config.fetch_max_bytes);
             tracing::debug!(partition = %sub.shared.tp, max_bytes = sub.max_bytes, "batch larger than the partition limit, growing it");
@@ -586,4 +601,102 @@ fn deliver(
 
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_response::PartitionData;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::backoff::Backoff;
+    use crate::consumer::memory::QueuedBytes;
+    use crate::consumer::partition::QUEUE_SLOTS;
+    use crate::consumer::ConsumerConfig;
+    use crate::protocol::records::BatchBuilder;
+    use crate::TopicPartition;
+
+    fn config() -> ConsumerConfig {
+        ConsumerConfig {
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(100),
+            fetch_max_bytes: 1 << 20,
+            max_partition_fetch_bytes: 1 << 20,
+            queued_max_bytes: 1 << 20,
+            isolation: IsolationLevel::ReadUncommitted,
+            auto_offset_reset: OffsetReset::Earliest,
+            check_crcs: true,
+            request_timeout: Duration::from_secs(1),
+            retry_backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+        }
+    }
+
+    fn one_record(offset: i64) -> Bytes {
+        let mut builder = BatchBuilder::new().base_offset(offset);
+        builder.push(0, None, Some(b"v".as_slice()), &[]).unwrap();
+        builder.finish().unwrap()
+    }
+
+    /// Offset 0 whole, then offset 1 with a broken CRC, in one fetch answer.
+    fn good_then_corrupt() -> PartitionData {
+        let mut records = BytesMut::new();
+        records.extend_from_slice(&one_record(0));
+        let mut corrupt = one_record(1).to_vec();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x01;
+        records.extend_from_slice(&corrupt);
+        PartitionData::default()
+            .with_high_watermark(2)
+            .with_records(Some(records.freeze()))
+    }
+
+    fn subscription(tx: mpsc::Sender<Fetched>) -> Subscription {
+        Subscription {
+            shared: Arc::new(PartitionShared::new(TopicPartition::new("t", 0))),
+            tx,
+            offset: 0,
+            max_bytes: 1 << 20,
+            generation: 0,
+            retry_at: None,
+            failures: 0,
+            stopped: false,
+            stale: false,
+        }
+    }
+
+    /// With one free slot, the good batch and the error after it do not both fit:
+    /// neither goes (the offset stays; the next fetch brings them again), rather than
+    /// the batch going and the error being dropped with the partition stopped.
+    #[test]
+    fn a_corrupt_batch_and_the_good_ones_before_it_are_queued_together_or_not_at_all() {
+        let (tx, mut rx) = mpsc::channel(QUEUE_SLOTS);
+        let mut sub = subscription(tx);
+        let queued = QueuedBytes::new(1 << 20);
+        for _ in 0..QUEUE_SLOTS - 1 {
+            sub.tx
+                .try_send(Fetched::Error {
+                    generation: 0,
+                    error: Error::protocol("filler"),
+                })
+                .unwrap();
+        }
+        deliver(&mut sub, &good_then_corrupt(), false, &config(), &queued);
+        assert_eq!(sub.offset, 0, "nothing delivered, nothing skipped");
+        assert!(!sub.stopped, "not stopped: the error was not queued");
+        // The reader catches up; the same answer again: both go, in order.
+        while rx.try_recv().is_ok() {}
+        deliver(&mut sub, &good_then_corrupt(), false, &config(), &queued);
+        assert!(matches!(rx.try_recv(), Ok(Fetched::Batch { .. })));
+        match rx.try_recv() {
+            Ok(Fetched::Error { error, .. }) => {
+                assert_eq!(error.kind(), &ErrorKind::CorruptRecords, "{error}")
+            }
+            other => panic!("the error after the batch, not {other:?}"),
+        }
+        assert_eq!(sub.offset, 1);
+        assert!(sub.stopped, "stopped until the reader seeks past it");
+    }
 }

@@ -41,7 +41,13 @@ enum Item {
         claim: Arc<ClaimState>,
         batch: FetchedBatch,
     },
-    Error(crate::Error),
+    /// A claim's read error (a corrupt batch); `handed` fires when the stream got
+    /// to it (handed out, or dropped with its revoked claim).
+    Error {
+        claim: Arc<ClaimState>,
+        error: crate::Error,
+        handed: oneshot::Sender<()>,
+    },
     /// A claim ended; answer once the stream is polled again.
     Released(oneshot::Sender<()>),
 }
@@ -66,12 +72,24 @@ impl GroupHandler for Forward {
                 ),
                 // The stream shows it; the group's handler-error policy decides what
                 // happens to the partition (restart from the last mark by default).
-                Err(err) => (Item::Error(err.clone()), Some(err)),
+                Err(err) => {
+                    let (handed, reached) = oneshot::channel();
+                    let item = Item::Error {
+                        claim: state.clone(),
+                        error: err.clone(),
+                        handed,
+                    };
+                    (item, Some((err, reached)))
+                }
             };
             if self.items.send(item).await.is_err() {
                 return Ok(()); // the stream is gone
             }
-            if let Some(err) = failed {
+            if let Some((err, reached)) = failed {
+                // The policy applies once the user has had the records before the
+                // error and the error itself (a `Stop` would otherwise end the
+                // stream before them).
+                let _ = reached.await;
                 return Err(err);
             }
         }
@@ -217,7 +235,21 @@ impl Stream for GroupStream {
                         });
                     }
                 }
-                Poll::Ready(Some(Item::Error(err))) => return Poll::Ready(Some(Err(err))),
+                // Like its batches, a revoked claim's error is not handed out: the
+                // partition's next owner reads from the commit and meets it again.
+                Poll::Ready(Some(Item::Error {
+                    claim,
+                    error,
+                    handed,
+                })) => {
+                    // Decided before the handler hears it got here: its policy may
+                    // revoke the claim (and close the group) the moment it does.
+                    let revoked = claim.is_revoked();
+                    let _ = handed.send(());
+                    if !revoked {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
                 Poll::Ready(Some(Item::Released(release))) => {
                     let _ = release.send(());
                 }
