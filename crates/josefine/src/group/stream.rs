@@ -15,6 +15,10 @@
 //!   the claim ended. Polling means the user is done with the record it got before,
 //!   so its mark is in before the final commit and the partition is given up, as
 //!   `poll()` does in the Java client.
+//! - A claim's read error (a corrupt batch) comes after the records fetched before
+//!   it: the handler applies the group's handler-error policy only once the stream has
+//!   got to the error (so a `Stop` cannot end the stream before them), and a revoked
+//!   claim's error is dropped like its batches (the next owner meets it again).
 
 use std::future::Future;
 use std::ops::Deref;
