@@ -135,12 +135,18 @@ impl Driver {
     async fn act(&mut self, m: &mut Membership, action: Action) -> Vec<Action> {
         let group = self.config.group_id.clone();
         match action {
-            Action::FindCoordinator => match self.client.coordinator(&group).await {
+            Action::FindCoordinator => match tracing::Instrument::instrument(
+                self.client.coordinator(&group),
+                tracing::debug_span!("find_coordinator", group = %group),
+            )
+            .await
+            {
                 Ok(_) => m.coordinator_found(now()),
                 Err(err) => m.coordinator_failed(&err, now()),
             },
             Action::Join { member_id } => {
-                let outcome = self.join(&member_id).await;
+                let span = tracing::debug_span!("join", group = %group, member_id = %member_id);
+                let outcome = tracing::Instrument::instrument(self.join(&member_id), span).await;
                 if let JoinOutcome::Joined { protocol, .. } = &outcome {
                     self.protocol = protocol.clone();
                 }
@@ -163,7 +169,9 @@ impl Driver {
                 generation,
                 assignments,
             } => {
-                let outcome = self.sync(&member_id, generation, assignments).await;
+                let span = tracing::debug_span!("sync", group = %group, member_id = %member_id, generation);
+                let sync = self.sync(&member_id, generation, assignments);
+                let outcome = tracing::Instrument::instrument(sync, span).await;
                 m.synced(outcome, now())
             }
             Action::StartSession {

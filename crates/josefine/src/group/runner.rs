@@ -242,7 +242,14 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                         generation,
                         metrics: self.metrics.clone(),
                     };
-                    match self.session(owner, partitions, sessions, &mut stop).await {
+                    let span = tracing::info_span!(
+                        "session",
+                        group = %owner.group,
+                        member_id = %owner.member_id,
+                        generation = owner.generation.get(),
+                    );
+                    let session = self.session(owner, partitions, sessions, &mut stop);
+                    match tracing::Instrument::instrument(session, span).await {
                         Some(result) => result,
                         None => {
                             between = Some(Instant::now());

@@ -445,7 +445,9 @@ impl Session {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let result = self.commit_dirty(&dirty).await;
+        let span =
+            tracing::debug_span!("commit", group = %self.inner.group, partitions = dirty.len());
+        let result = tracing::Instrument::instrument(self.commit_dirty(&dirty), span).await;
         let metrics = &self.inner.metrics;
         metrics
             .commit_latency

@@ -176,6 +176,8 @@ impl Connection {
         .map_err(|e| self.context(e, R::API_KEY))?;
         let expects_response = request.expects_response();
         tracing::trace!(api = ?R::API_KEY, version, correlation_id, bytes = buf.len(), "request");
+        // Inside the connection's span (the broker); trace level keeps it quiet.
+        let span = tracing::trace_span!("request", api = ?R::API_KEY, version, correlation_id);
         self.send_frame(
             R::API_KEY,
             correlation_id,
@@ -183,6 +185,7 @@ impl Connection {
             expects_response,
             timeout,
         )
+        .instrument(span)
         .await
         .map_err(|e| self.context(e, R::API_KEY))
     }

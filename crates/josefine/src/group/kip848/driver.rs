@@ -111,7 +111,14 @@ impl Driver {
         match action {
             Action::Heartbeat(heartbeat) => {
                 let started = std::time::Instant::now();
-                let outcome = self.heartbeat(&heartbeat).await;
+                let span = tracing::trace_span!(
+                    "heartbeat",
+                    group = %self.config.group_id,
+                    epoch = heartbeat.epoch,
+                    full = heartbeat.full,
+                );
+                let outcome =
+                    tracing::Instrument::instrument(self.heartbeat(&heartbeat), span).await;
                 self.metrics.heartbeat(outcome.is_ok(), started.elapsed());
                 if let (Ok(reply), Some(generation)) = (&outcome, &self.generation) {
                     generation.raise(reply.epoch);
