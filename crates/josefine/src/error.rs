@@ -195,6 +195,15 @@ impl Error {
         }
     }
 
+    /// [`check_code`](Self::check_code), with the broker's error message (when it
+    /// sent one) after the code's description.
+    pub(crate) fn check_code_with(code: i16, message: Option<&str>) -> Result<()> {
+        Self::check_code(code).map_err(|e| match message {
+            Some(m) if !m.is_empty() => Error::new(e.kind().clone(), format!("{e}: {m}")),
+            _ => e,
+        })
+    }
+
     pub(crate) fn io(err: std::io::Error) -> Self {
         // A TLS failure surfaces as an I/O error from the stream (TLS 1.3 reports a
         // refused client certificate on the first read): say what it is.

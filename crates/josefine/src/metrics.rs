@@ -113,26 +113,15 @@ impl ConnectionMetrics {
     pub fn api(&self, api: ApiKey) -> &ApiMetrics {
         let slot = usize::try_from(api as i16).unwrap_or(0).min(API_SLOTS - 1);
         self.apis[slot].get_or_init(|| {
-            let (broker, name) = (self.broker.clone(), api_name(api));
+            // `ApiKey`'s Debug is its variant name, which is Kafka's name.
+            let (broker, name) = (self.broker.clone(), format!("{api:?}"));
             ApiMetrics {
-                requests: counter!(REQUESTS, "broker" => broker.clone(), "api" => name),
-                errors: counter!(REQUEST_ERRORS, "broker" => broker.clone(), "api" => name),
+                requests: counter!(REQUESTS, "broker" => broker.clone(), "api" => name.clone()),
+                errors: counter!(REQUEST_ERRORS, "broker" => broker.clone(), "api" => name.clone()),
                 latency: histogram!(REQUEST_LATENCY, "broker" => broker, "api" => name),
             }
         })
     }
-}
-
-/// Kafka's name of an API ("Fetch", "ConsumerGroupHeartbeat").
-fn api_name(api: ApiKey) -> &'static str {
-    // `ApiKey`'s Debug is its variant name, which is Kafka's name; leak each once.
-    static NAMES: OnceLock<std::sync::Mutex<std::collections::HashMap<i16, &'static str>>> =
-        OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let mut names = names.lock().expect("never poisoned");
-    names
-        .entry(api as i16)
-        .or_insert_with(|| Box::leak(format!("{api:?}").into_boxed_str()))
 }
 
 /// A connection was opened, or failed to open.

@@ -329,14 +329,6 @@ impl AclPermission {
     }
 }
 
-/// A broker's error for one binding or filter, with its message.
-fn check(code: i16, message: Option<&StrBytes>) -> Result<()> {
-    Error::check_code(code).map_err(|e| match message {
-        Some(m) if !m.is_empty() => Error::new(e.kind().clone(), format!("{e}: {m}")),
-        _ => e,
-    })
-}
-
 impl Admin {
     /// Creates `acls`; each gets its own outcome (in order). A binding with `Any` or
     /// `Match` in it is refused before anything is sent.
@@ -377,7 +369,7 @@ impl Admin {
                 response
                     .results
                     .iter()
-                    .map(|r| check(r.error_code, r.error_message.as_ref())),
+                    .map(|r| Error::check_code_with(r.error_code, r.error_message.as_deref())),
             )
             .collect())
     }
@@ -394,7 +386,7 @@ impl Admin {
             .with_permission_type(filter.permission.code());
         let broker = self.client.controller().await?;
         let response = broker.call(&request).await?;
-        check(response.error_code, response.error_message.as_ref())?;
+        Error::check_code_with(response.error_code, response.error_message.as_deref())?;
         let mut acls: Vec<AclBinding> = response
             .resources
             .iter()
@@ -448,10 +440,10 @@ impl Admin {
             .filter_results
             .iter()
             .map(|result| {
-                check(result.error_code, result.error_message.as_ref())?;
+                Error::check_code_with(result.error_code, result.error_message.as_deref())?;
                 let mut deleted = Vec::new();
                 for m in &result.matching_acls {
-                    check(m.error_code, m.error_message.as_ref())?;
+                    Error::check_code_with(m.error_code, m.error_message.as_deref())?;
                     deleted.push(AclBinding {
                         resource_type: ResourceType::from_code(m.resource_type),
                         resource_name: m.resource_name.to_string(),

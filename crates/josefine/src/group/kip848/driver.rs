@@ -248,15 +248,8 @@ impl Driver {
         }
         .await;
         let response = result.map_err(|e| coordinator_error(&self.client, group, e))?;
-        if let Err(err) = Error::check_code(response.error_code) {
-            let err = match response.error_message.as_deref() {
-                Some(message) if !message.is_empty() => {
-                    Error::new(err.kind().clone(), format!("{err}: {message}"))
-                }
-                _ => err,
-            };
-            return Err(coordinator_error(&self.client, group, err));
-        }
+        Error::check_code_with(response.error_code, response.error_message.as_deref())
+            .map_err(|err| coordinator_error(&self.client, group, err))?;
         Ok(Reply {
             member_id: response.member_id.map(|id| id.to_string()),
             epoch: response.member_epoch,
