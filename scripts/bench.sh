@@ -21,12 +21,20 @@ if [ "$mode" = "--smoke" ]; then
     runs=1
     workloads=("20000 100" "4000 1024")
     work_records=6000
+    # Parallel processing: trivial-work records, 5 ms sleep-bound records (one at a
+    # time per partition, and key-ordered with 500 in flight).
+    process_records=20000
+    sleep_records=1200
+    parallel_sleep_records=20000
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
     runs="${RUNS:-3}"
     workloads=("1000000 100" "200000 1024")
     work_records=60000
+    process_records=1000000
+    sleep_records=6000
+    parallel_sleep_records=200000
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
@@ -138,6 +146,35 @@ for broker in "${brokers[@]}"; do
                     | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
+        # Parallel processing (docs/PROCESSING.md), on one topic of keyed records
+        # (10,000 keys, 6 partitions): trivial work through a handler (one batch at a
+        # time per partition) and through ConsumerGroup::process (key-ordered, 500 in
+        # flight), then 5 ms of sleep per record through both. Fresh groups each run.
+        topic="bench-process-$$"
+        create_bench_topic "$topic"
+        "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+            --records "$process_records" --size 100 --keys 10000 >/dev/null
+        for run in $(seq 1 "$runs"); do
+            modes=(handler parallel)
+            [ $((run % 2)) -eq 0 ] && modes=(parallel handler)
+            for m in "${modes[@]}"; do
+                extra=(--records "$process_records")
+                [ "$m" = parallel ] && extra+=(--process key --in-flight 500)
+                log "trivial work, $process_records x 100 B keyed, run $run/$runs: $m"
+                "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
+                    --group "bench-process-$m-$run-$$" "${extra[@]}" \
+                    | tail -n 1 | sed 's/"mode":"group"/"mode":"group-keyed"/' \
+                    | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+            for m in "${modes[@]}"; do
+                extra=(--records "$sleep_records")
+                [ "$m" = parallel ] && extra=(--records "$parallel_sleep_records" --process key --in-flight 500)
+                log "5 ms per record, keyed, run $run/$runs: $m"
+                "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
+                    --group "bench-sleep-$m-$run-$$" --sleep-ms 5 "${extra[@]}" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
         # Rebalances: classic eager, classic cooperative and KIP-848, 6 members then a 7th.
         protocols=(eager cooperative consumer)
         for run in $(seq 1 "$runs"); do
@@ -184,6 +221,18 @@ if "group-work" in work and "consume-work" in work:
     c = med(work["consume-work"], lambda r: r["seconds"])
     print(f'CPU-bound handler: group {g:.3f} s ({g_after:.3f} s after the first record), '
           f'spawned tasks {c:.3f} s: group/tasks x{g / c:.2f} (x{g_after / c:.2f} after the join)')
+def by_mode(mode):
+    return [r for (b, m, size, c), rs in groups.items() if m == mode for r in rs]
+plain, par = by_mode("group-keyed"), by_mode("process-key")
+if plain and par:
+    p_ns = med(plain, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9)
+    q_ns = med(par, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9)
+    print(f'parallel, trivial work: handler {p_ns:.0f} ns CPU/record, process(key, 500) {q_ns:.0f}: x{q_ns / p_ns:.2f}')
+slow, fast = by_mode("group-sleep"), by_mode("process-key-sleep")
+if slow and fast:
+    s_rate = med(slow, lambda r: r["records"] / r["seconds"])
+    f_rate = med(fast, lambda r: r["records"] / r["seconds"])
+    print(f'parallel, 5 ms per record: handler {s_rate:.0f} records/s, process(key, 500) {f_rate:.0f}: x{f_rate / s_rate:.1f}')
 if rebalances:
     print(f'{"rebalance":22} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} {"pause unmoved ms":>17} {"pause moved ms":>15}')
     by = {}

@@ -14,6 +14,9 @@
 #                                   stopped here) with group.protocol=consumer (KIP-848):
 #                                   member kills and leaves, no broker kills; logs in
 #                                   build/chaos-kafka
+#   scripts/chaos.sh --kafka --parallel N ...   members process with
+#                                   ConsumerGroup::process (key-ordered, N in flight;
+#                                   commits carry done sets, which Tansu drops)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"

@@ -87,11 +87,15 @@ if [ "${JOSEFINE_FULL:-}" = 1 ]; then
     bash scripts/chaos.sh --long
     log "the chaos suite on Kafka 4.4 with group.protocol=consumer, long form"
     bash scripts/chaos.sh --kafka --long
+    log "the same with parallel key-ordered processing, long form"
+    bash scripts/chaos.sh --kafka --long --parallel 64
 else
     log "the chaos suite, short form: scripts/chaos.sh (docs/RELIABILITY.md)"
     bash scripts/chaos.sh
     log "the chaos suite on Kafka 4.4 with group.protocol=consumer (KIP-848), short form"
     bash scripts/chaos.sh --kafka
+    log "the same with parallel key-ordered processing (ConsumerGroup::process, 64 in flight)"
+    bash scripts/chaos.sh --kafka --parallel 64
 fi
 
 log "all green in $(( $(date +%s) - started )) s"

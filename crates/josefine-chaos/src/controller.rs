@@ -41,6 +41,9 @@ pub struct Settings {
     pub group_protocol: String,
     pub settle_timeout: Duration,
     pub session_timeout_ms: u64,
+    /// Members process records in parallel (`ConsumerGroup::process`, key-ordered)
+    /// with this many in flight; 0: one batch at a time per partition.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -220,8 +223,18 @@ impl Chaos {
             events,
         };
         chaos.say(format!(
-            "{started}, topic {} ({} partitions), group.protocol={}",
-            chaos.topic, chaos.s.partitions, chaos.s.group_protocol
+            "{started}, topic {} ({} partitions), group.protocol={}{}",
+            chaos.topic,
+            chaos.s.partitions,
+            chaos.s.group_protocol,
+            if chaos.s.parallel > 0 {
+                format!(
+                    ", parallel key-ordered processing ({} in flight)",
+                    chaos.s.parallel
+                )
+            } else {
+                String::new()
+            }
         ));
         chaos.start_producer()?;
         for id in 0..chaos.s.members {
@@ -310,6 +323,8 @@ impl Chaos {
             self.s.session_timeout_ms.to_string(),
             "--group-protocol".into(),
             self.s.group_protocol.clone(),
+            "--parallel".into(),
+            self.s.parallel.to_string(),
         ]));
         proc.start()?;
         member.proc = Some(proc);

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use josefine::{Claim, Client, ConsumerGroup, GroupHandler, GroupProtocol, OffsetReset, Session};
+use josefine::{
+    Claim, Client, ConsumerGroup, ConsumerRecord, GroupHandler, GroupProtocol, OffsetReset,
+    ProcessOptions, ProcessOrder, Processor, Session,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logs;
@@ -53,9 +56,14 @@ pub struct MemberArgs {
     pub rebalance_timeout_ms: u64,
     #[arg(long, default_value_t = 500)]
     pub commit_interval_ms: u64,
-    /// Simulated work per batch, between logging it and marking it.
+    /// Simulated work per batch, between logging it and marking it (per record in
+    /// parallel mode, before logging it).
     #[arg(long, default_value_t = 5)]
     pub work_ms: u64,
+    /// Process records with `ConsumerGroup::process` (key-ordered) with this many in
+    /// flight; 0: one batch at a time per partition.
+    #[arg(long, default_value_t = 0)]
+    pub parallel: usize,
 }
 
 pub fn log_path(dir: &Path, id: usize, incarnation: u32) -> PathBuf {
@@ -82,6 +90,9 @@ struct Member {
     /// line is written after any commit of ours has finished.
     committing: tokio::sync::Mutex<()>,
     work: Duration,
+    /// Parallel mode: commits log what the coordinator acknowledged (the processor
+    /// marks, not the handler).
+    parallel: bool,
 }
 
 impl Member {
@@ -121,9 +132,20 @@ impl Member {
         if session.is_cancelled() {
             return;
         }
-        let marked = self.marked.lock().expect("never poisoned").clone();
+        let mut marked = self.marked.lock().expect("never poisoned").clone();
         match tokio::time::timeout(Duration::from_secs(3), session.commit()).await {
             Ok(Ok(())) => {
+                if self.parallel {
+                    // The watermark the processor marked and this commit carried.
+                    marked = session
+                        .claims()
+                        .iter()
+                        .filter_map(|tp| {
+                            let committed = session.committed_offset(&tp.topic, tp.partition)?;
+                            Some((tp.partition, committed))
+                        })
+                        .collect();
+                }
                 let mut text = String::new();
                 {
                     let mut logged = self.logged.lock().expect("never poisoned");
@@ -153,7 +175,60 @@ impl Member {
     }
 }
 
-struct Handler(Arc<Member>);
+/// Parallel mode's work: one record, logged once its work is done.
+type Work = Box<
+    dyn Fn(
+            ConsumerRecord,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>
+        + Send
+        + Sync,
+>;
+
+struct Handler(Arc<Member>, Option<Processor<Work>>);
+
+/// A processor whose work sleeps `work`, then logs the record (after: a record in
+/// the log is one that finished, whatever the drain deadline cancels) and notes the
+/// highest finished offset per partition for the session's end line.
+fn processor(member: Arc<Member>, in_flight: usize) -> Processor<Work> {
+    let work: Work = Box::new(move |record: ConsumerRecord| {
+        let m = member.clone();
+        Box::pin(async move {
+            if !m.work.is_zero() {
+                tokio::time::sleep(m.work).await;
+            }
+            let number = m
+                .current
+                .lock()
+                .expect("never poisoned")
+                .as_ref()
+                .map(|(n, _)| *n)
+                .ok_or_else(|| std::io::Error::other("a record outside a session"))?;
+            let mut line = String::new();
+            logs::record(
+                &mut line,
+                number,
+                record.partition(),
+                record.offset(),
+                seq_of(&record),
+            );
+            m.append(&line);
+            let mut marked = m.marked.lock().expect("never poisoned");
+            let slot = marked.entry(record.partition()).or_insert(0);
+            *slot = (*slot).max(record.offset() + 1);
+            Ok(())
+        })
+    });
+    Processor::new(ProcessOptions::new(ProcessOrder::Key, in_flight), work)
+}
+
+fn seq_of(record: &josefine::Record) -> u64 {
+    record
+        .value()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
 
 impl GroupHandler for Handler {
     async fn setup(&self, session: &Session) -> josefine::Result<()> {
@@ -197,9 +272,13 @@ impl GroupHandler for Handler {
             }
             s.generation = session.generation();
         });
-        let consumed = self
-            .consume(session, &mut claim, number, &topic, partition)
-            .await;
+        let consumed = match &self.1 {
+            Some(processor) => processor.run_claim(claim).await,
+            None => {
+                self.consume(session, &mut claim, number, &topic, partition)
+                    .await
+            }
+        };
         m.update_status(|s| s.partitions.retain(|&p| p != partition));
         consumed
     }
@@ -262,12 +341,13 @@ impl Handler {
                         break;
                     }
                 };
-                let seq = record
-                    .value()
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(u64::MAX);
-                logs::record(&mut lines, number, partition, record.offset(), seq);
+                logs::record(
+                    &mut lines,
+                    number,
+                    partition,
+                    record.offset(),
+                    seq_of(&record),
+                );
                 next = Some(record.offset() + 1);
             }
             let Some(next) = next else { continue };
@@ -308,6 +388,7 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
         logged: Mutex::new(BTreeMap::new()),
         committing: tokio::sync::Mutex::new(()),
         work: Duration::from_millis(args.work_ms),
+        parallel: args.parallel > 0,
     });
     member.update_status(|_| {});
     let mut terminate = signal(SignalKind::terminate())?;
@@ -343,7 +424,8 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
     let mut errors = group.errors();
     let consuming = tokio::spawn({
         let group = group.clone();
-        let handler = Handler(member.clone());
+        let processor = (args.parallel > 0).then(|| processor(member.clone(), args.parallel));
+        let handler = Handler(member.clone(), processor);
         let topic = args.topic.clone();
         async move { group.consume(&[topic.as_str()], handler).await }
     });

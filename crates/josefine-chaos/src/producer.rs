@@ -82,6 +82,7 @@ pub async fn run(args: ProducerArgs) -> anyhow::Result<()> {
                     let partition = (seq % args.partitions as u64) as i32;
                     let record = ProducerRecord::new(args.topic.clone())
                         .partition(partition)
+                        .key(format!("k{}", seq % 16))
                         .value(seq.to_string());
                     match producer.enqueue(record).await {
                         Ok(delivery) => {

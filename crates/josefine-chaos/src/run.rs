@@ -64,6 +64,11 @@ pub struct RunArgs {
     pub session_timeout_ms: u64,
     #[arg(long, default_value_t = 60)]
     pub settle_timeout_s: u64,
+    /// Members process records in parallel (`ConsumerGroup::process`, key-ordered,
+    /// commits with done sets) with this many in flight; 0: a handler that takes one
+    /// batch at a time per partition.
+    #[arg(long, default_value_t = 0)]
+    pub parallel: usize,
 }
 
 fn plan_config(args: &RunArgs) -> PlanConfig {
@@ -128,6 +133,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         group_protocol: args.group_protocol.clone(),
         settle_timeout: Duration::from_secs(args.settle_timeout_s),
         session_timeout_ms: args.session_timeout_ms,
+        parallel: args.parallel,
     };
     let mut chaos = Chaos::start(settings).await?;
     let played = play(&mut chaos, &events).await;

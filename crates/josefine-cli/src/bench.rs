@@ -28,6 +28,9 @@ pub struct ProduceArgs {
     size: usize,
     #[arg(long)]
     keyed: bool,
+    /// Keys `key-<i % N>` (N distinct keys; implies keyed).
+    #[arg(long)]
+    keys: Option<u64>,
     #[arg(long, value_enum, default_value_t = Codec::None)]
     compression: Codec,
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
@@ -92,7 +95,9 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
             *byte = ((i as usize + j) * 31 + 7) as u8;
         }
         let mut record = ProducerRecord::new(&args.topic).value(Bytes::copy_from_slice(&value));
-        if args.keyed {
+        if let Some(keys) = args.keys {
+            record = record.key(format!("key-{}", i % keys.max(1)));
+        } else if args.keyed {
             record = record.key(format!("key-{i}"));
         }
         window.push_back(producer.enqueue(record).await.context("enqueue")?);
@@ -169,6 +174,9 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
             records: args.records,
             session_timeout_ms: args.session_timeout_ms,
             work: args.work,
+            sleep_ms: 0,
+            process: None,
+            in_flight: 0,
         };
         return group(client, args).await;
     }
@@ -268,6 +276,41 @@ pub struct GroupArgs {
     /// CPU work per record, as `bench consume --work`.
     #[arg(long, default_value_t = 0)]
     work: u64,
+    /// Sleep per record (I/O-bound work), in the handler or the processor.
+    #[arg(long, default_value_t = 0)]
+    sleep_ms: u64,
+    /// Process with `ConsumerGroup::process` in this order instead of a handler that
+    /// takes one batch at a time per partition.
+    #[arg(long, value_enum)]
+    process: Option<OrderArg>,
+    /// The processor's max_in_flight.
+    #[arg(long, default_value_t = 500)]
+    in_flight: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrderArg {
+    Partition,
+    Key,
+    Unordered,
+}
+
+impl OrderArg {
+    fn order(self) -> josefine::ProcessOrder {
+        match self {
+            OrderArg::Partition => josefine::ProcessOrder::Partition,
+            OrderArg::Key => josefine::ProcessOrder::Key,
+            OrderArg::Unordered => josefine::ProcessOrder::Unordered,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            OrderArg::Partition => "partition",
+            OrderArg::Key => "key",
+            OrderArg::Unordered => "unordered",
+        }
+    }
 }
 
 /// Counts records as a group member, marking each (auto-committed), until `target`.
@@ -278,6 +321,7 @@ struct CountingHandler {
     done: std::sync::Arc<tokio::sync::Notify>,
     target: u64,
     work: u64,
+    sleep: Duration,
 }
 
 impl josefine::GroupHandler for CountingHandler {
@@ -300,6 +344,19 @@ impl josefine::GroupHandler for CountingHandler {
                 last = Some(record.offset());
                 if self.work > 0 {
                     burn(self.work, record.offset() as u64);
+                }
+                if !self.sleep.is_zero() {
+                    // I/O-bound: one record at a time, counted and marked as it ends.
+                    tokio::time::sleep(self.sleep).await;
+                    claim.mark_next(record.offset() + 1);
+                    self.bytes.fetch_add(b, Ordering::Relaxed);
+                    if self.total.fetch_add(1, Ordering::Relaxed) + 1 >= self.target {
+                        self.done.notify_one();
+                    }
+                    (n, b, last) = (0, 0, None);
+                    if claim.is_revoked() {
+                        return Ok(());
+                    }
                 }
             }
             if let Some(last) = last {
@@ -333,6 +390,7 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
         done: Arc::new(tokio::sync::Notify::new()),
         target: args.records,
         work: args.work,
+        sleep: Duration::from_millis(args.sleep_ms),
     };
     let (total, bytes, first, done) = (
         handler.total.clone(),
@@ -343,7 +401,35 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let member = group.clone();
     let topic = args.topic.clone();
-    let running = tokio::spawn(async move { member.consume(&[&topic], handler).await });
+    let running = match args.process {
+        None => tokio::spawn(async move { member.consume(&[&topic], handler).await }),
+        Some(order) => {
+            let options = josefine::ProcessOptions::new(order.order(), args.in_flight);
+            let handler = Arc::new(handler);
+            tokio::spawn(async move {
+                member
+                    .process(&[&topic], options, move |record| {
+                        let h = handler.clone();
+                        async move {
+                            h.first.get_or_init(Instant::now);
+                            if h.work > 0 {
+                                burn(h.work, record.offset() as u64);
+                            }
+                            if !h.sleep.is_zero() {
+                                tokio::time::sleep(h.sleep).await;
+                            }
+                            let len = record.value().map_or(0, |v| v.len()) as u64;
+                            h.bytes.fetch_add(len, Ordering::Relaxed);
+                            if h.total.fetch_add(1, Ordering::Relaxed) + 1 >= h.target {
+                                h.done.notify_one();
+                            }
+                            Ok::<(), std::convert::Infallible>(())
+                        }
+                    })
+                    .await
+            })
+        }
+    };
     let mut progress = Progress::new("consumed", "records", Some(args.records));
     while total.load(Ordering::Relaxed) < args.records {
         tokio::select! {
@@ -364,8 +450,18 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
     group.close().await?;
     running.await??;
     progress.finish(args.records);
+    let mut mode = match args.process {
+        None => "group".to_string(),
+        Some(order) => format!("process-{}", order.name()),
+    };
+    if args.work > 0 {
+        mode += "-work";
+    }
+    if args.sleep_ms > 0 {
+        mode += "-sleep";
+    }
     report_with(
-        if args.work > 0 { "group-work" } else { "group" },
+        &mode,
         total.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
         seconds,

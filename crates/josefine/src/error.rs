@@ -182,6 +182,13 @@ impl Error {
         Self::new(ErrorKind::Handler, String::new()).with_source(err)
     }
 
+    /// As [`handler`](Self::handler), for an error already boxed (`anyhow`'s, say).
+    pub(crate) fn handler_boxed(err: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        let mut out = Self::new(ErrorKind::Handler, String::new());
+        out.0.source = Some(err);
+        out
+    }
+
     /// An error for a Kafka error code returned by a broker.
     pub fn kafka(code: KafkaCode) -> Self {
         Self::new(ErrorKind::Kafka(code), String::new())

@@ -46,9 +46,9 @@ pub use consumer::{
 };
 pub use error::{Error, ErrorContext, ErrorKind, KafkaCode, Result};
 pub use group::{
-    AssignorKind, Claim, ClaimStream, ConsumerGroup, ConsumerGroupBuilder, GroupErrors,
-    GroupHandler, GroupProtocol, GroupRecord, GroupStream, OnHandlerError, Revocation,
-    RevokeReason, Session,
+    AssignorKind, Claim, ClaimStream, ConsumerGroup, ConsumerGroupBuilder, DoneSet, Failure,
+    GroupErrors, GroupHandler, GroupProtocol, GroupRecord, GroupStream, OffsetAndMetadata,
+    OnHandlerError, ProcessOptions, ProcessOrder, Processor, Revocation, RevokeReason, Session,
 };
 pub use kafka_protocol;
 pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};

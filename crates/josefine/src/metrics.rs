@@ -62,6 +62,17 @@ pub const GROUP_GENERATION: &str = "josefine.group.generation";
 /// The last offset this member committed, per partition.
 pub const GROUP_COMMITTED_OFFSET: &str = "josefine.group.committed_offset";
 
+/// Parallel processing (`ConsumerGroup::process`, docs/PROCESSING.md), per group:
+/// records running and records read but not finished over the member's claims
+/// (gauges, set with each mark, at most every 50 ms), failed attempts tried again,
+/// records handed to the dead-letter hook, and records skipped because the previous
+/// owner's done set named them.
+pub const PROCESS_IN_FLIGHT: &str = "josefine.process.in_flight";
+pub const PROCESS_BUFFERED: &str = "josefine.process.buffered";
+pub const PROCESS_RETRIES: &str = "josefine.process.retries";
+pub const PROCESS_DEAD_LETTERS: &str = "josefine.process.dead_letters";
+pub const PROCESS_SKIPPED: &str = "josefine.process.skipped";
+
 /// Records and batches acknowledged, per topic.
 pub const PRODUCER_RECORDS: &str = "josefine.producer.records";
 pub const PRODUCER_BATCHES: &str = "josefine.producer.batches";
@@ -169,6 +180,29 @@ pub(crate) struct GroupMetrics {
     pub commit_latency: Histogram,
     pub claims: Gauge,
     pub generation: Gauge,
+}
+
+/// A processor's handles (one group's).
+#[derive(Clone)]
+pub(crate) struct ProcessMetrics {
+    pub in_flight: Gauge,
+    pub buffered: Gauge,
+    pub retries: Counter,
+    pub dead_letters: Counter,
+    pub skipped: Counter,
+}
+
+impl ProcessMetrics {
+    pub fn new(group: &str) -> Self {
+        let g = group.to_string();
+        Self {
+            in_flight: gauge!(PROCESS_IN_FLIGHT, "group" => g.clone()),
+            buffered: gauge!(PROCESS_BUFFERED, "group" => g.clone()),
+            retries: counter!(PROCESS_RETRIES, "group" => g.clone()),
+            dead_letters: counter!(PROCESS_DEAD_LETTERS, "group" => g.clone()),
+            skipped: counter!(PROCESS_SKIPPED, "group" => g),
+        }
+    }
 }
 
 impl GroupMetrics {

@@ -1094,3 +1094,51 @@ async fn compressed_batches_of_every_codec_are_delivered_from_any_offset_in_them
         expect_records(&mut pc, start, base).await;
     }
 }
+
+/// A producer sharing the client with a consumer never sends on the consumer's fetch
+/// connection: a broker answers a connection's requests in order, so a produce
+/// queued behind a long poll waited up to `fetch.max.wait.ms` (seen as 300-800 ms
+/// dead-letter sends from a parallel processor).
+#[tokio::test]
+async fn fetches_have_a_connection_of_their_own() {
+    let cluster = cluster(1, 1).await;
+    let client = client(&cluster).await;
+    let consumer = Consumer::builder(client.clone())
+        .fetch_max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut reader = consumer
+        .consume_partition(TOPIC, 0, StartOffset::Earliest)
+        .await
+        .unwrap();
+    let producer = josefine::Producer::builder(client.clone()).build().unwrap();
+    for i in 0..5 {
+        let record = josefine::ProducerRecord::new(TOPIC)
+            .partition(0)
+            .value(format!("r{i}"));
+        producer.send(record).await.unwrap();
+        // Every record is read before the next is sent: fetches and produces
+        // interleave.
+        let got = tokio::time::timeout(PATIENCE, reader.next())
+            .await
+            .expect("the record is read")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.offset(), i);
+    }
+    producer.close().await.unwrap();
+    let requests = cluster.broker(1).requests();
+    let on = |api: ApiKey| -> std::collections::BTreeSet<u64> {
+        requests
+            .iter()
+            .filter(|r| r.api_key == api)
+            .map(|r| r.connection_id)
+            .collect()
+    };
+    let (fetches, produces) = (on(ApiKey::Fetch), on(ApiKey::Produce));
+    assert!(!fetches.is_empty() && !produces.is_empty());
+    assert!(
+        fetches.is_disjoint(&produces),
+        "fetches on connections {fetches:?}, produces on {produces:?}"
+    );
+}

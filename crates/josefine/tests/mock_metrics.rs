@@ -363,3 +363,100 @@ async fn a_classic_group_reports_heartbeats_commits_claims_and_rebalances() {
 async fn a_consumer_protocol_group_reports_the_same() {
     group_metrics(GroupProtocol::Consumer, "metrics-kip848").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_counts_retries_dead_letters_and_skipped_records() {
+    use josefine::protocol::records::BatchBuilder;
+    use josefine::{ProcessOptions, ProcessOrder};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const RECORDS: i64 = 200;
+    const POISON: i64 = 7;
+    const STUCK: i64 = 50;
+    let cluster = MockCluster::builder()
+        .topic("processed", 1)
+        .start()
+        .await
+        .unwrap();
+    let mut batch = BatchBuilder::new();
+    for o in 0..RECORDS {
+        batch
+            .push(0, Some(format!("k{}", o % 10).as_bytes()), Some(b"v"), &[])
+            .unwrap();
+    }
+    cluster.append_batch("processed", 0, batch.finish().unwrap());
+    let group_id = "processing";
+    let member = |client: Client| {
+        ConsumerGroup::builder(client, group_id)
+            .session_timeout(Duration::from_millis(1500))
+            .heartbeat_interval(Duration::from_millis(100))
+            .auto_commit_interval(Duration::from_millis(100))
+            .drain_timeout(Duration::from_millis(300))
+            .auto_offset_reset(OffsetReset::Earliest)
+            .build()
+            .unwrap()
+    };
+    let finished = Arc::new(AtomicUsize::new(0));
+    let stuck = Arc::new(AtomicBool::new(true));
+    let run = |group: ConsumerGroup| {
+        let (finished, stuck) = (finished.clone(), stuck.clone());
+        tokio::spawn(async move {
+            let options = ProcessOptions::new(ProcessOrder::Unordered, 50)
+                .attempts(3, Duration::from_millis(1), Duration::from_millis(1))
+                .dead_letter(|_, _| async { Ok(()) });
+            group
+                .process(&["processed"], options, move |record| {
+                    let (finished, stuck) = (finished.clone(), stuck.clone());
+                    async move {
+                        if record.offset() == POISON {
+                            return Err(std::io::Error::other("poison"));
+                        }
+                        if record.offset() == STUCK && stuck.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                })
+                .await
+        })
+    };
+    let r = recorder();
+    let labels = [("group", group_id)];
+    let first = member(client(&cluster).await);
+    let task = run(first.clone());
+    until("all but the stuck and the poisoned record ran", || {
+        finished.load(Ordering::SeqCst) == RECORDS as usize - 2
+            && r.counter(m::PROCESS_DEAD_LETTERS, &labels) == 1
+    })
+    .await;
+    assert_eq!(
+        r.counter(m::PROCESS_RETRIES, &labels),
+        2,
+        "3 attempts: 2 retries"
+    );
+    until("the gauges show the stuck record", || {
+        r.gauge(m::PROCESS_IN_FLIGHT, &labels) == Some(1.0)
+            && r.gauge(m::PROCESS_BUFFERED, &labels) == Some(1.0)
+    })
+    .await;
+    first.close().await.unwrap();
+    task.await.unwrap().unwrap();
+
+    // The next member skips what the first finished above its commit (50).
+    stuck.store(false, Ordering::SeqCst);
+    let second = member(client(&cluster).await);
+    let task = run(second.clone());
+    until("the stuck record ran", || {
+        finished.load(Ordering::SeqCst) == RECORDS as usize - 1
+    })
+    .await;
+    assert_eq!(
+        r.counter(m::PROCESS_SKIPPED, &labels),
+        (RECORDS - STUCK - 1) as u64,
+        "every record above the commit but the stuck one was skipped"
+    );
+    second.close().await.unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -362,6 +362,19 @@ impl Admin {
         .await
     }
 
+    /// As [`committed_offsets`](Self::committed_offsets), with the metadata committed
+    /// with each offset (a parallel processor's [`DoneSet`](crate::DoneSet), say).
+    pub async fn committed_offsets_and_metadata(
+        &self,
+        group: &str,
+        partitions: &[crate::TopicPartition],
+    ) -> Result<std::collections::HashMap<crate::TopicPartition, crate::OffsetAndMetadata>> {
+        groups::patiently(&self.client, group, || {
+            crate::group::fetch_committed_as(&self.client, group, partitions, None)
+        })
+        .await
+    }
+
     /// The end of each partition now: its high watermark (the offset the next record
     /// will get; what a read-everything consumer stops at), read from Fetch answers
     /// at the leaders (not ListOffsets LATEST, which Tansu answers wrongly). A

@@ -112,6 +112,7 @@ impl Admin {
                 partition: p.partition.clone(),
                 offset: p.target,
                 metadata: None,
+                metadata_version: 0,
             })
             .collect();
         let outside = Committer {

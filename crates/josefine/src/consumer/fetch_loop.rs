@@ -110,8 +110,12 @@ pub(crate) struct LoopHandle {
     pub wake: Arc<Notify>,
 }
 
-/// Starts the loop for `broker` and returns its handle.
+/// Starts the loop for `broker` and returns its handle. The loop fetches on a
+/// connection of its own: a broker answers a connection's requests in order, so on
+/// the client's shared connection every produce, metadata or admin request would
+/// wait behind a long poll (up to `fetch.max.wait.ms`).
 pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
+    let broker = broker.dedicated();
     let (tx, rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
     let handle = LoopHandle {
@@ -164,6 +168,7 @@ impl FetchLoop {
                 self.wait_for_work(now).await;
                 continue;
             }
+            self.follow_address_change();
             // Rotate who comes first: only the first partition of a response is sure
             // to get a whole batch past the response's byte budget (KIP-74).
             let mut fetchable = fetchable;
@@ -193,6 +198,24 @@ impl FetchLoop {
                     self.session.reset();
                     self.handle_failure(err);
                 }
+            }
+        }
+    }
+
+    /// The broker moved (metadata lists another address for its node id): fetch
+    /// there from now on, on a new connection of our own.
+    fn follow_address_change(&mut self) {
+        let Some(id) = self.broker.id() else { return };
+        if let Some(current) = self.shared.client.broker(id) {
+            if current.addr() != self.broker.addr() {
+                tracing::debug!(
+                    from = self.broker.addr(),
+                    to = current.addr(),
+                    "broker moved"
+                );
+                self.broker.disconnect();
+                self.broker = current.dedicated();
+                self.session.reset();
             }
         }
     }

@@ -448,6 +448,42 @@ impl ConsumerGroup {
         }
     }
 
+    /// Runs `work` on every record of `topics`, many at a time, as `options` say:
+    /// records of one key (or one partition, or none) in order, at most
+    /// `max_in_flight` at once over the member's partitions, failed records retried
+    /// and then dead-lettered, commits gap-free (the lowest unfinished offset, with the
+    /// finished ones above it in the commit's metadata, so a member taking a
+    /// partition over skips them). See [`Processor`](super::Processor) and the
+    /// `process` module docs. Returns as [`consume`](Self::consume) does.
+    ///
+    /// ```no_run
+    /// # async fn run(group: josefine::ConsumerGroup) -> josefine::Result<()> {
+    /// use josefine::{ProcessOptions, ProcessOrder};
+    /// let options = ProcessOptions::new(ProcessOrder::Key, 200);
+    /// group
+    ///     .process(&["orders"], options, |record| async move {
+    ///         // An HTTP call, a database write...
+    ///         let _ = record.value();
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn process<F, Fut, E>(
+        &self,
+        topics: &[&str],
+        options: super::ProcessOptions,
+        work: F,
+    ) -> Result<()>
+    where
+        F: Fn(crate::consumer::ConsumerRecord) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.consume(topics, super::Processor::new(options, work))
+            .await
+    }
+
     /// Consumes `topics` as a stream of records, for users who want records without
     /// writing a handler; see [`GroupStream`]. The group runs in a background task
     /// until the stream is closed or dropped.

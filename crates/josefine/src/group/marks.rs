@@ -14,7 +14,7 @@
 //! The I/O (OffsetFetch, OffsetCommit) is in [`offsets`](super::offsets); the session
 //! decides when to commit ([`session`](super::session)).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::TopicPartition;
@@ -34,9 +34,21 @@ pub(crate) struct Marks {
     committed: AtomicI64,
     /// The highest mark a commit may carry: `OPEN` until the claim is sealed.
     seal: AtomicI64,
-    /// `mark_offset`'s metadata, committed with the offset. Only marks that carry
-    /// metadata take this lock.
-    metadata: Mutex<Option<Arc<str>>>,
+    /// The metadata marked with an offset (`mark_offset`, the parallel processor's
+    /// done set). Only marks that carry metadata take this lock.
+    noted: Mutex<Option<Noted>>,
+    /// The version of the last metadata the coordinator acknowledged.
+    acked_version: AtomicU64,
+}
+
+/// Metadata and the offset it was marked with: a commit carries it only with that
+/// offset. Each new one gets a higher version, so a commit of the same offset with new
+/// metadata is still pending.
+#[derive(Debug, Clone)]
+struct Noted {
+    offset: i64,
+    metadata: Arc<str>,
+    version: u64,
 }
 
 /// One partition's offset to commit: the next offset to read, and the metadata the
@@ -46,18 +58,29 @@ pub(crate) struct PendingCommit {
     pub partition: TopicPartition,
     pub offset: i64,
     pub metadata: Option<Arc<str>>,
+    /// Which metadata this is (0: none, or what the claim started with).
+    pub metadata_version: u64,
 }
 
 impl Marks {
     /// A claim that starts reading at `start` (its committed offset, or where the
-    /// reset policy put it).
-    pub fn new(start: i64) -> Self {
+    /// reset policy put it), with the metadata committed with it.
+    pub fn new(start: i64, metadata: Option<Arc<str>>) -> Self {
         Self {
             marked: AtomicI64::new(UNMARKED),
             committed: AtomicI64::new(start),
             seal: AtomicI64::new(OPEN),
-            metadata: Mutex::new(None),
+            noted: Mutex::new(metadata.map(|metadata| Noted {
+                offset: start,
+                metadata,
+                version: 0,
+            })),
+            acked_version: AtomicU64::new(0),
         }
+    }
+
+    fn noted(&self) -> std::sync::MutexGuard<'_, Option<Noted>> {
+        self.noted.lock().expect("metadata lock never poisoned")
     }
 
     /// Everything before `next_offset` was processed.
@@ -65,10 +88,31 @@ impl Marks {
         self.marked.fetch_max(next_offset, Ordering::AcqRel);
     }
 
-    /// As [`mark`](Self::mark), with metadata for the commit.
+    /// As [`mark`](Self::mark), with metadata a commit of `next_offset` carries. A
+    /// mark behind an earlier metadata mark, or after the seal, leaves the metadata
+    /// as it was.
     pub fn mark_with_metadata(&self, next_offset: i64, metadata: &str) {
-        *self.metadata.lock().expect("metadata lock never poisoned") = Some(metadata.into());
+        let mut noted = self.noted();
+        if self.is_sealed() || noted.as_ref().is_some_and(|n| n.offset > next_offset) {
+            drop(noted);
+            self.mark(next_offset);
+            return;
+        }
+        let version = noted.as_ref().map_or(0, |n| n.version) + 1;
+        *noted = Some(Noted {
+            offset: next_offset,
+            metadata: metadata.into(),
+            version,
+        });
         self.mark(next_offset);
+    }
+
+    /// The metadata marked (or committed) with `offset`, if any.
+    pub fn metadata_at(&self, offset: i64) -> Option<Arc<str>> {
+        self.noted()
+            .as_ref()
+            .filter(|n| n.offset == offset)
+            .map(|n| n.metadata.clone())
     }
 
     /// Ends the claim's marks: later ones are never committed. Returns the last mark
@@ -90,24 +134,35 @@ impl Marks {
             .min(self.seal.load(Ordering::Acquire))
     }
 
-    /// What the next commit of this claim carries, if its mark moved past what was
-    /// acknowledged.
+    /// What the next commit of this claim carries: its mark, if it moved past what
+    /// was acknowledged or was marked again with new metadata.
     pub fn pending(&self, partition: TopicPartition) -> Option<PendingCommit> {
         let offset = self.committable();
-        (offset > self.committed()).then(|| PendingCommit {
+        let committed = self.committed();
+        if offset < committed {
+            return None;
+        }
+        let noted = self
+            .noted()
+            .as_ref()
+            .filter(|n| n.offset == offset)
+            .cloned();
+        let new_metadata = noted
+            .as_ref()
+            .is_some_and(|n| n.version > self.acked_version.load(Ordering::Acquire));
+        (offset > committed || new_metadata).then(|| PendingCommit {
             partition,
             offset,
-            metadata: self
-                .metadata
-                .lock()
-                .expect("metadata lock never poisoned")
-                .clone(),
+            metadata_version: noted.as_ref().map_or(0, |n| n.version),
+            metadata: noted.map(|n| n.metadata),
         })
     }
 
-    /// The coordinator acknowledged a commit of `offset`.
-    pub fn acknowledge(&self, offset: i64) {
-        self.committed.fetch_max(offset, Ordering::AcqRel);
+    /// The coordinator acknowledged `commit`.
+    pub fn acknowledge(&self, commit: &PendingCommit) {
+        self.committed.fetch_max(commit.offset, Ordering::AcqRel);
+        self.acked_version
+            .fetch_max(commit.metadata_version, Ordering::AcqRel);
     }
 
     /// The committed offset (or where the claim started).
@@ -130,13 +185,22 @@ mod tests {
         TopicPartition::new("t", 0)
     }
 
+    fn commit(offset: i64) -> PendingCommit {
+        PendingCommit {
+            partition: tp(),
+            offset,
+            metadata: None,
+            metadata_version: 0,
+        }
+    }
+
     fn offset(marks: &Marks) -> Option<i64> {
         marks.pending(tp()).map(|p| p.offset)
     }
 
     #[test]
     fn only_a_mark_past_the_committed_offset_is_pending() {
-        let marks = Marks::new(10);
+        let marks = Marks::new(10, None);
         assert_eq!(offset(&marks), None, "nothing marked");
         marks.mark(10);
         assert_eq!(offset(&marks), None, "marked what was committed");
@@ -147,32 +211,32 @@ mod tests {
 
     #[test]
     fn acknowledgements_clear_the_mark_and_never_move_backwards() {
-        let marks = Marks::new(0);
+        let marks = Marks::new(0, None);
         marks.mark(5);
-        marks.acknowledge(5);
+        marks.acknowledge(&commit(5));
         assert_eq!(offset(&marks), None);
         marks.mark(9);
-        marks.acknowledge(3); // a late answer to an older commit
+        marks.acknowledge(&commit(3)); // a late answer to an older commit
         assert_eq!(marks.committed(), 5);
         assert_eq!(offset(&marks), Some(9));
     }
 
     #[test]
     fn marks_after_the_seal_are_never_committed() {
-        let marks = Marks::new(0);
+        let marks = Marks::new(0, None);
         marks.mark(4);
         assert_eq!(marks.seal(), Some(4));
         assert!(marks.is_sealed());
         marks.mark(8);
         assert_eq!(offset(&marks), Some(4));
-        marks.acknowledge(4);
+        marks.acknowledge(&commit(4));
         assert_eq!(offset(&marks), None, "the late mark stays uncommitted");
         assert_eq!(marks.resume_at(), 4);
     }
 
     #[test]
     fn a_claim_sealed_before_any_mark_commits_nothing() {
-        let marks = Marks::new(7);
+        let marks = Marks::new(7, None);
         assert_eq!(marks.seal(), None);
         marks.mark(20);
         assert_eq!(offset(&marks), None);
@@ -180,7 +244,7 @@ mod tests {
 
     #[test]
     fn metadata_travels_with_the_mark() {
-        let marks = Marks::new(0);
+        let marks = Marks::new(0, None);
         marks.mark_with_metadata(3, "why");
         let pending = marks.pending(tp()).unwrap();
         assert_eq!(
@@ -190,12 +254,57 @@ mod tests {
     }
 
     #[test]
+    fn metadata_goes_only_with_its_own_offset() {
+        let marks = Marks::new(0, None);
+        marks.mark_with_metadata(3, "at 3");
+        marks.mark(5);
+        let pending = marks.pending(tp()).unwrap();
+        assert_eq!((pending.offset, pending.metadata), (5, None));
+        assert_eq!(marks.metadata_at(3).as_deref(), Some("at 3"));
+        marks.mark_with_metadata(2, "behind");
+        assert_eq!(marks.metadata_at(3).as_deref(), Some("at 3"), "kept");
+    }
+
+    #[test]
+    fn new_metadata_at_the_committed_offset_is_committed_again() {
+        let marks = Marks::new(4, Some("started".into()));
+        assert_eq!(marks.metadata_at(4).as_deref(), Some("started"));
+        assert_eq!(
+            offset(&marks),
+            None,
+            "what the claim started from is no mark"
+        );
+        marks.mark_with_metadata(4, "more done");
+        let pending = marks.pending(tp()).unwrap();
+        assert_eq!(
+            (pending.offset, pending.metadata.as_deref()),
+            (4, Some("more done"))
+        );
+        marks.acknowledge(&pending);
+        assert_eq!(offset(&marks), None, "acknowledged");
+        marks.mark_with_metadata(4, "even more");
+        assert!(marks.pending(tp()).is_some());
+    }
+
+    #[test]
+    fn metadata_marked_after_the_seal_is_never_committed() {
+        let marks = Marks::new(0, None);
+        marks.mark_with_metadata(2, "before");
+        marks.seal();
+        marks.mark_with_metadata(2, "after");
+        assert_eq!(
+            marks.pending(tp()).unwrap().metadata.as_deref(),
+            Some("before")
+        );
+    }
+
+    #[test]
     fn a_restart_resumes_after_the_last_mark_or_at_the_commit() {
-        let marks = Marks::new(10);
+        let marks = Marks::new(10, None);
         assert_eq!(marks.resume_at(), 10);
         marks.mark(14);
         assert_eq!(marks.resume_at(), 14);
-        marks.acknowledge(14);
+        marks.acknowledge(&commit(14));
         assert_eq!(marks.resume_at(), 14);
     }
 }

@@ -14,6 +14,7 @@ mod kip848;
 mod marks;
 pub mod membership;
 mod offsets;
+mod process;
 pub mod protocol;
 mod runner;
 mod session;
@@ -25,8 +26,11 @@ pub use consumer_group::{
 };
 pub use errors::GroupErrors;
 pub(crate) use marks::PendingCommit;
+pub use offsets::OffsetAndMetadata;
 pub(crate) use offsets::{
-    at_coordinator, commit as commit_offsets, fetch_all_committed, fetch_committed, Committer,
+    at_coordinator, commit as commit_offsets, fetch_all_committed, fetch_committed,
+    fetch_committed_as, Committer,
 };
+pub use process::{DoneSet, Failure, ProcessOptions, ProcessOrder, Processor, MARK_INTERVAL};
 pub use session::{Claim, Revocation, RevokeReason, Session};
 pub use stream::{ClaimStream, GroupRecord, GroupStream};

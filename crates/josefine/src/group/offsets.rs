@@ -4,6 +4,7 @@
 //! ([`at_coordinator`], which the admin API's group calls use too).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -68,27 +69,24 @@ pub(crate) async fn fetch_committed(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, i64>> {
-    fetch_offsets(
-        client,
-        group,
-        Some(by_topic(partitions.iter().cloned())),
-        None,
-    )
-    .await
+    let topics = Some(by_topic(partitions.iter().cloned()));
+    Ok(offsets_only(
+        fetch_offsets(client, group, topics, None).await?,
+    ))
 }
 
-/// As [`fetch_committed`], as a member of a consumer-protocol group (KIP-848): from
-/// OffsetFetch v9 the coordinator checks the member and its epoch (STALE_MEMBER_EPOCH
-/// when a newer one is on its way: ask again with it).
+/// As [`fetch_committed`], with each offset's metadata, as a member: of a
+/// consumer-protocol group (KIP-848) when `member` is given, for from OffsetFetch v9
+/// the coordinator checks the member and its epoch (STALE_MEMBER_EPOCH when a newer
+/// one is on its way: ask again with it).
 pub(crate) async fn fetch_committed_as(
     client: &Client,
     group: &str,
     partitions: &[TopicPartition],
-    member_id: &str,
-    epoch: i32,
-) -> Result<HashMap<TopicPartition, i64>> {
+    member: Option<(&str, i32)>,
+) -> Result<HashMap<TopicPartition, OffsetAndMetadata>> {
     let topics = Some(by_topic(partitions.iter().cloned()));
-    fetch_offsets(client, group, topics, Some((member_id, epoch))).await
+    fetch_offsets(client, group, topics, member).await
 }
 
 /// Every offset `group` has committed: OffsetFetch with a null topic list, which
@@ -97,7 +95,28 @@ pub(crate) async fn fetch_all_committed(
     client: &Client,
     group: &str,
 ) -> Result<HashMap<TopicPartition, i64>> {
-    fetch_offsets(client, group, None, None).await
+    Ok(offsets_only(
+        fetch_offsets(client, group, None, None).await?,
+    ))
+}
+
+/// A committed offset (the next offset to read) and the metadata committed with it
+/// (the Java client's `OffsetAndMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OffsetAndMetadata {
+    pub offset: i64,
+    /// `None` when empty (Kafka stores an absent metadata as "").
+    pub metadata: Option<Arc<str>>,
+}
+
+fn offsets_only(
+    committed: HashMap<TopicPartition, OffsetAndMetadata>,
+) -> HashMap<TopicPartition, i64> {
+    committed
+        .into_iter()
+        .map(|(tp, c)| (tp, c.offset))
+        .collect()
 }
 
 /// First OffsetFetch version accepting a null topic list ("all topics", KIP-88).
@@ -110,7 +129,7 @@ async fn fetch_offsets(
     group: &str,
     topics: Option<BTreeMap<std::sync::Arc<str>, Vec<i32>>>,
     member: Option<(&str, i32)>,
-) -> Result<HashMap<TopicPartition, i64>> {
+) -> Result<HashMap<TopicPartition, OffsetAndMetadata>> {
     at_coordinator(client, group, |broker| {
         let topics = topics.clone();
         async move {
@@ -163,11 +182,20 @@ async fn fetch_offsets(
                 })
                 .await?;
             let mut out = HashMap::new();
-            let mut collect = |topic: &str, partition: i32, offset: i64, code: i16| -> Result<()> {
+            let mut collect = |topic: &str,
+                               partition: i32,
+                               offset: i64,
+                               metadata: Option<&StrBytes>,
+                               code: i16|
+             -> Result<()> {
                 Error::check_code(code)
                     .map_err(|e| e.with_topic(topic).with_partition(partition))?;
                 if offset >= 0 {
-                    out.insert(TopicPartition::new(topic, partition), offset);
+                    let metadata = metadata.filter(|m| !m.is_empty()).map(|m| Arc::from(&**m));
+                    out.insert(
+                        TopicPartition::new(topic, partition),
+                        OffsetAndMetadata { offset, metadata },
+                    );
                 }
                 Ok(())
             };
@@ -180,6 +208,7 @@ async fn fetch_offsets(
                                 &t.name.0,
                                 p.partition_index,
                                 p.committed_offset,
+                                p.metadata.as_ref(),
                                 p.error_code,
                             )?;
                         }
@@ -193,6 +222,7 @@ async fn fetch_offsets(
                             &t.name.0,
                             p.partition_index,
                             p.committed_offset,
+                            p.metadata.as_ref(),
                             p.error_code,
                         )?;
                     }

@@ -35,7 +35,7 @@ use super::consumer_group::{GroupConfig, GroupHandler, GroupProtocol, OnHandlerE
 use super::driver::{DriverCommand, SessionCommand};
 use super::errors::ErrorSink;
 use super::membership::SessionEnd;
-use super::offsets::{fetch_committed, fetch_committed_as};
+use super::offsets::{fetch_committed_as, OffsetAndMetadata};
 use super::session::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
 use crate::backoff::jitter_unit;
 use crate::client::Client;
@@ -499,7 +499,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
         // Claims open concurrently: each may need a ListOffsets round trip.
         let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
             let start = match committed.get(tp) {
-                Some(&offset) => StartOffset::Offset(offset),
+                Some(c) => StartOffset::Offset(c.offset),
                 None => match self.config.auto_offset_reset {
                     OffsetReset::Earliest => StartOffset::Earliest,
                     OffsetReset::Latest => StartOffset::Latest,
@@ -529,8 +529,11 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             match reader {
                 Ok(reader) => {
                     let initial = reader.position();
-                    let start = committed.get(tp).copied().unwrap_or(initial);
-                    let state = session.add_claim(tp.clone(), start);
+                    let (start, metadata) = match committed.get(tp) {
+                        Some(c) => (c.offset, c.metadata.clone()),
+                        None => (initial, None),
+                    };
+                    let state = session.add_claim(tp.clone(), start, metadata);
                     claims.push(Claim::new(reader, state, initial, session.clone()));
                 }
                 Err(err) => self
@@ -551,20 +554,18 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
         session: &Session,
         partitions: &[TopicPartition],
         sessions: &mut mpsc::Receiver<SessionCommand>,
-    ) -> std::result::Result<HashMap<TopicPartition, i64>, EarlyEnd> {
+    ) -> std::result::Result<HashMap<TopicPartition, OffsetAndMetadata>, EarlyEnd> {
         if partitions.is_empty() {
             return Ok(HashMap::new());
         }
         let group = &self.config.group_id;
         let mut failures = 0;
         loop {
-            let fetched = match self.config.protocol {
-                GroupProtocol::Consumer => {
-                    let (member, epoch) = (session.member_id(), session.generation());
-                    fetch_committed_as(&self.client, group, partitions, member, epoch).await
-                }
-                _ => fetch_committed(&self.client, group, partitions).await,
+            let member = match self.config.protocol {
+                GroupProtocol::Consumer => Some((session.member_id(), session.generation())),
+                _ => None,
             };
+            let fetched = fetch_committed_as(&self.client, group, partitions, member).await;
             let err = match fetched {
                 Ok(offsets) => return Ok(offsets),
                 // A newer member epoch is on its way (the next heartbeat answer):
@@ -800,7 +801,7 @@ mod tests {
             client,
         );
         for &p in partitions {
-            session.add_claim(tp(p), 0);
+            session.add_claim(tp(p), 0, None);
         }
         session
     }

@@ -74,9 +74,9 @@ pub(crate) struct ClaimState {
 }
 
 impl ClaimState {
-    fn new(start: i64) -> Self {
+    fn new(start: i64, metadata: Option<Arc<str>>) -> Self {
         Self {
-            marks: Marks::new(start),
+            marks: Marks::new(start, metadata),
             revocation: OnceLock::new(),
             revoke: Notify::new(),
             paused: AtomicBool::new(false),
@@ -116,6 +116,13 @@ impl ClaimState {
     /// The poll counter; see the field.
     pub(crate) fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)
+    }
+
+    /// The handler made progress without waiting for records (a parallel processor
+    /// finished one): the watchdog sees a new, still even, count.
+    pub(crate) fn progressed(&self) {
+        self.polls
+            .store(self.polls.load(Ordering::Relaxed) + 2, Ordering::Relaxed);
     }
 
     fn bump_polls(&self) {
@@ -319,7 +326,7 @@ impl Session {
     }
 
     /// As [`mark_next`](Self::mark_next), with `metadata` committed alongside the
-    /// offset (the Java client's `OffsetAndMetadata`).
+    /// offset (the Java client's `OffsetAndMetadata`); see [`Claim::mark_offset`].
     pub fn mark_offset(&self, topic: &str, partition: i32, next_offset: i64, metadata: &str) {
         if let Some(slot) = self.slot(topic, partition) {
             slot.marks.mark_with_metadata(next_offset, metadata);
@@ -393,10 +400,15 @@ impl Session {
         self.inner.cancel.notify_waiters();
     }
 
-    /// Adds a claim starting at `start` (its committed offset, or where the reset
-    /// policy put it).
-    pub(crate) fn add_claim(&self, tp: TopicPartition, start: i64) -> Arc<ClaimState> {
-        let state = Arc::new(ClaimState::new(start));
+    /// Adds a claim starting at `start` (its committed offset and that commit's
+    /// metadata, or where the reset policy put it).
+    pub(crate) fn add_claim(
+        &self,
+        tp: TopicPartition,
+        start: i64,
+        metadata: Option<Arc<str>>,
+    ) -> Arc<ClaimState> {
+        let state = Arc::new(ClaimState::new(start, metadata));
         let mut claims = self.write_claims();
         claims.insert(tp, state.clone());
         self.inner.metrics.claims.set(claims.iter().count() as f64);
@@ -521,7 +533,7 @@ impl Session {
         let claims = self.read_claims();
         for pending in offsets {
             if let Some(slot) = claims.get(&pending.partition.topic, pending.partition.partition) {
-                slot.marks.acknowledge(pending.offset);
+                slot.marks.acknowledge(pending);
             }
         }
     }
@@ -594,6 +606,22 @@ impl Claim {
 
     pub fn high_watermark(&self) -> i64 {
         self.reader.high_watermark()
+    }
+
+    /// The metadata that goes with [`initial_offset`](Self::initial_offset): what was
+    /// committed with it (Java's `OffsetAndMetadata.metadata()`), or, for a claim
+    /// restarted after a handler error, what was marked with it. `None` when there
+    /// is none or it was empty.
+    pub fn metadata(&self) -> Option<Arc<str>> {
+        self.state.marks.metadata_at(self.initial_offset)
+    }
+
+    /// As [`mark_next`](Self::mark_next), with `metadata` for the commit of
+    /// `next_offset` (Sarama's `MarkOffset`). A commit carries metadata only with the
+    /// offset it was marked with; marking the same offset again with new metadata
+    /// commits it again.
+    pub fn mark_offset(&self, next_offset: i64, metadata: &str) {
+        self.state.marks.mark_with_metadata(next_offset, metadata);
     }
 
     /// Marks `record` (of this claim) as processed: the next commit may include
@@ -703,7 +731,7 @@ mod tests {
             client,
         );
         for &(p, start) in claims {
-            s.add_claim(tp(p), start);
+            s.add_claim(tp(p), start, None);
         }
         s
     }
@@ -798,7 +826,7 @@ mod tests {
 
     #[test]
     fn the_poll_counter_is_odd_only_while_waiting() {
-        let state = ClaimState::new(0);
+        let state = ClaimState::new(0, None);
         assert_eq!(state.polls() % 2, 0);
         {
             let _w = Waiting::new(&state);

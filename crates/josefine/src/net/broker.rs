@@ -118,6 +118,17 @@ impl Broker {
         }
     }
 
+    /// A handle to the same broker with a connection of its own: for requests that
+    /// would hold up others on a shared connection (a broker answers one connection's
+    /// requests in order, so a Fetch long poll delays whatever is queued behind it).
+    pub(crate) fn dedicated(&self) -> Self {
+        Self::new(
+            self.inner.id,
+            self.inner.addr.clone(),
+            self.inner.config.clone(),
+        )
+    }
+
     /// The node id, `None` for a bootstrap address.
     pub fn id(&self) -> Option<i32> {
         self.inner.id

@@ -194,6 +194,17 @@ impl Record {
             .find(|h| h.key.as_ref() == key.as_bytes())
     }
 
+    #[cfg(test)]
+    pub(crate) fn new_for_test(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
+        Self {
+            offset,
+            timestamp: 0,
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
+
     /// Key, value and headers, without copying.
     pub fn into_parts(self) -> (Option<Bytes>, Option<Bytes>, Vec<Header>) {
         (self.key, self.value, self.headers)
