@@ -155,18 +155,23 @@ for broker in "${brokers[@]}"; do
         "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
             --records "$process_records" --size 100 --keys 10000 >/dev/null
         for run in $(seq 1 "$runs"); do
-            modes=(handler parallel)
-            [ $((run % 2)) -eq 0 ] && modes=(parallel handler)
+            modes=(handler parallel librdkafka)
+            [ $((run % 2)) -eq 0 ] && modes=(librdkafka parallel handler)
             for m in "${modes[@]}"; do
-                extra=(--records "$process_records")
-                [ "$m" = parallel ] && extra+=(--process key --in-flight 500)
                 log "trivial work, $process_records x 100 B keyed, run $run/$runs: $m"
-                "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
-                    --group "bench-process-$m-$run-$$" "${extra[@]}" \
-                    | tail -n 1 | sed 's/"mode":"group"/"mode":"group-keyed"/' \
+                if [ "$m" = librdkafka ]; then
+                    "$peer" group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --group "bench-process-$m-$run-$$" --records "$process_records" \
+                        --session-timeout-ms 6000
+                else
+                    extra=(--records "$process_records")
+                    [ "$m" = parallel ] && extra+=(--process key --in-flight 500)
+                    "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
+                        --group "bench-process-$m-$run-$$" "${extra[@]}"
+                fi | tail -n 1 | sed 's/"mode":"group"/"mode":"group-keyed"/' \
                     | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
-            for m in "${modes[@]}"; do
+            for m in handler parallel; do
                 extra=(--records "$sleep_records")
                 [ "$m" = parallel ] && extra=(--records "$parallel_sleep_records" --process key --in-flight 500)
                 log "5 ms per record, keyed, run $run/$runs: $m"
@@ -223,11 +228,15 @@ if "group-work" in work and "consume-work" in work:
           f'spawned tasks {c:.3f} s: group/tasks x{g / c:.2f} (x{g_after / c:.2f} after the join)')
 def by_mode(mode):
     return [r for (b, m, size, c), rs in groups.items() if m == mode for r in rs]
-plain, par = by_mode("group-keyed"), by_mode("process-key")
+plain = [r for r in by_mode("group-keyed") if r["client"] == "josefine"]
+peer_keyed = [r for r in by_mode("group-keyed") if r["client"] == "librdkafka"]
+par = by_mode("process-key")
 if plain and par:
-    p_ns = med(plain, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9)
-    q_ns = med(par, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9)
-    print(f'parallel, trivial work: handler {p_ns:.0f} ns CPU/record, process(key, 500) {q_ns:.0f}: x{q_ns / p_ns:.2f}')
+    ns = lambda rs: med(rs, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9)
+    line = f'parallel, trivial work: handler {ns(plain):.0f} ns CPU/record, process(key, 500) {ns(par):.0f}: x{ns(par) / ns(plain):.2f}'
+    if peer_keyed:
+        line += f'; librdkafka group consume {ns(peer_keyed):.0f} (process/librdkafka x{ns(par) / ns(peer_keyed):.2f})'
+    print(line)
 slow, fast = by_mode("group-sleep"), by_mode("process-key-sleep")
 if slow and fast:
     s_rate = med(slow, lambda r: r["records"] / r["seconds"])

@@ -478,7 +478,7 @@ impl ConsumerGroup {
     where
         F: Fn(crate::consumer::ConsumerRecord) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         self.consume(topics, super::Processor::new(options, work))
             .await

@@ -39,6 +39,7 @@
 //! running.
 
 mod done_set;
+mod permits;
 
 pub use done_set::DoneSet;
 mod progress;
@@ -49,8 +50,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::Semaphore;
 
 use super::consumer_group::GroupHandler;
 use super::session::{Claim, Session};
@@ -209,7 +208,7 @@ struct Shared<F> {
     options: ProcessOptions,
     work: F,
     /// One permit per record in flight.
-    permits: Arc<Semaphore>,
+    permits: permits::Permits,
     /// Records read and not finished, over every claim.
     buffered: AtomicUsize,
     /// Claims running.
@@ -222,7 +221,7 @@ impl<F, Fut, E> Processor<F>
 where
     F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     /// A processor running `work` on each record. `work` gets the record by value and
     /// returns `Ok` once it is done with it; an `Err` (any error type) is a failed
@@ -230,7 +229,7 @@ where
     pub fn new(options: ProcessOptions, work: F) -> Self {
         Self {
             shared: Arc::new(Shared {
-                permits: Arc::new(Semaphore::new(options.max_in_flight)),
+                permits: permits::Permits::new(options.max_in_flight),
                 options,
                 work,
                 buffered: AtomicUsize::new(0),
@@ -249,7 +248,7 @@ where
 impl<F> Processor<F> {
     /// Records running now (or backing off between attempts), over every claim.
     pub fn in_flight(&self) -> usize {
-        self.shared.options.max_in_flight - self.shared.permits.available_permits()
+        self.shared.options.max_in_flight - self.shared.permits.available()
     }
 
     /// Records read and not finished (running or waiting), over every claim.
@@ -262,7 +261,7 @@ impl<F, Fut, E> GroupHandler for Processor<F>
 where
     F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     async fn consume_claim(&self, _session: &Session, claim: Claim) -> Result<()> {
         self.run_claim(claim).await

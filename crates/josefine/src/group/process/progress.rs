@@ -3,10 +3,10 @@
 //! which are done above it (the done set), and which record may start next without
 //! breaking the ordering mode ([`Lanes`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
-
-use bytes::Bytes;
 
 use super::done_set::DoneSet;
 use super::ProcessOrder;
@@ -76,8 +76,14 @@ impl Progress {
     /// The record at `offset` finished (processed, or given up on and handed to the
     /// dead-letter hook). Returns whether the watermark moved.
     pub fn finish(&mut self, offset: i64) -> bool {
-        let Ok(i) = self.ring.binary_search_by_key(&offset, |&(o, _)| o) else {
-            return false;
+        // Records mostly finish in about the order they started.
+        let i = if self.ring.front().is_some_and(|&(o, _)| o == offset) {
+            0
+        } else {
+            match self.ring.binary_search_by_key(&offset, |&(o, _)| o) {
+                Ok(i) => i,
+                Err(_) => return false,
+            }
         };
         if std::mem::replace(&mut self.ring[i].1, true) {
             return false;
@@ -141,33 +147,72 @@ impl Progress {
 #[derive(Debug)]
 pub(crate) struct Lanes {
     order: ProcessOrder,
-    /// Busy lanes and the records waiting behind the one running.
-    busy: HashMap<Lane, VecDeque<ConsumerRecord>>,
-    /// Records that may start, by offset.
-    ready: BTreeMap<i64, (Option<Lane>, ConsumerRecord)>,
+    /// Busy lanes and the records waiting behind the one running (the first of
+    /// them is in `released` once the running one finished).
+    busy: HashMap<Lane, VecDeque<ConsumerRecord>, BuildHasherDefault<LaneHasher>>,
+    /// Records that could start as they were read, in offset order (the common
+    /// case: no map for them).
+    fresh: VecDeque<(Option<Lane>, ConsumerRecord)>,
+    /// Lanes whose first waiting record may start, by that record's offset (small
+    /// entries: the records stay in their lanes).
+    released: BinaryHeap<Reverse<(i64, Lane)>>,
 }
 
-/// A lane's identity: the key, or the partition's single lane.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Lane {
-    Partition,
-    Key(Bytes),
+/// A lane: a 64-bit hash of the key (two keys with the same hash share a lane,
+/// which costs parallelism, never order), or the partition's single lane.
+pub(crate) type Lane = u64;
+
+/// Lanes are hashes already.
+#[derive(Default)]
+pub(crate) struct LaneHasher(u64);
+
+impl Hasher for LaneHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The lane of a key: FxHash (rustc's), eight bytes at a time. Keys are not an
+/// attacker's choice here, and a collision only makes two keys share a lane.
+fn key_lane(key: &[u8]) -> Lane {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = key.len() as u64;
+    let mut chunks = key.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h
 }
 
 impl Lanes {
     pub fn new(order: ProcessOrder) -> Self {
         Self {
             order,
-            busy: HashMap::new(),
-            ready: BTreeMap::new(),
+            busy: HashMap::default(),
+            fresh: VecDeque::new(),
+            released: BinaryHeap::new(),
         }
     }
 
     fn lane_of(&self, record: &ConsumerRecord) -> Option<Lane> {
         match self.order {
-            ProcessOrder::Partition => Some(Lane::Partition),
+            ProcessOrder::Partition => Some(0),
             // A null key is its own lane: records without a key are independent.
-            ProcessOrder::Key => record.key().cloned().map(Lane::Key),
+            ProcessOrder::Key => record.key().map(|k| key_lane(k)),
             ProcessOrder::Unordered => None,
         }
     }
@@ -175,42 +220,58 @@ impl Lanes {
     /// A record to process, in offset order within the partition.
     pub fn push(&mut self, record: ConsumerRecord) {
         let lane = self.lane_of(&record);
-        if let Some(lane) = &lane {
-            if let Some(waiting) = self.busy.get_mut(lane) {
+        if let Some(lane) = lane {
+            if let Some(waiting) = self.busy.get_mut(&lane) {
                 waiting.push_back(record);
                 return;
             }
-            self.busy.insert(lane.clone(), VecDeque::new());
+            self.busy.insert(lane, VecDeque::new());
         }
-        self.ready.insert(record.offset(), (lane, record));
+        self.fresh.push_back((lane, record));
+    }
+
+    /// The lowest ready offset, and whether it is a fresh one.
+    fn lowest(&self) -> Option<(i64, bool)> {
+        let fresh = self.fresh.front().map(|(_, r)| r.offset());
+        let released = self.released.peek().map(|Reverse((o, _))| *o);
+        match (fresh, released) {
+            (Some(f), Some(r)) => Some(if f < r { (f, true) } else { (r, false) }),
+            (Some(f), None) => Some((f, true)),
+            (None, Some(r)) => Some((r, false)),
+            (None, None) => None,
+        }
     }
 
     /// Whether a record below `below` (if given) may start.
     pub fn has_ready(&self, below: Option<i64>) -> bool {
-        self.ready
-            .first_key_value()
-            .is_some_and(|(&o, _)| below.is_none_or(|b| o < b))
+        self.lowest()
+            .is_some_and(|(o, _)| below.is_none_or(|b| o < b))
     }
 
     /// The lowest ready record below `below` (if given); its lane stays busy until
     /// [`done`](Self::done).
     pub fn start(&mut self, below: Option<i64>) -> Option<(Option<Lane>, ConsumerRecord)> {
-        if !self.has_ready(below) {
+        let (offset, fresh) = self.lowest()?;
+        if below.is_some_and(|b| offset >= b) {
             return None;
         }
-        self.ready.pop_first().map(|(_, started)| started)
+        if fresh {
+            return self.fresh.pop_front();
+        }
+        let Reverse((_, lane)) = self.released.pop()?;
+        let record = self.busy.get_mut(&lane)?.pop_front()?;
+        Some((Some(lane), record))
     }
 
     /// The record that ran in `lane` finished: the lane's next record becomes ready.
     pub fn done(&mut self, lane: Option<Lane>) {
         let Some(lane) = lane else { return };
-        let next = match self.busy.get_mut(&lane) {
-            Some(waiting) => waiting.pop_front(),
-            None => return,
+        let Some(waiting) = self.busy.get(&lane) else {
+            return;
         };
-        match next {
-            Some(record) => {
-                self.ready.insert(record.offset(), (Some(lane), record));
+        match waiting.front() {
+            Some(next) => {
+                self.released.push(Reverse((next.offset(), lane)));
             }
             None => {
                 self.busy.remove(&lane);
@@ -221,7 +282,9 @@ impl Lanes {
     /// Records waiting (ready or behind a busy lane).
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
-        self.ready.len() + self.busy.values().map(VecDeque::len).sum::<usize>()
+        self.fresh.len()
+            + self.released.len()
+            + self.busy.values().map(VecDeque::len).sum::<usize>()
     }
 }
 
@@ -230,6 +293,7 @@ impl Lanes {
 mod tests {
     use super::*;
     use crate::protocol::records::Record;
+    use bytes::Bytes;
 
     fn progress(start: i64, restored: &[Range<i64>]) -> Progress {
         Progress::new(start, DoneSet::from_ranges(restored.iter().cloned()))
@@ -330,9 +394,9 @@ mod tests {
         lanes.push(record(4, None));
         assert_eq!(started(&mut lanes), [0, 1, 3, 4]);
         assert_eq!(lanes.waiting(), 1);
-        lanes.done(Some(Lane::Key(Bytes::from_static(b"a"))));
+        lanes.done(Some(key_lane(b"a")));
         assert_eq!(started(&mut lanes), [2]);
-        lanes.done(Some(Lane::Key(Bytes::from_static(b"a"))));
+        lanes.done(Some(key_lane(b"a")));
         assert!(lanes.busy.len() == 1, "b still busy");
     }
 
@@ -343,7 +407,7 @@ mod tests {
             lanes.push(record(o, Some("k")));
         }
         assert_eq!(started(&mut lanes), [0]);
-        lanes.done(Some(Lane::Partition));
+        lanes.done(Some(0));
         assert_eq!(started(&mut lanes), [1]);
         let mut lanes = Lanes::new(ProcessOrder::Unordered);
         for o in 0..3 {
@@ -361,7 +425,7 @@ mod tests {
         assert!(!lanes.has_ready(Some(5)));
         assert_eq!(lanes.start(Some(6)).map(|(_, r)| r.offset()), Some(5));
         assert_eq!(lanes.start(Some(6)).map(|(_, r)| r.offset()), None);
-        lanes.done(Some(Lane::Key(Bytes::from_static(b"a"))));
+        lanes.done(Some(key_lane(b"a")));
         assert_eq!(started(&mut lanes), [6, 7]);
     }
 }

@@ -4,16 +4,17 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::done_set::DoneSet;
+use super::permits::LocalPermits;
 use super::progress::{Lane, Lanes, Offer, Progress};
 use super::{Failure, Shared, MARK_INTERVAL};
 use crate::backoff::jitter_unit;
@@ -111,7 +112,7 @@ pub(super) async fn run_claim<F, Fut, E>(shared: &Arc<Shared<F>>, mut claim: Cla
 where
     F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let start = claim.initial_offset();
     let restored = claim
@@ -130,41 +131,46 @@ where
     let metrics = shared
         .metrics
         .get_or_init(|| crate::metrics::ProcessMetrics::new(claim.session().group()));
-    let mut progress = Progress::new(start, restored);
-    let mut lanes = Lanes::new(shared.options.order);
-    let mut member = Member::enter(shared);
-    let mut marker = Marker {
-        limit: shared.options.metadata_limit,
-        last: None,
-        due: None,
-    };
-    let span = DoneSet::max_span(shared.options.metadata_limit);
-    let mut running = FuturesUnordered::new();
+    let shared: &Shared<F> = shared;
     let state = claim.state();
+    let mut run = ClaimRun {
+        shared,
+        progress: Progress::new(start, restored),
+        lanes: Lanes::new(shared.options.order),
+        member: Member::enter(shared),
+        marker: Marker {
+            limit: shared.options.metadata_limit,
+            last: None,
+            due: None,
+        },
+        span: DoneSet::max_span(shared.options.metadata_limit),
+        state: &state,
+        local: LocalPermits::default(),
+    };
+    // Each record's run, once it had to wait; one permit each.
+    let mut running = FuturesUnordered::new();
+    let revoked = state.revoked();
+    tokio::pin!(revoked);
     let mut drain_until: Option<Instant> = None;
     let mut failed: Option<Error> = None;
 
-    loop {
-        // Start what may start without waiting. Only records within `span` of the
-        // watermark start, so that the done set always fits the metadata limit.
-        let below = |progress: &Progress| Some(progress.watermark().saturating_add(span));
+    'claim: loop {
         if drain_until.is_none() {
-            while lanes.has_ready(below(&progress)) {
-                let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                let (lane, record) = lanes.start(below(&progress)).expect("a ready record");
-                running.push(attempt(shared.clone(), permit, lane, record));
+            if let Err(err) = run.start_ready(&mut running) {
+                failed = Some(err);
+                break;
             }
-        }
-        if drain_until.is_some() && running.is_empty() {
+        } else if running.is_empty() {
             break;
         }
-        let wants_permit = drain_until.is_none() && lanes.has_ready(below(&progress));
-        let may_read = drain_until.is_none() && member.may_read();
+        run.member.hold(run.progress.outstanding());
+        // Permits this claim does not use now are the member's while it waits.
+        run.local.release(&shared.permits);
+        let wants_permit = drain_until.is_none() && run.lanes.has_ready(run.below());
+        let may_read = drain_until.is_none() && run.member.may_read();
         tokio::select! {
             biased;
-            revocation = state.revoked(), if drain_until.is_none() => {
+            revocation = &mut revoked, if drain_until.is_none() => {
                 if revocation.reason == RevokeReason::Lost {
                     // Nothing more is committed for this claim.
                     break;
@@ -174,21 +180,20 @@ where
                 drain_until = Some(revocation.deadline - (left / 10).min(Duration::from_millis(50)));
             }
             Some(outcome) = running.next(), if !running.is_empty() => {
-                let outcome: Outcome = outcome;
-                if let Err(err) = outcome.result {
+                // This one and every other that is done by now.
+                let mut next = Some(outcome);
+                while let Some(outcome) = next {
+                    if let Err(err) = run.finished(outcome) {
+                        failed = Some(err);
+                        break 'claim;
+                    }
+                    next = running.next().now_or_never().flatten();
+                }
+            }
+            () = shared.permits.take(), if wants_permit => {
+                if let Err(err) = run.start_one(&mut running) {
                     failed = Some(err);
                     break;
-                }
-                progress.finish(outcome.offset);
-                lanes.done(outcome.lane);
-                member.hold(progress.outstanding());
-                state.progressed();
-                marker.dirty();
-            }
-            permit = shared.permits.clone().acquire_owned(), if wants_permit => {
-                let permit = permit.expect("the processor's semaphore is never closed");
-                if let Some((lane, record)) = lanes.start(below(&progress)) {
-                    running.push(attempt(shared.clone(), permit, lane, record));
                 }
             }
             batch = claim.next_batch(), if may_read => match batch {
@@ -199,7 +204,7 @@ where
                     break;
                 }
                 Some(Ok(batch)) => {
-                    match take(&batch, &mut progress, &mut lanes) {
+                    match take(&batch, &mut run.progress, &mut run.lanes) {
                         Ok(0) => {}
                         Ok(skipped) => metrics.skipped.increment(skipped),
                         Err(err) => {
@@ -207,13 +212,12 @@ where
                             break;
                         }
                     }
-                    member.hold(progress.outstanding());
-                    marker.dirty();
+                    run.marker.dirty();
                 }
             },
-            _ = sleep_until(marker.due), if marker.due.is_some() => {
-                marker.mark(&claim, &progress);
-                let in_flight = shared.options.max_in_flight - shared.permits.available_permits();
+            _ = sleep_until(run.marker.due), if run.marker.due.is_some() => {
+                run.marker.mark(&claim, &run.progress);
+                let in_flight = shared.options.max_in_flight - shared.permits.available();
                 metrics.in_flight.set(in_flight as f64);
                 metrics.buffered.set(shared.buffered.load(Ordering::Acquire) as f64);
             }
@@ -221,17 +225,100 @@ where
         }
     }
     // What finished is marked for the commit that hands the partition over; what is
-    // still running is dropped (its records run again at the next owner).
+    // still running is dropped (its records run again at the next owner), and its
+    // permits given back.
     if state
         .revocation()
         .is_none_or(|r| r.reason != RevokeReason::Lost)
     {
-        marker.mark(&claim, &progress);
+        run.marker.mark(&claim, &run.progress);
     }
+    let unfinished = running.len();
     drop(running);
+    shared.permits.give(unfinished);
+    run.local.release(&shared.permits);
     match failed {
         Some(err) => Err(err),
         None => Ok(()),
+    }
+}
+
+/// A record's run, boxed once it had to wait.
+type Running<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// The claim's state between `select!`s.
+struct ClaimRun<'a, F> {
+    shared: &'a Shared<F>,
+    progress: Progress,
+    lanes: Lanes,
+    member: Member<'a, F>,
+    marker: Marker,
+    /// Records start only this far above the watermark, so that the done set always
+    /// fits the metadata limit.
+    span: i64,
+    state: &'a crate::group::session::ClaimState,
+    local: LocalPermits,
+}
+
+impl<'a, F, Fut, E> ClaimRun<'a, F>
+where
+    F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    fn below(&self) -> Option<i64> {
+        Some(self.progress.watermark().saturating_add(self.span))
+    }
+
+    /// Starts ready records while permits are free.
+    fn start_ready(&mut self, running: &mut FuturesUnordered<Running<'a>>) -> Result<()> {
+        let claims = self.shared.claims.load(Ordering::Relaxed).max(1);
+        let chunk = (self.shared.options.max_in_flight / (4 * claims)).clamp(1, 32);
+        while self.lanes.has_ready(self.below()) && self.local.try_take(&self.shared.permits, chunk)
+        {
+            self.start_one(running)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the lowest ready record with a permit already taken. Its first try is
+    /// polled once here, so a record that needs no waiting never becomes a task.
+    fn start_one(&mut self, running: &mut FuturesUnordered<Running<'a>>) -> Result<()> {
+        let Some((lane, record)) = self.lanes.start(self.below()) else {
+            self.local.put();
+            return Ok(());
+        };
+        let offset = record.offset();
+        let mut first =
+            Box::pin(AssertUnwindSafe((self.shared.work)(record.clone())).catch_unwind());
+        match first.as_mut().now_or_never().map(tried) {
+            Some(Ok(())) => self.finished(Outcome {
+                offset,
+                lane,
+                result: Ok(()),
+            }),
+            Some(Err(err)) => {
+                let failed = failed_first(first, err);
+                running.push(Box::pin(attempt(self.shared, lane, record, failed)));
+                Ok(())
+            }
+            None => {
+                running.push(Box::pin(attempt(self.shared, lane, record, Ok(first))));
+                Ok(())
+            }
+        }
+    }
+
+    /// A record's run ended: its permit goes back, its offset is done, its lane's
+    /// next record may start.
+    fn finished(&mut self, outcome: Outcome) -> Result<()> {
+        self.local.put();
+        outcome.result?;
+        self.progress.finish(outcome.offset);
+        self.lanes.done(outcome.lane);
+        self.state.progressed();
+        self.marker.dirty();
+        Ok(())
     }
 }
 
@@ -263,41 +350,82 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Runs one record: tries, backs off, tries again, then hands it to the dead-letter
-/// hook. The permit is held throughout: a record backing off counts as in flight.
-async fn attempt<F, Fut, E>(
-    shared: Arc<Shared<F>>,
-    _permit: OwnedSemaphorePermit,
+/// What a try of the user's function gave: its result, or a panic.
+type Tried<E> = std::result::Result<std::result::Result<(), E>, Box<dyn std::any::Any + Send>>;
+
+/// A first try that failed at once, typed as one still running would be.
+fn failed_first<T>(_done: Pin<Box<T>>, err: Error) -> std::result::Result<Pin<Box<T>>, Error> {
+    Err(err)
+}
+
+fn tried<E>(tried: Tried<E>) -> Result<()>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match tried {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Error::handler_boxed(err.into())),
+        Err(panic) => Err(Error::new(
+            ErrorKind::Handler,
+            format!("processing panicked: {}", panic_message(panic.as_ref())),
+        )),
+    }
+}
+
+/// Runs one record from its first try (still running, or failed): awaits it, then
+/// backs off, tries again, and hands it to the dead-letter hook. Its permit is held
+/// throughout: a record backing off counts as in flight. The retries are boxed, so
+/// the future stays small.
+async fn attempt<F, Fut, E, T>(
+    shared: &Shared<F>,
     lane: Option<Lane>,
     record: ConsumerRecord,
+    first: std::result::Result<Pin<Box<T>>, Error>,
 ) -> Outcome
 where
     F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    T: Future<Output = Tried<E>>,
+{
+    let offset = record.offset();
+    let first = match first {
+        Ok(running) => tried(running.await),
+        Err(err) => Err(err),
+    };
+    let result = match first {
+        Ok(()) => Ok(()),
+        Err(err) => Box::pin(retry(shared, record, err)).await,
+    };
+    Outcome {
+        offset,
+        lane,
+        result,
+    }
+}
+
+/// One try; a panic is an error that says so.
+async fn try_once<F, Fut, E>(shared: &Shared<F>, record: ConsumerRecord) -> Result<()>
+where
+    F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    tried(AssertUnwindSafe((shared.work)(record)).catch_unwind().await)
+}
+
+/// After a failed first try: the other attempts, then the dead-letter hook.
+async fn retry<F, Fut, E>(shared: &Shared<F>, record: ConsumerRecord, first: Error) -> Result<()>
+where
+    F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let offset = record.offset();
     let options = &shared.options;
-    let mut failures = 0u32;
+    let mut failures = 1u32;
+    let mut err = first;
     let error = loop {
-        let err = match AssertUnwindSafe((shared.work)(record.clone()))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(())) => {
-                return Outcome {
-                    offset,
-                    lane,
-                    result: Ok(()),
-                }
-            }
-            Ok(Err(err)) => Error::handler_boxed(err.into()),
-            Err(panic) => Error::new(
-                ErrorKind::Handler,
-                format!("processing panicked: {}", panic_message(panic.as_ref())),
-            ),
-        };
-        failures += 1;
         if failures >= options.attempts {
             break err
                 .with_topic(record.topic())
@@ -308,6 +436,11 @@ where
             metrics.retries.increment(1);
         }
         tokio::time::sleep(options.backoff.delay(failures, jitter_unit())).await;
+        match try_once(shared, record.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(next) => err = next,
+        }
+        failures += 1;
     };
     let result = match &options.dead_letter {
         Some(hook) => {
@@ -335,9 +468,5 @@ where
         )
         .with_source(error)),
     };
-    Outcome {
-        offset,
-        lane,
-        result,
-    }
+    result
 }
