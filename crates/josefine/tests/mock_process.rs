@@ -660,3 +660,41 @@ async fn buffered_records_stay_within_the_member_budget() {
     until_committed(&admin, "bounded", 2, RECORDS).await;
     close(&group, task).await;
 }
+
+/// Records still running when their claim ends (the drain deadline passed) give
+/// their permits and their place in the buffer back: the member's limits are not
+/// worn down by every rebalance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_ends_mid_flight_gives_its_permits_back() {
+    let cluster = cluster(2).await;
+    append(&cluster, 0, 300, 30);
+    append(&cluster, 1, 300, 30);
+    let group = settings(client(&cluster).await, "permits")
+        .drain_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let processor = {
+        let started = started.clone();
+        Processor::new(
+            ProcessOptions::new(ProcessOrder::Key, 20),
+            move |_record: josefine::ConsumerRecord| {
+                let started = started.clone();
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<()>().await;
+                    Ok::<(), std::io::Error>(())
+                }
+            },
+        )
+    };
+    let task = {
+        let (group, processor) = (group.clone(), processor.clone());
+        tokio::spawn(async move { group.consume(&[TOPIC], processor).await })
+    };
+    until("every permit is in use", || processor.in_flight() == 20).await;
+    assert!(processor.buffered() > 20);
+    close(&group, task).await;
+    assert_eq!(processor.in_flight(), 0, "the permits came back");
+    assert_eq!(processor.buffered(), 0, "the buffer emptied");
+}

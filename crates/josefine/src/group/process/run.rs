@@ -148,7 +148,10 @@ where
         local: LocalPermits::default(),
     };
     // Each record's run, once it had to wait; one permit each.
-    let mut running = FuturesUnordered::new();
+    let mut running = InFlight {
+        set: FuturesUnordered::new(),
+        permits: &shared.permits,
+    };
     let revoked = state.revoked();
     tokio::pin!(revoked);
     let mut drain_until: Option<Instant> = None;
@@ -233,10 +236,7 @@ where
     {
         run.marker.mark(&claim, &run.progress);
     }
-    let unfinished = running.len();
     drop(running);
-    shared.permits.give(unfinished);
-    run.local.release(&shared.permits);
     match failed {
         Some(err) => Err(err),
         None => Ok(()),
@@ -245,6 +245,39 @@ where
 
 /// A record's run, boxed once it had to wait.
 type Running<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Records running as tasks of the claim; their permits go back when they are
+/// dropped unfinished (the claim ended, or its loop unwound).
+struct InFlight<'a> {
+    set: FuturesUnordered<Running<'a>>,
+    permits: &'a super::permits::Permits,
+}
+
+impl<'a> std::ops::Deref for InFlight<'a> {
+    type Target = FuturesUnordered<Running<'a>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.set
+    }
+}
+
+impl std::ops::DerefMut for InFlight<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.set
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.permits.give(self.set.len());
+    }
+}
+
+impl<F> Drop for ClaimRun<'_, F> {
+    fn drop(&mut self) {
+        self.local.release(&self.shared.permits);
+    }
+}
 
 /// The claim's state between `select!`s.
 struct ClaimRun<'a, F> {
