@@ -698,3 +698,55 @@ async fn a_claim_that_ends_mid_flight_gives_its_permits_back() {
     assert_eq!(processor.in_flight(), 0, "the permits came back");
     assert_eq!(processor.buffered(), 0, "the buffer emptied");
 }
+
+/// A function that panics while it makes its future (before any `.await`) fails
+/// that try like an error would: retried, then dead-lettered; its permit comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_before_the_future_exists_is_a_failed_try() {
+    const RECORDS: i64 = 100;
+    const BAD: i64 = 17;
+    let cluster = cluster(1).await;
+    append(&cluster, 0, RECORDS, 10);
+    let admin = client(&cluster).await;
+    let group = settings(client(&cluster).await, "panics").build().unwrap();
+    let dead: Arc<Mutex<Vec<(i64, u32)>>> = Arc::default();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let options = {
+        let dead = dead.clone();
+        ProcessOptions::new(ProcessOrder::Key, 8)
+            .attempts(3, Duration::from_millis(1), Duration::from_millis(1))
+            .dead_letter(move |record, failure| {
+                let dead = dead.clone();
+                async move {
+                    assert!(
+                        failure.error.to_string().contains("panicked"),
+                        "{}",
+                        failure.error
+                    );
+                    dead.lock()
+                        .unwrap()
+                        .push((record.offset(), failure.attempts));
+                    Ok(())
+                }
+            })
+    };
+    let processor = {
+        let tries = tries.clone();
+        Processor::new(options, move |record: josefine::ConsumerRecord| {
+            if record.offset() == BAD {
+                tries.fetch_add(1, Ordering::SeqCst);
+                panic!("no future for you");
+            }
+            async { Ok::<(), std::io::Error>(()) }
+        })
+    };
+    let task = {
+        let (group, processor) = (group.clone(), processor.clone());
+        tokio::spawn(async move { group.consume(&[TOPIC], processor).await })
+    };
+    until_committed(&admin, "panics", 1, RECORDS).await;
+    close(&group, task).await;
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(*dead.lock().unwrap(), [(BAD, 3)]);
+    assert_eq!(processor.in_flight(), 0);
+}

@@ -129,7 +129,7 @@ impl DoneSet {
 
     /// The set in `metadata`, if it is a done set above `base`; anything else (other
     /// metadata, another base, a malformed string) is `None`. Never panics, and holds
-    /// at most one range per payload byte.
+    /// at most four ranges per payload byte.
     pub fn decode(metadata: &str, base: i64) -> Option<Self> {
         let rest = metadata.strip_prefix(PREFIX)?;
         let kind = rest.as_bytes().first().copied()?;

@@ -75,6 +75,11 @@ impl Permits {
         self.available.load(Ordering::Acquire)
     }
 
+    /// Whether a claim waits in [`take`](Self::take).
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
     /// Up to `n` permits if any are free now (at least one), else 0.
     pub fn try_take_up_to(&self, n: usize) -> usize {
         let mut available = self.available.load(Ordering::Acquire);
@@ -94,34 +99,59 @@ impl Permits {
     }
 }
 
-/// A claim's permits taken from the member's but not in use yet, so that a claim
-/// starting and finishing many records touches the shared count once per batch of
-/// them, not twice per record. Given back before the claim waits.
+/// A claim's permits: how many it holds from the member's pool (running records and
+/// idle ones), so that a claim starting and finishing many records touches the
+/// shared count once per batch of them, not twice per record. Idle ones go back
+/// before the claim waits, at once when another claim waits for one, and all of
+/// them when the claim ends (whatever still runs is dropped with it).
 #[derive(Debug, Default)]
 pub(crate) struct LocalPermits {
+    /// Held, not in use.
+    idle: usize,
+    /// Held in all: idle plus in use.
     held: usize,
 }
 
 impl LocalPermits {
-    /// A permit: a held one, or up to `chunk` from `permits`.
+    /// A permit: an idle one, or up to `chunk` from `permits`.
     pub fn try_take(&mut self, permits: &Permits, chunk: usize) -> bool {
-        if self.held == 0 {
-            self.held = permits.try_take_up_to(chunk);
+        if self.idle == 0 {
+            let taken = permits.try_take_up_to(chunk);
+            self.idle += taken;
+            self.held += taken;
         }
-        if self.held == 0 {
+        if self.idle == 0 {
             return false;
         }
-        self.held -= 1;
+        self.idle -= 1;
         true
     }
 
-    /// A permit back, held for the claim's next record.
-    pub fn put(&mut self) {
+    /// A permit taken from `permits` directly ([`Permits::take`]), now in use.
+    pub fn taken(&mut self) {
         self.held += 1;
     }
 
-    /// Every held permit back to the member.
-    pub fn release(&mut self, permits: &Permits) {
+    /// A record finished: its permit is idle, or the member's at once when another
+    /// claim waits for one.
+    pub fn put(&mut self, permits: &Permits) {
+        if permits.has_waiters() {
+            self.held -= 1;
+            permits.give(1);
+        } else {
+            self.idle += 1;
+        }
+    }
+
+    /// Idle permits back to the member.
+    pub fn release_idle(&mut self, permits: &Permits) {
+        self.held -= self.idle;
+        permits.give(std::mem::take(&mut self.idle));
+    }
+
+    /// Every permit back: the claim ended.
+    pub fn release_all(&mut self, permits: &Permits) {
+        self.idle = 0;
         permits.give(std::mem::take(&mut self.held));
     }
 }
@@ -156,16 +186,43 @@ mod tests {
         let mut local = LocalPermits::default();
         assert!(local.try_take(&p, 4));
         assert_eq!(p.available(), 6, "a chunk of 4 taken, one in use");
-        local.put();
+        local.put(&p);
         assert!(local.try_take(&p, 4) && local.try_take(&p, 4));
         assert_eq!(p.available(), 6);
-        local.release(&p);
+        local.release_idle(&p);
         assert_eq!(p.available(), 8, "two in use");
         let mut greedy = LocalPermits::default();
         for _ in 0..8 {
             assert!(greedy.try_take(&p, 100));
         }
         assert!(!greedy.try_take(&p, 100));
+        greedy.release_all(&p);
+        local.release_all(&p);
+        assert_eq!(
+            p.available(),
+            10,
+            "a claim that ends gives back what it runs"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_record_s_permit_goes_to_a_waiting_claim() {
+        let p = Arc::new(Permits::new(1));
+        let mut busy = LocalPermits::default();
+        assert!(busy.try_take(&p, 1));
+        let waiter = tokio::spawn({
+            let p = p.clone();
+            async move { p.take().await }
+        });
+        while !p.has_waiters() {
+            tokio::task::yield_now().await;
+        }
+        busy.put(&p);
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiting claim got the permit")
+            .unwrap();
+        assert!(!busy.try_take(&p, 1), "the busy claim did not keep it");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,7 +58,7 @@ impl Progress {
         if offset < self.read_to {
             return Offer::Skip;
         }
-        self.read_to = offset + 1;
+        self.read_to = offset.saturating_add(1);
         if !self.restored.is_empty() && self.restored.contains(offset) {
             return Offer::Done;
         }
@@ -120,7 +120,7 @@ impl Progress {
             Some(last) if last.end == r.start => last.end = r.end,
             _ => ranges.push(r),
         };
-        let mut at = self.watermark() + 1;
+        let mut at = self.watermark().saturating_add(1);
         for &(offset, done) in self.ring.iter().skip(1) {
             if done {
                 continue;

@@ -2,6 +2,7 @@
 //! allows, starts them as their lanes and the member's permits allow, marks the
 //! watermark and done set, and drains on revoke.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -146,16 +147,19 @@ where
         span: DoneSet::max_span(shared.options.metadata_limit),
         state: &state,
         local: LocalPermits::default(),
+        batches: VecDeque::new(),
     };
     // Each record's run, once it had to wait; one permit each.
     let mut running = InFlight {
         set: FuturesUnordered::new(),
-        permits: &shared.permits,
     };
     let revoked = state.revoked();
     tokio::pin!(revoked);
     let mut drain_until: Option<Instant> = None;
     let mut failed: Option<Error> = None;
+    // The records ended without a revocation (the consumer closed): run what is
+    // read until the revocation comes.
+    let mut reader_ended = false;
 
     'claim: loop {
         if drain_until.is_none() {
@@ -168,9 +172,20 @@ where
         }
         run.member.hold(run.progress.outstanding());
         // Permits this claim does not use now are the member's while it waits.
-        run.local.release(&shared.permits);
+        run.local.release_idle(&shared.permits);
+        // Fetched batches stay until every record in them finished: what the
+        // claim holds counts against queued.max.bytes, as the bytes its records
+        // keep alive (they are slices of the fetched buffers).
+        let watermark = run.progress.watermark();
+        while run
+            .batches
+            .front()
+            .is_some_and(|b| b.next_offset() <= watermark)
+        {
+            run.batches.pop_front();
+        }
         let wants_permit = drain_until.is_none() && run.lanes.has_ready(run.below());
-        let may_read = drain_until.is_none() && run.member.may_read();
+        let may_read = drain_until.is_none() && !reader_ended && run.member.may_read();
         tokio::select! {
             biased;
             revocation = &mut revoked, if drain_until.is_none() => {
@@ -193,15 +208,25 @@ where
                     next = running.next().now_or_never().flatten();
                 }
             }
+            // Marks before reading: a backlog read without pause must not hold
+            // commits back.
+            _ = sleep_until(run.marker.due), if run.marker.due.is_some() => {
+                run.marker.mark(&claim, &run.progress);
+                let in_flight = shared.options.max_in_flight - shared.permits.available();
+                metrics.in_flight.set(in_flight as f64);
+                metrics.buffered.set(shared.buffered.load(Ordering::Acquire) as f64);
+            }
             () = shared.permits.take(), if wants_permit => {
+                run.local.taken();
                 if let Err(err) = run.start_one(&mut running) {
                     failed = Some(err);
                     break;
                 }
             }
             batch = claim.next_batch(), if may_read => match batch {
-                // Revoked: the revocation branch sees it next.
-                None => {}
+                // Revoked (the revocation branch sees it next), or the reader
+                // ended.
+                None => reader_ended = !state.is_revoked(),
                 Some(Err(err)) => {
                     failed = Some(err);
                     break;
@@ -216,14 +241,9 @@ where
                         }
                     }
                     run.marker.dirty();
+                    run.batches.push_back(batch);
                 }
             },
-            _ = sleep_until(run.marker.due), if run.marker.due.is_some() => {
-                run.marker.mark(&claim, &run.progress);
-                let in_flight = shared.options.max_in_flight - shared.permits.available();
-                metrics.in_flight.set(in_flight as f64);
-                metrics.buffered.set(shared.buffered.load(Ordering::Acquire) as f64);
-            }
             _ = sleep_until(drain_until), if drain_until.is_some() => break,
         }
     }
@@ -246,11 +266,10 @@ where
 /// A record's run, boxed once it had to wait.
 type Running<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
-/// Records running as tasks of the claim; their permits go back when they are
-/// dropped unfinished (the claim ended, or its loop unwound).
+/// Records running as tasks of the claim (their permits are the claim's: see
+/// `LocalPermits`).
 struct InFlight<'a> {
     set: FuturesUnordered<Running<'a>>,
-    permits: &'a super::permits::Permits,
 }
 
 impl<'a> std::ops::Deref for InFlight<'a> {
@@ -267,15 +286,11 @@ impl std::ops::DerefMut for InFlight<'_> {
     }
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.permits.give(self.set.len());
-    }
-}
-
 impl<F> Drop for ClaimRun<'_, F> {
+    /// The claim ended (or its loop unwound): every permit it holds goes back,
+    /// those of records still running too (they are dropped with the claim).
     fn drop(&mut self) {
-        self.local.release(&self.shared.permits);
+        self.local.release_all(&self.shared.permits);
     }
 }
 
@@ -291,6 +306,8 @@ struct ClaimRun<'a, F> {
     span: i64,
     state: &'a crate::group::session::ClaimState,
     local: LocalPermits,
+    /// Fetched batches with records not all finished.
+    batches: VecDeque<FetchedBatch>,
 }
 
 impl<'a, F, Fut, E> ClaimRun<'a, F>
@@ -318,12 +335,18 @@ where
     /// polled once here, so a record that needs no waiting never becomes a task.
     fn start_one(&mut self, running: &mut FuturesUnordered<Running<'a>>) -> Result<()> {
         let Some((lane, record)) = self.lanes.start(self.below()) else {
-            self.local.put();
+            self.local.put(&self.shared.permits);
             return Ok(());
         };
         let offset = record.offset();
-        let mut first =
-            Box::pin(AssertUnwindSafe((self.shared.work)(record.clone())).catch_unwind());
+        let mut first = match call(self.shared, record.clone()) {
+            Ok(first) => Box::pin(first),
+            Err(err) => {
+                let failed = First::<TryOf<Fut>>::Failed(err);
+                running.push(Box::pin(attempt(self.shared, lane, record, failed)));
+                return Ok(());
+            }
+        };
         match first.as_mut().now_or_never().map(tried) {
             Some(Ok(())) => self.finished(Outcome {
                 offset,
@@ -331,12 +354,17 @@ where
                 result: Ok(()),
             }),
             Some(Err(err)) => {
-                let failed = failed_first(first, err);
+                let failed = First::<TryOf<Fut>>::Failed(err);
                 running.push(Box::pin(attempt(self.shared, lane, record, failed)));
                 Ok(())
             }
             None => {
-                running.push(Box::pin(attempt(self.shared, lane, record, Ok(first))));
+                running.push(Box::pin(attempt(
+                    self.shared,
+                    lane,
+                    record,
+                    First::Running(first),
+                )));
                 Ok(())
             }
         }
@@ -345,7 +373,7 @@ where
     /// A record's run ended: its permit goes back, its offset is done, its lane's
     /// next record may start.
     fn finished(&mut self, outcome: Outcome) -> Result<()> {
-        self.local.put();
+        self.local.put(&self.shared.permits);
         outcome.result?;
         self.progress.finish(outcome.offset);
         self.lanes.done(outcome.lane);
@@ -386,9 +414,29 @@ async fn sleep_until(at: Option<Instant>) {
 /// What a try of the user's function gave: its result, or a panic.
 type Tried<E> = std::result::Result<std::result::Result<(), E>, Box<dyn std::any::Any + Send>>;
 
-/// A first try that failed at once, typed as one still running would be.
-fn failed_first<T>(_done: Pin<Box<T>>, err: Error) -> std::result::Result<Pin<Box<T>>, Error> {
-    Err(err)
+/// A record's first try: the user's future with panics caught.
+type TryOf<Fut> = futures::future::CatchUnwind<AssertUnwindSafe<Fut>>;
+
+/// A first try, when it did not succeed at once: still running, or failed.
+enum First<T> {
+    Running(Pin<Box<T>>),
+    Failed(Error),
+}
+
+/// Calls the user's function: a panic while it makes its future (not only while
+/// the future runs) is a failed try.
+fn call<F, Fut, E>(shared: &Shared<F>, record: ConsumerRecord) -> Result<TryOf<Fut>>
+where
+    F: Fn(ConsumerRecord) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| (shared.work)(record))) {
+        Ok(fut) => Ok(AssertUnwindSafe(fut).catch_unwind()),
+        Err(panic) => Err(Error::new(
+            ErrorKind::Handler,
+            format!("processing panicked: {}", panic_message(panic.as_ref())),
+        )),
+    }
 }
 
 fn tried<E>(tried: Tried<E>) -> Result<()>
@@ -413,7 +461,7 @@ async fn attempt<F, Fut, E, T>(
     shared: &Shared<F>,
     lane: Option<Lane>,
     record: ConsumerRecord,
-    first: std::result::Result<Pin<Box<T>>, Error>,
+    first: First<T>,
 ) -> Outcome
 where
     F: Fn(ConsumerRecord) -> Fut + Send + Sync + 'static,
@@ -423,8 +471,8 @@ where
 {
     let offset = record.offset();
     let first = match first {
-        Ok(running) => tried(running.await),
-        Err(err) => Err(err),
+        First::Running(running) => tried(running.await),
+        First::Failed(err) => Err(err),
     };
     let result = match first {
         Ok(()) => Ok(()),
@@ -444,7 +492,10 @@ where
     Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
-    tried(AssertUnwindSafe((shared.work)(record)).catch_unwind().await)
+    match call(shared, record) {
+        Ok(running) => tried(running.await),
+        Err(err) => Err(err),
+    }
 }
 
 /// After a failed first try: the other attempts, then the dead-letter hook.
@@ -485,13 +536,21 @@ where
             if let Some(metrics) = shared.metrics.get() {
                 metrics.dead_letters.increment(1);
             }
-            hook(record, failure).await.map_err(|err| {
+            let failed = |why: String| {
                 Error::new(
                     ErrorKind::Handler,
-                    format!("the dead-letter hook failed at offset {offset}; the record stays uncommitted"),
+                    format!("the dead-letter hook {why} at offset {offset}; the record stays uncommitted"),
                 )
-                .with_source(err)
-            })
+            };
+            // A panicking hook fails the claim like a failing one.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| hook(record, failure))) {
+                Ok(hooked) => match AssertUnwindSafe(hooked).catch_unwind().await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(err)) => Err(failed("failed".into()).with_source(err)),
+                    Err(panic) => Err(failed(format!("panicked ({})", panic_message(panic.as_ref())))),
+                },
+                Err(panic) => Err(failed(format!("panicked ({})", panic_message(panic.as_ref())))),
+            }
         }
         None => Err(Error::new(
             ErrorKind::Handler,
