@@ -61,6 +61,7 @@ impl KafkaCode {
     pub const NOT_LEADER_OR_FOLLOWER: Self = Self(6);
     pub const REQUEST_TIMED_OUT: Self = Self(7);
     pub const MESSAGE_TOO_LARGE: Self = Self(10);
+    pub const OFFSET_METADATA_TOO_LARGE: Self = Self(12);
     pub const COORDINATOR_LOAD_IN_PROGRESS: Self = Self(14);
     pub const COORDINATOR_NOT_AVAILABLE: Self = Self(15);
     pub const NOT_COORDINATOR: Self = Self(16);

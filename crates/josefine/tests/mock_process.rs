@@ -750,3 +750,38 @@ async fn a_panic_before_the_future_exists_is_a_failed_try() {
     assert_eq!(*dead.lock().unwrap(), [(BAD, 3)]);
     assert_eq!(processor.in_flight(), 0);
 }
+
+/// Metadata longer than the broker's `offset.metadata.max.bytes` (the mock's is
+/// Kafka's default, 4,096) does not hold the offset back: the offset is committed
+/// without it (the broker answers OFFSET_METADATA_TOO_LARGE for that partition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_the_broker_refuses_is_dropped_not_the_offset() {
+    struct Marker;
+    impl josefine::GroupHandler for Marker {
+        async fn consume_claim(
+            &self,
+            _session: &josefine::Session,
+            mut claim: josefine::Claim,
+        ) -> josefine::Result<()> {
+            let long = "x".repeat(5000);
+            while let Some(record) = claim.next().await {
+                let record = record?;
+                claim.mark_offset(record.offset() + 1, &long);
+            }
+            Ok(())
+        }
+    }
+    let cluster = cluster(1).await;
+    append(&cluster, 0, 50, 5);
+    let admin = client(&cluster).await;
+    let group = settings(client(&cluster).await, "too-long")
+        .build()
+        .unwrap();
+    let task = {
+        let group = group.clone();
+        tokio::spawn(async move { group.consume(&[TOPIC], Marker).await })
+    };
+    until_committed(&admin, "too-long", 1, 50).await;
+    close(&group, task).await;
+    assert_eq!(committed(&admin, "too-long", 1).await[&0].metadata, None);
+}

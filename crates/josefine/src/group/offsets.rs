@@ -290,6 +290,46 @@ pub(crate) async fn commit(
         let request = request.clone();
         async move {
             let response = broker.call(&request).await?;
+            let mut too_large: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+            for t in &response.topics {
+                for p in &t.partitions {
+                    if p.error_code == KafkaCode::OFFSET_METADATA_TOO_LARGE.code() {
+                        too_large
+                            .entry(Arc::from(&*t.name.0))
+                            .or_default()
+                            .push(p.partition_index);
+                        continue;
+                    }
+                    Error::check_code(p.error_code)
+                        .map_err(|e| e.with_topic(&*t.name.0).with_partition(p.partition_index))?;
+                }
+            }
+            if too_large.is_empty() {
+                return Ok(());
+            }
+            // The broker's offset.metadata.max.bytes is below what was marked: the
+            // offsets go without their metadata (a processor's done set: its
+            // records run again at the next owner), rather than not at all.
+            tracing::warn!(
+                group = %who.group,
+                "offset metadata longer than the broker allows (offset.metadata.max.bytes); \
+                 committing those offsets without it: lower ProcessOptions::metadata_limit"
+            );
+            let mut retry = request.clone();
+            retry
+                .topics
+                .retain_mut(|t| match too_large.get(&*t.name.0) {
+                    Some(partitions) => {
+                        t.partitions
+                            .retain(|p| partitions.contains(&p.partition_index));
+                        for p in &mut t.partitions {
+                            p.committed_metadata = Some(name(""));
+                        }
+                        true
+                    }
+                    None => false,
+                });
+            let response = broker.call(&retry).await?;
             for t in &response.topics {
                 for p in &t.partitions {
                     Error::check_code(p.error_code)
