@@ -452,14 +452,7 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
                         if shard.records.fetch_add(1, Ordering::Relaxed) % 64 == 63
                             || !h.sleep.is_zero()
                         {
-                            let (records, bytes) = shards.iter().fold((0, 0), |(r, b), s| {
-                                (
-                                    r + s.records.load(Ordering::Relaxed),
-                                    b + s.bytes.load(Ordering::Relaxed),
-                                )
-                            });
-                            h.total.fetch_max(records, Ordering::Relaxed);
-                            h.bytes.fetch_max(bytes, Ordering::Relaxed);
+                            let (records, _) = processed();
                             if records >= h.target {
                                 h.done.notify_one();
                             }

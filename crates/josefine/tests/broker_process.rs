@@ -20,12 +20,10 @@ const RECORDS: i64 = 10_000;
 const KEYS: i64 = 500;
 const IN_FLIGHT: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_ordered_parallel_processing_runs_every_record_once_in_key_order() {
-    let addr = real_broker!();
-    common::trace();
-    let client = common::client(&addr).await;
-    let topic = common::unique("process");
+/// A fresh one-partition topic holding `records` records, keyed `k{offset % keys}`,
+/// valued with their offset.
+async fn keyed_topic(client: &josefine::Client, prefix: &str, records: i64, keys: i64) -> String {
+    let topic = common::unique(prefix);
     client
         .admin()
         .create_topic(NewTopic::new(&topic, 1))
@@ -33,15 +31,24 @@ async fn key_ordered_parallel_processing_runs_every_record_once_in_key_order() {
         .unwrap();
     let producer = Producer::builder(client.clone()).build().unwrap();
     let mut deliveries = Vec::new();
-    for o in 0..RECORDS {
+    for o in 0..records {
         let record = ProducerRecord::new(&topic)
             .partition(0)
-            .key(format!("k{}", o % KEYS))
+            .key(format!("k{}", o % keys))
             .value(o.to_string());
         deliveries.push(producer.enqueue(record).await.unwrap());
     }
     producer.close().await.unwrap();
     common::delivered(deliveries).await;
+    topic
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ordered_parallel_processing_runs_every_record_once_in_key_order() {
+    let addr = real_broker!();
+    common::trace();
+    let client = common::client(&addr).await;
+    let topic = keyed_topic(&client, "process", RECORDS, KEYS).await;
 
     let group_id = common::unique("process-group");
     let group = ConsumerGroup::builder(common::client(&addr).await, &group_id)
@@ -159,23 +166,7 @@ async fn the_next_member_runs_only_what_the_last_one_left_unfinished() {
     let addr = real_broker!();
     common::trace();
     let client = common::client(&addr).await;
-    let topic = common::unique("process-handover");
-    client
-        .admin()
-        .create_topic(NewTopic::new(&topic, 1))
-        .await
-        .unwrap();
-    let producer = Producer::builder(client.clone()).build().unwrap();
-    let mut deliveries = Vec::new();
-    for o in 0..RECORDS {
-        let record = ProducerRecord::new(&topic)
-            .partition(0)
-            .key(format!("k{}", o % KEYS))
-            .value(o.to_string());
-        deliveries.push(producer.enqueue(record).await.unwrap());
-    }
-    producer.close().await.unwrap();
-    common::delivered(deliveries).await;
+    let topic = keyed_topic(&client, "process-handover", RECORDS, KEYS).await;
 
     let group_id = common::unique("process-handover");
     let member = |client: josefine::Client| {

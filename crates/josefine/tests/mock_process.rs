@@ -7,6 +7,8 @@
 //! Every wait is for a condition, bounded by `PATIENCE` so a bug fails the test
 //! instead of hanging it.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,17 +25,8 @@ use tokio::task::JoinHandle;
 const TOPIC: &str = "work";
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn trace() {
-    if let Ok(filter) = std::env::var("JOSEFINE_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 async fn cluster(partitions: i32) -> MockCluster {
-    trace();
+    common::trace();
     MockCluster::builder()
         .brokers(1)
         .topic(TOPIC, partitions)

@@ -100,6 +100,29 @@ pub(crate) async fn fetch_all_committed(
     ))
 }
 
+/// The partitions an OffsetCommit answer refused with `tolerated`, by topic; any
+/// other error code is the error (with its topic and partition).
+fn partition_errors(
+    response: &kafka_protocol::messages::OffsetCommitResponse,
+    tolerated: Option<KafkaCode>,
+) -> Result<BTreeMap<Arc<str>, Vec<i32>>> {
+    let mut refused: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            if tolerated.is_some_and(|code| p.error_code == code.code()) {
+                refused
+                    .entry(Arc::from(&*t.name.0))
+                    .or_default()
+                    .push(p.partition_index);
+                continue;
+            }
+            Error::check_code(p.error_code)
+                .map_err(|e| e.with_topic(&*t.name.0).with_partition(p.partition_index))?;
+        }
+    }
+    Ok(refused)
+}
+
 /// A committed offset (the next offset to read) and the metadata committed with it
 /// (the Java client's `OffsetAndMetadata`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,20 +313,8 @@ pub(crate) async fn commit(
         let request = request.clone();
         async move {
             let response = broker.call(&request).await?;
-            let mut too_large: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
-            for t in &response.topics {
-                for p in &t.partitions {
-                    if p.error_code == KafkaCode::OFFSET_METADATA_TOO_LARGE.code() {
-                        too_large
-                            .entry(Arc::from(&*t.name.0))
-                            .or_default()
-                            .push(p.partition_index);
-                        continue;
-                    }
-                    Error::check_code(p.error_code)
-                        .map_err(|e| e.with_topic(&*t.name.0).with_partition(p.partition_index))?;
-                }
-            }
+            let too_large =
+                partition_errors(&response, Some(KafkaCode::OFFSET_METADATA_TOO_LARGE))?;
             if too_large.is_empty() {
                 return Ok(());
             }
@@ -330,12 +341,7 @@ pub(crate) async fn commit(
                     None => false,
                 });
             let response = broker.call(&retry).await?;
-            for t in &response.topics {
-                for p in &t.partitions {
-                    Error::check_code(p.error_code)
-                        .map_err(|e| e.with_topic(&*t.name.0).with_partition(p.partition_index))?;
-                }
-            }
+            partition_errors(&response, None)?;
             Ok(())
         }
     })

@@ -150,9 +150,7 @@ where
         batches: VecDeque::new(),
     };
     // Each record's run, once it had to wait; one permit each.
-    let mut running = InFlight {
-        set: FuturesUnordered::new(),
-    };
+    let mut running = FuturesUnordered::new();
     let revoked = state.revoked();
     tokio::pin!(revoked);
     let mut drain_until: Option<Instant> = None;
@@ -266,26 +264,6 @@ where
 /// A record's run, boxed once it had to wait.
 type Running<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
-/// Records running as tasks of the claim (their permits are the claim's: see
-/// `LocalPermits`).
-struct InFlight<'a> {
-    set: FuturesUnordered<Running<'a>>,
-}
-
-impl<'a> std::ops::Deref for InFlight<'a> {
-    type Target = FuturesUnordered<Running<'a>>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.set
-    }
-}
-
-impl std::ops::DerefMut for InFlight<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.set
-    }
-}
-
 impl<F> Drop for ClaimRun<'_, F> {
     /// The claim ended (or its loop unwound): every permit it holds goes back,
     /// those of records still running too (they are dropped with the claim).
@@ -386,14 +364,13 @@ where
 /// Offers a fetched batch's records to the partition's progress and lanes; returns
 /// how many the previous owner's done set skipped.
 fn take(batch: &FetchedBatch, progress: &mut Progress, lanes: &mut Lanes) -> Result<u64> {
-    let topic: Arc<str> = batch.topic().into();
     let mut skipped = 0;
     for record in batch {
         let record = record?;
         match progress.offer(record.offset()) {
             Offer::Process => lanes.push(ConsumerRecord::new(
-                topic.clone(),
-                batch.partition(),
+                batch.topic.clone(),
+                batch.partition,
                 record,
             )),
             Offer::Done => skipped += 1,
