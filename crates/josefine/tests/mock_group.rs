@@ -24,6 +24,8 @@
 //! gives up at once when a member's `consume` fails, and a failed wait prints
 //! what the members did.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
@@ -61,6 +63,7 @@ async fn cluster() -> MockCluster {
 async fn cluster_with(
     configure: impl FnOnce(josefine_mock::MockClusterBuilder) -> josefine_mock::MockClusterBuilder,
 ) -> MockCluster {
+    common::trace();
     configure(MockCluster::builder().brokers(3).topic(TOPIC, PARTITIONS))
         .start()
         .await
@@ -125,7 +128,24 @@ struct SessionSeen {
     claims: Vec<TopicPartition>,
     /// Where each claim started (committed offset or reset policy).
     starts: HashMap<TopicPartition, i64>,
+    /// The offset after the highest record each claim marked in this session.
+    marked: HashMap<TopicPartition, i64>,
     ended: bool,
+}
+
+impl SessionSeen {
+    /// Whether this session's claims of `topic` stand at `end` or beyond: what a
+    /// close commits then is `end` (records processed in an earlier session do not
+    /// count, they are not this session's to commit).
+    fn reached(&self, topic: &str, end: i64) -> bool {
+        self.claims
+            .iter()
+            .filter(|tp| &*tp.topic == topic)
+            .all(|tp| {
+                self.starts.get(tp).is_some_and(|&o| o >= end)
+                    || self.marked.get(tp).is_some_and(|&o| o >= end)
+            })
+    }
 }
 
 /// One claim as a member's handler saw it: under the cooperative protocol claims
@@ -312,6 +332,7 @@ impl GroupHandler for Recorder {
             generation: session.generation(),
             claims: session.claims().to_vec(),
             starts: HashMap::new(),
+            marked: HashMap::new(),
             ended: false,
         });
         Ok(())
@@ -374,13 +395,22 @@ impl Recorder {
             while self.stall.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            self.log
-                .lock()
-                .unwrap()
-                .processed
-                .entry((record.topic().to_string(), record.partition()))
-                .or_default()
-                .push(record.offset());
+            {
+                let mut log = self.log.lock().unwrap();
+                log.processed
+                    .entry((record.topic().to_string(), record.partition()))
+                    .or_default()
+                    .push(record.offset());
+                let (member, generation) = (self.member, session.generation());
+                if let Some(s) = log
+                    .sessions
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.member == member && s.generation == generation)
+                {
+                    s.marked.insert(tp.clone(), record.offset() + 1);
+                }
+            }
             session.mark(&record);
         }
         let linger = self.linger_ms.load(Ordering::Acquire);
@@ -528,8 +558,9 @@ async fn wait_for(log: &Shared, what: &str, mut condition: impl FnMut(&Log) -> b
     }
 }
 
-/// Waits until `members` hold one generation's claims covering the topic and
-/// every record below `end` was processed; returns the generation.
+/// Waits until `members` hold one generation's claims covering the topic, every
+/// record below `end` was processed, and each claim of that generation stands at
+/// `end` (so closing now commits `end`); returns the generation.
 async fn settle(log: &Shared, members: &[usize], end: i64) -> i32 {
     wait_for(
         log,
@@ -537,6 +568,9 @@ async fn settle(log: &Shared, members: &[usize], end: i64) -> i32 {
         |l| {
             l.settled(members, &[(TOPIC, PARTITIONS)]).is_some()
                 && l.covered(TOPIC, PARTITIONS, 0..end, 1)
+                && members
+                    .iter()
+                    .all(|m| l.latest(*m).is_some_and(|s| s.reached(TOPIC, end)))
         },
     )
     .await;
