@@ -320,6 +320,9 @@ struct Recorder {
     /// How long a claim takes to return once its session ends, in ms: a handler
     /// finishing the work in hand before it gives the partition back.
     linger_ms: Arc<AtomicU64>,
+    /// How long the claim of partition 0 blocks its thread (never yielding) once
+    /// its session ends, in ms: a handler that cannot be cancelled at once.
+    block_ms: Arc<AtomicU64>,
     /// While set, the handler holds the record it just got (a stuck handler).
     stall: Arc<AtomicBool>,
 }
@@ -417,6 +420,10 @@ impl Recorder {
         if linger > 0 {
             tokio::time::sleep(Duration::from_millis(linger)).await;
         }
+        let block = self.block_ms.load(Ordering::Acquire);
+        if block > 0 && tp.partition == 0 {
+            std::thread::sleep(Duration::from_millis(block));
+        }
         Ok(())
     }
 }
@@ -427,6 +434,7 @@ struct Member {
     group: ConsumerGroup,
     task: JoinHandle<josefine::Result<()>>,
     linger_ms: Arc<AtomicU64>,
+    block_ms: Arc<AtomicU64>,
     stall: Arc<AtomicBool>,
 }
 
@@ -468,11 +476,13 @@ async fn start(
     let client = client(cluster, &format!("m{index}")).await;
     let group = configure(settings(client, group)).build().unwrap();
     let linger_ms = Arc::new(AtomicU64::new(0));
+    let block_ms = Arc::new(AtomicU64::new(0));
     let stall = Arc::new(AtomicBool::new(false));
     let handler = Recorder {
         member: index,
         log: log.clone(),
         linger_ms: linger_ms.clone(),
+        block_ms: block_ms.clone(),
         stall: stall.clone(),
     };
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
@@ -495,6 +505,7 @@ async fn start(
         group,
         task,
         linger_ms,
+        block_ms,
         stall,
     }
 }
@@ -1261,12 +1272,14 @@ async fn a_slow_revoke_within_the_rebalance_timeout_keeps_the_membership() {
     let log = new_log();
     let member = start(&cluster, group, 0, &log, &[TOPIC], |b| {
         b.rebalance_timeout(Duration::from_secs(5))
+            .drain_timeout(Duration::from_secs(4))
             .auto_commit(false)
     })
     .await;
     settle(&log, &[0], FIRST).await;
     let first = log.lock().unwrap().latest(0).cloned().unwrap();
-    // Longer than the session timeout, well within the rebalance timeout.
+    // Longer than the session timeout, well within the drain and rebalance timeouts
+    // (the drain's default, half the rebalance timeout, would be 2.5 s: a race).
     member.linger_ms.store(2500, Ordering::Release);
     assert!(cluster.force_rebalance(group));
     wait_for(&log, "the first session to end", |l| l.sessions[0].ended).await;
@@ -1291,6 +1304,34 @@ async fn a_slow_revoke_within_the_rebalance_timeout_keeps_the_membership() {
     close_all(vec![member]).await;
     assert_processed_once(&log, TOPIC, PARTITIONS);
     assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// A handler that blocks its thread past the drain deadline cannot be cancelled
+/// until it yields, and keeps its partition's reader until then: the next session
+/// starts only once it is gone, so it reads every partition again (without the
+/// wait, the new session's claim of partition 0 finds the old reader alive and the
+/// partition goes unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_cancelled_at_the_drain_deadline_gives_its_partition_back() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "blocked-revoke";
+    let log = new_log();
+    let member = start(&cluster, group, 0, &log, &[TOPIC], |b| {
+        b.rebalance_timeout(Duration::from_secs(5))
+            .drain_timeout(Duration::from_millis(200))
+    })
+    .await;
+    settle(&log, &[0], FIRST).await;
+    member.block_ms.store(1500, Ordering::Release);
+    assert!(cluster.force_rebalance(group));
+    wait_for(&log, "the first session to end", |l| l.sessions[0].ended).await;
+    member.block_ms.store(0, Ordering::Release);
+    append(&cluster, TOPIC, 0..PARTITIONS, FIRST..2 * FIRST);
+    let generation = settle(&log, &[0], 2 * FIRST).await;
+    assert!(generation > 1);
+    close_all(vec![member]).await;
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, 2 * FIRST);
 }
 
 // ---- 9. a topic gains partitions ----

@@ -175,10 +175,12 @@ impl Claims {
                 _ = tokio::time::sleep_until(deadline) => break left,
             }
         };
+        let mut cancelled = HashSet::new();
         for tp in overran {
             if let Some(task) = self.running.remove(&tp) {
                 self.partition_of.remove(&task.id());
                 task.abort();
+                cancelled.insert(task.id());
             }
             if let Some(state) = session.claim_state(&tp) {
                 state.marks.seal();
@@ -196,8 +198,61 @@ impl Claims {
                 ),
             );
         }
+        self.reap(session, errors, cancelled).await;
+    }
+
+    /// Waits until the `cancelled` tasks are gone. An aborted task keeps its claim's
+    /// reader until the runtime drops it, which lags the abort when its worker thread
+    /// is busy; a partition whose reader lives on cannot be read again (by the next
+    /// session, or by a claim the next assignment gives back), so the revocation ends
+    /// only once they are dropped. Claims that end meanwhile are handled as usual. A
+    /// task that never yields cannot be dropped: after a while it is reported and left.
+    async fn reap(
+        &mut self,
+        session: &Session,
+        errors: &ErrorSink,
+        mut cancelled: HashSet<tokio::task::Id>,
+    ) {
+        let patience = tokio::time::sleep(REAP_PATIENCE);
+        tokio::pin!(patience);
+        while !cancelled.is_empty() {
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => {
+                    let (id, result) = match joined {
+                        None => return,
+                        Some(Ok((id, exit))) => (id, Ok(exit)),
+                        Some(Err(err)) => (err.id(), Err(err)),
+                    };
+                    if cancelled.remove(&id) {
+                        continue;
+                    }
+                    if let Some(tp) = self.partition_of.remove(&id) {
+                        self.running.remove(&tp);
+                        self.ended(session, errors, tp, result);
+                    }
+                }
+                _ = &mut patience => {
+                    errors.report(
+                        "a cancelled handler did not stop",
+                        Error::new(
+                            ErrorKind::Handler,
+                            format!(
+                                "{} cancelled handler task(s) did not stop within {REAP_PATIENCE:?} \
+                                 (a handler that blocks its thread cannot be cancelled); their \
+                                 partitions cannot be read again by this member until they stop",
+                                cancelled.len()
+                            ),
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
     }
 }
+
+/// How long a revocation waits for handler tasks it cancelled to be dropped.
+const REAP_PATIENCE: Duration = Duration::from_secs(5);
 
 impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// Runs sessions as the driver starts them until the group closes (`Ok`) or fails.
