@@ -62,6 +62,10 @@ MODULES = [
     "create_acls_response",
     "describe_acls_response",
     "delete_acls_response",
+    "add_partitions_to_txn_response",
+    "add_offsets_to_txn_response",
+    "end_txn_response",
+    "txn_offset_commit_response",
 ]
 
 PRIMS = {

@@ -130,6 +130,7 @@ kafka_common_properties() {
 num.partitions=1
 offsets.topic.num.partitions=8
 transaction.state.log.num.partitions=4
+transaction.abort.timed.out.transaction.cleanup.interval.ms=500
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=500
 group.consumer.min.session.timeout.ms=500

@@ -33,7 +33,7 @@ impl KafkaCode {
     }
 
     /// The numeric code, as on the wire.
-    pub fn code(self) -> i16 {
+    pub const fn code(self) -> i16 {
         self.0
     }
 
@@ -74,7 +74,20 @@ impl KafkaCode {
     pub const UNSUPPORTED_VERSION: Self = Self(35);
     pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
     pub const INVALID_PARTITIONS: Self = Self(37);
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: Self = Self(45);
+    pub const DUPLICATE_SEQUENCE_NUMBER: Self = Self(46);
+    pub const INVALID_PRODUCER_EPOCH: Self = Self(47);
+    pub const INVALID_TXN_STATE: Self = Self(48);
+    pub const INVALID_PRODUCER_ID_MAPPING: Self = Self(49);
+    pub const INVALID_TRANSACTION_TIMEOUT: Self = Self(50);
+    pub const CONCURRENT_TRANSACTIONS: Self = Self(51);
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Self = Self(53);
+    pub const OPERATION_NOT_ATTEMPTED: Self = Self(55);
+    pub const UNKNOWN_PRODUCER_ID: Self = Self(59);
     pub const NON_EMPTY_GROUP: Self = Self(68);
+    pub const UNSTABLE_OFFSET_COMMIT: Self = Self(88);
+    pub const PRODUCER_FENCED: Self = Self(90);
+    pub const TRANSACTION_ABORTABLE: Self = Self(120);
     pub const FENCED_LEADER_EPOCH: Self = Self(74);
     pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
     pub const MEMBER_ID_REQUIRED: Self = Self(79);

@@ -51,6 +51,8 @@ pub use group::{
     OnHandlerError, ProcessOptions, ProcessOrder, Processor, Revocation, RevokeReason, Session,
 };
 pub use kafka_protocol;
-pub use producer::{Acks, Delivery, DeliveryReport, Producer, ProducerBuilder, ProducerRecord};
+pub use producer::{
+    Acks, Delivery, DeliveryReport, GroupMetadata, Producer, ProducerBuilder, ProducerRecord,
+};
 pub use protocol::records::{Compression, Header, Record};
 pub use topic_partition::TopicPartition;

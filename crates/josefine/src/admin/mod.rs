@@ -370,7 +370,7 @@ impl Admin {
         partitions: &[crate::TopicPartition],
     ) -> Result<std::collections::HashMap<crate::TopicPartition, crate::OffsetAndMetadata>> {
         groups::patiently(&self.client, group, || {
-            crate::group::fetch_committed_as(&self.client, group, partitions, None)
+            crate::group::fetch_committed_as(&self.client, group, partitions, None, false)
         })
         .await
     }

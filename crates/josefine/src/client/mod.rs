@@ -202,6 +202,19 @@ impl Client {
             .remove(&(CoordinatorType::Group, group.to_string()));
     }
 
+    /// The transaction coordinator of `transactional_id` (FindCoordinator key type 1),
+    /// from the cache or asked for.
+    pub(crate) async fn transaction_coordinator(&self, transactional_id: &str) -> Result<Broker> {
+        coordinator::coordinator(self, CoordinatorType::Transaction, transactional_id).await
+    }
+
+    /// Forgets the cached transaction coordinator of `transactional_id`.
+    pub(crate) fn invalidate_transaction_coordinator(&self, transactional_id: &str) {
+        self.state()
+            .coordinators
+            .remove(&(CoordinatorType::Transaction, transactional_id.to_string()));
+    }
+
     /// The admin API on this client.
     pub fn admin(&self) -> crate::admin::Admin {
         crate::admin::Admin::new(self.clone())

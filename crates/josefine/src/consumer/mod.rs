@@ -249,6 +249,11 @@ impl ConsumerShared {
 }
 
 impl Consumer {
+    /// Whether this consumer reads only committed transactions.
+    pub(crate) fn reads_committed(&self) -> bool {
+        self.shared.config.isolation == IsolationLevel::ReadCommitted
+    }
+
     pub fn builder(client: Client) -> ConsumerBuilder {
         ConsumerBuilder {
             client,

@@ -71,7 +71,7 @@ pub(crate) async fn fetch_committed(
 ) -> Result<HashMap<TopicPartition, i64>> {
     let topics = Some(by_topic(partitions.iter().cloned()));
     Ok(offsets_only(
-        fetch_offsets(client, group, topics, None).await?,
+        fetch_offsets(client, group, topics, None, false).await?,
     ))
 }
 
@@ -84,9 +84,10 @@ pub(crate) async fn fetch_committed_as(
     group: &str,
     partitions: &[TopicPartition],
     member: Option<(&str, i32)>,
+    require_stable: bool,
 ) -> Result<HashMap<TopicPartition, OffsetAndMetadata>> {
     let topics = Some(by_topic(partitions.iter().cloned()));
-    fetch_offsets(client, group, topics, member).await
+    fetch_offsets(client, group, topics, member, require_stable).await
 }
 
 /// Every offset `group` has committed: OffsetFetch with a null topic list, which
@@ -96,7 +97,7 @@ pub(crate) async fn fetch_all_committed(
     group: &str,
 ) -> Result<HashMap<TopicPartition, i64>> {
     Ok(offsets_only(
-        fetch_offsets(client, group, None, None).await?,
+        fetch_offsets(client, group, None, None, false).await?,
     ))
 }
 
@@ -133,6 +134,22 @@ pub struct OffsetAndMetadata {
     pub metadata: Option<Arc<str>>,
 }
 
+impl OffsetAndMetadata {
+    /// `offset` (the next offset to read) without metadata.
+    pub fn new(offset: i64) -> Self {
+        Self {
+            offset,
+            metadata: None,
+        }
+    }
+
+    /// With `metadata` (at most the broker's `offset.metadata.max.bytes`).
+    pub fn with_metadata(mut self, metadata: impl Into<Arc<str>>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+}
+
 fn offsets_only(
     committed: HashMap<TopicPartition, OffsetAndMetadata>,
 ) -> HashMap<TopicPartition, i64> {
@@ -152,6 +169,7 @@ async fn fetch_offsets(
     group: &str,
     topics: Option<BTreeMap<std::sync::Arc<str>, Vec<i32>>>,
     member: Option<(&str, i32)>,
+    require_stable: bool,
 ) -> Result<HashMap<TopicPartition, OffsetAndMetadata>> {
     at_coordinator(client, group, |broker| {
         let topics = topics.clone();
@@ -167,31 +185,31 @@ async fn fetch_offsets(
             }
             let (version, response) = broker
                 .call_versioned(|version| {
+                    // KIP-447: with require_stable (v7+) a partition whose offsets
+                    // are still pending in an open transaction answers
+                    // UNSTABLE_OFFSET_COMMIT (retriable) instead of the older commit.
+                    let request = OffsetFetchRequest::default()
+                        .with_require_stable(require_stable && version >= 7);
                     if version >= 8 {
-                        OffsetFetchRequest::default().with_groups(vec![
-                            OffsetFetchRequestGroup::default()
-                                .with_group_id(GroupId(name(group)))
-                                .with_member_id(
-                                    member.filter(|_| version >= 9).map(|(m, _)| name(m)),
-                                )
-                                .with_member_epoch(
-                                    member.filter(|_| version >= 9).map_or(-1, |(_, e)| e),
-                                )
-                                .with_topics(topics.as_ref().map(|topics| {
-                                    topics
-                                        .iter()
-                                        .map(|(t, ps)| {
-                                            OffsetFetchRequestTopics::default()
-                                                .with_name(TopicName(name(t)))
-                                                .with_partition_indexes(ps.clone())
-                                        })
-                                        .collect()
-                                })),
-                        ])
-                    } else {
-                        OffsetFetchRequest::default()
+                        request.with_groups(vec![OffsetFetchRequestGroup::default()
                             .with_group_id(GroupId(name(group)))
+                            .with_member_id(member.filter(|_| version >= 9).map(|(m, _)| name(m)))
+                            .with_member_epoch(
+                                member.filter(|_| version >= 9).map_or(-1, |(_, e)| e),
+                            )
                             .with_topics(topics.as_ref().map(|topics| {
+                                topics
+                                    .iter()
+                                    .map(|(t, ps)| {
+                                        OffsetFetchRequestTopics::default()
+                                            .with_name(TopicName(name(t)))
+                                            .with_partition_indexes(ps.clone())
+                                    })
+                                    .collect()
+                            }))])
+                    } else {
+                        request.with_group_id(GroupId(name(group))).with_topics(
+                            topics.as_ref().map(|topics| {
                                 topics
                                     .iter()
                                     .map(|(t, ps)| {
@@ -200,7 +218,8 @@ async fn fetch_offsets(
                                             .with_partition_indexes(ps.clone())
                                     })
                                     .collect()
-                            }))
+                            }),
+                        )
                     }
                 })
                 .await?;

@@ -620,7 +620,14 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                 GroupProtocol::Consumer => Some((session.member_id(), session.generation())),
                 _ => None,
             };
-            let fetched = fetch_committed_as(&self.client, group, partitions, member).await;
+            let fetched = fetch_committed_as(
+                &self.client,
+                group,
+                partitions,
+                member,
+                self.consumer.reads_committed(),
+            )
+            .await;
             let err = match fetched {
                 Ok(offsets) => return Ok(offsets),
                 // A newer member epoch is on its way (the next heartbeat answer):

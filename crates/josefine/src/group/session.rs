@@ -305,6 +305,18 @@ impl Session {
         self.inner.generation.get()
     }
 
+    /// Who this member is in this generation, for offsets committed in a
+    /// transaction ([`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction)):
+    /// once the group moved on to a later generation, the coordinator refuses them.
+    pub fn group_metadata(&self) -> crate::GroupMetadata {
+        crate::GroupMetadata {
+            group_id: self.inner.group.clone(),
+            member_id: self.inner.member_id.clone(),
+            generation_id: self.generation(),
+            group_instance_id: self.inner.instance_id.clone(),
+        }
+    }
+
     /// The partitions this member consumes now, sorted.
     pub fn claims(&self) -> Vec<TopicPartition> {
         self.read_claims().iter().map(|(tp, _)| tp).collect()

@@ -186,10 +186,27 @@ impl Broker {
         build: impl FnOnce(i16) -> R,
         timeout: Duration,
     ) -> Result<(i16, R::Response)> {
+        self.call_at_most(R::VERSIONS.max, build, timeout).await
+    }
+
+    /// [`call_versioned_with_timeout`](Self::call_versioned_with_timeout) at version
+    /// `max` or below: for a protocol whose newer versions change what the request
+    /// means (a transactional Produce v12 asks the broker to add the partition to the
+    /// transaction itself, KIP-890).
+    pub(crate) async fn call_at_most<R: KafkaRequest>(
+        &self,
+        max: i16,
+        build: impl FnOnce(i16) -> R,
+        timeout: Duration,
+    ) -> Result<(i16, R::Response)> {
         let ready = self.ready().await?;
+        let ours = kafka_protocol::protocol::VersionRange {
+            min: R::VERSIONS.min,
+            max: max.min(R::VERSIONS.max),
+        };
         let version = ready
             .versions
-            .negotiate(R::API_KEY, R::VERSIONS)
+            .negotiate(R::API_KEY, ours)
             .map_err(|e| e.with_broker(self))?;
         let request = build(version);
         let response = ready

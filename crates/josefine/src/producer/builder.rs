@@ -51,6 +51,8 @@ pub(crate) struct ProducerConfig {
     pub retries: u32,
     pub retry_backoff: Backoff,
     pub partitioner: Arc<dyn Partitioner>,
+    pub transactional_id: Option<Arc<str>>,
+    pub transaction_timeout: Duration,
 }
 
 /// Builds a [`Producer`] on a shared [`Client`].
@@ -85,6 +87,8 @@ pub struct ProducerBuilder {
     retries: u32,
     retry_backoff: Backoff,
     partitioner: Arc<dyn Partitioner>,
+    transactional_id: Option<String>,
+    transaction_timeout: Duration,
 }
 
 impl ProducerBuilder {
@@ -106,6 +110,8 @@ impl ProducerBuilder {
             retries: u32::MAX,
             retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
             partitioner: Arc::new(DefaultPartitioner::default()),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 
@@ -206,11 +212,53 @@ impl ProducerBuilder {
         self
     }
 
+    /// `transactional.id`: makes this a transactional producer (which implies
+    /// idempotence). Records are sent only inside a transaction
+    /// ([`Producer::begin_transaction`] ... [`Producer::commit_transaction`]); a new
+    /// producer with the same id fences this one. Give each instance of a pipeline its
+    /// own stable id (e.g. the service name and the instance's ordinal), the same
+    /// across restarts, so a restarted instance fences its own zombie. No default.
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open
+    /// before it aborts it and fences this producer. Must be at most the broker's
+    /// `transaction.max.timeout.ms` (15 minutes by default). Default 60 s.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self
+    }
+
     /// Validates the settings and starts the producer's sender task (so it must run
     /// inside a Tokio runtime).
     pub fn build(self) -> Result<Producer> {
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(Error::config("transactional.id must not be empty"));
+            }
+            if self.idempotence == Some(false) {
+                return Err(Error::config(
+                    "a transactional producer is idempotent: do not disable enable.idempotence with transactional.id",
+                ));
+            }
+            if self.acks != Acks::All {
+                return Err(Error::config("a transactional producer needs acks=all"));
+            }
+            if self.transaction_timeout.is_zero()
+                || self.transaction_timeout.as_millis() > i32::MAX as u128
+            {
+                return Err(Error::config(
+                    "transaction.timeout.ms must be above zero and fit an i32 of milliseconds",
+                ));
+            }
+        }
         let idempotence =
-            match self.idempotence {
+            match self
+                .idempotence
+                .or(self.transactional_id.as_ref().map(|_| true))
+            {
                 Some(true) if self.acks != Acks::All => return Err(Error::config(
                     "enable.idempotence requires acks=all; set acks to all or disable idempotence",
                 )),
@@ -270,6 +318,8 @@ impl ProducerBuilder {
             retries: self.retries,
             retry_backoff: self.retry_backoff,
             partitioner: self.partitioner,
+            transactional_id: self.transactional_id.map(Arc::from),
+            transaction_timeout: self.transaction_timeout,
         };
         Ok(Producer::start(self.client, config))
     }

@@ -9,8 +9,12 @@
 //! at most `max.in.flight.requests.per.connection` requests per broker. Each record's
 //! [`Delivery`] resolves with its offset, or with the error that ended its retries.
 //!
-//! KIPs: KIP-98 (idempotence), KIP-91 (`delivery.timeout.ms`), KIP-360 (epoch bump),
-//! KIP-480 (sticky partitioner). Protocol: Produce, InitProducerId.
+//! A producer with a `transactional.id` sends inside transactions ([`transaction`]).
+//!
+//! KIPs: KIP-98 (idempotence, transactions), KIP-91 (`delivery.timeout.ms`), KIP-360
+//! (epoch bump), KIP-447 (offsets in a transaction), KIP-480 (sticky partitioner).
+//! Protocol: Produce, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+//! TxnOffsetCommit, EndTxn.
 
 pub mod accumulator;
 pub mod idempotence;
@@ -18,6 +22,7 @@ pub mod partitioner;
 
 mod builder;
 mod sender;
+mod transaction;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +37,7 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 pub use accumulator::TopicPartition;
 pub use builder::{Acks, ProducerBuilder};
 pub use partitioner::{murmur2, partition_for_key, DefaultPartitioner, Partitioner};
+pub use transaction::GroupMetadata;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
@@ -168,6 +174,10 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Set when the producer cannot go on (InitProducerId failed for good).
     fatal: Mutex<Option<Error>>,
+    /// A transactional producer's state ([`transaction`]).
+    txn: Option<Mutex<transaction::TxnState>>,
+    /// Signalled when an AddPartitionsToTxn answers.
+    txn_added: Notify,
 }
 
 impl Shared {
@@ -178,10 +188,16 @@ impl Shared {
     }
 
     fn fatal(&self) -> Option<Error> {
-        self.fatal
-            .lock()
-            .expect("fatal lock is never held across a panic")
-            .clone()
+        let txn_fatal = self
+            .txn
+            .as_ref()
+            .and_then(|txn| transaction::lock(txn).fatal());
+        txn_fatal.or_else(|| {
+            self.fatal
+                .lock()
+                .expect("fatal lock is never held across a panic")
+                .clone()
+        })
     }
 
     /// Records `n` reports as delivered (or failed).
@@ -225,8 +241,14 @@ impl Producer {
             compression: config.compression,
             compression_level: config.compression_level,
         });
+        let txn = config
+            .transactional_id
+            .clone()
+            .map(|id| Mutex::new(transaction::TxnState::new(id, config.transaction_timeout)));
         let shared = Arc::new(Shared {
             client,
+            txn,
+            txn_added: Notify::new(),
             memory: Semaphore::new(config.buffer_memory),
             config,
             accumulator: Mutex::new(accumulator),
@@ -261,6 +283,9 @@ impl Producer {
         }
         if let Some(err) = shared.fatal() {
             return Err(err);
+        }
+        if let Some(txn) = &shared.txn {
+            transaction::lock(txn).check_send()?;
         }
         let key = record.key.as_deref();
         let value = record.value.as_deref();
@@ -303,7 +328,25 @@ impl Producer {
 
         let timestamp = record.timestamp.unwrap_or_else(now_millis);
         let (reply, rx) = oneshot::channel();
-        shared.pending.fetch_add(1, Ordering::AcqRel);
+        match &shared.txn {
+            // Counted as pending under the transaction's lock, so a commit that starts
+            // now waits for this record (and one that started refuses it).
+            Some(txn) => {
+                let mut state = transaction::lock(txn);
+                if let Err(err) = state.check_send() {
+                    drop(state);
+                    shared.memory.add_permits(size);
+                    return Err(err.with_topic(&record.topic));
+                }
+                shared.pending.fetch_add(1, Ordering::AcqRel);
+                if state.note_partition(&record.topic, partition) {
+                    shared.wake.notify_one();
+                }
+            }
+            None => {
+                shared.pending.fetch_add(1, Ordering::AcqRel);
+            }
+        }
         let mut accumulator = shared.accumulator();
         let tp = accumulator.topic_partition(&record.topic, partition);
         let appended = accumulator.append(

@@ -36,16 +36,13 @@ use tokio::sync::mpsc;
 use super::accumulator::{Batch, TopicPartition};
 use super::builder::Acks;
 use super::idempotence::{ProducerIdentity, Sequences, Stamp};
+use super::transaction::{self, Phase};
 use super::{DeliveryReport, PendingRecord, Shared};
 use crate::backoff::jitter_unit;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::protocol::records::{batches, restamp_producer, BatchBuilder, DecodeOptions, Header};
 
-const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-const UNKNOWN_PRODUCER_ID: i16 = 59;
-const PRODUCER_FENCED: i16 = 90;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = KafkaCode::DUPLICATE_SEQUENCE_NUMBER.code();
 
 type ProducerBatch = Batch<PendingRecord>;
 
@@ -92,12 +89,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
 impl Sender {
     async fn run(&mut self) {
-        if self.shared.config.idempotence {
+        // A transactional producer's id comes from its transaction coordinator
+        // (Producer::begin_transaction), not from here.
+        if self.shared.config.idempotence && self.shared.txn.is_none() {
             self.init_producer_id().await;
         }
         loop {
             let now = now();
             self.expire(now);
+            self.step_transaction();
             if self.needs_epoch_bump && self.in_flight_total() == 0 {
                 self.init_producer_id().await;
             }
@@ -118,6 +118,69 @@ impl Sender {
                 Some(done) = self.completions.recv() => self.complete(done),
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+        }
+    }
+
+    /// A transactional producer's part of a loop turn: takes a new producer id or
+    /// epoch (sequences start again at 0), fails the batches of a transaction that
+    /// can no longer commit, and starts AddPartitionsToTxn for partitions new to the
+    /// transaction.
+    fn step_transaction(&mut self) {
+        let Some(txn) = &self.shared.txn else { return };
+        let (identity, doomed, to_add) = {
+            let mut state = transaction::lock(txn);
+            let doomed = match state.phase() {
+                Phase::Aborting => Some(Error::new(
+                    ErrorKind::Closed,
+                    "the transaction was aborted before this record was sent",
+                )),
+                Phase::Abortable | Phase::Fatal => Some(Error::new(
+                    ErrorKind::Closed,
+                    format!(
+                        "the transaction cannot commit ({}), so this record was not sent",
+                        state
+                            .abortable()
+                            .or_else(|| state.fatal())
+                            .map(|e| e.to_string())
+                            .unwrap_or_default()
+                    ),
+                )),
+                _ => None,
+            };
+            (state.identity(), doomed, state.take_to_add())
+        };
+        if let Some(identity) = identity {
+            if self.sequences.identity() != Some(identity) {
+                self.sequences.reset(identity);
+            }
+        }
+        if let Some(err) = doomed {
+            let waiting = self.shared.accumulator().take_all_waiting();
+            for batch in waiting {
+                self.fail(batch, err.clone());
+            }
+        }
+        if let Some((partitions, identity)) = to_add {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let Some(txn) = &shared.txn else { return };
+                let id = transaction::lock(txn).id.clone();
+                let deadline = tokio::time::Instant::now() + shared.config.max_block;
+                let result = transaction::add_partitions(
+                    &shared.client,
+                    &id,
+                    identity,
+                    &partitions,
+                    deadline,
+                )
+                .await;
+                if let Err(err) = &result {
+                    tracing::warn!(error = %err, "AddPartitionsToTxn failed");
+                }
+                transaction::lock(txn).added(partitions, result);
+                shared.txn_added.notify_waiters();
+                shared.wake.notify_one();
+            });
         }
     }
 
@@ -170,7 +233,14 @@ impl Sender {
         let config = &self.shared.config;
         let mut request_bytes: HashMap<i32, usize> = HashMap::new();
         let mut leaderless = Vec::new();
+        // The transaction's lock before the accumulator's (see TxnState).
+        let mut txn = self.shared.txn.as_ref().map(transaction::lock);
         let drained = self.shared.accumulator().drain(now, force, |tp, size| {
+            if let Some(txn) = txn.as_mut() {
+                if !txn.may_send(tp) {
+                    return None;
+                }
+            }
             let leader = match client.cached_leader(&tp.topic, tp.partition) {
                 Ok(broker) => broker.id()?,
                 Err(_) => {
@@ -188,6 +258,7 @@ impl Sender {
             *bytes += size;
             Some(leader)
         });
+        drop(txn);
         self.stale_topics.extend(leaderless);
         let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
         for (broker, mut batch) in drained {
@@ -335,7 +406,16 @@ impl Sender {
             .with_topic(&*batch.tp.topic)
             .with_partition(batch.tp.partition);
         tracing::warn!(error = %err, records = batch.replies.len(), "produce failed");
-        if self.shared.config.idempotence && batch.encoded.is_some() {
+        if let Some(txn) = &self.shared.txn {
+            // The transaction cannot commit without this batch; if the broker may
+            // have it, its sequences are unresolved until the epoch is bumped (which
+            // a transactional producer does after the abort, KIP-360).
+            let mut state = transaction::lock(txn);
+            if batch.encoded.is_some() {
+                state.require_epoch_bump();
+            }
+            state.fail(err.clone());
+        } else if self.shared.config.idempotence && batch.encoded.is_some() {
             // The broker may or may not have this batch: its sequences are unresolved.
             self.needs_epoch_bump = true;
         }
@@ -351,20 +431,35 @@ impl Sender {
 
     fn retry_or_fail(&mut self, batch: ProducerBatch, err: Error, now: Instant) {
         let config = &self.shared.config;
-        let code = err.code().map(KafkaCode::code);
+        let code = err.code();
+        let transactional = self.shared.txn.is_some();
         let sequence_trouble = config.idempotence
             && matches!(
                 code,
-                Some(OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID | INVALID_PRODUCER_EPOCH)
+                Some(
+                    KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                        | KafkaCode::UNKNOWN_PRODUCER_ID
+                        | KafkaCode::INVALID_PRODUCER_EPOCH
+                )
             );
-        let too_large =
-            err.code() == Some(KafkaCode::MESSAGE_TOO_LARGE) && batch.record_count() > 1;
+        let too_large = code == Some(KafkaCode::MESSAGE_TOO_LARGE) && batch.record_count() > 1;
         let in_time = now < batch.created + config.delivery_timeout;
         let attempts_left = batch.attempts <= config.retries;
-        if code == Some(PRODUCER_FENCED) {
+        if code == Some(KafkaCode::PRODUCER_FENCED) {
             return self.fail(batch, err);
         }
-        if !(err.is_retriable() || sequence_trouble || too_large) || !in_time || !attempts_left {
+        // A transactional producer cannot bump its own epoch, nor give the halves of
+        // a split batch fresh sequences: the transaction has to be aborted (fail()
+        // makes it abortable and asks for the epoch bump after the abort).
+        if transactional && (sequence_trouble || too_large) {
+            return self.fail(batch, err);
+        }
+        // The coordinator is still writing the previous transaction's markers.
+        let concurrent = transactional && code == Some(KafkaCode::CONCURRENT_TRANSACTIONS);
+        if !(err.is_retriable() || sequence_trouble || too_large || concurrent)
+            || !in_time
+            || !attempts_left
+        {
             let err = if !in_time {
                 Error::new(
                     ErrorKind::Timeout,
@@ -535,7 +630,7 @@ async fn produce(
     let mut encode_failures = Vec::new();
     for (i, batch) in batches.iter_mut().enumerate() {
         batch.attempts += 1;
-        match encode(batch) {
+        match encode(batch, shared.txn.is_some()) {
             Ok(bytes) => topics.entry(batch.tp.topic.clone()).or_default().push(
                 PartitionProduceData::default()
                     .with_index(batch.tp.partition)
@@ -550,6 +645,9 @@ async fn produce(
     }
     let metadata = shared.client.metadata();
     let request = ProduceRequest::default()
+        .with_transactional_id(config.transactional_id.as_deref().map(|id| {
+            kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string()))
+        }))
         .with_acks(config.acks.wire())
         .with_timeout_ms(i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX))
         .with_topic_data(
@@ -569,16 +667,27 @@ async fn produce(
         );
     // The broker may hold the request for its own timeout; allow for the trip.
     let timeout = config.request_timeout + Duration::from_secs(5);
-    let result = broker.call_with_timeout(&request, timeout).await;
+    let result = if shared.txn.is_some() {
+        broker
+            .call_at_most(transaction::PRODUCE_MAX_VERSION, |_| request, timeout)
+            .await
+            .map(|(_, response)| response)
+    } else {
+        broker.call_with_timeout(&request, timeout).await
+    };
     (batches, result)
 }
 
 /// The bytes to send for `batch`, encoding it on first use and re-stamping it when its
-/// stamp changed since (epoch bump).
-fn encode(batch: &mut ProducerBatch) -> Result<Bytes> {
+/// stamp changed since (epoch bump). A transactional producer's batches carry the
+/// transactional attribute: without it the broker takes them for plain idempotent
+/// data, visible at once and untouched by an abort.
+fn encode(batch: &mut ProducerBatch, transactional: bool) -> Result<Bytes> {
     if let Some(builder) = batch.builder.take() {
         let builder = match batch.stamp {
-            Some(s) => builder.producer(s.producer_id, s.producer_epoch, s.base_sequence),
+            Some(s) => builder
+                .producer(s.producer_id, s.producer_epoch, s.base_sequence)
+                .transactional(transactional),
             None => builder,
         };
         let bytes = builder.finish()?;
@@ -611,7 +720,8 @@ fn encode(batch: &mut ProducerBatch) -> Result<Bytes> {
 fn split(
     mut batch: ProducerBatch,
 ) -> std::result::Result<Vec<ProducerBatch>, (ProducerBatch, Error)> {
-    let bytes = match encode(&mut batch) {
+    // Only an idempotent or plain producer's batches are split (see retry_or_fail).
+    let bytes = match encode(&mut batch, false) {
         Ok(bytes) => bytes,
         Err(err) => return Err((batch, err)),
     };

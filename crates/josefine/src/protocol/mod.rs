@@ -132,4 +132,8 @@ kafka_requests! {
     CreateAcls: CreateAclsRequest => CreateAclsResponse,
     DescribeAcls: DescribeAclsRequest => DescribeAclsResponse,
     DeleteAcls: DeleteAclsRequest => DeleteAclsResponse,
+    AddPartitionsToTxn: AddPartitionsToTxnRequest => AddPartitionsToTxnResponse,
+    AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxnResponse,
+    EndTxn: EndTxnRequest => EndTxnResponse,
+    TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommitResponse,
 }

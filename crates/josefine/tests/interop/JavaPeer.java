@@ -107,6 +107,9 @@ public final class JavaPeer {
         props.put("value.deserializer", ByteArrayDeserializer.class.getName());
         props.put("auto.offset.reset", "earliest");
         props.put("fetch.max.wait.ms", "100");
+        if (args.containsKey("isolation")) {
+            props.put("isolation.level", args.get("isolation"));
+        }
         return props;
     }
 

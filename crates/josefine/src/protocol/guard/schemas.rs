@@ -1231,6 +1231,109 @@ pub(super) static DELETE_ACLS_RESPONSE__DELETE_ACLS_MATCHING_ACL: Schema = Schem
     tags: &[],
 };
 
+pub(super) static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESPONSE: Schema = Schema {
+    name: "AddPartitionsToTxnResponse",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 5, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(4, 5, Ty::Int16)] },
+        Field { name: "results_by_transaction", reads: &[(4, 5, Ty::CompactArray(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESULT)))] },
+        Field { name: "results_by_topic_v3_and_below", reads: &[(0, 2, Ty::Array(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT))), (3, 3, Ty::CompactArray(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT: Schema = Schema {
+    name: "AddPartitionsToTxnTopicResult",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "name", reads: &[(0, 2, Ty::String), (3, 5, Ty::CompactString)] },
+        Field { name: "results_by_partition", reads: &[(0, 2, Ty::Array(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT))), (3, 5, Ty::CompactArray(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESULT: Schema = Schema {
+    name: "AddPartitionsToTxnResult",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "transactional_id", reads: &[(4, 5, Ty::CompactString)] },
+        Field { name: "topic_results", reads: &[(4, 5, Ty::CompactArray(Elem::Struct(&ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_TOPIC_RESULT)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_PARTITION_RESULT: Schema = Schema {
+    name: "AddPartitionsToTxnPartitionResult",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "partition_index", reads: &[(0, 5, Ty::Int32)] },
+        Field { name: "partition_error_code", reads: &[(0, 5, Ty::Int16)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static ADD_OFFSETS_TO_TXN_RESPONSE__ADD_OFFSETS_TO_TXN_RESPONSE: Schema = Schema {
+    name: "AddOffsetsToTxnResponse",
+    versions: (0, 4),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 4, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(0, 4, Ty::Int16)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static END_TXN_RESPONSE__END_TXN_RESPONSE: Schema = Schema {
+    name: "EndTxnResponse",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 5, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(0, 5, Ty::Int16)] },
+        Field { name: "producer_id", reads: &[(5, 5, Ty::Int64)] },
+        Field { name: "producer_epoch", reads: &[(5, 5, Ty::Int16)] },
+    ],
+    tags: &[],
+};
+
+pub(super) static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE: Schema = Schema {
+    name: "TxnOffsetCommitResponse",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "throttle_time_ms", reads: &[(0, 5, Ty::Int32)] },
+        Field { name: "topics", reads: &[(0, 2, Ty::Array(Elem::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC))), (3, 5, Ty::CompactArray(Elem::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_TOPIC: Schema = Schema {
+    name: "TxnOffsetCommitResponseTopic",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "name", reads: &[(0, 2, Ty::String), (3, 5, Ty::CompactString)] },
+        Field { name: "partitions", reads: &[(0, 2, Ty::Array(Elem::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION))), (3, 5, Ty::CompactArray(Elem::Struct(&TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION)))] },
+    ],
+    tags: &[],
+};
+
+pub(super) static TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE_PARTITION: Schema = Schema {
+    name: "TxnOffsetCommitResponsePartition",
+    versions: (0, 5),
+    flexible_from: 3,
+    fields: &[
+        Field { name: "partition_index", reads: &[(0, 5, Ty::Int32)] },
+        Field { name: "error_code", reads: &[(0, 5, Ty::Int16)] },
+    ],
+    tags: &[],
+};
+
 impl WireSchema for m::ResponseHeader {
     const SCHEMA: &'static Schema = &RESPONSE_HEADER__RESPONSE_HEADER;
 }
@@ -1367,6 +1470,22 @@ impl WireSchema for m::DeleteAclsResponse {
     const SCHEMA: &'static Schema = &DELETE_ACLS_RESPONSE__DELETE_ACLS_RESPONSE;
 }
 
+impl WireSchema for m::AddPartitionsToTxnResponse {
+    const SCHEMA: &'static Schema = &ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESPONSE;
+}
+
+impl WireSchema for m::AddOffsetsToTxnResponse {
+    const SCHEMA: &'static Schema = &ADD_OFFSETS_TO_TXN_RESPONSE__ADD_OFFSETS_TO_TXN_RESPONSE;
+}
+
+impl WireSchema for m::EndTxnResponse {
+    const SCHEMA: &'static Schema = &END_TXN_RESPONSE__END_TXN_RESPONSE;
+}
+
+impl WireSchema for m::TxnOffsetCommitResponse {
+    const SCHEMA: &'static Schema = &TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE;
+}
+
 /// Every generated top-level schema, for tests.
 #[cfg(test)]
 pub(super) static ALL: &[&Schema] = &[
@@ -1404,4 +1523,8 @@ pub(super) static ALL: &[&Schema] = &[
     &CREATE_ACLS_RESPONSE__CREATE_ACLS_RESPONSE,
     &DESCRIBE_ACLS_RESPONSE__DESCRIBE_ACLS_RESPONSE,
     &DELETE_ACLS_RESPONSE__DELETE_ACLS_RESPONSE,
+    &ADD_PARTITIONS_TO_TXN_RESPONSE__ADD_PARTITIONS_TO_TXN_RESPONSE,
+    &ADD_OFFSETS_TO_TXN_RESPONSE__ADD_OFFSETS_TO_TXN_RESPONSE,
+    &END_TXN_RESPONSE__END_TXN_RESPONSE,
+    &TXN_OFFSET_COMMIT_RESPONSE__TXN_OFFSET_COMMIT_RESPONSE,
 ];

@@ -1,0 +1,390 @@
+//! Transactions against Apache Kafka 4.4 (KIP-98, KIP-447): what a committed and an
+//! aborted transaction leave visible to `read_committed` and `read_uncommitted`
+//! readers (ours and the Java client), fencing by a newer instance of a
+//! transactional id, offsets committed with the transaction (and not with an aborted
+//! one), offsets of a member from an older generation refused, and an abandoned
+//! transaction aborted by the coordinator after `transaction.timeout.ms`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::real_kafka;
+use futures::StreamExt;
+use josefine::group::OffsetAndMetadata;
+use josefine::{
+    Claim, Client, Consumer, ConsumerGroup, ErrorKind, GroupHandler, GroupMetadata, IsolationLevel,
+    KafkaCode, NewTopic, Producer, ProducerRecord, Session, StartOffset, TopicPartition,
+};
+
+async fn topic(client: &Client, prefix: &str, partitions: i32) -> String {
+    let topic = common::unique(prefix);
+    client
+        .admin()
+        .create_topic(NewTopic::new(&topic, partitions))
+        .await
+        .unwrap();
+    topic
+}
+
+fn transactional(client: &Client, id: &str) -> Producer {
+    Producer::builder(client.clone())
+        .transactional_id(id)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap()
+}
+
+/// The values of `topic`/`partition` from offset 0 as a reader at `isolation` sees
+/// them, up to and including the first value `last`.
+async fn read_until(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    isolation: IsolationLevel,
+    last: &str,
+) -> Vec<String> {
+    let consumer = Consumer::builder(client.clone())
+        .isolation_level(isolation)
+        .build()
+        .unwrap();
+    let mut reader = consumer
+        .consume_partition(topic, partition, StartOffset::Earliest)
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    let read = async {
+        while let Some(record) = reader.next().await {
+            let record = record.unwrap();
+            let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
+            let done = value == last;
+            values.push(value);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("{topic}/{partition}: {last} never arrived"));
+    values
+}
+
+async fn send_values(producer: &Producer, topic: &str, values: &[&str]) {
+    for value in values {
+        producer
+            .send(
+                ProducerRecord::new(topic)
+                    .partition(0)
+                    .value(value.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_transactions_are_visible_and_aborted_ones_are_not() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let topic = topic(&client, "txn-visibility", 1).await;
+    let producer = transactional(&client, &common::unique("txn-visibility"));
+
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &topic, &["a1", "a2", "a3"]).await;
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &topic, &["c1", "c2"]).await;
+    producer.commit_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &topic, &["a4"]).await;
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &topic, &["c3", "end"]).await;
+    producer.commit_transaction().await.unwrap();
+
+    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["c1", "c2", "c3", "end"]);
+    let everything = read_until(&client, &topic, 0, IsolationLevel::ReadUncommitted, "end").await;
+    assert_eq!(
+        everything,
+        ["a1", "a2", "a3", "c1", "c2", "a4", "c3", "end"]
+    );
+
+    // The Java client, read_committed, sees the committed records only.
+    if let Some(classpath) = common::java_peer() {
+        let (bootstrap, topic) = (kafka.plaintext.clone(), topic.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            common::java(
+                &classpath,
+                &[
+                    "consume",
+                    "--bootstrap",
+                    &bootstrap,
+                    "--topic",
+                    &topic,
+                    "--count",
+                    "4",
+                    "--isolation",
+                    "read_committed",
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        let values: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| hex_utf8(v["v"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            values,
+            ["c1", "c2", "c3", "end"],
+            "the Java client read {out}"
+        );
+    }
+    producer.close().await.unwrap();
+}
+
+fn hex_utf8(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_fences_the_old_one_and_aborts_its_transaction() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let topic = topic(&client, "txn-fence", 1).await;
+    let id = common::unique("txn-fence");
+    let old = transactional(&client, &id);
+    old.begin_transaction().await.unwrap();
+    send_values(&old, &topic, &["zombie"]).await;
+
+    let new = transactional(&client, &id);
+    new.begin_transaction().await.unwrap();
+    send_values(&new, &topic, &["fresh", "end"]).await;
+    new.commit_transaction().await.unwrap();
+
+    let err = old.commit_transaction().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(KafkaCode::PRODUCER_FENCED),
+        "the old instance is fenced: {err}"
+    );
+    let again = old
+        .send(ProducerRecord::new(&topic).partition(0).value("late"))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Some(KafkaCode::PRODUCER_FENCED), "{again}");
+    assert!(old.begin_transaction().await.is_err());
+
+    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(
+        committed,
+        ["fresh", "end"],
+        "the zombie's record was aborted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_commit_with_the_transaction_and_not_with_an_aborted_one() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let input = topic(&client, "txn-offsets-in", 2).await;
+    let output = topic(&client, "txn-offsets-out", 1).await;
+    let group = common::unique("txn-offsets");
+    let producer = transactional(&client, &common::unique("txn-offsets"));
+    let tp = |p| TopicPartition::new(input.as_str(), p);
+    let at = OffsetAndMetadata::new;
+
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &output, &["out-1"]).await;
+    producer
+        .send_offsets_to_transaction(
+            &[(tp(0), at(10)), (tp(1), at(20))],
+            &GroupMetadata::standalone(&group),
+        )
+        .await
+        .unwrap();
+    producer.abort_transaction().await.unwrap();
+    let admin = client.admin();
+    let committed = admin
+        .committed_offsets(&group, &[tp(0), tp(1)])
+        .await
+        .unwrap();
+    assert!(committed.is_empty(), "aborted offsets: {committed:?}");
+
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &output, &["out-2"]).await;
+    producer
+        .send_offsets_to_transaction(
+            &[(tp(0), at(11)), (tp(1), at(21))],
+            &GroupMetadata::standalone(&group),
+        )
+        .await
+        .unwrap();
+    producer.commit_transaction().await.unwrap();
+    // The coordinator writes the commit markers after EndTxn answers: an OffsetFetch
+    // without require_stable returns the offsets once they are written.
+    let wanted = HashMap::from([(tp(0), 11), (tp(1), 21)]);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while admin
+            .committed_offsets(&group, &[tp(0), tp(1)])
+            .await
+            .unwrap()
+            != wanted
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the transaction's offsets are committed");
+    producer.close().await.unwrap();
+}
+
+/// Captures each session's group metadata, and keeps claims open.
+struct Capture(Arc<Mutex<Vec<GroupMetadata>>>);
+
+impl GroupHandler for Capture {
+    async fn setup(&self, session: &Session) -> josefine::Result<()> {
+        self.0.lock().unwrap().push(session.group_metadata());
+        Ok(())
+    }
+
+    async fn consume_claim(&self, _session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        while let Some(record) = claim.next().await {
+            record?;
+        }
+        Ok(())
+    }
+}
+
+/// KIP-447: offsets sent with the metadata of a generation the group has left are
+/// refused; the transaction is then abortable, and the producer goes on after the
+/// abort with the current generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_an_older_generation_are_refused_and_the_transaction_aborts() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let input = topic(&client, "txn-zombie-in", 2).await;
+    let group_id = common::unique("txn-zombie");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let start = |seen: Arc<Mutex<Vec<GroupMetadata>>>| {
+        let (addr, group_id, input) = (kafka.plaintext.clone(), group_id.clone(), input.clone());
+        async move {
+            let member_client = common::client(&addr).await;
+            let group = ConsumerGroup::builder(member_client, &group_id)
+                .session_timeout(Duration::from_secs(6))
+                .build()
+                .unwrap();
+            let runner = group.clone();
+            let task = tokio::spawn(async move { runner.consume(&[&input], Capture(seen)).await });
+            (group, task)
+        }
+    };
+    let (first, first_task) = start(seen.clone()).await;
+    let wait = |n: usize| {
+        let seen = seen.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    if seen.lock().unwrap().len() >= n {
+                        return seen.lock().unwrap()[n - 1].clone();
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("a session")
+        }
+    };
+    let old = wait(1).await;
+    // A second member joins: the first member's session ends, a new generation
+    // starts (for the first member too).
+    let (second, second_task) = start(Arc::new(Mutex::new(Vec::new()))).await;
+    let current = wait(2).await;
+    assert_ne!(
+        (old.member_id.clone(), old.generation_id),
+        (current.member_id.clone(), current.generation_id)
+    );
+
+    let producer = transactional(&client, &common::unique("txn-zombie"));
+    let tp = TopicPartition::new(input.as_str(), 0);
+    let at = OffsetAndMetadata::new(5);
+    producer.begin_transaction().await.unwrap();
+    let err = producer
+        .send_offsets_to_transaction(&[(tp.clone(), at.clone())], &old)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Some(
+                KafkaCode::ILLEGAL_GENERATION
+                    | KafkaCode::UNKNOWN_MEMBER_ID
+                    | KafkaCode::FENCED_INSTANCE_ID
+            )
+        ),
+        "an older generation's offsets are refused: {err}"
+    );
+    let refused = producer.commit_transaction().await.unwrap_err();
+    assert!(
+        !matches!(refused.kind(), ErrorKind::Kafka(KafkaCode::PRODUCER_FENCED)),
+        "abortable, not fatal: {refused}"
+    );
+    producer.abort_transaction().await.unwrap();
+
+    // The producer goes on.
+    producer.begin_transaction().await.unwrap();
+    producer
+        .send_offsets_to_transaction(&[(tp.clone(), at)], &current)
+        .await
+        .unwrap();
+    producer.commit_transaction().await.unwrap();
+
+    for (group, task) in [(first, first_task), (second, second_task)] {
+        group.close().await.unwrap();
+        task.await.unwrap().unwrap();
+    }
+    let committed = client
+        .admin()
+        .committed_offsets(&group_id, std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    assert_eq!(committed.get(&tp), Some(&5));
+}
+
+/// A transaction left open past `transaction.timeout.ms` is aborted by the
+/// coordinator, which bumps the epoch: the producer is fenced when it tries to
+/// finish it, and its records are never visible to read_committed readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_transaction_is_aborted_by_the_coordinator() {
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let topic = topic(&client, "txn-timeout", 1).await;
+    let producer = Producer::builder(client.clone())
+        .transactional_id(common::unique("txn-timeout"))
+        .transaction_timeout(Duration::from_millis(1000))
+        .build()
+        .unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_values(&producer, &topic, &["abandoned"]).await;
+
+    // Another producer writes after it; read_committed readers see its record only
+    // once the abandoned transaction ended (the last stable offset waits for it).
+    let other = transactional(&client, &common::unique("txn-timeout-other"));
+    other.begin_transaction().await.unwrap();
+    send_values(&other, &topic, &["end"]).await;
+    other.commit_transaction().await.unwrap();
+    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["end"], "the abandoned record was aborted");
+
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert_eq!(err.code(), Some(KafkaCode::PRODUCER_FENCED), "{err}");
+}
