@@ -40,8 +40,10 @@ const CRC_START: usize = 21;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const ZSTD: i16 = 4;
-const TRANSACTIONAL: i16 = 0x10;
-const CONTROL: i16 = 0x20;
+/// Attribute bit 4: the batch belongs to a transaction (KIP-98).
+pub(crate) const TRANSACTIONAL: i16 = 0x10;
+/// Attribute bit 5: the batch holds a control record (a transaction marker).
+pub(crate) const CONTROL: i16 = 0x20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchHeader {
@@ -93,6 +95,16 @@ impl BatchHeader {
         self.producer_id >= 0
     }
 
+    /// Whether the batch belongs to a transaction (attribute bit 4).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    /// Whether the batch is a control batch (attribute bit 5).
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+
     /// The sequence number of the last record, wrapping past `i32::MAX` to 0
     /// as Kafka's `DefaultRecordBatch.incrementSequence` does.
     pub(crate) fn last_sequence(&self) -> i32 {
@@ -139,8 +151,10 @@ impl Invalid {
 /// * a length that disagrees with the bytes, a bad CRC or an unknown codec:
 ///   CORRUPT_MESSAGE;
 /// * zstd below Produce v7: UNSUPPORTED_COMPRESSION_TYPE (KIP-110);
-/// * larger than `max.message.bytes`: MESSAGE_TOO_LARGE;
-/// * transactional: INVALID_TXN_STATE, as the mock has no transactions.
+/// * larger than `max.message.bytes`: MESSAGE_TOO_LARGE.
+///
+/// Whether a transactional batch may be written is the transaction
+/// coordinator's question, asked by Produce afterwards.
 pub(crate) fn validate_produced(records: &[u8], version: i16) -> Result<BatchHeader, Invalid> {
     use ResponseError as E;
     if records.is_empty() {
@@ -216,7 +230,7 @@ pub(crate) fn validate_produced(records: &[u8], version: i16) -> Result<BatchHea
             "The record count disagrees with the last offset delta",
         ));
     }
-    if header.attributes & CONTROL != 0 {
+    if header.is_control() {
         return Err(Invalid::new(
             E::InvalidRecord,
             "Clients are not allowed to write control records",
@@ -226,12 +240,6 @@ pub(crate) fn validate_produced(records: &[u8], version: i16) -> Result<BatchHea
         return Err(Invalid::new(
             E::InvalidRecord,
             "A batch with a producer id needs a base sequence",
-        ));
-    }
-    if header.attributes & TRANSACTIONAL != 0 {
-        return Err(Invalid::new(
-            E::InvalidTxnState,
-            "The mock broker does not support transactions",
         ));
     }
     Ok(header)
@@ -322,7 +330,8 @@ pub(crate) mod tests {
         let mut transactional = batch(1, 5, 0, 0);
         transactional[22] = 0x10;
         fix_crc(&mut transactional);
-        assert_eq!(code(&transactional, 9), 48);
+        let header = validate_produced(&transactional, 9).unwrap();
+        assert!(header.is_transactional() && !header.is_control());
         assert_eq!(code(&batch(1, 5, 0, -1), 9), 87, "pid without sequence");
     }
 

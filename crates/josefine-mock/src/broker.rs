@@ -27,6 +27,7 @@ use crate::network::NetworkFaults;
 use crate::sasl::{SaslConfig, SaslMechanism};
 use crate::server::{self, Connections};
 use crate::state::{BrokerInfo, ClusterState};
+use crate::txn::{self, TransactionCoordinator, TxnConfig};
 use crate::{api, coordinator, lock};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
@@ -77,6 +78,7 @@ pub(crate) struct NodeConfig {
     pub(crate) versions: BTreeMap<i16, Option<VersionRange>>,
     pub(crate) max_frame_size: usize,
     pub(crate) groups: GroupConfig,
+    pub(crate) transactions: TxnConfig,
     pub(crate) sasl: SaslConfig,
     /// The deterministic mode's seed.
     pub(crate) seed: Option<u64>,
@@ -90,6 +92,7 @@ impl Default for NodeConfig {
             versions: BTreeMap::new(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             groups: GroupConfig::default(),
+            transactions: TxnConfig::default(),
             sasl: SaslConfig::default(),
             seed: None,
         }
@@ -131,6 +134,8 @@ impl NodeConfig {
         let controller = node_ids.first().copied().unwrap_or(1);
         let mut state = ClusterState::new(self.cluster_id.clone(), controller);
         state.seed = self.seed;
+        state.transactions =
+            TransactionCoordinator::new(node_ids.to_vec(), self.transactions.clone());
         for (node_id, (_, addr)) in node_ids.iter().zip(&listeners) {
             state.add_broker(BrokerInfo {
                 node_id: *node_id,
@@ -297,6 +302,14 @@ impl MockBrokerBuilder {
     /// in Tansu; Kafka (the default) starts at 1.
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
         self.config.groups.first_generation = i32::from(!zero);
+        self
+    }
+
+    /// The longest transaction timeout InitProducerId accepts (Kafka's
+    /// `transaction.max.timeout.ms`); a longer one gets
+    /// INVALID_TRANSACTION_TIMEOUT. Default 15 minutes, as Kafka's.
+    pub fn transaction_max_timeout(mut self, max: Duration) -> Self {
+        self.config.transactions.max_timeout = max;
         self
     }
 
@@ -554,6 +567,9 @@ impl MockBroker {
             .close_broker(self.node.node_id);
         let node_id = self.node.node_id;
         coordinator::with(&self.node.shared, |c, now| c.broker_stopped(now, node_id));
+        txn::driver::run(&self.node.shared, |state, _| {
+            state.transactions.broker_stopped(node_id)
+        });
         tracing::debug!(node_id = self.node.node_id, "mock broker stopped");
     }
 
@@ -580,6 +596,9 @@ impl MockBroker {
         }
         let node_id = self.node.node_id;
         coordinator::with(&self.node.shared, |c, now| c.broker_started(now, node_id));
+        txn::driver::run(&self.node.shared, |state, _| {
+            state.transactions.broker_started(node_id)
+        });
         tracing::debug!(node_id = self.node.node_id, "mock broker restarted");
         Ok(())
     }

@@ -36,12 +36,18 @@ pub(crate) struct Shared {
     /// as soon as there is something to say, on whichever broker.
     changed: Notify,
     /// The group coordinator's state, behind its own lock: group traffic
-    /// and partition traffic never wait for each other. Never held together
-    /// with `state`.
+    /// and partition traffic never wait for each other. Taken while `state`
+    /// is held only to settle a transaction's offsets together with its
+    /// markers ([`crate::txn::driver`]); never the other way round, so the
+    /// two cannot deadlock.
     groups: Mutex<Groups>,
-    /// Wakes the coordinator's timer task when a deadline may have moved.
+    /// Wakes the group coordinator's timer task when a deadline may have
+    /// moved.
     group_timer: Arc<Notify>,
-    timer_task: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes the transaction coordinator's timer task likewise.
+    txn_timer: Arc<Notify>,
+    /// The two timer tasks.
+    timer_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// SASL settings and users, behind their own lock (taken once per request by
     /// the connection gate). Never held together with another lock.
     sasl: Mutex<SaslServer>,
@@ -65,21 +71,29 @@ impl Shared {
             changed: Notify::new(),
             groups: Mutex::new(Groups::new(coordinator)),
             group_timer: Arc::new(Notify::new()),
-            timer_task: Mutex::new(None),
+            txn_timer: Arc::new(Notify::new()),
+            timer_tasks: Mutex::new(Vec::new()),
         });
-        let task = coordinator::spawn_timer(&shared);
-        *lock(&shared.timer_task) = Some(task);
+        let tasks = vec![
+            coordinator::spawn_timer(&shared),
+            crate::txn::driver::spawn_timer(&shared),
+        ];
+        *lock(&shared.timer_tasks) = tasks;
         shared
     }
 
     /// The group coordinator. Never hold the guard across an `.await`, nor
-    /// together with [`state`](Self::state).
+    /// take [`state`](Self::state) while holding it.
     pub(crate) fn groups(&self) -> MutexGuard<'_, Groups> {
         lock(&self.groups)
     }
 
     pub(crate) fn group_timer(&self) -> &Arc<Notify> {
         &self.group_timer
+    }
+
+    pub(crate) fn txn_timer(&self) -> &Arc<Notify> {
+        &self.txn_timer
     }
 
     /// The cluster state. Never hold the guard across an `.await`.
@@ -235,6 +249,22 @@ impl Shared {
     }
 
     #[track_caller]
+    pub(crate) fn last_stable_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.with_partition(topic, partition, |p| p.log.last_stable_offset())
+    }
+
+    #[track_caller]
+    pub(crate) fn aborted_transactions(&self, topic: &str, partition: i32) -> Vec<(i64, i64, i64)> {
+        self.with_partition(topic, partition, |p| {
+            p.log
+                .aborted()
+                .iter()
+                .map(|txn| (txn.producer_id, txn.first_offset, txn.last_offset))
+                .collect()
+        })
+    }
+
+    #[track_caller]
     pub(crate) fn append_batch(&self, topic: &str, partition: i32, batch: Bytes) -> i64 {
         let Some(header) = BatchHeader::parse(&batch) else {
             panic!(
@@ -242,7 +272,11 @@ impl Shared {
                 batch.len()
             );
         };
+        let marker = crate::txn::marker::control_type(&batch);
         let offset = self.with_partition(topic, partition, |p| {
+            if let Some(commit) = marker {
+                return p.log.append_marker(&batch, commit, p.leader_epoch);
+            }
             let offset = p.log.append(&batch, p.leader_epoch);
             if header.has_producer_id() {
                 p.log.record_producer_batch(&header, offset);
@@ -278,9 +312,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // The timer task holds the cluster weakly and would otherwise sleep
-        // until its next deadline before noticing it is gone.
-        if let Some(task) = lock(&self.timer_task).take() {
+        // The timer tasks hold the cluster weakly and would otherwise sleep
+        // until their next deadline before noticing it is gone.
+        for task in lock(&self.timer_tasks).drain(..) {
             task.abort();
         }
     }
@@ -388,6 +422,13 @@ impl MockClusterBuilder {
     /// [`MockBrokerBuilder::group_generations_start_at_zero`](crate::MockBrokerBuilder::group_generations_start_at_zero).
     pub fn group_generations_start_at_zero(mut self, zero: bool) -> Self {
         self.config.groups.first_generation = i32::from(!zero);
+        self
+    }
+
+    /// The cluster's `transaction.max.timeout.ms`; see
+    /// [`MockBrokerBuilder::transaction_max_timeout`](crate::MockBrokerBuilder::transaction_max_timeout).
+    pub fn transaction_max_timeout(mut self, max: Duration) -> Self {
+        self.config.transactions.max_timeout = max;
         self
     }
 

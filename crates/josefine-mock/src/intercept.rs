@@ -158,8 +158,10 @@ pub enum Action {
     /// Heartbeat, LeaveGroup, ListGroups, ConsumerGroupHeartbeat and
     /// OffsetFetch v2-v7; per key for FindCoordinator v4+, per group for
     /// OffsetFetch v8+, DescribeGroups, ConsumerGroupDescribe and
-    /// DeleteGroups, per partition for OffsetCommit and OffsetFetch v1. For
-    /// an API the mock does not implement, the connection is closed.
+    /// DeleteGroups, per partition for OffsetCommit and OffsetFetch v1. The
+    /// transaction APIs likewise: top-level for AddOffsetsToTxn and EndTxn,
+    /// per partition for AddPartitionsToTxn and TxnOffsetCommit. For an API
+    /// the mock does not implement, the connection is closed.
     Error(i16),
     /// Close the connection without answering.
     Disconnect,

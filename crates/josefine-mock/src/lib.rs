@@ -3,8 +3,8 @@
 //!
 //! A [`MockCluster`] runs one or more brokers on `127.0.0.1` over one
 //! in-memory cluster state: topics with a log per partition, leaders that can
-//! move, idempotent producers, consumer groups with a group coordinator and
-//! their committed offsets. Any client connects to it as to Kafka (Josefine's
+//! move, idempotent producers, transactions with a transaction coordinator,
+//! consumer groups with a group coordinator and their committed offsets. Any client connects to it as to Kafka (Josefine's
 //! through [`MockCluster::client`], with the default `client` feature), and
 //! the test then makes the cluster misbehave: errors on chosen requests,
 //! latency, dropped connections, leader moves, brokers crashing, partitions
@@ -24,7 +24,10 @@
 //! records, store corrupt batches, and make Fetch end with partial batches. For consumer groups it can move a
 //! group's coordinator, make it answer COORDINATOR_LOAD_IN_PROGRESS, force a
 //! rebalance, evict or fence a member, read or set committed offsets, and
-//! check that no partition of a KIP-848 group was ever owned twice.
+//! check that no partition of a KIP-848 group was ever owned twice. For
+//! transactions it can move a transactional id's coordinator, make it load,
+//! hold back the markers, and read the coordinator's state, the last stable
+//! offset and the aborted transactions.
 //!
 //! # Quick start
 //!
@@ -156,6 +159,20 @@
 //! coordinator's safety check: empty when no partition was ever owned by two
 //! members at once); to set up: [`set_committed`](MockCluster::set_committed).
 //!
+//! **Transactions**: [`move_transaction_coordinator`](MockCluster::move_transaction_coordinator),
+//! [`set_transaction_coordinator_loading`](MockCluster::set_transaction_coordinator_loading),
+//! [`set_transaction_marker_delay`](MockCluster::set_transaction_marker_delay)
+//! (Prepare* states and CONCURRENT_TRANSACTIONS), and
+//! [`MockClusterBuilder::transaction_max_timeout`]; a transaction's timeout
+//! is the producer's. To look: [`transaction`](MockCluster::transaction)
+//! (a [`TransactionView`]), [`transaction_coordinator`](MockCluster::transaction_coordinator),
+//! [`last_stable_offset`](MockCluster::last_stable_offset),
+//! [`aborted_transactions`](MockCluster::aborted_transactions) and
+//! [`pending_offset`](MockCluster::pending_offset). Any transaction API can be
+//! [intercepted](MockBroker::intercept) like the others: an
+//! [`Action::error`] of CONCURRENT_TRANSACTIONS on EndTxn is answered without
+//! ending anything.
+//!
 //! **On a timer**, while the client works: [`MockCluster::after`] runs a fault
 //! once, [`after_async`](MockCluster::after_async) runs one that waits (a
 //! broker stop), [`every`](MockCluster::every) repeats one, and
@@ -207,8 +224,9 @@
 //! * the latency jitter and the drop rate's choices, keyed by the request's
 //!   broker, connection id and correlation id, so the same request meets the
 //!   same fate whatever the runtime interleaved;
-//! * the default timestamps of [`produce`](MockCluster::produce)d records:
-//!   [`DETERMINISTIC_EPOCH_MS`] plus the offset, instead of the wall clock.
+//! * the default timestamps of [`produce`](MockCluster::produce)d records
+//!   and the timestamps of transaction markers: [`DETERMINISTIC_EPOCH_MS`]
+//!   plus the offset, instead of the wall clock.
 //!
 //! Member ids, producer ids, fetch session ids, leader placement and group
 //! coordinator placement are counters or hashes in every mode, so they too
@@ -224,8 +242,9 @@
 //!   handed out in join order; a test that lets members join at the same time
 //!   may see them swap.
 //! * the wall clock, which the mock itself does not read (its timers are
-//!   tokio's: group sessions and rebalances, long polls, SASL session
-//!   lifetimes, [`Action::Delay`], latency, scheduled faults) but clients do.
+//!   tokio's: group sessions and rebalances, transaction timeouts, long
+//!   polls, SASL session lifetimes, [`Action::Delay`], latency, scheduled
+//!   faults) but clients do.
 //!
 //! The paused clock closes most of the gap: with tokio's `test-util` feature,
 //! `#[tokio::test(start_paused = true)]` runs the test on one thread with a
@@ -255,15 +274,20 @@
 //!   per partition; offsets assigned by rewriting the base offset, and the
 //!   leader epoch stamped, as a leader does; idempotent producers' sequences
 //!   checked with the last five batches remembered (duplicates answered with
-//!   their original offset); `acks=0` answered by silence, or by closing the
-//!   connection when a partition failed.
+//!   their original offset); transactional batches verified with the
+//!   transaction coordinator (see [Transactions](#transactions)); `acks=0`
+//!   answered by silence, or by closing the connection when a partition
+//!   failed.
 //! * Fetch: leader and leader-epoch checks (KIP-320), byte limits with the
 //!   first batch exempt (KIP-74), long polling up to `max_wait_ms`,
 //!   incremental fetch sessions (KIP-227), topic ids from v13 (KIP-516), the
-//!   current leader and its endpoint with leadership errors (KIP-951).
-//! * ListOffsets: earliest, latest, max timestamp and by timestamp, with the
-//!   same leader checks. InitProducerId: producer ids from 1000, epoch bumps
-//!   (KIP-360).
+//!   current leader and its endpoint with leadership errors (KIP-951), the
+//!   last stable offset, and under `read_committed` data up to it with the
+//!   aborted transactions in range.
+//! * ListOffsets: earliest, latest (the LSO under `read_committed`), max
+//!   timestamp and by timestamp, with the same leader checks.
+//!   InitProducerId: producer ids from 1000, epoch bumps (KIP-360), and
+//!   transactional ids.
 //! * Consumer groups follow Kafka's group coordinator, classic and KIP-848
 //!   (see [Consumer groups](#consumer-groups)).
 //! * SASL, when a `sasl_*` builder setting asks for it (see
@@ -370,7 +394,7 @@
 //! gets REBALANCE_IN_PROGRESS, and a waiting SyncGroup of a member that is
 //! removed gets UNKNOWN_MEMBER_ID (Kafka leaves both unanswered); member ids
 //! end in a counter-made UUID; `group.max.size` is unlimited; there is no
-//! offset expiry; transactional offset commits are not implemented. Under
+//! offset expiry. Under
 //! KIP-848: no mixed groups (Kafka 4 lets classic members into a consumer
 //! group and upgrades a classic group with members online); a member id
 //! rejoining at epoch 0 after being fenced joins at once as a new member
@@ -382,16 +406,78 @@
 //! [`MockBrokerBuilder::member_id_required_at_every_version`] and
 //! [`MockBrokerBuilder::group_generations_start_at_zero`].
 //!
+//! # Transactions
+//!
+//! The transaction coordinator follows Kafka's for transaction.version 0/1
+//! (KIP-98, KIP-360, KIP-447, KIP-588, and KIP-890 part 1's verification);
+//! `txn/mod.rs` spells it out. A transactional id's coordinator is placed
+//! like a group's (`hash(id) % n`, or wherever
+//! [`MockCluster::move_transaction_coordinator`] put it); FindCoordinator
+//! with key type 1 names it, other brokers answer NOT_COORDINATOR.
+//!
+//! * InitProducerId (v0-v5) with a transactional id: the first call
+//!   allocates a producer id at epoch 0, later ones bump the epoch and fence
+//!   the previous instance; over an Ongoing transaction the coordinator
+//!   aborts it (with a bumped epoch, so its markers fence the old producer on
+//!   every partition) and answers CONCURRENT_TRANSACTIONS, and the retry gets
+//!   the epoch after that. KIP-360's producer id and epoch (v3+): the current
+//!   epoch is bumped, the previous one is a retry and gets the current one
+//!   back, anything else PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4).
+//!   A timeout above `transaction.max.timeout.ms`
+//!   ([`MockClusterBuilder::transaction_max_timeout`], 15 min) is
+//!   INVALID_TRANSACTION_TIMEOUT, an empty id INVALID_REQUEST.
+//! * AddPartitionsToTxn (v0-v3), AddOffsetsToTxn (v0-v4), EndTxn (v0-v4):
+//!   INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED (INVALID_PRODUCER_EPOCH
+//!   before v2), CONCURRENT_TRANSACTIONS while markers are being written; a
+//!   request naming an unknown partition fails whole
+//!   (UNKNOWN_TOPIC_OR_PARTITION, OPERATION_NOT_ATTEMPTED for the rest).
+//!   EndTxn writes a control batch (COMMIT or ABORT) to every partition of
+//!   the transaction, then the state is CompleteCommit or CompleteAbort;
+//!   repeating it is NONE, the other outcome or no transaction
+//!   INVALID_TXN_STATE.
+//! * Produce of a transactional batch: the partition must be in the
+//!   producer's Ongoing transaction (TRANSACTION_ABORTABLE from Produce v11,
+//!   INVALID_TXN_STATE before), the epoch current (INVALID_PRODUCER_EPOCH);
+//!   sequences are checked as for idempotent producers, a new epoch starting
+//!   at 0. Each partition tracks its open transactions (the last stable
+//!   offset is the first offset of the earliest) and its aborted ones, which
+//!   `read_committed` fetches report.
+//! * TxnOffsetCommit (v0-v4), at the group coordinator: the group must be
+//!   in the transaction (AddOffsetsToTxn; TRANSACTION_ABORTABLE from v4,
+//!   INVALID_TXN_STATE before), the producer current
+//!   (INVALID_PRODUCER_EPOCH), and from v3 the member and generation valid
+//!   as for OffsetCommit (a KIP-848 member's epoch too: ILLEGAL_GENERATION).
+//!   The offsets wait for the transaction: a commit makes them the group's
+//!   [`committed`](MockCluster::committed) offsets, an abort drops them;
+//!   meanwhile OffsetFetch with `require_stable` answers
+//!   UNSTABLE_OFFSET_COMMIT for their partitions.
+//! * A transaction Ongoing past its timeout is aborted at its deadline by
+//!   the coordinator's timer, fencing its producer (PRODUCER_FENCED at the
+//!   coordinator, INVALID_PRODUCER_EPOCH on Produce). While its
+//!   coordinator's broker is stopped or [loading](MockCluster::set_transaction_coordinator_loading)
+//!   the timers stand still; an overdue transaction is aborted once it is
+//!   back. Its state belongs to the cluster (Kafka's `__transaction_state`)
+//!   and survives moves and restarts.
+//!
+//! Where the mock parts from Kafka: markers are written the moment a
+//! transaction ends, before EndTxn is answered (Kafka answers first and
+//! writes them asynchronously; [`MockCluster::set_transaction_marker_delay`]
+//! brings the gap back); a timed-out transaction is aborted at its deadline
+//! (Kafka checks every 10 s); transactional ids never expire; Kafka adds a
+//! group's `__consumer_offsets` partition to the transaction where the mock
+//! adds the group. There is no transaction.version 2 (KIP-890 part 2:
+//! EndTxn v5, Produce's implicit AddPartitionsToTxn), no
+//! DescribeTransactions or ListTransactions, and no two-phase commit
+//! (KIP-939).
+//!
 //! # Known gaps
 //!
-//! * No replication: every replica is always in sync, the high watermark and
-//!   last stable offset are the log end offset, `acks` 1 and -1 are the same,
-//!   and followers never serve fetches (KIP-392): only the leader answers.
-//! * No transactions: InitProducerId with a transactional id gets
-//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and transactional batches
-//!   INVALID_TXN_STATE. No ACLs, no TLS, no quotas (throttle time is
-//!   always 0). SASL authenticates but authorizes nothing; OAUTHBEARER
-//!   tokens are opaque strings, not validated JWTs.
+//! * No replication: every replica is always in sync, the high watermark is
+//!   the log end offset, `acks` 1 and -1 are the same, and followers never
+//!   serve fetches (KIP-392): only the leader answers.
+//! * No ACLs, no TLS, no quotas (throttle time is always 0). SASL
+//!   authenticates but authorizes nothing; OAUTHBEARER tokens are opaque
+//!   strings, not validated JWTs.
 //! * Records are never parsed, only batch headers: ListOffsets by timestamp
 //!   answers the first batch whose max timestamp qualifies (with that max
 //!   timestamp), where Kafka names the exact record; compressed batches are
@@ -422,8 +508,13 @@
 //! batch header and Produce's validation), `session.rs` (fetch sessions),
 //! `group/` (the group coordinator's sans-io state machine: placement and
 //! offsets in `mod.rs`, one classic group's membership in `classic.rs`, one
-//! KIP-848 group's in `consumer.rs`, its assignor in `uniform.rs`),
-//! `coordinator.rs` (its tokio driver: waiting requests and timers), `sasl/`
+//! KIP-848 group's in `consumer.rs`, its assignor in `uniform.rs`,
+//! transactional offsets waiting for their transaction in `txn_offsets.rs`),
+//! `coordinator.rs` (its tokio driver: waiting requests and timers), `txn/`
+//! (the transaction coordinator's sans-io state machine in `mod.rs`, the
+//! markers it writes in `marker.rs`, its driver in `driver.rs`),
+//! `placement.rs` (which broker coordinates a group or transactional id),
+//! `sasl/`
 //! (the user store, each connection's authentication state, and the
 //! mechanisms' server sides, sans-io), `api/` (one file per Kafka API),
 //! `produce.rs` (records encoded and appended without a client),
@@ -450,12 +541,14 @@ mod group;
 mod intercept;
 mod log;
 mod network;
+mod placement;
 mod produce;
 mod sasl;
 mod schedule;
 mod server;
 mod session;
 mod state;
+mod txn;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -469,6 +562,7 @@ pub use log::UnknownProducer;
 pub use produce::{ProduceError, Produced, Record, DETERMINISTIC_EPOCH_MS};
 pub use sasl::SaslMechanism;
 pub use schedule::{FaultScript, Scheduled};
+pub use txn::{TransactionState, TransactionView};
 
 /// Locks a mutex, ignoring poison: a test that panicked while holding one of
 /// the mock's locks must not turn every later use of the mock into a second,

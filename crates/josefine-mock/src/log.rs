@@ -11,6 +11,15 @@
 //! epoch, the last sequence and the last five batches (the most a producer
 //! may have in flight per partition), so a retried batch is recognised as a
 //! duplicate and answered with the offset it was first written at.
+//!
+//! Transactions (KIP-98) leave two more things here, as in Kafka's producer
+//! state and transaction index: the first offset of each producer's open
+//! transaction on the partition, whose minimum is the last stable offset
+//! (LSO), and the aborted transactions (producer id, first offset, offset of
+//! the ABORT marker) that a `read_committed` Fetch reports so the consumer can
+//! drop their records. Control batches (the COMMIT and ABORT markers) are
+//! written by the transaction coordinator ([`crate::txn`]) through
+//! [`PartitionLog::append_marker`].
 
 use std::collections::{HashMap, VecDeque};
 
@@ -81,12 +90,30 @@ pub(crate) enum SequenceCheck {
     Refuse(i16),
 }
 
+/// A transaction that ended with an ABORT marker on this partition (Kafka's
+/// `AbortedTxn`, without the LSO it also keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbortedTxn {
+    pub(crate) producer_id: i64,
+    /// The offset of the transaction's first batch on this partition.
+    pub(crate) first_offset: i64,
+    /// The offset of its ABORT marker.
+    pub(crate) last_offset: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartitionLog {
     start_offset: i64,
     end_offset: i64,
     entries: Vec<Entry>,
     producers: HashMap<i64, ProducerEntry>,
+    /// The first offset of each producer's open transaction here (Kafka's
+    /// `currentTxnFirstOffset`). Kept apart from `producers` so that
+    /// forgetting the idempotence state does not unsettle the LSO.
+    open_txns: HashMap<i64, i64>,
+    /// Aborted transactions in the order of their markers (Kafka's
+    /// transaction index).
+    aborted: Vec<AbortedTxn>,
 }
 
 /// The result of reading from an offset.
@@ -96,6 +123,10 @@ pub(crate) struct Read {
     /// Whole batches in `records`, so a caller can tell a partial trailing
     /// batch from a full one.
     pub(crate) batches: usize,
+    /// The first offset after what was read (whole or partial batches): the
+    /// upper bound of the aborted transactions a `read_committed` Fetch
+    /// reports, as Kafka's `fetchUpperBoundOffset`.
+    pub(crate) upper_bound: i64,
 }
 
 impl PartitionLog {
@@ -109,6 +140,38 @@ impl PartitionLog {
 
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// The last stable offset: the first offset of the earliest open
+    /// transaction, or the high watermark (the log end offset, every replica
+    /// being in sync) when none is open. Never below the log start offset.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.open_txns
+            .values()
+            .min()
+            .map_or(self.end_offset, |first| (*first).max(self.start_offset))
+    }
+
+    /// Whether `producer_id` has a transaction open on this partition.
+    pub(crate) fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.open_txns.contains_key(&producer_id)
+    }
+
+    /// Every aborted transaction still in the log, oldest marker first.
+    pub(crate) fn aborted(&self) -> &[AbortedTxn] {
+        &self.aborted
+    }
+
+    /// The aborted transactions a `read_committed` Fetch from `start` that
+    /// read up to `upper_bound` reports: those whose marker is at or after
+    /// `start` and whose first offset is before `upper_bound` (Kafka's
+    /// `collectAbortedTransactions`), as (producer id, first offset).
+    pub(crate) fn aborted_between(&self, start: i64, upper_bound: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|txn| txn.last_offset >= start && txn.first_offset < upper_bound)
+            .map(|txn| (txn.producer_id, txn.first_offset))
+            .collect()
     }
 
     /// Appends a batch at the log end offset, rewriting its base offset and
@@ -170,6 +233,7 @@ impl PartitionLog {
         }
         self.start_offset = offset;
         self.entries.retain(|entry| entry.next_offset > offset);
+        self.aborted.retain(|txn| txn.last_offset >= offset);
     }
 
     /// The index of the batch holding `offset`, or of the first batch after
@@ -183,26 +247,45 @@ impl PartitionLog {
     /// `limit` bytes; the first is returned whatever its size when
     /// `min_one` (KIP-74), and with `partial` the rest of `limit` is filled
     /// with the start of the next batch, as Kafka's byte-range log reads do.
-    /// The caller checks `offset` against the log's bounds.
-    pub(crate) fn read(&self, offset: i64, limit: usize, min_one: bool, partial: bool) -> Read {
+    /// Nothing at or after `max_offset` is read (the LSO of a
+    /// `read_committed` fetch; `i64::MAX` for no bound). The caller checks
+    /// `offset` against the log's bounds.
+    pub(crate) fn read(
+        &self,
+        offset: i64,
+        limit: usize,
+        min_one: bool,
+        partial: bool,
+        max_offset: i64,
+    ) -> Read {
         let mut out = Vec::new();
         let mut batches = 0;
+        let mut upper_bound = self.end_offset;
         for entry in &self.entries[self.position(offset)..] {
+            if entry.base_offset >= max_offset {
+                upper_bound = entry.base_offset;
+                break;
+            }
             let size = entry.bytes.len();
             if out.len() + size <= limit || (min_one && batches == 0) {
                 out.extend_from_slice(&entry.bytes);
                 batches += 1;
                 continue;
             }
+            upper_bound = entry.base_offset;
             if partial {
                 let room = limit.saturating_sub(out.len());
                 out.extend_from_slice(&entry.bytes[..room.min(size)]);
+                if room > 0 {
+                    upper_bound = entry.next_offset;
+                }
             }
             break;
         }
         Read {
             records: Bytes::from(out),
             batches,
+            upper_bound,
         }
     }
 
@@ -296,9 +379,25 @@ impl PartitionLog {
         }
     }
 
+    /// Kafka's check that follows the sequence checks
+    /// (`ProducerAppendInfo.appendDataBatch`): a producer with a transaction
+    /// open here may only write transactional batches (INVALID_TXN_STATE).
+    pub(crate) fn check_transactional(&self, header: &BatchHeader) -> Result<(), i16> {
+        if !header.is_transactional() && self.has_open_txn(header.producer_id) {
+            return Err(ResponseError::InvalidTxnState.code());
+        }
+        Ok(())
+    }
+
     /// Records an appended idempotent batch, resetting the producer's state
-    /// when its epoch moved on.
+    /// when its epoch moved on; a transactional batch opens the producer's
+    /// transaction here unless it is open already.
     pub(crate) fn record_producer_batch(&mut self, header: &BatchHeader, base_offset: i64) {
+        if header.is_transactional() && !header.is_control() {
+            self.open_txns
+                .entry(header.producer_id)
+                .or_insert(base_offset);
+        }
         let entry = self
             .producers
             .entry(header.producer_id)
@@ -324,6 +423,47 @@ impl PartitionLog {
 
     pub(crate) fn forget_producers(&mut self) {
         self.producers.clear();
+    }
+
+    /// Appends a transaction marker (a control batch, see
+    /// [`crate::txn::marker`]) and settles the producer's transaction here,
+    /// as Kafka's `ProducerAppendInfo.appendEndTxnMarker` does: an open
+    /// transaction closes, and if it aborted it joins the aborted list (a
+    /// marker with no data before it leaves nothing to report); the
+    /// producer's epoch becomes the marker's, which fences an older one
+    /// (INVALID_PRODUCER_EPOCH), its sequence going on. Returns the marker's
+    /// offset.
+    pub(crate) fn append_marker(&mut self, marker: &[u8], commit: bool, leader_epoch: i32) -> i64 {
+        let offset = self.append(marker, leader_epoch);
+        let Some(header) = BatchHeader::parse(marker) else {
+            return offset;
+        };
+        let producer_id = header.producer_id;
+        if let Some(first_offset) = self.open_txns.remove(&producer_id) {
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: offset,
+                });
+            }
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                last_seq: -1,
+                batches: VecDeque::new(),
+            });
+        if entry.epoch != header.producer_epoch {
+            // Kafka forgets the batches of the old epoch, and with them the
+            // last sequence: the new epoch starts at 0.
+            entry.epoch = header.producer_epoch;
+            entry.last_seq = -1;
+            entry.batches.clear();
+        }
+        offset
     }
 }
 
@@ -353,15 +493,25 @@ mod tests {
             log.append(&batch(2, -1, -1, -1), 0);
         }
         let size = log.entries()[0].bytes.len();
-        let read = log.read(3, usize::MAX, true, false);
+        let read = log.read(3, usize::MAX, true, false, i64::MAX);
         assert_eq!(read.batches, 2, "offset 3 is inside the second batch");
         assert_eq!(header(&read.records).base_offset, 2);
-        assert_eq!(log.read(0, size + 1, true, false).records.len(), size);
-        assert_eq!(log.read(0, 1, true, false).batches, 1, "KIP-74: one anyway");
-        assert!(log.read(0, 1, false, false).records.is_empty());
-        let partial = log.read(0, size + 10, true, true);
+        assert_eq!(
+            log.read(0, size + 1, true, false, i64::MAX).records.len(),
+            size
+        );
+        assert_eq!(
+            log.read(0, 1, true, false, i64::MAX).batches,
+            1,
+            "KIP-74: one anyway"
+        );
+        assert!(log.read(0, 1, false, false, i64::MAX).records.is_empty());
+        let partial = log.read(0, size + 10, true, true, i64::MAX);
         assert_eq!((partial.batches, partial.records.len()), (1, size + 10));
-        assert!(log.read(6, usize::MAX, true, false).records.is_empty());
+        assert!(log
+            .read(6, usize::MAX, true, false, i64::MAX)
+            .records
+            .is_empty());
     }
 
     #[test]
@@ -404,6 +554,134 @@ mod tests {
         corrupt[60] ^= 0xff;
         assert_eq!(log.append_raw(Bytes::from(corrupt)), 2);
         assert_eq!(log.end_offset(), 5, "spans what its header claims");
+    }
+
+    /// A transactional batch of `count` records.
+    fn txn_batch(count: i32, producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+        let mut b = batch(count, producer_id, epoch, sequence);
+        b[22] |= 0x10;
+        crate::batch::tests::fix_crc(&mut b);
+        b
+    }
+
+    fn write(log: &mut PartitionLog, b: &[u8]) -> i64 {
+        let h = header(b);
+        let offset = log.append(b, 0);
+        if h.has_producer_id() {
+            log.record_producer_batch(&h, offset);
+        }
+        offset
+    }
+
+    fn marker(log: &mut PartitionLog, producer_id: i64, epoch: i16, commit: bool) -> i64 {
+        let bytes = crate::txn::marker::encode(producer_id, epoch, commit, 0, 0);
+        log.append_marker(&bytes, commit, 0)
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset() {
+        let mut log = PartitionLog::default();
+        write(&mut log, &batch(2, -1, -1, -1)); // 0-1
+        assert_eq!(log.last_stable_offset(), 2);
+        write(&mut log, &txn_batch(2, 7, 0, 0)); // 2-3
+        write(&mut log, &txn_batch(1, 8, 0, 0)); // 4
+        write(&mut log, &txn_batch(1, 7, 0, 2)); // 5, same transaction
+        write(&mut log, &batch(1, -1, -1, -1)); // 6
+        assert!(log.has_open_txn(7) && log.has_open_txn(8));
+        assert_eq!((log.last_stable_offset(), log.end_offset()), (2, 7));
+        assert_eq!(marker(&mut log, 7, 0, true), 7);
+        assert_eq!(log.last_stable_offset(), 4, "8's transaction is open");
+        assert_eq!(marker(&mut log, 8, 0, false), 8);
+        assert_eq!(log.last_stable_offset(), 9);
+        assert_eq!(
+            log.aborted(),
+            [AbortedTxn {
+                producer_id: 8,
+                first_offset: 4,
+                last_offset: 8
+            }]
+        );
+        // A marker without data before it leaves nothing to report.
+        marker(&mut log, 9, 0, false);
+        assert_eq!(log.aborted().len(), 1);
+        assert_eq!(log.last_stable_offset(), 10);
+    }
+
+    #[test]
+    fn reads_stop_at_a_bound_and_report_aborted_transactions_in_range() {
+        let mut log = PartitionLog::default();
+        write(&mut log, &txn_batch(2, 7, 0, 0)); // 0-1
+        marker(&mut log, 7, 0, false); // 2
+        write(&mut log, &batch(1, -1, -1, -1)); // 3
+        write(&mut log, &txn_batch(1, 8, 0, 0)); // 4, open
+        write(&mut log, &batch(1, -1, -1, -1)); // 5
+        let lso = log.last_stable_offset();
+        assert_eq!(lso, 4);
+        let read = log.read(0, usize::MAX, true, false, lso);
+        assert_eq!((read.batches, read.upper_bound), (3, 4));
+        assert_eq!(log.aborted_between(0, read.upper_bound), [(7, 0)]);
+        assert_eq!(log.aborted_between(3, 4), [], "its marker is before 3");
+        assert_eq!(log.aborted_between(2, 4), [(7, 0)]);
+        let uncommitted = log.read(0, usize::MAX, true, false, i64::MAX);
+        assert_eq!((uncommitted.batches, uncommitted.upper_bound), (5, 6));
+        let at_lso = log.read(4, usize::MAX, true, false, lso);
+        assert!(at_lso.records.is_empty(), "nothing at or past the LSO");
+        // A byte limit ends the read early: the bound is the next batch.
+        let size = log.entries()[0].bytes.len();
+        let read = log.read(0, size, false, false, lso);
+        assert_eq!((read.batches, read.upper_bound), (1, 2));
+        assert_eq!(log.aborted_between(0, read.upper_bound), [(7, 0)]);
+        let read = log.read(0, size + 5, false, true, lso);
+        assert_eq!(read.upper_bound, 3, "a partial batch counts as read");
+        log.delete_before(3);
+        assert!(log.aborted().is_empty(), "its marker went with the log");
+    }
+
+    #[test]
+    fn transactional_producers_are_checked_and_fenced_by_markers() {
+        use SequenceCheck::*;
+        let unknown = UnknownProducer::OutOfOrderSequence;
+        let mut log = PartitionLog::default();
+        write(&mut log, &txn_batch(2, 7, 0, 0));
+        let plain = header(&batch(1, 7, 0, 2));
+        assert_eq!(log.check_sequence(&plain, unknown), Append);
+        assert_eq!(
+            log.check_transactional(&plain),
+            Err(48),
+            "inside a transaction"
+        );
+        assert_eq!(
+            log.check_transactional(&header(&txn_batch(1, 7, 0, 2))),
+            Ok(())
+        );
+        // A fencing abort carries the next epoch: the old one is refused,
+        // and the epoch after it starts at sequence 0.
+        marker(&mut log, 7, 1, false);
+        let old = header(&txn_batch(1, 7, 0, 2));
+        assert_eq!(log.check_sequence(&old, unknown), Refuse(47));
+        assert_eq!(
+            log.check_sequence(&header(&txn_batch(1, 7, 2, 3)), unknown),
+            Refuse(45)
+        );
+        assert_eq!(
+            log.check_sequence(&header(&txn_batch(1, 7, 2, 0)), unknown),
+            Append
+        );
+        // A commit in the same epoch keeps the sequence going.
+        write(&mut log, &txn_batch(1, 8, 0, 0));
+        marker(&mut log, 8, 0, true);
+        assert_eq!(
+            log.check_sequence(&header(&txn_batch(1, 8, 0, 1)), unknown),
+            Append
+        );
+        assert_eq!(
+            log.check_sequence(&header(&txn_batch(1, 8, 0, 0)), unknown),
+            Duplicate(3)
+        );
+        // Forgetting the idempotence state keeps the transactions.
+        write(&mut log, &txn_batch(1, 8, 0, 1));
+        log.forget_producers();
+        assert!(log.has_open_txn(8));
     }
 
     #[test]

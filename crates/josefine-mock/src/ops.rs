@@ -104,7 +104,8 @@ macro_rules! cluster_ops {
         }
 
         /// The partition's log end offset, which is also its high watermark
-        /// and last stable offset: the offset the next batch gets.
+        /// (and its last stable offset when no transaction is open on it):
+        /// the offset the next batch gets.
         ///
         /// # Panics
         ///
@@ -118,8 +119,13 @@ macro_rules! cluster_ops {
         /// Produce and its checks, and returns the base offset it got. The
         /// base offset and partition leader epoch are rewritten (both lie
         /// outside the CRC); a producer id in the batch is recorded for the
-        /// idempotence checks, as Kafka's log does. Fetching long-polls wake
-        /// up.
+        /// idempotence checks, as Kafka's log does. A transactional batch
+        /// opens its producer's transaction on the partition, holding the
+        /// last stable offset back until a marker (an uncompressed control
+        /// batch with a COMMIT or ABORT record) for that producer id, from
+        /// the transaction coordinator or appended here; an ABORT marker
+        /// lists the transaction for `read_committed` fetches. Fetching
+        /// long-polls wake up.
         ///
         /// # Panics
         ///
@@ -275,7 +281,9 @@ macro_rules! cluster_ops {
             self.shared().group_coordinator(group)
         }
 
-        /// The offset `group` committed for the partition, if any.
+        /// The offset `group` committed for the partition, if any. An offset
+        /// committed in a transaction (TxnOffsetCommit) shows only once the
+        /// transaction committed; see [`pending_offset`](Self::pending_offset).
         pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
             self.shared().committed(group, topic, partition)
         }
@@ -372,6 +380,95 @@ macro_rules! cluster_ops {
         /// member.
         pub fn fence_consumer_group_member(&self, group: &str, member_id: &str) -> bool {
             self.shared().fence_consumer_group_member(group, member_id)
+        }
+
+        /// The transactional id's state at its transaction coordinator:
+        /// producer id and epoch, where its transaction stands, and the
+        /// partitions and groups in it; `None` before its first
+        /// InitProducerId. A transaction past its timeout shows aborted,
+        /// with the epoch that fenced its producer.
+        pub fn transaction(&self, transactional_id: &str) -> Option<crate::TransactionView> {
+            self.shared().transaction(transactional_id)
+        }
+
+        /// The node id of the broker coordinating the transactional id: the
+        /// `hash(id) % n`-th broker, as for groups, unless
+        /// [`move_transaction_coordinator`](Self::move_transaction_coordinator)
+        /// moved it.
+        pub fn transaction_coordinator(&self, transactional_id: &str) -> i32 {
+            self.shared().transaction_coordinator(transactional_id)
+        }
+
+        /// Makes `node_id` the transactional id's coordinator, as a leader
+        /// move of its `__transaction_state` partition would: FindCoordinator
+        /// names it, every other broker answers the id's InitProducerId,
+        /// AddPartitionsToTxn, AddOffsetsToTxn and EndTxn with
+        /// NOT_COORDINATOR. The id's state (producer id, epoch, an ongoing
+        /// transaction) moves with it, as Kafka reloads it from the log; the
+        /// coordinator epoch that later markers carry goes up.
+        ///
+        /// # Panics
+        ///
+        /// When `node_id` is not a broker of the cluster.
+        #[track_caller]
+        pub fn move_transaction_coordinator(&self, transactional_id: &str, node_id: i32) {
+            self.shared()
+                .move_transaction_coordinator(transactional_id, node_id)
+        }
+
+        /// While `true`, the transactional id's coordinator answers its
+        /// requests with COORDINATOR_LOAD_IN_PROGRESS, a transactional
+        /// Produce for it gets NOT_ENOUGH_REPLICAS (Kafka's answer when the
+        /// partition's verification cannot reach the coordinator), and its
+        /// timers stand still.
+        pub fn set_transaction_coordinator_loading(&self, transactional_id: &str, loading: bool) {
+            self.shared()
+                .set_transaction_coordinator_loading(transactional_id, loading)
+        }
+
+        /// How long after a transaction ends (EndTxn, a timeout, a fencing
+        /// InitProducerId) its markers are written. Meanwhile it is
+        /// PrepareCommit or PrepareAbort, and the coordinator answers the
+        /// producer's InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn and
+        /// a repeated EndTxn with CONCURRENT_TRANSACTIONS, as Kafka does while
+        /// its markers are on their way; the LSO of the transaction's
+        /// partitions stays put. Default zero: the markers are written
+        /// before EndTxn is answered.
+        pub fn set_transaction_marker_delay(&self, delay: std::time::Duration) {
+            self.shared().set_transaction_marker_delay(delay)
+        }
+
+        /// The partition's last stable offset: the first offset of its
+        /// earliest open transaction, or the high watermark (the log end
+        /// offset) when none is open. A `read_committed` consumer reads up
+        /// to it.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn last_stable_offset(&self, topic: &str, partition: i32) -> i64 {
+            self.shared().last_stable_offset(topic, partition)
+        }
+
+        /// The partition's aborted transactions, oldest first, as (producer
+        /// id, offset of the transaction's first batch here, offset of its
+        /// ABORT marker): what `read_committed` fetches report.
+        ///
+        /// # Panics
+        ///
+        /// When the partition does not exist.
+        #[track_caller]
+        pub fn aborted_transactions(&self, topic: &str, partition: i32) -> Vec<(i64, i64, i64)> {
+            self.shared().aborted_transactions(topic, partition)
+        }
+
+        /// The offset a TxnOffsetCommit stored for the group's partition
+        /// while its transaction is still open, if any; it becomes
+        /// [`committed`](Self::committed) when the transaction commits and
+        /// is dropped when it aborts.
+        pub fn pending_offset(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+            self.shared().pending_offset(group, topic, partition)
         }
 
         /// Changes `group.initial.rebalance.delay.ms` for rebalances that

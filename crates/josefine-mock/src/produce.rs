@@ -248,9 +248,33 @@ fn encode_record(record: &Record, timestamp_delta: i64, offset_delta: i64) -> By
     out
 }
 
+/// The batch header fields a batch's writer chooses besides its records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchFields {
+    pub(crate) attributes: i16,
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+}
+
+impl BatchFields {
+    /// No compression, CreateTime, no producer id.
+    pub(crate) const PLAIN: BatchFields = BatchFields {
+        attributes: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
 /// One uncompressed magic-2 batch of `records` with these timestamps, base
 /// offset 0 and leader epoch -1 (the log rewrites both), no producer id.
 pub(crate) fn encode_batch(records: &[(&Record, i64)]) -> Bytes {
+    encode_batch_as(records, BatchFields::PLAIN)
+}
+
+/// [`encode_batch`] with these header fields (a transaction marker's, say).
+pub(crate) fn encode_batch_as(records: &[(&Record, i64)], fields: BatchFields) -> Bytes {
     let base_timestamp = records.first().map_or(0, |(_, ts)| *ts);
     let max_timestamp = records.iter().map(|(_, ts)| *ts).max().unwrap_or(-1);
     let mut body = BytesMut::new();
@@ -269,13 +293,13 @@ pub(crate) fn encode_batch(records: &[(&Record, i64)]) -> Bytes {
     batch.put_i32(-1); // partition leader epoch
     batch.put_i8(2); // magic
     batch.put_u32(0); // CRC, below
-    batch.put_i16(0); // attributes: no compression, CreateTime
+    batch.put_i16(fields.attributes);
     batch.put_i32(count - 1); // last offset delta
     batch.put_i64(base_timestamp);
     batch.put_i64(max_timestamp);
-    batch.put_i64(-1); // producer id
-    batch.put_i16(-1); // producer epoch
-    batch.put_i32(-1); // base sequence
+    batch.put_i64(fields.producer_id);
+    batch.put_i16(fields.producer_epoch);
+    batch.put_i32(fields.base_sequence);
     batch.put_i32(count);
     batch.extend_from_slice(&body);
     let crc = crc32c::crc32c(&batch[21..]);
@@ -311,7 +335,7 @@ pub(crate) fn encode_batches(records: &[(&Record, i64)]) -> Vec<(usize, Bytes)> 
     batches
 }
 
-fn wall_clock_ms() -> i64 {
+pub(crate) fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::log::{PartitionLog, UnknownProducer};
 use crate::session::{FetchSessions, TopicKey};
+use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// Kafka's `num.partitions` default, used when CreateTopics asks for -1.
 pub(crate) const DEFAULT_PARTITIONS: i32 = 1;
@@ -134,9 +135,14 @@ pub(crate) struct ClusterState {
     /// Every broker of the cluster, listed or not.
     pub(crate) members: BTreeMap<i32, BrokerInfo>,
     pub(crate) topics: BTreeMap<String, TopicState>,
-    /// The current epoch of every producer id InitProducerId handed out.
+    /// The current epoch of every producer id InitProducerId handed out
+    /// without a transactional id.
     pub(crate) producer_epochs: HashMap<i64, i16>,
     pub(crate) next_producer_id: i64,
+    /// The transaction coordinator, here rather than behind a lock of its
+    /// own so that a transactional Produce and a transaction's markers are
+    /// ordered (see [`crate::txn::driver`]).
+    pub(crate) transactions: TransactionCoordinator,
     pub(crate) fetch_sessions: FetchSessions,
     pub(crate) settings: Settings,
     /// The deterministic mode's seed: topic ids and default record timestamps
@@ -159,12 +165,20 @@ impl ClusterState {
             topics: BTreeMap::new(),
             producer_epochs: HashMap::new(),
             next_producer_id: FIRST_PRODUCER_ID,
+            transactions: TransactionCoordinator::new(vec![controller_id], TxnConfig::default()),
             fetch_sessions: FetchSessions::default(),
             settings: Settings::default(),
             seed: None,
             topics_created: 0,
             next_keyless: HashMap::new(),
         }
+    }
+
+    /// Hands out the next producer id.
+    pub(crate) fn allocate_producer_id(&mut self) -> i64 {
+        let producer_id = self.next_producer_id;
+        self.next_producer_id += 1;
+        producer_id
     }
 
     pub(crate) fn add_broker(&mut self, broker: BrokerInfo) {

@@ -112,8 +112,9 @@ async fn api_versions_v3_flexible_is_answered() {
     for version in 3..=ApiVersionsRequest::VERSIONS.max {
         let response = client.call(&request, version).await;
         assert_eq!(response.error_code, 0, "v{version}");
-        // 9 data and topic APIs, 10 group coordinator APIs, 2 SASL APIs.
-        assert_eq!(response.api_keys.len(), 23, "v{version}");
+        // 9 data and topic APIs, 10 group coordinator APIs, 2 SASL APIs,
+        // 4 transaction APIs.
+        assert_eq!(response.api_keys.len(), 27, "v{version}");
     }
 }
 

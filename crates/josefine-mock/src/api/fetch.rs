@@ -17,11 +17,16 @@
 //! `max_bytes`, except that the first batch of the response is sent whatever
 //! its size (KIP-74). With `set_truncate_last_batch(true)` the budget is
 //! filled exactly and the records end with the head of the next batch, as
-//! Kafka's byte-range reads do. High watermark and last stable offset are
-//! the log end offset: every replica is in sync and there are no
-//! transactions, so `aborted_transactions` is empty under read_committed and
-//! null otherwise. `last_fetched_epoch` is not checked: the mock's logs are
-//! never truncated, so there is never a diverging epoch to report.
+//! Kafka's byte-range reads do. The high watermark is the log end offset
+//! (every replica is in sync); the last stable offset is the first offset of
+//! the partition's earliest open transaction, or the high watermark. Under
+//! `read_committed` (isolation level 1) nothing at or past the LSO is read,
+//! and `aborted_transactions` lists (producer id, first offset) of every
+//! aborted transaction whose ABORT marker is at or after the fetch offset
+//! and whose first offset is before the end of what was read, as Kafka's
+//! `collectAbortedTransactions` does; under `read_uncommitted` it is null.
+//! `last_fetched_epoch` is not checked: the mock's logs are never
+//! truncated, so there is never a diverging epoch to report.
 //!
 //! Long polling: while the response would carry fewer than `min_bytes` bytes
 //! of records and no error, the request waits, up to `max_wait_ms`, for an
@@ -33,9 +38,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProducerId, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
@@ -118,7 +125,13 @@ async fn fetch(node: &Node, request: &FetchRequest, version: i16) -> FetchRespon
         changed.as_mut().enable();
         {
             let mut state = node.state();
-            let reads = read_all(&state, node.node_id, &targets, request.max_bytes);
+            let reads = read_all(
+                &state,
+                node.node_id,
+                &targets,
+                request.max_bytes,
+                request.isolation_level == READ_COMMITTED,
+            );
             if Instant::now() >= deadline || ready(&reads, request.min_bytes) {
                 return respond(
                     &mut state, node, context, &targets, &reads, request, version,
@@ -184,8 +197,12 @@ struct PartitionRead {
     /// The current leader and epoch, reported with leadership errors.
     leader: Option<(i32, i32)>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// (producer id, first offset) of the aborted transactions in range,
+    /// for `read_committed`.
+    aborted: Vec<(i64, i64)>,
 }
 
 impl PartitionRead {
@@ -195,10 +212,21 @@ impl PartitionRead {
             leader,
             // Kafka's UnifiedLog.UnknownOffset, what it sends with errors.
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             records: Bytes::new(),
+            aborted: Vec::new(),
         }
     }
+}
+
+/// How a fetch reads: the response's byte budget and the read options.
+#[derive(Debug, Clone, Copy)]
+struct ReadOptions {
+    budget: usize,
+    min_one: bool,
+    truncate: bool,
+    read_committed: bool,
 }
 
 /// Reads every target against one response budget; only the first batch of
@@ -208,16 +236,20 @@ fn read_all(
     node_id: i32,
     targets: &[FetchTarget],
     max_bytes: i32,
+    read_committed: bool,
 ) -> Vec<PartitionRead> {
-    let truncate = state.settings.truncate_last_batch;
-    let mut remaining = usize::try_from(max_bytes).unwrap_or(0);
-    let mut min_one = true;
+    let mut options = ReadOptions {
+        budget: usize::try_from(max_bytes).unwrap_or(0),
+        min_one: true,
+        truncate: state.settings.truncate_last_batch,
+        read_committed,
+    };
     targets
         .iter()
         .map(|target| {
-            let read = read_one(state, node_id, target, remaining, min_one, truncate);
-            remaining = remaining.saturating_sub(read.records.len());
-            min_one &= read.records.is_empty();
+            let read = read_one(state, node_id, target, options);
+            options.budget = options.budget.saturating_sub(read.records.len());
+            options.min_one &= read.records.is_empty();
             read
         })
         .collect()
@@ -227,9 +259,7 @@ fn read_one(
     state: &ClusterState,
     node_id: i32,
     target: &FetchTarget,
-    budget: usize,
-    min_one: bool,
-    truncate: bool,
+    options: ReadOptions,
 ) -> PartitionRead {
     let partition = match state.served_partition(
         node_id,
@@ -244,15 +274,35 @@ fn read_one(
     if target.fetch_offset < log.start_offset() || target.fetch_offset > log.end_offset() {
         return PartitionRead::failed(ResponseError::OffsetOutOfRange.code(), None);
     }
-    let limit = budget.min(usize::try_from(target.max_bytes).unwrap_or(0));
+    let limit = options
+        .budget
+        .min(usize::try_from(target.max_bytes).unwrap_or(0));
+    let last_stable_offset = log.last_stable_offset();
+    let max_offset = if options.read_committed {
+        last_stable_offset
+    } else {
+        i64::MAX
+    };
+    let read = log.read(
+        target.fetch_offset,
+        limit,
+        options.min_one,
+        options.truncate,
+        max_offset,
+    );
+    let aborted = if options.read_committed {
+        log.aborted_between(target.fetch_offset, read.upper_bound)
+    } else {
+        Vec::new()
+    };
     PartitionRead {
         error_code: 0,
         leader: None,
         high_watermark: log.end_offset(),
+        last_stable_offset,
         log_start_offset: log.start_offset(),
-        records: log
-            .read(target.fetch_offset, limit, min_one, truncate)
-            .records,
+        records: read.records,
+        aborted,
     }
 }
 
@@ -317,12 +367,21 @@ fn partition_data(
     isolation_level: i8,
     version: i16,
 ) -> PartitionData {
-    let aborted = (isolation_level == READ_COMMITTED).then(Vec::new);
+    let aborted = (isolation_level == READ_COMMITTED).then(|| {
+        read.aborted
+            .iter()
+            .map(|(producer_id, first_offset)| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(*producer_id))
+                    .with_first_offset(*first_offset)
+            })
+            .collect()
+    });
     let data = PartitionData::default()
         .with_partition_index(target.partition)
         .with_error_code(read.error_code)
         .with_high_watermark(read.high_watermark)
-        .with_last_stable_offset(read.high_watermark)
+        .with_last_stable_offset(read.last_stable_offset)
         .with_log_start_offset(read.log_start_offset)
         .with_aborted_transactions(aborted)
         .with_records(Some(read.records.clone()));

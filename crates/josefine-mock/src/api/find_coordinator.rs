@@ -3,9 +3,11 @@
 //!
 //! v0 names one group; v1-v3 add the key type; v4+ (KIP-699) batch several
 //! keys of one type, each answered on its own. Any broker answers, as the
-//! leader of the key's `__consumer_offsets` partition would be named:
-//! the `hash(key) % n`-th broker, or wherever
-//! [`move_coordinator`](crate::MockCluster::move_coordinator) put a group.
+//! leader of the key's `__consumer_offsets` or `__transaction_state`
+//! partition would be named: the `hash(key) % n`-th broker, or wherever
+//! [`move_coordinator`](crate::MockCluster::move_coordinator) put a group or
+//! [`move_transaction_coordinator`](crate::MockCluster::move_transaction_coordinator)
+//! a transactional id.
 //! A coordinator that a test took out of Metadata
 //! ([`remove_broker_from_metadata`](crate::MockCluster::remove_broker_from_metadata))
 //! gives COORDINATOR_NOT_AVAILABLE, as Kafka does when the partition's leader
@@ -108,11 +110,11 @@ impl Handler for FindCoordinator {
 }
 
 fn locate(node: &Node, key_type: i8, key: &str) -> Located {
-    // The coordinator lock and the state lock are taken one after the
-    // other, never together.
+    // The group coordinator's lock is dropped before the state lock is
+    // taken.
     let node_id = match key_type {
         GROUP => coordinator::read(&node.shared, |c| c.coordinator_of(key)),
-        TRANSACTION => coordinator::read(&node.shared, |c| c.default_coordinator_of(key)),
+        TRANSACTION => node.state().transactions.coordinator_of(key),
         _ => return Located::error(INVALID_REQUEST),
     };
     match node.state().brokers.get(&node_id) {

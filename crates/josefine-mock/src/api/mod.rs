@@ -15,6 +15,8 @@
 //!
 //! Protocol pages: <https://kafka.apache.org/protocol#protocol_api_keys>.
 
+pub(crate) mod add_offsets_to_txn;
+pub(crate) mod add_partitions_to_txn;
 pub(crate) mod api_versions;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
@@ -23,6 +25,7 @@ pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
 pub(crate) mod delete_topics;
 pub(crate) mod describe_groups;
+pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod find_coordinator;
 pub(crate) mod heartbeat;
@@ -38,6 +41,7 @@ pub(crate) mod produce;
 pub(crate) mod sasl_authenticate;
 pub(crate) mod sasl_handshake;
 pub(crate) mod sync_group;
+pub(crate) mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -66,8 +70,11 @@ pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.co
 pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 /// The APIs the mock implements and, by default, advertises: every version
-/// the kafka-protocol crate can decode and encode (SaslHandshake: v1 only).
-pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 23] = [
+/// the kafka-protocol crate can decode and encode, except SaslHandshake (v1
+/// only) and the transaction APIs, which stop before transaction.version 2
+/// (KIP-890 part 2: AddPartitionsToTxn v4+ is broker-to-broker, EndTxn v5
+/// and TxnOffsetCommit v5 bump epochs per transaction).
+pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 27] = [
     (ApiKey::Produce, ProduceRequest::VERSIONS),
     (ApiKey::Fetch, FetchRequest::VERSIONS),
     (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
@@ -97,6 +104,10 @@ pub(crate) const IMPLEMENTED: [(ApiKey, VersionRange); 23] = [
         ApiKey::ConsumerGroupDescribe,
         ConsumerGroupDescribeRequest::VERSIONS,
     ),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
 ];
 
 /// How to answer a request: as a broker would, or with the error code a test
@@ -223,6 +234,16 @@ pub(crate) async fn serve(
         }
         Ok(ApiKey::InitProducerId) => {
             serve_with::<init_producer_id::InitProducerId>(node, header, body, mode)
+        }
+        Ok(ApiKey::AddPartitionsToTxn) => {
+            serve_with::<add_partitions_to_txn::AddPartitionsToTxn>(node, header, body, mode)
+        }
+        Ok(ApiKey::AddOffsetsToTxn) => {
+            serve_with::<add_offsets_to_txn::AddOffsetsToTxn>(node, header, body, mode)
+        }
+        Ok(ApiKey::EndTxn) => serve_with::<end_txn::EndTxn>(node, header, body, mode),
+        Ok(ApiKey::TxnOffsetCommit) => {
+            serve_with::<txn_offset_commit::TxnOffsetCommit>(node, header, body, mode)
         }
         Ok(other) => Err(Refusal(format!("{other:?} is not implemented by the mock"))),
         Err(()) => Err(Refusal(format!(

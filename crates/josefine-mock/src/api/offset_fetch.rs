@@ -8,10 +8,13 @@
 //! commit had none. Coordinator errors (NOT_COORDINATOR,
 //! COORDINATOR_LOAD_IN_PROGRESS) go top-level from v2 and per group from v8;
 //! v1 has no such field, so each requested partition carries them, as in
-//! Kafka's error response. `require_stable` (v7+) changes nothing: the mock
-//! has no transactions, so no offset is ever pending. Groups of both
-//! protocols answer alike; the v9 member id and epoch (KIP-848) are not
-//! checked (Kafka checks them when a consumer-group member sends them).
+//! Kafka's error response. With `require_stable` (v7+, KIP-447), a
+//! partition with a transactional offset pending (TxnOffsetCommit, see
+//! [`crate::group::txn_offsets`]) answers UNSTABLE_OFFSET_COMMIT, offset -1,
+//! in its own error code; without it, such a partition answers the last
+//! committed offset. Groups of both protocols answer alike; the v9 member
+//! id and epoch (KIP-848) are not checked (Kafka checks them when a
+//! consumer-group member sends them).
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -23,7 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Handler;
 use crate::broker::Node;
 use crate::coordinator;
-use crate::group::{Committed, TopicOffsets};
+use crate::group::{PartitionOffset, TopicOffsets};
 
 pub(crate) struct OffsetFetch;
 
@@ -58,9 +61,9 @@ fn wanted(request: &OffsetFetchRequest, version: i16) -> Vec<Wanted> {
     vec![(request.group_id.to_string(), topics)]
 }
 
-fn fetch(node: &Node, (group, topics): &Wanted) -> Fetched {
+fn fetch(node: &Node, (group, topics): &Wanted, require_stable: bool) -> Fetched {
     coordinator::read(&node.shared, |c| {
-        c.fetch_offsets(node.node_id, group, topics.as_deref())
+        c.fetch_offsets(node.node_id, group, topics.as_deref(), require_stable)
     })
 }
 
@@ -73,7 +76,10 @@ impl Handler for OffsetFetch {
 
     fn handle(node: &Node, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
         let wanted = wanted(&request, version);
-        let fetched: Vec<Fetched> = wanted.iter().map(|w| fetch(node, w)).collect();
+        let fetched: Vec<Fetched> = wanted
+            .iter()
+            .map(|w| fetch(node, w, request.require_stable))
+            .collect();
         for ((group, _), result) in wanted.iter().zip(&fetched) {
             tracing::debug!(%group, error = result.as_ref().err(), "offset fetch");
         }
@@ -112,12 +118,14 @@ fn respond(wanted: &[Wanted], fetched: Vec<Fetched>, version: i16) -> OffsetFetc
                                         partitions
                                             .into_iter()
                                             .map(|(index, committed)| {
-                                                let (offset, epoch, metadata) = fields(committed);
+                                                let (offset, epoch, metadata, error) =
+                                                    fields(committed);
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(index)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(metadata))
+                                                    .with_error_code(error)
                                             })
                                             .collect(),
                                     )
@@ -143,30 +151,33 @@ fn respond(wanted: &[Wanted], fetched: Vec<Fetched>, version: i16) -> OffsetFetc
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(name, partitions)| {
-                    (name, partitions.into_iter().map(|p| (p, None)).collect())
+                    (
+                        name,
+                        partitions.into_iter().map(|p| (p, Err(code))).collect(),
+                    )
                 })
                 .collect::<Vec<_>>();
-            return v1_to_v7(topics, code, version).with_error_code(0);
+            return v1_to_v7(topics, version).with_error_code(0);
         }
         Err(code) => (code, Vec::new()),
     };
-    v1_to_v7(topics, 0, version).with_error_code(error)
+    v1_to_v7(topics, version).with_error_code(error)
 }
 
-/// The v1-v7 topic list; `partition_error` goes on every partition.
-fn v1_to_v7(topics: TopicOffsets, partition_error: i16, version: i16) -> OffsetFetchResponse {
+/// The v1-v7 topic list.
+fn v1_to_v7(topics: TopicOffsets, version: i16) -> OffsetFetchResponse {
     let topics = topics
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
-                    let (offset, epoch, metadata) = fields(committed);
+                    let (offset, epoch, metadata, error) = fields(committed);
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_committed_offset(offset)
                         .with_metadata(Some(metadata))
-                        .with_error_code(partition_error);
+                        .with_error_code(error);
                     // The leader epoch exists from v5 only.
                     if version >= 5 {
                         partition.with_committed_leader_epoch(epoch)
@@ -183,11 +194,17 @@ fn v1_to_v7(topics: TopicOffsets, partition_error: i16, version: i16) -> OffsetF
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-/// (offset, leader epoch, metadata) of a partition's answer; -1, -1 and ""
-/// without a commit.
-fn fields(committed: Option<Committed>) -> (i64, i32, StrBytes) {
+/// (offset, leader epoch, metadata, error code) of a partition's answer;
+/// -1, -1 and "" without a commit or with an error.
+fn fields(committed: PartitionOffset) -> (i64, i32, StrBytes, i16) {
     match committed {
-        Some(c) => (c.offset, c.leader_epoch, StrBytes::from_string(c.metadata)),
-        None => (-1, -1, StrBytes::default()),
+        Ok(Some(c)) => (
+            c.offset,
+            c.leader_epoch,
+            StrBytes::from_string(c.metadata),
+            0,
+        ),
+        Ok(None) => (-1, -1, StrBytes::default(), 0),
+        Err(code) => (-1, -1, StrBytes::default(), code),
     }
 }

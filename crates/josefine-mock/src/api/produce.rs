@@ -13,6 +13,22 @@
 //! INVALID_REQUIRED_ACKS. `acks` 1 and -1 behave the same: every replica is
 //! always in sync.
 //!
+//! Transactional batches (KIP-98) need the request's `transactional_id`
+//! (without one, every partition gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//! as Kafka answers) and are verified with the transaction coordinator
+//! before the sequence checks, as Kafka 3.6+ verifies them (KIP-890 part 1,
+//! `transaction.partition.verification.enable`): unless the producer already
+//! has a transaction open on the partition, the partition must be in its
+//! Ongoing transaction. A producer id that is not the transactional id's is
+//! INVALID_PRODUCER_ID_MAPPING, an old epoch INVALID_PRODUCER_EPOCH, a
+//! partition outside the transaction TRANSACTION_ABORTABLE from v11 and
+//! INVALID_TXN_STATE before, and a transaction completing or a coordinator
+//! loading NOT_ENOUGH_REPLICAS (Kafka's retriable stand-in). A producer
+//! with a transaction open on the partition gets INVALID_TXN_STATE for a
+//! non-transactional batch. An accepted batch opens the producer's
+//! transaction on the partition, which holds the last stable offset back
+//! until the transaction's marker.
+//!
 //! With `acks=0` there is no response at all, and the connection just reads
 //! the next request; if any partition failed, the broker closes the
 //! connection instead, which is how Kafka tells such a producer to refresh
@@ -30,11 +46,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Frame, Handler, Mode, Refusal, Reply};
-use crate::batch;
+use crate::batch::{self, BatchHeader};
 use crate::broker::Node;
 use crate::log::SequenceCheck;
 use crate::session::TopicKey;
 use crate::state::{ClusterState, NotServed};
+use crate::txn::{self, Target};
 
 pub(crate) struct Produce;
 
@@ -42,10 +59,21 @@ impl Handler for Produce {
     type Request = ProduceRequest;
 
     fn handle(node: &Node, request: ProduceRequest, version: i16) -> ProduceResponse {
+        if request.transactional_id.is_none() && has_transactional_batches(&request) {
+            let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            return Produce::error_response(node, &request, version, code);
+        }
+        let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str());
         let acks_valid = matches!(request.acks, -1..=1);
         let mut appended = false;
         let response = {
             let mut state = node.state();
+            if transactional_id.is_some() {
+                // Transactions past their timeout end before their batches
+                // are checked.
+                let now = crate::coordinator::now();
+                appended |= txn::driver::settle(&node.shared, &mut state, now);
+            }
             let mut leaders = BTreeSet::new();
             let topics = request
                 .topic_data
@@ -57,7 +85,14 @@ impl Handler for Produce {
                         .iter()
                         .map(|data| {
                             let result = if acks_valid {
-                                append(&mut state, node.node_id, &key, data, version)
+                                append(
+                                    &mut state,
+                                    node.node_id,
+                                    &key,
+                                    data,
+                                    transactional_id,
+                                    version,
+                                )
                             } else {
                                 Err(Failure::code(ResponseError::InvalidRequiredAcks))
                             };
@@ -143,6 +178,17 @@ pub(crate) fn serve(
     Ok(Reply::Frame(frame))
 }
 
+/// Whether any partition's records start with a transactional batch
+/// (Kafka's `ProduceRequest.hasTransactionalRecords`).
+fn has_transactional_batches(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .filter_map(|data| data.records.as_deref().and_then(BatchHeader::parse))
+        .any(|header| header.is_transactional())
+}
+
 fn topic_key(topic: &TopicProduceData, version: i16) -> TopicKey {
     if version >= 13 {
         TopicKey::Id(topic.topic_id)
@@ -174,11 +220,32 @@ struct Failure {
 
 impl Failure {
     fn code(error: ResponseError) -> Self {
+        Failure::from_code(error.code())
+    }
+
+    fn from_code(code: i16) -> Self {
         Failure {
-            code: error.code(),
+            code,
             message: None,
             leader: None,
         }
+    }
+}
+
+/// A failed verification as Kafka's `ReplicaManager` answers the producer:
+/// a fenced epoch is INVALID_PRODUCER_EPOCH; a coordinator that cannot
+/// answer now (a transaction completing, loading) NOT_ENOUGH_REPLICAS, which
+/// every client retries; a partition outside the transaction
+/// TRANSACTION_ABORTABLE for clients that know it (v11+), INVALID_TXN_STATE
+/// before.
+fn unverified(code: i16, version: i16) -> i16 {
+    match code {
+        txn::PRODUCER_FENCED => txn::INVALID_PRODUCER_EPOCH,
+        txn::CONCURRENT_TRANSACTIONS | txn::COORDINATOR_LOAD_IN_PROGRESS => {
+            ResponseError::NotEnoughReplicas.code()
+        }
+        txn::TRANSACTION_ABORTABLE if version <= 10 => txn::INVALID_TXN_STATE,
+        code => code,
     }
 }
 
@@ -197,17 +264,34 @@ fn append(
     node_id: i32,
     key: &TopicKey,
     data: &PartitionProduceData,
+    transactional_id: Option<&str>,
     version: i16,
 ) -> Result<Appended, Failure> {
     let unknown_producer = state.settings.unknown_producer;
     // Produce carries no leader epoch, so only leadership is checked.
-    let partition = state.served_partition_mut(node_id, key, data.index, -1)?;
+    let partition = state.served_partition(node_id, key, data.index, -1)?;
     let records = data.records.as_deref().unwrap_or_default();
     let header = batch::validate_produced(records, version).map_err(|invalid| Failure {
         code: invalid.code,
         message: Some(invalid.message),
         leader: None,
     })?;
+    if header.is_transactional() && !partition.log.has_open_txn(header.producer_id) {
+        let topic = state
+            .resolve(key)
+            .map(|(name, _)| name.to_owned())
+            .unwrap_or_default();
+        state
+            .transactions
+            .verify(
+                transactional_id.unwrap_or_default(),
+                header.producer_id,
+                header.producer_epoch,
+                Target::Partition(&topic, data.index),
+            )
+            .map_err(|code| Failure::from_code(unverified(code, version)))?;
+    }
+    let partition = state.served_partition_mut(node_id, key, data.index, -1)?;
     let log = &mut partition.log;
     if header.has_producer_id() {
         match log.check_sequence(&header, unknown_producer) {
@@ -219,14 +303,10 @@ fn append(
                     appended: false,
                 })
             }
-            SequenceCheck::Refuse(code) => {
-                return Err(Failure {
-                    code,
-                    message: None,
-                    leader: None,
-                })
-            }
+            SequenceCheck::Refuse(code) => return Err(Failure::from_code(code)),
         }
+        log.check_transactional(&header)
+            .map_err(Failure::from_code)?;
     }
     let base_offset = log.append(records, partition.leader_epoch);
     if header.has_producer_id() {

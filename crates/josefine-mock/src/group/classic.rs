@@ -1093,6 +1093,32 @@ impl Group {
         }
     }
 
+    /// Kafka's `ClassicGroup.validateOffsetCommit` for a TxnOffsetCommit:
+    /// the member checks of an OffsetCommit, but no group-state checks (a
+    /// commit without member or generation, as TxnOffsetCommit v0-v2 sends,
+    /// passes in any state; none gets REBALANCE_IN_PROGRESS) and no session
+    /// renewal.
+    pub(crate) fn validate_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), i16> {
+        if self.state == GroupState::Dead {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.validate_member(member_id, instance_id)?;
+            if generation != self.generation {
+                return Err(ILLEGAL_GENERATION);
+            }
+        }
+        Ok(())
+    }
+
     // ---- DescribeGroups, DeleteGroups ----
 
     pub(crate) fn describe(&self) -> Described {

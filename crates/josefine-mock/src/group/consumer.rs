@@ -79,7 +79,7 @@ use uuid::Uuid;
 use super::classic::Ctx;
 use super::uniform::{self, Partitions, Subscriber};
 use super::{
-    millis, Committed, GroupState, FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH,
+    millis, Committed, GroupState, FENCED_INSTANCE_ID, FENCED_MEMBER_EPOCH, ILLEGAL_GENERATION,
     INVALID_REGULAR_EXPRESSION, INVALID_REQUEST, STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID,
     UNRELEASED_INSTANCE_ID, UNSUPPORTED_ASSIGNOR, UNSUPPORTED_VERSION,
 };
@@ -868,6 +868,22 @@ impl ConsumerGroup {
         }
         if member.fenced || epoch != member.epoch {
             return Err(STALE_MEMBER_EPOCH);
+        }
+        Ok(())
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetCommit` for a TxnOffsetCommit,
+    /// whose generation is the member epoch: no version floor, and a stale
+    /// epoch is ILLEGAL_GENERATION (Kafka's `OffsetMetadataManager` turns
+    /// STALE_MEMBER_EPOCH into it for transactional commits). Without a
+    /// member (TxnOffsetCommit v0-v2) only a group without members accepts.
+    pub(crate) fn validate_txn_commit(&self, member_id: &str, epoch: i32) -> Result<(), i16> {
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let member = self.members.get(member_id).ok_or(UNKNOWN_MEMBER_ID)?;
+        if member.fenced || epoch != member.epoch {
+            return Err(ILLEGAL_GENERATION);
         }
         Ok(())
     }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::*;
 use crate::group::{
     CommitRequest, Coordinator, GroupConfig, GroupState, JoinRequest, OffsetToCommit, Outcome,
-    Protocol, COORDINATOR_LOAD_IN_PROGRESS, GROUP_ID_NOT_FOUND, INCONSISTENT_GROUP_PROTOCOL, NONE,
-    NON_EMPTY_GROUP, NOT_COORDINATOR,
+    Protocol, TxnCommitRequest, COORDINATOR_LOAD_IN_PROGRESS, GROUP_ID_NOT_FOUND,
+    ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, NONE, NON_EMPTY_GROUP, NOT_COORDINATOR,
 };
 
 const NODE: i32 = 1;
@@ -476,6 +476,44 @@ fn a_member_that_never_revokes_is_fenced_after_its_rebalance_timeout() {
 }
 
 #[test]
+fn transactional_commits_take_the_member_epoch_as_generation() {
+    let mut h = Harness::new();
+    h.a_then_b();
+    let commit = |h: &mut Harness, member: &str, epoch: i32| {
+        let request = TxnCommitRequest {
+            group_id: GROUP.to_owned(),
+            producer_id: 7,
+            member_id: member.to_owned(),
+            instance_id: None,
+            generation: epoch,
+            offsets: vec![OffsetToCommit {
+                topic: "t".to_owned(),
+                partition: 0,
+                offset: 5,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        h.coordinator.txn_commit(NODE, &request)
+    };
+    assert_eq!(
+        commit(&mut h, "", -1),
+        Err(UNKNOWN_MEMBER_ID),
+        "it has members"
+    );
+    assert_eq!(commit(&mut h, "nobody", 2), Err(UNKNOWN_MEMBER_ID));
+    assert_eq!(
+        commit(&mut h, "b", 1),
+        Err(ILLEGAL_GENERATION),
+        "a stale epoch"
+    );
+    assert_eq!(commit(&mut h, "b", 2), Ok(vec![NONE]));
+    h.coordinator.complete_transaction(GROUP, 7, true);
+    assert_eq!(h.coordinator.committed(GROUP, "t", 0), Some(5));
+    assert_eq!(h.state(), GroupState::Reconciling, "still a consumer group");
+}
+
+#[test]
 fn commits_need_the_current_member_epoch() {
     let mut h = Harness::new();
     // A simple commit while the group has no members (it creates a classic
@@ -491,10 +529,11 @@ fn commits_need_the_current_member_epoch() {
     assert_eq!(h.commit("b", 2, 9), Ok(vec![NONE]));
     let fetched = h
         .coordinator
-        .fetch_offsets(NODE, GROUP, Some(&[("t".to_owned(), vec![0, 1])]))
+        .fetch_offsets(NODE, GROUP, Some(&[("t".to_owned(), vec![0, 1])]), false)
         .unwrap();
-    assert_eq!(fetched[0].1[0].1.as_ref().map(|c| c.offset), Some(42));
-    assert_eq!(fetched[0].1[1].1, None);
+    let offset = |i: usize| fetched[0].1[i].1.clone().unwrap().map(|c| c.offset);
+    assert_eq!(offset(0), Some(42));
+    assert_eq!(offset(1), None);
 }
 
 #[test]

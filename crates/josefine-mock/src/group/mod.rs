@@ -32,6 +32,7 @@
 
 pub(crate) mod classic;
 pub(crate) mod consumer;
+pub(crate) mod txn_offsets;
 pub(crate) mod uniform;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -43,6 +44,7 @@ use kafka_protocol::ResponseError;
 
 use classic::{Ctx, Group};
 use consumer::ConsumerGroup;
+use txn_offsets::PendingOffsets;
 
 /// Identifies a request waiting for its answer (see [`Outcome::Wait`]).
 pub(crate) type Waiter = u64;
@@ -70,6 +72,7 @@ pub(crate) const UNSUPPORTED_ASSIGNOR: i16 = ResponseError::UnsupportedAssignor.
 pub(crate) const INVALID_REGULAR_EXPRESSION: i16 = ResponseError::InvalidRegularExpression.code();
 pub(crate) const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
+pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = ResponseError::UnstableOffsetCommit.code();
 
 /// The state of a consumer group, as DescribeGroups, ListGroups and
 /// ConsumerGroupDescribe name it: Kafka's `ClassicGroupState` for groups of
@@ -313,6 +316,20 @@ pub(crate) struct CommitRequest {
     pub(crate) offsets: Vec<OffsetToCommit>,
 }
 
+/// A TxnOffsetCommit request (KIP-98), with the partitions that do not
+/// exist already taken out, after the transaction coordinator verified that
+/// the group is part of the producer's transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct TxnCommitRequest {
+    pub(crate) group_id: String,
+    pub(crate) producer_id: i64,
+    /// Empty, -1 and `None` before v3, which has no member fields.
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) generation: i32,
+    pub(crate) offsets: Vec<OffsetToCommit>,
+}
+
 /// What OffsetFetch returns for a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Committed {
@@ -323,9 +340,12 @@ pub(crate) struct Committed {
     pub(crate) metadata: String,
 }
 
-/// OffsetFetch's answer for one group: per topic, per partition, the
-/// commit if there is one.
-pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+/// OffsetFetch's answer for one partition: the commit if there is one, or
+/// the partition's error (UNSTABLE_OFFSET_COMMIT).
+pub(crate) type PartitionOffset = Result<Option<Committed>, i16>;
+
+/// OffsetFetch's answer for one group: per topic, per partition.
+pub(crate) type TopicOffsets = Vec<(String, Vec<(i32, PartitionOffset)>)>;
 
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
@@ -379,17 +399,11 @@ pub(crate) struct Coordinator {
     /// Stopped brokers: the groups they coordinate are unloaded, and their
     /// timers stand still until the broker is back.
     down: BTreeSet<i32>,
+    /// TxnOffsetCommit's offsets, waiting for their transactions.
+    pending: PendingOffsets,
     next_waiter: Waiter,
     member_seq: u64,
     replies: Vec<(Waiter, Reply)>,
-}
-
-/// Java's `String.hashCode` over UTF-16 code units, so a group lands on the
-/// broker index Kafka's `partitionFor` would pick for the same count.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
 }
 
 fn millis(ms: i32) -> Duration {
@@ -408,6 +422,7 @@ impl Coordinator {
             moved: HashMap::new(),
             loading: HashSet::new(),
             down: BTreeSet::new(),
+            pending: PendingOffsets::default(),
             next_waiter: 1,
             member_seq: 0,
             replies: Vec::new(),
@@ -426,13 +441,9 @@ impl Coordinator {
         }
     }
 
-    /// The default placement, which transactional ids always follow.
-    pub(crate) fn default_coordinator_of(&self, key: &str) -> i32 {
-        let hash = java_hash(key);
-        // Kafka's Utils.abs: i32::MIN maps to 0 rather than overflowing.
-        let positive = if hash == i32::MIN { 0 } else { hash.abs() };
-        let index = usize::try_from(positive).unwrap_or(0) % self.nodes.len().max(1);
-        self.nodes.get(index).copied().unwrap_or(1)
+    /// The default placement (see [`crate::placement`]).
+    fn default_coordinator_of(&self, key: &str) -> i32 {
+        crate::placement::by_hash(key, &self.nodes, 1)
     }
 
     /// Whether a request for `group` reaching `node_id` may be served:
@@ -651,21 +662,100 @@ impl Coordinator {
         .unwrap_or(Err(COORDINATOR_NOT_AVAILABLE))
     }
 
+    /// TxnOffsetCommit's group side (Kafka's
+    /// `OffsetMetadataManager.commitTransactionalOffset`): one error code
+    /// per offset, or one for them all. The group must exist, unless the
+    /// commit carries no generation (a "simple" group is created, as for
+    /// OffsetCommit); otherwise ILLEGAL_GENERATION, at every version. The
+    /// member checks are OffsetCommit's without the group-state ones (see
+    /// [`Group::validate_txn_commit`] and
+    /// [`ConsumerGroup::validate_txn_commit`]). The offsets are held for the
+    /// producer's transaction ([`txn_offsets`]).
+    pub(crate) fn txn_commit(
+        &mut self,
+        node_id: i32,
+        request: &TxnCommitRequest,
+    ) -> Result<Vec<i16>, i16> {
+        if request.group_id.is_empty() {
+            return Err(INVALID_GROUP_ID);
+        }
+        self.check(node_id, &request.group_id)?;
+        if let Some(group) = self.consumer_groups.get(&request.group_id) {
+            group.validate_txn_commit(&request.member_id, request.generation)?;
+        } else {
+            if !self.groups.contains_key(&request.group_id) {
+                if request.generation >= 0 {
+                    return Err(ILLEGAL_GENERATION);
+                }
+                self.get_or_create(&request.group_id);
+            }
+            if let Some(group) = self.groups.get(&request.group_id) {
+                group.validate_txn_commit(
+                    &request.member_id,
+                    request.instance_id.as_deref(),
+                    request.generation,
+                )?;
+            }
+        }
+        let max_metadata = self.config.max_offset_metadata;
+        Ok(request
+            .offsets
+            .iter()
+            .map(|o| {
+                let metadata = o.metadata.clone().unwrap_or_default();
+                if metadata.len() > max_metadata {
+                    return OFFSET_METADATA_TOO_LARGE;
+                }
+                let committed = Committed {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata,
+                };
+                let key = (o.topic.clone(), o.partition);
+                self.pending
+                    .store(&request.group_id, request.producer_id, key, committed);
+                NONE
+            })
+            .collect())
+    }
+
+    /// A transaction of `producer_id` that included `group` ended: its
+    /// pending offsets become the group's committed offsets, or go.
+    pub(crate) fn complete_transaction(&mut self, group: &str, producer_id: i64, commit: bool) {
+        let offsets = self.pending.take(group, producer_id);
+        if !commit || offsets.is_empty() {
+            return;
+        }
+        match self.consumer_groups.get_mut(group) {
+            Some(consumer) => consumer.offsets.extend(offsets),
+            None => self.get_or_create(group).offsets.extend(offsets),
+        }
+    }
+
     /// OffsetFetch: the committed offsets of the named partitions (`None`
     /// where there is none), or of every partition with one when `topics`
-    /// is `None`.
+    /// is `None`. With `require_stable` (v7+, KIP-447), a partition with a
+    /// transactional offset pending answers UNSTABLE_OFFSET_COMMIT.
     pub(crate) fn fetch_offsets(
         &self,
         node_id: i32,
         group: &str,
         topics: Option<&[(String, Vec<i32>)]>,
+        require_stable: bool,
     ) -> Result<TopicOffsets, i16> {
         self.check(node_id, group)?;
         let offsets = self.offsets_of(group);
+        let answer = |topic: &str, partition: i32, committed: Option<&Committed>| {
+            if require_stable && self.pending.is_pending(group, topic, partition) {
+                Err(UNSTABLE_OFFSET_COMMIT)
+            } else {
+                Ok(committed.cloned())
+            }
+        };
         let Some(topics) = topics else {
             let mut all: TopicOffsets = Vec::new();
             for ((topic, partition), committed) in offsets.into_iter().flatten() {
-                let entry = (*partition, Some(committed.clone()));
+                let entry = (*partition, answer(topic, *partition, Some(committed)));
                 match all.last_mut() {
                     Some((last, partitions)) if last == topic => partitions.push(entry),
                     _ => all.push((topic.clone(), vec![entry])),
@@ -679,8 +769,8 @@ impl Coordinator {
                 let partitions = partitions
                     .iter()
                     .map(|p| {
-                        let committed = offsets.and_then(|o| o.get(&(topic.clone(), *p)).cloned());
-                        (*p, committed)
+                        let committed = offsets.and_then(|o| o.get(&(topic.clone(), *p)));
+                        (*p, answer(topic, *p, committed))
                     })
                     .collect();
                 (topic.clone(), partitions)
@@ -815,6 +905,10 @@ impl Coordinator {
         self.offsets_of(group)?
             .get(&(topic.to_owned(), partition))
             .map(|c| c.offset)
+    }
+
+    pub(crate) fn pending_offset(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.pending.pending(group, topic, partition)
     }
 
     pub(crate) fn set_committed(&mut self, group: &str, topic: &str, partition: i32, offset: i64) {

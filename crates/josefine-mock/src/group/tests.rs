@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
+use crate::placement::java_hash;
 
 const NODE: i32 = 1;
 const GROUP: &str = "g";
@@ -630,20 +631,23 @@ fn commit_validation_follows_kafka() {
         h.coordinator.commit(NODE, h.now, &request),
         Ok(vec![OFFSET_METADATA_TOO_LARGE])
     );
-    let fetched = h.coordinator.fetch_offsets(NODE, GROUP, None).unwrap();
+    let fetched = h
+        .coordinator
+        .fetch_offsets(NODE, GROUP, None, false)
+        .unwrap();
     assert_eq!(fetched.len(), 1);
     let (topic, partitions) = &fetched[0];
     assert_eq!(topic, "t");
-    let committed = partitions[0].1.clone().unwrap();
+    let committed = partitions[0].1.clone().unwrap().unwrap();
     assert_eq!((committed.offset, committed.leader_epoch), (42, 3));
     assert_eq!(committed.metadata, "m");
     let wanted = [("t".to_owned(), vec![0, 5]), ("u".to_owned(), vec![0])];
     let fetched = h
         .coordinator
-        .fetch_offsets(NODE, GROUP, Some(&wanted))
+        .fetch_offsets(NODE, GROUP, Some(&wanted), false)
         .unwrap();
-    assert_eq!(fetched[0].1[1], (5, None));
-    assert_eq!(fetched[1].1[0], (0, None));
+    assert_eq!(fetched[0].1[1], (5, Ok(None)));
+    assert_eq!(fetched[1].1[0], (0, Ok(None)));
 }
 
 #[test]
@@ -761,4 +765,117 @@ fn tansu_mode_requires_ids_at_every_version_and_counts_from_zero() {
     assert_eq!(first.error, MEMBER_ID_REQUIRED);
     let second = h.join(&first.member_id);
     assert_eq!(h.joined(&second).unwrap().generation, 0);
+}
+
+fn txn_commit(
+    h: &mut Harness,
+    producer_id: i64,
+    member_id: &str,
+    generation: i32,
+    offset: i64,
+) -> Result<Vec<i16>, i16> {
+    let request = TxnCommitRequest {
+        group_id: GROUP.to_owned(),
+        producer_id,
+        member_id: member_id.to_owned(),
+        instance_id: None,
+        generation,
+        offsets: vec![OffsetToCommit {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset,
+            leader_epoch: 2,
+            metadata: Some("txn".to_owned()),
+        }],
+    };
+    h.coordinator.txn_commit(NODE, &request)
+}
+
+#[test]
+fn transactional_offsets_wait_for_their_transaction() {
+    let mut h = Harness::new();
+    // Without a generation, the group is created as a simple one.
+    assert_eq!(txn_commit(&mut h, 7, "", -1, 10), Ok(vec![NONE]));
+    assert_eq!(h.coordinator.committed(GROUP, "t", 0), None, "pending");
+    assert_eq!(h.coordinator.pending_offset(GROUP, "t", 0), Some(10));
+    let wanted = [("t".to_owned(), vec![0])];
+    let fetch = |h: &Harness, stable: bool| {
+        h.coordinator
+            .fetch_offsets(NODE, GROUP, Some(&wanted), stable)
+            .unwrap()[0]
+            .1[0]
+            .1
+            .clone()
+    };
+    assert_eq!(fetch(&h, true), Err(UNSTABLE_OFFSET_COMMIT));
+    assert_eq!(fetch(&h, false), Ok(None));
+    h.coordinator.complete_transaction(GROUP, 7, true);
+    assert_eq!(h.coordinator.committed(GROUP, "t", 0), Some(10));
+    let committed = fetch(&h, true).unwrap().unwrap();
+    assert_eq!(
+        (committed.leader_epoch, committed.metadata.as_str()),
+        (2, "txn")
+    );
+    // An aborted transaction's offsets go.
+    assert_eq!(txn_commit(&mut h, 7, "", -1, 20), Ok(vec![NONE]));
+    let all = h
+        .coordinator
+        .fetch_offsets(NODE, GROUP, None, true)
+        .unwrap();
+    assert_eq!(all[0].1[0], (0, Err(UNSTABLE_OFFSET_COMMIT)));
+    h.coordinator.complete_transaction(GROUP, 7, false);
+    assert_eq!(h.coordinator.committed(GROUP, "t", 0), Some(10));
+    assert_eq!(h.coordinator.pending_offset(GROUP, "t", 0), None);
+    assert_eq!(fetch(&h, true).map(|c| c.map(|c| c.offset)), Ok(Some(10)));
+}
+
+#[test]
+fn transactional_commits_check_the_member_but_not_the_group_state() {
+    let mut h = Harness::new();
+    assert_eq!(
+        txn_commit(&mut h, 7, "m", 3, 1),
+        Err(ILLEGAL_GENERATION),
+        "no group"
+    );
+    let a = h.stable_with_one();
+    assert_eq!(
+        txn_commit(&mut h, 7, "stranger", 1, 1),
+        Err(UNKNOWN_MEMBER_ID)
+    );
+    assert_eq!(txn_commit(&mut h, 7, &a, 0, 1), Err(ILLEGAL_GENERATION));
+    assert_eq!(txn_commit(&mut h, 7, &a, 1, 1), Ok(vec![NONE]));
+    // v0-v2 send no member: accepted whatever the group's state.
+    assert_eq!(txn_commit(&mut h, 7, "", -1, 2), Ok(vec![NONE]));
+    // A rebalance waiting for the leader's assignment refuses OffsetCommit,
+    // not TxnOffsetCommit.
+    let (_, _) = h.new_member();
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(txn_commit(&mut h, 7, &a, 1, 3), Ok(vec![NONE]));
+    let rejoined = h.join(&a);
+    assert_eq!(h.joined(&rejoined).map(|j| j.generation), Some(2));
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    assert_eq!(h.commit(&a, 2, 8), Err(REBALANCE_IN_PROGRESS));
+    assert_eq!(txn_commit(&mut h, 7, &a, 2, 4), Ok(vec![NONE]));
+    let request = TxnCommitRequest {
+        group_id: String::new(),
+        producer_id: 7,
+        member_id: String::new(),
+        instance_id: None,
+        generation: -1,
+        offsets: Vec::new(),
+    };
+    assert_eq!(
+        h.coordinator.txn_commit(NODE, &request),
+        Err(INVALID_GROUP_ID)
+    );
+    assert_eq!(
+        h.coordinator.txn_commit(
+            2,
+            &TxnCommitRequest {
+                group_id: GROUP.into(),
+                ..request
+            }
+        ),
+        Err(NOT_COORDINATOR)
+    );
 }

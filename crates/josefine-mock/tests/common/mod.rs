@@ -175,6 +175,8 @@ pub mod records {
         pub producer_id: i64,
         pub producer_epoch: i16,
         pub base_sequence: i32,
+        /// Attribute bit 4 (KIP-98).
+        pub transactional: bool,
     }
 
     impl Default for Spec {
@@ -184,6 +186,7 @@ pub mod records {
                 producer_id: -1,
                 producer_epoch: -1,
                 base_sequence: -1,
+                transactional: false,
             }
         }
     }
@@ -221,7 +224,8 @@ pub mod records {
         batch.put_i32(-1); // partition leader epoch, stamped by the broker
         batch.put_i8(2); // magic
         batch.put_u32(0); // crc, patched below
-        batch.put_i16(0); // attributes: uncompressed, CreateTime
+                          // Attributes: uncompressed, CreateTime, maybe transactional.
+        batch.put_i16(if spec.transactional { 0x10 } else { 0 });
         batch.put_i32(last_delta);
         batch.put_i64(spec.base_timestamp);
         batch.put_i64(spec.base_timestamp + i64::from(last_delta));
@@ -263,6 +267,70 @@ pub mod records {
             },
             values,
         )
+    }
+
+    /// A transactional producer's batch.
+    pub fn transactional(
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        values: &[&str],
+    ) -> Bytes {
+        batch_with(
+            Spec {
+                producer_id,
+                producer_epoch: epoch,
+                base_sequence,
+                transactional: true,
+                ..Spec::default()
+            },
+            values,
+        )
+    }
+
+    /// A transaction marker as the coordinator writes it: one control
+    /// record (key: version 0, type 1 COMMIT or 0 ABORT; value: version 0,
+    /// coordinator epoch 0) in a control, transactional batch.
+    pub fn marker(producer_id: i64, epoch: i16, commit: bool) -> Bytes {
+        let mut record = BytesMut::new();
+        record.put_i8(0); // attributes
+        varint(&mut record, 0); // timestamp delta
+        varint(&mut record, 0); // offset delta
+        varint(&mut record, 4);
+        record.put_i16(0);
+        record.put_i16(i16::from(commit));
+        varint(&mut record, 6);
+        record.put_i16(0);
+        record.put_i32(0);
+        varint(&mut record, 0); // no headers
+        let mut body = BytesMut::new();
+        varint(&mut body, record.len() as i64);
+        body.put_slice(&record);
+        let mut batch = BytesMut::new();
+        batch.put_i64(0);
+        batch.put_i32(0); // length, patched below
+        batch.put_i32(-1);
+        batch.put_i8(2);
+        batch.put_u32(0); // crc, patched below
+        batch.put_i16(0x30); // control | transactional
+        batch.put_i32(0);
+        batch.put_i64(1_000);
+        batch.put_i64(1_000);
+        batch.put_i64(producer_id);
+        batch.put_i16(epoch);
+        batch.put_i32(-1);
+        batch.put_i32(1);
+        batch.put_slice(&body);
+        let length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch.freeze()
+    }
+
+    /// The attributes of a batch.
+    pub fn attributes(batch: &[u8]) -> i16 {
+        i16::from_be_bytes(batch[21..23].try_into().unwrap())
     }
 
     pub fn base_offset(batch: &[u8]) -> i64 {
