@@ -16,7 +16,8 @@ use futures::StreamExt;
 use josefine::group::OffsetAndMetadata;
 use josefine::{
     Claim, Client, Consumer, ConsumerGroup, ErrorKind, GroupHandler, GroupMetadata, IsolationLevel,
-    KafkaCode, NewTopic, Producer, ProducerRecord, Session, StartOffset, TopicPartition,
+    KafkaCode, NewTopic, OffsetReset, Producer, ProducerRecord, Session, StartOffset,
+    TopicPartition,
 };
 
 async fn topic(client: &Client, prefix: &str, partitions: i32) -> String {
@@ -387,4 +388,203 @@ async fn an_abandoned_transaction_is_aborted_by_the_coordinator() {
 
     let err = producer.commit_transaction().await.unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::PRODUCER_FENCED), "{err}");
+}
+
+/// Every value of `topic` (all partitions) a read_committed reader sees, up to the
+/// end of each partition as it is now.
+async fn committed_values(client: &Client, topic: &str, partitions: i32) -> Vec<String> {
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    let ends = client.admin().end_offsets(&tps).await.unwrap();
+    let consumer = Consumer::builder(client.clone())
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .build()
+        .unwrap();
+    let mut values = Vec::new();
+    for tp in &tps {
+        let end = ends[tp];
+        let mut reader = consumer
+            .consume_partition(topic, tp.partition, StartOffset::Earliest)
+            .await
+            .unwrap();
+        let read = async {
+            while reader.position() < end {
+                let batch = reader.next_batch().await.unwrap().unwrap();
+                for record in batch.iter() {
+                    let record = record.unwrap();
+                    values.push(String::from_utf8(record.value().unwrap().to_vec()).unwrap());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .unwrap_or_else(|_| panic!("{tp}: the end {end} was never reached"));
+    }
+    values
+}
+
+/// A member of an exactly-once pipeline: `transact` with its own transactional id,
+/// writing `out-<input value>` for every input.
+struct Pipeline {
+    group: ConsumerGroup,
+    client: Client,
+    task: tokio::task::JoinHandle<josefine::Result<()>>,
+    /// Records this member transformed (committed or not).
+    transformed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pipeline {
+    /// Waits until this member transformed `more` records beyond what it had.
+    async fn transforms(&self, more: usize) {
+        use std::sync::atomic::Ordering;
+        let target = self.transformed.load(Ordering::Acquire) + more;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while self.transformed.load(Ordering::Acquire) < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the member transforms records");
+    }
+}
+
+async fn pipeline(addr: &str, group_id: &str, input: &str, output: &str, member: &str) -> Pipeline {
+    let client = common::client(addr).await;
+    let group = ConsumerGroup::builder(client.clone(), group_id)
+        .session_timeout(Duration::from_secs(6))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))
+        .build()
+        .unwrap();
+    let producer = Producer::builder(client.clone())
+        .transactional_id(format!("{group_id}-{member}"))
+        .transaction_timeout(Duration::from_secs(5))
+        .linger(Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let (runner, input, output) = (group.clone(), input.to_string(), output.to_string());
+    let transformed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = transformed.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .transact(
+                &[&input],
+                &producer,
+                Duration::from_millis(100),
+                move |record| {
+                    let output = output.clone();
+                    counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    async move {
+                        let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                        Ok::<_, std::io::Error>(vec![
+                            ProducerRecord::new(output).value(format!("out-{value}"))
+                        ])
+                    }
+                },
+            )
+            .await
+    });
+    Pipeline {
+        group,
+        client,
+        task,
+        transformed,
+    }
+}
+
+async fn produce_inputs(client: &Client, topic: &str, range: std::ops::Range<usize>) {
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in range {
+        deliveries.push(
+            producer
+                .enqueue(
+                    ProducerRecord::new(topic)
+                        .key(format!("k{i}"))
+                        .value(i.to_string()),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    producer.close().await.unwrap();
+    common::delivered(deliveries).await;
+}
+
+/// Waits until the output holds `n` committed records.
+async fn wait_for_outputs(client: &Client, topic: &str, partitions: i32, n: usize) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if committed_values(client, topic, partitions).await.len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{topic}: {n} committed outputs never arrived"));
+}
+
+/// Every input's output exactly once under read_committed.
+fn assert_exactly_once(outputs: &[String], inputs: usize) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for o in outputs {
+        *counts.entry(o.as_str()).or_default() += 1;
+    }
+    let lost: Vec<usize> = (0..inputs)
+        .filter(|i| !counts.contains_key(format!("out-{i}").as_str()))
+        .collect();
+    let duplicated: Vec<(&&str, &usize)> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        lost.is_empty() && duplicated.is_empty() && outputs.len() == inputs,
+        "{} outputs for {inputs} inputs; lost {:?}...; duplicated {:?}...",
+        outputs.len(),
+        &lost[..lost.len().min(10)],
+        &duplicated[..duplicated.len().min(10)]
+    );
+}
+
+/// `transact` through a rebalance (a second member joins mid-stream) and a crash (a
+/// member vanishes without leaving or ending its transaction: its partitions move
+/// after its session times out, their pending offsets wait for the coordinator to
+/// abort its transaction): every input's output once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transact_writes_each_output_once_through_a_rebalance_and_a_crash() {
+    common::trace();
+    let kafka = real_kafka!();
+    let client = common::client(&kafka.plaintext).await;
+    let input = topic(&client, "eos-in", 4).await;
+    let output = topic(&client, "eos-out", 2).await;
+    let group_id = common::unique("eos");
+    // Inputs keep arriving throughout: 6,000 in chunks of 50 every 50 ms.
+    let inputs = tokio::spawn({
+        let (client, input) = (client.clone(), input.clone());
+        async move {
+            for chunk in 0..120 {
+                produce_inputs(&client, &input, chunk * 50..(chunk + 1) * 50).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    let a = pipeline(&kafka.plaintext, &group_id, &input, &output, "a").await;
+    a.transforms(300).await;
+    // B joins mid-stream: the group rebalances; A commits its revoked partitions'
+    // transaction before giving them up.
+    let b = pipeline(&kafka.plaintext, &group_id, &input, &output, "b").await;
+    b.transforms(200).await;
+    // B crashes mid-stream: no commit, no abort, no LeaveGroup. Its open
+    // transaction holds outputs and offsets until the coordinator aborts it
+    // (transaction.timeout.ms, 5 s); A gets its partitions once B's session expires
+    // and waits for their offsets to be stable.
+    b.task.abort();
+    b.client.close();
+    drop(b.group);
+    inputs.await.unwrap();
+    wait_for_outputs(&client, &output, 2, 6000).await;
+
+    a.group.close().await.unwrap();
+    a.task.await.unwrap().unwrap();
+    assert_exactly_once(&committed_values(&client, &output, 2).await, 6000);
 }

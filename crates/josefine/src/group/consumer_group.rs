@@ -484,6 +484,63 @@ impl ConsumerGroup {
             .await
     }
 
+    /// Exactly-once consume-transform-produce: `work` turns every record of `topics`
+    /// into output records, which `producer` (built with
+    /// [`transactional_id`](crate::ProducerBuilder::transactional_id), one id per
+    /// member) writes in one transaction with the input offsets, committed every
+    /// `commit_interval` and whenever a partition is revoked. A `read_committed`
+    /// reader of the outputs sees each input's outputs once. A transaction that
+    /// cannot commit is aborted and its inputs transformed again; a fatal error
+    /// (this instance was fenced) closes the group and is returned. See the
+    /// `transact` module docs.
+    ///
+    /// The group's consumer must read committed records only
+    /// (`.consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))`), so it
+    /// neither reads aborted inputs nor starts from offsets a transaction has not
+    /// finished committing.
+    ///
+    /// ```no_run
+    /// # async fn run(group: josefine::ConsumerGroup, producer: josefine::Producer) -> josefine::Result<()> {
+    /// use std::time::Duration;
+    /// use josefine::ProducerRecord;
+    /// group
+    ///     .transact(&["orders"], &producer, Duration::from_millis(100), |record| async move {
+    ///         let total = record.value().map(|v| v.len()).unwrap_or(0);
+    ///         Ok::<_, std::io::Error>(vec![ProducerRecord::new("order-sizes")
+    ///             .key(record.key().cloned().unwrap_or_default())
+    ///             .value(total.to_string())])
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn transact<F, Fut, E>(
+        &self,
+        topics: &[&str],
+        producer: &crate::Producer,
+        commit_interval: Duration,
+        work: F,
+    ) -> Result<()>
+    where
+        F: Fn(crate::consumer::ConsumerRecord) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Vec<crate::ProducerRecord>, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        if !self.inner.consumer.reads_committed() {
+            return Err(Error::config(
+                "transact needs a read_committed consumer: build the group with \
+                 .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))",
+            ));
+        }
+        let transactor =
+            super::transact::Transactor::new(self.clone(), producer.clone(), commit_interval, work);
+        let watch = transactor.clone();
+        let result = self.consume(topics, transactor).await;
+        match watch.fatal() {
+            Some(err) => Err(err),
+            None => result,
+        }
+    }
+
     /// Consumes `topics` as a stream of records, for users who want records without
     /// writing a handler; see [`GroupStream`]. The group runs in a background task
     /// until the stream is closed or dropped.

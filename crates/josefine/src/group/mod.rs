@@ -19,6 +19,7 @@ pub mod protocol;
 mod runner;
 mod session;
 mod stream;
+mod transact;
 
 pub use assignor::AssignorKind;
 pub use consumer_group::{

@@ -39,6 +39,12 @@ pub use builder::{Acks, ProducerBuilder};
 pub use partitioner::{murmur2, partition_for_key, DefaultPartitioner, Partitioner};
 pub use transaction::GroupMetadata;
 
+/// Whether `err` from a transactional producer means it cannot go on (fenced, not
+/// authorized, ...), as opposed to a transaction that must be aborted.
+pub(crate) fn is_fatal_transaction_error(err: &Error) -> bool {
+    transaction::classify(err) == transaction::Class::Fatal
+}
+
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::protocol::records::{BatchBuilder, Header, RECORD_BATCH_OVERHEAD};

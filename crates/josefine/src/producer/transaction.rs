@@ -781,6 +781,16 @@ impl Producer {
         }
     }
 
+    /// Whether a transaction is open (or cannot commit and waits for its abort).
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.txn().is_ok_and(|txn| {
+            matches!(
+                lock(txn).phase(),
+                Phase::Open | Phase::Committing | Phase::Abortable
+            )
+        })
+    }
+
     /// Opens a transaction. The first call gets the producer id from the transaction
     /// coordinator, which fences any older producer with the same transactional id
     /// (its next transactional request fails with PRODUCER_FENCED) and aborts the

@@ -1,0 +1,348 @@
+//! The transactional producer and `transact` against the mock's transaction
+//! coordinator, with the faults a real cluster rarely shows on demand: the
+//! coordinator moving mid-transaction, CONCURRENT_TRANSACTIONS, an abortable error
+//! followed by a new transaction, and a refused offset commit inside `transact`
+//! (aborted, rewound, transformed again: still exactly once).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use josefine::group::OffsetAndMetadata;
+use josefine::{
+    Client, Consumer, ConsumerGroup, GroupMetadata, IsolationLevel, KafkaCode, OffsetReset,
+    Producer, ProducerRecord, StartOffset, TopicPartition,
+};
+use josefine_mock::{Action, ApiKey, Intercept, MockCluster, ResponseError, TransactionState};
+
+const IN: &str = "in";
+const OUT: &str = "out";
+
+async fn cluster() -> MockCluster {
+    common::trace();
+    MockCluster::builder()
+        .brokers(3)
+        .topic(IN, 3)
+        .topic(OUT, 2)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn client(cluster: &MockCluster) -> Client {
+    Client::builder()
+        .bootstrap([cluster.bootstrap()])
+        .request_timeout(Duration::from_secs(2))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn transactional(client: &Client, id: &str) -> Producer {
+    Producer::builder(client.clone())
+        .transactional_id(id)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap()
+}
+
+async fn send(producer: &Producer, values: &[&str]) {
+    for value in values {
+        producer
+            .send(
+                ProducerRecord::new(OUT)
+                    .partition(0)
+                    .value(value.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The values of `topic`/`partition` a reader at `isolation` sees, up to the first
+/// `last`.
+async fn read_until(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    isolation: IsolationLevel,
+    last: &str,
+) -> Vec<String> {
+    let consumer = Consumer::builder(client.clone())
+        .isolation_level(isolation)
+        .build()
+        .unwrap();
+    let mut reader = consumer
+        .consume_partition(topic, partition, StartOffset::Earliest)
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(record) = reader.next().await {
+            let value = String::from_utf8(record.unwrap().value().unwrap().to_vec()).unwrap();
+            let done = value == last;
+            values.push(value);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{last} never arrived; read {values:?}"));
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_records_never_reach_read_committed_readers() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let producer = transactional(&client, "visibility");
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["a1", "a2"]).await;
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["c1"]).await;
+    producer.commit_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["a3"]).await;
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["c2", "end"]).await;
+    producer.commit_transaction().await.unwrap();
+
+    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["c1", "c2", "end"]);
+    let all = read_until(&client, OUT, 0, IsolationLevel::ReadUncommitted, "end").await;
+    assert_eq!(all, ["a1", "a2", "c1", "a3", "c2", "end"]);
+    assert_eq!(cluster.aborted_transactions(OUT, 0).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_fences_the_first() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let old = transactional(&client, "fence");
+    old.begin_transaction().await.unwrap();
+    send(&old, &["zombie"]).await;
+    let new = transactional(&client, "fence");
+    new.begin_transaction().await.unwrap();
+    send(&new, &["fresh", "end"]).await;
+    new.commit_transaction().await.unwrap();
+
+    let err = old.commit_transaction().await.unwrap_err();
+    assert_eq!(err.code(), Some(KafkaCode::PRODUCER_FENCED), "{err}");
+    assert!(
+        old.begin_transaction().await.is_err(),
+        "fatal: no new transaction"
+    );
+    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["fresh", "end"]);
+}
+
+/// The coordinator moves between the transaction's writes and its commit: the old
+/// node answers NOT_COORDINATOR, the producer looks the coordinator up again and
+/// commits there. CONCURRENT_TRANSACTIONS on EndTxn and on AddPartitionsToTxn is
+/// retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moving_coordinator_and_concurrent_transactions_are_retried() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let producer = transactional(&client, "moving");
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["m1"]).await;
+    let from = cluster.transaction_coordinator("moving");
+    let to = if from == 1 { 2 } else { 1 };
+    cluster.move_transaction_coordinator("moving", to);
+    let busy = cluster.broker(to).intercept(
+        Intercept::api(ApiKey::EndTxn).times(2),
+        Action::error(ResponseError::ConcurrentTransactions),
+    );
+    producer.commit_transaction().await.unwrap();
+    assert_eq!(
+        busy.hits(),
+        2,
+        "EndTxn retried past CONCURRENT_TRANSACTIONS"
+    );
+    assert_eq!(
+        cluster.transaction("moving").unwrap().state,
+        TransactionState::CompleteCommit
+    );
+
+    let busy = cluster.broker(to).intercept(
+        Intercept::api(ApiKey::AddPartitionsToTxn).times(2),
+        Action::error(ResponseError::ConcurrentTransactions),
+    );
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["m2", "end"]).await;
+    producer.commit_transaction().await.unwrap();
+    assert_eq!(busy.hits(), 2);
+    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["m1", "m2", "end"]);
+}
+
+/// An abortable error (the coordinator refuses a partition with
+/// TOPIC_AUTHORIZATION_FAILED): the record fails, the commit is refused, the abort
+/// succeeds and the next transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abortable_error_then_a_new_transaction() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let producer = transactional(&client, "abortable");
+    producer.begin_transaction().await.unwrap();
+    let coordinator = cluster.transaction_coordinator("abortable");
+    let refusal = cluster.broker(coordinator).intercept(
+        Intercept::api(ApiKey::AddPartitionsToTxn).times(1),
+        Action::error(ResponseError::TopicAuthorizationFailed),
+    );
+    let failed = producer
+        .send(ProducerRecord::new(OUT).partition(0).value("refused"))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.hits(), 1);
+    assert!(failed.code().is_some() || failed.kind() != &josefine::ErrorKind::Internal);
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert_ne!(
+        err.code(),
+        Some(KafkaCode::PRODUCER_FENCED),
+        "abortable: {err}"
+    );
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["ok", "end"]).await;
+    producer.commit_transaction().await.unwrap();
+    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(committed, ["ok", "end"]);
+}
+
+/// Offsets sent with an aborted transaction are never committed; with a committed
+/// one they are, and only once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_follow_the_transaction() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let producer = transactional(&client, "offsets");
+    let tp = TopicPartition::new(IN, 0);
+    let group = GroupMetadata::standalone("offsets-group");
+    producer.begin_transaction().await.unwrap();
+    producer
+        .send_offsets_to_transaction(&[(tp.clone(), OffsetAndMetadata::new(7))], &group)
+        .await
+        .unwrap();
+    assert_eq!(cluster.pending_offset("offsets-group", IN, 0), Some(7));
+    assert_eq!(cluster.committed("offsets-group", IN, 0), None);
+    producer.abort_transaction().await.unwrap();
+    assert_eq!(cluster.committed("offsets-group", IN, 0), None);
+    assert_eq!(cluster.pending_offset("offsets-group", IN, 0), None);
+
+    producer.begin_transaction().await.unwrap();
+    producer
+        .send_offsets_to_transaction(&[(tp, OffsetAndMetadata::new(9))], &group)
+        .await
+        .unwrap();
+    assert_eq!(cluster.committed("offsets-group", IN, 0), None);
+    producer.commit_transaction().await.unwrap();
+    assert_eq!(cluster.committed("offsets-group", IN, 0), Some(9));
+}
+
+/// `transact` with a refused offset commit (TxnOffsetCommit answers
+/// ILLEGAL_GENERATION twice): each time the transaction is aborted and every claim
+/// goes back to its last committed offset; the outputs are still each input's once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transact_rewinds_after_an_abort_and_writes_each_output_once() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let inputs = 600;
+    {
+        let producer = Producer::builder(client.clone()).build().unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..inputs {
+            let record = ProducerRecord::new(IN)
+                .key(format!("k{i}"))
+                .value(i.to_string());
+            deliveries.push(producer.enqueue(record).await.unwrap());
+        }
+        producer.close().await.unwrap();
+        common::delivered(deliveries).await;
+    }
+    let group = ConsumerGroup::builder(client.clone(), "pipeline")
+        .session_timeout(Duration::from_secs(2))
+        .heartbeat_interval(Duration::from_millis(200))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))
+        .build()
+        .unwrap();
+    let refusals: Vec<_> = (1..=3)
+        .map(|b| {
+            cluster.broker(b).intercept(
+                Intercept::api(ApiKey::TxnOffsetCommit).times(1),
+                Action::error(ResponseError::IllegalGeneration),
+            )
+        })
+        .collect();
+    let producer = transactional(&client, "pipeline-0");
+    let runner = group.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .transact(
+                &[IN],
+                &producer,
+                Duration::from_millis(50),
+                |record| async move {
+                    let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                    Ok::<_, std::io::Error>(vec![
+                        ProducerRecord::new(OUT).value(format!("out-{value}"))
+                    ])
+                },
+            )
+            .await
+    });
+    // Wait until every input is committed through the transactions.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let done: i64 = (0..3)
+                .map(|p| cluster.committed("pipeline", IN, p).unwrap_or(0))
+                .sum();
+            if done == inputs as i64 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every input committed");
+    let refused: usize = refusals.iter().map(|r| r.hits()).sum();
+    assert!(refused >= 1, "an offset commit was refused");
+    group.close().await.unwrap();
+    task.await.unwrap().unwrap();
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for p in 0..2 {
+        let end = cluster.last_stable_offset(OUT, p);
+        let consumer = Consumer::builder(client.clone())
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .build()
+            .unwrap();
+        let mut reader = consumer
+            .consume_partition(OUT, p, StartOffset::Earliest)
+            .await
+            .unwrap();
+        while reader.position() < end {
+            let batch = reader.next_batch().await.unwrap().unwrap();
+            for record in batch.iter() {
+                let value = String::from_utf8(record.unwrap().value().unwrap().to_vec()).unwrap();
+                *counts.entry(value).or_default() += 1;
+            }
+        }
+    }
+    let lost: Vec<usize> = (0..inputs)
+        .filter(|i| !counts.contains_key(&format!("out-{i}")))
+        .collect();
+    let duplicated: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        lost.is_empty() && duplicated.is_empty(),
+        "lost {lost:?}, duplicated {duplicated:?} (after {refused} aborts)"
+    );
+}
