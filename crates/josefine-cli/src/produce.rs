@@ -2,7 +2,10 @@
 //! `key<SEP>value`, or with `--json` one JSON object per line (what `consume --format
 //! json` prints: key, value, headers, partition, timestamp), or `--count N --size B`
 //! synthetic records; a progress bar, then a summary. Every record's delivery is awaited before the summary: a failure is
-//! reported with how many records made it.
+//! reported with how many records made it. With `--transactional-id` the records are
+//! written in transactions (one for the whole input, or one per `--transaction-size`
+//! records): a failure aborts the open one, so a `read_committed` reader sees whole
+//! transactions or nothing of them.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -59,6 +62,14 @@ pub struct ProduceArgs {
     /// (both optional; --partition and --timestamp win). Other fields are ignored.
     #[arg(long, conflicts_with_all = ["key_separator", "count"])]
     json: bool,
+    /// Write the records in transactions as this transactional id (the same as -X
+    /// transactional.id=...); another producer with the same id is fenced.
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
+    /// Commit a transaction every N records (default: one transaction for the whole
+    /// input).
+    #[arg(long, value_name = "N", requires = "transactional_id")]
+    transaction_size: Option<u64>,
 }
 
 /// Deliveries awaited at most this far behind the newest record: bounds what the
@@ -73,7 +84,15 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
     if let Some(codec) = &args.compression {
         config.set("compression.type", codec)?;
     }
+    if let Some(id) = &args.transactional_id {
+        config.set("transactional.id", id)?;
+    }
     let producer = config.producer_builder(client)?.build()?;
+    let transactional = config.get("transactional.id").is_some();
+    let per_transaction = args.transaction_size.unwrap_or(u64::MAX).max(1);
+    if transactional {
+        producer.begin_transaction().await?;
+    }
     let input = match args.count {
         Some(count) => Input::synthetic(count, args.size),
         None => Input::lines(args.file.clone())?,
@@ -87,6 +106,8 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
     let mut lines = input.lines;
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut records, mut bytes, mut delivered) = (0u64, 0u64, 0u64);
+    // Records in committed transactions.
+    let mut committed = 0u64;
     let outcome: anyhow::Result<()> = async {
         let mut number = 0u64;
         while let Some(chunk) = lines.recv().await {
@@ -111,6 +132,13 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
                 };
                 pending.push_back(producer.enqueue(record).await?);
                 records += 1;
+                if transactional && records % per_transaction == 0 {
+                    // The commit delivers every record of the transaction first.
+                    producer.commit_transaction().await?;
+                    delivered += drain(&mut pending).await?;
+                    committed = records;
+                    producer.begin_transaction().await?;
+                }
                 if pending.len() >= WINDOW {
                     let oldest = pending.pop_front().expect("window is full");
                     oldest.await?;
@@ -126,18 +154,30 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
             }
             progress.tick(shown);
         }
-        while let Some(delivery) = pending.pop_front() {
-            delivery.await?;
-            delivered += 1;
+        if transactional {
+            producer.commit_transaction().await?;
         }
+        delivered += drain(&mut pending).await?;
         Ok(())
     }
     .await;
+    if transactional && outcome.is_err() {
+        // What the open transaction holds never becomes visible.
+        if let Err(err) = producer.abort_transaction().await {
+            eprintln!("aborting the open transaction failed too: {err}");
+        }
+    }
     let closed = producer.close().await;
     if let Err(err) = outcome {
         if err.downcast_ref::<BadInput>().is_some() {
             closed?;
             return Err(err);
+        }
+        if transactional {
+            return Err(err.context(format!(
+                "{committed} of {records} record(s) were committed in earlier transactions; \
+                 the open transaction was aborted"
+            )));
         }
         return Err(err.context(format!(
             "{delivered} of {records} record(s) were delivered before this failure"
@@ -156,6 +196,16 @@ pub async fn run(client: Client, config: &Config, args: ProduceArgs) -> anyhow::
         bytes as f64 / seconds / 1e6
     );
     Ok(())
+}
+
+/// Awaits every delivery in `pending`; how many there were.
+async fn drain(pending: &mut VecDeque<Delivery>) -> josefine::Result<u64> {
+    let mut n = 0;
+    while let Some(delivery) = pending.pop_front() {
+        delivery.await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn to_record(args: &ProduceArgs, line: Vec<u8>) -> ProducerRecord {

@@ -1048,3 +1048,63 @@ fn a_consumer_serves_its_metrics_to_prometheus() {
     let status = child.wait().unwrap();
     assert!(status.success());
 }
+
+/// `produce --transactional-id`: one transaction per `--transaction-size` records;
+/// bad input aborts the open transaction, so a read_committed reader sees the
+/// committed transactions only (and the sentinel a later run commits right after).
+#[test]
+fn transactional_produce_commits_whole_transactions_and_aborts_on_bad_input() {
+    let kafka = real_kafka!();
+    let broker = kafka.plaintext;
+    let topic = common::unique("cli-txn");
+    create_topic(&broker, &topic, 1);
+    let id = common::unique("cli-txn-id");
+    let mut input = String::new();
+    for i in 0..25 {
+        input.push_str(&format!("{{\"value\": \"v{i}\"}}\n"));
+    }
+    input.push_str("not json\n");
+    let failed = run(
+        josefine(&broker).args([
+            "produce",
+            "--topic",
+            &topic,
+            "--json",
+            "--transactional-id",
+            &id,
+            "--transaction-size",
+            "10",
+        ]),
+        input.as_bytes(),
+    );
+    assert_one_clear_line(&failed, "input line 26");
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic, "--transactional-id", &id]),
+        b"end\n",
+    );
+    let read = run_ok(
+        josefine(&broker).args([
+            "consume",
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--count",
+            "21",
+            "--format",
+            "raw",
+            "-X",
+            "isolation.level=read_committed",
+        ]),
+        b"",
+    );
+    let mut expected: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    expected.push("end".into());
+    assert_eq!(
+        String::from_utf8(read.stdout)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        expected,
+        "v20..v24 were in the aborted transaction"
+    );
+}

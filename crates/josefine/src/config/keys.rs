@@ -87,6 +87,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
         Kind::OneOf(&["https", "none"]),
     ),
     ("ssl.key.location", Kind::Text),
+    ("transaction.timeout.ms", Kind::Millis),
+    ("transactional.id", Kind::Text),
 ];
 
 pub(crate) fn kind(key: &str) -> Option<Kind> {

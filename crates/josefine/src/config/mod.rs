@@ -277,7 +277,8 @@ impl Config {
     }
 
     /// A [`ProducerBuilder`] from `acks`, `compression.type`, `linger.ms`,
-    /// `batch.size`, `enable.idempotence`, and the producer's limits and timeouts.
+    /// `batch.size`, `enable.idempotence`, `transactional.id`, and the producer's
+    /// limits and timeouts.
     pub fn producer_builder(&self, client: Client) -> Result<ProducerBuilder> {
         let mut builder = Producer::builder(client);
         if let Some(acks) = self.word("acks") {
@@ -309,6 +310,12 @@ impl Config {
         }
         if let Some(on) = self.flag("enable.idempotence") {
             builder = builder.idempotence(on);
+        }
+        if let Some(id) = self.get("transactional.id") {
+            builder = builder.transactional_id(id);
+        }
+        if let Some(t) = self.millis("transaction.timeout.ms") {
+            builder = builder.transaction_timeout(t);
         }
         if let Some(n) = self.count("max.in.flight.requests.per.connection")? {
             builder = builder.max_in_flight(n);
