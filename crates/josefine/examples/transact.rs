@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         runner
             .transact(
                 &[ORDERS],
-                &producer,
+                producer,
                 Duration::from_millis(100),
                 |order| async move {
                     let text = String::from_utf8_lossy(order.value().map_or(&[][..], |v| v));

@@ -316,6 +316,14 @@ impl Error {
     /// reconnect) can succeed. Kafka codes follow the protocol's table; transport
     /// failures are retriable because a new connection may work; protocol violations,
     /// corrupt records and configuration errors are not.
+    /// From a transactional producer: whether the producer cannot go on and must be
+    /// dropped (PRODUCER_FENCED: another instance took its transactional id over;
+    /// an authorization failure on the id; an unsupported version). Any other error
+    /// from a transaction leaves it abortable: `abort_transaction`, then go on.
+    pub fn is_producer_fatal(&self) -> bool {
+        crate::producer::is_fatal_transaction_error(self)
+    }
+
     pub fn is_retriable(&self) -> bool {
         match &self.0.kind {
             ErrorKind::Kafka(code) => code.is_retriable(),

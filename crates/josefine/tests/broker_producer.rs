@@ -297,8 +297,7 @@ async fn a_record_too_large_fails_alone_with_a_clear_error() {
     let err = producer
         .enqueue(ProducerRecord::new(&topic).value(vec![7u8; 100 * 1024]))
         .await
-        .err()
-        .expect("too large");
+        .expect_err("too large");
     assert_eq!(
         err.code(),
         Some(josefine::KafkaCode::MESSAGE_TOO_LARGE),

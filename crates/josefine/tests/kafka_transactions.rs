@@ -470,7 +470,7 @@ async fn pipeline(addr: &str, group_id: &str, input: &str, output: &str, member:
         runner
             .transact(
                 &[&input],
-                &producer,
+                producer,
                 Duration::from_millis(100),
                 move |record| {
                     let output = output.clone();

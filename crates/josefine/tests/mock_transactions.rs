@@ -7,6 +7,8 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -202,7 +204,11 @@ async fn an_abortable_error_then_a_new_transaction() {
         .await
         .unwrap_err();
     assert_eq!(refusal.hits(), 1);
-    assert!(failed.code().is_some() || failed.kind() != &josefine::ErrorKind::Internal);
+    assert_eq!(
+        failed.code(),
+        Some(KafkaCode::TOPIC_AUTHORIZATION_FAILED),
+        "{failed}"
+    );
     let err = producer.commit_transaction().await.unwrap_err();
     assert_ne!(
         err.code(),
@@ -247,59 +253,40 @@ async fn offsets_follow_the_transaction() {
     assert_eq!(cluster.committed("offsets-group", IN, 0), Some(9));
 }
 
-/// `transact` with a refused offset commit (TxnOffsetCommit answers
-/// ILLEGAL_GENERATION twice): each time the transaction is aborted and every claim
-/// goes back to its last committed offset; the outputs are still each input's once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transact_rewinds_after_an_abort_and_writes_each_output_once() {
-    let cluster = cluster().await;
-    let client = client(&cluster).await;
-    let inputs = 600;
-    {
-        let producer = Producer::builder(client.clone()).build().unwrap();
-        let mut deliveries = Vec::new();
-        for i in 0..inputs {
-            let record = ProducerRecord::new(IN)
-                .key(format!("k{i}"))
-                .value(i.to_string());
-            deliveries.push(producer.enqueue(record).await.unwrap());
-        }
-        producer.close().await.unwrap();
-        common::delivered(deliveries).await;
+/// Inputs for the `transact` tests: `inputs` records over the three partitions of IN.
+async fn produce_inputs(client: &Client, inputs: usize) {
+    let producer = Producer::builder(client.clone()).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..inputs {
+        let record = ProducerRecord::new(IN)
+            .key(format!("k{i}"))
+            .value(i.to_string());
+        deliveries.push(producer.enqueue(record).await.unwrap());
     }
-    let group = ConsumerGroup::builder(client.clone(), "pipeline")
+    producer.close().await.unwrap();
+    common::delivered(deliveries).await;
+}
+
+fn pipeline_group(client: &Client) -> ConsumerGroup {
+    ConsumerGroup::builder(client.clone(), "pipeline")
         .session_timeout(Duration::from_secs(2))
         .heartbeat_interval(Duration::from_millis(200))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
         .auto_offset_reset(OffsetReset::Earliest)
         .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))
         .build()
-        .unwrap();
-    let refusals: Vec<_> = (1..=3)
-        .map(|b| {
-            cluster.broker(b).intercept(
-                Intercept::api(ApiKey::TxnOffsetCommit).times(1),
-                Action::error(ResponseError::IllegalGeneration),
-            )
-        })
-        .collect();
-    let producer = transactional(&client, "pipeline-0");
-    let runner = group.clone();
-    let task = tokio::spawn(async move {
-        runner
-            .transact(
-                &[IN],
-                &producer,
-                Duration::from_millis(50),
-                |record| async move {
-                    let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
-                    Ok::<_, std::io::Error>(vec![
-                        ProducerRecord::new(OUT).value(format!("out-{value}"))
-                    ])
-                },
-            )
-            .await
-    });
-    // Wait until every input is committed through the transactions.
+        .unwrap()
+}
+
+/// Waits until the group committed every input, closes it, and checks that a
+/// read_committed reader of OUT sees each input's output exactly once.
+async fn finish_exactly_once(
+    cluster: &MockCluster,
+    client: &Client,
+    group: ConsumerGroup,
+    task: tokio::task::JoinHandle<josefine::Result<()>>,
+    inputs: usize,
+) {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let done: i64 = (0..3)
@@ -313,11 +300,8 @@ async fn transact_rewinds_after_an_abort_and_writes_each_output_once() {
     })
     .await
     .expect("every input committed");
-    let refused: usize = refusals.iter().map(|r| r.hits()).sum();
-    assert!(refused >= 1, "an offset commit was refused");
     group.close().await.unwrap();
     task.await.unwrap().unwrap();
-
     let mut counts: HashMap<String, usize> = HashMap::new();
     for p in 0..2 {
         let end = cluster.last_stable_offset(OUT, p);
@@ -343,6 +327,144 @@ async fn transact_rewinds_after_an_abort_and_writes_each_output_once() {
     let duplicated: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
     assert!(
         lost.is_empty() && duplicated.is_empty(),
-        "lost {lost:?}, duplicated {duplicated:?} (after {refused} aborts)"
+        "lost {lost:?}, duplicated {duplicated:?}"
+    );
+}
+
+fn requests(cluster: &MockCluster, api: ApiKey) -> usize {
+    cluster
+        .brokers()
+        .iter()
+        .map(|b| b.requests().iter().filter(|r| r.api_key == api).count())
+        .sum()
+}
+
+/// `transact` with refused offset commits (TxnOffsetCommit answers
+/// ILLEGAL_GENERATION twice): each time the transaction is aborted and every claim
+/// goes back to its last committed offset; the outputs are still each input's once.
+/// Offsets go only through transactions: no plain OffsetCommit is ever sent (a later
+/// plain commit would win over a transaction's offsets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transact_rewinds_after_an_abort_and_writes_each_output_once() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let inputs = 600;
+    produce_inputs(&client, inputs).await;
+    let group = pipeline_group(&client);
+    let coordinator = cluster.group_coordinator("pipeline");
+    let refusals = cluster.broker(coordinator).intercept(
+        Intercept::api(ApiKey::TxnOffsetCommit).times(2),
+        Action::error(ResponseError::IllegalGeneration),
+    );
+    let producer = transactional(&client, "pipeline-0");
+    let runner = group.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .transact(
+                &[IN],
+                producer,
+                Duration::from_millis(50),
+                |record| async move {
+                    let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                    Ok::<_, std::io::Error>(vec![
+                        ProducerRecord::new(OUT).value(format!("out-{value}"))
+                    ])
+                },
+            )
+            .await
+    });
+    finish_exactly_once(&cluster, &client, group, task, inputs).await;
+    assert_eq!(refusals.hits(), 2, "both refusals were met");
+    assert_eq!(
+        requests(&cluster, ApiKey::OffsetCommit),
+        0,
+        "no plain commit"
+    );
+}
+
+/// An output that cannot be written (larger than max.request.size, once) in the
+/// middle of a record's outputs: the transaction holding the record's first output
+/// is aborted, so that output is never committed without its input's offset; the
+/// record is transformed again and all its outputs written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_output_aborts_the_transaction_with_the_record_s_other_outputs() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let inputs = 300;
+    produce_inputs(&client, inputs).await;
+    let group = pipeline_group(&client);
+    let producer = Producer::builder(client.clone())
+        .transactional_id("pipeline-1")
+        .max_request_size(64 * 1024)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let failed = failed_once.clone();
+    let runner = group.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .transact(&[IN], producer, Duration::from_millis(50), move |record| {
+                let failed = failed.clone();
+                async move {
+                    let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                    let mut outputs = vec![ProducerRecord::new(OUT).value(format!("out-{value}"))];
+                    // Input 150's second output is too large, the first time only.
+                    if value == "150" && !failed.swap(true, Ordering::AcqRel) {
+                        outputs.push(ProducerRecord::new(OUT).value(vec![b'x'; 100 * 1024]));
+                    }
+                    Ok::<_, std::io::Error>(outputs)
+                }
+            })
+            .await
+    });
+    finish_exactly_once(&cluster, &client, group, task, inputs).await;
+    assert!(
+        failed_once.load(Ordering::Acquire),
+        "the large output was tried"
+    );
+}
+
+/// A record refused before it reaches a batch (larger than max.request.size) still
+/// fails its transaction: the records sent with it must not commit without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_by_enqueue_makes_the_transaction_abortable() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let producer = Producer::builder(client.clone())
+        .transactional_id("refused")
+        .max_request_size(64 * 1024)
+        .build()
+        .unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["first"]).await;
+    let refused = producer
+        .enqueue(
+            ProducerRecord::new(OUT)
+                .partition(0)
+                .value(vec![b'x'; 100 * 1024]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(KafkaCode::MESSAGE_TOO_LARGE),
+        "{refused}"
+    );
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(KafkaCode::MESSAGE_TOO_LARGE),
+        "abortable: {err}"
+    );
+    producer.abort_transaction().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send(&producer, &["end"]).await;
+    producer.commit_transaction().await.unwrap();
+    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    assert_eq!(
+        committed,
+        ["end"],
+        "the first record went with its transaction"
     );
 }

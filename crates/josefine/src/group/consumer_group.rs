@@ -487,11 +487,15 @@ impl ConsumerGroup {
     /// Exactly-once consume-transform-produce: `work` turns every record of `topics`
     /// into output records, which `producer` (built with
     /// [`transactional_id`](crate::ProducerBuilder::transactional_id), one id per
-    /// member) writes in one transaction with the input offsets, committed every
-    /// `commit_interval` and whenever a partition is revoked. A `read_committed`
-    /// reader of the outputs sees each input's outputs once. A transaction that
-    /// cannot commit is aborted and its inputs transformed again; a fatal error
-    /// (this instance was fenced) closes the group and is returned. See the
+    /// member, used by nothing else meanwhile: anything else sent on it would join
+    /// the transactions) writes in one transaction with the input offsets, committed
+    /// every `commit_interval` and whenever a partition is revoked. A
+    /// `read_committed` reader of the outputs sees each input's outputs once. A
+    /// transaction that cannot commit is aborted and its inputs transformed again
+    /// after a backoff (a record whose transform always fails blocks its partition);
+    /// a fatal error (this instance was fenced) closes the group and is returned.
+    /// Offsets are committed only in transactions (the group's auto-commit and final
+    /// commit have nothing to send), and `on_handler_error` does not apply. See the
     /// `transact` module docs.
     ///
     /// The group's consumer must read committed records only
@@ -504,7 +508,7 @@ impl ConsumerGroup {
     /// use std::time::Duration;
     /// use josefine::ProducerRecord;
     /// group
-    ///     .transact(&["orders"], &producer, Duration::from_millis(100), |record| async move {
+    ///     .transact(&["orders"], producer, Duration::from_millis(100), |record| async move {
     ///         let total = record.value().map(|v| v.len()).unwrap_or(0);
     ///         Ok::<_, std::io::Error>(vec![ProducerRecord::new("order-sizes")
     ///             .key(record.key().cloned().unwrap_or_default())
@@ -516,7 +520,7 @@ impl ConsumerGroup {
     pub async fn transact<F, Fut, E>(
         &self,
         topics: &[&str],
-        producer: &crate::Producer,
+        producer: crate::Producer,
         commit_interval: Duration,
         work: F,
     ) -> Result<()>
@@ -531,14 +535,26 @@ impl ConsumerGroup {
                  .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))",
             ));
         }
-        let transactor =
-            super::transact::Transactor::new(self.clone(), producer.clone(), commit_interval, work);
+        let transactor = super::transact::Transactor::new(self, producer, commit_interval, work);
         let watch = transactor.clone();
-        let result = self.consume(topics, transactor).await;
+        let consume = self.consume(topics, transactor);
+        tokio::pin!(consume);
+        let result = tokio::select! {
+            result = &mut consume => result,
+            _ = watch.fatal_raised() => {
+                self.request_close().await;
+                consume.await
+            }
+        };
         match watch.fatal() {
             Some(err) => Err(err),
             None => result,
         }
+    }
+
+    /// `retry.backoff.ms` / `retry.backoff.max.ms`.
+    pub(crate) fn retry_backoff(&self) -> crate::backoff::Backoff {
+        self.inner.config.retry_backoff
     }
 
     /// Consumes `topics` as a stream of records, for users who want records without

@@ -11,30 +11,41 @@
 //! session's group metadata (member id and generation, so a member that is no longer
 //! in the group cannot commit), commits, opens a new transaction and reopens the gate.
 //!
-//! When a commit fails (a member of an older generation, an output that could not be
-//! written, a transform that failed), the transaction is aborted and every claim goes
-//! back to its last committed offset before its next record: what the aborted
-//! transaction held is transformed again. A fatal error (another instance with the
-//! same transactional id fenced this one) stops the group and is what `transact`
-//! returns.
+//! Offsets are committed only inside transactions: the claims never mark, so the
+//! session's own commits (auto-commit, the final commit) have nothing to send. A
+//! plain commit could land between a transaction's offsets and its commit and, being
+//! later, win over them.
 //!
-//! **Revocation commits.** A claim that is revoked (a rebalance, a close) commits the
-//! open transaction before it returns, within the drain deadline, so the partition's
-//! next owner starts where this member stopped instead of after an abort's rewind.
-//! That is safe because the group coordinator checks the generation: a member whose
-//! partitions were already taken from it (its session expired: the claim is revoked
-//! as lost) is refused, and the transaction is aborted instead. This is the choice of
-//! Kafka Streams (commit on revoke); franz-go's `GroupTransactSession` aborts instead,
-//! trading repeated work for never holding a rebalance up with a commit.
+//! **Failures.** A transaction that cannot commit (a member of an older generation,
+//! an output that could not be written, a transform or a read that failed, a claim
+//! cancelled at its drain deadline in the middle of a record) is aborted, and every
+//! claim goes back to its last committed offset at once: what the aborted transaction
+//! held is transformed again, after a backoff. A record that fails every time blocks
+//! its partition (it is never skipped). A failure is counted against the transaction
+//! it happened in only: claims that see the same failure abort it once. A fatal error
+//! (another instance with the same transactional id fenced this one) closes the group
+//! and is what `transact` returns.
+//!
+//! **Revocation commits.** A claim that is revoked by a rebalance or a close commits
+//! the open transaction before it returns, within the drain deadline, so the
+//! partition's next owner starts where this member stopped instead of after an abort's
+//! rewind. That is safe because the group coordinator checks the generation: a member
+//! whose partitions were already taken is refused, and the transaction is aborted. A
+//! claim revoked as lost (the membership expired) aborts instead of trying. This is
+//! the choice of Kafka Streams (commit on revoke); franz-go's `GroupTransactSession`
+//! aborts on every revocation, trading repeated work for never holding a rebalance up
+//! with a commit.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify, RwLock};
 
-use super::{Claim, ConsumerGroup, GroupHandler, Session};
+use super::{Claim, ConsumerGroup, GroupHandler, RevokeReason, Session};
+use crate::backoff::{jitter_unit, Backoff};
 use crate::consumer::ConsumerRecord;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::OffsetAndMetadata;
@@ -55,16 +66,20 @@ struct Core<F> {
     producer: Producer,
     work: F,
     commit_interval: Duration,
+    backoff: Backoff,
     /// Held shared while a record is transformed and its outputs handed over; held
     /// exclusively while the transaction commits or aborts.
     gate: RwLock<()>,
     state: Mutex<Offsets>,
+    /// Which transaction is open: a failure aborts the transaction it happened in,
+    /// not a later one.
+    txn_seq: AtomicU64,
     /// Bumped by every abort: a claim that sees it change goes back to its last
     /// committed offset (at once, even when it waits for records).
     aborts: watch::Sender<u64>,
-    /// A fatal error; the group is closed and `transact` returns it.
+    /// A fatal error: `transact` closes the group and returns it.
     fatal: Mutex<Option<Error>>,
-    group: ConsumerGroup,
+    fatal_raised: Notify,
     committer: Mutex<Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>>,
 }
 
@@ -83,7 +98,7 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     pub(crate) fn new(
-        group: ConsumerGroup,
+        group: &ConsumerGroup,
         producer: Producer,
         commit_interval: Duration,
         work: F,
@@ -92,18 +107,45 @@ where
             producer,
             work,
             commit_interval,
+            backoff: group.retry_backoff(),
             gate: RwLock::new(()),
             state: Mutex::new(Offsets::default()),
+            txn_seq: AtomicU64::new(0),
             aborts: watch::Sender::new(0),
             fatal: Mutex::new(None),
-            group,
+            fatal_raised: Notify::new(),
             committer: Mutex::new(None),
         }))
     }
 
-    /// The fatal error that stopped the group, if one did.
+    /// The fatal error that stopped the pipeline, if one did.
     pub(crate) fn fatal(&self) -> Option<Error> {
         self.0.fatal()
+    }
+
+    /// Resolves once a fatal error was recorded.
+    pub(crate) async fn fatal_raised(&self) {
+        self.0.fatal_raised.notified().await
+    }
+}
+
+/// What to do with a claim that is revoked (or cancelled) while it holds work of the
+/// open transaction.
+struct Doom<'a, F> {
+    core: &'a Core<F>,
+    armed: AtomicBool,
+}
+
+impl<F> Drop for Doom<'_, F> {
+    fn drop(&mut self) {
+        if self.armed.load(Ordering::Acquire) {
+            // Cancelled (at the drain deadline) in the middle of a record or a
+            // commit: the transaction may hold outputs without their offsets.
+            self.core.producer.doom_transaction(Error::new(
+                ErrorKind::Handler,
+                "a claim was cancelled in the middle of a record or a commit",
+            ));
+        }
     }
 }
 
@@ -115,6 +157,14 @@ where
 {
     fn fatal(&self) -> Option<Error> {
         lock(&self.fatal).clone()
+    }
+
+    /// Records a fatal error (`transact` closes the group).
+    fn fail(&self, err: Error) -> Error {
+        tracing::error!(error = %err, "exactly-once processing cannot go on; the group closes");
+        lock(&self.fatal).get_or_insert_with(|| err.clone());
+        self.fatal_raised.notify_one();
+        err
     }
 
     /// Commits the open transaction with the offsets noted so far (or, when that
@@ -130,61 +180,84 @@ where
             .iter()
             .map(|(tp, &o)| (tp.clone(), OffsetAndMetadata::new(o)))
             .collect();
-        let result = async {
-            if !offsets.is_empty() {
-                self.producer
-                    .send_offsets_to_transaction(&offsets, &session.group_metadata())
-                    .await?;
-            }
-            self.producer.commit_transaction().await
-        }
-        .await;
-        match result {
+        match self.commit(session, &offsets).await {
             Ok(()) => {
                 let mut state = lock(&self.state);
                 state.pending.clear();
-                for (tp, o) in &offsets {
-                    state.committed.insert(tp.clone(), o.offset);
-                    // The claim restarts from here after a handler error, and the
-                    // plain commit of the mark repeats what the transaction committed.
-                    session.mark_next(&tp.topic, tp.partition, o.offset);
+                for (tp, o) in offsets {
+                    state.committed.insert(tp, o.offset);
                 }
             }
             Err(err) => self.abort(err).await?,
         }
-        self.producer
-            .begin_transaction()
-            .await
-            .map_err(|e| self.fail(e))
+        self.begin().await
+    }
+
+    /// Sends the offsets and commits; an unanswered commit (the coordinator out of
+    /// reach) is retried, never aborted: it may have happened.
+    async fn commit(
+        &self,
+        session: &Session,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<()> {
+        if !offsets.is_empty() {
+            self.producer
+                .send_offsets_to_transaction(offsets, &session.group_metadata())
+                .await?;
+        }
+        let mut failures = 0;
+        loop {
+            match self.producer.commit_transaction().await {
+                Err(err) if self.producer.commit_unanswered() => {
+                    failures += 1;
+                    tracing::warn!(error = %err, "the transaction's commit went unanswered; retrying it");
+                    tokio::time::sleep(self.backoff.delay(failures, jitter_unit())).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Aborts after `err`: the transaction's records are dropped, its offsets not
-    /// committed, and every claim goes back to its last committed offset. A fatal
-    /// error stops the group.
+    /// committed, and every claim goes back to its last committed offset. Retried
+    /// until it succeeds; a fatal error stops the group. The gate is held.
     async fn abort(&self, err: Error) -> Result<()> {
-        if is_fatal(&err) {
+        if crate::producer::is_fatal_transaction_error(&err) {
             return Err(self.fail(err));
         }
         tracing::warn!(error = %err, "the transaction cannot commit; aborting it and going back to the last committed offsets");
-        self.producer
-            .abort_transaction()
-            .await
-            .map_err(|e| self.fail(e))?;
+        let mut failures = 0;
+        while let Err(err) = self.producer.abort_transaction().await {
+            if crate::producer::is_fatal_transaction_error(&err) {
+                return Err(self.fail(err));
+            }
+            failures += 1;
+            tracing::warn!(error = %err, "aborting the transaction failed; retrying");
+            tokio::time::sleep(self.backoff.delay(failures, jitter_unit())).await;
+        }
         lock(&self.state).pending.clear();
         self.aborts.send_modify(|n| *n += 1);
         Ok(())
     }
 
-    /// Records a fatal error and closes the group (from another task: the close
-    /// waits for this claim's task).
-    fn fail(&self, err: Error) -> Error {
-        tracing::error!(error = %err, "exactly-once processing cannot go on; the group closes");
-        lock(&self.fatal).get_or_insert_with(|| err.clone());
-        let group = self.group.clone();
-        tokio::spawn(async move {
-            let _ = group.close().await;
-        });
-        err
+    /// Opens the next transaction. The gate is held.
+    async fn begin(&self) -> Result<()> {
+        self.producer
+            .begin_transaction()
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.txn_seq.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Aborts the transaction numbered `seq` after `err`, unless it already ended.
+    async fn abort_round(&self, seq: u64, err: Error) -> Result<()> {
+        let _closed = self.gate.write().await;
+        if self.txn_seq.load(Ordering::Acquire) != seq {
+            return Ok(());
+        }
+        self.abort(err).await?;
+        self.begin().await
     }
 
     /// Goes back to the claim's last committed offset if an abort happened since
@@ -201,30 +274,34 @@ where
     }
 
     /// Transforms one record and hands its outputs to the producer, unless an abort
-    /// happened since `seen_aborts`: then the claim goes back to its last committed
-    /// offset and the record is dropped.
+    /// happened since `seen_aborts` (then the claim goes back to its last committed
+    /// offset and the record is dropped). A failure comes with the number of the
+    /// transaction it happened in.
     async fn transform(
         &self,
         claim: &mut Claim,
         tp: &TopicPartition,
-        record: ConsumerRecord,
+        record: Result<ConsumerRecord>,
         seen_aborts: &mut u64,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), (u64, Error)> {
         let _open = self.gate.read().await;
+        let seq = self.txn_seq.load(Ordering::Acquire);
         if self.rewind(claim, tp, seen_aborts) {
             return Ok(());
         }
         if let Some(err) = self.fatal() {
-            return Err(err);
+            return Err((seq, err));
         }
+        let record = record.map_err(|e| (seq, e))?;
         let next = record.offset() + 1;
         let outputs = (self.work)(record)
             .await
-            .map_err(|e| Error::handler_boxed(e.into()))?;
+            .map_err(|e| (seq, Error::handler_boxed(e.into())))?;
         for output in outputs {
-            // The delivery is awaited by the commit (which flushes); a failed one
-            // makes the transaction abortable and the commit fails.
-            let _delivery = self.producer.enqueue(output).await?;
+            // The delivery is awaited by the commit (which flushes). A record that
+            // fails here or later makes the transaction abortable, so the outputs
+            // of this input handed over so far are never committed.
+            let _delivery = self.producer.enqueue(output).await.map_err(|e| (seq, e))?;
         }
         lock(&self.state).pending.insert(tp.clone(), next);
         Ok(())
@@ -237,6 +314,7 @@ where
         lock(&self.state)
             .committed
             .insert(tp.clone(), claim.initial_offset());
+        let mut failures = 0;
         loop {
             let record = tokio::select! {
                 // `None` once the claim is revoked.
@@ -252,21 +330,24 @@ where
             let Some(record) = record else {
                 return Ok(());
             };
-            let record = record?;
-            if let Err(err) = self.transform(claim, &tp, record, &mut seen_aborts).await {
-                // The transaction holds this claim's earlier records: abort it, so
-                // they are transformed again along with this one.
-                let _closed = self.gate.write().await;
-                self.abort(Error::new(
-                    ErrorKind::Handler,
-                    format!("a record of {tp} failed: {err}"),
-                ))
-                .await?;
-                self.producer
-                    .begin_transaction()
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                return Err(err);
+            match self.transform(claim, &tp, record, &mut seen_aborts).await {
+                Ok(()) => failures = 0,
+                Err((seq, err)) => {
+                    if let Some(fatal) = self.fatal() {
+                        return Err(fatal);
+                    }
+                    // The transaction holds this claim's earlier records (and maybe
+                    // some outputs of this one): abort it, so they are all
+                    // transformed again, after a backoff.
+                    tracing::warn!(partition = %tp, error = %err, "a record failed; aborting the transaction");
+                    self.abort_round(seq, err).await?;
+                    failures += 1;
+                    let delay = self.backoff.delay(failures, jitter_unit());
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = claim.revoked() => {}
+                    }
+                }
             }
         }
     }
@@ -281,10 +362,8 @@ where
     async fn setup(&self, session: &Session) -> Result<()> {
         let core = &self.0;
         if !core.producer.in_transaction() {
-            core.producer
-                .begin_transaction()
-                .await
-                .map_err(|e| core.fail(e))?;
+            let _closed = core.gate.write().await;
+            core.begin().await?;
         }
         let stop = Arc::new(Notify::new());
         let committer = {
@@ -298,11 +377,8 @@ where
                         _ = ticker.tick() => {}
                         _ = stop.notified() => return,
                     }
-                    if let Err(err) = core.commit_round(&session).await {
-                        if core.fatal().is_some() {
-                            return;
-                        }
-                        tracing::warn!(error = %err, "transaction commit failed");
+                    if core.commit_round(&session).await.is_err() && core.fatal().is_some() {
+                        return;
                     }
                 }
             })
@@ -312,18 +388,34 @@ where
     }
 
     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> Result<()> {
-        let core = &self.0;
+        let core = &*self.0;
+        let doom = Doom {
+            core,
+            armed: AtomicBool::new(true),
+        };
         let result = core.run_claim(&mut claim).await;
         // Revoked: commit what this claim's records produced before the partition
-        // is given up (module docs).
-        if result.is_ok() {
-            core.commit_round(session).await?;
-        }
-        result
+        // is given up (module docs); lost: abort, the partition is already another
+        // member's.
+        let ended = match result {
+            Err(err) => Err(err),
+            Ok(()) => match claim.is_revoked() {
+                true if claim.revoked().await.reason == RevokeReason::Lost => {
+                    let seq = core.txn_seq.load(Ordering::Acquire);
+                    let lost = Error::new(
+                        ErrorKind::Kafka(crate::KafkaCode::UNKNOWN_MEMBER_ID),
+                        "the membership was lost",
+                    );
+                    core.abort_round(seq, lost).await
+                }
+                _ => core.commit_round(session).await,
+            },
+        };
+        doom.armed.store(false, Ordering::Release);
+        ended
     }
 
-    /// Stops the committer (after the round it may be in: a round cut short would
-    /// leave the producer mid-commit).
+    /// Stops the committer (after the round it may be in).
     async fn cleanup(&self, _session: &Session) -> Result<()> {
         let committer = lock(&self.0.committer).take();
         if let Some((stop, task)) = committer {
@@ -332,10 +424,6 @@ where
         }
         Ok(())
     }
-}
-
-fn is_fatal(err: &Error) -> bool {
-    crate::producer::is_fatal_transaction_error(err)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

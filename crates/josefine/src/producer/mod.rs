@@ -142,6 +142,12 @@ pub struct Delivery {
     rx: oneshot::Receiver<Result<DeliveryReport>>,
 }
 
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").finish_non_exhaustive()
+    }
+}
+
 impl Future for Delivery {
     type Output = Result<DeliveryReport>;
 
@@ -290,9 +296,28 @@ impl Producer {
         if let Some(err) = shared.fatal() {
             return Err(err);
         }
-        if let Some(txn) = &shared.txn {
-            transaction::lock(txn).check_send()?;
+        let Some(txn) = &shared.txn else {
+            return self.accept(record).await.map_err(Rejected::into_error);
+        };
+        transaction::lock(txn).check_send()?;
+        match self.accept(record).await {
+            Ok(delivery) => Ok(delivery),
+            // The transaction changed phase meanwhile (a commit began, or it can
+            // no longer commit): this record is refused, the transaction unchanged.
+            Err(Rejected::Refused(err)) => Err(err),
+            // A record of the transaction failed (too large, no such partition,
+            // max.block.ms passed): the transaction cannot commit without it.
+            Err(Rejected::Failed(err)) => {
+                transaction::lock(txn).fail(err.clone());
+                Err(err)
+            }
         }
+    }
+
+    /// The part of [`enqueue`](Self::enqueue) after the checks: size, partition,
+    /// memory, then into its batch.
+    async fn accept(&self, record: ProducerRecord) -> std::result::Result<Delivery, Rejected> {
+        let shared = &self.inner.shared;
         let key = record.key.as_deref();
         let value = record.value.as_deref();
         let size = BatchBuilder::record_size_upper_bound(key, value, &record.headers);
@@ -301,17 +326,20 @@ impl Producer {
             .max_request_size
             .min(shared.config.buffer_memory);
         if size + RECORD_BATCH_OVERHEAD > limit {
-            return Err(Error::new(
+            return Err(Rejected::Failed(Error::new(
                 ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),
                 format!(
                     "the record is {} bytes serialized, more than max.request.size / buffer.memory ({limit} bytes)",
                     size + RECORD_BATCH_OVERHEAD
                 ),
             )
-            .with_topic(&record.topic));
+            .with_topic(&record.topic)));
         }
         let max_block = || tokio::time::Instant::now() + shared.config.max_block;
-        let partition = self.partition_of(&record, max_block).await?;
+        let partition = self
+            .partition_of(&record, max_block)
+            .await
+            .map_err(Rejected::Failed)?;
         // Fast path without a timer: room is usually there.
         let permit = match shared.memory.try_acquire_many(size as u32) {
             Ok(permit) => permit,
@@ -326,8 +354,11 @@ impl Producer {
                         ),
                     )
                     .with_topic(&record.topic)
-                })?
-                .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?,
+                })
+                .map_err(Rejected::Failed)?
+                .map_err(|_| {
+                    Rejected::Failed(Error::new(ErrorKind::Closed, "the producer is closed"))
+                })?,
         };
         // The bytes are returned when the batch is done, not when this function ends.
         permit.forget();
@@ -342,7 +373,7 @@ impl Producer {
                 if let Err(err) = state.check_send() {
                     drop(state);
                     shared.memory.add_permits(size);
-                    return Err(err.with_topic(&record.topic));
+                    return Err(Rejected::Refused(err.with_topic(&record.topic)));
                 }
                 shared.pending.fetch_add(1, Ordering::AcqRel);
                 if state.note_partition(&record.topic, partition) {
@@ -382,9 +413,11 @@ impl Producer {
             Err((_, err)) => {
                 shared.memory.add_permits(size);
                 shared.finished(1);
-                Err(Error::from(err)
-                    .with_topic(&record.topic)
-                    .with_partition(partition))
+                Err(Rejected::Failed(
+                    Error::from(err)
+                        .with_topic(&record.topic)
+                        .with_partition(partition),
+                ))
             }
         }
     }
@@ -456,8 +489,16 @@ impl Producer {
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until all
     /// records sent so far have their delivery reports.
     pub async fn flush(&self) {
+        /// Ends the flush however the wait ends (a caller may cancel it).
+        struct Flushing<'a>(&'a AtomicUsize);
+        impl Drop for Flushing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         let shared = &self.inner.shared;
         shared.flushing.fetch_add(1, Ordering::AcqRel);
+        let _flushing = Flushing(&shared.flushing);
         shared.wake.notify_one();
         loop {
             let idle = shared.idle.notified();
@@ -466,7 +507,6 @@ impl Producer {
             }
             idle.await;
         }
-        shared.flushing.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Stops accepting records, delivers every buffered one (within
@@ -493,6 +533,22 @@ impl Producer {
     /// Records accepted and not yet reported.
     pub fn pending(&self) -> usize {
         self.inner.shared.pending.load(Ordering::Acquire)
+    }
+}
+
+/// Why [`Producer::accept`] did not take a record.
+enum Rejected {
+    /// The transaction's phase refused it; nothing else changes.
+    Refused(Error),
+    /// The record failed.
+    Failed(Error),
+}
+
+impl Rejected {
+    fn into_error(self) -> Error {
+        match self {
+            Rejected::Refused(err) | Rejected::Failed(err) => err,
+        }
     }
 }
 

@@ -134,17 +134,18 @@ impl Sender {
                     ErrorKind::Closed,
                     "the transaction was aborted before this record was sent",
                 )),
-                Phase::Abortable | Phase::Fatal => Some(Error::new(
-                    ErrorKind::Closed,
-                    format!(
-                        "the transaction cannot commit ({}), so this record was not sent",
-                        state
-                            .abortable()
-                            .or_else(|| state.fatal())
-                            .map(|e| e.to_string())
-                            .unwrap_or_default()
-                    ),
-                )),
+                // Of the cause's kind, so the record's error says what went wrong.
+                Phase::Abortable | Phase::Fatal => state
+                    .abortable()
+                    .or_else(|| state.fatal())
+                    .map(|cause| {
+                        Error::new(
+                            cause.kind().clone(),
+                            format!(
+                                "the transaction cannot commit ({cause}), so this record was not sent"
+                            ),
+                        )
+                    }),
                 _ => None,
             };
             (state.identity(), doomed, state.take_to_add())
@@ -407,11 +408,12 @@ impl Sender {
             .with_partition(batch.tp.partition);
         tracing::warn!(error = %err, records = batch.replies.len(), "produce failed");
         if let Some(txn) = &self.shared.txn {
-            // The transaction cannot commit without this batch; if the broker may
-            // have it, its sequences are unresolved until the epoch is bumped (which
-            // a transactional producer does after the abort, KIP-360).
+            // The transaction cannot commit without this batch; its sequences are
+            // unresolved (the broker may have it, or expects it next) until the epoch
+            // is bumped, which a transactional producer does after the abort (KIP-360).
             let mut state = transaction::lock(txn);
-            if batch.encoded.is_some() {
+            // Stamped is enough: its sequence numbers were taken, sent or not.
+            if batch.stamp.is_some() {
                 state.require_epoch_bump();
             }
             state.fail(err.clone());

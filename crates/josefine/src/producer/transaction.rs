@@ -145,6 +145,9 @@ pub(crate) struct TxnState {
     /// Sequence state may be out of step with the brokers': after the abort, bump
     /// the epoch (KIP-360).
     bump_epoch: bool,
+    /// An EndTxn(commit) went unanswered (the coordinator unreachable until
+    /// `max.block.ms`): the commit may have happened, so it is retried, not aborted.
+    commit_unanswered: bool,
 }
 
 impl TxnState {
@@ -160,6 +163,7 @@ impl TxnState {
             adding: false,
             started: false,
             bump_epoch: false,
+            commit_unanswered: false,
         }
     }
 
@@ -190,13 +194,16 @@ impl TxnState {
         let state = |msg: String| Some(Error::new(ErrorKind::Config, msg));
         match &self.phase {
             Phase::Fatal => self.error.clone(),
-            Phase::Abortable => state(format!(
-                "cannot {what}: the transaction must be aborted first ({})",
-                self.error
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
+            // Of the cause's kind, so it is classed as the cause is (abortable).
+            Phase::Abortable => self.error.as_ref().map(|cause| {
+                Error::new(
+                    cause.kind().clone(),
+                    format!(
+                        "cannot {what}: the transaction cannot commit ({cause}); abort it \
+                         (abort_transaction), then begin a new one"
+                    ),
+                )
+            }),
             Phase::Committing | Phase::Aborting => {
                 state(format!("cannot {what}: a commit or abort is in progress"))
             }
@@ -253,12 +260,15 @@ impl TxnState {
         self.check_send()
     }
 
-    pub(crate) fn start_commit(&mut self) -> Result<()> {
+    /// Starts a commit; `Ok(true)` when it retries one whose EndTxn went unanswered
+    /// (the records were delivered then).
+    pub(crate) fn start_commit(&mut self) -> Result<bool> {
         match self.phase {
             Phase::Open => {
                 self.phase = Phase::Committing;
-                Ok(())
+                Ok(false)
             }
+            Phase::Committing if self.commit_unanswered => Ok(true),
             Phase::Ready | Phase::Uninitialized => Err(no_transaction("commit")),
             _ => Err(self
                 .refuse("commit")
@@ -269,6 +279,13 @@ impl TxnState {
     pub(crate) fn start_abort(&mut self) -> Result<()> {
         match self.phase {
             Phase::Open | Phase::Abortable => {
+                self.phase = Phase::Aborting;
+                Ok(())
+            }
+            // The commit may have happened: if it did, the coordinator refuses the
+            // abort (INVALID_TXN_STATE, fatal).
+            Phase::Committing if self.commit_unanswered => {
+                self.commit_unanswered = false;
                 self.phase = Phase::Aborting;
                 Ok(())
             }
@@ -286,6 +303,7 @@ impl TxnState {
             self.phase = Phase::Ready;
             self.error = None;
         }
+        self.commit_unanswered = false;
         self.added.clear();
         self.to_add.clear();
         self.started = false;
@@ -307,6 +325,33 @@ impl TxnState {
                     self.error = Some(err);
                 }
             }
+        }
+    }
+
+    /// An EndTxn(commit) that failed: unanswered (retriable until the deadline), the
+    /// commit is retried by the next commit_transaction; otherwise the transaction
+    /// is abortable, or the producer failed.
+    pub(crate) fn commit_failed(&mut self, err: Error) {
+        if classify(&err) == Class::Retry {
+            self.commit_unanswered = true;
+            self.error = Some(err);
+        } else {
+            self.fail(err);
+        }
+    }
+
+    /// A commit or abort whose caller stopped waiting (its future was dropped): the
+    /// transaction is abortable, so the producer can go on with an abort. A commit
+    /// cancelled while its EndTxn was out may have happened; the abort then fails
+    /// with INVALID_TXN_STATE.
+    pub(crate) fn cancelled(&mut self, what: &str) {
+        if matches!(self.phase, Phase::Committing | Phase::Aborting) {
+            self.phase = Phase::Abortable;
+            self.commit_unanswered = false;
+            self.error = Some(Error::new(
+                ErrorKind::Timeout,
+                format!("{what} was cancelled before it finished"),
+            ));
         }
     }
 
@@ -781,6 +826,20 @@ impl Producer {
         }
     }
 
+    /// Makes the open transaction abortable: `transact` dooms a transaction that may
+    /// hold outputs without their input's offset.
+    pub(crate) fn doom_transaction(&self, err: Error) {
+        if let Ok(txn) = self.txn() {
+            lock(txn).fail(err);
+        }
+    }
+
+    /// Whether the last commit_transaction failed unanswered (retry it, do not
+    /// abort: it may have happened).
+    pub(crate) fn commit_unanswered(&self) -> bool {
+        self.txn().is_ok_and(|txn| lock(txn).commit_unanswered)
+    }
+
     /// Whether a transaction is open (or cannot commit and waits for its abort).
     pub(crate) fn in_transaction(&self) -> bool {
         self.txn().is_ok_and(|txn| {
@@ -871,14 +930,20 @@ impl Producer {
     /// An error that leaves the transaction abortable (a record that could not be
     /// delivered, offsets the group refused) is returned: call
     /// [`abort_transaction`](Self::abort_transaction), then go on. A fatal one
-    /// (PRODUCER_FENCED: another instance took over) means drop this producer.
+    /// ([`Error::is_producer_fatal`]: PRODUCER_FENCED, another instance took over)
+    /// means drop this producer. A commit whose EndTxn went unanswered within
+    /// `max.block.ms` may have happened: call commit_transaction again.
     pub async fn commit_transaction(&self) -> Result<()> {
         let txn = self.txn()?;
-        lock(txn).start_commit()?;
-        self.settle(txn).await;
+        let retry = lock(txn).start_commit()?;
+        let guard = Unfinished::new(txn, "commit_transaction");
+        if !retry {
+            self.settle(txn).await;
+        }
         let (id, identity, started) = {
             let state = lock(txn);
             if let Some(err) = state.fatal().or_else(|| state.abortable()) {
+                guard.disarm();
                 return Err(err);
             }
             (state.id.clone(), state.identity, state.started)
@@ -889,10 +954,12 @@ impl Producer {
             })?;
             let client = &self.inner.shared.client;
             if let Err(err) = end_txn(client, &id, identity, true, self.txn_deadline()).await {
-                lock(txn).fail(err.clone());
+                guard.disarm();
+                lock(txn).commit_failed(err.clone());
                 return Err(err);
             }
         }
+        guard.disarm();
         lock(txn).finish();
         Ok(())
     }
@@ -903,12 +970,14 @@ impl Producer {
     pub async fn abort_transaction(&self) -> Result<()> {
         let txn = self.txn()?;
         lock(txn).start_abort()?;
+        let guard = Unfinished::new(txn, "abort_transaction");
         // The sender fails what waits; what is in flight finishes.
         self.inner.shared.wake.notify_one();
         self.settle(txn).await;
         let (id, identity, started, bump) = {
             let state = lock(txn);
             if let Some(err) = state.fatal() {
+                guard.disarm();
                 return Err(err);
             }
             (
@@ -933,14 +1002,46 @@ impl Producer {
                 {
                     Ok(bumped) => lock(txn).initialized(bumped),
                     Err(err) => {
+                        guard.disarm();
                         lock(txn).abort_failed(err.clone());
                         return Err(err);
                     }
                 }
             }
         }
+        guard.disarm();
         lock(txn).finish();
         Ok(())
+    }
+}
+
+/// Makes a commit or abort whose future is dropped before it finished leave the
+/// transaction abortable instead of mid-commit for ever.
+struct Unfinished<'a> {
+    txn: &'a std::sync::Mutex<TxnState>,
+    what: &'static str,
+    armed: std::cell::Cell<bool>,
+}
+
+impl<'a> Unfinished<'a> {
+    fn new(txn: &'a std::sync::Mutex<TxnState>, what: &'static str) -> Self {
+        Self {
+            txn,
+            what,
+            armed: std::cell::Cell::new(true),
+        }
+    }
+
+    fn disarm(&self) {
+        self.armed.set(false);
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed.get() {
+            lock(self.txn).cancelled(self.what);
+        }
     }
 }
 
