@@ -341,12 +341,26 @@ async fn offsets_of_an_older_generation_are_refused_and_the_transaction_aborts()
     );
     producer.abort_transaction().await.unwrap();
 
-    // The producer goes on.
-    producer.begin_transaction().await.unwrap();
-    producer
-        .send_offsets_to_transaction(&[(tp.clone(), at)], &current)
-        .await
-        .unwrap();
+    // The producer goes on, with the first member's current metadata. The group may
+    // rebalance once more while the second member settles: then that generation is
+    // refused too, and the next one is tried.
+    let mut current = current;
+    for attempt in 0.. {
+        producer.begin_transaction().await.unwrap();
+        let sent = producer
+            .send_offsets_to_transaction(&[(tp.clone(), at.clone())], &current)
+            .await;
+        match sent {
+            Ok(()) => break,
+            Err(err) if attempt < 10 && !err.is_producer_fatal() => {
+                producer.abort_transaction().await.unwrap();
+                // Pacing only: the loop ends on an accepted commit, not on time.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                current = seen.lock().unwrap().last().cloned().unwrap();
+            }
+            Err(err) => panic!("the current generation's offsets were refused: {err}"),
+        }
+    }
     producer.commit_transaction().await.unwrap();
 
     for (group, task) in [(first, first_task), (second, second_task)] {

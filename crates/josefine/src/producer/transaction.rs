@@ -759,6 +759,16 @@ async fn commit_offsets(
     with_coordinator(client, To::Group(group_id), deadline, |broker| {
         let topics = topics.clone();
         async move {
+            // Below v3 the coordinator cannot check the member and generation: a
+            // zombie's offsets would be accepted (KIP-447 needs Kafka 2.5+).
+            if group.generation_id >= 0 && broker.version::<TxnOffsetCommitRequest>().await? < 3 {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedVersion,
+                    "the group coordinator speaks TxnOffsetCommit below v3, which cannot \
+                     fence a member of an older generation: exactly-once with a consumer \
+                     group needs Kafka 2.5 or later",
+                ));
+            }
             let (_, response) = broker
                 .call_at_most(
                     TXN_OFFSET_COMMIT_MAX_VERSION,
