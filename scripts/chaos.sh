@@ -17,6 +17,12 @@
 #   scripts/chaos.sh --kafka --parallel N ...   members process with
 #                                   ConsumerGroup::process (key-ordered, N in flight;
 #                                   commits carry done sets, which Tansu drops)
+#   scripts/chaos.sh --kafka --exactly-once ... members run ConsumerGroup::transact
+#                                   (a transactional id per member index, transactions
+#                                   every 100 ms, 5 s timeout), one output record per
+#                                   input; the output read read_committed must hold
+#                                   every input exactly once (0 lost, 0 duplicates)
+#                                   and the group's offsets must reach the input's end
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"

@@ -96,6 +96,8 @@ if [ "${JOSEFINE_FULL:-}" = 1 ]; then
     bash scripts/chaos.sh --kafka --long
     log "the same with parallel key-ordered processing, long form"
     bash scripts/chaos.sh --kafka --long --parallel 64
+    log "exactly-once (ConsumerGroup::transact, read_committed output checked), long form"
+    bash scripts/chaos.sh --kafka --long --exactly-once
 else
     log "the chaos suite, short form: scripts/chaos.sh (docs/RELIABILITY.md)"
     bash scripts/chaos.sh
@@ -103,6 +105,8 @@ else
     bash scripts/chaos.sh --kafka
     log "the same with parallel key-ordered processing (ConsumerGroup::process, 64 in flight)"
     bash scripts/chaos.sh --kafka --parallel 64
+    log "exactly-once: ConsumerGroup::transact, every input's output once under read_committed"
+    bash scripts/chaos.sh --kafka --exactly-once
 fi
 
 log "all green in $(( $(date +%s) - started )) s"

@@ -103,8 +103,17 @@ kafka_java() {
         -Dkafka.logs.dir="$dir" "$@"
 }
 
+# A random cluster id. One starting with '-' would be read as an option by
+# kafka-storage's argument parser (1 start in 64 failed so): draw again.
 kafka_cluster_id() {
-    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+    python3 -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break
+'
 }
 
 # A CA and a server certificate for localhost/127.0.0.1 (PEM), in $1.

@@ -90,10 +90,68 @@ impl Verdict {
     }
 
     fn problem(&mut self, text: String) {
-        if self.problems.len() < 50 {
-            self.problems.push(text);
+        note(&mut self.problems, text);
+    }
+}
+
+/// Keeps the first problems for the report (a broken run can have thousands).
+pub fn note(problems: &mut Vec<String>, text: String) {
+    if problems.len() < 50 {
+        problems.push(text);
+    }
+}
+
+/// The producer's delivery reports against what the topic holds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Acks {
+    /// Records in the topic.
+    pub in_topic: usize,
+    pub acked: usize,
+    /// Of `acked`, delivered as duplicates (no offset known).
+    pub acked_as_duplicate: usize,
+    pub failed_sends: usize,
+    /// Sequence numbers the topic holds more than once (a retried send written twice).
+    pub stored_twice: usize,
+    /// Acknowledged as duplicates, not in the topic (see the module docs).
+    pub broker_lost: usize,
+    /// Acknowledged at an offset where the topic holds something else.
+    pub lost: usize,
+    pub problems: Vec<String>,
+}
+
+pub fn check_acks(producer: &[ProducerLog], topic: &[Stored]) -> Acks {
+    let mut a = Acks::default();
+    let stored: HashMap<(i32, i64), u64> = topic.iter().map(|&(p, o, seq)| ((p, o), seq)).collect();
+    a.in_topic = stored.len();
+    let mut stored_seqs: HashSet<u64> = HashSet::new();
+    for &(_, _, seq) in topic {
+        if !stored_seqs.insert(seq) {
+            a.stored_twice += 1;
         }
     }
+    for log in producer {
+        a.failed_sends += log.failed.len();
+        for &(seq, p, o) in &log.acked {
+            a.acked += 1;
+            if o < 0 {
+                a.acked_as_duplicate += 1;
+                if !stored_seqs.contains(&seq) {
+                    a.broker_lost += 1;
+                    note(&mut a.problems, format!("broker lost: seq {seq} (partition {p}) acknowledged as a duplicate, not in the topic"));
+                }
+            } else if stored.get(&(p, o)) != Some(&seq) {
+                a.lost += 1;
+                note(
+                    &mut a.problems,
+                    format!(
+                        "lost: seq {seq} acknowledged at {p}@{o}, the topic holds {:?} there",
+                        stored.get(&(p, o))
+                    ),
+                );
+            }
+        }
+    }
+    a
 }
 
 /// One processing of a record: which incarnation and session, in start order.
@@ -113,32 +171,16 @@ pub fn check(
 ) -> Verdict {
     let mut v = Verdict::default();
     let stored: HashMap<(i32, i64), u64> = topic.iter().map(|&(p, o, seq)| ((p, o), seq)).collect();
-    v.in_topic = stored.len();
-    let mut stored_seqs: HashSet<u64> = HashSet::new();
-    for &(_, _, seq) in topic {
-        if !stored_seqs.insert(seq) {
-            v.stored_twice += 1;
-        }
-    }
-
-    for log in producer {
-        v.failed_sends += log.failed.len();
-        for &(seq, p, o) in &log.acked {
-            v.acked += 1;
-            if o < 0 {
-                v.acked_as_duplicate += 1;
-                if !stored_seqs.contains(&seq) {
-                    v.broker_lost += 1;
-                    v.problem(format!("broker lost: seq {seq} (partition {p}) acknowledged as a duplicate, not in the topic"));
-                }
-            } else if stored.get(&(p, o)) != Some(&seq) {
-                v.lost += 1;
-                v.problem(format!(
-                    "lost: seq {seq} acknowledged at {p}@{o}, the topic holds {:?} there",
-                    stored.get(&(p, o))
-                ));
-            }
-        }
+    let acks = check_acks(producer, topic);
+    v.in_topic = acks.in_topic;
+    v.stored_twice = acks.stored_twice;
+    v.failed_sends = acks.failed_sends;
+    v.acked = acks.acked;
+    v.acked_as_duplicate = acks.acked_as_duplicate;
+    v.broker_lost = acks.broker_lost;
+    v.lost = acks.lost;
+    for problem in acks.problems {
+        v.problem(problem);
     }
 
     let mut seen: HashMap<(i32, i64), Vec<Seen>> = HashMap::new();

@@ -2,6 +2,11 @@
 //! loses nothing), the producer and the members, each a child process; a tick every
 //! 100 ms reaps exits, starts what is due back, reads the members' status files for
 //! the settle watch and takes the committed offsets the poller read.
+//!
+//! In the exactly-once mode (`Settings::exactly_once`, Kafka only) the members write
+//! to an output topic the controller creates too, and keep no status files: the
+//! poller also asks the coordinator for the group (ConsumerGroupDescribe), and the
+//! settle watch judges from that ([`crate::group_view`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -11,10 +16,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use josefine::{Client, NewTopic, TopicPartition};
+use josefine::{Client, GroupDescription, NewTopic, TopicPartition};
 use tokio::sync::mpsc;
 
 use crate::check::End;
+use crate::group_view::{client_id, CoordinatorView};
 use crate::logs::now_ms;
 use crate::member::status_path;
 use crate::process::{create_bucket, free_port, wait_for_port, Proc};
@@ -44,6 +50,20 @@ pub struct Settings {
     /// Members process records in parallel (`ConsumerGroup::process`, key-ordered)
     /// with this many in flight; 0: one batch at a time per partition.
     pub parallel: usize,
+    /// Members run `ConsumerGroup::transact` into an output topic (`eos_member`).
+    pub exactly_once: bool,
+}
+
+/// Commit interval of the exactly-once members' transactions.
+const EOS_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// The producer's `linger.ms` in the exactly-once mode.
+const EOS_PRODUCER_LINGER_MS: u64 = 10;
+
+/// What the poller read from the coordinator.
+enum Poll {
+    Committed(BTreeMap<i32, i64>),
+    /// Exactly-once mode: the group as ConsumerGroupDescribe reports it.
+    Group(GroupDescription),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -92,6 +112,11 @@ pub struct Chaos {
     t0: Instant,
     pub topic: String,
     pub group: String,
+    /// Exactly-once mode: the topic the members write to.
+    pub output: Option<String>,
+    /// Exactly-once mode: the group as last described, and what is made of it.
+    described: Option<GroupDescription>,
+    view: CoordinatorView,
     /// moto and Tansu, when the controller runs them.
     moto: Option<Proc>,
     broker: Option<Proc>,
@@ -110,7 +135,7 @@ pub struct Chaos {
     pub broker_kill_ms: Vec<u64>,
     pub settle: SettleWatch,
     pub commits: CommitWatch,
-    commit_polls: mpsc::UnboundedReceiver<BTreeMap<i32, i64>>,
+    commit_polls: mpsc::UnboundedReceiver<Poll>,
     poller: Option<tokio::task::JoinHandle<()>>,
     /// Things that went wrong outside the logs' checks.
     pub failures: Vec<String>,
@@ -180,6 +205,18 @@ impl Chaos {
             .admin()
             .wait_for_topic(&topic, Duration::from_secs(30))
             .await?;
+        let output = s.exactly_once.then(|| format!("{topic}-out"));
+        if let Some(output) = &output {
+            client
+                .admin()
+                .create_topic(NewTopic::new(output, s.partitions))
+                .await
+                .context("creating the output topic")?;
+            client
+                .admin()
+                .wait_for_topic(output, Duration::from_secs(30))
+                .await?;
+        }
 
         let (tx, commit_polls) = mpsc::unbounded_channel();
         let poller = tokio::spawn(poll_commits(
@@ -187,6 +224,7 @@ impl Chaos {
             group.clone(),
             topic.clone(),
             s.partitions,
+            s.exactly_once,
             tx,
         ));
         let producer = Proc::new("producer", self_exe()?, &s.dir.join("producer.out"));
@@ -203,6 +241,9 @@ impl Chaos {
             t0,
             topic,
             group,
+            output,
+            described: None,
+            view: CoordinatorView::default(),
             moto,
             broker,
             broker_port,
@@ -227,13 +268,12 @@ impl Chaos {
             chaos.topic,
             chaos.s.partitions,
             chaos.s.group_protocol,
-            if chaos.s.parallel > 0 {
-                format!(
-                    ", parallel key-ordered processing ({} in flight)",
-                    chaos.s.parallel
-                )
-            } else {
-                String::new()
+            match (&chaos.output, chaos.s.parallel) {
+                (Some(output), _) => format!(
+                    ", exactly-once: ConsumerGroup::transact into {output}, transactions every {EOS_COMMIT_INTERVAL:?}"
+                ),
+                (None, 0) => String::new(),
+                (None, n) => format!(", parallel key-ordered processing ({n} in flight)"),
             }
         ));
         chaos.start_producer()?;
@@ -293,6 +333,12 @@ impl Chaos {
         if !self.s.idempotence {
             args.push("--no-idempotence".into());
         }
+        if self.s.exactly_once {
+            // Records arrive all the time rather than in a burst a second, so a
+            // member killed at any moment leaves a transaction with outputs and
+            // offsets open (the producer's default linger suits Tansu, not this).
+            args.extend(["--linger-ms".into(), EOS_PRODUCER_LINGER_MS.to_string()]);
+        }
         self.producer.set_args(os_args(&args));
         self.producer.start()
     }
@@ -305,7 +351,7 @@ impl Chaos {
         let incarnation = member.incarnation;
         let out = self.s.dir.join(format!("member-{id}-{incarnation}.out"));
         let mut proc = Proc::new(format!("member {id}"), self_exe()?, &out);
-        proc.set_args(os_args(&[
+        let mut args = vec![
             "member".into(),
             "--bootstrap".into(),
             self.bootstrap.clone(),
@@ -323,9 +369,18 @@ impl Chaos {
             self.s.session_timeout_ms.to_string(),
             "--group-protocol".into(),
             self.s.group_protocol.clone(),
-            "--parallel".into(),
-            self.s.parallel.to_string(),
-        ]));
+        ];
+        match &self.output {
+            Some(output) => args.extend([
+                "--exactly-once".into(),
+                "--output-topic".into(),
+                output.clone(),
+                "--commit-interval-ms".into(),
+                EOS_COMMIT_INTERVAL.as_millis().to_string(),
+            ]),
+            None => args.extend(["--parallel".into(), self.s.parallel.to_string()]),
+        }
+        proc.set_args(os_args(&args));
         proc.start()?;
         member.proc = Some(proc);
         member.state = State::Running;
@@ -342,11 +397,30 @@ impl Chaos {
             .collect()
     }
 
-    fn group_state(&self, since_ms: u64) -> Result<(), String> {
+    fn group_state(&mut self, since_ms: u64) -> Result<(), String> {
         if !self.broker_up {
             return Err("the broker is down".into());
         }
         let expected = self.expected();
+        if self.output.is_some() {
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|&(id, incarnation)| client_id(id, incarnation))
+                .collect();
+            let Some(group) = &self.described else {
+                return Err("the coordinator has not described the group yet".into());
+            };
+            // With a disturbance open, the current owners must have committed since
+            // they got their partitions: their transactions work.
+            return self.view.settled(
+                &expected,
+                group,
+                &self.commits.last,
+                &self.topic,
+                self.s.partitions,
+                since_ms > 0,
+            );
+        }
         let mut statuses = std::collections::HashMap::new();
         for &(id, _) in &expected {
             match Status::read(&status_path(&self.s.dir, id)) {
@@ -364,9 +438,14 @@ impl Chaos {
     pub async fn tick(&mut self) -> anyhow::Result<()> {
         self.reap().await?;
         self.start_due().await?;
-        while let Ok(committed) = self.commit_polls.try_recv() {
-            let at = format!("{:.1} s", self.t0.elapsed().as_secs_f64());
-            self.commits.observe(&committed, &at);
+        while let Ok(poll) = self.commit_polls.try_recv() {
+            match poll {
+                Poll::Committed(committed) => {
+                    let at = format!("{:.1} s", self.t0.elapsed().as_secs_f64());
+                    self.commits.observe(&committed, &at);
+                }
+                Poll::Group(group) => self.described = Some(group),
+            }
         }
         let state = self.group_state(self.settle.since_ms());
         let was_open = self.settle.disturbance().map(String::from);
@@ -645,7 +724,7 @@ impl Chaos {
 
     /// Whether every partition has an owner now (no commit needed: nothing is left
     /// to commit at the end).
-    pub fn owners_now(&self) -> Result<(), String> {
+    pub fn owners_now(&mut self) -> Result<(), String> {
         self.group_state(0)
     }
 
@@ -712,19 +791,34 @@ impl Chaos {
 }
 
 /// Reads the group's committed offsets every 300 ms on a connection of its own (the
-/// client reconnects by itself after a broker restart); failed reads are skipped.
+/// client reconnects by itself after a broker restart), and with `describe` the
+/// group's members first (a new assignment is then compared with commits read after
+/// it); failed reads are skipped.
 async fn poll_commits(
     client: Client,
     group: String,
     topic: String,
     partitions: i32,
-    tx: mpsc::UnboundedSender<BTreeMap<i32, i64>>,
+    describe: bool,
+    tx: mpsc::UnboundedSender<Poll>,
 ) {
     let tps: Vec<TopicPartition> = (0..partitions)
         .map(|p| TopicPartition::new(topic.as_str(), p))
         .collect();
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
+        if describe {
+            let read = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.admin().describe_group(&group),
+            )
+            .await;
+            if let Ok(Ok(described)) = read {
+                if tx.send(Poll::Group(described)).is_err() {
+                    return;
+                }
+            }
+        }
         let read = tokio::time::timeout(
             Duration::from_secs(2),
             client.admin().committed_offsets(&group, &tps),
@@ -735,7 +829,7 @@ async fn poll_commits(
                 .into_iter()
                 .map(|(tp, o)| (tp.partition, o))
                 .collect();
-            if tx.send(committed).is_err() {
+            if tx.send(Poll::Committed(committed)).is_err() {
                 return;
             }
         }

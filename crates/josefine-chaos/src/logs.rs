@@ -9,7 +9,16 @@
 //! C <session> <partition> <next_offset> <unix_ms>    a commit of ours succeeded
 //! E <session> <unix_ms> <p>:<committed>:<marked>,... a session ended (cleanup)
 //! X <unix_ms> <text>                                 an error the member saw
+//! T <partition> <offset> <seq>                       a record was transformed
+//!                                                    (exactly-once mode: the
+//!                                                    transaction holding its output
+//!                                                    may still abort)
 //! ```
+//!
+//! In the exactly-once mode members run `ConsumerGroup::transact`, whose handler is
+//! the library's: they log `T` and `X` lines only (no sessions), and each output
+//! record's value names the input it came from and who wrote it
+//! ([`output_value`]).
 //!
 //! Producer log: `A <seq> <partition> <offset>` (acknowledged) and `F <seq> <text>`
 //! (failed). Lines are written whole with one `write(2)` before the work they record
@@ -50,6 +59,53 @@ pub fn session_end(session: u64, ends: &[(i32, i64, i64)]) -> String {
     format!("E {session} {} {}\n", now_ms(), list(parts))
 }
 
+pub fn transformed(partition: i32, offset: i64, seq: u64) -> String {
+    format!("T {partition} {offset} {seq}\n")
+}
+
+/// The value of the output record written for the input `partition`@`offset`
+/// (sequence number `seq`) by incarnation `incarnation` of member `member`.
+pub fn output_value(
+    seq: u64,
+    partition: i32,
+    offset: i64,
+    member: usize,
+    incarnation: u32,
+) -> String {
+    format!("{seq} {partition} {offset} {member}.{incarnation}")
+}
+
+/// What an output record's value says: the input it came from and its writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputOf {
+    pub seq: u64,
+    pub partition: i32,
+    pub offset: i64,
+    pub member: usize,
+    pub incarnation: u32,
+}
+
+pub fn parse_output_value(value: &str) -> anyhow::Result<OutputOf> {
+    let mut f = value.split(' ');
+    let seq = num(f.next(), "seq")?;
+    let partition = num(f.next(), "partition")?;
+    let offset = num(f.next(), "offset")?;
+    let writer = f.next().context("missing writer")?;
+    let (member, incarnation) = writer
+        .split_once('.')
+        .context("writer is not member.incarnation")?;
+    if f.next().is_some() {
+        bail!("trailing fields");
+    }
+    Ok(OutputOf {
+        seq,
+        partition,
+        offset,
+        member: num(Some(member), "member")?,
+        incarnation: num(Some(incarnation), "incarnation")?,
+    })
+}
+
 pub fn error(text: &str) -> String {
     format!("X {} {}\n", now_ms(), text.replace('\n', " "))
 }
@@ -76,6 +132,8 @@ fn list<T: ToString>(items: impl Iterator<Item = T>) -> String {
 pub struct MemberLog {
     pub sessions: Vec<SessionLog>,
     pub errors: Vec<String>,
+    /// Exactly-once mode: every record transformed, in order.
+    pub transformed: Vec<Processed>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +201,14 @@ fn parse_member_line(log: &mut MemberLog, line: &str) -> anyhow::Result<()> {
             session.errors.push(text.clone());
         }
         log.errors.push(text);
+        return Ok(());
+    }
+    if kind == "T" {
+        log.transformed.push(Processed {
+            partition: num(f.next(), "partition")?,
+            offset: num(f.next(), "offset")?,
+            seq: num(f.next(), "seq")?,
+        });
         return Ok(());
     }
     let session: u64 = num(f.next(), "session")?;
@@ -294,6 +360,41 @@ mod tests {
             log.sessions[0].errors, log.errors,
             "the error came during session 1"
         );
+    }
+
+    #[test]
+    fn transform_lines_and_output_values_round_trip() {
+        let text = transformed(2, 40, 7) + &error("x") + &transformed(2, 41, 13) + "T 2 4";
+        let log = parse_member_log(&text).unwrap();
+        assert!(log.sessions.is_empty());
+        assert_eq!(
+            log.transformed,
+            vec![
+                Processed {
+                    partition: 2,
+                    offset: 40,
+                    seq: 7
+                },
+                Processed {
+                    partition: 2,
+                    offset: 41,
+                    seq: 13
+                }
+            ]
+        );
+        let value = output_value(13, 2, 41, 4, 3);
+        assert_eq!(
+            parse_output_value(&value).unwrap(),
+            OutputOf {
+                seq: 13,
+                partition: 2,
+                offset: 41,
+                member: 4,
+                incarnation: 3
+            }
+        );
+        assert!(parse_output_value("13 2 41").is_err());
+        assert!(parse_output_value("13 2 41 4.3 x").is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! (processed after the last commit of a member that then died) from a broken one.
 //!
 //! SIGTERM closes the group (final commit, LeaveGroup) and exits 0.
+//!
+//! With `--exactly-once` the member is another program, `eos_member`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -57,13 +59,24 @@ pub struct MemberArgs {
     #[arg(long, default_value_t = 500)]
     pub commit_interval_ms: u64,
     /// Simulated work per batch, between logging it and marking it (per record in
-    /// parallel mode, before logging it).
+    /// parallel mode, before logging it; per record in exactly-once mode, after its
+    /// `T` line).
     #[arg(long, default_value_t = 5)]
     pub work_ms: u64,
     /// Process records with `ConsumerGroup::process` (key-ordered) with this many in
     /// flight; 0: one batch at a time per partition.
     #[arg(long, default_value_t = 0)]
     pub parallel: usize,
+    /// Exactly-once mode: run `ConsumerGroup::transact` writing one record per input
+    /// to `--output-topic` (see `eos_member`).
+    #[arg(long, requires = "output_topic")]
+    pub exactly_once: bool,
+    #[arg(long)]
+    pub output_topic: Option<String>,
+    /// Exactly-once mode: `transaction.timeout.ms`, how soon the coordinator aborts
+    /// the open transaction of a member that was SIGKILLed.
+    #[arg(long, default_value_t = 5000)]
+    pub transaction_timeout_ms: u64,
 }
 
 pub fn log_path(dir: &Path, id: usize, incarnation: u32) -> PathBuf {
@@ -222,7 +235,7 @@ fn processor(member: Arc<Member>, in_flight: usize) -> Processor<Work> {
     Processor::new(ProcessOptions::new(ProcessOrder::Key, in_flight), work)
 }
 
-fn seq_of(record: &josefine::Record) -> u64 {
+pub fn seq_of(record: &josefine::Record) -> u64 {
     record
         .value()
         .and_then(|v| std::str::from_utf8(v).ok())
@@ -365,6 +378,9 @@ impl Handler {
 }
 
 pub async fn run(args: MemberArgs) -> anyhow::Result<()> {
+    if args.exactly_once {
+        return crate::eos_member::run(args).await;
+    }
     let log_path = log_path(&args.dir, args.id, args.incarnation);
     let log = File::options()
         .create(true)

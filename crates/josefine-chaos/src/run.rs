@@ -2,6 +2,10 @@
 //! [`controller`](crate::controller)), plays the seeded plan, lets the group drain,
 //! stops everything, checks the logs (see [`check`](crate::check)) and prints one
 //! summary line; exits non-zero when a check fails.
+//!
+//! With `--exactly-once` (Kafka only) the members run `ConsumerGroup::transact` into
+//! an output topic; after the members closed, the output is read `read_committed`
+//! and checked for every input exactly once (see [`eos_check`](crate::eos_check)).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,10 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use josefine::{IsolationLevel, TopicPartition};
 
-use crate::audit::{read_topic, Stored};
+use crate::audit::{read_output, read_topic, Output, Stored};
 use crate::check::{check, Incarnation, Verdict};
 use crate::controller::{BrokerSetup, Chaos, Settings};
+use crate::eos_check::{check_exactly_once, EosVerdict};
 use crate::logs::{parse_member_log, parse_producer_log, ProducerLog};
 use crate::schedule::{plan, PlanConfig};
 
@@ -69,6 +75,11 @@ pub struct RunArgs {
     /// batch at a time per partition.
     #[arg(long, default_value_t = 0)]
     pub parallel: usize,
+    /// Exactly-once mode (Kafka only): members run `ConsumerGroup::transact`, one
+    /// output record per input, transactions every 100 ms with a 5 s timeout; the
+    /// output, read read_committed, must hold every input exactly once.
+    #[arg(long, requires = "kafka", conflicts_with = "parallel")]
+    pub exactly_once: bool,
 }
 
 fn plan_config(args: &RunArgs) -> PlanConfig {
@@ -100,6 +111,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             .map(|d| d.as_nanos() as u64 % 1_000_000)
             .unwrap_or(1)
     });
+    if args.exactly_once && args.group_protocol != "consumer" {
+        // The settle watch reads assignments from ConsumerGroupDescribe.
+        anyhow::bail!("--exactly-once runs with --group-protocol consumer");
+    }
     let config = plan_config(&args);
     let events = plan(seed, &config);
     if args.dir.exists() {
@@ -134,26 +149,68 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         settle_timeout: Duration::from_secs(args.settle_timeout_s),
         session_timeout_ms: args.session_timeout_ms,
         parallel: args.parallel,
+        exactly_once: args.exactly_once,
     };
     let mut chaos = Chaos::start(settings).await?;
     let played = play(&mut chaos, &events).await;
     chaos.stop_services().await;
-    let (producer_logs, topic) = played?;
+    let played = played?;
 
     let members = read_member_logs(&chaos)?;
-    let verdict = check(&producer_logs, &topic, &members, &chaos.broker_kill_ms);
-    let (line, ok) = summary(&chaos, &verdict, seed);
-    report(&chaos, &verdict, &line, &dir)?;
+    let (line, ok, details, problems) = match &played.exactly_once {
+        Some(end) => {
+            let v = check_exactly_once(
+                &played.producer_logs,
+                &played.topic,
+                &end.outputs,
+                &members,
+                chaos.s.partitions,
+                &played.ends,
+                &end.committed,
+            );
+            let (line, ok) = summary_exactly_once(&chaos, &v, end.aborted, seed);
+            (line, ok, format!("{v:#?}"), v.problems)
+        }
+        None => {
+            let v = check(
+                &played.producer_logs,
+                &played.topic,
+                &members,
+                &chaos.broker_kill_ms,
+            );
+            let (line, ok) = summary(&chaos, &v, seed);
+            (line, ok, format!("{v:#?}"), v.problems)
+        }
+    };
+    report(&chaos, &details, &problems, &line, &dir)?;
     println!("{line}");
     Ok(ok)
 }
 
+/// What the end of a run collected for the checks.
+struct Played {
+    producer_logs: Vec<ProducerLog>,
+    /// The input topic's records, and each partition's end.
+    topic: Vec<Stored>,
+    ends: BTreeMap<i32, i64>,
+    exactly_once: Option<EosEnd>,
+}
+
+/// The exactly-once mode's end: read after every member closed.
+struct EosEnd {
+    /// The output topic as a read_committed reader sees it.
+    outputs: Vec<Output>,
+    /// Records of the output a read_uncommitted reader sees besides: what aborted
+    /// transactions wrote.
+    aborted: usize,
+    /// The group's committed offsets of the input.
+    committed: BTreeMap<i32, i64>,
+}
+
 /// The chaos phase and the end: plan, quiet, stop producing, read the topic, drain,
-/// stop the members. Returns the producer logs and the topic's records.
-async fn play(
-    chaos: &mut Chaos,
-    events: &[crate::schedule::Event],
-) -> anyhow::Result<(Vec<ProducerLog>, Vec<Stored>)> {
+/// stop the members; in the exactly-once mode then read the committed offsets and
+/// the output.
+async fn play(chaos: &mut Chaos, events: &[crate::schedule::Event]) -> anyhow::Result<Played> {
     let start = tokio::time::Instant::now();
     for event in events {
         let at = start + Duration::from_millis(event.at_ms);
@@ -194,7 +251,67 @@ async fn play(
     }
     chaos.say("group drained; stopping the members".into());
     chaos.stop_members().await;
-    Ok((producer_logs, topic))
+    let exactly_once = match chaos.output.clone() {
+        Some(output) => Some(read_eos_end(chaos, &output).await?),
+        None => None,
+    };
+    Ok(Played {
+        producer_logs,
+        topic,
+        ends,
+        exactly_once,
+    })
+}
+
+/// With every member closed (so no transaction of theirs is open, and zombies'
+/// have been aborted by the coordinator or fenced by their successors), the group's
+/// committed offsets and the output as read_committed readers see it.
+async fn read_eos_end(chaos: &mut Chaos, output: &str) -> anyhow::Result<EosEnd> {
+    chaos.say("members closed; reading the committed offsets and the output".into());
+    let tps: Vec<TopicPartition> = (0..chaos.s.partitions)
+        .map(|p| TopicPartition::new(chaos.topic.as_str(), p))
+        .collect();
+    let committed = chaos
+        .client
+        .admin()
+        .committed_offsets(&chaos.group, &tps)
+        .await
+        .context("reading the group's committed offsets at the end")?
+        .into_iter()
+        .map(|(tp, o)| (tp.partition, o))
+        .collect();
+    let (client, partitions) = (&chaos.client, chaos.s.partitions);
+    let timeout = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let outputs = read_output(
+        client,
+        output,
+        partitions,
+        IsolationLevel::ReadCommitted,
+        timeout,
+    )
+    .await
+    .context("reading the output read_committed")?;
+    let all = read_output(
+        client,
+        output,
+        partitions,
+        IsolationLevel::ReadUncommitted,
+        timeout,
+    )
+    .await
+    .context("reading the output read_uncommitted")?;
+    let aborted = all.len().saturating_sub(outputs.len());
+    chaos.say(format!(
+        "the output holds {} committed records and {aborted} aborted ones (read twice in {:.1} s)",
+        outputs.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(EosEnd {
+        outputs,
+        aborted,
+        committed,
+    })
 }
 
 fn read_member_logs(chaos: &Chaos) -> anyhow::Result<Vec<Incarnation>> {
@@ -255,9 +372,55 @@ fn summary(chaos: &Chaos, v: &Verdict, seed: u64) -> (String, bool) {
     (line, ok)
 }
 
-/// Everything behind the summary, in `report.txt`, and the problems on stderr.
-fn report(chaos: &Chaos, v: &Verdict, line: &str, dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut text = format!("{line}\n\n{v:#?}\n\ncounts: {:#?}\n", chaos.counts);
+fn summary_exactly_once(
+    chaos: &Chaos,
+    v: &EosVerdict,
+    aborted: usize,
+    seed: u64,
+) -> (String, bool) {
+    let c = &chaos.counts;
+    let ok = v.ok()
+        && chaos.failures.is_empty()
+        && chaos.commits.regressions.is_empty()
+        && chaos.settle.timeouts.is_empty();
+    let line = format!(
+        "chaos summary: seed={seed} mode=exactly-once records={} acked={} member_kills={} \
+         leaves={} joins={} outputs={} lost={} duplicates={} strays={} transforms={} redone={} \
+         aborted_outputs={aborted} \
+         offsets_not_at_end={} commit_regressions={} unsettled={} max_settle={:.1}s crashes={} \
+         duration={:.0}s result={}",
+        v.acks.in_topic,
+        v.acks.acked,
+        c.member_kills,
+        c.leaves,
+        c.joins,
+        v.outputs,
+        v.lost,
+        v.duplicates,
+        v.strays,
+        v.transforms,
+        v.redone,
+        v.offsets_not_at_end,
+        chaos.commits.regressions.len(),
+        chaos.settle.timeouts.len(),
+        chaos.settle.max().as_secs_f64(),
+        c.member_crashes + c.producer_crashes,
+        chaos.elapsed().as_secs_f64(),
+        if ok { "PASS" } else { "FAIL" },
+    );
+    (line, ok)
+}
+
+/// Everything behind the summary (`details`: the verdict), in `report.txt`, and the
+/// problems on stderr.
+fn report(
+    chaos: &Chaos,
+    details: &str,
+    verdict_problems: &[String],
+    line: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut text = format!("{line}\n\n{details}\n\ncounts: {:#?}\n", chaos.counts);
     text += &format!(
         "\nsettle times ({} measured, {} overlapped by the next event, {} unprovoked):\n",
         chaos.settle.times.len(),
@@ -273,7 +436,7 @@ fn report(chaos: &Chaos, v: &Verdict, line: &str, dir: &std::path::Path) -> anyh
         .iter()
         .chain(&chaos.commits.regressions)
         .chain(&chaos.settle.timeouts)
-        .chain(&v.problems)
+        .chain(verdict_problems)
         .collect();
     text += "\nproblems:\n";
     for p in &problems {
