@@ -3,7 +3,7 @@
 // so scripts/bench.sh can put the three clients side by side (docs/BENCHMARKS.md).
 // scripts/bench.sh compiles it into build/kafka/bench-peer.
 //
-//   produce --bootstrap B --topic T --records N --size BYTES
+//   produce --bootstrap B --topic T --records N --size BYTES [--transaction-size N]
 //   consume --bootstrap B --topic T --partitions P --records N
 //   group   --bootstrap B --topic T --group G --records N [--session-timeout-ms MS]
 //
@@ -15,9 +15,18 @@
 // send). Group mode subscribes with auto commit (Java's default 5 s interval) and
 // closes the consumer (final commit, leave) after the clock stops.
 //
+// produce --transaction-size N produces in transactions of N records (the last may hold
+// fewer) with transactional.id "java-bench-<topic>-<pid>": initTransactions before the
+// clock starts (it finds the coordinator and gets the producer id), then
+// beginTransaction, N sends, commitTransaction (which flushes them first); the clock
+// stops when the last commit returns. Its mode is "produce-txn", and it adds
+// "transaction_size":N and "partitions_per_transaction":F (partitions written per
+// transaction, the mean, from the send callbacks).
+//
 // One JSON line on stdout at the end:
 //   {"client":"java","mode":M,"records":N,"bytes":B,"seconds":S,"cpu_user":U,
-//    "cpu_sys":0,"max_rss_kb":K[,"first_record_seconds":F],"cpu_clock":C}
+//    "cpu_sys":0,"max_rss_kb":K[,"first_record_seconds":F][,"transaction_size":N,
+//    "partitions_per_transaction":P],"cpu_clock":C}
 // cpu_user is the whole process's CPU time (user and system, all threads, JVM start-up
 // and JIT included) after the client was closed; cpu_clock only what was spent while
 // the clock ran; max_rss_kb is VmHWM.
@@ -31,6 +40,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -71,12 +82,12 @@ public final class JavaBenchPeer {
         return 0;
     }
 
-    private static void report(String mode, long records, long bytes, double seconds, Double first,
+    // extra: "" or further JSON members, each starting with a comma.
+    private static void report(String mode, long records, long bytes, double seconds, String extra,
                                long clockCpuNanos) throws Exception {
-        String firstField = first == null ? "" : String.format(",\"first_record_seconds\":%.3f", first);
         System.out.printf("{\"client\":\"java\",\"mode\":\"%s\",\"records\":%d,\"bytes\":%d,\"seconds\":%.3f,"
                 + "\"cpu_user\":%.3f,\"cpu_sys\":0,\"max_rss_kb\":%d%s,\"cpu_clock\":%.3f}%n",
-            mode, records, bytes, seconds, cpuNanos() / 1e9, maxRssKb(), firstField, clockCpuNanos / 1e9);
+            mode, records, bytes, seconds, cpuNanos() / 1e9, maxRssKb(), extra, clockCpuNanos / 1e9);
     }
 
     private static double now() {
@@ -91,15 +102,31 @@ public final class JavaBenchPeer {
         String topic = args.get("topic");
         long records = Long.parseLong(args.get("records"));
         int size = Integer.parseInt(args.get("size"));
+        long txnSize = Long.parseLong(args.getOrDefault("transaction-size", "0"));
+        if (txnSize > 0) {
+            // Unique per run: a reused id would fence, or wait for, an earlier run's producer.
+            props.put("transactional.id", "java-bench-" + topic + "-" + ProcessHandle.current().pid());
+        }
         AtomicLong failed = new AtomicLong();
+        // Partitions written by the open transaction (callbacks run on the I/O thread,
+        // all of a transaction's before its commitTransaction returns).
+        Set<Integer> touched = ConcurrentHashMap.newKeySet();
+        long partitionTxns = 0;
+        long transactions = 0;
         double start;
         double end;
         long cpu;
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
             producer.partitionsFor(topic);
+            if (txnSize > 0) {
+                producer.initTransactions();
+            }
             cpu = cpuNanos();
             start = now();
             for (long i = 0; i < records; i++) {
+                if (txnSize > 0 && i % txnSize == 0) {
+                    producer.beginTransaction();
+                }
                 byte[] value = new byte[size];
                 for (int j = 0; j < size; j++) {
                     value[j] = (byte) ((i + j) * 31 + 7);
@@ -107,8 +134,16 @@ public final class JavaBenchPeer {
                 producer.send(new ProducerRecord<>(topic, value), (metadata, error) -> {
                     if (error != null) {
                         failed.incrementAndGet();
+                    } else if (txnSize > 0) {
+                        touched.add(metadata.partition());
                     }
                 });
+                if (txnSize > 0 && ((i + 1) % txnSize == 0 || i + 1 == records)) {
+                    producer.commitTransaction();
+                    partitionTxns += touched.size();
+                    touched.clear();
+                    transactions++;
+                }
             }
             producer.flush();
             end = now();
@@ -117,7 +152,14 @@ public final class JavaBenchPeer {
         if (failed.get() > 0) {
             throw new IllegalStateException(failed.get() + " records failed");
         }
-        report("produce", records, records * size, end - start, null, cpu);
+        String mode = "produce";
+        String extra = "";
+        if (txnSize > 0) {
+            mode = "produce-txn";
+            extra = String.format(",\"transaction_size\":%d,\"partitions_per_transaction\":%.2f",
+                txnSize, (double) partitionTxns / transactions);
+        }
+        report(mode, records, records * size, end - start, extra, cpu);
     }
 
     private static Properties consumerProps(Map<String, String> args) {
@@ -167,7 +209,7 @@ public final class JavaBenchPeer {
             end = now();
             cpu = cpuNanos() - cpu;
         }
-        report("consume", count, bytes, end - start, null, cpu);
+        report("consume", count, bytes, end - start, "", cpu);
     }
 
     private static void group(Map<String, String> args) throws Exception {
@@ -209,6 +251,7 @@ public final class JavaBenchPeer {
             end = now();
             cpu = cpuNanos() - cpu;
         }
-        report("group", count, bytes, end - start, first, cpu);
+        String firstField = first == null ? "" : String.format(",\"first_record_seconds\":%.3f", first);
+        report("group", count, bytes, end - start, firstField, cpu);
     }
 }

@@ -6,7 +6,8 @@
  *   rdkafka_peer produce --bootstrap HOST:PORT --topic T --records N --size BYTES
  *                [--keyed] [--acks all|1|0] [--compression none|gzip|snappy|lz4|zstd]
  *                [--linger-ms MS] [--batch-size BYTES] [--batch-num-messages N]
- *                [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...
+ *                [--idempotence true|false] [--transaction-size N] [--no-warmup]
+ *                [--set NAME=VALUE]...
  *   rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N
  *                [--no-warmup] [--set NAME=VALUE]...
  *   rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N
@@ -21,6 +22,14 @@
  * group) after the clock stops. Use a fresh group id per run: a group with committed
  * offsets resumes from them, and finds nothing left to read.
  * --set passes any librdkafka configuration property, applied after the defaults.
+ * produce --transaction-size N produces in transactions of N records (the last may
+ * hold fewer), with transactional.id "rdkafka-bench-<topic>-<pid>":
+ * rd_kafka_init_transactions before the clock starts (after the warm-up), then
+ * rd_kafka_begin_transaction, N records, rd_kafka_commit_transaction (which flushes
+ * and serves their delivery reports) until all are sent; the clock stops when the
+ * last commit returns. Its mode is "produce-txn", and it adds "transaction_size":N
+ * and "partitions_per_transaction":F (partitions written per transaction, the mean,
+ * from the delivery reports) after "seconds".
  * By default all modes warm up before the clock starts: two metadata requests for
  * the topic, so that the connection to the advertised broker is up, the partition
  * leaders are known and (idempotent producer) the producer id was acquired. See
@@ -51,15 +60,17 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------
  * The subset of librdkafka's public C API used here, declared by hand because
  * the wheel ships no headers. Prototypes, enum values, macros and the layouts of
  * rd_kafka_message_t and rd_kafka_topic_partition_list_t (group mode: subscribe,
- * rebalance callback, incremental assign, rd_kafka_error_t) follow librdkafka's
- * public header src/rdkafka.h as of v2.15.0 (RD_KAFKA_VERSION 0x020f00ff;
- * identical on its master branch leading to 2.16). None of these changed in 2.x; the wheel's runtime reports 2.16.0, and
- * main() refuses a runtime other than 2.x.
+ * rebalance callback, incremental assign, rd_kafka_error_t; produce: the
+ * transactional API) follow librdkafka's public header src/rdkafka.h as of v2.15.0
+ * (RD_KAFKA_VERSION 0x020f00ff; identical on its master branch leading to 2.16).
+ * None of these changed in 2.x; the wheel's runtime reports 2.16.0, and main()
+ * refuses a runtime other than 2.x.
  * ------------------------------------------------------------------------ */
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_topic_s rd_kafka_topic_t;
@@ -142,6 +153,9 @@ rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic,
 void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt);
 int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload,
                      size_t len, const void *key, size_t keylen, void *msg_opaque);
+rd_kafka_error_t *rd_kafka_init_transactions(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_error_t *rd_kafka_begin_transaction(rd_kafka_t *rk);
+rd_kafka_error_t *rd_kafka_commit_transaction(rd_kafka_t *rk, int timeout_ms);
 
 rd_kafka_topic_partition_list_t *rd_kafka_topic_partition_list_new(int size);
 void rd_kafka_topic_partition_list_destroy(rd_kafka_topic_partition_list_t *rkparlist);
@@ -190,7 +204,8 @@ static void usage(void) {
             "  rdkafka_peer produce --bootstrap HOST:PORT --topic T --records N --size BYTES\n"
             "               [--keyed] [--acks all|1|0] [--compression none|gzip|snappy|lz4|zstd]\n"
             "               [--linger-ms MS] [--batch-size BYTES] [--batch-num-messages N]\n"
-            "               [--idempotence true|false] [--no-warmup] [--set NAME=VALUE]...\n"
+            "               [--idempotence true|false] [--transaction-size N] [--no-warmup]\n"
+            "               [--set NAME=VALUE]...\n"
             "  rdkafka_peer consume --bootstrap HOST:PORT --topic T --partitions P --records N\n"
             "               [--no-warmup] [--set NAME=VALUE]...\n"
             "  rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N\n"
@@ -243,6 +258,7 @@ struct opts {
     const char *batch_size;
     const char *batch_num_messages;
     const char *idempotence;
+    long long transaction_size; /* 0: no transactions */
     const char *group;
     long long session_timeout_ms;
     const char *assignor;
@@ -290,6 +306,7 @@ static struct opts parse_args(int argc, char **argv) {
         else if (strcmp(a, "--batch-size") == 0) o.batch_size = v;
         else if (strcmp(a, "--batch-num-messages") == 0) o.batch_num_messages = v;
         else if (strcmp(a, "--idempotence") == 0) o.idempotence = v;
+        else if (strcmp(a, "--transaction-size") == 0) o.transaction_size = parse_count(a, v, 1);
         else if (strcmp(a, "--group") == 0) o.group = v;
         else if (strcmp(a, "--session-timeout-ms") == 0) o.session_timeout_ms = parse_count(a, v, 1);
         else if (strcmp(a, "--assignor") == 0) o.assignor = v;
@@ -307,6 +324,8 @@ static struct opts parse_args(int argc, char **argv) {
             die("--acks must be all, 1 or 0, not %s", o.acks);
         if (strcmp(o.idempotence, "true") != 0 && strcmp(o.idempotence, "false") != 0)
             die("--idempotence must be true or false, not %s", o.idempotence);
+        if (o.transaction_size > 0 && (strcmp(o.idempotence, "true") != 0 || strcmp(o.acks, "-1") != 0))
+            die("%s", "--transaction-size needs --idempotence true and --acks all");
     } else if (strcmp(o.mode, "consume") == 0) {
         if (o.partitions < 1) usage();
     } else if (strcmp(o.mode, "group") == 0) {
@@ -354,6 +373,9 @@ static void warm_up(rd_kafka_t *rk, rd_kafka_topic_t *rkt) {
 
 /* ---------------------------------- produce ------------------------------ */
 
+/* Partitions counted in partitions_per_transaction: the benchmark topics have 6. */
+#define MAX_TXN_PARTITIONS 4096
+
 struct produce_state {
     long long records;
     long long delivered;
@@ -361,6 +383,11 @@ struct produce_state {
     double t_first_report;
     double t_last_report;
     rd_kafka_resp_err_t first_err;
+    /* Transactions: the current one's number (from 1), and per partition the number of
+     * the last one that wrote to it; partition-transactions counts each pair once. */
+    long long txn;
+    long long txn_of_partition[MAX_TXN_PARTITIONS];
+    long long partition_txns;
 };
 
 static struct produce_state P;
@@ -369,6 +396,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     (void)opaque;
     if (P.delivered + P.failed == 0) P.t_first_report = now_s();
+    if (P.txn > 0 && m->partition >= 0 && m->partition < MAX_TXN_PARTITIONS &&
+        P.txn_of_partition[m->partition] != P.txn) {
+        P.txn_of_partition[m->partition] = P.txn;
+        P.partition_txns++;
+    }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         P.delivered++;
     } else {
@@ -413,8 +445,27 @@ static void produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const struct opts
     }
 }
 
+/* Dies with the message of a transactional call's error (a benchmark does not abort
+ * and retry: the run does not count). */
+static void txn_check(const char *call, rd_kafka_error_t *error) {
+    if (!error) return;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: %s", call, rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+    die("%s", msg);
+}
+
+/* Commits the open transaction: flushes (serving the delivery reports of its
+ * records), then ends it. Every record produced so far must have its report after. */
+static void commit_transaction(rd_kafka_t *rk, long long produced) {
+    txn_check("rd_kafka_commit_transaction", rd_kafka_commit_transaction(rk, 60000));
+    if (P.delivered + P.failed != produced)
+        die("%s", "commit returned before every record of the transaction had its report");
+}
+
 static int produce_mode(const struct opts *o) {
     char errstr[512];
+    char txn_id[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set_conf(conf, "bootstrap.servers", o->bootstrap);
     set_conf(conf, "client.id", "josefine-bench-rdkafka-peer");
@@ -424,6 +475,11 @@ static int produce_mode(const struct opts *o) {
     set_conf(conf, "compression.type", o->compression);
     if (o->batch_size) set_conf(conf, "batch.size", o->batch_size);
     if (o->batch_num_messages) set_conf(conf, "batch.num.messages", o->batch_num_messages);
+    if (o->transaction_size > 0) {
+        /* Unique per run: a reused id would fence, or wait for, an earlier run's producer. */
+        snprintf(txn_id, sizeof txn_id, "rdkafka-bench-%s-%ld", o->topic, (long)getpid());
+        set_conf(conf, "transactional.id", txn_id);
+    }
     set_extra(conf, o);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 
@@ -446,10 +502,20 @@ static int produce_mode(const struct opts *o) {
         warm_up(rk, rkt);
         fprintf(stderr, "produce: warm-up took %.1f ms\n", (now_s() - tw) * 1e3);
     }
+    if (o->transaction_size > 0) {
+        double ti = now_s();
+        txn_check("rd_kafka_init_transactions", rd_kafka_init_transactions(rk, 60000));
+        fprintf(stderr, "produce: init_transactions took %.1f ms\n", (now_s() - ti) * 1e3);
+    }
     double t0 = now_s();
     double next_progress = t0 + 1.0;
 
     for (long long i = 0; i < o->records; i++) {
+        if (o->transaction_size > 0 && i % o->transaction_size == 0) {
+            if (i > 0) commit_transaction(rk, i);
+            P.txn++;
+            txn_check("rd_kafka_begin_transaction", rd_kafka_begin_transaction(rk));
+        }
         produce_one(rk, rkt, o, pattern, i, key, sizeof key);
         /* Serve delivery reports now and then rather than after every call. */
         if ((i & 1023) == 1023) {
@@ -463,6 +529,10 @@ static int produce_mode(const struct opts *o) {
         }
     }
 
+    if (o->transaction_size > 0) {
+        commit_transaction(rk, o->records);
+        P.t_last_report = now_s(); /* the clock stops when the last commit returns */
+    }
     /* Flush in 1 s steps so progress can be shown and a stalled broker noticed. */
     long long last_done = -1;
     double last_progress_at = now_s();
@@ -494,7 +564,12 @@ static int produce_mode(const struct opts *o) {
     fprintf(stderr, "produce: %lld delivered, %lld failed%s%s; first delivery report %.1f ms "
             "after the first produce\n", delivered, failed, failed ? ", first error: " : "",
             failed ? rd_kafka_err2str(P.first_err) : "", (P.t_first_report - t0) * 1e3);
-    print_result("produce", delivered, delivered * (long long)size, t_end - t0, "");
+    char extra[128] = "";
+    if (o->transaction_size > 0)
+        snprintf(extra, sizeof extra, ",\"transaction_size\":%lld,\"partitions_per_transaction\":%.2f",
+                 o->transaction_size, (double)P.partition_txns / (double)P.txn);
+    print_result(o->transaction_size > 0 ? "produce-txn" : "produce", delivered,
+                 delivered * (long long)size, t_end - t0, extra);
     return (failed > 0 || stuck) ? 1 : 0;
 }
 

@@ -5,13 +5,17 @@
 # on Tansu (the Java peer on Kafka only). On Kafka also a CPU-bound handler (fixed work
 # per record, 6 partitions) through ConsumerGroup::consume against the same work in one
 # spawned task per partition (`bench consume --work`), and rebalances under the classic
-# eager, classic cooperative and KIP-848 protocols (`bench rebalance`). Method:
-# docs/BENCHMARKS.md.
+# eager, classic cooperative and KIP-848 protocols (`bench rebalance`), and
+# transactional producers (transactions of 1,000 records) of the three clients beside
+# josefine's idempotent one. Method: docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
 #   RUNS=5 scripts/bench.sh     more runs
 #   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu)
+#   SECTIONS="txn" scripts/bench.sh  some sections only, of: clients (produce, consume and
+#                                    group consume), work, process, rebalance, txn; all
+#                                    but clients run on Kafka only
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -26,6 +30,7 @@ if [ "$mode" = "--smoke" ]; then
     process_records=20000
     sleep_records=1200
     parallel_sleep_records=20000
+    txn_records=20000
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
@@ -35,11 +40,24 @@ else
     process_records=1000000
     sleep_records=6000
     parallel_sleep_records=200000
+    txn_records=1000000
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
 fi
+# Records per transaction in the transactional section.
+txn_size=1000
 read -r -a brokers <<<"${BROKERS:-kafka tansu}"
+read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn}"
+for section in "${sections[@]}"; do
+    case "$section" in
+        clients | work | process | rebalance | txn) ;;
+        *) echo "unknown section $section (clients, work, process, rebalance, txn)" >&2; exit 2 ;;
+    esac
+done
+want() {
+    [[ " ${sections[*]} " == *" $1 "* ]]
+}
 ensure_venv
 ensure_kafka
 peer="$(bash bench/build-peer.sh)"
@@ -81,6 +99,25 @@ run_consume() {
     esac
 }
 
+# The transactional section: josefine's idempotent producer (no transactions; its mode
+# renamed produce-idempotent so that it is told apart from the clients section's
+# produce) and the three clients' transactional producers, each into a fresh topic.
+run_txn() {
+    local client="$1" records="$2" topic="$3"
+    create_bench_topic "$topic"
+    case "$client" in
+        josefine-idempotent) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+                        --records "$records" --size 100 \
+                        | sed 's/"mode":"produce"/"mode":"produce-idempotent"/' ;;
+        josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+                        --records "$records" --size 100 --transaction-size "$txn_size" ;;
+        librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --records "$records" --size 100 --transaction-size "$txn_size" ;;
+        java) java_peer produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                        --records "$records" --size 100 --transaction-size "$txn_size" ;;
+    esac
+}
+
 # The same session timeout for all: Tansu holds the second JoinGroup for about half of it.
 run_group() {
     local client="$1" records="$2" topic="$3" group="$4"
@@ -95,6 +132,9 @@ run_group() {
 }
 
 for broker in "${brokers[@]}"; do
+    if [ "$broker" = tansu ] && ! want clients; then
+        continue # only the clients section runs on Tansu
+    fi
     case "$broker" in
         kafka)
             start_kafka
@@ -105,30 +145,32 @@ for broker in "${brokers[@]}"; do
             clients=(librdkafka josefine) ;;
         *) echo "unknown broker $broker (kafka, tansu)" >&2; exit 2 ;;
     esac
-    for workload in "${workloads[@]}"; do
-        read -r records size <<<"$workload"
-        for run in $(seq 1 "$runs"); do
-            # Rotate who goes first, so none always meets a warmer broker.
-            order=("${clients[@]:$(( (run - 1) % ${#clients[@]} ))}" "${clients[@]:0:$(( (run - 1) % ${#clients[@]} ))}")
-            for client in "${order[@]}"; do
-                log "produce $records x $size B, run $run/$runs: $client on $broker"
-                run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
-                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
-            done
-            # All read the same records: the topic librdkafka wrote in this run.
-            for client in "${order[@]}"; do
-                log "consume $records x $size B, run $run/$runs: $client on $broker"
-                run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
-                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
-            done
-            for client in "${order[@]}"; do
-                log "group consume $records x $size B, run $run/$runs: $client on $broker"
-                run_group "$client" "$records" "bench-librdkafka-$size-$run-$$" "bench-$client-$size-$run-$$" \
-                    | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+    if want clients; then
+        for workload in "${workloads[@]}"; do
+            read -r records size <<<"$workload"
+            for run in $(seq 1 "$runs"); do
+                # Rotate who goes first, so none always meets a warmer broker.
+                order=("${clients[@]:$(( (run - 1) % ${#clients[@]} ))}" "${clients[@]:0:$(( (run - 1) % ${#clients[@]} ))}")
+                for client in "${order[@]}"; do
+                    log "produce $records x $size B, run $run/$runs: $client on $broker"
+                    run_produce "$client" "$records" "$size" "bench-$client-$size-$run-$$" \
+                        | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+                done
+                # All read the same records: the topic librdkafka wrote in this run.
+                for client in "${order[@]}"; do
+                    log "consume $records x $size B, run $run/$runs: $client on $broker"
+                    run_consume "$client" "$records" "bench-librdkafka-$size-$run-$$" \
+                        | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+                done
+                for client in "${order[@]}"; do
+                    log "group consume $records x $size B, run $run/$runs: $client on $broker"
+                    run_group "$client" "$records" "bench-librdkafka-$size-$run-$$" "bench-$client-$size-$run-$$" \
+                        | tail -n 1 | sed "s/}\$/,\"size\":$size,\"broker\":\"$broker\"}/" >> "$results"
+                done
             done
         done
-    done
-    if [ "$broker" = kafka ]; then
+    fi
+    if [ "$broker" = kafka ] && want work; then
         # The CPU-bound handler: 25,000 mixing rounds (~50 us) per record.
         topic="bench-work-$$"
         create_bench_topic "$topic"
@@ -146,6 +188,8 @@ for broker in "${brokers[@]}"; do
                     | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
+    fi
+    if [ "$broker" = kafka ] && want process; then
         # Parallel processing (docs/PROCESSING.md), on one topic of keyed records
         # (10,000 keys, 6 partitions): trivial work through a handler (one batch at a
         # time per partition) and through ConsumerGroup::process (key-ordered, 500 in
@@ -180,6 +224,8 @@ for broker in "${brokers[@]}"; do
                     | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
+    fi
+    if [ "$broker" = kafka ] && want rebalance; then
         # Rebalances: classic eager, classic cooperative and KIP-848, 6 members then a 7th.
         protocols=(eager cooperative consumer)
         for run in $(seq 1 "$runs"); do
@@ -188,6 +234,20 @@ for broker in "${brokers[@]}"; do
                 log "rebalance, run $run/$runs: $protocol"
                 "$ours" --bootstrap "$JOSEFINE_BROKER" bench rebalance --protocol "$protocol" \
                     | tail -n 1 | sed "s/}\$/,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
+    fi
+    if [ "$broker" = kafka ] && want txn; then
+        # Transactions of $txn_size records: josefine, librdkafka and Java, with
+        # josefine's idempotent producer as the baseline, rotating who goes first.
+        txn_clients=(josefine-idempotent josefine librdkafka java)
+        for run in $(seq 1 "$runs"); do
+            k=$(( (run - 1) % ${#txn_clients[@]} ))
+            order=("${txn_clients[@]:$k}" "${txn_clients[@]:0:$k}")
+            for client in "${order[@]}"; do
+                log "transactions of $txn_size, $txn_records x 100 B, run $run/$runs: $client"
+                run_txn "$client" "$txn_records" "bench-txn-$client-$run-$$" \
+                    | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
     fi
@@ -205,7 +265,7 @@ groups = {}
 for r in rows:
     groups.setdefault((r.get("broker", "tansu"), r["mode"], r["size"], r["client"]), []).append(r)
 def med(rs, f): return statistics.median(f(r) for r in rs)
-print(f'{"broker":6} {"mode":8} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7} {"1st rec s":>9} {"clock cpu-s":>11}')
+print(f'{"broker":6} {"mode":18} {"size":>5} {"client":11} {"runs":>4} {"msgs/s":>10} {"MB/s":>7} {"cpu-s":>6} {"ns cpu/rec":>10} {"rss MiB":>7} {"1st rec s":>9} {"clock cpu-s":>11}')
 summary = {}
 for (broker, mode, size, client), rs in sorted(groups.items()):
     n = rs[0]["records"]
@@ -218,7 +278,7 @@ for (broker, mode, size, client), rs in sorted(groups.items()):
     clocks = [r["cpu_clock"] for r in rs if r.get("cpu_clock") is not None]
     clock = f'{statistics.median(clocks):11.3f}' if clocks else f'{"":11}'
     summary[(broker, mode, size, client)] = (rate, cpu, rss)
-    print(f'{broker:6} {mode:8} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first} {clock}')
+    print(f'{broker:6} {mode:18} {size:5} {client:11} {len(rs):4} {rate:10.0f} {mbs:7.1f} {cpu:6.3f} {cpu / n * 1e9:10.0f} {rss:7.1f} {first} {clock}')
 work = {mode: rs for (broker, mode, size, client), rs in groups.items() if mode.endswith("-work")}
 if "group-work" in work and "consume-work" in work:
     g = med(work["group-work"], lambda r: r["seconds"])
@@ -251,6 +311,36 @@ if rebalances:
         print(f'{mode:22} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
               f'{med(rs, lambda r: r["join_seconds"]):7.3f} {med(rs, lambda r: r["baseline_gap_ms"]):7.1f} '
               f'{med(rs, lambda r: r["pause_unmoved_ms"]):17.1f} {med(rs, lambda r: r["pause_moved_ms"]):15.1f}')
+# Transactions: the three transactional producers and josefine's idempotent one.
+txn = [("josefine idempotent", rs) for (b, m, size, c), rs in groups.items() if m == "produce-idempotent"]
+txn += sorted(((f"{c} transactional", rs) for (b, m, size, c), rs in groups.items() if m == "produce-txn"),
+              key=lambda t: ("josefine", "librdkafka", "java").index(t[0].split()[0]))
+if txn:
+    stats = {}
+    for name, rs in txn:
+        clocks = [r["cpu_clock"] for r in rs if r.get("cpu_clock") is not None]
+        stats[name] = (
+            med(rs, lambda r: r["records"] / r["seconds"]),
+            med(rs, lambda r: r["cpu_user"] + r["cpu_sys"]),
+            med(rs, lambda r: (r["cpu_user"] + r["cpu_sys"]) / r["records"] * 1e9),
+            statistics.median(clocks) if clocks else None,
+            med(rs, lambda r: r.get("partitions_per_transaction", 0)),
+            len(rs),
+        )
+    size = next((r.get("transaction_size") for _, rs in txn for r in rs if r.get("transaction_size")), "?")
+    print(f'transactions of {size} records, 100 B each:')
+    print(f'  {"producer":26} {"runs":>4} {"records/s":>10} {"cpu-s":>6} {"ns cpu/rec":>10} {"clock cpu-s":>11} {"partitions/txn":>14}')
+    for name, (rate, cpu, ns, clock, parts, n) in stats.items():
+        clock = f'{clock:11.3f}' if clock is not None else f'{"":11}'
+        parts = f'{parts:14.2f}' if "transactional" in name else f'{"":14}'
+        print(f'  {name:26} {n:4} {rate:10.0f} {cpu:6.3f} {ns:10.0f} {clock} {parts}')
+    for base in ("librdkafka transactional", "josefine idempotent"):
+        if base not in stats:
+            continue
+        b = stats[base]
+        for name, s in stats.items():
+            if name != base:
+                print(f'  {name} / {base}: records/s x{s[0] / b[0]:.2f}  cpu x{s[1] / b[1]:.2f}')
 for (broker, mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue

@@ -4,6 +4,10 @@
 //!
 //! Record i's value byte j is `(i + j) * 31 + 7` (as in the peer), so compressible in
 //! the same way; with `--keyed` its key is `key-<i>`.
+//!
+//! `bench produce --transaction-size N` produces in transactions (KIP-98) of N records
+//! each, as the peers' `--transaction-size` does: begin, N records, commit (which
+//! waits for their delivery, then ends the transaction). Its mode is `produce-txn`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -39,6 +43,12 @@ pub struct ProduceArgs {
     linger_ms: u64,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Produce in transactions of N records each (begin, N records, commit; the last
+    /// may hold fewer), with a transactional id of this run's own. The coordinator is
+    /// found and the producer id got before the clock starts, as the peers'
+    /// `init_transactions` / `initTransactions` are.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    transaction_size: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,14 +93,42 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
     if let Some(bytes) = args.batch_size {
         builder = builder.batch_size(bytes);
     }
+    if args.transaction_size.is_some() {
+        // Unique per run: a reused id would fence, or wait for, an earlier run's producer.
+        builder = builder.transactional_id(format!(
+            "josefine-bench-{}-{}",
+            args.topic,
+            std::process::id()
+        ));
+    }
     let producer = builder.build()?;
+    if args.transaction_size.is_some() {
+        // The first begin finds the coordinator and gets the producer id.
+        producer
+            .begin_transaction()
+            .await
+            .context("begin_transaction")?;
+    }
 
     let started = Instant::now();
     let mut progress = Progress::new("produced", "records", Some(args.records));
     let mut window = VecDeque::with_capacity(WINDOW);
     let mut value = vec![0u8; args.size];
-    let mut ends = LogEnds::default();
+    let mut ends = LogEnds {
+        transactional: args.transaction_size.is_some(),
+        ..LogEnds::default()
+    };
     for i in 0..args.records {
+        if let Some(n) = args.transaction_size {
+            if i > 0 && i % n == 0 {
+                commit(&producer, &mut window, &mut ends).await?;
+                progress.tick(i);
+                producer
+                    .begin_transaction()
+                    .await
+                    .context("begin_transaction")?;
+            }
+        }
         for (j, byte) in value.iter_mut().enumerate() {
             *byte = ((i as usize + j) * 31 + 7) as u8;
         }
@@ -111,6 +149,9 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
             progress.tick(i + 1 - window.len() as u64);
         }
     }
+    if args.transaction_size.is_some() {
+        commit(&producer, &mut window, &mut ends).await?;
+    }
     while let Some(delivery) = window.pop_front() {
         ends.note(&delivery.await.context("delivery")?);
     }
@@ -120,12 +161,41 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
     if !matches!(args.acks, AcksArg::Zero) {
         ends.check(args.records)?;
     }
+    let (mode, extra) = match args.transaction_size {
+        None => ("produce", String::new()),
+        Some(n) => (
+            "produce-txn",
+            format!(
+                r#","transaction_size":{n},"partitions_per_transaction":{:.2}"#,
+                ends.partitions_per_transaction()
+            ),
+        ),
+    };
     report(
-        "produce",
+        mode,
         args.records,
         args.records * args.size as u64,
         seconds,
+        &extra,
     );
+    Ok(())
+}
+
+/// Commits the open transaction (which waits for every record in it to be
+/// delivered), then takes the reports of its records.
+async fn commit(
+    producer: &Producer,
+    window: &mut VecDeque<josefine::Delivery>,
+    ends: &mut LogEnds,
+) -> anyhow::Result<()> {
+    producer
+        .commit_transaction()
+        .await
+        .context("commit_transaction")?;
+    while let Some(delivery) = window.pop_front() {
+        ends.note(&delivery.await.context("delivery")?);
+    }
+    ends.end_transaction();
     Ok(())
 }
 
@@ -259,6 +329,7 @@ pub async fn consume(client: Client, args: ConsumeArgs) -> anyhow::Result<()> {
         total.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
         seconds,
+        "",
     );
     Ok(())
 }
@@ -494,44 +565,71 @@ pub async fn group(client: Client, args: GroupArgs) -> anyhow::Result<()> {
     if args.sleep_ms > 0 {
         mode += "-sleep";
     }
-    report_with(
+    report(
         &mode,
         counted(),
         bytes.load(Ordering::Relaxed).max(processed().1),
         seconds,
-        Some(first_record),
+        &format!(r#","first_record_seconds":{first_record:.3}"#),
     );
     Ok(())
 }
 
 /// The highest offset reported per partition: on a fresh topic, their sum plus one
 /// per partition must be the number of records sent, or the run does not count.
+///
+/// With transactions each commit also writes a marker, taking one offset, into every
+/// partition the transaction wrote to. The coordinator writes a transaction's markers
+/// before it lets the next transaction add the partition, so every transaction that
+/// wrote to a partition, but the last, put its marker below the partition's last record.
 #[derive(Default)]
-struct LogEnds(std::collections::HashMap<i32, i64>);
+struct LogEnds {
+    last: std::collections::HashMap<i32, i64>,
+    transactional: bool,
+    /// Partitions written by the open transaction.
+    touched: std::collections::HashSet<i32>,
+    /// Per partition, the committed transactions that wrote to it.
+    transactions: std::collections::HashMap<i32, i64>,
+    committed: u64,
+}
 
 impl LogEnds {
     fn note(&mut self, report: &josefine::DeliveryReport) {
-        let end = self.0.entry(report.partition).or_insert(-1);
+        let end = self.last.entry(report.partition).or_insert(-1);
         *end = (*end).max(report.offset);
+        if self.transactional {
+            self.touched.insert(report.partition);
+        }
+    }
+
+    fn end_transaction(&mut self) {
+        for partition in self.touched.drain() {
+            *self.transactions.entry(partition).or_default() += 1;
+        }
+        self.committed += 1;
+    }
+
+    fn partitions_per_transaction(&self) -> f64 {
+        let written: i64 = self.transactions.values().sum();
+        written as f64 / self.committed.max(1) as f64
     }
 
     fn check(&self, records: u64) -> anyhow::Result<()> {
-        let written: i64 = self.0.values().map(|last| last + 1).sum();
+        let written: i64 = self.last.values().map(|last| last + 1).sum();
+        let markers: i64 = self.transactions.values().map(|n| n - 1).sum();
         anyhow::ensure!(
-            written == records as i64,
-            "the topic's partitions end at {written} records in total, not {records}: \
-             use a fresh topic (acks=0 reports no offsets and cannot be checked)"
+            written == records as i64 + markers,
+            "the topic's partitions end at {written} offsets in total, not {records} records \
+             and {markers} commit markers: use a fresh topic (acks=0 reports no offsets and \
+             cannot be checked)"
         );
         Ok(())
     }
 }
 
-/// Prints `{"client":"josefine",...}` with this process's CPU time and peak RSS.
-fn report(mode: &str, records: u64, bytes: u64, seconds: f64) {
-    report_with(mode, records, bytes, seconds, None)
-}
-
-fn report_with(mode: &str, records: u64, bytes: u64, seconds: f64, first_record: Option<f64>) {
+/// Prints `{"client":"josefine",...}` with this process's CPU time and peak RSS;
+/// `extra` is empty or further JSON members, each starting with a comma.
+fn report(mode: &str, records: u64, bytes: u64, seconds: f64, extra: &str) {
     // SAFETY: getrusage only writes into the struct we pass.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -539,11 +637,8 @@ fn report_with(mode: &str, records: u64, bytes: u64, seconds: f64, first_record:
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let first = first_record
-        .map(|s| format!(r#","first_record_seconds":{s:.3}"#))
-        .unwrap_or_default();
     println!(
-        r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}{first}}}"#,
+        r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}{extra}}}"#,
         secs(usage.ru_utime),
         secs(usage.ru_stime),
         usage.ru_maxrss

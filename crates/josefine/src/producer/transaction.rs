@@ -539,7 +539,11 @@ where
         }
         failures += 1;
         let delay = if err.code() == Some(KafkaCode::CONCURRENT_TRANSACTIONS) {
-            Duration::from_millis(20)
+            // The coordinator is writing the last transaction's markers, usually for
+            // a millisecond or two: 1, 2, 4 ... ms, at most 20. (A fixed 20 ms made
+            // back-to-back transactions of 1,000 records run at a quarter of
+            // librdkafka's rate: most first AddPartitionsToTxn meet this.)
+            Duration::from_millis((1u64 << (failures - 1).min(5)).min(20))
         } else {
             client.retry_backoff().delay(failures, jitter_unit())
         };
