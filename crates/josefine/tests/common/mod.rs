@@ -235,6 +235,8 @@ pub fn java(classpath: &str, args: &[&str]) -> String {
 }
 
 /// One Fetch of `topic`/`partition` from `offset` at the leader; the records bytes.
+/// A leader that moved or went away (a killed broker, a partition just created) is
+/// looked up again, for up to 30 s, as a client would.
 pub async fn fetch_records(
     client: &Client,
     topic: &str,
@@ -244,30 +246,45 @@ pub async fn fetch_records(
     use josefine::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use josefine::kafka_protocol::messages::{FetchRequest, TopicName};
     use josefine::kafka_protocol::protocol::StrBytes;
-    let leader = client.leader(topic, partition).await.unwrap();
-    let topic_id = client
-        .metadata()
-        .topic(topic)
-        .and_then(|t| t.topic_id)
-        .unwrap_or_default();
-    let request = FetchRequest::default()
-        .with_max_wait_ms(200)
-        .with_min_bytes(1)
-        .with_max_bytes(16 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_topic_id(topic_id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(8 << 20)])]);
-    until_served(&format!("fetch {topic}/{partition}@{offset}"), || async {
-        let response = leader.call(&request).await.unwrap();
-        assert_eq!(response.error_code, 0);
-        let data = &response.responses[0].partitions[0];
-        (data.error_code, data.records.clone().unwrap_or_default())
-    })
-    .await
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let leader = client.leader(topic, partition).await.unwrap();
+        let topic_id = client
+            .metadata()
+            .topic(topic)
+            .and_then(|t| t.topic_id)
+            .unwrap_or_default();
+        let request = FetchRequest::default()
+            .with_max_wait_ms(200)
+            .with_min_bytes(1)
+            .with_max_bytes(16 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(8 << 20)])]);
+        let failure = match leader.call(&request).await {
+            Ok(response) => {
+                assert_eq!(response.error_code, 0, "fetch {topic}/{partition}@{offset}");
+                let data = &response.responses[0].partitions[0];
+                match josefine::KafkaCode::from_code(data.error_code) {
+                    None => return data.records.clone().unwrap_or_default(),
+                    Some(code) if code.is_retriable() => format!("{code:?}"),
+                    Some(code) => panic!("fetch {topic}/{partition}@{offset}: {code:?}"),
+                }
+            }
+            Err(err) if err.is_retriable() => err.to_string(),
+            Err(err) => panic!("fetch {topic}/{partition}@{offset}: {err}"),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fetch {topic}/{partition}@{offset}: still failing after 30 s: {failure}"
+        );
+        let _ = client.refresh_metadata(&[topic]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Repeats `attempt` (which returns a partition's error code and its answer) while the
