@@ -202,7 +202,7 @@ async fn the_java_client_reads_what_josefine_writes_with_every_codec() {
         let mut next_offset = [0i64; PARTITIONS as usize];
         for line in out.lines() {
             let json: serde_json::Value = serde_json::from_str(line).unwrap();
-            let bytes = |v: &serde_json::Value| v.as_str().map(unhex);
+            let bytes = |v: &serde_json::Value| v.as_str().map(common::unhex);
             let partition = json["p"].as_i64().unwrap() as i32;
             let offset = json["o"].as_i64().unwrap();
             assert_eq!(
@@ -233,11 +233,4 @@ async fn the_java_client_reads_what_josefine_writes_with_every_codec() {
             "{name}: the Java client read every record"
         );
     }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }

@@ -12,12 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::real_kafka;
-use futures::StreamExt;
 use josefine::group::OffsetAndMetadata;
 use josefine::{
-    Claim, Client, Consumer, ConsumerGroup, ErrorKind, GroupHandler, GroupMetadata, IsolationLevel,
-    KafkaCode, NewTopic, OffsetReset, Producer, ProducerRecord, Session, StartOffset,
-    TopicPartition,
+    Claim, Client, ConsumerGroup, ErrorKind, GroupHandler, GroupMetadata, IsolationLevel,
+    KafkaCode, NewTopic, OffsetReset, Producer, ProducerRecord, Session, TopicPartition,
 };
 
 async fn topic(client: &Client, prefix: &str, partitions: i32) -> String {
@@ -36,41 +34,6 @@ fn transactional(client: &Client, id: &str) -> Producer {
         .linger(Duration::from_millis(1))
         .build()
         .unwrap()
-}
-
-/// The values of `topic`/`partition` from offset 0 as a reader at `isolation` sees
-/// them, up to and including the first value `last`.
-async fn read_until(
-    client: &Client,
-    topic: &str,
-    partition: i32,
-    isolation: IsolationLevel,
-    last: &str,
-) -> Vec<String> {
-    let consumer = Consumer::builder(client.clone())
-        .isolation_level(isolation)
-        .build()
-        .unwrap();
-    let mut reader = consumer
-        .consume_partition(topic, partition, StartOffset::Earliest)
-        .await
-        .unwrap();
-    let mut values = Vec::new();
-    let read = async {
-        while let Some(record) = reader.next().await {
-            let record = record.unwrap();
-            let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
-            let done = value == last;
-            values.push(value);
-            if done {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .unwrap_or_else(|_| panic!("{topic}/{partition}: {last} never arrived"));
-    values
 }
 
 async fn send_values(producer: &Producer, topic: &str, values: &[&str]) {
@@ -106,9 +69,11 @@ async fn committed_transactions_are_visible_and_aborted_ones_are_not() {
     send_values(&producer, &topic, &["c3", "end"]).await;
     producer.commit_transaction().await.unwrap();
 
-    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed =
+        common::read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["c1", "c2", "c3", "end"]);
-    let everything = read_until(&client, &topic, 0, IsolationLevel::ReadUncommitted, "end").await;
+    let everything =
+        common::read_until(&client, &topic, 0, IsolationLevel::ReadUncommitted, "end").await;
     assert_eq!(
         everything,
         ["a1", "a2", "a3", "c1", "c2", "a4", "c3", "end"]
@@ -138,7 +103,7 @@ async fn committed_transactions_are_visible_and_aborted_ones_are_not() {
         let values: Vec<String> = out
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .map(|v| hex_utf8(v["v"].as_str().unwrap()))
+            .map(|v| String::from_utf8(common::unhex(v["v"].as_str().unwrap())).unwrap())
             .collect();
         assert_eq!(
             values,
@@ -147,14 +112,6 @@ async fn committed_transactions_are_visible_and_aborted_ones_are_not() {
         );
     }
     producer.close().await.unwrap();
-}
-
-fn hex_utf8(hex: &str) -> String {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    String::from_utf8(bytes).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +142,8 @@ async fn a_new_instance_fences_the_old_one_and_aborts_its_transaction() {
     assert_eq!(again.code(), Some(KafkaCode::PRODUCER_FENCED), "{again}");
     assert!(old.begin_transaction().await.is_err());
 
-    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed =
+        common::read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(
         committed,
         ["fresh", "end"],
@@ -397,45 +355,12 @@ async fn an_abandoned_transaction_is_aborted_by_the_coordinator() {
     other.begin_transaction().await.unwrap();
     send_values(&other, &topic, &["end"]).await;
     other.commit_transaction().await.unwrap();
-    let committed = read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed =
+        common::read_until(&client, &topic, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["end"], "the abandoned record was aborted");
 
     let err = producer.commit_transaction().await.unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::PRODUCER_FENCED), "{err}");
-}
-
-/// Every value of `topic` (all partitions) a read_committed reader sees, up to the
-/// end of each partition as it is now.
-async fn committed_values(client: &Client, topic: &str, partitions: i32) -> Vec<String> {
-    let tps: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    let ends = client.admin().end_offsets(&tps).await.unwrap();
-    let consumer = Consumer::builder(client.clone())
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .build()
-        .unwrap();
-    let mut values = Vec::new();
-    for tp in &tps {
-        let end = ends[tp];
-        let mut reader = consumer
-            .consume_partition(topic, tp.partition, StartOffset::Earliest)
-            .await
-            .unwrap();
-        let read = async {
-            while reader.position() < end {
-                let batch = reader.next_batch().await.unwrap().unwrap();
-                for record in batch.iter() {
-                    let record = record.unwrap();
-                    values.push(String::from_utf8(record.value().unwrap().to_vec()).unwrap());
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .unwrap_or_else(|_| panic!("{tp}: the end {end} was never reached"));
-    }
-    values
 }
 
 /// A member of an exactly-once pipeline: `transact` with its own transactional id,
@@ -530,7 +455,11 @@ async fn produce_inputs(client: &Client, topic: &str, range: std::ops::Range<usi
 async fn wait_for_outputs(client: &Client, topic: &str, partitions: i32, n: usize) {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            if committed_values(client, topic, partitions).await.len() >= n {
+            if common::committed_values(client, topic, partitions)
+                .await
+                .len()
+                >= n
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -600,5 +529,5 @@ async fn transact_writes_each_output_once_through_a_rebalance_and_a_crash() {
 
     a.group.close().await.unwrap();
     a.task.await.unwrap().unwrap();
-    assert_exactly_once(&committed_values(&client, &output, 2).await, 6000);
+    assert_exactly_once(&common::committed_values(&client, &output, 2).await, 6000);
 }

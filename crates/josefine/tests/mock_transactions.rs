@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use josefine::group::OffsetAndMetadata;
 use josefine::{
-    Client, Consumer, ConsumerGroup, GroupMetadata, IsolationLevel, KafkaCode, OffsetReset,
-    Producer, ProducerRecord, StartOffset, TopicPartition,
+    Client, ConsumerGroup, GroupMetadata, IsolationLevel, KafkaCode, OffsetReset, Producer,
+    ProducerRecord, TopicPartition,
 };
 use josefine_mock::{Action, ApiKey, Intercept, MockCluster, ResponseError, TransactionState};
 
@@ -64,39 +63,6 @@ async fn send(producer: &Producer, values: &[&str]) {
     }
 }
 
-/// The values of `topic`/`partition` a reader at `isolation` sees, up to the first
-/// `last`.
-async fn read_until(
-    client: &Client,
-    topic: &str,
-    partition: i32,
-    isolation: IsolationLevel,
-    last: &str,
-) -> Vec<String> {
-    let consumer = Consumer::builder(client.clone())
-        .isolation_level(isolation)
-        .build()
-        .unwrap();
-    let mut reader = consumer
-        .consume_partition(topic, partition, StartOffset::Earliest)
-        .await
-        .unwrap();
-    let mut values = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(record) = reader.next().await {
-            let value = String::from_utf8(record.unwrap().value().unwrap().to_vec()).unwrap();
-            let done = value == last;
-            values.push(value);
-            if done {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{last} never arrived; read {values:?}"));
-    values
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_records_never_reach_read_committed_readers() {
     let cluster = cluster().await;
@@ -115,9 +81,9 @@ async fn aborted_records_never_reach_read_committed_readers() {
     send(&producer, &["c2", "end"]).await;
     producer.commit_transaction().await.unwrap();
 
-    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed = common::read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["c1", "c2", "end"]);
-    let all = read_until(&client, OUT, 0, IsolationLevel::ReadUncommitted, "end").await;
+    let all = common::read_until(&client, OUT, 0, IsolationLevel::ReadUncommitted, "end").await;
     assert_eq!(all, ["a1", "a2", "c1", "a3", "c2", "end"]);
     assert_eq!(cluster.aborted_transactions(OUT, 0).len(), 2);
 }
@@ -140,7 +106,7 @@ async fn a_second_instance_fences_the_first() {
         old.begin_transaction().await.is_err(),
         "fatal: no new transaction"
     );
-    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed = common::read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["fresh", "end"]);
 }
 
@@ -181,7 +147,7 @@ async fn a_moving_coordinator_and_concurrent_transactions_are_retried() {
     send(&producer, &["m2", "end"]).await;
     producer.commit_transaction().await.unwrap();
     assert_eq!(busy.hits(), 2);
-    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed = common::read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["m1", "m2", "end"]);
 }
 
@@ -219,7 +185,7 @@ async fn an_abortable_error_then_a_new_transaction() {
     producer.begin_transaction().await.unwrap();
     send(&producer, &["ok", "end"]).await;
     producer.commit_transaction().await.unwrap();
-    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed = common::read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(committed, ["ok", "end"]);
 }
 
@@ -303,23 +269,8 @@ async fn finish_exactly_once(
     group.close().await.unwrap();
     task.await.unwrap().unwrap();
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for p in 0..2 {
-        let end = cluster.last_stable_offset(OUT, p);
-        let consumer = Consumer::builder(client.clone())
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .build()
-            .unwrap();
-        let mut reader = consumer
-            .consume_partition(OUT, p, StartOffset::Earliest)
-            .await
-            .unwrap();
-        while reader.position() < end {
-            let batch = reader.next_batch().await.unwrap().unwrap();
-            for record in batch.iter() {
-                let value = String::from_utf8(record.unwrap().value().unwrap().to_vec()).unwrap();
-                *counts.entry(value).or_default() += 1;
-            }
-        }
+    for value in common::committed_values(client, OUT, 2).await {
+        *counts.entry(value).or_default() += 1;
     }
     let lost: Vec<usize> = (0..inputs)
         .filter(|i| !counts.contains_key(&format!("out-{i}")))
@@ -461,7 +412,7 @@ async fn a_record_refused_by_enqueue_makes_the_transaction_abortable() {
     producer.begin_transaction().await.unwrap();
     send(&producer, &["end"]).await;
     producer.commit_transaction().await.unwrap();
-    let committed = read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
+    let committed = common::read_until(&client, OUT, 0, IsolationLevel::ReadCommitted, "end").await;
     assert_eq!(
         committed,
         ["end"],

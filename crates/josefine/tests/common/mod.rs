@@ -394,6 +394,86 @@ pub async fn produce_values(
     delivered(deliveries).await;
 }
 
+/// The values of `topic`/`partition` from offset 0 as a reader at `isolation` sees
+/// them, up to and including the first value `last` (for up to 30 s).
+pub async fn read_until(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    isolation: josefine::IsolationLevel,
+    last: &str,
+) -> Vec<String> {
+    let consumer = josefine::Consumer::builder(client.clone())
+        .isolation_level(isolation)
+        .build()
+        .unwrap();
+    let mut reader = consumer
+        .consume_partition(topic, partition, josefine::StartOffset::Earliest)
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    let read = async {
+        while let Some(batch) = reader.next_batch().await {
+            for record in batch.unwrap().iter() {
+                let record = record.unwrap();
+                let value = String::from_utf8(record.value().unwrap().to_vec()).unwrap();
+                let done = value == last;
+                values.push(value);
+                if done {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("{topic}/{partition}: {last} never arrived; read {values:?}"));
+    values
+}
+
+/// Every value of `topic` (partitions `0..partitions`) a read_committed reader sees,
+/// up to the end of each partition as it is now (its high watermark: reached once no
+/// transaction is open there).
+pub async fn committed_values(client: &Client, topic: &str, partitions: i32) -> Vec<String> {
+    let tps: Vec<josefine::TopicPartition> = (0..partitions)
+        .map(|p| josefine::TopicPartition::new(topic, p))
+        .collect();
+    let ends = client.admin().end_offsets(&tps).await.unwrap();
+    let consumer = josefine::Consumer::builder(client.clone())
+        .isolation_level(josefine::IsolationLevel::ReadCommitted)
+        .build()
+        .unwrap();
+    let mut values = Vec::new();
+    for tp in &tps {
+        let end = ends[tp];
+        let mut reader = consumer
+            .consume_partition(topic, tp.partition, josefine::StartOffset::Earliest)
+            .await
+            .unwrap();
+        let read = async {
+            while reader.position() < end {
+                let batch = reader.next_batch().await.unwrap().unwrap();
+                for record in batch.iter() {
+                    let record = record.unwrap();
+                    values.push(String::from_utf8(record.value().unwrap().to_vec()).unwrap());
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .unwrap_or_else(|_| panic!("{tp}: the end {end} was never reached"));
+    }
+    values
+}
+
+/// The bytes of the Java peer's hex strings.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 /// Asserts that every delivery succeeded (close() waits for them but reports none).
 pub async fn delivered(deliveries: Vec<josefine::Delivery>) {
     for delivery in deliveries {
