@@ -177,8 +177,10 @@ fn orders(ids: std::ops::Range<u64>) -> impl Iterator<Item = Record> {
     })
 }
 
-/// Waits until the group is Stable with `members` members and the store holds
-/// `orders` orders.
+/// Waits until the group is Stable with `members` members, each member's handler
+/// started its session of that generation, and the store holds `orders` orders.
+/// (Stable alone is the coordinator's view: a member learns of its assignment a
+/// moment later, and orders may all have been stored by the previous generation.)
 async fn settle(
     cluster: &MockCluster,
     store: &Arc<Mutex<OrderStore>>,
@@ -187,9 +189,22 @@ async fn settle(
 ) -> Result<(), BoxError> {
     let settled = cluster
         .wait_until(PATIENCE, |c| {
+            let store = store.lock().expect("never poisoned");
+            let started = |generation: i32| {
+                let mut seen: Vec<&str> = store
+                    .sessions
+                    .iter()
+                    .filter(|(_, g, _)| *g == generation)
+                    .map(|(m, _, _)| *m)
+                    .collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.len() == members
+            };
             c.group_state(GROUP) == GroupState::Stable
                 && c.group_members(GROUP).len() == members
-                && store.lock().expect("never poisoned").orders.len() == orders
+                && c.group_generation(GROUP).is_some_and(started)
+                && store.orders.len() == orders
         })
         .await;
     if settled {
