@@ -325,12 +325,23 @@ async fn offsets_of_an_older_generation_are_refused_and_the_transaction_aborts()
         group.close().await.unwrap();
         task.await.unwrap().unwrap();
     }
-    let committed = client
-        .admin()
-        .committed_offsets(&group_id, std::slice::from_ref(&tp))
-        .await
-        .unwrap();
-    assert_eq!(committed.get(&tp), Some(&5));
+    // The coordinator writes the commit markers after EndTxn answers: an OffsetFetch
+    // without require_stable shows the offset once they are written.
+    let admin = client.admin();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let committed = admin
+                .committed_offsets(&group_id, std::slice::from_ref(&tp))
+                .await
+                .unwrap();
+            if committed.get(&tp) == Some(&5) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the transaction's offset is committed");
 }
 
 /// A transaction left open past `transaction.timeout.ms` is aborted by the
