@@ -26,6 +26,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::batch::{AbortedTransaction, FetchedBatch};
 use super::list_offsets::{list_offset, EARLIEST, LATEST};
@@ -179,6 +180,7 @@ impl FetchLoop {
             let request = self.fetch_request();
             let config = &self.shared.config;
             let timeout = config.request_timeout + config.fetch_max_wait;
+            let span = tracing::trace_span!("fetch", round = self.round, partitions = len);
             let session = &mut self.session;
             let sent = self
                 .broker
@@ -190,12 +192,18 @@ impl FetchLoop {
                     },
                     timeout,
                 )
+                .instrument(span.clone())
                 .await;
             match sent {
-                Ok((_, response)) => self.handle_response(response, &fetchable).await,
+                Ok((_, response)) => {
+                    self.handle_response(response, &fetchable)
+                        .instrument(span)
+                        .await
+                }
                 Err(err) => {
                     // The broker may have lost our session with the connection.
                     self.session.reset();
+                    let _in_round = span.enter();
                     self.handle_failure(err);
                 }
             }

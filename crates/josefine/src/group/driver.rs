@@ -437,7 +437,14 @@ impl Driver {
 
     async fn heartbeat(&self, member_id: &str, generation: i32) -> Result<()> {
         let started = std::time::Instant::now();
-        let result = self.send_heartbeat(member_id, generation).await;
+        let span = tracing::trace_span!(
+            "heartbeat",
+            group = %self.config.group_id,
+            member_id = %member_id,
+            generation,
+        );
+        let result =
+            tracing::Instrument::instrument(self.send_heartbeat(member_id, generation), span).await;
         self.metrics.heartbeat(result.is_ok(), started.elapsed());
         result
     }

@@ -385,6 +385,9 @@ async fn connect(inner: &Inner) -> Result<Ready> {
             _reauthentication: reauthentication,
         })
     };
+    // TCP, TLS, ApiVersions and SASL: one span, so a slow or failing step shows where.
+    let span = tracing::debug_span!("connect", broker = %name, tls = config.tls.is_some());
+    let attempt = tracing::Instrument::instrument(attempt, span);
     let result = match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(

@@ -115,7 +115,9 @@ impl Connection {
             poison: Mutex::new(None),
             close: Notify::new(),
         });
-        let span = tracing::debug_span!("connection", broker = %shared.peer);
+        // A root span: it lives as long as the socket, not under the `connect` span
+        // (or a request's) that happened to open it.
+        let span = tracing::debug_span!(parent: None, "connection", broker = %shared.peer);
         tokio::spawn(run(stream, rx, shared.clone()).instrument(span));
         Self { commands, shared }
     }
@@ -176,8 +178,15 @@ impl Connection {
         .map_err(|e| self.context(e, R::API_KEY))?;
         let expects_response = request.expects_response();
         tracing::trace!(api = ?R::API_KEY, version, correlation_id, bytes = buf.len(), "request");
-        // Inside the connection's span (the broker); trace level keeps it quiet.
-        let span = tracing::trace_span!("request", api = ?R::API_KEY, version, correlation_id);
+        // In the caller's task and span (a group phase, a fetch round), so it names
+        // the broker itself; trace level keeps it quiet.
+        let span = tracing::trace_span!(
+            "request",
+            broker = %self.shared.peer,
+            api = ?R::API_KEY,
+            version,
+            correlation_id
+        );
         self.send_frame(
             R::API_KEY,
             correlation_id,
