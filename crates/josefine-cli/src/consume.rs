@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use josefine::metrics::MemoryRecorder;
 use josefine::{
     Claim, Client, Config, FetchedBatch, GroupHandler, OffsetReset, Session, StartOffset,
 };
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 use crate::output::{Format, Printer, Template};
 use crate::progress::Progress;
 use crate::shutdown;
+use crate::stats::{Held, StatsView};
 
 #[derive(Args)]
 pub struct ConsumeArgs {
@@ -63,6 +65,12 @@ pub struct ConsumeArgs {
     /// (json); raw output is only cut.
     #[arg(long, value_name = "BYTES")]
     max_bytes: Option<usize>,
+    /// Show the client's figures on stderr every SECONDS (default 1): records and
+    /// bytes with their rates, lag, the group's generation, claims, rebalances,
+    /// commits and heartbeats, requests and connections (docs/METRICS.md). Redrawn in
+    /// place on a terminal; elsewhere one `stats:` line each time, and one at the end.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    pub(crate) stats: Option<f64>,
 }
 
 /// Where records go: stdout, counted, up to `--count`.
@@ -155,10 +163,12 @@ impl Sink {
 /// The group handler: print each batch, then mark it.
 struct PrintClaims {
     sink: Arc<Sink>,
+    held: Arc<Held>,
 }
 
 impl GroupHandler for PrintClaims {
     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+        let _held = self.held.hold(claim.topic(), claim.partition());
         while !self.sink.is_finished() {
             let batch = tokio::select! {
                 batch = claim.next_batch() => batch,
@@ -182,7 +192,13 @@ impl GroupHandler for PrintClaims {
     }
 }
 
-pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::Result<()> {
+/// `recorder` is the memory recorder `--stats` reads (installed by the caller).
+pub async fn run(
+    client: Client,
+    config: &Config,
+    args: ConsumeArgs,
+    recorder: Option<MemoryRecorder>,
+) -> anyhow::Result<()> {
     check_topics_exist(&client, &args.topics).await?;
     let template = args
         .format_string
@@ -209,12 +225,33 @@ pub async fn run(client: Client, config: &Config, args: ConsumeArgs) -> anyhow::
         );
     }
     let started = Instant::now();
-    let progress = show_progress(sink.clone());
-    let outcome = match group_id {
-        Some(group) => consume_group(client, config, &args, &group, sink.clone()).await,
-        None => consume_direct(client, config, &args, sink.clone()).await,
+    let held = Arc::new(Held::default());
+    let view = match (recorder, args.stats) {
+        (Some(recorder), Some(seconds)) => {
+            let every = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("--stats {seconds}: give a positive number of seconds"))?;
+            let view = StatsView::new(recorder, held.clone(), group_id.clone());
+            let view = Arc::new(Mutex::new(view));
+            Some((view.clone(), StatsView::spawn(view, every)))
+        }
+        _ => None,
     };
-    progress.abort();
+    // The figures replace the progress bar.
+    let progress = view.is_none().then(|| show_progress(sink.clone()));
+    let outcome = match group_id {
+        Some(group) => consume_group(client, config, &args, &group, sink.clone(), held).await,
+        None => consume_direct(client, config, &args, sink.clone(), held).await,
+    };
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    if let Some((view, task)) = view {
+        task.abort();
+        let _ = task.await;
+        view.lock().expect("never poisoned").finish();
+    }
     let printed = sink.printed.load(Ordering::Acquire);
     if let Some(err) = sink.failure.lock().expect("never poisoned").take() {
         return Err(err);
@@ -249,6 +286,7 @@ async fn consume_group(
     args: &ConsumeArgs,
     group_id: &str,
     sink: Arc<Sink>,
+    held: Arc<Held>,
 ) -> anyhow::Result<()> {
     let mut config = config.clone();
     config.set("group.id", group_id)?;
@@ -260,7 +298,10 @@ async fn consume_group(
     let mut errors = group.errors();
     let member = group.clone();
     let topics = args.topics.clone();
-    let handler = PrintClaims { sink: sink.clone() };
+    let handler = PrintClaims {
+        sink: sink.clone(),
+        held,
+    };
     let mut running = tokio::spawn(async move {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         member.consume(&topics, handler).await
@@ -299,6 +340,7 @@ async fn consume_direct(
     config: &Config,
     args: &ConsumeArgs,
     sink: Arc<Sink>,
+    held: Arc<Held>,
 ) -> anyhow::Result<()> {
     let start = match (args.offset.as_deref(), args.from_beginning) {
         (Some("earliest" | "beginning"), _) | (None, true) => StartOffset::Earliest,
@@ -355,7 +397,9 @@ async fn consume_direct(
     for (tp, mut reader) in opened {
         let end = ends.get(&tp).copied();
         let (sink, short) = (sink.clone(), short.clone());
+        let held = held.hold(&tp.topic, tp.partition);
         readers.push(tokio::spawn(async move {
+            let _held = held;
             while !sink.is_finished() {
                 let batch = tokio::select! {
                     batch = reader.next_batch() => batch,

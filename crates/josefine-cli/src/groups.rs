@@ -1,8 +1,6 @@
 //! `josefine groups list | describe G | lag G [--watch] | reset-offsets | delete G |
 //! delete-offsets`.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use josefine::{Client, ResetTo, TopicPartition};
@@ -87,7 +85,7 @@ impl ResetTarget {
 #[derive(Args)]
 pub struct LagArgs {
     group: String,
-    /// Refresh every SECONDS until Ctrl-C.
+    /// Refresh every SECONDS until Ctrl-C, with rates (as `josefine top`).
     #[arg(short, long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     watch: Option<u64>,
 }
@@ -211,15 +209,9 @@ pub async fn run(client: &Client, command: GroupsCommand) -> anyhow::Result<()> 
         }
         GroupsCommand::Lag(args) => match args.watch {
             None => print_lag(client, &args.group).await?,
+            // The live view, with rates.
             Some(seconds) => {
-                let mut signals = crate::shutdown::signals()?;
-                loop {
-                    print_lag(client, &args.group).await?;
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(seconds.max(1))) => println!(),
-                        _ = signals.recv() => return Ok(()),
-                    }
-                }
+                crate::top::run(client, crate::top::TopArgs::watch(args.group, seconds)).await?
             }
         },
     }

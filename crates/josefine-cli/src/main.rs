@@ -23,6 +23,8 @@ mod produce;
 mod progress;
 mod rebalance_bench;
 mod shutdown;
+mod stats;
+mod top;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +77,9 @@ enum Command {
     /// Consumer groups: list, describe, lag, reset offsets, delete.
     #[command(subcommand, alias = "group")]
     Groups(groups::GroupsCommand),
+    /// A live view of a group's lag and rates (consumed and produced per second,
+    /// when it catches up), refreshed until Ctrl-C.
+    Top(top::TopArgs),
     /// ACLs: list, create, delete (Kafka's filter semantics).
     #[command(subcommand)]
     Acls(acls::AclsCommand),
@@ -289,14 +294,9 @@ fn settings(cli: &Cli) -> anyhow::Result<(Config, bool)> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, cluster_given) = settings(&cli)?;
-    if let Some(addr) = cli.metrics_addr {
-        // Before any client exists: handles are looked up when clients are built.
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics at {addr}"))?;
-        tracing::info!(%addr, "serving metrics");
-    }
+    // Before any client exists: handles are looked up when clients are built.
+    let wants_stats = matches!(&cli.command, Some(Command::Consume(args)) if args.stats.is_some());
+    let recorder = stats::install(cli.metrics_addr, wants_stats)?;
     let command = cli.command.unwrap_or(Command::Cluster);
     // Neither needs a cluster.
     match command {
@@ -416,8 +416,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled before connecting")
         }
         Command::Groups(command) => groups::run(&client, command).await?,
+        Command::Top(args) => top::run(&client, args).await?,
         Command::Acls(command) => acls::run(&client, command).await?,
-        Command::Consume(args) => consume::run(client.clone(), &config, args).await?,
+        Command::Consume(args) => consume::run(client.clone(), &config, args, recorder).await?,
         Command::Produce(args) => produce::run(client.clone(), &config, args).await?,
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,

@@ -377,6 +377,58 @@ fn groups_list_describe_and_lag_match_what_was_consumed() {
     );
 }
 
+/// `consume --stats` writes the client's figures to stderr (a `stats:` line per
+/// interval off a terminal, and one at the end), also beside `--metrics-addr` (the
+/// recorder fans out to both); `top` shows a group's lag and, from its second frame
+/// on, its rates.
+#[test]
+fn consume_stats_and_top_show_the_figures() {
+    let broker = real_broker!();
+    let topic = common::unique("cli-stats");
+    let group = common::unique("cli-stats-group");
+    create_topic(&broker, &topic, 2);
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", &topic, "--count", "100"]),
+        b"",
+    );
+    let consumed = run_ok(
+        josefine(&broker)
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["consume", "--topic", &topic, "--group", &group])
+            .args(["--from-beginning", "--count", "100", "--format", "raw"])
+            .args(["--stats", "0.2"]),
+        b"",
+    );
+    let stderr = String::from_utf8(consumed.stderr).unwrap();
+    let last = stderr
+        .lines()
+        .rfind(|l| l.starts_with("stats: "))
+        .unwrap_or_else(|| panic!("no stats line: {stderr}"));
+    assert!(last.starts_with("stats: records 100 "), "{last}");
+    assert!(last.contains(" | group: generation "), "{last}");
+    assert!(last.contains(" 0 failed"), "{last}");
+    assert!(last.contains(" | network: requests "), "{last}");
+
+    let top = run_ok(
+        josefine(&broker).args(["top", &group, "--interval", "0.2", "--iterations", "2"]),
+        b"",
+    );
+    let top = String::from_utf8(top.stdout).unwrap();
+    let summaries: Vec<&str> = top
+        .lines()
+        .filter(|l| l.starts_with(&format!("group {group} ")))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{top}");
+    assert!(summaries[0].ends_with("total lag 0"), "{top}");
+    assert!(
+        summaries[1].ends_with("total lag 0, consuming 0/s, producers 0/s, caught up"),
+        "{top}"
+    );
+    let rows = top.lines().filter(|l| l.starts_with(&topic)).count();
+    // A row per partition with a commit (keyless records may all go to one), per frame.
+    assert!(rows == 2 || rows == 4, "{top}");
+}
+
 #[test]
 fn tls_settings_work_from_the_command_line() {
     use common::tls::{TlsBroker, TlsVariant};
