@@ -32,6 +32,9 @@ pub const BYTES_RECEIVED: &str = "josefine.network.bytes.received";
 pub const CONNECTS: &str = "josefine.connections.opened";
 pub const CONNECT_FAILURES: &str = "josefine.connections.failed";
 pub const DISCONNECTS: &str = "josefine.connections.closed";
+/// After a failed connect: how long the broker waits before the next attempt
+/// (`reconnect.backoff.ms`, growing with consecutive failures), seconds.
+pub const RECONNECT_BACKOFF: &str = "josefine.connections.backoff.seconds";
 
 /// Records and bytes fetched per partition (counted per batch as delivered to the
 /// partition's reader).
@@ -44,8 +47,9 @@ pub const CONSUMER_LAG: &str = "josefine.consumer.lag";
 pub const CONSUMER_POSITION: &str = "josefine.consumer.position";
 
 /// Rebalances this member took part in (a new assignment: session start after a
-/// join, a cooperative or KIP-848 update), and how long each kept the member from
-/// its new assignment, seconds.
+/// join, a cooperative or KIP-848 update), by `reason` (`rebalance`: the member kept
+/// its membership; `lost`: it had lost it, evicted, fenced or stalled, and joined
+/// again), and how long each kept the member from its new assignment, seconds.
 pub const GROUP_REBALANCES: &str = "josefine.group.rebalances";
 pub const GROUP_REBALANCE_LATENCY: &str = "josefine.group.rebalance.seconds";
 /// Heartbeats sent (classic Heartbeat or ConsumerGroupHeartbeat), by `result`, and
@@ -59,6 +63,10 @@ pub const GROUP_COMMIT_LATENCY: &str = "josefine.group.commit.latency.seconds";
 pub const GROUP_CLAIMS: &str = "josefine.group.claims";
 /// The session's generation (classic) or member epoch (KIP-848).
 pub const GROUP_GENERATION: &str = "josefine.group.generation";
+/// Where the member is, by `state`: 1 for the current state, 0 for the ones it left
+/// (classic: finding_coordinator, joining, syncing, stable, revoking, leaving, left,
+/// failed; KIP-848: joining, member, releasing, leaving, left, failed).
+pub const GROUP_STATE: &str = "josefine.group.state";
 /// The last offset this member committed, per partition.
 pub const GROUP_COMMITTED_OFFSET: &str = "josefine.group.committed_offset";
 
@@ -78,6 +86,9 @@ pub const PRODUCER_RECORDS: &str = "josefine.producer.records";
 pub const PRODUCER_BATCHES: &str = "josefine.producer.batches";
 /// A batch's size on the wire (after compression), bytes.
 pub const PRODUCER_BATCH_BYTES: &str = "josefine.producer.batch.bytes";
+/// A batch's records section compressed over uncompressed (1 without compression;
+/// Java: `compression-rate`).
+pub const PRODUCER_COMPRESSION_RATIO: &str = "josefine.producer.compression.ratio";
 /// From a batch's first record being enqueued to its acknowledgement, seconds.
 pub const PRODUCER_LATENCY: &str = "josefine.producer.latency.seconds";
 /// Batches sent again after a retriable error.
@@ -135,6 +146,11 @@ impl ConnectionMetrics {
     }
 }
 
+/// A failed connect: the broker waits `delay` before the next attempt.
+pub(crate) fn reconnect_backoff(broker: &str, delay: std::time::Duration) {
+    histogram!(RECONNECT_BACKOFF, "broker" => broker.to_string()).record(delay.as_secs_f64());
+}
+
 /// A connection was opened, or failed to open.
 pub(crate) fn connected(broker: &str, ok: bool) {
     let name = if ok { CONNECTS } else { CONNECT_FAILURES };
@@ -170,7 +186,8 @@ impl PartitionMetrics {
 #[derive(Debug, Clone)]
 pub(crate) struct GroupMetrics {
     group: String,
-    pub rebalances: Counter,
+    rebalances: Counter,
+    rebalances_lost: Counter,
     pub rebalance_latency: Histogram,
     pub heartbeats_ok: Counter,
     pub heartbeats_failed: Counter,
@@ -209,7 +226,8 @@ impl GroupMetrics {
     pub fn new(group: &str) -> Self {
         let g = group.to_string();
         Self {
-            rebalances: counter!(GROUP_REBALANCES, "group" => g.clone()),
+            rebalances: counter!(GROUP_REBALANCES, "group" => g.clone(), "reason" => "rebalance"),
+            rebalances_lost: counter!(GROUP_REBALANCES, "group" => g.clone(), "reason" => "lost"),
             rebalance_latency: histogram!(GROUP_REBALANCE_LATENCY, "group" => g.clone()),
             heartbeats_ok: counter!(GROUP_HEARTBEATS, "group" => g.clone(), "result" => "ok"),
             heartbeats_failed: counter!(GROUP_HEARTBEATS, "group" => g.clone(), "result" => "error"),
@@ -220,6 +238,24 @@ impl GroupMetrics {
             claims: gauge!(GROUP_CLAIMS, "group" => g.clone()),
             generation: gauge!(GROUP_GENERATION, "group" => g.clone()),
             group: g,
+        }
+    }
+
+    /// A new assignment, `took` after the member lost its last one (`lost`: it had
+    /// lost its membership, not only its partitions).
+    pub fn rebalanced(&self, lost: bool, took: std::time::Duration) {
+        match lost {
+            true => self.rebalances_lost.increment(1),
+            false => self.rebalances.increment(1),
+        }
+        self.rebalance_latency.record(took.as_secs_f64());
+    }
+
+    /// The member's state gauge, for its driver.
+    pub fn state(&self) -> GroupStateGauge {
+        GroupStateGauge {
+            group: self.group.clone(),
+            current: None,
         }
     }
 
@@ -238,12 +274,35 @@ impl GroupMetrics {
     }
 }
 
+/// [`GROUP_STATE`]: 1 for the state the member is in, 0 for the one it left. Looked
+/// up on each change (a few per rebalance), owned by the membership driver.
+#[derive(Debug)]
+pub(crate) struct GroupStateGauge {
+    group: String,
+    current: Option<(&'static str, Gauge)>,
+}
+
+impl GroupStateGauge {
+    pub fn set(&mut self, state: &'static str) {
+        if self.current.as_ref().is_some_and(|(now, _)| *now == state) {
+            return;
+        }
+        if let Some((_, left)) = self.current.take() {
+            left.set(0.0);
+        }
+        let gauge = gauge!(GROUP_STATE, "group" => self.group.clone(), "state" => state);
+        gauge.set(1.0);
+        self.current = Some((state, gauge));
+    }
+}
+
 /// A producer's handles for one topic.
 #[derive(Debug, Clone)]
 pub(crate) struct ProducerTopicMetrics {
     pub records: Counter,
     pub batches: Counter,
     pub batch_bytes: Histogram,
+    pub compression_ratio: Histogram,
     pub latency: Histogram,
     pub retries: Counter,
 }
@@ -255,6 +314,7 @@ impl ProducerTopicMetrics {
             records: counter!(PRODUCER_RECORDS, "topic" => t.clone()),
             batches: counter!(PRODUCER_BATCHES, "topic" => t.clone()),
             batch_bytes: histogram!(PRODUCER_BATCH_BYTES, "topic" => t.clone()),
+            compression_ratio: histogram!(PRODUCER_COMPRESSION_RATIO, "topic" => t.clone()),
             latency: histogram!(PRODUCER_LATENCY, "topic" => t.clone()),
             retries: counter!(PRODUCER_RETRIES, "topic" => t),
         }

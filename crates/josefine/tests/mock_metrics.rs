@@ -105,6 +105,8 @@ async fn requests_bytes_connections_and_their_failures_are_counted() {
         .await;
     assert!(unreachable.is_err());
     assert!(r.counter(m::CONNECT_FAILURES, &[("broker", "127.0.0.1:1")]) >= 1);
+    let backoff = r.histogram(m::RECONNECT_BACKOFF, &[("broker", "127.0.0.1:1")]);
+    assert!(backoff.count >= 1 && backoff.min > 0.0, "{backoff:?}");
     producer.close().await.unwrap();
 }
 
@@ -113,6 +115,7 @@ async fn produced_batches_retries_failures_and_the_buffer_are_measured() {
     let cluster = MockCluster::builder()
         .topic("p", 1)
         .topic("denied", 1)
+        .topic("z", 1)
         .start()
         .await
         .unwrap();
@@ -158,6 +161,32 @@ async fn produced_batches_retries_failures_and_the_buffer_are_measured() {
         "at least the retry's backoff: {latency:?}"
     );
     assert_eq!(r.counter(m::PRODUCER_RETRIES, &p), 1);
+    let uncompressed = r.histogram(m::PRODUCER_COMPRESSION_RATIO, &p);
+    assert_eq!(uncompressed.count, batches);
+    assert_eq!((uncompressed.min, uncompressed.max), (1.0, 1.0));
+    // Compressed batches of repetitive values: well under half their raw size.
+    let compressing = Producer::builder(client.clone())
+        .compression(josefine::Compression::Lz4, None)
+        .build()
+        .unwrap();
+    let value = "abc".repeat(100);
+    let deliveries: Vec<_> = futures::future::join_all(
+        (0..20).map(|_| compressing.enqueue(ProducerRecord::new("z").value(value.clone()))),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let compressed = r.histogram(m::PRODUCER_COMPRESSION_RATIO, &[("topic", "z")]);
+    assert_eq!(
+        compressed.count,
+        r.counter(m::PRODUCER_BATCHES, &[("topic", "z")])
+    );
+    assert!(compressed.max < 0.5, "{compressed:?}");
+    compressing.close().await.unwrap();
 
     // A refusal that is not retriable fails the batch, counted by error.
     cluster.broker(1).intercept(
@@ -307,6 +336,17 @@ async fn group_metrics(protocol: GroupProtocol, group: &str) {
     .await;
     assert!(r.histogram(m::GROUP_HEARTBEAT_LATENCY, &g).count >= 2);
     assert!(r.gauge(m::GROUP_GENERATION, &g).unwrap() >= 1.0);
+    let classic = protocol == GroupProtocol::Classic;
+    let settled = if classic { "stable" } else { "member" };
+    until("the member's state", || {
+        r.gauge(m::GROUP_STATE, &[("group", group), ("state", settled)]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        r.gauge(m::GROUP_STATE, &[("group", group), ("state", "joining")]),
+        Some(0.0),
+        "joined once, and left that state"
+    );
     let rebalances = r.counter(m::GROUP_REBALANCES, &g);
 
     // A second member: a rebalance for the first, its claims halved.
@@ -320,6 +360,28 @@ async fn group_metrics(protocol: GroupProtocol, group: &str) {
     })
     .await;
     assert!(r.histogram(m::GROUP_REBALANCE_LATENCY, &g).count >= 1);
+    assert_eq!(
+        r.counter(m::GROUP_REBALANCES, &[("group", group), ("reason", "lost")]),
+        0
+    );
+
+    // A membership the coordinator no longer knows: the member joins again, and
+    // counts that new assignment as after a lost membership.
+    let heartbeat = if classic {
+        ApiKey::Heartbeat
+    } else {
+        ApiKey::ConsumerGroupHeartbeat
+    };
+    for broker in cluster.brokers() {
+        broker.intercept(
+            Intercept::api(heartbeat).once(),
+            Action::error(ResponseError::UnknownMemberId),
+        );
+    }
+    until("a rebalance after a lost membership", || {
+        r.counter(m::GROUP_REBALANCES, &[("group", group), ("reason", "lost")]) >= 1
+    })
+    .await;
 
     // A failed commit is counted as one.
     let failed = r.counter(m::GROUP_COMMITS, &[("group", group), ("result", "error")]);
@@ -346,6 +408,14 @@ async fn group_metrics(protocol: GroupProtocol, group: &str) {
         member.close().await.unwrap();
         task.await.unwrap().unwrap();
     }
+    assert_eq!(
+        r.gauge(m::GROUP_STATE, &[("group", group), ("state", "left")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        r.gauge(m::GROUP_STATE, &[("group", group), ("state", settled)]),
+        Some(0.0)
+    );
     assert!(
         r.counter(
             m::GROUP_HEARTBEATS,

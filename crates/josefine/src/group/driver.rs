@@ -95,8 +95,10 @@ fn sb(s: &str) -> StrBytes {
 
 impl Driver {
     pub async fn run(mut self, mut membership: Membership) {
+        let mut state = self.metrics.state();
         let mut actions = membership.start(now());
         loop {
+            state.set(membership.phase().name());
             // The `consume` future was dropped without `close`: stop like a crashed
             // member (no LeaveGroup; the coordinator evicts us after the session timeout).
             if self.sessions.is_closed() {
@@ -114,10 +116,12 @@ impl Driver {
                 next.extend(self.act(&mut membership, action).await);
             }
             if membership.phase() == super::membership::Phase::Left {
+                state.set(membership.phase().name());
                 let _ = self.sessions.send(SessionCommand::Closed).await;
                 return;
             }
             if membership.phase() == super::membership::Phase::Failed && next.is_empty() {
+                state.set(membership.phase().name());
                 return;
             }
             actions = if next.is_empty() {

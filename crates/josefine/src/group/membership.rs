@@ -72,6 +72,23 @@ pub enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// The `state` label of the group state metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Unjoined => "unjoined",
+            Phase::FindingCoordinator => "finding_coordinator",
+            Phase::Joining => "joining",
+            Phase::Syncing => "syncing",
+            Phase::Stable => "stable",
+            Phase::Revoking => "revoking",
+            Phase::Leaving => "leaving",
+            Phase::Left => "left",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 /// Why a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEnd {

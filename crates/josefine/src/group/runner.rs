@@ -259,8 +259,8 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// `None` when the driver went away without saying why.
     pub async fn run(&self, sessions: &mut mpsc::Receiver<SessionCommand>) -> Option<Result<()>> {
         let mut stop: Option<Error> = None;
-        // When the last session ended, until the next starts (a rebalance).
-        let mut between: Option<Instant> = None;
+        // When and why the last session ended, until the next starts (a rebalance).
+        let mut between: Option<(Instant, SessionEnd)> = None;
         loop {
             let result = match sessions.recv().await {
                 None => return None,
@@ -281,13 +281,11 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                     generation,
                     partitions,
                 }) => {
-                    if let Some(since) = between.take() {
+                    if let Some((since, why)) = between.take() {
                         // The time without an assignment, from the end of the last
                         // session (its drain and commit done) to this one's start.
-                        self.metrics.rebalances.increment(1);
                         self.metrics
-                            .rebalance_latency
-                            .record(since.elapsed().as_secs_f64());
+                            .rebalanced(why == SessionEnd::Lost, since.elapsed());
                     }
                     self.metrics.generation.set(generation.get() as f64);
                     let owner = SessionOwner {
@@ -303,11 +301,12 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                         member_id = %owner.member_id,
                         generation = owner.generation.get(),
                     );
-                    let session = self.session(owner, partitions, sessions, &mut stop);
+                    let mut why = SessionEnd::Rebalance;
+                    let session = self.session(owner, partitions, sessions, &mut stop, &mut why);
                     match tracing::Instrument::instrument(session, span).await {
                         Some(result) => result,
                         None => {
-                            between = Some(Instant::now());
+                            between = Some((Instant::now(), why));
                             self.metrics.claims.set(0.0);
                             continue;
                         }
@@ -322,13 +321,15 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
         }
     }
 
-    /// Runs one session to its end. `Some(result)` ends `consume`.
+    /// Runs one session to its end. `Some(result)` ends `consume`; `ended` says why
+    /// the session ended (left as it was when it ended before its claims opened).
     async fn session(
         &self,
         owner: SessionOwner,
         partitions: Vec<TopicPartition>,
         sessions: &mut mpsc::Receiver<SessionCommand>,
         stop: &mut Option<Error>,
+        ended: &mut SessionEnd,
     ) -> EarlyEnd {
         let config = &*self.config;
         let session = Session::new(owner, self.client.clone());
@@ -373,8 +374,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                         let before = session.claims();
                         let updated = self.update(&session, generation, &partitions, &mut claims, sessions).await;
                         if session.claims() != before {
-                            self.metrics.rebalances.increment(1);
-                            self.metrics.rebalance_latency.record(started.elapsed().as_secs_f64());
+                            self.metrics.rebalanced(false, started.elapsed());
                         }
                         let _ = done.send(());
                         if let Err(end) = updated {
@@ -403,6 +403,7 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                 }
             }
         };
+        *ended = why;
         let reason = match why {
             SessionEnd::Rebalance => RevokeReason::Rebalance,
             SessionEnd::Lost => RevokeReason::Lost,

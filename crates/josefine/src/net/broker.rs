@@ -82,6 +82,17 @@ struct Inner {
     state: Mutex<State>,
 }
 
+impl Inner {
+    /// `ID@HOST:PORT`, or the address alone for a bootstrap broker: how errors, logs
+    /// and metrics name it.
+    fn name(&self) -> String {
+        match self.id {
+            Some(id) => format!("{id}@{}", self.addr),
+            None => self.addr.clone(),
+        }
+    }
+}
+
 /// A usable connection plus what the broker told us about its API versions.
 #[derive(Clone)]
 struct Ready {
@@ -291,6 +302,7 @@ impl Broker {
                         .reconnect_backoff
                         .delay(failures, jitter_unit());
                     tracing::debug!(broker = %inner.addr, failures, ?delay, error = %err, "connect failed");
+                    crate::metrics::reconnect_backoff(&inner.name(), delay);
                     *state = State::Idle {
                         failures,
                         retry_at: Some(Instant::now() + delay),
@@ -339,10 +351,7 @@ impl fmt::Debug for Broker {
 /// Opens the socket and negotiates versions, within `connect_timeout`.
 async fn connect(inner: &Inner) -> Result<Ready> {
     let config = &inner.config;
-    let name = match inner.id {
-        Some(id) => format!("{id}@{}", inner.addr),
-        None => inner.addr.clone(),
-    };
+    let name = inner.name();
     let attempt = async {
         let stream = TcpStream::connect(&inner.addr)
             .await

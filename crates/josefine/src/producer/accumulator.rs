@@ -42,6 +42,8 @@ pub(crate) struct Batch<R> {
     pub builder: Option<BatchBuilder>,
     /// The encoded batch and the producer stamp it carries, once sent.
     pub encoded: Option<(Bytes, Option<Stamp>)>,
+    /// Its size before compression, once encoded (for the compression ratio).
+    pub uncompressed: usize,
     /// The stamp the next send must carry (assigned by the sender, idempotence only).
     pub stamp: Option<Stamp>,
     /// One reply per record, in offset order.
@@ -212,6 +214,7 @@ impl<R> Accumulator<R> {
                     BatchBuilder::new().compression(config.compression, config.compression_level),
                 ),
                 encoded: None,
+                uncompressed: 0,
                 stamp: None,
                 replies: Vec::new(),
                 created: now(),

@@ -373,6 +373,10 @@ impl Sender {
         metrics.records.increment(n as u64);
         metrics.batches.increment(1);
         metrics.batch_bytes.record(size as f64);
+        if batch.uncompressed > 0 {
+            let ratio = size as f64 / batch.uncompressed as f64;
+            metrics.compression_ratio.record(ratio);
+        }
         metrics.latency.record(took.as_secs_f64());
         for (i, record) in batch.replies.into_iter().enumerate() {
             let report = DeliveryReport {
@@ -692,6 +696,7 @@ fn encode(batch: &mut ProducerBatch, transactional: bool) -> Result<Bytes> {
                 .transactional(transactional),
             None => builder,
         };
+        batch.uncompressed = builder.estimated_size();
         let bytes = builder.finish()?;
         batch.encoded = Some((bytes.clone(), batch.stamp));
         return Ok(bytes);
@@ -771,6 +776,7 @@ fn split(
             tp: batch.tp.clone(),
             builder: Some(builder),
             encoded: None,
+            uncompressed: 0,
             stamp: None,
             replies,
             created: batch.created,

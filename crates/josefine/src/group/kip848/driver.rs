@@ -75,8 +75,10 @@ impl Driver {
     }
 
     pub async fn run(mut self, mut membership: Membership) {
+        let mut state = self.metrics.state();
         let mut actions = membership.start(now());
         loop {
+            state.set(membership.phase().name());
             if self.sessions.is_closed() {
                 tracing::debug!(group = %self.config.group_id, "consume ended without close; driver stops");
                 return;
@@ -90,10 +92,14 @@ impl Driver {
             }
             match membership.phase() {
                 Phase::Left => {
+                    state.set(membership.phase().name());
                     let _ = self.sessions.send(SessionCommand::Closed).await;
                     return;
                 }
-                Phase::Failed if next.is_empty() => return,
+                Phase::Failed if next.is_empty() => {
+                    state.set(membership.phase().name());
+                    return;
+                }
                 _ => {}
             }
             actions = if next.is_empty() {

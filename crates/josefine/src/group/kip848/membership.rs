@@ -156,6 +156,21 @@ pub(crate) enum Phase {
     Failed,
 }
 
+impl Phase {
+    /// The `state` label of the group state metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Unjoined => "unjoined",
+            Phase::Joining => "joining",
+            Phase::Member => "member",
+            Phase::Releasing => "releasing",
+            Phase::Leaving => "leaving",
+            Phase::Left => "left",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 /// What follows a session's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterRelease {
