@@ -300,6 +300,11 @@ impl Error {
         &self.0.kind
     }
 
+    /// What went wrong, without the kind's words or the context.
+    pub(crate) fn message(&self) -> &str {
+        &self.0.message
+    }
+
     /// The Kafka error code, if the broker returned one.
     pub fn code(&self) -> Option<KafkaCode> {
         match self.0.kind {

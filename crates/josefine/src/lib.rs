@@ -51,6 +51,8 @@ pub use group::{
     OnHandlerError, ProcessOptions, ProcessOrder, Processor, Revocation, RevokeReason, Session,
 };
 pub use kafka_protocol;
+pub use net::sasl::{Credentials, OAuthToken, OAuthTokenProvider, SaslConfig};
+pub use net::tls::TlsConfig;
 pub use producer::{
     Acks, Delivery, DeliveryReport, GroupMetadata, Producer, ProducerBuilder, ProducerRecord,
 };

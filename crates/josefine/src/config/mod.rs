@@ -82,7 +82,8 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        Self::parse_properties(&text).map_err(|e| Error::config(format!("{}: {e}", path.display())))
+        Self::parse_properties(&text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
     }
 
     /// Parses the text of a `.properties` file (see [`from_file`](Self::from_file)).
@@ -101,7 +102,7 @@ impl Config {
             };
             config
                 .set(key.trim(), value.trim())
-                .map_err(|e| Error::config(format!("line {}: {e}", number + 1)))?;
+                .map_err(|e| Error::config(format!("line {}: {}", number + 1, e.message())))?;
         }
         Ok(config)
     }
@@ -522,7 +523,11 @@ mod tests {
         let err = Config::parse_properties("group.id orders").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         let err = Config::parse_properties("\ngroupid=x").unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid configuration: line 2: unknown property \"groupid\""),
+            "said once, with the line: {err}"
+        );
     }
 
     #[test]
