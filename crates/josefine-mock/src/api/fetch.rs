@@ -49,7 +49,7 @@ use tokio::time::Instant;
 
 use super::{Mode, Refusal, Reply};
 use crate::broker::Node;
-use crate::session::{Context, FetchTarget, Sent, TopicKey};
+use crate::fetch_sessions::{Context, FetchTarget, Sent, TopicKey};
 use crate::state::ClusterState;
 
 const READ_COMMITTED: i8 = 1;

@@ -28,10 +28,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::batch::{AbortedTransaction, FetchedBatch};
+use super::fetch_session::{FetchSession, SessionOutcome, WantedPartition};
 use super::list_offsets::{list_offset, EARLIEST, LATEST};
 use super::partition::{Fetched, PartitionShared};
 use super::scan::scan;
-use super::session::{FetchSession, SessionOutcome, WantedPartition};
 use super::{ConsumerShared, IsolationLevel, OffsetReset};
 use crate::backoff::jitter_unit;
 use crate::error::{Error, ErrorKind, KafkaCode};
