@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::assignor::{Assignor, AssignorKind, RebalanceProtocol};
+use super::claims::{Claim, Session};
 use super::driver::{Driver, DriverCommand};
 use super::errors::{ErrorSink, GroupErrors};
 use super::kip848;
 use super::kip848::membership::Subscription;
 use super::membership::{Membership, MembershipConfig};
 use super::runner::SessionRunner;
-use super::session::{Claim, Session};
 use super::stream::{ClaimStream, GroupStream};
 use crate::backoff::Backoff;
 use crate::client::Client;

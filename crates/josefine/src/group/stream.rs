@@ -30,8 +30,8 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::claims::{Claim, ClaimState, Session};
 use super::consumer_group::{ConsumerGroup, GroupHandler};
-use super::session::{Claim, ClaimState, Session};
 use crate::consumer::batch::RecordCursor;
 use crate::consumer::{ConsumerRecord, FetchedBatch};
 use crate::error::Result;
