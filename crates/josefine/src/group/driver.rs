@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::assignor::{by_name, Assignor, Member};
 use super::claims::Generation;
-use super::consumer_group::GroupConfig;
+use super::config::GroupConfig;
 use super::consumer_protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
 use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};

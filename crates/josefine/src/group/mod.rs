@@ -8,10 +8,12 @@
 
 pub mod assignor;
 mod claims;
+mod config;
 mod consumer_group;
 pub mod consumer_protocol;
 mod driver;
 mod errors;
+mod handler;
 mod kip848;
 mod marks;
 pub mod membership;
@@ -23,10 +25,10 @@ mod transact;
 
 pub use assignor::AssignorKind;
 pub use claims::{Claim, Revocation, RevokeReason, Session};
-pub use consumer_group::{
-    ConsumerGroup, ConsumerGroupBuilder, GroupHandler, GroupProtocol, OnHandlerError,
-};
+pub use config::{GroupProtocol, OnHandlerError};
+pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder};
 pub use errors::GroupErrors;
+pub use handler::GroupHandler;
 pub(crate) use marks::PendingCommit;
 pub use offsets::OffsetAndMetadata;
 pub(crate) use offsets::{

@@ -32,9 +32,10 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 
 use super::claims::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
-use super::consumer_group::{GroupConfig, GroupHandler, GroupProtocol, OnHandlerError};
+use super::config::{GroupConfig, GroupProtocol, OnHandlerError};
 use super::driver::{DriverCommand, SessionCommand};
 use super::errors::ErrorSink;
+use super::handler::GroupHandler;
 use super::membership::SessionEnd;
 use super::offsets::{fetch_committed_as, OffsetAndMetadata};
 use crate::backoff::jitter_unit;

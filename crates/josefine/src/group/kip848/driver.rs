@@ -20,7 +20,7 @@ use super::membership::{Action, Assignment, Heartbeat, Membership, Phase, Reply,
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::group::claims::Generation;
-use crate::group::consumer_group::GroupConfig;
+use crate::group::config::GroupConfig;
 use crate::group::driver::{coordinator_error, millis, now, DriverCommand, SessionCommand};
 use crate::group::membership::SessionEnd;
 use crate::TopicPartition;

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::claims::{Claim, Session};
-use super::consumer_group::GroupHandler;
+use super::handler::GroupHandler;
 use crate::backoff::Backoff;
 use crate::consumer::ConsumerRecord;
 use crate::error::{Error, Result};
