@@ -356,7 +356,7 @@ impl ConsumerGroup {
     /// `max_in_flight` at once over the member's partitions, failed records retried
     /// and then dead-lettered, commits gap-free (the lowest unfinished offset, with the
     /// finished ones above it in the commit's metadata, so a member taking a
-    /// partition over skips them). See [`Processor`](super::Processor) and the
+    /// partition over skips them). See [`Processor`] and the
     /// `process` module docs. Returns as [`consume`](Self::consume) does.
     ///
     /// ```no_run
