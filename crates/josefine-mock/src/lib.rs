@@ -505,9 +505,10 @@
 //! loop, framing, per-connection task), `intercept.rs` (rules and actions),
 //! `state.rs` (brokers, topics, partitions, leadership checks), `log.rs`
 //! (a partition's batches and producer state), `batch.rs` (the record
-//! batch header and Produce's validation), `session.rs` (fetch sessions),
-//! `group/` (the group coordinator's sans-io state machine: placement and
-//! offsets in `mod.rs`, one classic group's membership in `classic.rs`, one
+//! batch header and Produce's validation), `fetch_sessions.rs` (the
+//! incremental fetch sessions, KIP-227), `group/` (the group coordinator's
+//! sans-io state machine: placement and offsets in `mod.rs`, one classic
+//! group's membership in `classic.rs`, one
 //! KIP-848 group's in `consumer.rs`, its assignor in `uniform.rs`,
 //! transactional offsets waiting for their transaction in `txn_offsets.rs`),
 //! `coordinator.rs` (its tokio driver: waiting requests and timers), `txn/`
@@ -537,6 +538,7 @@ mod client;
 mod cluster;
 mod coordinator;
 mod entropy;
+mod fetch_sessions;
 mod group;
 mod intercept;
 mod log;
@@ -546,7 +548,6 @@ mod produce;
 mod sasl;
 mod schedule;
 mod server;
-mod session;
 mod state;
 mod txn;
 

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use crate::fetch_sessions::{FetchSessions, TopicKey};
 use crate::log::{PartitionLog, UnknownProducer};
-use crate::session::{FetchSessions, TopicKey};
 use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// Kafka's `num.partitions` default, used when CreateTopics asks for -1.

@@ -25,7 +25,7 @@ use kafka_protocol::protocol::Message;
 
 use crate::client::coordinator::parse_find_coordinator;
 use crate::client::metadata::ClusterMetadata;
-use crate::group::protocol::{Assignment, Subscription};
+use crate::group::consumer_protocol::{Assignment, Subscription};
 use crate::net::sasl::{Credentials, Mechanism, SaslError, Scram, ScramHash};
 use crate::protocol::frame::{self, decode_response, DEFAULT_MAX_FRAME_SIZE, LENGTH_PREFIX};
 use crate::protocol::guard::{self, generate, GuardError, Rng};

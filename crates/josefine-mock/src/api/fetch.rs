@@ -1,6 +1,6 @@
 //! Fetch (key 1): stored batches from the partition's leader, by topic name
 //! before v13 and by topic id from v13 (KIP-516), with long polling and
-//! incremental fetch sessions (KIP-227, see [`crate::session`]).
+//! incremental fetch sessions (KIP-227, see [`crate::fetch_sessions`]).
 //!
 //! Per partition, in Kafka's order: the topic and partition must exist
 //! (UNKNOWN_TOPIC_OR_PARTITION, or UNKNOWN_TOPIC_ID by id); a
@@ -49,7 +49,7 @@ use tokio::time::Instant;
 
 use super::{Mode, Refusal, Reply};
 use crate::broker::Node;
-use crate::session::{Context, FetchTarget, Sent, TopicKey};
+use crate::fetch_sessions::{Context, FetchTarget, Sent, TopicKey};
 use crate::state::ClusterState;
 
 const READ_COMMITTED: i8 = 1;

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::Handler;
 use crate::broker::Node;
-use crate::session::TopicKey;
+use crate::fetch_sessions::TopicKey;
 use crate::state::ClusterState;
 
 const LATEST: i64 = -1;

@@ -48,8 +48,8 @@ use kafka_protocol::ResponseError;
 use super::{Frame, Handler, Mode, Refusal, Reply};
 use crate::batch::{self, BatchHeader};
 use crate::broker::Node;
+use crate::fetch_sessions::TopicKey;
 use crate::log::SequenceCheck;
-use crate::session::TopicKey;
 use crate::state::{ClusterState, NotServed};
 use crate::txn::{self, Target};
 

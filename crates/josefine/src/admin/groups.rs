@@ -61,7 +61,7 @@ use super::Admin;
 use crate::backoff::jitter_unit;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
-use crate::group::protocol::{Assignment, Subscription, PROTOCOL_TYPE};
+use crate::group::consumer_protocol::{Assignment, Subscription, PROTOCOL_TYPE};
 use crate::group::GroupProtocol;
 use crate::net::Broker;
 use crate::TopicPartition;

@@ -152,9 +152,21 @@ fn timeout_ms(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
+// Defined here, not in `client/`, so the client imports nothing from the admin API
+// built on it.
+impl Client {
+    /// The admin API on this client.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self)
+    }
+}
+
 impl Admin {
-    pub(crate) fn new(client: Client) -> Self {
-        Self { client }
+    /// The admin API on `client` (a clone of it: they share connections and metadata).
+    pub(crate) fn new(client: &Client) -> Self {
+        Self {
+            client: client.clone(),
+        }
     }
 
     /// Creates one topic and waits until metadata shows a leader for each partition.

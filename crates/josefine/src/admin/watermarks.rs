@@ -40,8 +40,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
 use crate::backoff::jitter_unit;
 use crate::client::Client;
+use crate::consumer::fetch_session::{FetchSession, SessionOutcome, WantedPartition};
 use crate::consumer::list_offsets::{list_offset, EARLIEST};
-use crate::consumer::session::{FetchSession, SessionOutcome, WantedPartition};
 use crate::error::{Error, KafkaCode, Result};
 use crate::net::Broker;
 use crate::TopicPartition;

@@ -215,11 +215,6 @@ impl Client {
             .remove(&(CoordinatorType::Transaction, transactional_id.to_string()));
     }
 
-    /// The admin API on this client.
-    pub fn admin(&self) -> crate::admin::Admin {
-        crate::admin::Admin::new(self.clone())
-    }
-
     /// Closes every connection and stops background refresh. Clones of this client
     /// fail with [`ErrorKind::Closed`] afterwards.
     pub fn close(&self) {

@@ -29,10 +29,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::batch::{AbortedTransaction, FetchedBatch};
+use super::fetch_session::{FetchSession, SessionOutcome, WantedPartition};
 use super::list_offsets::{list_offset, EARLIEST, LATEST};
 use super::partition::{Fetched, PartitionShared};
 use super::scan::scan;
-use super::session::{FetchSession, SessionOutcome, WantedPartition};
 use super::{ConsumerShared, IsolationLevel, OffsetReset};
 use crate::backoff::jitter_unit;
 use crate::error::{Error, ErrorKind, KafkaCode};

@@ -13,11 +13,11 @@
 
 pub mod batch;
 mod fetch_loop;
+pub(crate) mod fetch_session;
 pub(crate) mod list_offsets;
 mod memory;
 pub mod partition;
 pub(crate) mod scan;
-pub(crate) mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

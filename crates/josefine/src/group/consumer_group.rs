@@ -2,6 +2,11 @@
 //! session (Sarama's `Consume` loop) with a [`GroupHandler`] (see [`runner`](super::runner)
 //! for a session's life), or [`ConsumerGroup::stream`] hands out records one by one.
 //! Non-fatal errors go to [`ConsumerGroup::errors`]; fatal ones end `consume`.
+//!
+//! Layering: this facade imports the layers below it (the drivers, the runner, the
+//! handlers of `process` and `transact`, the settings in [`config`](super::config));
+//! none of them imports it. The record and claim streams are built on top of it, so
+//! `stream` and `claims` are defined in [`stream`](super::stream).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,125 +15,22 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::assignor::{Assignor, AssignorKind, RebalanceProtocol};
+use super::assignor::{Assignor, AssignorKind};
+use super::config::{GroupConfig, GroupProtocol, OnHandlerError};
 use super::driver::{Driver, DriverCommand};
 use super::errors::{ErrorSink, GroupErrors};
+use super::handler::GroupHandler;
 use super::kip848;
 use super::kip848::membership::Subscription;
 use super::membership::{Membership, MembershipConfig};
+use super::process::{ProcessOptions, Processor};
 use super::runner::SessionRunner;
-use super::session::{Claim, Session};
-use super::stream::{ClaimStream, GroupStream};
+use super::transact::Transactor;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::consumer::{Consumer, ConsumerBuilder, OffsetReset};
 use crate::error::{Error, ErrorKind, Result};
 use crate::task::{panic_message, OwnedTask};
-
-/// What the application does with a session's claims (Sarama's
-/// `ConsumerGroupHandler`). `consume_claim` runs once per claimed partition, each on
-/// its own task (so claims run in parallel on a multi-thread runtime); it should
-/// return when the claim's records end. What happens when it fails is the builder's
-/// [`on_handler_error`](ConsumerGroupBuilder::on_handler_error).
-pub trait GroupHandler: Send + Sync {
-    /// Before any claim is consumed.
-    fn setup(&self, _session: &Session) -> impl Future<Output = Result<()>> + Send {
-        async { Ok(()) }
-    }
-
-    /// Processes one claimed partition until its records end (then it has until
-    /// [`Claim::revoked`]'s deadline to finish what it holds and mark it).
-    fn consume_claim(
-        &self,
-        session: &Session,
-        claim: Claim,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// After every claim returned and the final commit, before the member rejoins.
-    fn cleanup(&self, _session: &Session) -> impl Future<Output = Result<()>> + Send {
-        async { Ok(()) }
-    }
-}
-
-/// Validated group settings.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupConfig {
-    pub group_id: String,
-    pub session_timeout: Duration,
-    pub heartbeat_interval: Duration,
-    pub rebalance_timeout: Duration,
-    pub instance_id: Option<String>,
-    pub assignors: Vec<AssignorKind>,
-    pub auto_offset_reset: OffsetReset,
-    pub auto_commit: bool,
-    pub auto_commit_interval: Duration,
-    pub partition_check_interval: Duration,
-    pub retry_backoff: Backoff,
-    /// How long a revoked claim's handler may finish what it holds; `None`: from
-    /// the rebalance timeout (see [`GroupConfig::drain_timeout`]).
-    pub drain_timeout: Option<Duration>,
-    /// How long `close` waits for the group to be left; `None`: the rebalance timeout.
-    pub close_timeout: Option<Duration>,
-    pub on_handler_error: OnHandlerError,
-    pub protocol: GroupProtocol,
-    /// `group.remote.assignor` (consumer protocol only).
-    pub remote_assignor: Option<String>,
-}
-
-/// `group.protocol`: who assigns partitions and how a rebalance runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum GroupProtocol {
-    /// JoinGroup/SyncGroup with a client-side assignor (eager or cooperative); every
-    /// Kafka broker since 0.9 and Kafka-compatible brokers speak it. The default.
-    #[default]
-    Classic,
-    /// KIP-848 (Kafka 4.0+): the broker assigns and members reconcile
-    /// incrementally with ConsumerGroupHeartbeat; a rebalance stops only the
-    /// partitions that move and waits for no group-wide barrier. The session timeout,
-    /// heartbeat interval and assignor are the broker's (`group.consumer.*`);
-    /// `session.timeout.ms` only bounds how long this member keeps its partitions
-    /// without an answer from the coordinator.
-    Consumer,
-}
-
-/// What happens when `consume_claim` returns an error or panics while its claim is
-/// still live. The error goes to [`ConsumerGroup::errors`] in every case (or is what
-/// `consume` returns, for `Stop`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OnHandlerError {
-    /// Run the claim again, from the offset after its last mark, after a backoff
-    /// (`retry.backoff.ms`, growing with consecutive failures). The default.
-    #[default]
-    RestartClaim,
-    /// Leave the claim idle and rejoin the group: the partition is read again from
-    /// its committed offset by whichever member the rebalance gives it to.
-    Rejoin,
-    /// Commit what was marked, leave the group, and end `consume` with the error.
-    Stop,
-}
-
-impl GroupConfig {
-    /// Cooperative (KIP-429) only if every configured assignor supports it, as the
-    /// Java client decides.
-    /// Half the rebalance timeout unless set: the other half is for the commit and the
-    /// rejoin.
-    pub fn drain_timeout(&self) -> Duration {
-        self.drain_timeout.unwrap_or(self.rebalance_timeout / 2)
-    }
-
-    pub fn close_timeout(&self) -> Duration {
-        self.close_timeout.unwrap_or(self.rebalance_timeout)
-    }
-
-    pub fn cooperative(&self) -> bool {
-        let assignors: Vec<Arc<dyn Assignor>> =
-            self.assignors.iter().map(|k| k.assignor()).collect();
-        RebalanceProtocol::common(assignors.iter().map(|a| a.as_ref()))
-            == RebalanceProtocol::Cooperative
-    }
-}
 
 /// Builds a [`ConsumerGroup`]; each setter names the Kafka property it mirrors.
 #[derive(Debug, Clone)]
@@ -213,9 +115,10 @@ impl ConsumerGroupBuilder {
     }
 
     /// How long a revoked claim's handler has to finish the records it holds and mark
-    /// them (drain on revoke; see [`Claim::revoked`]). A handler still running then is
-    /// cancelled and its later marks are not committed. Default: half the rebalance
-    /// timeout, which leaves the other half for the commit and the rejoin.
+    /// them (drain on revoke; see [`Claim::revoked`](super::Claim::revoked)). A
+    /// handler still running then is cancelled and its later marks are not committed.
+    /// Default: half the rebalance timeout, which leaves the other half for the commit
+    /// and the rejoin.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = Some(timeout);
         self
@@ -453,7 +356,7 @@ impl ConsumerGroup {
     /// `max_in_flight` at once over the member's partitions, failed records retried
     /// and then dead-lettered, commits gap-free (the lowest unfinished offset, with the
     /// finished ones above it in the commit's metadata, so a member taking a
-    /// partition over skips them). See [`Processor`](super::Processor) and the
+    /// partition over skips them). See [`Processor`] and the
     /// `process` module docs. Returns as [`consume`](Self::consume) does.
     ///
     /// ```no_run
@@ -472,7 +375,7 @@ impl ConsumerGroup {
     pub async fn process<F, Fut, E>(
         &self,
         topics: &[&str],
-        options: super::ProcessOptions,
+        options: ProcessOptions,
         work: F,
     ) -> Result<()>
     where
@@ -480,8 +383,7 @@ impl ConsumerGroup {
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        self.consume(topics, super::Processor::new(options, work))
-            .await
+        self.consume(topics, Processor::new(options, work)).await
     }
 
     /// Exactly-once consume-transform-produce: `work` turns every record of `topics`
@@ -535,7 +437,7 @@ impl ConsumerGroup {
                  .consumer(|c| c.isolation_level(IsolationLevel::ReadCommitted))",
             ));
         }
-        let transactor = super::transact::Transactor::new(self, producer, commit_interval, work);
+        let transactor = Transactor::new(self.retry_backoff(), producer, commit_interval, work);
         let watch = transactor.clone();
         let consume = self.consume(topics, transactor);
         tokio::pin!(consume);
@@ -555,27 +457,6 @@ impl ConsumerGroup {
     /// `retry.backoff.ms` / `retry.backoff.max.ms`.
     pub(crate) fn retry_backoff(&self) -> crate::backoff::Backoff {
         self.inner.config.retry_backoff
-    }
-
-    /// Consumes `topics` as a stream of records, for users who want records without
-    /// writing a handler; see [`GroupStream`]. The group runs in a background task
-    /// until the stream is closed or dropped.
-    pub fn stream(&self, topics: &[&str]) -> Result<GroupStream> {
-        if topics.is_empty() {
-            return Err(Error::config("stream needs at least one topic"));
-        }
-        Ok(GroupStream::start(self.clone(), topics))
-    }
-
-    /// Consumes `topics` as a stream of claims: each item is a partition as it is
-    /// assigned to this member, with its own records, ending when the partition is
-    /// revoked; see [`ClaimStream`]. The group runs in a background task until the
-    /// stream is closed or dropped.
-    pub fn claims(&self, topics: &[&str]) -> Result<ClaimStream> {
-        if topics.is_empty() {
-            return Err(Error::config("claims needs at least one topic"));
-        }
-        Ok(ClaimStream::start(self.clone(), topics))
     }
 
     /// Non-fatal errors from now on: failed commits, handler errors, claims that could

@@ -21,11 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::assignor::{by_name, Assignor, Member};
-use super::consumer_group::GroupConfig;
+use super::claims::Generation;
+use super::config::GroupConfig;
+use super::consumer_protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
 use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
-use super::protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
-use super::session::Generation;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::TopicPartition;

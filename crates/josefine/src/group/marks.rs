@@ -12,7 +12,7 @@
 //! moved) is never committed, because the partition may be someone else's by then.
 //!
 //! The I/O (OffsetFetch, OffsetCommit) is in [`offsets`](super::offsets); the session
-//! decides when to commit ([`session`](super::session)).
+//! decides when to commit ([`claims`](super::claims)).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! Consumer groups (Sarama's `consumerGroup`): so far the pure building blocks, the
-//! ConsumerProtocol carried in JoinGroup/SyncGroup ([`protocol`]) and the partition
+//! ConsumerProtocol carried in JoinGroup/SyncGroup ([`consumer_protocol`]) and the partition
 //! assignors ([`assignor`]: range, roundrobin, sticky, cooperative-sticky; KIP-54,
 //! KIP-429, KIP-341), and the membership state machine ([`membership`]: find, join,
 //! sync, heartbeat, revoke, leave; sans-io), driven by [`driver`] against the
@@ -7,25 +7,28 @@
 //! handler marked ([`offsets`]).
 
 pub mod assignor;
+mod claims;
+mod config;
 mod consumer_group;
+pub mod consumer_protocol;
 mod driver;
 mod errors;
+mod handler;
 mod kip848;
 mod marks;
 pub mod membership;
 mod offsets;
 mod process;
-pub mod protocol;
 mod runner;
-mod session;
 mod stream;
 mod transact;
 
 pub use assignor::AssignorKind;
-pub use consumer_group::{
-    ConsumerGroup, ConsumerGroupBuilder, GroupHandler, GroupProtocol, OnHandlerError,
-};
+pub use claims::{Claim, Revocation, RevokeReason, Session};
+pub use config::{GroupProtocol, OnHandlerError};
+pub use consumer_group::{ConsumerGroup, ConsumerGroupBuilder};
 pub use errors::GroupErrors;
+pub use handler::GroupHandler;
 pub(crate) use marks::PendingCommit;
 pub use offsets::OffsetAndMetadata;
 pub(crate) use offsets::{
@@ -33,5 +36,4 @@ pub(crate) use offsets::{
     fetch_committed_as, Committer,
 };
 pub use process::{DoneSet, Failure, ProcessOptions, ProcessOrder, Processor, MARK_INTERVAL};
-pub use session::{Claim, Revocation, RevokeReason, Session};
 pub use stream::{ClaimStream, GroupRecord, GroupStream};

@@ -31,12 +31,13 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::Instant;
 
-use super::consumer_group::{GroupConfig, GroupHandler, GroupProtocol, OnHandlerError};
+use super::claims::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
+use super::config::{GroupConfig, GroupProtocol, OnHandlerError};
 use super::driver::{DriverCommand, SessionCommand};
 use super::errors::ErrorSink;
+use super::handler::GroupHandler;
 use super::membership::SessionEnd;
 use super::offsets::{fetch_committed_as, OffsetAndMetadata};
-use super::session::{Claim, ClaimState, Revocation, RevokeReason, Session, SessionOwner};
 use crate::backoff::jitter_unit;
 use crate::client::Client;
 use crate::consumer::{Consumer, OffsetReset, StartOffset};
@@ -839,7 +840,7 @@ impl Watchdog {
 
 #[cfg(test)]
 mod tests {
-    use super::super::session::Generation;
+    use super::super::claims::Generation;
     use super::*;
 
     const LIMIT: Duration = Duration::from_secs(10);

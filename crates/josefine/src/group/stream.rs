@@ -30,11 +30,37 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::consumer_group::{ConsumerGroup, GroupHandler};
-use super::session::{Claim, ClaimState, Session};
+use super::claims::{Claim, ClaimState, Session};
+use super::consumer_group::ConsumerGroup;
+use super::handler::GroupHandler;
 use crate::consumer::batch::RecordCursor;
 use crate::consumer::{ConsumerRecord, FetchedBatch};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+// The stream is built on the facade (it runs `consume`), so its entry points live
+// here rather than in `consumer_group.rs`, which imports nothing from this file.
+impl ConsumerGroup {
+    /// Consumes `topics` as a stream of records, for users who want records without
+    /// writing a handler; see [`GroupStream`]. The group runs in a background task
+    /// until the stream is closed or dropped.
+    pub fn stream(&self, topics: &[&str]) -> Result<GroupStream> {
+        if topics.is_empty() {
+            return Err(Error::config("stream needs at least one topic"));
+        }
+        Ok(GroupStream::start(self.clone(), topics))
+    }
+
+    /// Consumes `topics` as a stream of claims: each item is a partition as it is
+    /// assigned to this member, with its own records, ending when the partition is
+    /// revoked; see [`ClaimStream`]. The group runs in a background task until the
+    /// stream is closed or dropped.
+    pub fn claims(&self, topics: &[&str]) -> Result<ClaimStream> {
+        if topics.is_empty() {
+            return Err(Error::config("claims needs at least one topic"));
+        }
+        Ok(ClaimStream::start(self.clone(), topics))
+    }
+}
 
 /// Batches in flight between the claims and the stream.
 const CHANNEL_BATCHES: usize = 8;

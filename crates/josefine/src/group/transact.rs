@@ -1,6 +1,7 @@
-//! Exactly-once consume-transform-produce ([`ConsumerGroup::transact`]): every record
-//! of the member's claims is transformed into output records, which a transactional
-//! producer writes in the same transaction as the input offsets (KIP-98, KIP-447).
+//! Exactly-once consume-transform-produce
+//! ([`ConsumerGroup::transact`](super::ConsumerGroup::transact)): every record of the
+//! member's claims is transformed into output records, which a transactional producer
+//! writes in the same transaction as the input offsets (KIP-98, KIP-447).
 //! A `read_committed` reader of the output sees each input's outputs exactly once,
 //! through crashes and rebalances.
 //!
@@ -44,16 +45,17 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify, RwLock};
 
-use super::{Claim, ConsumerGroup, GroupHandler, RevokeReason, Session};
+use super::claims::{Claim, RevokeReason, Session};
+use super::handler::GroupHandler;
+use super::offsets::OffsetAndMetadata;
 use crate::backoff::{jitter_unit, Backoff};
 use crate::consumer::ConsumerRecord;
 use crate::error::{Error, ErrorKind, Result};
-use crate::group::OffsetAndMetadata;
 use crate::producer::{Producer, ProducerRecord};
 use crate::topic_partition::TopicPartition;
 
-/// The group handler behind [`ConsumerGroup::transact`]; its state is shared with
-/// the session's committer task.
+/// The group handler behind [`ConsumerGroup::transact`](super::ConsumerGroup::transact);
+/// its state is shared with the session's committer task.
 pub(crate) struct Transactor<F>(Arc<Core<F>>);
 
 impl<F> Clone for Transactor<F> {
@@ -97,8 +99,9 @@ where
     Fut: Future<Output = std::result::Result<Vec<ProducerRecord>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
+    /// `backoff`: the group's `retry.backoff.ms`, before a rewound claim reads again.
     pub(crate) fn new(
-        group: &ConsumerGroup,
+        backoff: Backoff,
         producer: Producer,
         commit_interval: Duration,
         work: F,
@@ -107,7 +110,7 @@ where
             producer,
             work,
             commit_interval,
-            backoff: group.retry_backoff(),
+            backoff,
             gate: RwLock::new(()),
             state: Mutex::new(Offsets::default()),
             txn_seq: AtomicU64::new(0),

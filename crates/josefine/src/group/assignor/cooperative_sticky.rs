@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use super::sticky::{assign_sticky, MemberData};
 use super::{validate, AssignError, Assignor, GroupAssignment, Member, RebalanceProtocol};
-use crate::group::protocol::Subscription;
+use crate::group::consumer_protocol::Subscription;
 use crate::TopicPartition;
 
 /// The protocol name.

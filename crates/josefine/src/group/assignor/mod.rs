@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::group::protocol::{java_order, ProtocolError, Subscription};
+use crate::group::consumer_protocol::{java_order, ProtocolError, Subscription};
 use crate::TopicPartition;
 
 pub mod cooperative_sticky;

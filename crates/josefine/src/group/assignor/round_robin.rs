@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::{
     empty_assignment, ordered_members, validate, AssignError, Assignor, GroupAssignment, Member,
 };
-use crate::group::protocol::java_order;
+use crate::group::consumer_protocol::java_order;
 use crate::TopicPartition;
 
 /// The protocol name.

@@ -67,7 +67,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{validate, AssignError, Assignor, GroupAssignment, Member};
-use crate::group::protocol::{java_order, Scan, Subscription, MIN_TOPIC_PARTITIONS};
+use crate::group::consumer_protocol::{java_order, Scan, Subscription, MIN_TOPIC_PARTITIONS};
 use crate::TopicPartition;
 
 /// The protocol name.
@@ -180,7 +180,7 @@ pub(crate) fn encode_user_data(
 /// Decodes V1, or V0 when the generation is missing (Java tries V1, then V0); `None` if
 /// neither parses. Trailing bytes are ignored, as Java's `Schema.read` does. Every count
 /// is checked against the bytes left before anything is allocated for it (see
-/// `protocol`'s `Scan`).
+/// `consumer_protocol`'s `Scan`).
 pub(crate) fn decode_user_data(bytes: &[u8]) -> Option<MemberData> {
     let mut scan = Scan::new(bytes, "sticky user data");
     let mut owned = Vec::new();

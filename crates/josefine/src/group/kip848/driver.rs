@@ -19,10 +19,10 @@ use uuid::Uuid;
 use super::membership::{Action, Assignment, Heartbeat, Membership, Phase, Reply, Subscription};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::group::consumer_group::GroupConfig;
+use crate::group::claims::Generation;
+use crate::group::config::GroupConfig;
 use crate::group::driver::{coordinator_error, millis, now, DriverCommand, SessionCommand};
 use crate::group::membership::SessionEnd;
-use crate::group::session::Generation;
 use crate::TopicPartition;
 
 /// What the runner was asked and the driver awaits.

@@ -51,8 +51,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::consumer_group::GroupHandler;
-use super::session::{Claim, Session};
+use super::claims::{Claim, Session};
+use super::handler::GroupHandler;
 use crate::backoff::Backoff;
 use crate::consumer::ConsumerRecord;
 use crate::error::{Error, Result};

@@ -21,7 +21,7 @@ use super::{Failure, Shared, MARK_INTERVAL};
 use crate::backoff::jitter_unit;
 use crate::consumer::{ConsumerRecord, FetchedBatch};
 use crate::error::{Error, ErrorKind, Result};
-use crate::group::session::{Claim, RevokeReason};
+use crate::group::claims::{Claim, RevokeReason};
 use crate::task::panic_message;
 
 /// How a record's run ended.
@@ -282,7 +282,7 @@ struct ClaimRun<'a, F> {
     /// Records start only this far above the watermark, so that the done set always
     /// fits the metadata limit.
     span: i64,
-    state: &'a crate::group::session::ClaimState,
+    state: &'a crate::group::claims::ClaimState,
     local: LocalPermits,
     /// Fetched batches with records not all finished.
     batches: VecDeque<FetchedBatch>,
