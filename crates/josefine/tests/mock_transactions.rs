@@ -419,3 +419,50 @@ async fn a_record_refused_by_enqueue_makes_the_transaction_abortable() {
         "the first record went with its transaction"
     );
 }
+
+/// A `transact` future dropped mid-session (no close) lets go of everything it held:
+/// its committer task held the pipeline, and the pipeline held the task, so before
+/// the fix nothing stopped it (the task, the producer and the work function lived on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transact_stops_its_committer() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    produce_inputs(&client, 30).await;
+    let group = pipeline_group(&client);
+    let producer = transactional(&client, "pipeline-dropped");
+    // Held by the work function, so by the pipeline: gone once the pipeline is.
+    let held = std::sync::Arc::new(());
+    let watch = std::sync::Arc::downgrade(&held);
+    let runner = group.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .transact(&[IN], producer, Duration::from_millis(20), move |record| {
+                let _held = held.clone();
+                async move {
+                    let value = String::from_utf8_lossy(record.value().unwrap()).to_string();
+                    Ok::<_, std::io::Error>(vec![ProducerRecord::new(OUT).value(value)])
+                }
+            })
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while (0..3)
+            .map(|p| cluster.committed("pipeline", IN, p).unwrap_or(0))
+            .sum::<i64>()
+            < 30
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every input committed");
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while watch.upgrade().is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the pipeline, its committer and its work function dropped");
+}

@@ -52,6 +52,7 @@ use crate::backoff::{jitter_unit, Backoff};
 use crate::consumer::ConsumerRecord;
 use crate::error::{Error, ErrorKind, Result};
 use crate::producer::{Producer, ProducerRecord};
+use crate::task::OwnedTask;
 use crate::topic_partition::TopicPartition;
 
 /// The group handler behind [`ConsumerGroup::transact`](super::ConsumerGroup::transact);
@@ -82,7 +83,9 @@ struct Core<F> {
     /// A fatal error: `transact` closes the group and returns it.
     fatal: Mutex<Option<Error>>,
     fatal_raised: Notify,
-    committer: Mutex<Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>>,
+    /// The session's committer: it holds the core weakly, so dropping `transact`'s
+    /// future (without a close) drops the core and, with it, stops the task.
+    committer: Mutex<Option<(Arc<Notify>, OwnedTask<()>)>>,
 }
 
 #[derive(Default)]
@@ -370,9 +373,10 @@ where
         }
         let stop = Arc::new(Notify::new());
         let committer = {
-            let (stop, session, core) = (stop.clone(), session.clone(), core.clone());
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(core.commit_interval);
+            let (stop, session) = (stop.clone(), session.clone());
+            let (every, core) = (core.commit_interval, Arc::downgrade(core));
+            OwnedTask::spawn(async move {
+                let mut ticker = tokio::time::interval(every);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticker.tick().await;
                 loop {
@@ -380,6 +384,7 @@ where
                         _ = ticker.tick() => {}
                         _ = stop.notified() => return,
                     }
+                    let Some(core) = core.upgrade() else { return };
                     if core.commit_round(&session).await.is_err() && core.fatal().is_some() {
                         return;
                     }
@@ -423,7 +428,7 @@ where
         let committer = lock(&self.0.committer).take();
         if let Some((stop, task)) = committer {
             stop.notify_one();
-            let _ = task.await;
+            let _ = task.join().await;
         }
         Ok(())
     }
