@@ -1786,6 +1786,33 @@ async fn dropping_a_stream_leaves_the_group() {
     );
 }
 
+/// The group closed with `ConsumerGroup::close` (not the stream's `close`) while its
+/// stream lives on unpolled: the close does not wait for a poll that never comes
+/// (before, it waited until the drain deadline, half the rebalance timeout), and the
+/// marks made are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_group_of_an_unpolled_stream_does_not_wait_for_a_poll() {
+    use futures::StreamExt;
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..1, 0..FIRST);
+    let group = "unpolled";
+    let member = settings(client(&cluster, "unpolled").await, group)
+        .rebalance_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut stream = member.stream(&[TOPIC]).unwrap();
+    for _ in 0..FIRST {
+        within("a record", stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .mark();
+    }
+    within("close", member.close()).await.unwrap();
+    assert_eq!(cluster.committed(group, TOPIC, 0), Some(FIRST));
+    drop(stream);
+}
+
 // ---- 13. the runtime: claims on their own tasks, drain on revoke, failing handlers ----
 
 /// What a [`Scripted`] handler does besides processing and marking each record.

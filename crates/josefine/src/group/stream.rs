@@ -14,7 +14,9 @@
 //! - A claim's handler does not return until the stream has been polled again after
 //!   the claim ended. Polling means the user is done with the record it got before,
 //!   so its mark is in before the final commit and the partition is given up, as
-//!   `poll()` does in the Java client.
+//!   `poll()` does in the Java client. The one exception: a group closed with
+//!   `ConsumerGroup::close` while the stream is not polled (close the stream itself
+//!   to keep the rule), whose close would otherwise wait for the drain deadline.
 //! - A claim's read error (a corrupt batch) comes after the records fetched before
 //!   it: the handler applies the group's handler-error policy only once the stream has
 //!   got to the error (so a `Stop` cannot end the stream before them), and a revoked
@@ -30,7 +32,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::claims::{Claim, ClaimState, Session};
+use super::claims::{Claim, ClaimState, RevokeReason, Session};
 use super::consumer_group::ConsumerGroup;
 use super::handler::GroupHandler;
 use crate::consumer::batch::RecordCursor;
@@ -112,8 +114,12 @@ impl GroupHandler for Forward {
                     (item, Some((err, reached)))
                 }
             };
-            if self.items.send(item).await.is_err() {
-                return Ok(()); // the stream is gone
+            tokio::select! {
+                sent = self.items.send(item) => if sent.is_err() {
+                    return Ok(()); // the stream is gone
+                },
+                // A full channel the user no longer drains: its batches go unread.
+                _ = group_closed(&claim) => return Ok(()),
             }
             if let Some((err, reached)) = failed {
                 // The policy applies once the user has had the records before the
@@ -124,10 +130,27 @@ impl GroupHandler for Forward {
             }
         }
         let (release, released) = oneshot::channel();
-        if self.items.send(Item::Released(release)).await.is_ok() {
-            let _ = released.await;
+        tokio::select! {
+            sent = self.items.send(Item::Released(release)) => if sent.is_ok() {
+                tokio::select! {
+                    _ = released => {}
+                    _ = group_closed(&claim) => {}
+                }
+            },
+            _ = group_closed(&claim) => {}
         }
         Ok(())
+    }
+}
+
+/// Returns once `claim` was revoked because the group closes, and never otherwise.
+/// The group was closed with `ConsumerGroup::close` rather than the stream's own
+/// `close`: the user polls no more, so waiting for a poll would hold the close up
+/// until the drain deadline. The mark of a record still in the user's hands may then
+/// miss the final commit (its next owner reads it again: at least once still holds).
+async fn group_closed(claim: &Claim) {
+    if claim.revoked().await.reason != RevokeReason::Close {
+        std::future::pending::<()>().await;
     }
 }
 
