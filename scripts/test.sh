@@ -60,6 +60,13 @@ log "cargo test against Kafka 4.4 (unit, mock broker, real broker; benchmarks ru
 cargo test --workspace --all-targets --locked --no-fail-fast
 log "doc tests"
 cargo test --workspace --doc --locked
+log "the library's examples that need Kafka: TLS and SASL, parallel processing, exactly-once, Prometheus"
+cargo run -q --locked -p josefine --example tls_sasl -- "$JOSEFINE_KAFKA_SSL" "$JOSEFINE_KAFKA_CA" \
+    "$JOSEFINE_KAFKA_SASL" "$JOSEFINE_KAFKA_USER" "$JOSEFINE_KAFKA_PASSWORD"
+for example in process transact; do
+    cargo run -q --locked -p josefine --example "$example" -- "$JOSEFINE_KAFKA"
+done
+cargo run -q --locked -p josefine --example prometheus -- "$JOSEFINE_KAFKA" "127.0.0.1:$(free_port)"
 stop_kafka
 
 start_kafka_cluster 3
@@ -75,6 +82,11 @@ for suite in crates/josefine/tests/broker_*.rs crates/josefine/tests/tansu_sasl.
     suites+=(--test "$(basename "$suite" .rs)")
 done
 cargo test --locked -p josefine "${suites[@]}"
+log "the library's examples against Tansu: produce, a partition, a group's handler and stream, a properties file"
+for example in produce consume_partition group_handler group_stream; do
+    cargo run -q --locked -p josefine --example "$example" -- "$JOSEFINE_BROKER"
+done
+JOSEFINE_BOOTSTRAP="$JOSEFINE_BROKER" cargo run -q --locked -p josefine --example properties
 stop_broker
 
 if [ "${JOSEFINE_FULL:-}" = 1 ]; then
