@@ -225,15 +225,9 @@ impl Error {
         })
     }
 
+    /// A socket's I/O error. A TLS stream's errors go through `net::tls`, which knows
+    /// which of them are TLS failures.
     pub(crate) fn io(err: std::io::Error) -> Self {
-        // A TLS failure surfaces as an I/O error from the stream (TLS 1.3 reports a
-        // refused client certificate on the first read): say what it is.
-        if let Some(tls) = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-        {
-            return crate::net::tls::describe(tls, None);
-        }
         Self::new(ErrorKind::Io, String::new()).with_source(err)
     }
 

@@ -139,7 +139,7 @@ impl Connector {
         self.connector
             .connect(name, stream)
             .await
-            .map_err(|e| handshake_error(e, host))
+            .map_err(|e| tls_or_io(e, Some(host)))
     }
 }
 
@@ -192,20 +192,29 @@ fn read_certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
-/// A failed handshake as a [`ErrorKind::Tls`] error naming the certificate problem.
-fn handshake_error(err: std::io::Error, host: &str) -> Error {
+/// An I/O error from a connection's stream once it is open. A TLS failure surfaces as
+/// one too (TLS 1.3 reports a refused client certificate on the first read, not in the
+/// handshake): that becomes an [`ErrorKind::Tls`] error saying what it is, anything
+/// else an I/O error.
+pub(crate) fn stream_error(err: std::io::Error) -> Error {
+    tls_or_io(err, None)
+}
+
+/// `err` as an [`ErrorKind::Tls`] error naming the certificate problem when rustls
+/// caused it (with the broker's `host` when known), else as an I/O error.
+fn tls_or_io(err: std::io::Error, host: Option<&str>) -> Error {
     match err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
-        Some(tls) => describe(tls, Some(host)),
+        Some(tls) => describe(tls, host),
         None => Error::io(err),
     }
 }
 
 /// A rustls error as an [`ErrorKind::Tls`] error that says what was wrong and which
 /// setting addresses it; `host` when known.
-pub(crate) fn describe(err: &rustls::Error, host: Option<&str>) -> Error {
+fn describe(err: &rustls::Error, host: Option<&str>) -> Error {
     let message = match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
