@@ -2,6 +2,12 @@
 //! the system roots or a given CA file, its name checked against the broker's host
 //! (on by default), an optional client certificate (mTLS), SNI from the host.
 //!
+//! The cryptography is the process-wide rustls provider when the application installed
+//! one (`CryptoProvider::install_default`, to use FIPS or a provider of its choice),
+//! else aws-lc-rs with rustls' defaults, which prefer post-quantum key exchange. Not
+//! ring: rustls deprecated its ring provider (0.23.48) because it has no post-quantum
+//! key exchange.
+//!
 //! The rustls configuration is built once per client, when the client is built, so a
 //! missing or unreadable file fails there, naming the setting. A failed handshake is
 //! an [`ErrorKind::Tls`] error that says what was wrong with the certificate and which
@@ -13,6 +19,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
@@ -74,7 +81,7 @@ impl TlsConfig {
             Some(path) => ca_file_roots(path)?,
             None => system_roots()?,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crypto_provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config(format!("TLS: {e}")))?;
@@ -112,6 +119,14 @@ impl TlsConfig {
             connector: TlsConnector::from(Arc::new(config)),
         })
     }
+}
+
+/// The application's process-wide provider if it installed one, else aws-lc-rs (see the
+/// module docs).
+fn crypto_provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 /// A built TLS configuration, shared by every connection of a client.
@@ -323,6 +338,103 @@ mod tests {
         .build()
         .unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
+    }
+
+    /// A TLS server on 127.0.0.1 presenting a certificate for `localhost` signed by a
+    /// fresh CA; it echoes one byte per connection. Returns the CA's PEM file, an
+    /// unrelated CA's, and the server's port.
+    async fn echo_server(dir: &Path) -> (PathBuf, PathBuf, u16) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        // Named apart: a chain is matched to its issuer by name.
+        let authority = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+        };
+        let (ca, other_ca) = (authority("test CA"), authority("unrelated CA"));
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut byte = [0u8];
+                    if tls.read_exact(&mut byte).await.is_ok() {
+                        let _ = tls.write_all(&byte).await;
+                        let _ = tls.flush().await;
+                    }
+                });
+            }
+        });
+        let ca_path = dir.join("ca.pem");
+        let other_path = dir.join("other-ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+        std::fs::write(&other_path, other_ca.pem()).unwrap();
+        (ca_path, other_path, port)
+    }
+
+    async fn handshake(tls: TlsConfig, addr: &str, port: u16) -> Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tls.build()?.connect(tcp, addr).await
+    }
+
+    #[tokio::test]
+    async fn handshakes_verify_the_chain_and_the_name() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other_ca, port) = echo_server(dir.path()).await;
+        let localhost = format!("localhost:{port}");
+
+        let mut stream = handshake(TlsConfig::new().ca_location(&ca), &localhost, port)
+            .await
+            .unwrap();
+        stream.write_all(b"k").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut echoed = [0u8];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"k");
+
+        let err = handshake(TlsConfig::new().ca_location(&other_ca), &localhost, port)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Tls, "{err}");
+        assert!(err.to_string().contains("set ssl.ca.location"), "{err}");
+
+        // The certificate names localhost, not 127.0.0.1.
+        let by_address = format!("127.0.0.1:{port}");
+        let err = handshake(TlsConfig::new().ca_location(&ca), &by_address, port)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Tls, "{err}");
+        assert!(
+            err.to_string().contains("not valid for \"127.0.0.1\""),
+            "{err}"
+        );
+        let chain_only = TlsConfig::new().ca_location(&ca).verify_hostname(false);
+        handshake(chain_only, &by_address, port).await.unwrap();
     }
 
     #[test]
