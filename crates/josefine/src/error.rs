@@ -136,7 +136,9 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// None of the bootstrap or known brokers could be reached.
     NoBrokerAvailable,
-    /// The configuration is invalid; the message says which setting.
+    /// The configuration is invalid; the message says which setting. Also a setting (or a
+    /// fetched zstd batch) that needs a cargo feature this build of josefine leaves out;
+    /// the message names the feature to enable.
     Config,
     /// The client (or the component) was closed.
     Closed,
@@ -237,6 +239,15 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
+    }
+
+    /// `what` (a setting, as the user wrote it) needs the cargo `feature`, which is
+    /// disabled in this build.
+    pub(crate) fn feature_disabled(what: impl fmt::Display, feature: &str) -> Self {
+        Self::config(format!(
+            "{what} needs josefine's `{feature}` feature, which is disabled in this build; \
+             enable it where josefine is a dependency: features = [\"{feature}\"]"
+        ))
     }
 
     pub(crate) fn with_source(
@@ -455,7 +466,12 @@ impl std::error::Error for Error {
 
 impl From<RecordError> for Error {
     fn from(err: RecordError) -> Self {
-        Self::new(ErrorKind::CorruptRecords, String::new()).with_source(err)
+        // A batch this build cannot decompress is not corrupt: the build needs a feature.
+        let kind = match err {
+            RecordError::CodecDisabled { .. } => ErrorKind::Config,
+            _ => ErrorKind::CorruptRecords,
+        };
+        Self::new(kind, String::new()).with_source(err)
     }
 }
 
