@@ -55,6 +55,10 @@ else
     cargo check -p josefine --no-default-features --all-targets --locked
     cargo check -p josefine --all-features --all-targets --locked
 fi
+# No toolchain of the MSRV can be installed here: clippy's incompatible_msrv lint (above)
+# checks our std use against rust-version, this the locked dependencies' rust-versions.
+log "MSRV: the locked dependencies against rust-version (scripts/msrv.sh)"
+bash scripts/msrv.sh
 # The errors that name a disabled feature are unit tests of a build without them.
 log "josefine's unit tests without default features"
 cargo test -p josefine --no-default-features --lib --locked
