@@ -63,6 +63,13 @@ bash scripts/msrv.sh
 log "josefine's unit tests without default features"
 cargo test -p josefine --no-default-features --lib --locked
 
+# The publishable crates as crates.io would get them: each packaged (file lists in
+# their Cargo.toml `include`), then built from its package, the mock and the CLI
+# against the packaged josefine. --allow-dirty lets a local run with uncommitted edits
+# through; CI's clone is clean. It warns that each test and benchmark is left out.
+log "cargo package: josefine, josefine-mock, josefine-cli (built from the packages)"
+cargo package --workspace --exclude josefine-chaos --locked --allow-dirty
+
 log "building tests"
 cargo test --workspace --all-targets --locked --no-run
 
