@@ -23,7 +23,7 @@ source "$ROOT/scripts/kafka/kafka.sh"
 ensure_venv() {
     local stamp="$VENV/.requirements.sha256"
     local want
-    want="$(cat "$REQUIREMENTS" "$ROOT/scripts/requirements-tansu.txt" | sha256sum | cut -d' ' -f1)"
+    want="$(cat "$REQUIREMENTS" "$ROOT/crates/josefine-cli/requirements-tansu.txt" | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

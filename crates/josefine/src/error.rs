@@ -136,7 +136,9 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// None of the bootstrap or known brokers could be reached.
     NoBrokerAvailable,
-    /// The configuration is invalid; the message says which setting.
+    /// The configuration is invalid; the message says which setting. Also a setting (or a
+    /// fetched zstd batch) that needs a cargo feature this build of josefine leaves out;
+    /// the message names the feature to enable.
     Config,
     /// The client (or the component) was closed.
     Closed,
@@ -225,15 +227,9 @@ impl Error {
         })
     }
 
+    /// A socket's I/O error. A TLS stream's errors go through `net::tls`, which knows
+    /// which of them are TLS failures.
     pub(crate) fn io(err: std::io::Error) -> Self {
-        // A TLS failure surfaces as an I/O error from the stream (TLS 1.3 reports a
-        // refused client certificate on the first read): say what it is.
-        if let Some(tls) = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-        {
-            return crate::net::tls::describe(tls, None);
-        }
         Self::new(ErrorKind::Io, String::new()).with_source(err)
     }
 
@@ -243,6 +239,15 @@ impl Error {
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)
+    }
+
+    /// `what` (a setting, as the user wrote it) needs the cargo `feature`, which is
+    /// disabled in this build.
+    pub(crate) fn feature_disabled(what: impl fmt::Display, feature: &str) -> Self {
+        Self::config(format!(
+            "{what} needs josefine's `{feature}` feature, which is disabled in this build; \
+             enable it where josefine is a dependency: features = [\"{feature}\"]"
+        ))
     }
 
     pub(crate) fn with_source(
@@ -466,7 +471,12 @@ impl std::error::Error for Error {
 
 impl From<RecordError> for Error {
     fn from(err: RecordError) -> Self {
-        Self::new(ErrorKind::CorruptRecords, String::new()).with_source(err)
+        // A batch this build cannot decompress is not corrupt: the build needs a feature.
+        let kind = match err {
+            RecordError::CodecDisabled { .. } => ErrorKind::Config,
+            _ => ErrorKind::CorruptRecords,
+        };
+        Self::new(kind, String::new()).with_source(err)
     }
 }
 

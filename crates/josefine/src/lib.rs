@@ -15,6 +15,20 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! All on by default; `default-features = false` leaves them out to build less:
+//!
+//! - `zstd`: zstd record batches, read and written (builds the zstd C library).
+//! - `tls`: TLS to brokers (`security.protocol=SSL`, `SASL_SSL`) with rustls.
+//! - `sasl`: SASL SCRAM-SHA-256/512. PLAIN and OAUTHBEARER need no extra crate and are
+//!   always there.
+//!
+//! Without a feature its settings still compile (`TlsConfig`, `SaslConfig::ScramSha256`,
+//! `Compression::Zstd`), so one program builds either way; using one fails with an
+//! [`ErrorKind::Config`] error that names the feature to enable, and a consumer that
+//! fetches a zstd batch without `zstd` stops at that batch with such an error.
 
 pub mod admin;
 pub mod backoff;

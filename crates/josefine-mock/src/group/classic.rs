@@ -329,7 +329,7 @@ impl Group {
         let mut best: Option<(&str, usize)> = None;
         for p in &leader.protocols {
             let count = votes.get(p.name.as_str()).copied().unwrap_or(0);
-            if count > 0 && best.map_or(true, |(_, most)| count > most) {
+            if count > 0 && best.is_none_or(|(_, most)| count > most) {
                 best = Some((p.name.as_str(), count));
             }
         }
@@ -1184,7 +1184,7 @@ impl Group {
     fn earliest_due(&self, now: Instant) -> Option<Due> {
         let mut due: Option<(Instant, Due)> = None;
         let mut consider = |at: Instant, what: Due| {
-            if at <= now && due.as_ref().map_or(true, |(best, _)| at < *best) {
+            if at <= now && due.as_ref().is_none_or(|(best, _)| at < *best) {
                 due = Some((at, what));
             }
         };

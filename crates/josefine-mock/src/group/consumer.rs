@@ -209,7 +209,7 @@ pub(crate) fn validate(r: &HeartbeatRequest) -> Result<(), Failure> {
         if r.rebalance_timeout_ms == -1 {
             return invalid("RebalanceTimeoutMs must be provided in first request.");
         }
-        if r.owned.as_ref().map_or(true, |owned| !owned.is_empty()) {
+        if r.owned.as_ref().is_none_or(|owned| !owned.is_empty()) {
             return invalid("TopicPartitions must be empty when (re-)joining.");
         }
         if r.subscribed_topic_names.is_none() && r.subscribed_topic_regex.is_none() {
@@ -386,7 +386,7 @@ impl Member {
 /// Whether the reported owned partitions still hold any of `partitions`; a
 /// lean heartbeat (nothing reported) counts as holding them.
 fn owns_any(owned: Option<&Partitions>, partitions: &Partitions) -> bool {
-    owned.map_or(true, |owned| !owned.is_disjoint(partitions))
+    owned.is_none_or(|owned| !owned.is_disjoint(partitions))
 }
 
 /// How a heartbeat at epoch 0 or above finds its member.
@@ -934,7 +934,7 @@ impl ConsumerGroup {
     fn earliest_due(&self, now: Instant) -> Option<Due> {
         let mut due: Option<(Instant, Due)> = None;
         let mut consider = |at: Instant, what: Due| {
-            if at <= now && due.as_ref().map_or(true, |(best, _)| at < *best) {
+            if at <= now && due.as_ref().is_none_or(|(best, _)| at < *best) {
                 due = Some((at, what));
             }
         };

@@ -424,7 +424,7 @@ impl TransactionCoordinator {
             | TransactionState::CompleteAbort
             | TransactionState::Dead => {
                 let exhausted = metadata.epoch >= LAST_EPOCH;
-                if exhausted && expected.map_or(true, |(_, epoch)| epoch == metadata.epoch) {
+                if exhausted && expected.is_none_or(|(_, epoch)| epoch == metadata.epoch) {
                     metadata.last_producer_id = metadata.producer_id;
                     metadata.last_epoch = if expected.is_some() {
                         metadata.epoch

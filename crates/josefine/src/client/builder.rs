@@ -124,7 +124,8 @@ impl ClientBuilder {
     }
 
     /// TLS on every connection (`security.protocol=SSL`, or `SASL_SSL` with
-    /// [`sasl`](Self::sasl)). Its files are read when the client is built.
+    /// [`sasl`](Self::sasl)). Its files are read when the client is built. Needs the
+    /// `tls` feature (on by default); without it, building fails with an error naming it.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
@@ -132,7 +133,8 @@ impl ClientBuilder {
 
     /// SASL authentication on every connection, after ApiVersions
     /// (`security.protocol=SASL_PLAINTEXT`, or `SASL_SSL` with [`tls`](Self::tls)):
-    /// PLAIN, SCRAM-SHA-256/512 or OAUTHBEARER with your token provider.
+    /// PLAIN, SCRAM-SHA-256/512 or OAUTHBEARER with your token provider. SCRAM needs the
+    /// `sasl` feature (on by default); without it, building fails with an error naming it.
     pub fn sasl(mut self, sasl: crate::net::sasl::SaslConfig) -> Self {
         self.broker.sasl = Some(sasl);
         self
@@ -204,6 +206,9 @@ impl ClientBuilder {
             if value.is_zero() {
                 return Err(Error::config(format!("{name} must be greater than zero")));
             }
+        }
+        if let Some(sasl) = &self.broker.sasl {
+            sasl.check_built()?;
         }
         if self.broker.connection.max_frame_size < 1024 {
             return Err(Error::config(

@@ -572,6 +572,79 @@ mod tests {
         assert!(err.to_string().contains("group.id"), "{err}");
     }
 
+    /// A client from `bootstrap.servers` and `pairs`.
+    #[cfg(not(all(feature = "tls", feature = "sasl", feature = "zstd")))]
+    fn client_with(pairs: &[(&str, &str)]) -> Result<Client> {
+        let mut config = Config::from_properties(pairs.iter().copied())?;
+        config.set("bootstrap.servers", "127.0.0.1:1")?;
+        config.client_builder()?.build()
+    }
+
+    #[cfg(not(all(feature = "tls", feature = "sasl", feature = "zstd")))]
+    fn assert_names_feature(err: Error, feature: &str) {
+        assert_eq!(err.kind(), &crate::ErrorKind::Config, "{err}");
+        let wanted = format!("`{feature}` feature");
+        assert!(err.to_string().contains(&wanted), "{err}");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn tls_settings_without_the_tls_feature_name_it() {
+        assert_names_feature(
+            client_with(&[("security.protocol", "SSL")]).unwrap_err(),
+            "tls",
+        );
+        let sasl_ssl = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ];
+        assert_names_feature(client_with(&sasl_ssl).unwrap_err(), "tls");
+        client_with(&[("security.protocol", "PLAINTEXT")]).unwrap();
+    }
+
+    #[cfg(not(feature = "sasl"))]
+    #[tokio::test]
+    async fn scram_without_the_sasl_feature_names_it() {
+        for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let err = client_with(&[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", mechanism),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
+            ])
+            .unwrap_err();
+            assert!(err.to_string().contains(mechanism), "{err}");
+            assert_names_feature(err, "sasl");
+        }
+        // PLAIN needs no feature.
+        client_with(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ])
+        .unwrap();
+    }
+
+    #[cfg(not(feature = "zstd"))]
+    #[tokio::test]
+    async fn zstd_compression_without_the_zstd_feature_names_it() {
+        let client = client_with(&[]).unwrap();
+        let producer = |codec: &str| {
+            Config::from_properties([("compression.type", codec)])
+                .unwrap()
+                .producer_builder(client.clone())
+                .unwrap()
+                .build()
+        };
+        let err = producer("zstd").err().unwrap();
+        assert!(err.to_string().contains("compression.type=zstd"), "{err}");
+        assert_names_feature(err, "zstd");
+        producer("lz4").unwrap();
+    }
+
     #[test]
     fn secrets_stay_out_of_debug_output() {
         let mut config = Config::new();

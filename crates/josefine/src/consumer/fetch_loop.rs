@@ -730,4 +730,51 @@ mod tests {
         assert_eq!(sub.offset, 1);
         assert!(sub.stopped, "stopped until the reader seeks past it");
     }
+
+    /// In a build without zstd, a zstd batch stops the partition as a corrupt one does:
+    /// the batch before it is delivered, then a configuration error naming the feature;
+    /// the batch after it is not, and the offset stays at the zstd batch.
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn a_zstd_batch_without_the_feature_stops_the_partition_naming_it() {
+        use crate::protocol::records::Compression;
+
+        // Offset 1 marked zstd (attributes' low byte, at 22), its CRC (17..21, over
+        // everything from the attributes on) made right again.
+        let mut zstd = one_record(1).to_vec();
+        zstd[22] |= Compression::Zstd.id();
+        let crc = crc32c::crc32c(&zstd[21..]);
+        zstd[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut records = BytesMut::new();
+        records.extend_from_slice(&one_record(0));
+        records.extend_from_slice(&zstd);
+        records.extend_from_slice(&one_record(2));
+        let data = PartitionData::default()
+            .with_high_watermark(3)
+            .with_records(Some(records.freeze()));
+
+        let (tx, mut rx) = mpsc::channel(QUEUE_SLOTS);
+        let mut sub = subscription(tx);
+        deliver(
+            &mut sub,
+            &data,
+            false,
+            &config(),
+            &QueuedBytes::new(1 << 20),
+        );
+        match rx.try_recv() {
+            Ok(Fetched::Batch { batch, .. }) => assert_eq!(batch.next_offset(), 1),
+            other => panic!("the batch before the zstd one, not {other:?}"),
+        }
+        match rx.try_recv() {
+            Ok(Fetched::Error { error, .. }) => {
+                assert_eq!(error.kind(), &ErrorKind::Config, "{error}");
+                assert!(error.to_string().contains("`zstd` feature"), "{error}");
+            }
+            other => panic!("the error at the zstd batch, not {other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing after the error");
+        assert_eq!(sub.offset, 1, "the zstd batch is not skipped");
+        assert!(sub.stopped, "stopped until the reader seeks past it");
+    }
 }

@@ -107,7 +107,7 @@ pub(crate) async fn authenticate(
             SaslAuthenticateRequest::VERSIONS,
         )
         .map_err(|e| failed(format!("{e}")))?;
-    let mut exchange = mechanism(sasl, token);
+    let mut exchange = mechanism(sasl, token)?;
     let mut server: Option<Bytes> = None;
     let mut lifetime = None;
     loop {

@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
+use super::tls;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::frame::{self, LENGTH_PREFIX};
 use crate::protocol::KafkaRequest;
@@ -342,7 +343,7 @@ where
                         break e;
                     }
                 }
-                Err(e) => break Error::io(e),
+                Err(e) => break tls::stream_error(e),
             },
             written = write_front(&mut writer, &mut outgoing), if !outgoing.is_empty() => match written {
                 Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the socket accepts no more bytes"),
@@ -355,11 +356,11 @@ where
                     if outgoing.is_empty() {
                         // Transports that buffer (TLS) need a flush to put bytes on the wire.
                         if let Err(e) = writer.flush().await {
-                            break Error::io(e);
+                            break tls::stream_error(e);
                         }
                     }
                 }
-                Err(e) => break Error::io(e),
+                Err(e) => break tls::stream_error(e),
             },
             command = commands.recv(), if outgoing_bytes < WRITE_HIGH_WATER => match command {
                 // Every handle is gone: nobody can be waiting for a response.

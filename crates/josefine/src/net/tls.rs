@@ -2,27 +2,30 @@
 //! the system roots or a given CA file, its name checked against the broker's host
 //! (on by default), an optional client certificate (mTLS), SNI from the host.
 //!
+//! The cryptography is the process-wide rustls provider when the application installed
+//! one (`CryptoProvider::install_default`, to use FIPS or a provider of its choice),
+//! else aws-lc-rs with rustls' defaults, which prefer post-quantum key exchange. Not
+//! ring: rustls deprecated its ring provider (0.23.48) because it has no post-quantum
+//! key exchange.
+//!
 //! The rustls configuration is built once per client, when the client is built, so a
 //! missing or unreadable file fails there, naming the setting. A failed handshake is
-//! an [`ErrorKind::Tls`] error that says what was wrong with the certificate and which
-//! setting addresses it.
+//! an [`ErrorKind::Tls`](crate::ErrorKind::Tls) error that says what was wrong with the
+//! certificate and which setting addresses it.
+//!
+//! All of it is the cargo feature `tls` (on by default). Without it [`TlsConfig`] still
+//! exists, so programs that set TLS build either way, but building a client with it
+//! fails with an error naming the feature.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+#[cfg(feature = "tls")]
+mod connector;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
+use std::path::PathBuf;
 
-use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "tls")]
+pub(crate) use connector::{stream_error, Connector};
+
+use crate::error::Result;
 
 /// TLS settings, with Kafka's property names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,262 +71,51 @@ impl TlsConfig {
         self
     }
 
-    /// The rustls configuration; errors name the setting and the file.
+    /// The rustls configuration; errors name the setting and the file, or the `tls`
+    /// feature when this build leaves TLS out.
     pub(crate) fn build(&self) -> Result<Connector> {
-        let roots = match &self.ca_location {
-            Some(path) => ca_file_roots(path)?,
-            None => system_roots()?,
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::config(format!("TLS: {e}")))?;
-        let builder = if self.skip_hostname_verification {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| Error::config(format!("TLS: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
-        } else {
-            builder.with_root_certificates(roots)
-        };
-        let config = match (&self.certificate_location, &self.key_location) {
-            (Some(cert), Some(key)) => {
-                let chain = read_certificates(cert, "ssl.certificate.location")?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    Error::config(format!(
-                        "ssl.key.location {}: no usable private key ({e})",
-                        key.display()
-                    ))
-                })?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    Error::config(format!(
-                        "ssl.certificate.location / ssl.key.location: the key does not fit the certificate ({e})"
-                    ))
-                })?
-            }
-            (None, None) => builder.with_no_client_auth(),
-            _ => return Err(Error::config(
-                "ssl.certificate.location and ssl.key.location go together: set both or neither",
-            )),
-        };
-        Ok(Connector {
-            connector: TlsConnector::from(Arc::new(config)),
-        })
+        #[cfg(feature = "tls")]
+        return connector::build(self);
+        #[cfg(not(feature = "tls"))]
+        return Err(crate::Error::feature_disabled(
+            "TLS (security.protocol=SSL or SASL_SSL)",
+            "tls",
+        ));
     }
 }
 
-/// A built TLS configuration, shared by every connection of a client.
-#[derive(Clone)]
-pub(crate) struct Connector {
-    connector: TlsConnector,
-}
+/// Stands in for the rustls connector in a build without TLS: no value of it exists,
+/// since [`TlsConfig::build`] fails there.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum Connector {}
 
-impl fmt::Debug for Connector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Connector(rustls)")
-    }
-}
-
+#[cfg(not(feature = "tls"))]
 impl Connector {
-    /// The TLS handshake over `stream` with the broker at `addr` (`host:port`).
     pub(crate) async fn connect(
         &self,
-        stream: TcpStream,
-        addr: &str,
-    ) -> Result<TlsStream<TcpStream>> {
-        let host = host_of(addr);
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| Error::config(format!("{host:?} is not a valid host name for TLS")))?;
-        self.connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| handshake_error(e, host))
+        _stream: tokio::net::TcpStream,
+        _addr: &str,
+    ) -> Result<tokio::net::TcpStream> {
+        match *self {}
     }
 }
 
-/// `host` of `host:port` (an IPv6 literal's brackets removed).
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
+/// An I/O error from a connection's stream: without TLS, always an I/O error.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn stream_error(err: std::io::Error) -> crate::Error {
+    crate::Error::io(err)
 }
 
-fn system_roots() -> Result<RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err(Error::config(format!(
-            "TLS: no usable CA certificates in the system store{}; set ssl.ca.location to a PEM file",
-            found
-                .errors
-                .first()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        )));
-    }
-    Ok(roots)
-}
-
-fn ca_file_roots(path: &Path) -> Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certificates(path, "ssl.ca.location")? {
-        roots.add(cert).map_err(|e| {
-            Error::config(format!(
-                "ssl.ca.location {}: not a usable CA certificate ({e})",
-                path.display()
-            ))
-        })?;
-    }
-    Ok(roots)
-}
-
-fn read_certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let unreadable =
-        |e: &dyn fmt::Display| Error::config(format!("{setting} {}: {e}", path.display()));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unreadable(&e))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| unreadable(&e))?;
-    if certs.is_empty() {
-        return Err(unreadable(&"no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
-/// A failed handshake as a [`ErrorKind::Tls`] error naming the certificate problem.
-fn handshake_error(err: std::io::Error, host: &str) -> Error {
-    match err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => describe(tls, Some(host)),
-        None => Error::io(err),
-    }
-}
-
-/// A rustls error as an [`ErrorKind::Tls`] error that says what was wrong and which
-/// setting addresses it; `host` when known.
-pub(crate) fn describe(err: &rustls::Error, host: Option<&str>) -> Error {
-    let message = match err {
-        rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "the broker's certificate has expired".to_string()
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "the broker's certificate is not valid yet (check the clocks)".to_string()
-            }
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                format!(
-                    "the broker's certificate is not valid for {:?}; connect by a name it lists, \
-                     or (not recommended) set ssl.endpoint.identification.algorithm=none",
-                    host.unwrap_or("this host")
-                )
-            }
-            CertificateError::UnknownIssuer => {
-                "the broker's certificate is signed by a CA we do not trust; set ssl.ca.location \
-                 to the PEM file of the CA that signed it"
-                    .to_string()
-            }
-            CertificateError::Revoked => "the broker's certificate is revoked".to_string(),
-            other => format!("the broker's certificate was refused: {other:?}"),
-        },
-        rustls::Error::AlertReceived(alert) => format!(
-            "the broker refused the TLS session ({alert:?}); if it requires a client certificate, \
-             set ssl.certificate.location and ssl.key.location"
-        ),
-        other => format!("TLS failed: {other}"),
-    };
-    Error::new(ErrorKind::Tls, message)
-}
-
-/// Verifies the chain and signatures, but not that the certificate names the host
-/// (`ssl.endpoint.identification.algorithm=none`).
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, not(feature = "tls")))]
 mod tests {
     use super::*;
 
     #[test]
-    fn hosts_come_from_addresses() {
-        assert_eq!(host_of("broker-1.example:9093"), "broker-1.example");
-        assert_eq!(host_of("[::1]:9093"), "::1");
-        assert_eq!(host_of("localhost"), "localhost");
-    }
-
-    #[test]
-    fn missing_files_name_the_setting() {
-        let err = TlsConfig::new()
-            .ca_location("/no/such/ca.pem")
-            .build()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("ssl.ca.location /no/such/ca.pem"),
-            "{err}"
-        );
-        let err = TlsConfig {
-            certificate_location: Some("/x.pem".into()),
-            ..TlsConfig::new()
-        }
-        .build()
-        .unwrap_err();
-        assert!(err.to_string().contains("go together"), "{err}");
-    }
-
-    #[test]
-    fn a_file_without_certificates_is_refused() {
-        let dir = std::env::temp_dir().join(format!("josefine-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("empty.pem");
-        std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = TlsConfig::new().ca_location(&path).build().unwrap_err();
-        assert!(err.to_string().contains("no PEM certificate"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn without_the_feature_tls_is_an_error_naming_it() {
+        let err = TlsConfig::new().build().unwrap_err();
+        assert_eq!(err.kind(), &crate::ErrorKind::Config);
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
+        assert!(err.to_string().contains("security.protocol=SSL"), "{err}");
     }
 }

@@ -297,6 +297,12 @@ impl ProducerBuilder {
                 self.linger + self.request_timeout
             )));
         }
+        if let Some(feature) = self.compression.disabled_feature() {
+            return Err(Error::feature_disabled(
+                format_args!("compression.type={}", self.compression),
+                feature,
+            ));
+        }
         self.compression
             .check_level(self.compression_level)
             .map_err(|e| {

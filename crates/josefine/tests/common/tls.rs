@@ -305,7 +305,7 @@ struct Pki {
 impl Pki {
     /// A CA, the server certificate of `variant` signed by it, a client certificate
     /// signed by it, and an unrelated second CA. ECDSA P-256 keys throughout (rcgen's
-    /// ring backend cannot generate RSA keys).
+    /// default: small, fast to make, accepted by every broker and by stunnel).
     fn generate(variant: TlsVariant) -> Pki {
         let dir = tempfile::Builder::new()
             .prefix("josefine-tls-")

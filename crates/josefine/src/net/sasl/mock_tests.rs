@@ -43,7 +43,7 @@ async fn run(broker: &MockBroker, config: &SaslConfig, token: Option<OAuthToken>
     if answer.error_code != 0 {
         return End::Refused(answer.error_code, String::new());
     }
-    let mut mechanism = mechanism(config, token);
+    let mut mechanism = mechanism(config, token).unwrap();
     let mut server: Option<Bytes> = None;
     loop {
         let next = match mechanism.step(server.as_deref()) {

@@ -14,16 +14,19 @@
 //! The SaslAuthenticate wrapping is KIP-152; re-authentication (KIP-368) runs a fresh
 //! `Mechanism` from `mechanism()` on the same connection.
 //!
+//! SCRAM is the cargo feature `sasl` (it needs SHA-2, HMAC and PBKDF2); PLAIN and
+//! OAUTHBEARER need nothing more and are always built. Without `sasl`,
+//! [`SaslConfig::ScramSha256`] and [`SaslConfig::ScramSha512`] still exist, and a client
+//! configured with one fails to build with an error naming the feature.
+//!
 //! Secrets: [`Credentials`] and [`OAuthToken`] print no password or token in `Debug`,
 //! and no [`SaslError`] message contains either. Usernames are sent as given: like the
 //! Java client and librdkafka, no SASLprep normalisation is applied (RFC 5802 asks for
 //! it; brokers that store credentials made by Kafka's tools do not apply it either).
 
-// The I/O driver that runs these exchanges lands separately; until it does, only the
-// tests use the crate-private half. Remove this with the driver's commit.
-
 mod oauthbearer;
 mod plain;
+#[cfg(feature = "sasl")]
 mod scram;
 
 use std::fmt;
@@ -33,7 +36,14 @@ use futures::future::BoxFuture;
 
 pub(crate) use oauthbearer::OAuthBearer;
 pub(crate) use plain::Plain;
+#[cfg(feature = "sasl")]
 pub(crate) use scram::{Scram, ScramHash};
+
+/// RFC 7677 §4: at least 4096 SCRAM iterations (Kafka's minimum too).
+pub(crate) const MIN_ITERATIONS: u32 = 4096;
+/// Kafka stores SCRAM credentials with at most 16384 iterations; far more would let a
+/// hostile server stall the connection task on PBKDF2.
+pub(crate) const MAX_ITERATIONS: u32 = 100_000;
 
 /// A username and password; `Debug` prints the username only, never the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,9 +87,9 @@ pub enum SaslConfig {
     /// `PLAIN` (RFC 4616): the password travels as it is, so use it over TLS only.
     Plain(Credentials),
     /// `SCRAM-SHA-256` (RFC 7677): the password never leaves the client and the broker
-    /// proves it knows the credentials too.
+    /// proves it knows the credentials too. Needs the `sasl` feature.
     ScramSha256(Credentials),
-    /// `SCRAM-SHA-512`, as SCRAM-SHA-256 with SHA-512.
+    /// `SCRAM-SHA-512`, as SCRAM-SHA-256 with SHA-512. Needs the `sasl` feature.
     ScramSha512(Credentials),
     /// `OAUTHBEARER` (RFC 7628): a bearer token from the provider, fetched anew for every
     /// authentication, so re-authentication (KIP-368) sends a fresh one.
@@ -91,11 +101,29 @@ impl SaslConfig {
     pub fn mechanism_name(&self) -> &'static str {
         match self {
             SaslConfig::Plain(_) => "PLAIN",
-            SaslConfig::ScramSha256(_) => ScramHash::Sha256.mechanism_name(),
-            SaslConfig::ScramSha512(_) => ScramHash::Sha512.mechanism_name(),
+            SaslConfig::ScramSha256(_) => "SCRAM-SHA-256",
+            SaslConfig::ScramSha512(_) => "SCRAM-SHA-512",
             SaslConfig::OAuthBearer(_) => "OAUTHBEARER",
         }
     }
+
+    /// An error naming the cargo feature when this build leaves the mechanism out
+    /// (SCRAM without `sasl`).
+    pub(crate) fn check_built(&self) -> crate::Result<()> {
+        match self {
+            #[cfg(not(feature = "sasl"))]
+            SaslConfig::ScramSha256(_) | SaslConfig::ScramSha512(_) => Err(scram_disabled(self)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(not(feature = "sasl"))]
+fn scram_disabled(config: &SaslConfig) -> crate::Error {
+    crate::Error::feature_disabled(
+        format_args!("sasl.mechanism={}", config.mechanism_name()),
+        "sasl",
+    )
 }
 
 /// The OAUTHBEARER hook: users supply tokens (KIP-255's `AuthenticateCallbackHandler`).
@@ -183,11 +211,11 @@ pub enum SaslError {
     #[error("the server refused the authentication: {0}")]
     ServerError(String),
     /// SCRAM: fewer iterations than RFC 7677's minimum of 4096.
-    #[error("the server asks for {0} SCRAM iterations; at least {min} are required", min = scram::MIN_ITERATIONS)]
+    #[error("the server asks for {0} SCRAM iterations; at least {min} are required", min = MIN_ITERATIONS)]
     IterationCountTooLow(u32),
     /// SCRAM: more iterations than we are willing to compute (a hostile server could
     /// stall the connection for hours otherwise).
-    #[error("the server asks for {0} SCRAM iterations; at most {max} are accepted", max = scram::MAX_ITERATIONS)]
+    #[error("the server asks for {0} SCRAM iterations; at most {max} are accepted", max = MAX_ITERATIONS)]
     IterationCountTooHigh(u32),
     /// SCRAM: the server requires an extension (`m=`) that we do not know.
     #[error("the server requires a SCRAM extension this client does not support")]
@@ -209,18 +237,28 @@ pub enum SaslError {
 }
 
 /// The mechanism for `config`; `token` is used by OAUTHBEARER only (the driver awaits
-/// the provider first). OAUTHBEARER without a token fails at its first step.
-pub(crate) fn mechanism(config: &SaslConfig, token: Option<OAuthToken>) -> Box<dyn Mechanism> {
-    match config {
+/// the provider first). OAUTHBEARER without a token fails at its first step. A mechanism
+/// this build leaves out is the error of [`SaslConfig::check_built`].
+pub(crate) fn mechanism(
+    config: &SaslConfig,
+    token: Option<OAuthToken>,
+) -> crate::Result<Box<dyn Mechanism>> {
+    Ok(match config {
         SaslConfig::Plain(credentials) => Box::new(Plain::new(credentials.clone())),
+        #[cfg(feature = "sasl")]
         SaslConfig::ScramSha256(credentials) => {
             Box::new(Scram::new(ScramHash::Sha256, credentials.clone()))
         }
+        #[cfg(feature = "sasl")]
         SaslConfig::ScramSha512(credentials) => {
             Box::new(Scram::new(ScramHash::Sha512, credentials.clone()))
         }
+        #[cfg(not(feature = "sasl"))]
+        SaslConfig::ScramSha256(_) | SaslConfig::ScramSha512(_) => {
+            return Err(scram_disabled(config))
+        }
         SaslConfig::OAuthBearer(_) => Box::new(OAuthBearer::new(token)),
-    }
+    })
 }
 
 /// A bounded, escaped excerpt of a server message for error texts.
@@ -242,7 +280,8 @@ fn excerpt_of(bytes: &[u8], max: usize) -> String {
     text
 }
 
-#[cfg(test)]
+// Mostly SCRAM against the mock's own SCRAM server.
+#[cfg(all(test, feature = "sasl"))]
 mod mock_tests;
 
 #[cfg(test)]
@@ -291,24 +330,60 @@ mod tests {
     #[test]
     fn mechanism_builds_the_configured_exchange() {
         let plain = SaslConfig::Plain(Credentials::new("u", "p"));
-        let first = mechanism(&plain, None).step(None).unwrap().unwrap();
+        let first = mechanism(&plain, None)
+            .unwrap()
+            .step(None)
+            .unwrap()
+            .unwrap();
         assert_eq!(first, b"\0u\0p");
 
-        let scram = SaslConfig::ScramSha256(Credentials::new("u", "p"));
-        let first = mechanism(&scram, None).step(None).unwrap().unwrap();
-        assert!(first.starts_with(b"n,,n=u,r="), "{first:?}");
+        #[cfg(feature = "sasl")]
+        {
+            let scram = SaslConfig::ScramSha256(Credentials::new("u", "p"));
+            let first = mechanism(&scram, None)
+                .unwrap()
+                .step(None)
+                .unwrap()
+                .unwrap();
+            assert!(first.starts_with(b"n,,n=u,r="), "{first:?}");
+        }
 
         let provider: Arc<dyn OAuthTokenProvider> = Arc::new(OAuthToken::new("t"));
         let oauth = SaslConfig::OAuthBearer(provider);
         let first = mechanism(&oauth, Some(OAuthToken::new("abc")))
+            .unwrap()
             .step(None)
             .unwrap()
             .unwrap();
         assert_eq!(first, b"n,,\x01auth=Bearer abc\x01\x01");
         assert_eq!(
-            mechanism(&oauth, None).step(None),
+            mechanism(&oauth, None).unwrap().step(None),
             Err(SaslError::MissingToken)
         );
+    }
+
+    #[cfg(not(feature = "sasl"))]
+    #[test]
+    fn scram_without_its_feature_is_an_error_naming_it() {
+        let c = || Credentials::new("u", "p");
+        for (config, name) in [
+            (SaslConfig::ScramSha256(c()), "SCRAM-SHA-256"),
+            (SaslConfig::ScramSha512(c()), "SCRAM-SHA-512"),
+        ] {
+            for err in [
+                config.check_built().unwrap_err(),
+                mechanism(&config, None).err().unwrap(),
+            ] {
+                assert_eq!(err.kind(), &crate::ErrorKind::Config);
+                let text = err.to_string();
+                assert!(text.contains(&format!("sasl.mechanism={name}")), "{text}");
+                assert!(text.contains("`sasl` feature"), "{text}");
+            }
+        }
+        // PLAIN and OAUTHBEARER need no feature.
+        assert!(SaslConfig::Plain(c()).check_built().is_ok());
+        let provider: Arc<dyn OAuthTokenProvider> = Arc::new(OAuthToken::new("t"));
+        assert!(SaslConfig::OAuthBearer(provider).check_built().is_ok());
     }
 
     #[tokio::test]

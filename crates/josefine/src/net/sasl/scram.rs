@@ -27,13 +27,7 @@ use rand::distr::Alphanumeric;
 use rand::Rng as _;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::{excerpt, Credentials, Mechanism, SaslError};
-
-/// RFC 7677 §4: at least 4096 iterations (Kafka's minimum too).
-pub(crate) const MIN_ITERATIONS: u32 = 4096;
-/// Kafka stores credentials with at most 16384 iterations; far more would let a
-/// hostile server stall the connection task on PBKDF2.
-pub(crate) const MAX_ITERATIONS: u32 = 100_000;
+use super::{excerpt, Credentials, Mechanism, SaslError, MAX_ITERATIONS, MIN_ITERATIONS};
 /// Client nonce length; random alphanumeric characters, as Kafka's own client uses.
 const NONCE_LEN: usize = 32;
 /// `c=` in the client-final message: base64 of the GS2 header `n,,`.
@@ -56,13 +50,6 @@ pub(crate) enum ScramHash {
 }
 
 impl ScramHash {
-    pub(crate) fn mechanism_name(self) -> &'static str {
-        match self {
-            ScramHash::Sha256 => "SCRAM-SHA-256",
-            ScramHash::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
     fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha256 => Sha256::digest(data).to_vec(),

@@ -22,6 +22,10 @@
 //!
 //! Integrity is the batch CRC32C's job (it covers the compressed bytes), so the optional
 //! LZ4 frame checksums are not recomputed on the fast path.
+//!
+//! zstd is the cargo feature `zstd` (it builds the C library); in a build without it,
+//! zstd is still a known codec, but compressing or decompressing with it is a
+//! [`RecordError::CodecDisabled`] error.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -44,7 +48,7 @@ pub enum Compression {
     /// lz4_flex has a single fast mode, so the level does not change the output.
     Lz4,
     /// zstd (id 4). Levels as libzstd allows (negative "fast" levels up to 22), default 3
-    /// (Kafka's `compression.zstd.level`).
+    /// (Kafka's `compression.zstd.level`). Needs the `zstd` feature.
     Zstd,
 }
 
@@ -103,20 +107,52 @@ impl Compression {
         }
     }
 
-    /// The accepted levels, `None` for codecs without levels.
+    /// The accepted levels, `None` for codecs without levels (and for zstd in a build
+    /// without the `zstd` feature, which cannot compress with it).
     pub fn level_range(self) -> Option<RangeInclusive<i32>> {
         match self {
             // Kafka rejects 0 ("stored") too; it would only waste bytes on framing.
             Compression::Gzip => Some(1..=9),
             Compression::Lz4 => Some(1..=17),
+            #[cfg(feature = "zstd")]
             Compression::Zstd => Some(zstd::compression_level_range()),
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => None,
             Compression::None | Compression::Snappy => None,
         }
     }
 
+    /// The cargo feature this codec needs when this build leaves it out.
+    pub(crate) const fn disabled_feature(self) -> Option<&'static str> {
+        match self {
+            Compression::Zstd if !cfg!(feature = "zstd") => Some(ZSTD_FEATURE),
+            _ => None,
+        }
+    }
+
+    /// The codecs this build has: every one but zstd without its feature.
+    pub(crate) fn built() -> impl Iterator<Item = Compression> {
+        Compression::ALL
+            .into_iter()
+            .filter(|c| c.disabled_feature().is_none())
+    }
+
+    /// [`RecordError::CodecDisabled`] for a codec this build leaves out.
+    pub(crate) fn check_built(self) -> Result<(), RecordError> {
+        match self.disabled_feature() {
+            Some(feature) => Err(RecordError::CodecDisabled {
+                codec: self,
+                feature,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a level before it reaches `BatchBuilder::finish`, e.g. when a producer config
-    /// is built. `None` (the codec's default) is always valid.
+    /// is built. `None` (the codec's default) is always valid, unless this build leaves
+    /// the codec out ([`RecordError::CodecDisabled`], whatever the level).
     pub fn check_level(self, level: Option<i32>) -> Result<(), RecordError> {
+        self.check_built()?;
         match (level, self.level_range()) {
             (None, _) => Ok(()),
             (Some(level), Some(range)) if range.contains(&level) => Ok(()),
@@ -169,17 +205,43 @@ pub fn compress(
                 message: e.to_string(),
             })?;
         }
-        Compression::Zstd => {
-            let level = level.or(codec.default_level()).unwrap_or(3);
-            let start = out.len();
-            out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
-            // The one-shot API knows the input size, so the frame header records it.
-            let written =
-                zstd::bulk::compress_to_buffer(input, &mut out[start..], level).map_err(failed)?;
-            out.truncate(start + written);
-        }
+        Compression::Zstd => compress_zstd(level, input, out)?,
     }
     Ok(())
+}
+
+/// The feature that builds zstd.
+const ZSTD_FEATURE: &str = "zstd";
+
+#[cfg(feature = "zstd")]
+fn compress_zstd(level: Option<i32>, input: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
+    let codec = Compression::Zstd;
+    let level = level.or(codec.default_level()).unwrap_or(3);
+    let start = out.len();
+    out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
+    // The one-shot API knows the input size, so the frame header records it.
+    let written = zstd::bulk::compress_to_buffer(input, &mut out[start..], level).map_err(|e| {
+        RecordError::Compression {
+            codec,
+            message: e.to_string(),
+        }
+    })?;
+    out.truncate(start + written);
+    Ok(())
+}
+
+#[cfg(not(feature = "zstd"))]
+fn compress_zstd(_: Option<i32>, _: &[u8], _: &mut Vec<u8>) -> Result<(), RecordError> {
+    Err(zstd_disabled())
+}
+
+/// What zstd in a build without it fails with.
+#[cfg(not(feature = "zstd"))]
+fn zstd_disabled() -> RecordError {
+    RecordError::CodecDisabled {
+        codec: Compression::Zstd,
+        feature: ZSTD_FEATURE,
+    }
 }
 
 const XERIAL_MAGIC: [u8; 8] = *b"\x82SNAPPY\0";
@@ -332,6 +394,12 @@ fn snappy_block_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()
     Ok(())
 }
 
+#[cfg(not(feature = "zstd"))]
+fn decompress_zstd(_: &[u8], _: usize) -> Result<Vec<u8>, RecordError> {
+    Err(zstd_disabled())
+}
+
+#[cfg(feature = "zstd")]
 fn decompress_zstd(input: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
     let codec = Compression::Zstd;
     // A frame that records its size (ours, librdkafka's) inflates in one call into an
@@ -516,6 +584,10 @@ mod tests {
 
     const ALL: [Compression; 5] = Compression::ALL;
 
+    fn built() -> impl Iterator<Item = Compression> {
+        Compression::built()
+    }
+
     #[test]
     fn ids_and_names() {
         for c in ALL {
@@ -536,14 +608,17 @@ mod tests {
                 level: 0
             })
         );
-        assert!(Compression::Zstd.check_level(Some(22)).is_ok());
-        assert!(Compression::Zstd.check_level(Some(-5)).is_ok());
-        assert!(Compression::Zstd.check_level(Some(23)).is_err());
+        #[cfg(feature = "zstd")]
+        {
+            assert!(Compression::Zstd.check_level(Some(22)).is_ok());
+            assert!(Compression::Zstd.check_level(Some(-5)).is_ok());
+            assert!(Compression::Zstd.check_level(Some(23)).is_err());
+        }
         assert!(Compression::Lz4.check_level(Some(17)).is_ok());
         assert!(Compression::Lz4.check_level(Some(18)).is_err());
         assert!(Compression::Snappy.check_level(Some(1)).is_err());
         assert!(Compression::None.check_level(Some(1)).is_err());
-        for c in ALL {
+        for c in built() {
             assert_eq!(c.check_level(None), Ok(()));
         }
         let mut out = Vec::new();
@@ -552,7 +627,7 @@ mod tests {
 
     #[test]
     fn round_trips_every_codec_and_size() {
-        for c in ALL {
+        for c in built() {
             for len in [0, 1, 100, XERIAL_BLOCK, XERIAL_BLOCK + 1, 300_000] {
                 let input = sample(len);
                 let mut out = vec![0xee]; // compress appends
@@ -571,7 +646,10 @@ mod tests {
             (Compression::Gzip, vec![1, 6, 9]),
             (Compression::Lz4, vec![1, 17]),
             (Compression::Zstd, vec![-5, 1, 3, 19]),
-        ] {
+        ]
+        .into_iter()
+        .filter(|(c, _)| c.disabled_feature().is_none())
+        {
             for level in levels {
                 let mut out = Vec::new();
                 compress(c, Some(level), &input, &mut out).unwrap();
@@ -676,6 +754,7 @@ mod tests {
         assert_eq!(&back[input.len()..], &input[..]);
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn zstd_reads_streamed_frames_without_content_size() {
         // The Java client's ZstdOutputStream does not know the size up front.
@@ -698,10 +777,36 @@ mod tests {
         ));
     }
 
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn zstd_without_its_feature_is_an_error_naming_it() {
+        let disabled = RecordError::CodecDisabled {
+            codec: Compression::Zstd,
+            feature: "zstd",
+        };
+        let mut out = Vec::new();
+        for level in [None, Some(3)] {
+            assert_eq!(
+                compress(Compression::Zstd, level, b"x", &mut out),
+                Err(disabled.clone())
+            );
+            assert_eq!(Compression::Zstd.check_level(level), Err(disabled.clone()));
+        }
+        assert!(out.is_empty());
+        assert_eq!(
+            decompress(Compression::Zstd, b"\x28\xb5\x2f\xfd", 1 << 20),
+            Err(disabled.clone())
+        );
+        assert!(
+            disabled.to_string().contains("`zstd` feature"),
+            "{disabled}"
+        );
+    }
+
     #[test]
     fn limit_is_exact() {
         let input = sample(50_000);
-        for c in ALL {
+        for c in built() {
             let mut out = Vec::new();
             compress(c, None, &input, &mut out).unwrap();
             assert_eq!(decompress(c, &out, input.len()).unwrap(), input, "{c}");
@@ -720,12 +825,7 @@ mod tests {
     fn bombs_stop_at_the_limit() {
         // 256 MiB of zeros compresses to a few hundred KiB; inflating it must stop at 1 MiB.
         let zeros = vec![0u8; 256 << 20];
-        for c in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in built().filter(|&c| c != Compression::None) {
             let mut bomb = Vec::new();
             compress(c, None, &zeros, &mut bomb).unwrap();
             assert!(bomb.len() < 16 << 20, "{c} {}", bomb.len());
@@ -751,13 +851,16 @@ mod tests {
         ));
         // zstd: magic, single-segment descriptor with an 8-byte content size, one empty
         // raw last block.
-        let mut zstd_frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
-        zstd_frame.extend_from_slice(&(1u64 << 60).to_le_bytes());
-        zstd_frame.extend_from_slice(&[0x01, 0x00, 0x00]);
-        assert!(matches!(
-            decompress(Compression::Zstd, &zstd_frame, 1 << 20),
-            Err(RecordError::DecompressedTooLarge { .. })
-        ));
+        #[cfg(feature = "zstd")]
+        {
+            let mut zstd_frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
+            zstd_frame.extend_from_slice(&(1u64 << 60).to_le_bytes());
+            zstd_frame.extend_from_slice(&[0x01, 0x00, 0x00]);
+            assert!(matches!(
+                decompress(Compression::Zstd, &zstd_frame, 1 << 20),
+                Err(RecordError::DecompressedTooLarge { .. })
+            ));
+        }
         let mut gzip = Vec::new();
         compress(Compression::Gzip, None, b"abc", &mut gzip).unwrap();
         let n = gzip.len();
@@ -771,12 +874,7 @@ mod tests {
     #[test]
     fn garbage_is_a_typed_error() {
         let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
-        for c in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in built().filter(|&c| c != Compression::None) {
             match decompress(c, &garbage, 1 << 20) {
                 Err(RecordError::Decompression { codec, .. }) => assert_eq!(codec, c),
                 other => panic!("{c}: {other:?}"),
@@ -787,7 +885,7 @@ mod tests {
     #[test]
     fn truncated_streams_never_panic() {
         let input = sample(80_000);
-        for c in ALL {
+        for c in built() {
             let mut out = Vec::new();
             compress(c, None, &input, &mut out).unwrap();
             // Every prefix near the ends, and a stride through the middle.

@@ -202,6 +202,10 @@ impl RecordBatch {
         let attributes = i16::from_be_bytes(array_at(h, at::ATTRIBUTES));
         let id = (attributes & ATTR_COMPRESSION_MASK) as u8;
         let compression = Compression::from_id(id).ok_or(RecordError::UnknownCompression { id })?;
+        // A batch this build cannot decompress is refused whole, here, not when its
+        // records are read: a consumer stops at it as at a corrupt batch (the batches
+        // before it delivered, then an error naming its offset), so nothing is skipped.
+        compression.check_built()?;
         let record_count = i32::from_be_bytes(array_at(h, at::RECORD_COUNT));
         if record_count < 0 {
             return Err(RecordError::InvalidRecordCount {
@@ -857,9 +861,17 @@ mod tests {
         }
     }
 
+    /// A compressed codec for tests where any will do: zstd when built (the codec most
+    /// Kafka topics use), else lz4.
+    const COMPRESSED: Compression = if cfg!(feature = "zstd") {
+        Compression::Zstd
+    } else {
+        Compression::Lz4
+    };
+
     #[test]
     fn compressed_batch_inflates_once() {
-        let data = sample_batch(50, Compression::Zstd);
+        let data = sample_batch(50, COMPRESSED);
         let batch = batches(data, &opts()).next().unwrap().unwrap();
         let first: Vec<_> = batch.records().map(Result::unwrap).collect();
         let second: Vec<_> = batch.records().map(Result::unwrap).collect();
@@ -989,6 +1001,30 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err, RecordError::UnsupportedMagic { magic });
         }
+    }
+
+    /// A zstd batch (marked so, its records section left plain: it is refused before
+    /// anything reads it) in a build without the `zstd` feature.
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn a_zstd_batch_without_the_feature_is_refused_naming_it() {
+        let mut data = sample_batch(2, Compression::None).to_vec();
+        data[at::ATTRIBUTES + 1] |= Compression::Zstd.id();
+        fix_crc(&mut data);
+        let err = batches(Bytes::from(data), &opts())
+            .next()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RecordError::CodecDisabled {
+                codec: Compression::Zstd,
+                feature: "zstd"
+            }
+        );
+        let err = crate::Error::from(err);
+        assert_eq!(err.kind(), &crate::ErrorKind::Config);
+        assert!(err.to_string().contains("`zstd` feature"), "{err}");
     }
 
     #[test]
@@ -1169,12 +1205,7 @@ mod tests {
 
     #[test]
     fn garbage_compressed_payload_is_typed_and_cached() {
-        for c in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in Compression::built().filter(|&c| c != Compression::None) {
             let mut data = sample_batch(3, c).to_vec();
             for b in &mut data[RECORD_BATCH_OVERHEAD..] {
                 *b = b.wrapping_mul(31).wrapping_add(7);
@@ -1196,7 +1227,11 @@ mod tests {
     fn zip_bomb_hits_the_limit() {
         // One record whose value is 8 MiB of zeros: a few KiB compressed.
         let zeros = vec![0u8; 8 << 20];
-        for c in [Compression::Gzip, Compression::Zstd, Compression::Lz4] {
+        let codecs = [Compression::Gzip, Compression::Zstd, Compression::Lz4];
+        for c in codecs
+            .into_iter()
+            .filter(|c| c.disabled_feature().is_none())
+        {
             let mut b = BatchBuilder::new().compression(c, None);
             b.push(0, None, Some(&zeros), &[]).unwrap();
             let data = b.finish().unwrap();

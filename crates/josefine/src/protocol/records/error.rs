@@ -143,6 +143,16 @@ pub enum RecordError {
         message: String,
     },
 
+    /// The codec is one this build of josefine leaves out (zstd without the `zstd`
+    /// feature): its batches can be neither written nor read.
+    #[error("{codec} record batches need josefine's `{feature}` feature, which is disabled in this build")]
+    CodecDisabled {
+        /// The codec.
+        codec: Compression,
+        /// The cargo feature that builds it.
+        feature: &'static str,
+    },
+
     /// A compression level outside the codec's range, or a level for a codec without levels.
     #[error("compression level {level} is not valid for {codec}")]
     InvalidCompressionLevel {
