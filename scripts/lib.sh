@@ -9,7 +9,8 @@ VENV="$BUILD_DIR/venv"
 REQUIREMENTS="$ROOT/scripts/requirements.txt"
 BROKER_PID=""
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step with the time it started, so a slow step shows in CI's log.
+log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
 
 # Stops every broker this shell started; the EXIT trap of every start_* function.
 run_cleanups() {
