@@ -94,7 +94,7 @@ async fn topic_error_codes_become_typed_retriable_errors() {
     let err = client.leader("t", 0).await.unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::LEADER_NOT_AVAILABLE), "{err}");
     assert!(err.is_retriable());
-    assert_eq!(err.context().topic.as_deref(), Some("t"));
+    assert_eq!(err.context().topic(), Some("t"));
     // The fault was one-off: the next lookup refreshes and succeeds.
     assert_eq!(
         client.leader("t", 0).await.unwrap().id(),
@@ -184,8 +184,8 @@ async fn garbage_disconnects_and_half_responses_are_typed_errors_then_recovered(
             .await
             .unwrap_err();
         assert_eq!(err.kind(), &kind, "{action:?}: {err}");
-        assert_eq!(err.context().api, Some(ApiKey::Metadata));
-        assert!(err.context().broker.is_some(), "{err}");
+        assert_eq!(err.context().api(), Some("Metadata"));
+        assert!(err.context().broker().is_some(), "{err}");
         assert!(err.is_retriable() || kind == ErrorKind::Protocol);
         // The next call reconnects on its own.
         seed_broker

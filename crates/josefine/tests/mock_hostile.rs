@@ -167,8 +167,8 @@ async fn hostile_metadata_case(
     let err = seed.call(&all_topics()).await.expect_err(name);
     assert_eq!(err.kind(), &kind, "{name}: {err}");
     assert!(err.to_string().contains(says), "{name}: {err}");
-    assert_eq!(err.context().api, Some(ApiKey::Metadata), "{name}");
-    assert!(err.context().broker.is_some(), "{name}: {err}");
+    assert_eq!(err.context().api(), Some("Metadata"), "{name}");
+    assert!(err.context().broker().is_some(), "{name}: {err}");
     // Recovery: the broker behaves again and the next call works, on a new connection.
     let response = seed
         .call(&all_topics())

@@ -291,9 +291,9 @@ mod tests {
         ]);
         let err = md.leader("nope", 0).unwrap_err();
         assert_eq!(err.code(), Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION));
-        assert_eq!(err.context().topic.as_deref(), Some("nope"));
+        assert_eq!(err.context().topic(), Some("nope"));
         let err = md.leader("t", 7).unwrap_err();
-        assert_eq!(err.context().partition, Some(7));
+        assert_eq!(err.context().partition(), Some(7));
         assert_eq!(
             md.leader("gone", 0).unwrap_err().code(),
             Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)

@@ -355,7 +355,7 @@ mod tests {
         };
         let results: Vec<_> = b.iter().collect();
         let err = results.last().unwrap().as_ref().unwrap_err();
-        assert_eq!(err.context().partition, Some(3));
-        assert_eq!(err.context().offset, Some(10));
+        assert_eq!(err.context().partition(), Some(3));
+        assert_eq!(err.context().offset(), Some(10));
     }
 }
