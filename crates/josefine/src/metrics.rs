@@ -365,6 +365,7 @@ pub enum MetricValue {
 
 /// What a [`MemoryRecorder`] keeps of a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct HistogramSummary {
     pub count: u64,
     pub sum: f64,

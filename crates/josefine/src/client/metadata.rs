@@ -15,6 +15,7 @@ use crate::error::{Error, KafkaCode, Result};
 
 /// One broker as listed in metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerInfo {
     pub id: i32,
     pub host: String,
@@ -31,6 +32,7 @@ impl BrokerInfo {
 
 /// One partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionMetadata {
     pub id: i32,
     /// `None` while the partition has no leader (LEADER_NOT_AVAILABLE, election).
@@ -45,6 +47,7 @@ pub struct PartitionMetadata {
 
 /// One topic; `partitions` is sorted by partition id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicMetadata {
     pub name: String,
     /// The topic id (KIP-516), `None` before Metadata v10 or when the broker has none.
@@ -57,6 +60,7 @@ pub struct TopicMetadata {
 
 /// An immutable snapshot of the cluster; the client swaps in a new `Arc` per refresh.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterMetadata {
     pub cluster_id: Option<String>,
     pub controller_id: Option<i32>,

@@ -54,6 +54,7 @@ pub enum RevokeReason {
 /// holds and mark them. Marks made after the deadline are never committed, and the
 /// handler's task is cancelled at its next `.await`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Revocation {
     pub reason: RevokeReason,
     pub deadline: Instant,

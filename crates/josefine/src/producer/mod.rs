@@ -62,6 +62,7 @@ use builder::ProducerConfig;
 ///     .header("trace-id", "def"); // headers are ordered; keys may repeat
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProducerRecord {
     pub topic: String,
     pub key: Option<Bytes>,
@@ -126,6 +127,7 @@ impl ProducerRecord {
 
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeliveryReport {
     pub topic: Arc<str>,
     pub partition: i32,

@@ -83,6 +83,7 @@ impl fmt::Debug for Credentials {
 
 /// Which mechanism, with what it needs (Kafka's `sasl.mechanism`).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum SaslConfig {
     /// `PLAIN` (RFC 4616): the password travels as it is, so use it over TLS only.
     Plain(Credentials),
@@ -139,6 +140,7 @@ pub trait OAuthTokenProvider: Send + Sync + fmt::Debug {
 ///
 /// `Debug` prints neither the token nor extension values.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuthToken {
     /// The token itself (RFC 6750 `b64token` syntax: a JWT fits).
     pub value: String,
