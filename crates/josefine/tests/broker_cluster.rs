@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::real_broker;
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode, NewTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, MetadataRequest, ProduceRequest};
 use kafka_protocol::protocol::Message;

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use common::real_kafka;
 use futures::StreamExt;
-use josefine::net::sasl::{Credentials, SaslConfig};
-use josefine::net::TlsConfig;
+use josefine::protocol::ClientExt;
+use josefine::TlsConfig;
 use josefine::{
     Claim, Client, ClientBuilder, Consumer, ConsumerGroup, ErrorKind, GroupHandler, KafkaCode,
     NewTopic, OffsetReset, Producer, ProducerRecord, Session, StartOffset,
 };
+use josefine::{Credentials, SaslConfig};
 
 fn builder(bootstrap: &str) -> ClientBuilder {
     Client::builder()

@@ -25,12 +25,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use josefine::consumer::{ConsumerBuilder, IsolationLevel};
 use josefine::protocol::records::{BatchBuilder, Compression, ControlRecord, ControlRecordType};
+use josefine::protocol::FetchedBatchExt;
 use josefine::{
     Client, Consumer, ErrorKind, FetchedBatch, KafkaCode, OffsetReset, PartitionConsumer,
     StartOffset,
 };
+use josefine::{ConsumerBuilder, IsolationLevel};
 use josefine_mock::{Action, ApiKey, Intercept, MockCluster, ResponseError};
 
 const TOPIC: &str = "events";

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, ResponseError};
 
@@ -266,9 +267,9 @@ async fn a_closed_client_refuses_work() {
 /// right after it is clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_topic_waits_until_metadata_drops_the_topic() {
-    use josefine::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-    use josefine::kafka_protocol::messages::{DeleteTopicsResponse, TopicName};
-    use josefine::kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    use kafka_protocol::messages::{DeleteTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
     let broker = MockBroker::builder()
         .topic("doomed", 2)
         .start()

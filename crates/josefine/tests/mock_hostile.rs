@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use josefine::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use josefine::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use josefine::kafka_protocol::protocol::StrBytes;
-use josefine::net::Broker;
+use josefine::protocol::Broker;
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode, Producer, ProducerRecord};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, RequestInfo};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 // ---------------------------------------------------------------------------------------
 // Memory: the largest single allocation of the whole test binary

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use josefine::producer::Acks;
 use josefine::protocol::records::{batches, DecodeOptions};
+use josefine::Acks;
 use josefine::{Client, ErrorKind, Producer, ProducerBuilder, ProducerRecord};
 use josefine_mock::{Action, ApiKey, Intercept, MockCluster, UnknownProducer};
 

@@ -93,7 +93,7 @@ pub enum GroupState {
 
 impl GroupState {
     /// Parses the wire name ("Stable", "PreparingRebalance", ...).
-    pub fn from_wire(name: &str) -> Self {
+    pub(crate) fn from_wire(name: &str) -> Self {
         match name {
             "Empty" => Self::Empty,
             "PreparingRebalance" => Self::PreparingRebalance,

@@ -75,7 +75,7 @@ fn node(id: i32) -> Option<i32> {
 impl ClusterMetadata {
     /// Converts a Metadata response. Topics without a name (only possible when asking
     /// by topic id, which we never do) are skipped.
-    pub fn from_response(response: &MetadataResponse) -> Self {
+    pub(crate) fn from_response(response: &MetadataResponse) -> Self {
         let brokers = response
             .brokers
             .iter()
@@ -132,7 +132,11 @@ impl ClusterMetadata {
     /// business answering for them, and a broken or hostile one must not be able to
     /// overwrite what another answer said about them (or fill the cache with names
     /// nobody uses). Brokers and the controller are taken from every answer.
-    pub fn merge(&self, update: ClusterMetadata, requested: Option<&[String]>) -> ClusterMetadata {
+    pub(crate) fn merge(
+        &self,
+        update: ClusterMetadata,
+        requested: Option<&[String]>,
+    ) -> ClusterMetadata {
         let mut topics = match requested {
             // Asked for everything: topics missing from the answer are gone.
             None => BTreeMap::new(),

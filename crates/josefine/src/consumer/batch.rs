@@ -71,7 +71,7 @@ impl FetchedBatch {
 
     /// The record batches as fetched (before skipping), for callers that want the
     /// borrowing fast path ([`RecordIter::next_ref`]) and do their own filtering.
-    pub fn record_batches(&self) -> &[RecordBatch] {
+    pub(crate) fn record_batches(&self) -> &[RecordBatch] {
         &self.batches
     }
 

@@ -11,12 +11,12 @@
 //! Protocol: Fetch (KIP-74 byte limits, KIP-320 leader epochs, KIP-98 isolation),
 //! ListOffsets (KIP-79).
 
-pub mod batch;
+pub(crate) mod batch;
 mod fetch_loop;
 pub(crate) mod fetch_session;
 pub(crate) mod list_offsets;
 mod memory;
-pub mod partition;
+pub(crate) mod partition;
 pub(crate) mod scan;
 
 use std::collections::{HashMap, HashSet};

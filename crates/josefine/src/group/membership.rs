@@ -228,6 +228,7 @@ impl Membership {
         self.generation
     }
 
+    #[cfg(test)]
     pub fn is_leader(&self) -> bool {
         self.leader
     }

@@ -123,11 +123,6 @@ impl Connection {
         Self { commands, shared }
     }
 
-    /// The address or name of the peer.
-    pub fn peer(&self) -> &str {
-        &self.shared.peer
-    }
-
     /// Whether the connection is poisoned or its task has ended.
     pub fn is_closed(&self) -> bool {
         self.commands.is_closed() || self.poison_error().is_some()

@@ -32,10 +32,10 @@ use bytes::Bytes;
 use crate::group::consumer_protocol::{java_order, ProtocolError, Subscription};
 use crate::TopicPartition;
 
-pub mod cooperative_sticky;
-pub mod range;
-pub mod round_robin;
-pub mod sticky;
+pub(crate) mod cooperative_sticky;
+pub(crate) mod range;
+pub(crate) mod round_robin;
+pub(crate) mod sticky;
 
 pub use cooperative_sticky::CooperativeStickyAssignor;
 pub use range::RangeAssignor;
@@ -203,7 +203,8 @@ impl AssignorKind {
     }
 
     /// The rebalance protocol the assignor supports.
-    pub const fn protocol(self) -> RebalanceProtocol {
+    #[cfg(test)]
+    pub(crate) const fn protocol(self) -> RebalanceProtocol {
         match self {
             Self::CooperativeSticky => RebalanceProtocol::Cooperative,
             _ => RebalanceProtocol::Eager,
@@ -216,7 +217,7 @@ impl AssignorKind {
     }
 
     /// An instance of the assignor.
-    pub fn assignor(self) -> Arc<dyn Assignor> {
+    pub(crate) fn assignor(self) -> Arc<dyn Assignor> {
         match self {
             Self::Range => Arc::new(RangeAssignor),
             Self::RoundRobin => Arc::new(RoundRobinAssignor),

@@ -196,8 +196,9 @@ pub(crate) trait Mechanism: Send {
 /// Why an exchange failed on the client's side. Messages never contain the password
 /// or the token; excerpts of server messages are bounded and escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SaslError {
+// The SCRAM failures, without the `sasl` feature.
+#[cfg_attr(not(feature = "sasl"), allow(dead_code))]
+pub(crate) enum SaslError {
     /// The server's message does not follow the mechanism's grammar.
     #[error("malformed SASL server message: {0}")]
     MalformedServerMessage(String),

@@ -625,7 +625,7 @@ impl<'a> RecordRef<'a> {
     }
 
     /// An owned [`Record`] whose fields share the batch's buffer.
-    pub fn to_record(&self) -> Record {
+    pub fn to_record(self) -> Record {
         Record {
             offset: self.offset,
             timestamp: self.timestamp,
