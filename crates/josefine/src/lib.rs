@@ -40,6 +40,11 @@
 //!   record-batch codec, request framing, raw broker handles that send any request of
 //!   the `kafka-protocol` crate). Any release may change it.
 
+// What is `pub` in a private module is the API only through a root re-export; the rest
+// says pub(crate). Linted with the unstable protocol layer on, where its items are
+// public (every build with dev-dependencies, so clippy --all-targets).
+#![cfg_attr(feature = "unstable-protocol", warn(unreachable_pub))]
+
 mod admin;
 mod backoff;
 mod client;

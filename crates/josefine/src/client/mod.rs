@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use builder::ClientBuilder;
-pub use coordinator::CoordinatorType;
+pub(crate) use coordinator::CoordinatorType;
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
 
 use crate::error::{Error, ErrorKind, Result};

@@ -125,7 +125,7 @@ pub(crate) struct RecordCursor {
 }
 
 impl RecordCursor {
-    pub fn next(&mut self, batch: &FetchedBatch) -> Option<Result<Record>> {
+    pub(crate) fn next(&mut self, batch: &FetchedBatch) -> Option<Result<Record>> {
         loop {
             if let Some(records) = &mut self.records {
                 match records.next() {
