@@ -50,11 +50,26 @@ if cargo clippy -V >/dev/null 2>&1; then
     log "josefine alone: clippy without default features, then with all features"
     cargo clippy -p josefine --no-default-features --all-targets --locked -- -D warnings
     cargo clippy -p josefine --all-features --all-targets --locked -- -D warnings
+    # Every build with dev-dependencies has unstable-protocol and fuzzing on (josefine
+    # dev-depends on itself with them, for its tests): the library as users get it is
+    # linted on its own, with its default features and without any.
+    log "josefine's library alone: clippy with its default features, then without any"
+    cargo clippy -p josefine --lib --locked -- -D warnings
+    cargo clippy -p josefine --no-default-features --lib --locked -- -D warnings
 else
     log "WARNING: clippy is not installed for this toolchain: lints NOT checked"
     cargo check -p josefine --no-default-features --all-targets --locked
     cargo check -p josefine --all-features --all-targets --locked
+    cargo check -p josefine --lib --locked
+    cargo check -p josefine --no-default-features --lib --locked
 fi
+# The public API: docs/public-api.txt lists it (scripts/public_api.py, from rustdoc's
+# JSON); a change to it must show in review, so the committed listing must match.
+log "public API: docs/public-api.txt against the code (scripts/public_api.py --check)"
+python3 scripts/public_api.py --check
+log "cargo doc -D warnings: josefine's docs, and with its unstable protocol module"
+RUSTDOCFLAGS="-D warnings" cargo doc -p josefine --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p josefine --no-deps --locked --features unstable-protocol
 # No toolchain of the MSRV can be installed here: clippy's incompatible_msrv lint (above)
 # checks our std use against rust-version, this the locked dependencies' rust-versions.
 log "MSRV: the locked dependencies against rust-version (scripts/msrv.sh)"

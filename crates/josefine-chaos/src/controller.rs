@@ -20,7 +20,7 @@ use josefine::{Client, GroupDescription, NewTopic, TopicPartition};
 use tokio::sync::mpsc;
 
 use crate::check::End;
-use crate::group_view::{client_id, CoordinatorView};
+use crate::group_view::{client_id, CoordinatorView, GroupSnapshot};
 use crate::logs::now_ms;
 use crate::member::status_path;
 use crate::process::{create_bucket, free_port, wait_for_port, Proc};
@@ -414,7 +414,7 @@ impl Chaos {
             // they got their partitions: their transactions work.
             return self.view.settled(
                 &expected,
-                group,
+                &GroupSnapshot::from(group),
                 &self.commits.last,
                 &self.topic,
                 self.s.partitions,

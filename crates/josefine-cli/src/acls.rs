@@ -120,12 +120,11 @@ impl Operation {
 impl FilterArgs {
     fn filter(&self) -> AclFilter {
         let mut filter = match self.resource.resource() {
-            Some((t, name)) if self.literal => AclFilter {
-                resource_type: t,
-                resource_name: Some(name),
-                pattern_type: PatternType::Literal,
-                ..AclFilter::all()
-            },
+            Some((t, name)) if self.literal => {
+                let mut filter = AclFilter::applying_to(t, name);
+                filter.pattern_type = PatternType::Literal;
+                filter
+            }
             Some((t, name)) => AclFilter::applying_to(t, name),
             None => AclFilter::all(),
         };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use josefine::producer::Acks;
+use josefine::Acks;
 use josefine::Compression;
 use josefine::{Client, Producer, ProducerRecord};
 

@@ -22,7 +22,7 @@
 //! client under test, so a test hitting this fails loudly rather than wrongly;
 //! the fix is to cap that capacity by the bytes remaining, in kafka-protocol.
 //! (The client does not share the hole: it walks every response with
-//! `josefine::protocol::guard` before decoding it.)
+//! its response guard (`protocol::guard` in josefine) before decoding it.)
 
 use std::collections::HashMap;
 use std::io;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Backoff settings; `delay(n)` is the wait before attempt `n + 1` after `n` failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub initial: Duration,
     pub max: Duration,
 }
@@ -19,13 +19,13 @@ pub struct Backoff {
 const JITTER: f64 = 0.2;
 
 impl Backoff {
-    pub const fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) const fn new(initial: Duration, max: Duration) -> Self {
         Self { initial, max }
     }
 
     /// The delay after `failures` consecutive failures (0 means no wait), with `unit` a
     /// random number in [0, 1) choosing the jitter.
-    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
+    pub(crate) fn delay(&self, failures: u32, unit: f64) -> Duration {
         if failures == 0 {
             return Duration::ZERO;
         }
@@ -38,7 +38,7 @@ impl Backoff {
 
 /// A cheap source of jitter: not cryptographic, just different across processes and
 /// calls, without pulling in a random-number crate for the library.
-pub fn jitter_unit() -> f64 {
+pub(crate) fn jitter_unit() -> f64 {
     use std::cell::Cell;
     use std::hash::{BuildHasher, Hasher};
     thread_local! {

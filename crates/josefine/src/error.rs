@@ -156,18 +156,49 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// Where an error happened. Every field is optional: fill what is known.
+/// Where an error happened, as far as it is known: each part is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorContext {
-    /// The broker, as `id@host:port` or just the address before its id is known.
-    pub broker: Option<String>,
-    pub api: Option<ApiKey>,
-    pub topic: Option<String>,
-    pub partition: Option<i32>,
+    pub(crate) broker: Option<String>,
+    /// The API's name, as `ApiKey`'s Debug writes it (the protocol guide's name).
+    pub(crate) api: Option<String>,
+    pub(crate) topic: Option<String>,
+    pub(crate) partition: Option<i32>,
+    pub(crate) group: Option<String>,
+    pub(crate) offset: Option<i64>,
+}
+
+impl ErrorContext {
+    /// The broker, as `id@host:port`, or just the address before its id is known.
+    pub fn broker(&self) -> Option<&str> {
+        self.broker.as_deref()
+    }
+
+    /// The Kafka API of the failed request, by the protocol guide's name: `Metadata`,
+    /// `Produce`, `JoinGroup`, ...
+    pub fn api(&self) -> Option<&str> {
+        self.api.as_deref()
+    }
+
+    /// The topic the error is about.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The partition the error is about.
+    pub fn partition(&self) -> Option<i32> {
+        self.partition
+    }
+
     /// The consumer group, for coordinator and membership errors.
-    pub group: Option<String>,
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
     /// The record offset, for errors about a position in a partition.
-    pub offset: Option<i64>,
+    pub fn offset(&self) -> Option<i64> {
+        self.offset
+    }
 }
 
 /// Josefine's error: a kind, context, a message and an optional source.
@@ -182,7 +213,7 @@ struct Inner {
 
 impl Error {
     /// A new error of `kind` with a human message (what happened, what to do).
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             kind,
             message: message.into(),
@@ -206,12 +237,12 @@ impl Error {
     }
 
     /// An error for a Kafka error code returned by a broker.
-    pub fn kafka(code: KafkaCode) -> Self {
+    pub(crate) fn kafka(code: KafkaCode) -> Self {
         Self::new(ErrorKind::Kafka(code), String::new())
     }
 
     /// The error for `code` if it is not 0.
-    pub fn check_code(code: i16) -> Result<()> {
+    pub(crate) fn check_code(code: i16) -> Result<()> {
         match KafkaCode::from_code(code) {
             None => Ok(()),
             Some(code) => Err(Self::kafka(code)),
@@ -259,7 +290,7 @@ impl Error {
     }
 
     /// Adds the broker to the context, keeping one already set.
-    pub fn with_broker(mut self, broker: impl fmt::Display) -> Self {
+    pub(crate) fn with_broker(mut self, broker: impl fmt::Display) -> Self {
         self.0
             .context
             .broker
@@ -268,13 +299,15 @@ impl Error {
     }
 
     /// Adds the API to the context, keeping one already set.
-    pub fn with_api(mut self, api: ApiKey) -> Self {
-        self.0.context.api.get_or_insert(api);
+    pub(crate) fn with_api(mut self, api: ApiKey) -> Self {
+        if self.0.context.api.is_none() {
+            self.0.context.api = Some(format!("{api:?}"));
+        }
         self
     }
 
     /// Adds the topic to the context, keeping one already set.
-    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+    pub(crate) fn with_topic(mut self, topic: impl Into<String>) -> Self {
         if self.0.context.topic.is_none() {
             self.0.context.topic = Some(topic.into());
         }
@@ -282,25 +315,26 @@ impl Error {
     }
 
     /// Adds the partition to the context, keeping one already set.
-    pub fn with_partition(mut self, partition: i32) -> Self {
+    pub(crate) fn with_partition(mut self, partition: i32) -> Self {
         self.0.context.partition.get_or_insert(partition);
         self
     }
 
     /// Adds the offset to the context, keeping one already set.
-    pub fn with_offset(mut self, offset: i64) -> Self {
+    pub(crate) fn with_offset(mut self, offset: i64) -> Self {
         self.0.context.offset.get_or_insert(offset);
         self
     }
 
     /// Adds the consumer group to the context, keeping one already set.
-    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+    pub(crate) fn with_group(mut self, group: impl Into<String>) -> Self {
         if self.0.context.group.is_none() {
             self.0.context.group = Some(group.into());
         }
         self
     }
 
+    /// What went wrong, coarsely.
     pub fn kind(&self) -> &ErrorKind {
         &self.0.kind
     }
@@ -318,14 +352,11 @@ impl Error {
         }
     }
 
+    /// Where it went wrong: broker, API, topic, partition, group, offset.
     pub fn context(&self) -> &ErrorContext {
         &self.0.context
     }
 
-    /// Whether retrying the same operation (perhaps after a metadata refresh or a
-    /// reconnect) can succeed. Kafka codes follow the protocol's table; transport
-    /// failures are retriable because a new connection may work; protocol violations,
-    /// corrupt records and configuration errors are not.
     /// From a transactional producer: whether the producer cannot go on and must be
     /// dropped (PRODUCER_FENCED: another instance took its transactional id over;
     /// an authorization failure on the id; an unsupported version). Any other error
@@ -334,6 +365,10 @@ impl Error {
         crate::producer::is_fatal_transaction_error(self)
     }
 
+    /// Whether retrying the same operation (perhaps after a metadata refresh or a
+    /// reconnect) can succeed. Kafka codes follow the protocol's table; transport
+    /// failures are retriable because a new connection may work; protocol violations,
+    /// corrupt records and configuration errors are not.
     pub fn is_retriable(&self) -> bool {
         match &self.0.kind {
             ErrorKind::Kafka(code) => code.is_retriable(),
@@ -356,7 +391,7 @@ impl Error {
     /// Whether the error says our view of who leads a partition may be stale, so a
     /// retry should come after a metadata refresh: leadership and leader-epoch codes,
     /// an unknown topic or partition, and a lost or timed-out connection.
-    pub fn is_stale_metadata(&self) -> bool {
+    pub(crate) fn is_stale_metadata(&self) -> bool {
         self.is_connection_lost()
             || self.0.kind == ErrorKind::Timeout
             || matches!(
@@ -424,8 +459,8 @@ impl fmt::Display for Error {
             write!(f, ": {}", self.0.message)?;
         }
         let ctx = &self.0.context;
-        if let Some(api) = ctx.api {
-            write!(f, " [api {api:?}]")?;
+        if let Some(api) = &ctx.api {
+            write!(f, " [api {api}]")?;
         }
         if let Some(broker) = &ctx.broker {
             write!(f, " [broker {broker}]")?;

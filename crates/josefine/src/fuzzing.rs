@@ -1,9 +1,11 @@
 //! Fuzz target bodies, seeds and a deterministic mutator.
 //!
-//! **Not part of the public API**: hidden from the docs, no stability promise. It is
-//! public so that two harnesses run the same code: the libFuzzer targets in `fuzz/`
-//! (nightly, `cargo fuzz run <target>`, for long local runs) and the short seeded run
-//! on stable in `tests/fuzz_short.rs` (part of `cargo test --workspace`).
+//! **Not part of the public API**: built only with the `fuzzing` cargo feature, hidden
+//! from the docs, no stability promise. It is public so that two harnesses run the same
+//! code: the libFuzzer targets in `fuzz/` (nightly, `cargo fuzz run <target>`, for long
+//! local runs; `fuzz/Cargo.toml` turns the feature on) and the short seeded run on
+//! stable in `tests/fuzz_short.rs` (part of `cargo test --workspace`; josefine's
+//! dev-dependency on itself turns the feature on for its own tests).
 //!
 //! Each target takes arbitrary bytes and must neither panic nor allocate more than the
 //! frame size limit (the harnesses check the latter with a counting allocator). Targets

@@ -121,7 +121,7 @@ pub(crate) struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
-    pub fn new(broker: &str) -> Self {
+    pub(crate) fn new(broker: &str) -> Self {
         let b = broker.to_string();
         Self {
             bytes_sent: counter!(BYTES_SENT, "broker" => b.clone()),
@@ -132,7 +132,7 @@ impl ConnectionMetrics {
         }
     }
 
-    pub fn api(&self, api: ApiKey) -> &ApiMetrics {
+    pub(crate) fn api(&self, api: ApiKey) -> &ApiMetrics {
         let slot = usize::try_from(api as i16).unwrap_or(0).min(API_SLOTS - 1);
         self.apis[slot].get_or_init(|| {
             // `ApiKey`'s Debug is its variant name, which is Kafka's name.
@@ -171,7 +171,7 @@ pub(crate) struct PartitionMetrics {
 }
 
 impl PartitionMetrics {
-    pub fn new(topic: &str, partition: i32) -> Self {
+    pub(crate) fn new(topic: &str, partition: i32) -> Self {
         let (t, p) = (topic.to_string(), partition.to_string());
         Self {
             records: counter!(CONSUMER_RECORDS, "topic" => t.clone(), "partition" => p.clone()),
@@ -210,7 +210,7 @@ pub(crate) struct ProcessMetrics {
 }
 
 impl ProcessMetrics {
-    pub fn new(group: &str) -> Self {
+    pub(crate) fn new(group: &str) -> Self {
         let g = group.to_string();
         Self {
             in_flight: gauge!(PROCESS_IN_FLIGHT, "group" => g.clone()),
@@ -223,7 +223,7 @@ impl ProcessMetrics {
 }
 
 impl GroupMetrics {
-    pub fn new(group: &str) -> Self {
+    pub(crate) fn new(group: &str) -> Self {
         let g = group.to_string();
         Self {
             rebalances: counter!(GROUP_REBALANCES, "group" => g.clone(), "reason" => "rebalance"),
@@ -243,7 +243,7 @@ impl GroupMetrics {
 
     /// A new assignment, `took` after the member lost its last one (`lost`: it had
     /// lost its membership, not only its partitions).
-    pub fn rebalanced(&self, lost: bool, took: std::time::Duration) {
+    pub(crate) fn rebalanced(&self, lost: bool, took: std::time::Duration) {
         match lost {
             true => self.rebalances_lost.increment(1),
             false => self.rebalances.increment(1),
@@ -252,14 +252,14 @@ impl GroupMetrics {
     }
 
     /// The member's state gauge, for its driver.
-    pub fn state(&self) -> GroupStateGauge {
+    pub(crate) fn state(&self) -> GroupStateGauge {
         GroupStateGauge {
             group: self.group.clone(),
             current: None,
         }
     }
 
-    pub fn heartbeat(&self, ok: bool, took: std::time::Duration) {
+    pub(crate) fn heartbeat(&self, ok: bool, took: std::time::Duration) {
         match ok {
             true => self.heartbeats_ok.increment(1),
             false => self.heartbeats_failed.increment(1),
@@ -267,7 +267,7 @@ impl GroupMetrics {
         self.heartbeat_latency.record(took.as_secs_f64());
     }
 
-    pub fn committed(&self, topic: &str, partition: i32, offset: i64) {
+    pub(crate) fn committed(&self, topic: &str, partition: i32, offset: i64) {
         gauge!(GROUP_COMMITTED_OFFSET, "group" => self.group.clone(),
             "topic" => topic.to_string(), "partition" => partition.to_string())
         .set(offset as f64);
@@ -283,7 +283,7 @@ pub(crate) struct GroupStateGauge {
 }
 
 impl GroupStateGauge {
-    pub fn set(&mut self, state: &'static str) {
+    pub(crate) fn set(&mut self, state: &'static str) {
         if self.current.as_ref().is_some_and(|(now, _)| *now == state) {
             return;
         }
@@ -308,7 +308,7 @@ pub(crate) struct ProducerTopicMetrics {
 }
 
 impl ProducerTopicMetrics {
-    pub fn new(topic: &str) -> Self {
+    pub(crate) fn new(topic: &str) -> Self {
         let t = topic.to_string();
         Self {
             records: counter!(PRODUCER_RECORDS, "topic" => t.clone()),
@@ -365,6 +365,7 @@ pub enum MetricValue {
 
 /// What a [`MemoryRecorder`] keeps of a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct HistogramSummary {
     pub count: u64,
     pub sum: f64,

@@ -10,12 +10,12 @@ use tokio::task::{JoinError, JoinHandle};
 pub(crate) struct OwnedTask<T>(JoinHandle<T>);
 
 impl<T: Send + 'static> OwnedTask<T> {
-    pub fn spawn(task: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+    pub(crate) fn spawn(task: impl std::future::Future<Output = T> + Send + 'static) -> Self {
         Self(tokio::spawn(task))
     }
 
     /// Waits for the task to end: its output, or why it did not finish.
-    pub async fn join(mut self) -> Result<T, JoinError> {
+    pub(crate) async fn join(mut self) -> Result<T, JoinError> {
         (&mut self.0).await
     }
 }

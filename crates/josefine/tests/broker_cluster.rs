@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::real_broker;
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode, NewTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, MetadataRequest, ProduceRequest};
 use kafka_protocol::protocol::Message;
@@ -62,7 +63,7 @@ async fn topics_are_created_listed_and_deleted() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::TOPIC_ALREADY_EXISTS), "{err}");
-    assert_eq!(err.context().topic.as_deref(), Some(name.as_str()));
+    assert_eq!(err.context().topic(), Some(name.as_str()));
 
     admin.delete_topic(&name).await.unwrap();
     let listed = admin.list_topics().await.unwrap();
@@ -116,7 +117,7 @@ async fn metadata_of_a_six_partition_topic_is_read_and_refreshed() {
         Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),
         "{err}"
     );
-    assert_eq!(err.context().topic.as_deref(), Some(missing.as_str()));
+    assert_eq!(err.context().topic(), Some(missing.as_str()));
 }
 
 #[tokio::test]

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::real_broker;
-use josefine::protocol::records::Compression;
-use josefine::{NewTopic, Producer, ProducerRecord};
+use josefine::{Compression, DefaultPartitioner, NewTopic, Partitioner, Producer, ProducerRecord};
 
 const PARTITIONS: i32 = 6;
 
@@ -65,7 +64,7 @@ async fn a_hundred_thousand_keyed_records_arrive_complete_and_in_order() {
             let index: usize = value.strip_prefix("value-").unwrap().parse().unwrap();
             assert_eq!(format!("key-{}", index % 1000), key);
             assert_eq!(
-                josefine::producer::partition_for_key(key.as_bytes(), PARTITIONS),
+                DefaultPartitioner::default().partition(&topic, Some(key.as_bytes()), PARTITIONS),
                 p
             );
             if let Some(prev) = last_index_per_key.insert(key.clone(), index) {

@@ -6,11 +6,12 @@ mod common;
 
 use bytes::Bytes;
 use common::real_broker;
-use josefine::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefine::kafka_protocol::messages::{ProduceRequest, TopicName};
-use josefine::kafka_protocol::protocol::StrBytes;
 use josefine::protocol::records::{batches, BatchBuilder, Compression, DecodeOptions, Header};
+use josefine::protocol::ClientExt;
 use josefine::{Client, NewTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 const CODECS: [Compression; 5] = Compression::ALL;
 

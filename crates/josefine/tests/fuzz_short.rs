@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use josefine::fuzzing::{self, seeds, Target, MAX_FRAME_SIZE};
-use josefine::kafka_protocol::messages::{self as m, ApiKey};
-use josefine::kafka_protocol::protocol::{Encodable, Message};
-use josefine::producer::Acks;
 use josefine::protocol::frame::decode_response;
 use josefine::protocol::records::Compression;
+use josefine::Acks;
 use josefine::{Client, ConsumerGroup, OffsetReset, Producer, ProducerRecord};
 use josefine_mock::{Action, Intercept, MockBroker, RequestInfo};
+use kafka_protocol::messages::{self as m, ApiKey};
+use kafka_protocol::protocol::{Encodable, Message};
 
 // ---------------------------------------------------------------------------------------
 // The counting allocator

@@ -179,11 +179,11 @@ async fn offsets_are_listed_and_records_deleted_before_one() {
 /// until it is deleted), deleted per filter with what each removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acls_are_created_described_enforced_and_deleted() {
-    use josefine::net::sasl::{Credentials, SaslConfig};
     use josefine::{
         AclBinding, AclFilter, AclOperation, AclPermission, Consumer, KafkaCode, PatternType,
         ResourceType, StartOffset,
     };
+    use josefine::{Credentials, SaslConfig};
     let kafka = real_kafka!();
     let admin = common::client(&kafka.plaintext).await;
     let topic = common::unique("acl-enforced");

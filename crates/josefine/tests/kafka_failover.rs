@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use josefine::protocol::ClientExt;
 use josefine::{
     Claim, Client, ConsumerGroup, GroupHandler, NewTopic, OffsetReset, Producer, ProducerRecord,
     Session,

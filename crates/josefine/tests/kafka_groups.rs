@@ -253,11 +253,7 @@ async fn a_second_member_with_the_same_instance_id_fences_the_first() {
         .expect_err("fenced");
     assert_eq!(err.code(), Some(KafkaCode::FENCED_INSTANCE_ID), "{err}");
     assert!(!err.is_retriable());
-    assert_eq!(
-        err.context().group.as_deref(),
-        Some(group.as_str()),
-        "{err}"
-    );
+    assert_eq!(err.context().group(), Some(group.as_str()), "{err}");
     until(&seen, "the second member's session", |s| {
         s.sessions.contains_key("second")
     })
@@ -325,7 +321,7 @@ async fn growing_the_topic_rebalances_a_live_group_onto_the_new_partitions() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::INVALID_PARTITIONS), "{err}");
-    assert_eq!(err.context().topic.as_deref(), Some(topic.as_str()));
+    assert_eq!(err.context().topic(), Some(topic.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::real_kafka;
 
+use josefine::protocol::FetchedBatchExt;
 use josefine::{Client, Compression, Consumer, NewTopic, Producer, ProducerRecord, StartOffset};
 
 const COUNT: usize = 40;

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use common::real_kafka;
 use futures::StreamExt;
-use josefine::net::sasl::{Credentials, SaslConfig};
-use josefine::net::TlsConfig;
+use josefine::protocol::ClientExt;
+use josefine::TlsConfig;
 use josefine::{
     Claim, Client, ClientBuilder, Consumer, ConsumerGroup, ErrorKind, GroupHandler, KafkaCode,
     NewTopic, OffsetReset, Producer, ProducerRecord, Session, StartOffset,
 };
+use josefine::{Credentials, SaslConfig};
 
 fn builder(bootstrap: &str) -> ClientBuilder {
     Client::builder()
@@ -235,11 +236,7 @@ async fn reading_without_an_acl_is_a_typed_authorization_error() {
         "{err}"
     );
     assert!(!err.is_retriable(), "{err}");
-    assert_eq!(
-        err.context().topic.as_deref(),
-        Some(topic.as_str()),
-        "{err}"
-    );
+    assert_eq!(err.context().topic(), Some(topic.as_str()), "{err}");
     assert!(err.to_string().contains(&topic), "{err}");
 
     // The group, on a topic she may read: the membership is refused, once, typed.
@@ -268,11 +265,7 @@ async fn reading_without_an_acl_is_a_typed_authorization_error() {
         "{err}"
     );
     assert!(!err.is_retriable(), "{err}");
-    assert_eq!(
-        err.context().group.as_deref(),
-        Some(group.as_str()),
-        "{err}"
-    );
+    assert_eq!(err.context().group(), Some(group.as_str()), "{err}");
     alice.close();
 
     // Bob has the ACLs: the same topic and group work for him.

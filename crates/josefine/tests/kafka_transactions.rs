@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::real_kafka;
-use josefine::group::OffsetAndMetadata;
+use josefine::OffsetAndMetadata;
 use josefine::{
     Claim, Client, ConsumerGroup, ErrorKind, GroupHandler, GroupMetadata, IsolationLevel,
     KafkaCode, NewTopic, OffsetReset, Producer, ProducerRecord, Session, TopicPartition,

@@ -615,8 +615,8 @@ async fn a_coordinator_move_is_followed() {
     assert!(started.elapsed() >= Duration::from_secs(2), "gave up early");
     assert_eq!(err.code(), Some(KafkaCode::NOT_COORDINATOR), "{err}");
     assert!(err.is_retriable());
-    assert_eq!(err.context().group.as_deref(), Some(group.as_str()));
-    assert_eq!(err.context().api, Some(ApiKey::DescribeGroups));
+    assert_eq!(err.context().group(), Some(group.as_str()));
+    assert_eq!(err.context().api(), Some("DescribeGroups"));
 }
 
 /// A coordinator loading its groups: DescribeGroups and the lag are asked again with
@@ -651,9 +651,9 @@ async fn a_loading_coordinator_fails_with_typed_errors() {
         Some(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS),
         "{err}"
     );
-    let broker = err.context().broker.clone().unwrap_or_default();
+    let broker = err.context().broker().unwrap_or_default().to_string();
     assert!(broker.starts_with("2@"), "the error names broker 2: {err}");
-    assert_eq!(err.context().api, Some(ApiKey::ListGroups));
+    assert_eq!(err.context().api(), Some("ListGroups"));
 
     cluster.set_coordinator_loading(&group, false);
     let listed = admin.list_groups().await.unwrap();
@@ -704,7 +704,7 @@ async fn list_groups_fails_rather_than_return_a_partial_list() {
         .intercept(Intercept::api(ApiKey::ListGroups), Action::Disconnect);
     let err = admin.list_groups().await.unwrap_err();
     assert!(err.is_connection_lost(), "{err}");
-    let broker = err.context().broker.clone().unwrap_or_default();
+    let broker = err.context().broker().unwrap_or_default().to_string();
     assert!(broker.starts_with("3@"), "the error names broker 3: {err}");
 }
 

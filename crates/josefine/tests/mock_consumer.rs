@@ -25,12 +25,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use josefine::consumer::{ConsumerBuilder, IsolationLevel};
 use josefine::protocol::records::{BatchBuilder, Compression, ControlRecord, ControlRecordType};
+use josefine::protocol::FetchedBatchExt;
 use josefine::{
     Client, Consumer, ErrorKind, FetchedBatch, KafkaCode, OffsetReset, PartitionConsumer,
     StartOffset,
 };
+use josefine::{ConsumerBuilder, IsolationLevel};
 use josefine_mock::{Action, ApiKey, Intercept, MockCluster, ResponseError};
 
 const TOPIC: &str = "events";
@@ -398,9 +399,9 @@ async fn offset_out_of_range_without_reset_stops_the_partition_until_a_seek() {
         .await
         .expect_err("an out-of-range position with no reset policy is an error");
     assert_eq!(err.code(), Some(KafkaCode::OFFSET_OUT_OF_RANGE), "{err}");
-    assert_eq!(err.context().topic.as_deref(), Some(TOPIC), "{err}");
-    assert_eq!(err.context().partition, Some(0), "{err}");
-    assert_eq!(err.context().offset, Some(30), "{err}");
+    assert_eq!(err.context().topic(), Some(TOPIC), "{err}");
+    assert_eq!(err.context().partition(), Some(0), "{err}");
+    assert_eq!(err.context().offset(), Some(30), "{err}");
     let fetches = count(&cluster, 1, ApiKey::Fetch);
     append(&cluster, 0, 60..70, 10);
     assert_silent(&mut pc, "the partition is stopped until the reader seeks").await;
@@ -422,7 +423,7 @@ async fn offset_out_of_range_without_reset_stops_the_partition_until_a_seek() {
         .await
         .expect_err("a start beyond the log end with no reset policy is an error");
     assert_eq!(err.code(), Some(KafkaCode::OFFSET_OUT_OF_RANGE), "{err}");
-    assert_eq!(err.context().offset, Some(1000), "{err}");
+    assert_eq!(err.context().offset(), Some(1000), "{err}");
     beyond.seek(65);
     expect_records(&mut beyond, 65, 70).await;
 }
@@ -490,9 +491,9 @@ async fn a_corrupt_batch_is_an_error_at_its_offset_and_only_a_seek_gets_past_it(
                 .expect_err("the corrupt batch is reported")
         };
         assert_eq!(err.kind(), &ErrorKind::CorruptRecords, "{damage:?}: {err}");
-        assert_eq!(err.context().offset, Some(20), "{damage:?}: {err}");
-        assert_eq!(err.context().topic.as_deref(), Some(TOPIC), "{err}");
-        assert_eq!(err.context().partition, Some(0), "{err}");
+        assert_eq!(err.context().offset(), Some(20), "{damage:?}: {err}");
+        assert_eq!(err.context().topic(), Some(TOPIC), "{err}");
+        assert_eq!(err.context().partition(), Some(0), "{err}");
         assert!(!err.is_retriable(), "{err}");
         assert_eq!(pc.position(), 20, "{damage:?}");
         assert_silent(
@@ -978,9 +979,9 @@ async fn a_fatal_fetch_error_reaches_the_reader_and_stops_the_partition_until_a_
         .await
         .expect_err("a non-retriable error goes to the reader");
     assert_eq!(err.code().map(KafkaCode::code), Some(29), "{err}");
-    assert_eq!(err.context().topic.as_deref(), Some(TOPIC), "{err}");
-    assert_eq!(err.context().partition, Some(0), "{err}");
-    assert_eq!(err.context().offset, Some(10), "{err}");
+    assert_eq!(err.context().topic(), Some(TOPIC), "{err}");
+    assert_eq!(err.context().partition(), Some(0), "{err}");
+    assert_eq!(err.context().offset(), Some(10), "{err}");
     append(&cluster, 0, 10..20, 10);
     assert_silent(&mut pc, "the partition is stopped after a fatal error").await;
     let position = pc.position();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, ResponseError};
 
@@ -94,7 +95,7 @@ async fn topic_error_codes_become_typed_retriable_errors() {
     let err = client.leader("t", 0).await.unwrap_err();
     assert_eq!(err.code(), Some(KafkaCode::LEADER_NOT_AVAILABLE), "{err}");
     assert!(err.is_retriable());
-    assert_eq!(err.context().topic.as_deref(), Some("t"));
+    assert_eq!(err.context().topic(), Some("t"));
     // The fault was one-off: the next lookup refreshes and succeeds.
     assert_eq!(
         client.leader("t", 0).await.unwrap().id(),
@@ -184,8 +185,8 @@ async fn garbage_disconnects_and_half_responses_are_typed_errors_then_recovered(
             .await
             .unwrap_err();
         assert_eq!(err.kind(), &kind, "{action:?}: {err}");
-        assert_eq!(err.context().api, Some(ApiKey::Metadata));
-        assert!(err.context().broker.is_some(), "{err}");
+        assert_eq!(err.context().api(), Some("Metadata"));
+        assert!(err.context().broker().is_some(), "{err}");
         assert!(err.is_retriable() || kind == ErrorKind::Protocol);
         // The next call reconnects on its own.
         seed_broker
@@ -266,9 +267,9 @@ async fn a_closed_client_refuses_work() {
 /// right after it is clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_topic_waits_until_metadata_drops_the_topic() {
-    use josefine::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-    use josefine::kafka_protocol::messages::{DeleteTopicsResponse, TopicName};
-    use josefine::kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    use kafka_protocol::messages::{DeleteTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
     let broker = MockBroker::builder()
         .topic("doomed", 2)
         .start()

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use josefine::group::{AssignorKind, ConsumerGroupBuilder};
 use josefine::protocol::records::BatchBuilder;
+use josefine::{AssignorKind, ConsumerGroupBuilder};
 use josefine::{
     Claim, Client, ConsumerGroup, GroupHandler, KafkaCode, OffsetReset, Session, TopicPartition,
 };

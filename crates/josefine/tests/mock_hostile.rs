@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use josefine::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use josefine::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use josefine::kafka_protocol::protocol::StrBytes;
-use josefine::net::Broker;
+use josefine::protocol::Broker;
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, KafkaCode, Producer, ProducerRecord};
 use josefine_mock::{Action, ApiKey, Intercept, MockBroker, RequestInfo};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 // ---------------------------------------------------------------------------------------
 // Memory: the largest single allocation of the whole test binary
@@ -167,8 +168,8 @@ async fn hostile_metadata_case(
     let err = seed.call(&all_topics()).await.expect_err(name);
     assert_eq!(err.kind(), &kind, "{name}: {err}");
     assert!(err.to_string().contains(says), "{name}: {err}");
-    assert_eq!(err.context().api, Some(ApiKey::Metadata), "{name}");
-    assert!(err.context().broker.is_some(), "{name}: {err}");
+    assert_eq!(err.context().api(), Some("Metadata"), "{name}");
+    assert!(err.context().broker().is_some(), "{name}: {err}");
     // Recovery: the broker behaves again and the next call works, on a new connection.
     let response = seed
         .call(&all_topics())

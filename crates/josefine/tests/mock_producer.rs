@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use josefine::producer::Acks;
 use josefine::protocol::records::{batches, DecodeOptions};
+use josefine::Acks;
 use josefine::{Client, ErrorKind, Producer, ProducerBuilder, ProducerRecord};
 use josefine_mock::{Action, ApiKey, Intercept, MockCluster, UnknownProducer};
 
@@ -208,7 +208,7 @@ async fn delivery_timeout_ends_retries_with_a_clear_error() {
         err.to_string().contains("NotLeaderOrFollower"),
         "the last error is named: {err}"
     );
-    assert_eq!(err.context().topic.as_deref(), Some(TOPIC));
+    assert_eq!(err.context().topic(), Some(TOPIC));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(log_values(&cluster, 0).is_empty());
 }

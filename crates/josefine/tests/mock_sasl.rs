@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use josefine::net::sasl::{Credentials, SaslConfig};
+use josefine::protocol::ClientExt;
 use josefine::{Client, ErrorKind, NewTopic};
+use josefine::{Credentials, SaslConfig};
 use josefine_mock::{ApiKey, MockCluster};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -204,7 +205,7 @@ fn credentials_never_show_in_debug_output() {
 /// provider): a token the broker knows logs in, another is refused.
 #[tokio::test]
 async fn oauthbearer_logs_in_with_the_providers_token() {
-    use josefine::net::sasl::OAuthToken;
+    use josefine::OAuthToken;
     use std::sync::Arc;
     let cluster = cluster(|b| {
         b.sasl_mechanisms([josefine_mock::SaslMechanism::OAuthBearer])

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use josefine::group::OffsetAndMetadata;
+use josefine::OffsetAndMetadata;
 use josefine::{
     Client, ConsumerGroup, GroupMetadata, IsolationLevel, KafkaCode, OffsetReset, Producer,
     ProducerRecord, TopicPartition,

@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::real_broker;
-use josefine::net::sasl::{Credentials, SaslConfig};
 use josefine::{Client, ErrorKind};
+use josefine::{Credentials, SaslConfig};
 
 #[tokio::test]
 async fn scram_without_a_user_store_is_an_authentication_error() {

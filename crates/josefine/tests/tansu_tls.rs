@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::tls::{TlsBroker, TlsVariant};
 use futures::StreamExt;
-use josefine::net::TlsConfig;
+use josefine::TlsConfig;
 use josefine::{
     Claim, Client, Consumer, ConsumerGroup, ErrorKind, GroupHandler, NewTopic, OffsetReset,
     Producer, ProducerRecord, Session, StartOffset,

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::tls::{self, TlsBroker, TlsVariant, OTHER_NAME, SERVER_NAME};
-use josefine::kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-use josefine::kafka_protocol::protocol::StrBytes;
 use josefine::protocol::frame::{decode_response, encode_request};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
 
 /// How long one `openssl s_client` run may take before it is killed and the test fails.
 const S_CLIENT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -87,6 +87,7 @@ pub enum AclPermission {
 
 /// One ACL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct AclBinding {
     pub resource_type: ResourceType,
     /// `*` with [`PatternType::Literal`]: every resource of the type. The cluster's
@@ -174,6 +175,7 @@ impl AclBinding {
 /// Selects ACLs; see the module docs for the matching rules. [`AclFilter::all`]
 /// matches every ACL.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AclFilter {
     pub resource_type: ResourceType,
     /// `None`: any name.

@@ -65,6 +65,7 @@ impl std::fmt::Display for ConfigSource {
 
 /// One config entry of a topic or broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigEntry {
     pub name: String,
     /// `None` for a sensitive value (Kafka never sends those) or an unset one.

@@ -93,7 +93,7 @@ pub enum GroupState {
 
 impl GroupState {
     /// Parses the wire name ("Stable", "PreparingRebalance", ...).
-    pub fn from_wire(name: &str) -> Self {
+    pub(crate) fn from_wire(name: &str) -> Self {
         match name {
             "Empty" => Self::Empty,
             "PreparingRebalance" => Self::PreparingRebalance,
@@ -129,6 +129,7 @@ impl fmt::Display for GroupState {
 
 /// One group of [`Admin::list_groups`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupListing {
     pub group_id: String,
     /// "consumer" for consumer groups; "connect" and others for other clients; empty
@@ -142,6 +143,7 @@ pub struct GroupListing {
 
 /// A group as [`Admin::describe_group`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupDescription {
     pub group_id: String,
     /// Which protocol the group runs: classic (JoinGroup/SyncGroup) or consumer
@@ -165,6 +167,7 @@ pub struct GroupDescription {
 
 /// One member of a [`GroupDescription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberDescription {
     pub member_id: String,
     /// `group.instance.id` of a static member (KIP-345).
@@ -186,6 +189,7 @@ pub struct MemberDescription {
 
 /// A group's lag, as [`Admin::group_lag`] computes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupLag {
     pub group_id: String,
     pub state: GroupState,
@@ -197,6 +201,7 @@ pub struct GroupLag {
 
 /// One partition of a [`GroupLag`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
@@ -213,6 +218,7 @@ pub struct PartitionLag {
 
 /// The member owning a partition in a [`PartitionLag`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionOwner {
     pub member_id: String,
     pub client_id: String,

@@ -42,6 +42,7 @@ const TOPIC_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker's `num.partitions`.
@@ -124,6 +125,7 @@ pub(crate) fn check_topic_name(name: &str) -> Result<()> {
 
 /// One topic of [`Admin::list_topics`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicListing {
     pub name: String,
     pub partitions: usize,
@@ -132,6 +134,7 @@ pub struct TopicListing {
 
 /// The cluster as [`Admin::describe_cluster`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterDescription {
     pub cluster_id: Option<String>,
     pub controller_id: Option<i32>,

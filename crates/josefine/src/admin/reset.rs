@@ -38,6 +38,7 @@ pub enum ResetTo {
 
 /// One partition of a reset plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PlannedOffset {
     pub partition: TopicPartition,
     /// What the group has committed now, if anything.

@@ -8,7 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Client, ClientConfig, Inner, State};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::net::{Broker, BrokerConfig, TlsConfig};
+use crate::net::tls::TlsConfig;
+use crate::net::{Broker, BrokerConfig};
 
 /// Builds a [`Client`].
 ///

@@ -23,7 +23,7 @@ use crate::net::Broker;
 
 /// What a coordinator coordinates (FindCoordinator `key_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CoordinatorType {
+pub(crate) enum CoordinatorType {
     Group,
     Transaction,
 }

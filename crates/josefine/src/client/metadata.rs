@@ -15,6 +15,7 @@ use crate::error::{Error, KafkaCode, Result};
 
 /// One broker as listed in metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerInfo {
     pub id: i32,
     pub host: String,
@@ -31,6 +32,7 @@ impl BrokerInfo {
 
 /// One partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionMetadata {
     pub id: i32,
     /// `None` while the partition has no leader (LEADER_NOT_AVAILABLE, election).
@@ -45,6 +47,7 @@ pub struct PartitionMetadata {
 
 /// One topic; `partitions` is sorted by partition id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicMetadata {
     pub name: String,
     /// The topic id (KIP-516), `None` before Metadata v10 or when the broker has none.
@@ -57,6 +60,7 @@ pub struct TopicMetadata {
 
 /// An immutable snapshot of the cluster; the client swaps in a new `Arc` per refresh.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterMetadata {
     pub cluster_id: Option<String>,
     pub controller_id: Option<i32>,
@@ -71,7 +75,7 @@ fn node(id: i32) -> Option<i32> {
 impl ClusterMetadata {
     /// Converts a Metadata response. Topics without a name (only possible when asking
     /// by topic id, which we never do) are skipped.
-    pub fn from_response(response: &MetadataResponse) -> Self {
+    pub(crate) fn from_response(response: &MetadataResponse) -> Self {
         let brokers = response
             .brokers
             .iter()
@@ -128,7 +132,11 @@ impl ClusterMetadata {
     /// business answering for them, and a broken or hostile one must not be able to
     /// overwrite what another answer said about them (or fill the cache with names
     /// nobody uses). Brokers and the controller are taken from every answer.
-    pub fn merge(&self, update: ClusterMetadata, requested: Option<&[String]>) -> ClusterMetadata {
+    pub(crate) fn merge(
+        &self,
+        update: ClusterMetadata,
+        requested: Option<&[String]>,
+    ) -> ClusterMetadata {
         let mut topics = match requested {
             // Asked for everything: topics missing from the answer are gone.
             None => BTreeMap::new(),
@@ -291,9 +299,9 @@ mod tests {
         ]);
         let err = md.leader("nope", 0).unwrap_err();
         assert_eq!(err.code(), Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION));
-        assert_eq!(err.context().topic.as_deref(), Some("nope"));
+        assert_eq!(err.context().topic(), Some("nope"));
         let err = md.leader("t", 7).unwrap_err();
-        assert_eq!(err.context().partition, Some(7));
+        assert_eq!(err.context().partition(), Some(7));
         assert_eq!(
             md.leader("gone", 0).unwrap_err().code(),
             Some(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)

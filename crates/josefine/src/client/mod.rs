@@ -13,8 +13,8 @@
 //! Metadata requests go to any known broker, then to the seeds, so a cluster whose
 //! bootstrap addresses died is still reachable.
 
-pub mod coordinator;
-pub mod metadata;
+pub(crate) mod coordinator;
+pub(crate) mod metadata;
 
 mod builder;
 mod refresh;
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use builder::ClientBuilder;
-pub use coordinator::CoordinatorType;
+pub(crate) use coordinator::CoordinatorType;
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -131,7 +131,7 @@ impl Client {
 
     /// The leader of `topic`/`partition`, refreshing metadata once if the cached view
     /// has none.
-    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Broker> {
+    pub(crate) async fn leader(&self, topic: &str, partition: i32) -> Result<Broker> {
         if let Ok(broker) = self.cached_leader(topic, partition) {
             return Ok(broker);
         }
@@ -140,7 +140,7 @@ impl Client {
     }
 
     /// The leader according to the cached view only.
-    pub fn cached_leader(&self, topic: &str, partition: i32) -> Result<Broker> {
+    pub(crate) fn cached_leader(&self, topic: &str, partition: i32) -> Result<Broker> {
         let state = self.state();
         let id = state.metadata.leader(topic, partition)?;
         state.brokers.get(&id).cloned().ok_or_else(|| {
@@ -152,12 +152,12 @@ impl Client {
     }
 
     /// The broker with node id `id`, if metadata listed it.
-    pub fn broker(&self, id: i32) -> Option<Broker> {
+    pub(crate) fn broker(&self, id: i32) -> Option<Broker> {
         self.state().brokers.get(&id).cloned()
     }
 
     /// Every broker the metadata lists, by node id.
-    pub fn brokers(&self) -> Vec<Broker> {
+    pub(crate) fn brokers(&self) -> Vec<Broker> {
         let state = self.state();
         let mut brokers: Vec<Broker> = state.brokers.values().cloned().collect();
         brokers.sort_by_key(|b| b.id());
@@ -165,7 +165,7 @@ impl Client {
     }
 
     /// The controller broker (admin requests that must go to it).
-    pub async fn controller(&self) -> Result<Broker> {
+    pub(crate) async fn controller(&self) -> Result<Broker> {
         let lookup = |md: &ClusterMetadata, client: &Client| {
             md.controller_id.and_then(|id| client.broker(id))
         };
@@ -182,7 +182,7 @@ impl Client {
     }
 
     /// Some broker to send a cluster-wide request to: a known one, else a seed.
-    pub fn any_broker(&self) -> Result<Broker> {
+    pub(crate) fn any_broker(&self) -> Result<Broker> {
         self.candidates()
             .into_iter()
             .next()
@@ -190,13 +190,13 @@ impl Client {
     }
 
     /// The coordinator of consumer group `group`, from the cache or FindCoordinator.
-    pub async fn coordinator(&self, group: &str) -> Result<Broker> {
+    pub(crate) async fn coordinator(&self, group: &str) -> Result<Broker> {
         coordinator::coordinator(self, CoordinatorType::Group, group).await
     }
 
     /// Forgets the cached coordinator of `group` (after NOT_COORDINATOR or a lost
     /// connection), so the next [`coordinator`](Self::coordinator) asks again.
-    pub fn invalidate_coordinator(&self, group: &str) {
+    pub(crate) fn invalidate_coordinator(&self, group: &str) {
         self.state()
             .coordinators
             .remove(&(CoordinatorType::Group, group.to_string()));

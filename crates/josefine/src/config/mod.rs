@@ -33,7 +33,7 @@ use crate::consumer::{ConsumerBuilder, IsolationLevel, OffsetReset};
 use crate::error::{Error, Result};
 use crate::group::{AssignorKind, ConsumerGroup, ConsumerGroupBuilder, GroupProtocol};
 use crate::net::sasl::{Credentials, SaslConfig};
-use crate::net::TlsConfig;
+use crate::net::tls::TlsConfig;
 use crate::producer::{Acks, Producer, ProducerBuilder};
 use crate::protocol::records::Compression;
 use crate::{Client, ClientBuilder, Consumer};

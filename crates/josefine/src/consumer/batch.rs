@@ -71,7 +71,7 @@ impl FetchedBatch {
 
     /// The record batches as fetched (before skipping), for callers that want the
     /// borrowing fast path ([`RecordIter::next_ref`]) and do their own filtering.
-    pub fn record_batches(&self) -> &[RecordBatch] {
+    pub(crate) fn record_batches(&self) -> &[RecordBatch] {
         &self.batches
     }
 
@@ -125,7 +125,7 @@ pub(crate) struct RecordCursor {
 }
 
 impl RecordCursor {
-    pub fn next(&mut self, batch: &FetchedBatch) -> Option<Result<Record>> {
+    pub(crate) fn next(&mut self, batch: &FetchedBatch) -> Option<Result<Record>> {
         loop {
             if let Some(records) = &mut self.records {
                 match records.next() {
@@ -355,7 +355,7 @@ mod tests {
         };
         let results: Vec<_> = b.iter().collect();
         let err = results.last().unwrap().as_ref().unwrap_err();
-        assert_eq!(err.context().partition, Some(3));
-        assert_eq!(err.context().offset, Some(10));
+        assert_eq!(err.context().partition(), Some(3));
+        assert_eq!(err.context().offset(), Some(10));
     }
 }

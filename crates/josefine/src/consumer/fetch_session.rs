@@ -196,7 +196,7 @@ impl From<&WantedPartition> for Sent {
 impl FetchSession {
     /// A session handler with no session yet. `enabled == false` makes every request
     /// full and sessionless (session id 0, epoch -1), as before KIP-227.
-    pub fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         Self {
             enabled,
             state: State::Full { close: NO_SESSION },
@@ -217,7 +217,12 @@ impl FetchSession {
     /// Must be followed by [`handle_response`](Self::handle_response) or
     /// [`reset`](Self::reset); a second `build` without either assumes the previous
     /// request was lost and resets first.
-    pub fn build(&mut self, request: &mut FetchRequest, wanted: &[WantedPartition], version: i16) {
+    pub(crate) fn build(
+        &mut self,
+        request: &mut FetchRequest,
+        wanted: &[WantedPartition],
+        version: i16,
+    ) {
         if self.in_flight.is_some() {
             self.reset();
         }
@@ -274,7 +279,7 @@ impl FetchSession {
     /// Digests a response to the request last built, before the loop looks at its
     /// partitions: moves the session on, or drops it after an error so that the next
     /// request is full.
-    pub fn handle_response(&mut self, response: &FetchResponse) -> SessionOutcome {
+    pub(crate) fn handle_response(&mut self, response: &FetchResponse) -> SessionOutcome {
         let Some(in_flight) = self.in_flight.take() else {
             // Nothing was built (a caller bug): whatever this answers, start over.
             self.reset();
@@ -341,7 +346,7 @@ impl FetchSession {
     /// gets no response (send error, timeout, connection lost, loop restarted): the
     /// broker may have seen the request and moved its epoch. The old session id goes
     /// into the next full request so that the broker frees it.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         let close = match self.in_flight.take() {
             Some(InFlight::Incremental { id, .. }) => id,
             _ => self.session_to_close(),
@@ -354,7 +359,7 @@ impl FetchSession {
     /// The name of the topic with id `topic_id` among the session's partitions (the
     /// partitions of the request last built), for v13+ responses, which name topics by
     /// id only.
-    pub fn topic_name(&self, topic_id: Uuid) -> Option<&Arc<str>> {
+    pub(crate) fn topic_name(&self, topic_id: Uuid) -> Option<&Arc<str>> {
         self.topic_names.get(&topic_id).map(|(name, _)| name)
     }
 

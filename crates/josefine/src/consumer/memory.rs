@@ -16,7 +16,7 @@ pub(crate) struct QueuedBytes {
 }
 
 impl QueuedBytes {
-    pub fn new(limit: usize) -> Arc<Self> {
+    pub(super) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
             used: AtomicUsize::new(0),
             limit,
@@ -24,12 +24,12 @@ impl QueuedBytes {
         })
     }
 
-    pub fn is_full(&self) -> bool {
+    pub(super) fn is_full(&self) -> bool {
         self.used.load(Ordering::Acquire) >= self.limit
     }
 
     /// Waits until the total drops below the limit.
-    pub async fn wait_for_room(&self) {
+    pub(super) async fn wait_for_room(&self) {
         loop {
             let released = self.released.notified();
             if !self.is_full() {
@@ -40,7 +40,7 @@ impl QueuedBytes {
     }
 
     /// Counts `bytes` as queued until the guard is dropped.
-    pub fn hold(self: &Arc<Self>, bytes: usize) -> QueuedGuard {
+    pub(super) fn hold(self: &Arc<Self>, bytes: usize) -> QueuedGuard {
         self.used.fetch_add(bytes, Ordering::AcqRel);
         QueuedGuard {
             queue: self.clone(),
@@ -48,7 +48,7 @@ impl QueuedBytes {
         }
     }
 
-    pub fn used(&self) -> usize {
+    pub(super) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }

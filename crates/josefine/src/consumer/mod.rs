@@ -11,12 +11,12 @@
 //! Protocol: Fetch (KIP-74 byte limits, KIP-320 leader epochs, KIP-98 isolation),
 //! ListOffsets (KIP-79).
 
-pub mod batch;
+pub(crate) mod batch;
 mod fetch_loop;
 pub(crate) mod fetch_session;
 pub(crate) mod list_offsets;
 mod memory;
-pub mod partition;
+pub(crate) mod partition;
 pub(crate) mod scan;
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +39,7 @@ use partition::{PartitionShared, QUEUE_SLOTS};
 
 /// Where a partition consumer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartOffset {
     /// The oldest record still in the log.
     Earliest,
@@ -53,6 +54,7 @@ pub enum StartOffset {
 
 /// `auto.offset.reset`: what to do when the position is not in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OffsetReset {
     Earliest,
     /// Kafka's default.

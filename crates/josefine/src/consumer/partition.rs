@@ -58,7 +58,7 @@ pub(crate) struct PartitionShared {
 }
 
 impl PartitionShared {
-    pub fn new(tp: TopicPartition) -> Self {
+    pub(crate) fn new(tp: TopicPartition) -> Self {
         Self {
             metrics: crate::metrics::PartitionMetrics::new(&tp.topic, tp.partition),
             tp,
@@ -71,7 +71,7 @@ impl PartitionShared {
         }
     }
 
-    pub fn wake_loop(&self) {
+    pub(crate) fn wake_loop(&self) {
         let wake = self
             .loop_wake
             .lock()
@@ -82,7 +82,7 @@ impl PartitionShared {
         }
     }
 
-    pub fn take_seek(&self) -> Option<(u64, i64)> {
+    pub(crate) fn take_seek(&self) -> Option<(u64, i64)> {
         self.seek
             .lock()
             .expect("seek lock is never held across a panic")

@@ -54,6 +54,7 @@ pub enum RevokeReason {
 /// holds and mark them. Marks made after the deadline are never committed, and the
 /// handler's task is cancelled at its next `.await`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Revocation {
     pub reason: RevokeReason,
     pub deadline: Instant,
@@ -239,16 +240,16 @@ pub(crate) struct SessionOwner {
 pub(crate) struct Generation(Arc<watch::Sender<i32>>);
 
 impl Generation {
-    pub fn new(generation: i32) -> Self {
+    pub(crate) fn new(generation: i32) -> Self {
         Self(Arc::new(watch::Sender::new(generation)))
     }
 
-    pub fn get(&self) -> i32 {
+    pub(crate) fn get(&self) -> i32 {
         *self.0.borrow()
     }
 
     /// Raises it; never lowers it (a late answer cannot undo a newer one).
-    pub fn raise(&self, generation: i32) {
+    pub(crate) fn raise(&self, generation: i32) {
         self.0.send_if_modified(|current| {
             let higher = generation > *current;
             if higher {
@@ -259,7 +260,7 @@ impl Generation {
     }
 
     /// Waits until it is not `from`, for at most `limit`; whether it changed.
-    pub async fn changed_from(&self, from: i32, limit: Duration) -> bool {
+    pub(crate) async fn changed_from(&self, from: i32, limit: Duration) -> bool {
         let mut seen = self.0.subscribe();
         let changed = tokio::time::timeout(limit, seen.wait_for(|g| *g != from)).await;
         matches!(changed, Ok(Ok(_)))

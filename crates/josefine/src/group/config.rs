@@ -71,17 +71,17 @@ pub enum OnHandlerError {
 impl GroupConfig {
     /// Half the rebalance timeout unless set: the other half is for the commit and the
     /// rejoin.
-    pub fn drain_timeout(&self) -> Duration {
+    pub(super) fn drain_timeout(&self) -> Duration {
         self.drain_timeout.unwrap_or(self.rebalance_timeout / 2)
     }
 
-    pub fn close_timeout(&self) -> Duration {
+    pub(super) fn close_timeout(&self) -> Duration {
         self.close_timeout.unwrap_or(self.rebalance_timeout)
     }
 
     /// Cooperative (KIP-429) only if every configured assignor supports it, as the
     /// Java client decides.
-    pub fn cooperative(&self) -> bool {
+    pub(super) fn cooperative(&self) -> bool {
         let assignors: Vec<Arc<dyn Assignor>> =
             self.assignors.iter().map(|k| k.assignor()).collect();
         RebalanceProtocol::common(assignors.iter().map(|a| a.as_ref()))

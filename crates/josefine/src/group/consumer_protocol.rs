@@ -61,17 +61,17 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use crate::TopicPartition;
 
 /// The protocol type a consumer sends in JoinGroup (`ConsumerProtocol.PROTOCOL_TYPE`).
-pub const PROTOCOL_TYPE: &str = "consumer";
+pub(crate) const PROTOCOL_TYPE: &str = "consumer";
 
 /// The newest version of the subscription and assignment we know; what we write.
-pub const MAX_VERSION: i16 = 3;
+pub(crate) const MAX_VERSION: i16 = 3;
 
 /// The longest subscription or assignment we decode.
 ///
 /// The group coordinator stores all members' metadata in one record of
 /// `__consumer_offsets`, whose default size limit is 1 MiB, so real messages stay far
 /// below this; the limit only bounds what a hostile or broken member can make us allocate.
-pub const MAX_MESSAGE_LEN: usize = 4 << 20;
+pub(crate) const MAX_MESSAGE_LEN: usize = 4 << 20;
 
 const SUBSCRIPTION: &str = "subscription";
 const ASSIGNMENT: &str = "assignment";
@@ -79,7 +79,7 @@ const ASSIGNMENT: &str = "assignment";
 /// Why a subscription or assignment could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProtocolError {
+pub(crate) enum ProtocolError {
     /// The input is longer than [`MAX_MESSAGE_LEN`].
     #[error("consumer protocol {what} is {len} bytes, over the {max}-byte limit")]
     TooLarge {
@@ -112,7 +112,7 @@ pub enum ProtocolError {
 
 /// What a member sends in JoinGroup: the topics it wants and what it owns now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// Topics the member subscribes to.
     pub topics: Vec<String>,
     /// Assignor-specific data (see `Assignor::subscription_user_data`).
@@ -129,7 +129,8 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription to `topics` with nothing else set.
-    pub fn new<T: Into<String>>(topics: impl IntoIterator<Item = T>) -> Self {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn new<T: Into<String>>(topics: impl IntoIterator<Item = T>) -> Self {
         Self {
             topics: topics.into_iter().map(Into::into).collect(),
             ..Self::default()
@@ -142,7 +143,7 @@ impl Subscription {
     ///
     /// The output is canonical, as the Java client's: topics sorted and deduplicated,
     /// owned partitions deduplicated and grouped by topic in sorted order.
-    pub fn encode(&self, version: i16) -> Result<Bytes, ProtocolError> {
+    pub(crate) fn encode(&self, version: i16) -> Result<Bytes, ProtocolError> {
         let version = known_version(version, SUBSCRIPTION)?;
 
         let mut topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
@@ -179,7 +180,7 @@ impl Subscription {
     }
 
     /// Decodes a version-prefixed subscription, as found in JoinGroup member metadata.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let (version, body) = split_version(bytes, SUBSCRIPTION)?;
         scan_subscription(body, version)?;
         let mut buf = Bytes::copy_from_slice(body);
@@ -209,7 +210,7 @@ impl Subscription {
 
 /// What the leader sends each member in SyncGroup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Assignment {
+pub(crate) struct Assignment {
     /// The partitions the member owns from now on.
     pub partitions: Vec<TopicPartition>,
     /// Assignor-specific data; none of the built-in assignors sets it.
@@ -218,7 +219,7 @@ pub struct Assignment {
 
 impl Assignment {
     /// An assignment of `partitions` without user data.
-    pub fn new(partitions: Vec<TopicPartition>) -> Self {
+    pub(crate) fn new(partitions: Vec<TopicPartition>) -> Self {
         Self {
             partitions,
             user_data: None,
@@ -228,7 +229,7 @@ impl Assignment {
     /// Encodes the version prefix and the body at `version` (clamped to
     /// [`MAX_VERSION`]). Partitions are grouped by topic in order of first appearance and
     /// keep their order within a topic, as the Java client writes them.
-    pub fn encode(&self, version: i16) -> Result<Bytes, ProtocolError> {
+    pub(crate) fn encode(&self, version: i16) -> Result<Bytes, ProtocolError> {
         let version = known_version(version, ASSIGNMENT)?;
 
         let mut groups: Vec<WireAssigned> = Vec::new();
@@ -251,7 +252,7 @@ impl Assignment {
     ///
     /// An empty input is an error here; the Java client treats an empty SyncGroup
     /// assignment as a leader bug too (`onJoinComplete`).
-    pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let (version, body) = split_version(bytes, ASSIGNMENT)?;
         scan_assignment(body)?;
         let mut buf = Bytes::copy_from_slice(body);

@@ -94,7 +94,7 @@ fn sb(s: &str) -> StrBytes {
 }
 
 impl Driver {
-    pub async fn run(mut self, mut membership: Membership) {
+    pub(super) async fn run(mut self, mut membership: Membership) {
         let mut state = self.metrics.state();
         let mut actions = membership.start(now());
         loop {

@@ -29,13 +29,13 @@ impl Default for ErrorSink {
 
 impl ErrorSink {
     /// Logs `err` with `what` happened and hands it to every [`GroupErrors`] reader.
-    pub fn report(&self, what: &str, err: Error) {
+    pub(super) fn report(&self, what: &str, err: Error) {
         tracing::warn!(error = %err, "{what}");
         // No reader is fine: the log has it.
         let _ = self.sender.send(err);
     }
 
-    pub fn subscribe(&self) -> GroupErrors {
+    pub(super) fn subscribe(&self) -> GroupErrors {
         GroupErrors {
             receiver: self.sender.subscribe(),
         }

@@ -65,7 +65,7 @@ pub(crate) struct PendingCommit {
 impl Marks {
     /// A claim that starts reading at `start` (its committed offset, or where the
     /// reset policy put it), with the metadata committed with it.
-    pub fn new(start: i64, metadata: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(start: i64, metadata: Option<Arc<str>>) -> Self {
         Self {
             marked: AtomicI64::new(UNMARKED),
             committed: AtomicI64::new(start),
@@ -84,14 +84,14 @@ impl Marks {
     }
 
     /// Everything before `next_offset` was processed.
-    pub fn mark(&self, next_offset: i64) {
+    pub(crate) fn mark(&self, next_offset: i64) {
         self.marked.fetch_max(next_offset, Ordering::AcqRel);
     }
 
     /// As [`mark`](Self::mark), with metadata a commit of `next_offset` carries. A
     /// mark behind an earlier metadata mark, or after the seal, leaves the metadata
     /// as it was.
-    pub fn mark_with_metadata(&self, next_offset: i64, metadata: &str) {
+    pub(crate) fn mark_with_metadata(&self, next_offset: i64, metadata: &str) {
         let mut noted = self.noted();
         if self.is_sealed() || noted.as_ref().is_some_and(|n| n.offset > next_offset) {
             drop(noted);
@@ -108,7 +108,7 @@ impl Marks {
     }
 
     /// The metadata marked (or committed) with `offset`, if any.
-    pub fn metadata_at(&self, offset: i64) -> Option<Arc<str>> {
+    pub(crate) fn metadata_at(&self, offset: i64) -> Option<Arc<str>> {
         self.noted()
             .as_ref()
             .filter(|n| n.offset == offset)
@@ -117,13 +117,13 @@ impl Marks {
 
     /// Ends the claim's marks: later ones are never committed. Returns the last mark
     /// a commit may carry (`None` when nothing was marked).
-    pub fn seal(&self) -> Option<i64> {
+    pub(crate) fn seal(&self) -> Option<i64> {
         let last = self.marked.load(Ordering::Acquire);
         self.seal.fetch_min(last, Ordering::AcqRel);
         (last != UNMARKED).then_some(last)
     }
 
-    pub fn is_sealed(&self) -> bool {
+    pub(crate) fn is_sealed(&self) -> bool {
         self.seal.load(Ordering::Acquire) != OPEN
     }
 
@@ -136,7 +136,7 @@ impl Marks {
 
     /// What the next commit of this claim carries: its mark, if it moved past what
     /// was acknowledged or was marked again with new metadata.
-    pub fn pending(&self, partition: TopicPartition) -> Option<PendingCommit> {
+    pub(crate) fn pending(&self, partition: TopicPartition) -> Option<PendingCommit> {
         let offset = self.committable();
         let committed = self.committed();
         if offset < committed {
@@ -159,20 +159,20 @@ impl Marks {
     }
 
     /// The coordinator acknowledged `commit`.
-    pub fn acknowledge(&self, commit: &PendingCommit) {
+    pub(crate) fn acknowledge(&self, commit: &PendingCommit) {
         self.committed.fetch_max(commit.offset, Ordering::AcqRel);
         self.acked_version
             .fetch_max(commit.metadata_version, Ordering::AcqRel);
     }
 
     /// The committed offset (or where the claim started).
-    pub fn committed(&self) -> i64 {
+    pub(crate) fn committed(&self) -> i64 {
         self.committed.load(Ordering::Acquire)
     }
 
     /// Where a restarted claim reads from: after the last committable mark, or the
     /// committed offset when nothing newer was marked.
-    pub fn resume_at(&self) -> i64 {
+    pub(crate) fn resume_at(&self) -> i64 {
         self.committable().max(self.committed())
     }
 }

@@ -42,7 +42,7 @@ use crate::error::{Error, KafkaCode};
 
 /// The timing settings the state machine needs.
 #[derive(Debug, Clone)]
-pub struct MembershipConfig {
+pub(crate) struct MembershipConfig {
     /// `session.timeout.ms`: without a successful heartbeat for this long, the
     /// coordinator has evicted us; our claims are lost.
     pub session_timeout: Duration,
@@ -59,7 +59,7 @@ pub struct MembershipConfig {
 
 /// Where the member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Unjoined,
     FindingCoordinator,
     Joining,
@@ -74,7 +74,7 @@ pub enum Phase {
 
 impl Phase {
     /// The `state` label of the group state metric.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Unjoined => "unjoined",
             Phase::FindingCoordinator => "finding_coordinator",
@@ -91,7 +91,7 @@ impl Phase {
 
 /// Why a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEnd {
+pub(crate) enum SessionEnd {
     /// A rebalance: the member still owns its partitions until it rejoins, so offsets
     /// may (must) be committed before the claims are given up.
     Rebalance,
@@ -104,7 +104,7 @@ pub enum SessionEnd {
 
 /// A JoinGroup outcome as the driver parsed it.
 #[derive(Debug, Clone)]
-pub enum JoinOutcome {
+pub(crate) enum JoinOutcome {
     Joined {
         member_id: String,
         generation: i32,
@@ -120,7 +120,7 @@ pub enum JoinOutcome {
 
 /// One member as JoinGroup lists it to the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinedMember {
+pub(crate) struct JoinedMember {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub metadata: Bytes,
@@ -128,7 +128,7 @@ pub struct JoinedMember {
 
 /// What the state machine asks the driver to do.
 #[derive(Debug, Clone)]
-pub enum Action {
+pub(crate) enum Action {
     /// Look up the group coordinator (FindCoordinator), then report
     /// [`Membership::coordinator_found`] or [`Membership::coordinator_failed`].
     FindCoordinator,
@@ -174,7 +174,7 @@ pub enum Action {
 
 /// The state of one group member. See the module docs.
 #[derive(Debug)]
-pub struct Membership {
+pub(crate) struct Membership {
     config: MembershipConfig,
     phase: Phase,
     member_id: String,
@@ -197,7 +197,7 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(config: MembershipConfig) -> Self {
+    pub(crate) fn new(config: MembershipConfig) -> Self {
         Self {
             config,
             phase: Phase::Unjoined,
@@ -216,24 +216,25 @@ impl Membership {
         }
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
-    pub fn member_id(&self) -> &str {
+    pub(crate) fn member_id(&self) -> &str {
         &self.member_id
     }
 
-    pub fn generation(&self) -> i32 {
+    pub(crate) fn generation(&self) -> i32 {
         self.generation
     }
 
-    pub fn is_leader(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_leader(&self) -> bool {
         self.leader
     }
 
     /// `consume` started: find the coordinator.
-    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn start(&mut self, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Unjoined {
             return self.poll(now);
         }
@@ -241,7 +242,7 @@ impl Membership {
         vec![Action::FindCoordinator]
     }
 
-    pub fn coordinator_found(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn coordinator_found(&mut self, now: Instant) -> Vec<Action> {
         if self.phase != Phase::FindingCoordinator {
             return self.poll(now);
         }
@@ -259,7 +260,7 @@ impl Membership {
         self.join()
     }
 
-    pub fn coordinator_failed(&mut self, err: &Error, now: Instant) -> Vec<Action> {
+    pub(crate) fn coordinator_failed(&mut self, err: &Error, now: Instant) -> Vec<Action> {
         if self.phase != Phase::FindingCoordinator {
             return self.poll(now);
         }
@@ -279,7 +280,7 @@ impl Membership {
     }
 
     /// A JoinGroup answer.
-    pub fn joined(&mut self, outcome: JoinOutcome, now: Instant) -> Vec<Action> {
+    pub(crate) fn joined(&mut self, outcome: JoinOutcome, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Joining {
             return self.poll(now);
         }
@@ -312,7 +313,11 @@ impl Membership {
     }
 
     /// The leader's plan, from the assignor.
-    pub fn assigned(&mut self, assignments: Vec<(String, Bytes)>, now: Instant) -> Vec<Action> {
+    pub(crate) fn assigned(
+        &mut self,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> Vec<Action> {
         if self.phase != Phase::Syncing || !self.leader {
             return self.poll(now);
         }
@@ -328,7 +333,7 @@ impl Membership {
     }
 
     /// A SyncGroup answer: our assignment, or why not.
-    pub fn synced(&mut self, outcome: Result<Bytes, Error>, now: Instant) -> Vec<Action> {
+    pub(crate) fn synced(&mut self, outcome: Result<Bytes, Error>, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Syncing {
             return self.poll(now);
         }
@@ -400,7 +405,11 @@ impl Membership {
     }
 
     /// A heartbeat answer.
-    pub fn heartbeat_done(&mut self, outcome: Result<(), Error>, now: Instant) -> Vec<Action> {
+    pub(crate) fn heartbeat_done(
+        &mut self,
+        outcome: Result<(), Error>,
+        now: Instant,
+    ) -> Vec<Action> {
         self.heartbeat_in_flight = false;
         if self.phase != Phase::Stable {
             return self.poll(now);
@@ -444,7 +453,7 @@ impl Membership {
 
     /// Something outside the protocol asks for a rebalance: a subscribed topic grew or
     /// appeared (the seed's `loopCheckPartitionNumbers`), or the user asked.
-    pub fn rejoin(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn rejoin(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
             Phase::Stable => self.rebalance(),
             // The join after the lookup would restore the old session: remember.
@@ -462,7 +471,7 @@ impl Membership {
     /// then the member rejoins at once, so the follow-up rebalance can assign them.
     /// `heartbeat` is the last answer to the heartbeats sent meanwhile; an error there
     /// (a new rebalance, a lost membership) decides first.
-    pub fn session_updated(
+    pub(crate) fn session_updated(
         &mut self,
         revoked: bool,
         heartbeat: Option<Result<(), Error>>,
@@ -493,7 +502,7 @@ impl Membership {
     /// partitions go to members that make progress (a static member only forgets its
     /// member id, as in Java), end the session without committing, and rejoin as a new
     /// member once it has ended.
-    pub fn stalled(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn stalled(&mut self, now: Instant) -> Vec<Action> {
         let in_group = matches!(
             self.phase,
             Phase::Stable | Phase::FindingCoordinator | Phase::Joining | Phase::Syncing
@@ -534,7 +543,7 @@ impl Membership {
     }
 
     /// The driver released the session's claims (after `EndSession`).
-    pub fn session_ended(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn session_ended(&mut self, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Revoking {
             return self.poll(now);
         }
@@ -555,7 +564,7 @@ impl Membership {
     }
 
     /// The user closes the group: end the session (committing), then leave.
-    pub fn close(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn close(&mut self, now: Instant) -> Vec<Action> {
         self.closing = true;
         match self.phase {
             Phase::Stable => self.end_session(SessionEnd::Close, Phase::Leaving),
@@ -595,7 +604,7 @@ impl Membership {
 
     /// The LeaveGroup answer (any outcome: we are gone either way). After a close the
     /// member is done; after a stall it rejoins once its session has ended.
-    pub fn left(&mut self) {
+    pub(crate) fn left(&mut self) {
         if self.phase == Phase::Leaving {
             self.phase = Phase::Left;
             self.member_id.clear();
@@ -622,7 +631,7 @@ impl Membership {
 
     /// Timer-driven work: heartbeats when due, the session timeout, retries after
     /// backoff. Call it when a `WaitUntil` deadline passes.
-    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
             Phase::Stable | Phase::FindingCoordinator | Phase::Joining
                 if self.session_expired(now) =>

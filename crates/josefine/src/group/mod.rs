@@ -6,17 +6,17 @@
 //! coordinator; [`ConsumerGroup`] runs sessions with claims and commits what the
 //! handler marked ([`offsets`]).
 
-pub mod assignor;
+pub(crate) mod assignor;
 mod claims;
 mod config;
 mod consumer_group;
-pub mod consumer_protocol;
+pub(crate) mod consumer_protocol;
 mod driver;
 mod errors;
 mod handler;
 mod kip848;
 mod marks;
-pub mod membership;
+pub(crate) mod membership;
 mod offsets;
 mod process;
 mod runner;
@@ -35,5 +35,5 @@ pub(crate) use offsets::{
     at_coordinator, commit as commit_offsets, fetch_all_committed, fetch_committed,
     fetch_committed_as, Committer,
 };
-pub use process::{DoneSet, Failure, ProcessOptions, ProcessOrder, Processor, MARK_INTERVAL};
+pub use process::{DoneSet, Failure, ProcessOptions, ProcessOrder, Processor};
 pub use stream::{ClaimStream, GroupRecord, GroupStream};

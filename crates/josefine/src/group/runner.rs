@@ -258,7 +258,10 @@ const REAP_PATIENCE: Duration = Duration::from_secs(5);
 impl<H: GroupHandler + 'static> SessionRunner<H> {
     /// Runs sessions as the driver starts them until the group closes (`Ok`) or fails.
     /// `None` when the driver went away without saying why.
-    pub async fn run(&self, sessions: &mut mpsc::Receiver<SessionCommand>) -> Option<Result<()>> {
+    pub(super) async fn run(
+        &self,
+        sessions: &mut mpsc::Receiver<SessionCommand>,
+    ) -> Option<Result<()>> {
         let mut stop: Option<Error> = None;
         // When and why the last session ended, until the next starts (a rebalance).
         let mut between: Option<(Instant, SessionEnd)> = None;

@@ -36,7 +36,7 @@ use crate::task::OwnedTask;
 
 /// How to reach brokers; shared by every [`Broker`] of one client.
 #[derive(Debug, Clone)]
-pub struct BrokerConfig {
+pub(crate) struct BrokerConfig {
     pub connection: ConnectionConfig,
     /// `socket.connection.setup.timeout.ms`: TCP connect plus ApiVersions.
     pub connect_timeout: Duration,
@@ -115,7 +115,7 @@ enum State {
 }
 
 impl Broker {
-    pub fn new(id: Option<i32>, addr: impl Into<String>, config: Arc<BrokerConfig>) -> Self {
+    pub(crate) fn new(id: Option<i32>, addr: impl Into<String>, config: Arc<BrokerConfig>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id,
@@ -151,6 +151,7 @@ impl Broker {
     }
 
     /// Whether a connection is open right now (no I/O).
+    #[cfg_attr(not(feature = "unstable-protocol"), allow(dead_code))]
     pub fn is_connected(&self) -> bool {
         matches!(&*self.lock(), State::Ready(r) if !r.connection.is_closed())
     }
@@ -238,6 +239,7 @@ impl Broker {
     }
 
     /// The broker's advertised API versions, connecting first if needed.
+    #[cfg_attr(not(feature = "unstable-protocol"), allow(dead_code))]
     pub async fn api_versions(&self) -> Result<Arc<ApiVersionTable>> {
         Ok(self.ready().await?.versions)
     }

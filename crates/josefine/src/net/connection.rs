@@ -51,7 +51,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Settings of one connection.
 #[derive(Debug, Clone)]
-pub struct ConnectionConfig {
+pub(crate) struct ConnectionConfig {
     /// Sent in every request header (`client.id`).
     pub client_id: Option<StrBytes>,
     /// Largest response frame accepted.
@@ -70,7 +70,7 @@ impl Default for ConnectionConfig {
 /// A handle to a connection task. Cloning is cheap; the task ends when the last
 /// handle is dropped or on the first fatal error.
 #[derive(Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
 }
@@ -102,7 +102,7 @@ struct Waiter {
 
 impl Connection {
     /// Spawns the task that owns `stream` and returns the first handle to it.
-    pub fn spawn<S>(stream: S, peer: impl Into<String>, config: ConnectionConfig) -> Self
+    pub(crate) fn spawn<S>(stream: S, peer: impl Into<String>, config: ConnectionConfig) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -123,13 +123,8 @@ impl Connection {
         Self { commands, shared }
     }
 
-    /// The address or name of the peer.
-    pub fn peer(&self) -> &str {
-        &self.shared.peer
-    }
-
     /// Whether the connection is poisoned or its task has ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.commands.is_closed() || self.poison_error().is_some()
     }
 
@@ -137,7 +132,7 @@ impl Connection {
     ///
     /// Requests the broker does not answer (Produce with acks=0) return the response
     /// type's default once the request is queued for writing.
-    pub async fn call<R: KafkaRequest>(
+    pub(crate) async fn call<R: KafkaRequest>(
         &self,
         request: &R,
         version: i16,
@@ -158,7 +153,7 @@ impl Connection {
 
     /// Like [`call`](Self::call) but returns the undecoded response frame (correlation
     /// id first), or `None` when no response is expected.
-    pub async fn call_raw<R: KafkaRequest>(
+    pub(crate) async fn call_raw<R: KafkaRequest>(
         &self,
         request: &R,
         version: i16,
@@ -257,7 +252,7 @@ impl Connection {
 
     /// Poisons the connection from outside the task: the task fails every waiter
     /// with `err` and closes the socket.
-    pub fn poison(&self, err: Error) {
+    pub(crate) fn poison(&self, err: Error) {
         {
             let mut poison = self
                 .shared

@@ -115,7 +115,7 @@ async fn hang_up_mid_response_fails_every_waiter_and_poisons() {
     for result in [a, b] {
         let err = result.unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::ConnectionClosed, "{err}");
-        assert_eq!(err.context().api, Some(ApiKey::Heartbeat));
+        assert_eq!(err.context().api(), Some("Heartbeat"));
     }
     assert!(conn.is_closed());
     // A poisoned connection refuses new work with the same error, at once.
@@ -307,7 +307,7 @@ async fn a_hostile_array_count_is_a_protocol_error_not_an_abort() {
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Protocol, "{err}");
     assert!(err.to_string().contains("`topics`"), "{err}");
-    assert_eq!(err.context().api, Some(ApiKey::Metadata));
+    assert_eq!(err.context().api(), Some("Metadata"));
     assert!(conn.is_closed());
 }
 

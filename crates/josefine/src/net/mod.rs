@@ -2,11 +2,9 @@
 //! version-negotiated, reconnecting connections ([`broker`]).
 
 mod authenticate;
-pub mod broker;
-pub mod connection;
-pub mod sasl;
-pub mod tls;
+pub(crate) mod broker;
+pub(crate) mod connection;
+pub(crate) mod sasl;
+pub(crate) mod tls;
 
-pub use broker::{Broker, BrokerConfig};
-pub use connection::{Connection, ConnectionConfig};
-pub use tls::TlsConfig;
+pub(crate) use broker::{Broker, BrokerConfig};

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use super::idempotence::Stamp;
 use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
-pub use crate::topic_partition::TopicPartition;
+pub(crate) use crate::topic_partition::TopicPartition;
 
 /// How batches are shaped.
 #[derive(Debug, Clone, Copy)]
@@ -58,12 +58,12 @@ pub(crate) struct Batch<R> {
 }
 
 impl<R> Batch<R> {
-    pub fn record_count(&self) -> i32 {
+    pub(crate) fn record_count(&self) -> i32 {
         self.replies.len() as i32
     }
 
     /// Size on the wire: exact once encoded, an upper bound before.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match (&self.encoded, &self.builder) {
             (Some((bytes, _)), _) => bytes.len(),
             (None, Some(builder)) => builder.estimated_size(),
@@ -153,7 +153,7 @@ pub(crate) struct Accumulator<R> {
 }
 
 impl<R> Accumulator<R> {
-    pub fn new(config: BatchConfig) -> Self {
+    pub(crate) fn new(config: BatchConfig) -> Self {
         Self {
             config,
             partitions: FastMap::default(),
@@ -163,7 +163,7 @@ impl<R> Accumulator<R> {
     }
 
     /// The shared name of `topic`, allocated once per topic.
-    pub fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
+    pub(crate) fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
         let topic = match self.topics.get(topic) {
             Some(name) => name.clone(),
             None => {
@@ -178,7 +178,7 @@ impl<R> Accumulator<R> {
     /// Appends one record to `tp`'s open batch; `now` is asked only if a batch opens.
     /// On failure (only the wire format's own limits) the reply is handed back.
     #[allow(clippy::too_many_arguments)]
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         tp: &TopicPartition,
         timestamp: i64,
@@ -246,7 +246,7 @@ impl<R> Accumulator<R> {
     /// batch, else the open one if its linger passed (or `force`). `route` sees each
     /// candidate and its size and returns where it goes (a broker id), or `None` to
     /// leave it (no leader, broker busy, request full). Taken partitions are muted.
-    pub fn drain<K>(
+    pub(crate) fn drain<K>(
         &mut self,
         now: Instant,
         force: bool,
@@ -293,7 +293,7 @@ impl<R> Accumulator<R> {
 
     /// When the next drain could find something new: the earliest linger deadline or
     /// end of a backoff among partitions that are not muted.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.partitions
             .values()
             .filter(|q| !q.in_flight)
@@ -313,7 +313,7 @@ impl<R> Accumulator<R> {
     }
 
     /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
-    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+    pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
         self.partitions
             .values()
             .flat_map(|q| q.closed.iter().chain(q.open.iter()))
@@ -323,7 +323,7 @@ impl<R> Accumulator<R> {
 
     /// Removes waiting batches created `timeout` or longer ago. In-flight batches wait
     /// for their response (the request timeout bounds that).
-    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
+    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
         let mut expired = Vec::new();
         for queue in self.partitions.values_mut() {
             let (keep, gone): (VecDeque<_>, VecDeque<_>) = queue
@@ -345,7 +345,7 @@ impl<R> Accumulator<R> {
     }
 
     /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
-    pub fn complete(&mut self, tp: &TopicPartition) {
+    pub(crate) fn complete(&mut self, tp: &TopicPartition) {
         if let Some(queue) = self.partitions.get_mut(tp) {
             queue.in_flight = false;
             if queue.is_idle() {
@@ -356,7 +356,7 @@ impl<R> Accumulator<R> {
 
     /// Puts batches back at the front of their partition's queue (in the given order)
     /// to be sent again no earlier than `retry_at`, and unmutes the partition.
-    pub fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
+    pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
         for batch in batches.into_iter().rev() {
             let queue = self.partitions.entry(batch.tp.clone()).or_default();
             queue.in_flight = false;
@@ -366,12 +366,12 @@ impl<R> Accumulator<R> {
     }
 
     /// Whether no partition has a record waiting or in flight.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.partitions.values().all(PartitionQueue::is_idle)
     }
 
     /// Removes every waiting batch (in-flight ones stay), to fail them.
-    pub fn take_all_waiting(&mut self) -> Vec<Batch<R>> {
+    pub(crate) fn take_all_waiting(&mut self) -> Vec<Batch<R>> {
         let mut out = Vec::new();
         for queue in self.partitions.values_mut() {
             out.extend(queue.closed.drain(..));

@@ -60,8 +60,7 @@ pub(crate) struct ProducerConfig {
 /// ```no_run
 /// # async fn demo(client: josefine::Client) -> josefine::Result<()> {
 /// use std::time::Duration;
-/// use josefine::producer::{Acks, Producer};
-/// use josefine::protocol::records::Compression;
+/// use josefine::{Acks, Compression, Producer};
 /// let producer = Producer::builder(client)
 ///     .acks(Acks::All)
 ///     .linger(Duration::from_millis(10))

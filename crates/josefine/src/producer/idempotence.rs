@@ -12,7 +12,7 @@ use super::accumulator::TopicPartition;
 
 /// What an idempotent batch carries in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
@@ -20,7 +20,7 @@ pub struct Stamp {
 
 /// The producer id and epoch the broker gave us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerIdentity {
+pub(crate) struct ProducerIdentity {
     pub id: i64,
     pub epoch: i16,
 }
@@ -33,13 +33,13 @@ pub(crate) struct Sequences {
 }
 
 impl Sequences {
-    pub fn identity(&self) -> Option<ProducerIdentity> {
+    pub(crate) fn identity(&self) -> Option<ProducerIdentity> {
         self.identity
     }
 
     /// Installs a new identity (first InitProducerId or an epoch bump): every partition
     /// starts again at sequence 0.
-    pub fn reset(&mut self, identity: ProducerIdentity) {
+    pub(crate) fn reset(&mut self, identity: ProducerIdentity) {
         self.identity = Some(identity);
         self.next.clear();
     }
@@ -47,7 +47,7 @@ impl Sequences {
     /// The stamp a batch of `count` records for `tp` must carry now. A batch that
     /// already has a stamp of the current identity keeps it (a retry); otherwise it
     /// gets the partition's next sequence, which then advances by `count`.
-    pub fn stamp(
+    pub(crate) fn stamp(
         &mut self,
         tp: &TopicPartition,
         current: Option<Stamp>,
@@ -72,7 +72,7 @@ impl Sequences {
 
 /// Sequence arithmetic as Kafka's `DefaultRecordBatch.incrementSequence`: sequences
 /// wrap from `i32::MAX` to 0.
-pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
     if sequence > i32::MAX - increment {
         increment - (i32::MAX - sequence) - 1
     } else {

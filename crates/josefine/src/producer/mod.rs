@@ -16,9 +16,9 @@
 //! Protocol: Produce, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
 //! TxnOffsetCommit, EndTxn.
 
-pub mod accumulator;
-pub mod idempotence;
-pub mod partitioner;
+pub(crate) mod accumulator;
+pub(crate) mod idempotence;
+pub(crate) mod partitioner;
 
 mod builder;
 mod sender;
@@ -34,9 +34,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
-pub use accumulator::TopicPartition;
 pub use builder::{Acks, ProducerBuilder};
-pub use partitioner::{murmur2, partition_for_key, DefaultPartitioner, Partitioner};
+pub use partitioner::{DefaultPartitioner, Partitioner};
 pub use transaction::GroupMetadata;
 
 /// Whether `err` from a transactional producer means it cannot go on (fenced, not
@@ -62,6 +61,7 @@ use builder::ProducerConfig;
 ///     .header("trace-id", "def"); // headers are ordered; keys may repeat
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProducerRecord {
     pub topic: String,
     pub key: Option<Bytes>,
@@ -126,6 +126,7 @@ impl ProducerRecord {
 
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeliveryReport {
     pub topic: Arc<str>,
     pub partition: i32,

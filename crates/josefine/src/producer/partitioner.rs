@@ -23,7 +23,7 @@ pub trait Partitioner: Send + Sync + 'static {
 }
 
 /// Kafka's murmur2 (32-bit, seed `0x9747b28c`), as `Utils.murmur2` in the Java client.
-pub fn murmur2(data: &[u8]) -> i32 {
+pub(crate) fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;
@@ -55,7 +55,7 @@ pub fn murmur2(data: &[u8]) -> i32 {
 }
 
 /// The partition Kafka's default partitioner gives `key` among `partitions`.
-pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+pub(crate) fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 

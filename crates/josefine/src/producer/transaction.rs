@@ -78,6 +78,7 @@ const TXN_OFFSET_COMMIT_MAX_VERSION: i16 = 4;
 /// For offsets of a group that no member runs (a standalone consumer that commits
 /// under a group id), [`GroupMetadata::standalone`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupMetadata {
     pub group_id: String,
     pub member_id: String,

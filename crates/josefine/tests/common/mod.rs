@@ -243,9 +243,10 @@ pub async fn fetch_records(
     partition: i32,
     offset: i64,
 ) -> bytes::Bytes {
-    use josefine::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use josefine::kafka_protocol::messages::{FetchRequest, TopicName};
-    use josefine::kafka_protocol::protocol::StrBytes;
+    use josefine::protocol::ClientExt;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let leader = client.leader(topic, partition).await.unwrap();

@@ -33,11 +33,11 @@ use crate::group::consumer_protocol::Subscription;
 use crate::TopicPartition;
 
 /// The protocol name.
-pub const NAME: &str = "cooperative-sticky";
+pub(crate) const NAME: &str = "cooperative-sticky";
 
 /// Java's `CooperativeStickyAssignor`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CooperativeStickyAssignor;
+pub(crate) struct CooperativeStickyAssignor;
 
 impl Assignor for CooperativeStickyAssignor {
     fn name(&self) -> &'static str {

@@ -32,25 +32,25 @@ use bytes::Bytes;
 use crate::group::consumer_protocol::{java_order, ProtocolError, Subscription};
 use crate::TopicPartition;
 
-pub mod cooperative_sticky;
-pub mod range;
-pub mod round_robin;
-pub mod sticky;
+pub(crate) mod cooperative_sticky;
+pub(crate) mod range;
+pub(crate) mod round_robin;
+pub(crate) mod sticky;
 
-pub use cooperative_sticky::CooperativeStickyAssignor;
-pub use range::RangeAssignor;
-pub use round_robin::RoundRobinAssignor;
-pub use sticky::StickyAssignor;
+pub(crate) use cooperative_sticky::CooperativeStickyAssignor;
+pub(crate) use range::RangeAssignor;
+pub(crate) use round_robin::RoundRobinAssignor;
+pub(crate) use sticky::StickyAssignor;
 
 /// An assignor's result: member id to the partitions it owns from now on, sorted. Every
 /// member passed in has an entry, possibly empty; the leader must send each of them an
 /// assignment.
-pub type GroupAssignment = BTreeMap<String, Vec<TopicPartition>>;
+pub(crate) type GroupAssignment = BTreeMap<String, Vec<TopicPartition>>;
 
 /// How members hand over partitions during a rebalance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum RebalanceProtocol {
+pub(crate) enum RebalanceProtocol {
     /// Every member revokes all its partitions before joining; the new assignment is
     /// complete.
     Eager,
@@ -65,7 +65,7 @@ impl RebalanceProtocol {
     /// every one of them supports it. The Java client's `ConsumerCoordinator` picks the
     /// highest protocol all its assignors support the same way; cooperative assignors
     /// also work eagerly, eager ones never cooperatively. `Eager` for an empty list.
-    pub fn common<'a>(assignors: impl IntoIterator<Item = &'a dyn Assignor>) -> Self {
+    pub(crate) fn common<'a>(assignors: impl IntoIterator<Item = &'a dyn Assignor>) -> Self {
         let mut any = false;
         for assignor in assignors {
             any = true;
@@ -82,7 +82,7 @@ impl RebalanceProtocol {
 }
 
 /// A partition assignment strategy.
-pub trait Assignor: Send + Sync + 'static {
+pub(crate) trait Assignor: Send + Sync + 'static {
     /// The protocol name in JoinGroup: `range`, `roundrobin`, `sticky`,
     /// `cooperative-sticky`.
     fn name(&self) -> &'static str;
@@ -117,7 +117,7 @@ pub trait Assignor: Send + Sync + 'static {
 
 /// One group member as the leader sees it in the JoinGroup response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// The member id the coordinator gave it.
     pub id: String,
     /// Its `group.instance.id`, for static members (KIP-345).
@@ -128,7 +128,7 @@ pub struct Member {
 
 impl Member {
     /// A dynamic member.
-    pub fn new(id: impl Into<String>, subscription: Subscription) -> Self {
+    pub(crate) fn new(id: impl Into<String>, subscription: Subscription) -> Self {
         Self {
             id: id.into(),
             instance_id: None,
@@ -138,7 +138,7 @@ impl Member {
 
     /// A member from one JoinGroup response entry: its id, instance id and the metadata
     /// bytes of the protocol the coordinator chose.
-    pub fn from_join_group(
+    pub(crate) fn from_join_group(
         id: impl Into<String>,
         instance_id: Option<String>,
         metadata: &[u8],
@@ -155,7 +155,7 @@ impl Member {
 /// metadata; each of these means one of them is inconsistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AssignError {
+pub(crate) enum AssignError {
     /// Two members share an id.
     #[error("member id {member_id:?} appears more than once")]
     DuplicateMember { member_id: String },
@@ -203,7 +203,8 @@ impl AssignorKind {
     }
 
     /// The rebalance protocol the assignor supports.
-    pub const fn protocol(self) -> RebalanceProtocol {
+    #[cfg(test)]
+    pub(crate) const fn protocol(self) -> RebalanceProtocol {
         match self {
             Self::CooperativeSticky => RebalanceProtocol::Cooperative,
             _ => RebalanceProtocol::Eager,
@@ -216,7 +217,7 @@ impl AssignorKind {
     }
 
     /// An instance of the assignor.
-    pub fn assignor(self) -> Arc<dyn Assignor> {
+    pub(crate) fn assignor(self) -> Arc<dyn Assignor> {
         match self {
             Self::Range => Arc::new(RangeAssignor),
             Self::RoundRobin => Arc::new(RoundRobinAssignor),
@@ -234,7 +235,7 @@ impl fmt::Display for AssignorKind {
 
 /// The built-in assignor with protocol name `name`: what the leader looks up with the
 /// protocol name the coordinator chose.
-pub fn by_name(name: &str) -> Option<Arc<dyn Assignor>> {
+pub(crate) fn by_name(name: &str) -> Option<Arc<dyn Assignor>> {
     AssignorKind::by_name(name).map(AssignorKind::assignor)
 }
 
@@ -294,27 +295,27 @@ pub(crate) mod testing {
     use super::*;
     use std::collections::BTreeSet;
 
-    pub fn tp(topic: &str, partition: i32) -> TopicPartition {
+    pub(crate) fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition::new(topic, partition)
     }
 
-    pub fn member(id: &str, topics: &[&str]) -> Member {
+    pub(crate) fn member(id: &str, topics: &[&str]) -> Member {
         Member::new(id, Subscription::new(topics.iter().copied()))
     }
 
-    pub fn static_member(id: &str, instance: &str, topics: &[&str]) -> Member {
+    pub(crate) fn static_member(id: &str, instance: &str, topics: &[&str]) -> Member {
         Member {
             instance_id: Some(instance.into()),
             ..member(id, topics)
         }
     }
 
-    pub fn counts(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
+    pub(crate) fn counts(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
         list.iter().map(|&(t, n)| (t.to_owned(), n)).collect()
     }
 
     /// Parses "t0p1" style names used by the Java javadoc examples.
-    pub fn tps(names: &[&str]) -> Vec<TopicPartition> {
+    pub(crate) fn tps(names: &[&str]) -> Vec<TopicPartition> {
         names
             .iter()
             .map(|n| {
@@ -324,14 +325,14 @@ pub(crate) mod testing {
             .collect()
     }
 
-    pub fn set(partitions: &[TopicPartition]) -> BTreeSet<TopicPartition> {
+    pub(crate) fn set(partitions: &[TopicPartition]) -> BTreeSet<TopicPartition> {
         partitions.iter().cloned().collect()
     }
 
     /// Every partition of a subscribed topic is assigned at most once, only to members
     /// subscribed to its topic, and only partitions that exist are assigned. Returns the
     /// set of assigned partitions.
-    pub fn check_valid(
+    pub(crate) fn check_valid(
         members: &[Member],
         partitions: &BTreeMap<String, i32>,
         assignment: &GroupAssignment,
@@ -361,7 +362,7 @@ pub(crate) mod testing {
     }
 
     /// All partitions of all topics some member subscribes to.
-    pub fn subscribed_partitions(
+    pub(crate) fn subscribed_partitions(
         members: &[Member],
         partitions: &BTreeMap<String, i32>,
     ) -> BTreeSet<TopicPartition> {
@@ -377,7 +378,7 @@ pub(crate) mod testing {
     }
 
     /// Validity plus completeness: every subscribed partition assigned exactly once.
-    pub fn check_complete(
+    pub(crate) fn check_complete(
         members: &[Member],
         partitions: &BTreeMap<String, i32>,
         assignment: &GroupAssignment,
@@ -391,7 +392,7 @@ pub(crate) mod testing {
     }
 
     /// Counts differ by at most one.
-    pub fn check_balanced(assignment: &GroupAssignment) {
+    pub(crate) fn check_balanced(assignment: &GroupAssignment) {
         let sizes: Vec<usize> = assignment.values().map(Vec::len).collect();
         if let (Some(min), Some(max)) = (sizes.iter().min(), sizes.iter().max()) {
             assert!(max - min <= 1, "unbalanced: {assignment:?}");

@@ -18,11 +18,11 @@ use super::{
 use crate::TopicPartition;
 
 /// The protocol name.
-pub const NAME: &str = "range";
+pub(crate) const NAME: &str = "range";
 
 /// Java's `RangeAssignor`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RangeAssignor;
+pub(crate) struct RangeAssignor;
 
 impl Assignor for RangeAssignor {
     fn name(&self) -> &'static str {

@@ -16,11 +16,11 @@ use crate::group::consumer_protocol::java_order;
 use crate::TopicPartition;
 
 /// The protocol name.
-pub const NAME: &str = "roundrobin";
+pub(crate) const NAME: &str = "roundrobin";
 
 /// Java's `RoundRobinAssignor`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RoundRobinAssignor;
+pub(crate) struct RoundRobinAssignor;
 
 impl Assignor for RoundRobinAssignor {
     fn name(&self) -> &'static str {

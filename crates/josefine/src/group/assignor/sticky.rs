@@ -71,7 +71,7 @@ use crate::group::consumer_protocol::{java_order, Scan, Subscription, MIN_TOPIC_
 use crate::TopicPartition;
 
 /// The protocol name.
-pub const NAME: &str = "sticky";
+pub(crate) const NAME: &str = "sticky";
 
 /// The generation a member without one is treated as having (Java's
 /// `DEFAULT_GENERATION`).
@@ -79,7 +79,7 @@ const NO_GENERATION: i32 = -1;
 
 /// Java's `StickyAssignor`: sticky, eager.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StickyAssignor;
+pub(crate) struct StickyAssignor;
 
 impl Assignor for StickyAssignor {
     fn name(&self) -> &'static str {
@@ -752,7 +752,7 @@ pub(crate) mod testing {
 
     /// The Java balance rule: counts within one, or no member could take a partition
     /// from a member with two or more partitions more.
-    pub fn check_sticky_balance(members: &[Member], assignment: &GroupAssignment) {
+    pub(crate) fn check_sticky_balance(members: &[Member], assignment: &GroupAssignment) {
         for a in members {
             for b in members {
                 let (na, nb) = (assignment[&a.id].len(), assignment[&b.id].len());
@@ -772,7 +772,7 @@ pub(crate) mod testing {
     }
 
     /// Members, partition counts, and each member's previous partitions and generation.
-    pub type RandomGroup = (
+    pub(crate) type RandomGroup = (
         Vec<Member>,
         BTreeMap<String, i32>,
         Vec<(Vec<TopicPartition>, i32)>,
@@ -781,7 +781,7 @@ pub(crate) mod testing {
     /// Random groups: member subscriptions over topics `t0`, `t1`, ... (one per entry of
     /// `sizes`, every topic when `identical`), partition counts, and a random previous
     /// ownership `(member, topic, partition)` (partitions may not exist) with generations.
-    pub fn random_group(
+    pub(crate) fn random_group(
         subs: &[BTreeSet<usize>],
         sizes: &[i32],
         owned: &[(usize, usize, i32)],

@@ -54,7 +54,7 @@ fn sb(s: &str) -> StrBytes {
 }
 
 impl Driver {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         config: Arc<GroupConfig>,
         subscription: Subscription,
@@ -74,7 +74,7 @@ impl Driver {
         }
     }
 
-    pub async fn run(mut self, mut membership: Membership) {
+    pub(crate) async fn run(mut self, mut membership: Membership) {
         let mut state = self.metrics.state();
         let mut actions = membership.start(now());
         loop {

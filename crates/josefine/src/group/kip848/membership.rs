@@ -158,7 +158,7 @@ pub(crate) enum Phase {
 
 impl Phase {
     /// The `state` label of the group state metric.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Unjoined => "unjoined",
             Phase::Joining => "joining",
@@ -232,7 +232,7 @@ pub(crate) fn random_member_id() -> String {
 }
 
 impl Membership {
-    pub fn new(config: Config, new_member_id: Box<dyn FnMut() -> String + Send>) -> Self {
+    pub(crate) fn new(config: Config, new_member_id: Box<dyn FnMut() -> String + Send>) -> Self {
         let mut new_member_id = new_member_id;
         let member_id = new_member_id();
         Self {
@@ -262,16 +262,16 @@ impl Membership {
         }
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
     #[cfg(test)]
-    pub fn member_id(&self) -> &str {
+    pub(crate) fn member_id(&self) -> &str {
         &self.member_id
     }
 
-    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn start(&mut self, now: Instant) -> Vec<Action> {
         if self.phase == Phase::Unjoined {
             self.join(now);
         }
@@ -301,7 +301,11 @@ impl Membership {
     }
 
     /// A heartbeat's answer (or why there is none).
-    pub fn heartbeat_done(&mut self, outcome: Result<Reply, Error>, now: Instant) -> Vec<Action> {
+    pub(crate) fn heartbeat_done(
+        &mut self,
+        outcome: Result<Reply, Error>,
+        now: Instant,
+    ) -> Vec<Action> {
         self.heartbeat_in_flight = false;
         let sent_owned = self.sent_owned.take();
         if !matches!(
@@ -440,7 +444,12 @@ impl Membership {
 
     /// A reconciliation ended: the session's claims are `owned` now; `complete` is
     /// false when some topic ids could not be resolved yet (retried later).
-    pub fn reconciled(&mut self, owned: Assignment, complete: bool, now: Instant) -> Vec<Action> {
+    pub(crate) fn reconciled(
+        &mut self,
+        owned: Assignment,
+        complete: bool,
+        now: Instant,
+    ) -> Vec<Action> {
         self.reconciling = false;
         if !self.session_active {
             return self.poll(now);
@@ -474,7 +483,7 @@ impl Membership {
         actions
     }
 
-    pub fn session_ended(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn session_ended(&mut self, now: Instant) -> Vec<Action> {
         self.session_active = false;
         self.reconciling = false;
         self.owned.clear();
@@ -510,14 +519,14 @@ impl Membership {
     }
 
     /// The leave heartbeat was sent (whatever its answer).
-    pub fn left(&mut self) {
+    pub(crate) fn left(&mut self) {
         if self.closing {
             self.phase = Phase::Left;
         }
     }
 
     /// `close`: drain and commit, then leave.
-    pub fn close(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn close(&mut self, now: Instant) -> Vec<Action> {
         self.closing = true;
         match self.phase {
             Phase::Unjoined => {
@@ -541,7 +550,7 @@ impl Membership {
 
     /// A handler kept a record past `max.poll.interval.ms`: leave so the broker gives
     /// the partitions to others; rejoin once the session has ended.
-    pub fn stalled(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn stalled(&mut self, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Member || !self.session_active {
             return self.poll(now);
         }
@@ -555,7 +564,7 @@ impl Membership {
     }
 
     /// Restart claims whose handler failed (the rejoin policy): reconcile again.
-    pub fn rejoin(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn rejoin(&mut self, now: Instant) -> Vec<Action> {
         if self.phase == Phase::Member && self.session_active {
             self.force_reconcile = true;
             let actions = self.maybe_reconcile();
@@ -573,7 +582,7 @@ impl Membership {
     }
 
     /// What is due at `now`.
-    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<Action> {
         let heartbeating = match self.phase {
             Phase::Joining | Phase::Member => true,
             Phase::Releasing => self.heartbeat_while_releasing,

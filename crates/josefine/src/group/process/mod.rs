@@ -58,7 +58,7 @@ use crate::consumer::ConsumerRecord;
 use crate::error::{Error, Result};
 
 /// How often a claim marks its watermark and done set while records finish.
-pub const MARK_INTERVAL: Duration = Duration::from_millis(50);
+pub(super) const MARK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Which records of a partition may run at the same time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

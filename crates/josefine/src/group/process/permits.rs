@@ -15,7 +15,7 @@ pub(crate) struct Permits {
 }
 
 impl Permits {
-    pub fn new(permits: usize) -> Self {
+    pub(super) fn new(permits: usize) -> Self {
         Self {
             available: AtomicUsize::new(permits),
             waiting: AtomicUsize::new(0),
@@ -24,7 +24,7 @@ impl Permits {
     }
 
     /// A permit if one is free now.
-    pub fn try_take(&self) -> bool {
+    pub(super) fn try_take(&self) -> bool {
         let mut available = self.available.load(Ordering::Acquire);
         while available > 0 {
             match self.available.compare_exchange_weak(
@@ -41,7 +41,7 @@ impl Permits {
     }
 
     /// A permit, once one is free. Cancel-safe: a dropped call takes nothing.
-    pub async fn take(&self) {
+    pub(super) async fn take(&self) {
         loop {
             if self.try_take() {
                 return;
@@ -61,7 +61,7 @@ impl Permits {
     }
 
     /// Gives `n` permits back.
-    pub fn give(&self, n: usize) {
+    pub(super) fn give(&self, n: usize) {
         if n == 0 {
             return;
         }
@@ -71,17 +71,17 @@ impl Permits {
         }
     }
 
-    pub fn available(&self) -> usize {
+    pub(super) fn available(&self) -> usize {
         self.available.load(Ordering::Acquire)
     }
 
     /// Whether a claim waits in [`take`](Self::take).
-    pub fn has_waiters(&self) -> bool {
+    pub(super) fn has_waiters(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Up to `n` permits if any are free now (at least one), else 0.
-    pub fn try_take_up_to(&self, n: usize) -> usize {
+    pub(super) fn try_take_up_to(&self, n: usize) -> usize {
         let mut available = self.available.load(Ordering::Acquire);
         while available > 0 {
             let take = available.min(n.max(1));
@@ -114,7 +114,7 @@ pub(crate) struct LocalPermits {
 
 impl LocalPermits {
     /// A permit: an idle one, or up to `chunk` from `permits`.
-    pub fn try_take(&mut self, permits: &Permits, chunk: usize) -> bool {
+    pub(super) fn try_take(&mut self, permits: &Permits, chunk: usize) -> bool {
         if self.idle == 0 {
             let taken = permits.try_take_up_to(chunk);
             self.idle += taken;
@@ -128,13 +128,13 @@ impl LocalPermits {
     }
 
     /// A permit taken from `permits` directly ([`Permits::take`]), now in use.
-    pub fn taken(&mut self) {
+    pub(super) fn taken(&mut self) {
         self.held += 1;
     }
 
     /// A record finished: its permit is idle, or the member's at once when another
     /// claim waits for one.
-    pub fn put(&mut self, permits: &Permits) {
+    pub(super) fn put(&mut self, permits: &Permits) {
         if permits.has_waiters() {
             self.held -= 1;
             permits.give(1);
@@ -144,13 +144,13 @@ impl LocalPermits {
     }
 
     /// Idle permits back to the member.
-    pub fn release_idle(&mut self, permits: &Permits) {
+    pub(super) fn release_idle(&mut self, permits: &Permits) {
         self.held -= self.idle;
         permits.give(std::mem::take(&mut self.idle));
     }
 
     /// Every permit back: the claim ended.
-    pub fn release_all(&mut self, permits: &Permits) {
+    pub(super) fn release_all(&mut self, permits: &Permits) {
         self.idle = 0;
         permits.give(std::mem::take(&mut self.held));
     }

@@ -44,7 +44,7 @@ pub(crate) enum Offer {
 impl Progress {
     /// A partition read from `start`, the previous owner's done set above it
     /// already done.
-    pub fn new(start: i64, restored: DoneSet) -> Self {
+    pub(super) fn new(start: i64, restored: DoneSet) -> Self {
         Self {
             ring: VecDeque::new(),
             unfinished: 0,
@@ -54,7 +54,7 @@ impl Progress {
     }
 
     /// A record at `offset` was read.
-    pub fn offer(&mut self, offset: i64) -> Offer {
+    pub(super) fn offer(&mut self, offset: i64) -> Offer {
         if offset < self.read_to {
             return Offer::Skip;
         }
@@ -69,13 +69,13 @@ impl Progress {
 
     /// The partition's records continue at `next_offset`: anything below it not
     /// offered was never handed out, and counts as done.
-    pub fn read_to(&mut self, next_offset: i64) {
+    pub(super) fn read_to(&mut self, next_offset: i64) {
         self.read_to = self.read_to.max(next_offset);
     }
 
     /// The record at `offset` finished (processed, or given up on and handed to the
     /// dead-letter hook). Returns whether the watermark moved.
-    pub fn finish(&mut self, offset: i64) -> bool {
+    pub(super) fn finish(&mut self, offset: i64) -> bool {
         // Records mostly finish in about the order they started.
         let i = if self.ring.front().is_some_and(|&(o, _)| o == offset) {
             0
@@ -102,19 +102,19 @@ impl Progress {
     }
 
     /// The offset to commit: the lowest not finished.
-    pub fn watermark(&self) -> i64 {
+    pub(super) fn watermark(&self) -> i64 {
         self.ring.front().map_or(self.read_to, |&(o, _)| o)
     }
 
     /// Read and not finished: what the processor's buffer accounting counts.
-    pub fn outstanding(&self) -> usize {
+    pub(super) fn outstanding(&self) -> usize {
         self.unfinished
     }
 
     /// Everything done above the watermark: finished records, offsets never handed
     /// out between the outstanding ones, and the previous owner's done set not read
     /// yet.
-    pub fn done_set(&self) -> DoneSet {
+    pub(super) fn done_set(&self) -> DoneSet {
         let mut ranges: Vec<Range<i64>> = Vec::new();
         let mut push = |r: Range<i64>| match ranges.last_mut() {
             Some(last) if last.end == r.start => last.end = r.end,
@@ -199,7 +199,7 @@ fn key_lane(key: &[u8]) -> Lane {
 }
 
 impl Lanes {
-    pub fn new(order: ProcessOrder) -> Self {
+    pub(super) fn new(order: ProcessOrder) -> Self {
         Self {
             order,
             busy: HashMap::default(),
@@ -218,7 +218,7 @@ impl Lanes {
     }
 
     /// A record to process, in offset order within the partition.
-    pub fn push(&mut self, record: ConsumerRecord) {
+    pub(super) fn push(&mut self, record: ConsumerRecord) {
         let lane = self.lane_of(&record);
         if let Some(lane) = lane {
             if let Some(waiting) = self.busy.get_mut(&lane) {
@@ -243,14 +243,14 @@ impl Lanes {
     }
 
     /// Whether a record below `below` (if given) may start.
-    pub fn has_ready(&self, below: Option<i64>) -> bool {
+    pub(super) fn has_ready(&self, below: Option<i64>) -> bool {
         self.lowest()
             .is_some_and(|(o, _)| below.is_none_or(|b| o < b))
     }
 
     /// The lowest ready record below `below` (if given); its lane stays busy until
     /// [`done`](Self::done).
-    pub fn start(&mut self, below: Option<i64>) -> Option<(Option<Lane>, ConsumerRecord)> {
+    pub(super) fn start(&mut self, below: Option<i64>) -> Option<(Option<Lane>, ConsumerRecord)> {
         let (offset, fresh) = self.lowest()?;
         if below.is_some_and(|b| offset >= b) {
             return None;
@@ -264,7 +264,7 @@ impl Lanes {
     }
 
     /// The record that ran in `lane` finished: the lane's next record becomes ready.
-    pub fn done(&mut self, lane: Option<Lane>) {
+    pub(super) fn done(&mut self, lane: Option<Lane>) {
         let Some(lane) = lane else { return };
         let Some(waiting) = self.busy.get(&lane) else {
             return;
@@ -281,7 +281,7 @@ impl Lanes {
 
     /// Records waiting (ready or behind a busy lane).
     #[cfg(test)]
-    pub fn waiting(&self) -> usize {
+    pub(super) fn waiting(&self) -> usize {
         self.fresh.len()
             + self.released.len()
             + self.busy.values().map(VecDeque::len).sum::<usize>()

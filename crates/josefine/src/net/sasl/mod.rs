@@ -83,6 +83,7 @@ impl fmt::Debug for Credentials {
 
 /// Which mechanism, with what it needs (Kafka's `sasl.mechanism`).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum SaslConfig {
     /// `PLAIN` (RFC 4616): the password travels as it is, so use it over TLS only.
     Plain(Credentials),
@@ -139,6 +140,7 @@ pub trait OAuthTokenProvider: Send + Sync + fmt::Debug {
 ///
 /// `Debug` prints neither the token nor extension values.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuthToken {
     /// The token itself (RFC 6750 `b64token` syntax: a JWT fits).
     pub value: String,
@@ -194,8 +196,9 @@ pub(crate) trait Mechanism: Send {
 /// Why an exchange failed on the client's side. Messages never contain the password
 /// or the token; excerpts of server messages are bounded and escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SaslError {
+// The SCRAM failures, without the `sasl` feature.
+#[cfg_attr(not(feature = "sasl"), allow(dead_code))]
+pub(crate) enum SaslError {
     /// The server's message does not follow the mechanism's grammar.
     #[error("malformed SASL server message: {0}")]
     MalformedServerMessage(String),

@@ -28,6 +28,7 @@
 //! A check failure is a [`GuardError`]; the frame layer turns it into a protocol error
 //! (`ErrorKind::Protocol`) that poisons the connection, as any undecodable response does.
 
+#[cfg(any(test, feature = "fuzzing"))]
 mod generate;
 // Generated; one line per field reads better than rustfmt's layout.
 #[rustfmt::skip]
@@ -35,6 +36,7 @@ mod schemas;
 
 use std::fmt;
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use generate::{generate, Rng};
 
 /// The wire layout of one message struct at every version its decoder accepts.

@@ -131,6 +131,7 @@ impl Compression {
     }
 
     /// The codecs this build has: every one but zstd without its feature.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn built() -> impl Iterator<Item = Compression> {
         Compression::ALL
             .into_iter()
@@ -151,7 +152,7 @@ impl Compression {
     /// Checks a level before it reaches `BatchBuilder::finish`, e.g. when a producer config
     /// is built. `None` (the codec's default) is always valid, unless this build leaves
     /// the codec out ([`RecordError::CodecDisabled`], whatever the level).
-    pub fn check_level(self, level: Option<i32>) -> Result<(), RecordError> {
+    pub(crate) fn check_level(self, level: Option<i32>) -> Result<(), RecordError> {
         self.check_built()?;
         match (level, self.level_range()) {
             (None, _) => Ok(()),

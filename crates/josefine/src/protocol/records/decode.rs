@@ -27,19 +27,19 @@ use super::{
 
 /// Offsets of the fixed header fields, from the start of the batch.
 pub(super) mod at {
-    pub const BASE_OFFSET: usize = 0;
-    pub const LENGTH: usize = 8;
-    pub const PARTITION_LEADER_EPOCH: usize = 12;
-    pub const MAGIC: usize = 16;
-    pub const CRC: usize = 17;
-    pub const ATTRIBUTES: usize = 21;
-    pub const LAST_OFFSET_DELTA: usize = 23;
-    pub const BASE_TIMESTAMP: usize = 27;
-    pub const MAX_TIMESTAMP: usize = 35;
-    pub const PRODUCER_ID: usize = 43;
-    pub const PRODUCER_EPOCH: usize = 51;
-    pub const BASE_SEQUENCE: usize = 53;
-    pub const RECORD_COUNT: usize = 57;
+    pub(crate) const BASE_OFFSET: usize = 0;
+    pub(crate) const LENGTH: usize = 8;
+    pub(crate) const PARTITION_LEADER_EPOCH: usize = 12;
+    pub(crate) const MAGIC: usize = 16;
+    pub(crate) const CRC: usize = 17;
+    pub(crate) const ATTRIBUTES: usize = 21;
+    pub(crate) const LAST_OFFSET_DELTA: usize = 23;
+    pub(crate) const BASE_TIMESTAMP: usize = 27;
+    pub(crate) const MAX_TIMESTAMP: usize = 35;
+    pub(crate) const PRODUCER_ID: usize = 43;
+    pub(crate) const PRODUCER_EPOCH: usize = 51;
+    pub(crate) const BASE_SEQUENCE: usize = 53;
+    pub(crate) const RECORD_COUNT: usize = 57;
 }
 
 /// Kafka's `LegacyRecord.RECORD_OVERHEAD_V0`: no batch of any format is shorter, so a length
@@ -625,7 +625,7 @@ impl<'a> RecordRef<'a> {
     }
 
     /// An owned [`Record`] whose fields share the batch's buffer.
-    pub fn to_record(&self) -> Record {
+    pub fn to_record(self) -> Record {
         Record {
             offset: self.offset,
             timestamp: self.timestamp,

@@ -126,8 +126,8 @@ impl BatchBuilder {
     }
 
     /// The codec (`compression.type`) and level (`compression.<codec>.level`; `None` for the
-    /// codec's default). The level is checked by [`finish`](Self::finish), or earlier with
-    /// [`Compression::check_level`]. Default [`Compression::None`].
+    /// codec's default). The level is checked by [`finish`](Self::finish) (against
+    /// [`Compression::level_range`]). Default [`Compression::None`].
     pub fn compression(mut self, compression: Compression, level: Option<i32>) -> Self {
         self.compression = compression;
         self.level = level;

@@ -165,8 +165,8 @@ impl Record {
     }
 
     /// The record's timestamp in milliseconds: the batch's base timestamp plus the record's
-    /// delta, or the batch's `max_timestamp` when the batch uses
-    /// [`TimestampType::LogAppendTime`].
+    /// delta, or the batch's `max_timestamp` when the batch uses log append time (the
+    /// topic's `message.timestamp.type=LogAppendTime`).
     pub fn timestamp(&self) -> i64 {
         self.timestamp
     }
