@@ -216,21 +216,32 @@ async fn acls_are_created_described_enforced_and_deleted() {
         .unwrap();
     assert!(created.iter().all(|(_, r)| r.is_ok()), "{created:?}");
 
+    // CreateAcls answers once the controller has the rules; the broker that answers
+    // DescribeAcls learns them from the metadata log a moment later: wait for them.
+    let described = |filter: AclFilter, done: fn(&[AclBinding], &[AclBinding]) -> bool| {
+        let (admin, expected) = (admin.admin(), [deny_read.clone(), prefixed.clone()]);
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let found = admin.describe_acls(&filter).await.unwrap();
+                if done(&found, &expected) || tokio::time::Instant::now() > deadline {
+                    return found;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
     // A prefixed rule applies to a name it starts; the literal one to its topic only.
-    let applying = admin
-        .admin()
-        .describe_acls(&AclFilter::applying_to(
-            ResourceType::Topic,
-            format!("{prefix}-orders"),
-        ))
-        .await
-        .unwrap();
+    let applying = described(
+        AclFilter::applying_to(ResourceType::Topic, format!("{prefix}-orders")),
+        |found, _| !found.is_empty(),
+    )
+    .await;
     assert_eq!(applying, vec![prefixed.clone()]);
-    let bobs = admin
-        .admin()
-        .describe_acls(&AclFilter::all().principal(&bob))
-        .await
-        .unwrap();
+    let bobs = described(AclFilter::all().principal(&bob), |found, expected| {
+        expected.iter().all(|e| found.contains(e))
+    })
+    .await;
     assert!(
         bobs.contains(&deny_read) && bobs.contains(&prefixed),
         "{bobs:?}"
@@ -284,11 +295,10 @@ async fn acls_are_created_described_enforced_and_deleted() {
     assert_eq!(deleted.len(), 2);
     assert_eq!(deleted[0].as_ref().unwrap(), &vec![deny_read.clone()]);
     assert_eq!(deleted[1].as_ref().unwrap(), &vec![prefixed.clone()]);
-    let remaining = admin
-        .admin()
-        .describe_acls(&AclFilter::all().principal(&bob))
-        .await
-        .unwrap();
+    let remaining = described(AclFilter::all().principal(&bob), |found, expected| {
+        !expected.iter().any(|e| found.contains(e))
+    })
+    .await;
     assert!(!remaining.contains(&deny_read) && !remaining.contains(&prefixed));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while let Err(err) = read().await {
