@@ -84,6 +84,10 @@ cargo test -p josefine --no-default-features --lib --locked
 # through; CI's clone is clean. It warns that each test and benchmark is left out.
 log "cargo package: josefine, josefine-mock, josefine-cli (built from the packages)"
 cargo package --workspace --exclude josefine-chaos --locked --allow-dirty
+# fuzz/ is its own workspace (nightly, not built here): its lockfile must still
+# resolve, or the first `cargo fuzz` after a dependency change fails.
+log "fuzz/Cargo.lock up to date"
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 
 log "building tests"
 cargo test --workspace --all-targets --locked --no-run

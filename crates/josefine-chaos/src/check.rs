@@ -7,10 +7,12 @@
 //!   (DUPLICATE_SEQUENCE_NUMBER, delivered without an offset) that the topic does
 //!   not hold: the broker claimed to have it and did not (Tansu after a kill -9; see
 //!   docs/RELIABILITY.md). Counted apart; the group cannot process what is not there.
-//! - **Duplicates**: every processing of a record but the last. Each is explained
-//!   by the session that processed it first (sessions ordered by start time):
-//!   - processed below an offset that session had committed: a **violation** (the
-//!     next owner must start at or after the commit);
+//! - **Duplicates**: every processing of a record but the last, in the order the
+//!   members logged them (each `R` line has its time; the order of sessions is no
+//!   guide, as a KIP-848 session lasts as long as its process). Each is explained by
+//!   the session that processed it, as of the next processing:
+//!   - processed again below an offset that session had committed by then: a
+//!     **violation** (the next owner must start at or after the commit);
 //!   - the session was cut short by a SIGKILL of its process (no end line) and the
 //!     record lies at or after its last logged commit: **kill**, the expected
 //!     at-least-once cost;
@@ -154,9 +156,10 @@ pub fn check_acks(producer: &[ProducerLog], topic: &[Stored]) -> Acks {
     a
 }
 
-/// One processing of a record: which incarnation and session, in start order.
+/// One processing of a record: when, and by which incarnation and session.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
+    at_ms: u64,
     started_ms: u64,
     incarnation: usize,
     session: usize,
@@ -189,6 +192,7 @@ pub fn check(
             for r in &session.records {
                 v.processed += 1;
                 seen.entry((r.partition, r.offset)).or_default().push(Seen {
+                    at_ms: r.at_ms,
                     started_ms: session.started_ms,
                     incarnation: i,
                     session: s,
@@ -225,20 +229,30 @@ pub fn check(
         if list.len() < 2 {
             continue;
         }
-        list.sort_by_key(|s| (s.started_ms, s.incarnation, s.session));
-        for first in &list[..list.len() - 1] {
+        list.sort_by_key(|s| (s.at_ms, s.started_ms, s.incarnation, s.session));
+        for pair in list.windows(2) {
             v.duplicates += 1;
-            classify(&mut v, members, broker_kills_ms, first, p, o);
+            classify(
+                &mut v,
+                members,
+                broker_kills_ms,
+                &pair[0],
+                pair[1].at_ms,
+                p,
+                o,
+            );
         }
     }
     v
 }
 
+/// Explains `first`, a processing of `p`@`o` that was done again at `again_ms`.
 fn classify(
     v: &mut Verdict,
     members: &[Incarnation],
     broker_kills_ms: &[u64],
     first: &Seen,
+    again_ms: u64,
     p: i32,
     o: i64,
 ) {
@@ -248,18 +262,11 @@ fn classify(
         "member {} incarnation {} session {}",
         inc.member, inc.incarnation, session.id
     );
-    let logged_commit = session.commits.get(&p).copied().unwrap_or(-1);
-    let end_commit = session
-        .end
-        .as_ref()
-        .and_then(|e| e.partitions.get(&p))
-        .map(|&(committed, _)| committed)
-        .unwrap_or(-1);
-    if o < logged_commit.max(end_commit) {
+    let committed = session.committed_by(p, again_ms);
+    if o < committed {
         v.below_commit += 1;
         v.problem(format!(
-            "{p}@{o} processed again although {who} had committed {}",
-            logged_commit.max(end_commit)
+            "{p}@{o} processed again although {who} had committed {committed}"
         ));
         return;
     }
@@ -312,12 +319,12 @@ mod tests {
         let a = member(
             0,
             End::Killed,
-            "S 1 0 10 0\nR 1 0 0 0\nR 1 0 1 1\nC 1 0 1 11\nR 1 0 2 2\n",
+            "S 1 0 10 0\nR 1 0 0 0 11\nR 1 0 1 1 11\nC 1 0 1 11\nR 1 0 2 2 11\n",
         );
         let b = member(
             1,
             End::Stopped,
-            "S 1 1 20 0\nR 1 0 1 1\nR 1 0 2 2\nR 1 0 3 3\nE 1 30 0:4:4\n",
+            "S 1 1 20 0\nR 1 0 1 1 21\nR 1 0 2 2 21\nR 1 0 3 3 21\nE 1 30 0:4:4\n",
         );
         let v = check(&producer(ACKED), TOPIC, &[a, b], &[]);
         assert_eq!((v.acked, v.lost), (4, 0));
@@ -331,15 +338,44 @@ mod tests {
         let a = member(
             0,
             End::Killed,
-            "S 1 0 10 0\nR 1 0 0 0\nR 1 0 1 1\nC 1 0 2 11\n",
+            "S 1 0 10 0\nR 1 0 0 0 11\nR 1 0 1 1 11\nC 1 0 2 11\n",
         );
         let b = member(
             1,
             End::Stopped,
-            "S 1 1 20 0\nR 1 0 1 1\nR 1 0 2 2\nR 1 0 3 3\nE 1 30 0:4:4\n",
+            "S 1 1 20 0\nR 1 0 1 1 21\nR 1 0 2 2 21\nR 1 0 3 3 21\nE 1 30 0:4:4\n",
         );
         let v = check(&producer(ACKED), TOPIC, &[a, b], &[]);
         assert_eq!(v.below_commit, 1);
+        assert!(!v.ok());
+    }
+
+    #[test]
+    fn duplicates_are_explained_in_the_order_they_were_processed_not_by_session_start() {
+        // KIP-848: b's session started first and lasts; a processed 1 and 2 later,
+        // committed 1, and was killed; b then took the partition over.
+        let a = member(
+            0,
+            End::Killed,
+            "S 1 0 20 0\nR 1 0 0 0 21\nR 1 0 1 1 22\nC 1 0 1 23\nR 1 0 2 2 24\n",
+        );
+        let b = member(
+            1,
+            End::Stopped,
+            "S 1 1 10 -\nR 1 0 1 1 50\nR 1 0 2 2 50\nR 1 0 3 3 50\nC 1 0 4 60\nE 1 70 0:4:4\n",
+        );
+        let v = check(&producer(ACKED), TOPIC, &[a, b.clone()], &[]);
+        assert_eq!((v.duplicates, v.dup_kill, v.below_commit), (2, 2, 0));
+        assert!(v.ok(), "{v:?}");
+        // A commit counts from when it was logged: had a committed 3 before b
+        // processed 1 and 2 again, both would be violations.
+        let a = member(
+            0,
+            End::Killed,
+            "S 1 0 20 0\nR 1 0 0 0 21\nR 1 0 1 1 22\nR 1 0 2 2 24\nC 1 0 3 30\n",
+        );
+        let v = check(&producer(ACKED), TOPIC, &[a, b], &[]);
+        assert_eq!((v.duplicates, v.below_commit), (2, 2));
         assert!(!v.ok());
     }
 
@@ -348,7 +384,7 @@ mod tests {
         let a = member(
             0,
             End::Stopped,
-            "S 1 0 10 0\nR 1 0 0 0\nR 1 0 1 9\nE 1 30 0:2:2\n",
+            "S 1 0 10 0\nR 1 0 0 0 11\nR 1 0 1 9 11\nE 1 30 0:2:2\n",
         );
         let v = check(&producer(ACKED), TOPIC, &[a], &[]);
         assert_eq!((v.lost, v.mismatches), (2, 1));
@@ -360,12 +396,12 @@ mod tests {
         let a = member(
             0,
             End::Stopped,
-            "S 1 0 10 0\nR 1 0 0 0\nR 1 0 1 1\nE 1 1000 0:0:2\nS 2 1 2000 -\nE 2 3000 -\n",
+            "S 1 0 10 0\nR 1 0 0 0 11\nR 1 0 1 1 11\nE 1 1000 0:0:2\nS 2 1 2000 -\nE 2 3000 -\n",
         );
         let b = member(
             1,
             End::Stopped,
-            "S 1 1 2000 0\nR 1 0 0 0\nR 1 0 1 1\nR 1 0 2 2\nR 1 0 3 3\nE 1 3000 0:4:4\n",
+            "S 1 1 2000 0\nR 1 0 0 0 2001\nR 1 0 1 1 2001\nR 1 0 2 2 2001\nR 1 0 3 3 2001\nE 1 3000 0:4:4\n",
         );
         let v = check(&producer(ACKED), TOPIC, &[a.clone(), b.clone()], &[900]);
         assert_eq!(
@@ -380,7 +416,7 @@ mod tests {
         let v = check(&producer(ACKED), TOPIC, &[a, b.clone()], &[]);
         assert_eq!(v.dup_session_lost_near_broker_kill, 0);
         assert_eq!(v.dup_session_lost_coordinator_timeout, 0);
-        let timed_out = "S 1 0 10 0\nR 1 0 0 0\nX 900 commit timed out\nE 1 1000 0:0:1\n";
+        let timed_out = "S 1 0 10 0\nR 1 0 0 0 11\nX 900 commit timed out\nE 1 1000 0:0:1\n";
         let a = member(0, End::Stopped, timed_out);
         let v = check(&producer(ACKED), TOPIC, &[a, b], &[]);
         assert_eq!(
@@ -391,7 +427,8 @@ mod tests {
 
     #[test]
     fn a_duplicate_ack_the_topic_lacks_is_the_brokers_loss_and_a_missing_offset_ours() {
-        let all = "S 1 0 10 0\nR 1 0 0 0\nR 1 0 1 1\nR 1 0 2 2\nR 1 0 3 3\nE 1 30 0:4:4\n";
+        let all =
+            "S 1 0 10 0\nR 1 0 0 0 11\nR 1 0 1 1 11\nR 1 0 2 2 11\nR 1 0 3 3 11\nE 1 30 0:4:4\n";
         let a = member(0, End::Stopped, all);
         let acks = producer(&format!("{ACKED}A 1 0 -1\nA 5 0 -1\n"));
         let v = check(&acks, TOPIC, std::slice::from_ref(&a), &[]);
@@ -406,11 +443,11 @@ mod tests {
 
     #[test]
     fn a_graceful_exit_without_a_session_end_leaves_duplicates_unexplained() {
-        let a = member(0, End::Left, "S 1 0 10 0\nR 1 0 0 0\n");
+        let a = member(0, End::Left, "S 1 0 10 0\nR 1 0 0 0 11\n");
         let b = member(
             1,
             End::Stopped,
-            "S 1 1 20 0\nR 1 0 0 0\nR 1 0 1 1\nR 1 0 2 2\nR 1 0 3 3\nE 1 30 0:4:4\n",
+            "S 1 1 20 0\nR 1 0 0 0 21\nR 1 0 1 1 21\nR 1 0 2 2 21\nR 1 0 3 3 21\nE 1 30 0:4:4\n",
         );
         let v = check(&producer(ACKED), TOPIC, &[a, b], &[]);
         assert_eq!(v.dup_unexplained, 1);

@@ -193,8 +193,8 @@ mod tests {
     fn every_input_once_with_offsets_at_the_end_passes_and_redone_work_is_counted() {
         // Member 0 transformed 0@0 and 0@1, its transaction aborted; member 1 did
         // them again and committed.
-        let a = member(0, "T 0 0 10\nT 0 1 11\n");
-        let b = member(1, "T 0 0 10\nT 0 1 11\nT 1 0 12\n");
+        let a = member(0, "T 0 0 10 1\nT 0 1 11 1\n");
+        let b = member(1, "T 0 0 10 2\nT 0 1 11 2\nT 1 0 12 2\n");
         let outputs = vec![
             (0, 5, out(0, 0, 10, 1)),
             (0, 6, out(0, 1, 11, 1)),

@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! S <session> <generation> <unix_ms> <partitions|->   a session started (setup)
-//! R <session> <partition> <offset> <seq>             a record was processed
+//! R <session> <partition> <offset> <seq> <unix_ms>   a record was processed
 //! C <session> <partition> <next_offset> <unix_ms>    a commit of ours succeeded
 //! E <session> <unix_ms> <p>:<committed>:<marked>,... a session ended (cleanup)
 //! X <unix_ms> <text>                                 an error the member saw
-//! T <partition> <offset> <seq>                       a record was transformed
+//! T <partition> <offset> <seq> <unix_ms>             a record was transformed
 //!                                                    (exactly-once mode: the
 //!                                                    transaction holding its output
 //!                                                    may still abort)
@@ -45,8 +45,10 @@ pub fn session_start(session: u64, generation: i32, partitions: &[i32]) -> Strin
     )
 }
 
-pub fn record(out: &mut String, session: u64, partition: i32, offset: i64, seq: u64) {
-    let _ = writeln!(out, "R {session} {partition} {offset} {seq}");
+/// `at_ms`: when it was processed ([`now_ms`], read once per batch by callers that
+/// log many).
+pub fn record(out: &mut String, session: u64, partition: i32, offset: i64, seq: u64, at_ms: u64) {
+    let _ = writeln!(out, "R {session} {partition} {offset} {seq} {at_ms}");
 }
 
 pub fn commit(session: u64, partition: i32, next_offset: i64) -> String {
@@ -60,7 +62,7 @@ pub fn session_end(session: u64, ends: &[(i32, i64, i64)]) -> String {
 }
 
 pub fn transformed(partition: i32, offset: i64, seq: u64) -> String {
-    format!("T {partition} {offset} {seq}\n")
+    format!("T {partition} {offset} {seq} {}\n", now_ms())
 }
 
 /// The value of the output record written for the input `partition`@`offset`
@@ -143,8 +145,8 @@ pub struct SessionLog {
     pub started_ms: u64,
     pub partitions: Vec<i32>,
     pub records: Vec<Processed>,
-    /// Per partition, the highest next-offset whose commit we saw succeed.
-    pub commits: BTreeMap<i32, i64>,
+    /// Every commit we saw succeed, in log order.
+    pub commits: Vec<Commit>,
     pub end: Option<SessionEndLog>,
     /// The errors the member logged while this session ran.
     pub errors: Vec<String>,
@@ -155,6 +157,37 @@ pub struct Processed {
     pub partition: i32,
     pub offset: i64,
     pub seq: u64,
+    /// When the member logged it: what orders two processings of one record (the
+    /// order of sessions does not: under KIP-848 a session lasts as long as its
+    /// process and sees partitions come and go).
+    pub at_ms: u64,
+}
+
+/// A commit of ours that succeeded: `next_offset` for `partition`, logged at `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub at_ms: u64,
+}
+
+impl SessionLog {
+    /// The highest next offset this session committed for `partition` by `by_ms`
+    /// (its commits and its end line), -1 if none.
+    pub fn committed_by(&self, partition: i32, by_ms: u64) -> i64 {
+        let commits = self
+            .commits
+            .iter()
+            .filter(|c| c.partition == partition && c.at_ms <= by_ms)
+            .map(|c| c.next_offset);
+        let end = self
+            .end
+            .as_ref()
+            .filter(|e| e.ended_ms <= by_ms)
+            .and_then(|e| e.partitions.get(&partition))
+            .map(|&(committed, _)| committed);
+        commits.chain(end).max().unwrap_or(-1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +241,7 @@ fn parse_member_line(log: &mut MemberLog, line: &str) -> anyhow::Result<()> {
             partition: num(f.next(), "partition")?,
             offset: num(f.next(), "offset")?,
             seq: num(f.next(), "seq")?,
+            at_ms: num(f.next(), "time")?,
         });
         return Ok(());
     }
@@ -229,7 +263,7 @@ fn parse_member_line(log: &mut MemberLog, line: &str) -> anyhow::Result<()> {
             started_ms,
             partitions,
             records: Vec::new(),
-            commits: BTreeMap::new(),
+            commits: Vec::new(),
             end: None,
             errors: Vec::new(),
         });
@@ -246,13 +280,13 @@ fn parse_member_line(log: &mut MemberLog, line: &str) -> anyhow::Result<()> {
             partition: num(f.next(), "partition")?,
             offset: num(f.next(), "offset")?,
             seq: num(f.next(), "seq")?,
+            at_ms: num(f.next(), "time")?,
         }),
-        "C" => {
-            let partition = num(f.next(), "partition")?;
-            let offset: i64 = num(f.next(), "offset")?;
-            let slot = current.commits.entry(partition).or_insert(offset);
-            *slot = (*slot).max(offset);
-        }
+        "C" => current.commits.push(Commit {
+            partition: num(f.next(), "partition")?,
+            next_offset: num(f.next(), "offset")?,
+            at_ms: num(f.next(), "time")?,
+        }),
         "E" => {
             let ended_ms = num(f.next(), "time")?;
             let mut partitions = BTreeMap::new();
@@ -320,12 +354,11 @@ mod tests {
     #[test]
     fn member_lines_round_trip_and_a_cut_last_line_is_dropped() {
         let mut text = session_start(1, 4, &[0, 3]);
-        record(&mut text, 1, 0, 10, 100);
-        record(&mut text, 1, 3, 7, 103);
-        text += &commit(1, 0, 11);
-        text += &commit(1, 0, 9);
+        record(&mut text, 1, 0, 10, 100, 5);
+        record(&mut text, 1, 3, 7, 103, 6);
+        text += "C 1 0 11 20\nC 1 0 9 30\n";
         text += &error("commit failed:\nbroker gone");
-        text += &session_end(1, &[(0, 11, 11), (3, 5, 8)]);
+        text += "E 1 40 0:12:12,3:5:8\n";
         text += &session_start(2, 5, &[]);
         text += "R 2 1 4"; // cut by a SIGKILL
         let log = parse_member_log(&text).unwrap();
@@ -335,22 +368,22 @@ mod tests {
             (s.id, s.generation, s.partitions.clone()),
             (1, 4, vec![0, 3])
         );
+        let record = |partition, offset, seq, at_ms| Processed {
+            partition,
+            offset,
+            seq,
+            at_ms,
+        };
+        assert_eq!(s.records, vec![record(0, 10, 100, 5), record(3, 7, 103, 6)]);
+        assert_eq!(s.committed_by(0, 19), -1, "nothing committed yet");
+        assert_eq!(s.committed_by(0, 20), 11);
+        assert_eq!(s.committed_by(0, 39), 11, "the highest commit counts");
         assert_eq!(
-            s.records,
-            vec![
-                Processed {
-                    partition: 0,
-                    offset: 10,
-                    seq: 100
-                },
-                Processed {
-                    partition: 3,
-                    offset: 7,
-                    seq: 103
-                }
-            ]
+            s.committed_by(0, 40),
+            12,
+            "the end line counts from its time"
         );
-        assert_eq!(s.commits.get(&0), Some(&11), "the highest commit counts");
+        assert_eq!(s.committed_by(3, 40), 5);
         let end = s.end.as_ref().unwrap();
         assert_eq!(end.partitions.get(&3), Some(&(5, 8)));
         assert!(log.sessions[1].records.is_empty());
@@ -367,21 +400,13 @@ mod tests {
         let text = transformed(2, 40, 7) + &error("x") + &transformed(2, 41, 13) + "T 2 4";
         let log = parse_member_log(&text).unwrap();
         assert!(log.sessions.is_empty());
-        assert_eq!(
-            log.transformed,
-            vec![
-                Processed {
-                    partition: 2,
-                    offset: 40,
-                    seq: 7
-                },
-                Processed {
-                    partition: 2,
-                    offset: 41,
-                    seq: 13
-                }
-            ]
-        );
+        let done: Vec<_> = log
+            .transformed
+            .iter()
+            .map(|t| (t.partition, t.offset, t.seq))
+            .collect();
+        assert_eq!(done, vec![(2, 40, 7), (2, 41, 13)]);
+        assert!(log.transformed.iter().all(|t| t.at_ms > 0));
         let value = output_value(13, 2, 41, 4, 3);
         assert_eq!(
             parse_output_value(&value).unwrap(),
@@ -407,7 +432,11 @@ mod tests {
 
     #[test]
     fn a_record_of_an_unknown_session_is_an_error() {
-        assert!(parse_member_log("R 3 0 1 1\n").is_err());
+        assert!(parse_member_log("R 3 0 1 1 1\n").is_err());
+        assert!(
+            parse_member_log("S 1 0 1 -\nR 1 0 1 1\n").is_err(),
+            "a record line without its time"
+        );
         assert!(parse_member_log("Q 1\n").is_err());
     }
 }

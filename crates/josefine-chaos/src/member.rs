@@ -224,6 +224,7 @@ fn processor(member: Arc<Member>, in_flight: usize) -> Processor<Work> {
                 record.partition(),
                 record.offset(),
                 seq_of(&record),
+                logs::now_ms(),
             );
             m.append(&line);
             let mut marked = m.marked.lock().expect("never poisoned");
@@ -346,6 +347,7 @@ impl Handler {
             };
             let mut lines = String::new();
             let mut next = None;
+            let at_ms = logs::now_ms();
             for record in &batch {
                 let record = match record {
                     Ok(record) => record,
@@ -360,6 +362,7 @@ impl Handler {
                     partition,
                     record.offset(),
                     seq_of(&record),
+                    at_ms,
                 );
                 next = Some(record.offset() + 1);
             }
