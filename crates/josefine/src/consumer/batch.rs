@@ -49,10 +49,12 @@ impl std::fmt::Debug for FetchedBatch {
 }
 
 impl FetchedBatch {
+    /// The topic the records are from.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The partition the records are from.
     pub fn partition(&self) -> i32 {
         self.partition
     }
@@ -203,14 +205,17 @@ impl ConsumerRecord {
         }
     }
 
+    /// The record's topic.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The record's partition.
     pub fn partition(&self) -> i32 {
         self.partition
     }
 
+    /// The record without its topic and partition.
     pub fn into_record(self) -> Record {
         self.record
     }
