@@ -413,6 +413,17 @@ enum Slot {
     Histogram(std::sync::Arc<SummaryCell>),
 }
 
+impl Slot {
+    fn value(&self) -> MetricValue {
+        use std::sync::atomic::Ordering;
+        match self {
+            Slot::Counter(c) => MetricValue::Counter(c.load(Ordering::Relaxed)),
+            Slot::Gauge(g) => MetricValue::Gauge(f64::from_bits(g.load(Ordering::Relaxed))),
+            Slot::Histogram(h) => MetricValue::Histogram(*h.0.lock().expect("never poisoned")),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SummaryCell(std::sync::Mutex<HistogramSummary>);
 
@@ -441,34 +452,26 @@ impl MemoryRecorder {
 
     /// Every metric recorded so far, sorted by name and labels.
     pub fn snapshot(&self) -> Vec<(MetricKey, MetricValue)> {
-        use std::sync::atomic::Ordering;
         let metrics = self.metrics.lock().expect("never poisoned");
         metrics
             .iter()
-            .map(|(key, slot)| {
-                let value = match slot {
-                    Slot::Counter(c) => MetricValue::Counter(c.load(Ordering::Relaxed)),
-                    Slot::Gauge(g) => MetricValue::Gauge(f64::from_bits(g.load(Ordering::Relaxed))),
-                    Slot::Histogram(h) => {
-                        MetricValue::Histogram(*h.0.lock().expect("never poisoned"))
-                    }
-                };
-                (key.clone(), value)
-            })
+            .map(|(key, slot)| (key.clone(), slot.value()))
             .collect()
     }
 
-    /// The values of `name` whose labels include every one of `labels`.
+    /// The values of `name` whose labels include every one of `labels` (read in
+    /// place: no copy of the other metrics).
     fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<MetricValue> {
-        self.snapshot()
-            .into_iter()
+        let metrics = self.metrics.lock().expect("never poisoned");
+        metrics
+            .iter()
             .filter(|(key, _)| {
                 key.name == name
                     && labels
                         .iter()
                         .all(|(k, v)| key.labels.iter().any(|(lk, lv)| lk == k && lv == v))
             })
-            .map(|(_, value)| value)
+            .map(|(_, slot)| slot.value())
             .collect()
     }
 
