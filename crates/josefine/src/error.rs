@@ -53,53 +53,152 @@ impl KafkaCode {
 
 /// Well-known codes the client branches on. Values are from the protocol guide.
 impl KafkaCode {
+    /// `UNKNOWN_SERVER_ERROR`: the broker hit an unexpected error of its own while handling
+    /// the request; its log says more. Not retriable.
     pub const UNKNOWN_SERVER_ERROR: Self = Self(-1);
+    /// `OFFSET_OUT_OF_RANGE`: a fetch or list-offsets asked for an offset outside the
+    /// partition's log (deleted by retention, or past its end). The consumer resets per
+    /// `auto.offset.reset`.
     pub const OFFSET_OUT_OF_RANGE: Self = Self(1);
+    /// `CORRUPT_MESSAGE`: a produced batch failed its CRC check, was too large to parse, or
+    /// had a null key for a compacted topic. Retriable.
     pub const CORRUPT_MESSAGE: Self = Self(2);
+    /// `UNKNOWN_TOPIC_OR_PARTITION`: the broker hosts no such topic or partition: it does
+    /// not exist (yet), or the client's metadata is stale. Retriable.
     pub const UNKNOWN_TOPIC_OR_PARTITION: Self = Self(3);
+    /// `LEADER_NOT_AVAILABLE`: the partition has no leader right now, during a leader
+    /// election or just after the topic was created. Retriable.
     pub const LEADER_NOT_AVAILABLE: Self = Self(5);
+    /// `NOT_LEADER_OR_FOLLOWER`: the broker does not lead (or replicate) the partition;
+    /// leadership moved. Retriable after a metadata refresh.
     pub const NOT_LEADER_OR_FOLLOWER: Self = Self(6);
+    /// `REQUEST_TIMED_OUT`: the broker gave up on the request within its own timeout (for a
+    /// produce: waiting for replicas to acknowledge). Retriable.
     pub const REQUEST_TIMED_OUT: Self = Self(7);
+    /// `MESSAGE_TOO_LARGE`: a batch is larger than the broker or topic accepts
+    /// (`message.max.bytes`, `max.message.bytes`). Not retriable: send smaller records or
+    /// raise the limit.
     pub const MESSAGE_TOO_LARGE: Self = Self(10);
+    /// `OFFSET_METADATA_TOO_LARGE`: the metadata string of an offset commit is longer than
+    /// the broker allows (`offset.metadata.max.bytes`).
     pub const OFFSET_METADATA_TOO_LARGE: Self = Self(12);
+    /// `COORDINATOR_LOAD_IN_PROGRESS`: the group or transaction coordinator is still
+    /// loading its state after a move. Retriable.
     pub const COORDINATOR_LOAD_IN_PROGRESS: Self = Self(14);
+    /// `COORDINATOR_NOT_AVAILABLE`: no coordinator is available for the group or
+    /// transactional id (its internal topic's partition has no leader, or it is not created
+    /// yet). Retriable.
     pub const COORDINATOR_NOT_AVAILABLE: Self = Self(15);
+    /// `NOT_COORDINATOR`: the broker is not the coordinator of the group or transactional
+    /// id; it moved. Retriable after finding the coordinator again.
     pub const NOT_COORDINATOR: Self = Self(16);
+    /// `ILLEGAL_GENERATION`: the group member's generation is old: the group rebalanced
+    /// without it, and its commit or heartbeat is refused. The member rejoins.
     pub const ILLEGAL_GENERATION: Self = Self(22);
+    /// `UNKNOWN_MEMBER_ID`: the coordinator does not know this member id (its session
+    /// expired, or it was removed). The member rejoins with a new id.
     pub const UNKNOWN_MEMBER_ID: Self = Self(25);
+    /// `REBALANCE_IN_PROGRESS`: the group is rebalancing; the member must rejoin before it
+    /// can commit or heartbeat again.
     pub const REBALANCE_IN_PROGRESS: Self = Self(27);
+    /// `TOPIC_AUTHORIZATION_FAILED`: the principal lacks the ACL the request needs on a
+    /// topic. Not retriable: grant it.
     pub const TOPIC_AUTHORIZATION_FAILED: Self = Self(29);
+    /// `GROUP_AUTHORIZATION_FAILED`: the principal lacks the ACL the request needs on the
+    /// consumer group. Not retriable: grant it.
     pub const GROUP_AUTHORIZATION_FAILED: Self = Self(30);
+    /// `CLUSTER_AUTHORIZATION_FAILED`: the principal lacks the ACL the request needs on the
+    /// cluster resource. Not retriable: grant it.
     pub const CLUSTER_AUTHORIZATION_FAILED: Self = Self(31);
+    /// `UNSUPPORTED_VERSION`: the broker does not support the request's API version (or the
+    /// feature it needs).
     pub const UNSUPPORTED_VERSION: Self = Self(35);
+    /// `TOPIC_ALREADY_EXISTS`: CreateTopics named a topic that already exists.
     pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
+    /// `INVALID_PARTITIONS`: a partition count is invalid: below 1 when creating a topic,
+    /// or not more than the current count when adding partitions.
     pub const INVALID_PARTITIONS: Self = Self(37);
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`: an idempotent producer's batch skipped a sequence
+    /// number the broker expected; records in between may be lost.
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: Self = Self(45);
+    /// `DUPLICATE_SEQUENCE_NUMBER`: an idempotent producer sent a sequence number the
+    /// broker had already written (a retried batch); the client counts the batch as
+    /// delivered.
     pub const DUPLICATE_SEQUENCE_NUMBER: Self = Self(46);
+    /// `INVALID_PRODUCER_EPOCH`: the producer's epoch is older than the broker's for its
+    /// producer id: a newer instance with the same id has taken over.
     pub const INVALID_PRODUCER_EPOCH: Self = Self(47);
+    /// `INVALID_TXN_STATE`: a transactional request does not fit the transaction's current
+    /// state (for example a commit with no transaction begun).
     pub const INVALID_TXN_STATE: Self = Self(48);
+    /// `INVALID_PRODUCER_ID_MAPPING`: the producer id is not the one currently assigned to
+    /// the transactional id.
     pub const INVALID_PRODUCER_ID_MAPPING: Self = Self(49);
+    /// `INVALID_TRANSACTION_TIMEOUT`: the transaction timeout (`transaction.timeout.ms`) is
+    /// above the broker's `transaction.max.timeout.ms`.
     pub const INVALID_TRANSACTION_TIMEOUT: Self = Self(50);
+    /// `CONCURRENT_TRANSACTIONS`: the transaction is still completing an earlier commit or
+    /// abort; the request is retried after a short wait.
     pub const CONCURRENT_TRANSACTIONS: Self = Self(51);
+    /// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`: the principal lacks the ACL the request
+    /// needs on the transactional id. Fatal for the producer.
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Self = Self(53);
+    /// `OPERATION_NOT_ATTEMPTED`: the broker skipped this part of a batched request because
+    /// another part of it failed.
     pub const OPERATION_NOT_ATTEMPTED: Self = Self(55);
+    /// `UNKNOWN_PRODUCER_ID`: the broker has no state for the producer id, for example
+    /// after retention deleted all of that producer's records.
     pub const UNKNOWN_PRODUCER_ID: Self = Self(59);
+    /// `NON_EMPTY_GROUP`: the request (deleting a group, resetting its offsets) needs a
+    /// group with no active members, and this one has some.
     pub const NON_EMPTY_GROUP: Self = Self(68);
+    /// `UNSTABLE_OFFSET_COMMIT`: an offset fetch that requires stable offsets found a
+    /// transactional commit still pending on the partition. Retriable.
     pub const UNSTABLE_OFFSET_COMMIT: Self = Self(88);
+    /// `PRODUCER_FENCED`: another producer with the same `transactional.id` started and
+    /// fenced this one. Fatal for the producer: drop it.
     pub const PRODUCER_FENCED: Self = Self(90);
+    /// `TRANSACTION_ABORTABLE`: the broker failed the transaction; abort it, and the
+    /// transactional id can be used again.
     pub const TRANSACTION_ABORTABLE: Self = Self(120);
+    /// `FENCED_LEADER_EPOCH`: the request's leader epoch is older than the broker's: the
+    /// client's metadata is stale. Retriable after a refresh.
     pub const FENCED_LEADER_EPOCH: Self = Self(74);
+    /// `UNKNOWN_LEADER_EPOCH`: the request's leader epoch is newer than the broker's: the
+    /// broker has not caught up yet. Retriable.
     pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
+    /// `MEMBER_ID_REQUIRED`: the first JoinGroup of a member is refused with a member id to
+    /// join again with; the client does so.
     pub const MEMBER_ID_REQUIRED: Self = Self(79);
+    /// `FENCED_INSTANCE_ID`: another member registered with the same `group.instance.id`
+    /// and fenced this one (static membership). Two instances share an id.
     pub const FENCED_INSTANCE_ID: Self = Self(82);
+    /// `GROUP_SUBSCRIBED_TO_TOPIC`: an OffsetDelete named a topic that the group's active
+    /// members are subscribed to.
     pub const GROUP_SUBSCRIBED_TO_TOPIC: Self = Self(86);
+    /// `UNKNOWN_TOPIC_ID`: the broker hosts no topic with that id: it was deleted (and
+    /// perhaps recreated), or the metadata is stale. Retriable.
     pub const UNKNOWN_TOPIC_ID: Self = Self(100);
+    /// `GROUP_ID_NOT_FOUND`: the group does not exist on its coordinator (for a delete or
+    /// describe).
     pub const GROUP_ID_NOT_FOUND: Self = Self(69);
+    /// `GROUP_MAX_SIZE_REACHED`: the group already has the most members the broker allows
+    /// (`group.max.size`, `group.consumer.max.size`).
     pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
+    /// `FENCED_MEMBER_EPOCH`: (KIP-848) the coordinator fenced the member's epoch; the
+    /// member gives up its partitions and rejoins.
     pub const FENCED_MEMBER_EPOCH: Self = Self(110);
+    /// `UNRELEASED_INSTANCE_ID`: (KIP-848) the `group.instance.id` is still held by another
+    /// member, which must leave first.
     pub const UNRELEASED_INSTANCE_ID: Self = Self(111);
+    /// `UNSUPPORTED_ASSIGNOR`: (KIP-848) the broker does not have the assignor named by
+    /// `group.remote.assignor`.
     pub const UNSUPPORTED_ASSIGNOR: Self = Self(112);
+    /// `STALE_MEMBER_EPOCH`: (KIP-848) the member's epoch is behind the coordinator's;
+    /// retried once a heartbeat brings the current epoch.
     pub const STALE_MEMBER_EPOCH: Self = Self(113);
+    /// `INVALID_REGULAR_EXPRESSION`: (KIP-848) the broker cannot parse the subscription's
+    /// regular expression.
     pub const INVALID_REGULAR_EXPRESSION: Self = Self(128);
 }
 

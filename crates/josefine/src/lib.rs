@@ -44,6 +44,7 @@
 // says pub(crate). Linted with the unstable protocol layer on, where its items are
 // public (every build with dev-dependencies, so clippy --all-targets).
 #![cfg_attr(feature = "unstable-protocol", warn(unreachable_pub))]
+#![warn(missing_docs)]
 
 mod admin;
 mod backoff;

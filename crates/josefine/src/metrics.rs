@@ -25,20 +25,27 @@ pub const REQUEST_ERRORS: &str = "josefine.request.errors";
 pub const REQUEST_LATENCY: &str = "josefine.request.latency.seconds";
 /// Requests waiting for their answer, by broker.
 pub const REQUESTS_IN_FLIGHT: &str = "josefine.requests.in_flight";
-/// Bytes written to and read from a broker.
+/// Bytes written to a broker (counter), by broker.
 pub const BYTES_SENT: &str = "josefine.network.bytes.sent";
+/// Bytes read from a broker (counter), by broker.
 pub const BYTES_RECEIVED: &str = "josefine.network.bytes.received";
-/// Connections opened (after the handshake), failed to open, and closed.
+/// Connections opened (counter), by broker: counted once set up (socket, TLS,
+/// ApiVersions, SASL).
 pub const CONNECTS: &str = "josefine.connections.opened";
+/// Connection attempts that failed, in any step of the set-up (counter), by broker.
 pub const CONNECT_FAILURES: &str = "josefine.connections.failed";
+/// Connections that ended, closed by an error, the broker or the client (counter), by
+/// broker.
 pub const DISCONNECTS: &str = "josefine.connections.closed";
 /// After a failed connect: how long the broker waits before the next attempt
 /// (`reconnect.backoff.ms`, growing with consecutive failures), seconds.
 pub const RECONNECT_BACKOFF: &str = "josefine.connections.backoff.seconds";
 
-/// Records and bytes fetched per partition (counted per batch as delivered to the
-/// partition's reader).
+/// Records fetched per partition (counted per batch as delivered to the partition's
+/// reader).
 pub const CONSUMER_RECORDS: &str = "josefine.consumer.records";
+/// Record bytes fetched per partition (counted per batch as delivered to the
+/// partition's reader).
 pub const CONSUMER_BYTES: &str = "josefine.consumer.bytes";
 /// The high watermark minus the next offset to fetch, after each fetch (Java:
 /// `records-lag`).
@@ -49,15 +56,19 @@ pub const CONSUMER_POSITION: &str = "josefine.consumer.position";
 /// Rebalances this member took part in (a new assignment: session start after a
 /// join, a cooperative or KIP-848 update), by `reason` (`rebalance`: the member kept
 /// its membership; `lost`: it had lost it, evicted, fenced or stalled, and joined
-/// again), and how long each kept the member from its new assignment, seconds.
+/// again).
 pub const GROUP_REBALANCES: &str = "josefine.group.rebalances";
+/// How long each rebalance kept the member from its new assignment, seconds
+/// (histogram), by group.
 pub const GROUP_REBALANCE_LATENCY: &str = "josefine.group.rebalance.seconds";
-/// Heartbeats sent (classic Heartbeat or ConsumerGroupHeartbeat), by `result`, and
-/// their latency.
+/// Heartbeats sent (classic Heartbeat or ConsumerGroupHeartbeat), by `result`.
 pub const GROUP_HEARTBEATS: &str = "josefine.group.heartbeats";
+/// A heartbeat's round trip, seconds (histogram), by group.
 pub const GROUP_HEARTBEAT_LATENCY: &str = "josefine.group.heartbeat.latency.seconds";
-/// Offset commits with something to commit, by `result`, and their latency.
+/// Offset commits with something to commit, by `result`.
 pub const GROUP_COMMITS: &str = "josefine.group.commits";
+/// An offset commit's round trip (STALE_MEMBER_EPOCH retries included), seconds
+/// (histogram), by group.
 pub const GROUP_COMMIT_LATENCY: &str = "josefine.group.commit.latency.seconds";
 /// Partitions this member claims now.
 pub const GROUP_CLAIMS: &str = "josefine.group.claims";
@@ -71,18 +82,24 @@ pub const GROUP_STATE: &str = "josefine.group.state";
 pub const GROUP_COMMITTED_OFFSET: &str = "josefine.group.committed_offset";
 
 /// Parallel processing (`ConsumerGroup::process`, docs/PROCESSING.md), per group:
-/// records running and records read but not finished over the member's claims
-/// (gauges, set with each mark, at most every 50 ms), failed attempts tried again,
-/// records handed to the dead-letter hook, and records skipped because the previous
-/// owner's done set named them.
+/// records running now over the member's claims (gauge, set with each mark, at most
+/// every 50 ms).
 pub const PROCESS_IN_FLIGHT: &str = "josefine.process.in_flight";
+/// Parallel processing, per group: records read but not finished over the member's
+/// claims, running or waiting (gauge, set with each mark, at most every 50 ms).
 pub const PROCESS_BUFFERED: &str = "josefine.process.buffered";
+/// Parallel processing, per group: failed attempts tried again (counter).
 pub const PROCESS_RETRIES: &str = "josefine.process.retries";
+/// Parallel processing, per group: records handed to the dead-letter hook after their
+/// last attempt failed (counter).
 pub const PROCESS_DEAD_LETTERS: &str = "josefine.process.dead_letters";
+/// Parallel processing, per group: records skipped because the previous owner's done
+/// set named them as finished (counter).
 pub const PROCESS_SKIPPED: &str = "josefine.process.skipped";
 
-/// Records and batches acknowledged, per topic.
+/// Records acknowledged, per topic (counted per batch).
 pub const PRODUCER_RECORDS: &str = "josefine.producer.records";
+/// Batches acknowledged, per topic.
 pub const PRODUCER_BATCHES: &str = "josefine.producer.batches";
 /// A batch's size on the wire (after compression), bytes.
 pub const PRODUCER_BATCH_BYTES: &str = "josefine.producer.batch.bytes";
@@ -351,15 +368,20 @@ pub struct MemoryRecorder {
 /// A metric's name and labels (sorted by label name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MetricKey {
+    /// The metric's name, one of this module's constants for Josefine's own.
     pub name: String,
+    /// The labels as `(name, value)` pairs, sorted by name.
     pub labels: Vec<(String, String)>,
 }
 
 /// A metric's value in a [`MemoryRecorder`] snapshot.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MetricValue {
+    /// A counter's total.
     Counter(u64),
+    /// A gauge's last value.
     Gauge(f64),
+    /// What is kept of a histogram's samples.
     Histogram(HistogramSummary),
 }
 
@@ -367,13 +389,18 @@ pub enum MetricValue {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
 pub struct HistogramSummary {
+    /// How many samples were recorded.
     pub count: u64,
+    /// The samples' sum.
     pub sum: f64,
+    /// The smallest sample; 0 before the first.
     pub min: f64,
+    /// The largest sample; 0 before the first.
     pub max: f64,
 }
 
 impl HistogramSummary {
+    /// The samples' mean, `sum / count`; `None` without samples.
     pub fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
@@ -384,6 +411,17 @@ enum Slot {
     Counter(std::sync::Arc<std::sync::atomic::AtomicU64>),
     Gauge(std::sync::Arc<std::sync::atomic::AtomicU64>),
     Histogram(std::sync::Arc<SummaryCell>),
+}
+
+impl Slot {
+    fn value(&self) -> MetricValue {
+        use std::sync::atomic::Ordering;
+        match self {
+            Slot::Counter(c) => MetricValue::Counter(c.load(Ordering::Relaxed)),
+            Slot::Gauge(g) => MetricValue::Gauge(f64::from_bits(g.load(Ordering::Relaxed))),
+            Slot::Histogram(h) => MetricValue::Histogram(*h.0.lock().expect("never poisoned")),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -414,34 +452,26 @@ impl MemoryRecorder {
 
     /// Every metric recorded so far, sorted by name and labels.
     pub fn snapshot(&self) -> Vec<(MetricKey, MetricValue)> {
-        use std::sync::atomic::Ordering;
         let metrics = self.metrics.lock().expect("never poisoned");
         metrics
             .iter()
-            .map(|(key, slot)| {
-                let value = match slot {
-                    Slot::Counter(c) => MetricValue::Counter(c.load(Ordering::Relaxed)),
-                    Slot::Gauge(g) => MetricValue::Gauge(f64::from_bits(g.load(Ordering::Relaxed))),
-                    Slot::Histogram(h) => {
-                        MetricValue::Histogram(*h.0.lock().expect("never poisoned"))
-                    }
-                };
-                (key.clone(), value)
-            })
+            .map(|(key, slot)| (key.clone(), slot.value()))
             .collect()
     }
 
-    /// The values of `name` whose labels include every one of `labels`.
+    /// The values of `name` whose labels include every one of `labels` (read in
+    /// place: no copy of the other metrics).
     fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<MetricValue> {
-        self.snapshot()
-            .into_iter()
+        let metrics = self.metrics.lock().expect("never poisoned");
+        metrics
+            .iter()
             .filter(|(key, _)| {
                 key.name == name
                     && labels
                         .iter()
                         .all(|(k, v)| key.labels.iter().any(|(lk, lv)| lk == k && lv == v))
             })
-            .map(|(_, value)| value)
+            .map(|(_, slot)| slot.value())
             .collect()
     }
 

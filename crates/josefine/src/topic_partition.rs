@@ -7,11 +7,14 @@ use std::sync::Arc;
 /// made per batch or per record allocate nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
+    /// The topic's name.
     pub topic: Arc<str>,
+    /// The partition's number, from 0.
     pub partition: i32,
 }
 
 impl TopicPartition {
+    /// `topic`/`partition` (a `&str`, `String` or `Arc<str>` topic).
     pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
         Self {
             topic: topic.into(),

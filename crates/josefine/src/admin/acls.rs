@@ -24,11 +24,19 @@ use crate::error::{Error, Result};
 pub enum ResourceType {
     /// Filters only: every type.
     Any,
+    /// Topics (`--topic`): Read, Write, Describe, Create, Delete, Alter, and the configs
+    /// operations.
     Topic,
+    /// Consumer groups (`--group`): Read to join and commit, Describe, Delete.
     Group,
+    /// The cluster itself (name `kafka-cluster`): Create topics, Alter, ClusterAction,
+    /// IdempotentWrite, ...
     Cluster,
+    /// Transactional ids (`--transactional-id`): Write to use one, Describe.
     TransactionalId,
+    /// Delegation tokens (KIP-48).
     DelegationToken,
+    /// Users, for the CreateTokens and DescribeTokens operations on their behalf (KIP-373).
     User,
     /// A type this client does not know (the wire value).
     Unknown(i8),
@@ -47,6 +55,7 @@ pub enum PatternType {
     Literal,
     /// Every resource whose name starts with it.
     Prefixed,
+    /// A pattern type this client does not know (the wire value).
     Unknown(i8),
 }
 
@@ -58,19 +67,34 @@ pub enum AclOperation {
     Any,
     /// Every operation.
     All,
+    /// Read records of a topic; join a group and commit its offsets.
     Read,
+    /// Produce to a topic; use a transactional id.
     Write,
+    /// Create topics (on the cluster or on a topic name).
     Create,
+    /// Delete topics, records, groups or their offsets.
     Delete,
+    /// Change a resource, such as a topic's partition count or an ACL on the cluster.
     Alter,
+    /// See that a resource exists and read its metadata (offsets, members).
     Describe,
+    /// Broker-to-broker requests (replication, controller); for brokers' principals only.
     ClusterAction,
+    /// Read a resource's configs (DescribeConfigs).
     DescribeConfigs,
+    /// Change a resource's configs (AlterConfigs, IncrementalAlterConfigs).
     AlterConfigs,
+    /// Produce idempotently, on the cluster (since Kafka 3.0 Write on a topic also allows
+    /// it).
     IdempotentWrite,
+    /// Create delegation tokens.
     CreateTokens,
+    /// Describe delegation tokens.
     DescribeTokens,
+    /// Two-phase-commit transactions (KIP-939), on a transactional id.
     TwoPhaseCommit,
+    /// An operation this client does not know (the wire value).
     Unknown(i8),
 }
 
@@ -80,8 +104,11 @@ pub enum AclOperation {
 pub enum AclPermission {
     /// Filters only: both.
     Any,
+    /// Deny the operation; wins over any allow.
     Deny,
+    /// Allow the operation.
     Allow,
+    /// A permission type this client does not know (the wire value).
     Unknown(i8),
 }
 
@@ -89,16 +116,20 @@ pub enum AclPermission {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub struct AclBinding {
+    /// What kind of resource the ACL protects.
     pub resource_type: ResourceType,
     /// `*` with [`PatternType::Literal`]: every resource of the type. The cluster's
     /// name is `kafka-cluster`.
     pub resource_name: String,
+    /// How `resource_name` matches: literally (or `*`) or as a prefix.
     pub pattern_type: PatternType,
     /// `User:alice`, `User:*`.
     pub principal: String,
     /// The client's address, or `*` for any.
     pub host: String,
+    /// The operation allowed or denied.
     pub operation: AclOperation,
+    /// Allow or deny.
     pub permission: AclPermission,
 }
 
@@ -177,15 +208,20 @@ impl AclBinding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AclFilter {
+    /// The resource type; [`ResourceType::Any`] for every type.
     pub resource_type: ResourceType,
     /// `None`: any name.
     pub resource_name: Option<String>,
+    /// How the name is matched; [`PatternType::Any`] for every pattern type,
+    /// [`PatternType::Match`] for the rules that apply to the name.
     pub pattern_type: PatternType,
     /// `None`: any principal.
     pub principal: Option<String>,
     /// `None`: any host.
     pub host: Option<String>,
+    /// The operation; [`AclOperation::Any`] for every operation.
     pub operation: AclOperation,
+    /// Allow or deny; [`AclPermission::Any`] for both.
     pub permission: AclPermission,
 }
 

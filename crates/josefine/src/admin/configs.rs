@@ -67,11 +67,15 @@ impl std::fmt::Display for ConfigSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigEntry {
+    /// The config's name, such as `retention.ms`.
     pub name: String,
     /// `None` for a sensitive value (Kafka never sends those) or an unset one.
     pub value: Option<String>,
+    /// Where the value comes from.
     pub source: ConfigSource,
+    /// Whether the config cannot be changed at run time (a static broker setting, say).
     pub read_only: bool,
+    /// Whether the value is a secret (a password); its `value` is then `None`.
     pub sensitive: bool,
 }
 

@@ -131,6 +131,7 @@ impl fmt::Display for GroupState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupListing {
+    /// The group id (`group.id`).
     pub group_id: String,
     /// "consumer" for consumer groups; "connect" and others for other clients; empty
     /// for a group that only holds committed offsets.
@@ -145,10 +146,12 @@ pub struct GroupListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupDescription {
+    /// The group id (`group.id`).
     pub group_id: String,
     /// Which protocol the group runs: classic (JoinGroup/SyncGroup) or consumer
     /// (KIP-848).
     pub group_protocol: GroupProtocol,
+    /// The group's state; [`GroupState::Dead`] for a group that does not exist.
     pub state: GroupState,
     /// "consumer" for consumer groups; empty for a group without members.
     pub protocol_type: String,
@@ -156,10 +159,12 @@ pub struct GroupDescription {
     /// "cooperative-sticky", ...; under the consumer protocol the broker's, such as
     /// "uniform"); for classic groups empty unless the group is Stable.
     pub protocol: String,
-    /// The consumer protocol's group epoch and the epoch of its target assignment;
-    /// `None` for classic groups.
+    /// The group's epoch (consumer protocol); `None` for classic groups.
     pub group_epoch: Option<i32>,
+    /// The epoch of the group's target assignment (consumer protocol); `None` for classic
+    /// groups.
     pub assignment_epoch: Option<i32>,
+    /// The group's members, in the coordinator's order.
     pub members: Vec<MemberDescription>,
     /// The node id of the coordinator that answered.
     pub coordinator: Option<i32>,
@@ -169,21 +174,26 @@ pub struct GroupDescription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemberDescription {
+    /// The id the coordinator knows the member by.
     pub member_id: String,
     /// `group.instance.id` of a static member (KIP-345).
     pub group_instance_id: Option<String>,
+    /// The member's `client.id`.
     pub client_id: String,
+    /// The address the member connects from, as the broker sees it (`/10.0.0.7`).
     pub client_host: String,
     /// The member's partitions, sorted. Empty unless the group is Stable, the
     /// protocol type is "consumer" and the assignment decodes.
     pub assignment: Vec<TopicPartition>,
     /// The topics the member subscribed to, sorted; empty under the same conditions.
     pub subscribed_topics: Vec<String>,
-    /// The consumer protocol: the member's regex subscription, its epoch, and the
-    /// assignment it is moving to (equal to `assignment` once it has reconciled);
-    /// `None` and empty for classic groups.
+    /// The consumer protocol: the member's regex subscription, if it has one; `None`
+    /// for classic groups.
     pub subscribed_topic_regex: Option<String>,
+    /// The consumer protocol: the member's epoch; `None` for classic groups.
     pub member_epoch: Option<i32>,
+    /// The consumer protocol: the partitions the member is moving to, sorted (equal to
+    /// `assignment` once it has reconciled); empty for classic groups.
     pub target_assignment: Vec<TopicPartition>,
 }
 
@@ -191,7 +201,9 @@ pub struct MemberDescription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupLag {
+    /// The group id (`group.id`).
     pub group_id: String,
+    /// The group's state when the lag was computed.
     pub state: GroupState,
     /// Every partition with a commit or an owner, sorted by topic, then partition.
     pub partitions: Vec<PartitionLag>,
@@ -203,7 +215,9 @@ pub struct GroupLag {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PartitionLag {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: i32,
     /// The group's committed offset (the next record it will read), if any.
     pub committed: Option<i64>,
@@ -220,8 +234,11 @@ pub struct PartitionLag {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PartitionOwner {
+    /// The id the coordinator knows the member by.
     pub member_id: String,
+    /// The member's `client.id`.
     pub client_id: String,
+    /// The address the member connects from, as the broker sees it.
     pub client_host: String,
 }
 

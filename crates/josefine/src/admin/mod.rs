@@ -44,6 +44,7 @@ const TOPIC_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NewTopic {
+    /// The topic's name: 1 to 249 ASCII letters, digits, `.`, `_` and `-`.
     pub name: String,
     /// -1: the broker's `num.partitions`.
     pub partitions: i32,
@@ -54,6 +55,8 @@ pub struct NewTopic {
 }
 
 impl NewTopic {
+    /// A topic named `name` with `partitions` partitions (-1: the broker's
+    /// `num.partitions`), the broker's default replication factor and no configs.
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
         Self {
             name: name.into(),
@@ -63,11 +66,15 @@ impl NewTopic {
         }
     }
 
+    /// The number of replicas of each partition (-1, the default: the broker's
+    /// `default.replication.factor`).
     pub fn replication_factor(mut self, factor: i16) -> Self {
         self.replication_factor = factor;
         self
     }
 
+    /// Adds a topic config, such as `("cleanup.policy", "compact")` or `("retention.ms",
+    /// "86400000")`.
     pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.configs.push((key.into(), value.into()));
         self
@@ -127,8 +134,12 @@ pub(crate) fn check_topic_name(name: &str) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicListing {
+    /// The topic's name.
     pub name: String,
+    /// Its number of partitions.
     pub partitions: usize,
+    /// Whether it is one of Kafka's internal topics (`__consumer_offsets`,
+    /// `__transaction_state`).
     pub is_internal: bool,
 }
 
@@ -136,12 +147,29 @@ pub struct TopicListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClusterDescription {
+    /// The cluster's id; `None` from a broker too old to send one.
     pub cluster_id: Option<String>,
+    /// The node id the cluster reports as its controller (under KRaft, a broker that
+    /// forwards controller requests); `None` if unknown.
     pub controller_id: Option<i32>,
+    /// Every broker of the cluster.
     pub brokers: Vec<BrokerInfo>,
 }
 
 /// Admin operations over a [`Client`]; get one with [`Client::admin`].
+///
+/// ```no_run
+/// # async fn demo(client: josefine::Client) -> josefine::Result<()> {
+/// use josefine::NewTopic;
+/// let admin = client.admin();
+/// let topic = NewTopic::new("orders", 6)
+///     .replication_factor(3)
+///     .config("retention.ms", "604800000");
+/// admin.create_topic(topic).await?;
+/// let lag = admin.group_lag("orders-service").await?;
+/// println!("{} is {} records behind", lag.group_id, lag.total_lag);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Admin {
     client: Client,

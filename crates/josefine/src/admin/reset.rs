@@ -40,6 +40,7 @@ pub enum ResetTo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PlannedOffset {
+    /// The group's partition.
     pub partition: TopicPartition,
     /// What the group has committed now, if anything.
     pub current: Option<i64>,

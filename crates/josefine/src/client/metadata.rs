@@ -17,9 +17,13 @@ use crate::error::{Error, KafkaCode, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerInfo {
+    /// The broker's node id (`node.id`, `broker.id`).
     pub id: i32,
+    /// The host the broker advertises (`advertised.listeners`).
     pub host: String,
+    /// The port the broker advertises.
     pub port: i32,
+    /// The broker's `broker.rack`, if set.
     pub rack: Option<String>,
 }
 
@@ -34,14 +38,20 @@ impl BrokerInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PartitionMetadata {
+    /// The partition's number within its topic.
     pub id: i32,
     /// `None` while the partition has no leader (LEADER_NOT_AVAILABLE, election).
     pub leader: Option<i32>,
     /// -1 when the broker does not report epochs (Metadata < v7).
     pub leader_epoch: i32,
+    /// The node ids of every replica, the preferred leader first.
     pub replicas: Vec<i32>,
+    /// The node ids of the in-sync replicas (ISR).
     pub isr: Vec<i32>,
+    /// The node ids of replicas whose log directory is offline.
     pub offline_replicas: Vec<i32>,
+    /// The partition's error in the Metadata answer (LEADER_NOT_AVAILABLE, say); `None`
+    /// without one.
     pub error: Option<KafkaCode>,
 }
 
@@ -49,12 +59,18 @@ pub struct PartitionMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicMetadata {
+    /// The topic's name.
     pub name: String,
     /// The topic id (KIP-516), `None` before Metadata v10 or when the broker has none.
     /// Fetch v13+ addresses topics by id.
     pub topic_id: Option<uuid::Uuid>,
+    /// The topic's error in the Metadata answer (UNKNOWN_TOPIC_OR_PARTITION,
+    /// TOPIC_AUTHORIZATION_FAILED, ...); `None` without one.
     pub error: Option<KafkaCode>,
+    /// Whether it is one of Kafka's internal topics (`__consumer_offsets`,
+    /// `__transaction_state`).
     pub is_internal: bool,
+    /// The partitions, sorted by id.
     pub partitions: Vec<PartitionMetadata>,
 }
 
@@ -62,9 +78,15 @@ pub struct TopicMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClusterMetadata {
+    /// The cluster's id; `None` from a broker too old to send one.
     pub cluster_id: Option<String>,
+    /// The node id the cluster reports as its controller (under KRaft, a broker that
+    /// forwards controller requests); `None` if unknown.
     pub controller_id: Option<i32>,
+    /// Every broker, by node id.
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// The topics known, by name: those asked about so far, or all after a refresh of every
+    /// topic.
     pub topics: BTreeMap<String, Arc<TopicMetadata>>,
 }
 
@@ -169,6 +191,8 @@ impl ClusterMetadata {
         }
     }
 
+    /// The topic's metadata, if the view has it (errors included; see
+    /// [`topic_or_error`](Self::topic_or_error)).
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicMetadata>> {
         self.topics.get(name)
     }
@@ -185,6 +209,8 @@ impl ClusterMetadata {
         }
     }
 
+    /// The partition's metadata, or the topic's error (UNKNOWN_TOPIC_OR_PARTITION for a
+    /// topic or partition the view does not have).
     pub fn partition(&self, topic: &str, partition: i32) -> Result<&PartitionMetadata> {
         let t = self.topic_or_error(topic)?;
         t.partitions

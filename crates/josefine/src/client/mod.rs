@@ -38,6 +38,23 @@ pub(crate) struct ClientConfig {
 }
 
 /// A handle to the cluster. Cheap to clone; every clone shares connections and cache.
+///
+/// ```no_run
+/// # async fn demo() -> josefine::Result<()> {
+/// use std::time::Duration;
+/// use josefine::Client;
+/// let client = Client::builder()
+///     .bootstrap(["kafka-1:9092", "kafka-2:9092"])
+///     .client_id("orders-service")
+///     .request_timeout(Duration::from_secs(10))
+///     .connect()
+///     .await?;
+/// // Producers, consumers, groups and the admin API built from it share its connections.
+/// let partitions = client.partitions("orders").await?;
+/// println!("orders has {} partitions", partitions.len());
+/// client.close();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

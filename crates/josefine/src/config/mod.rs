@@ -57,6 +57,7 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// An empty configuration; every setting keeps the library's default.
     pub fn new() -> Self {
         Self::default()
     }

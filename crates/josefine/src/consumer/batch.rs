@@ -49,10 +49,12 @@ impl std::fmt::Debug for FetchedBatch {
 }
 
 impl FetchedBatch {
+    /// The topic the records are from.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The partition the records are from.
     pub fn partition(&self) -> i32 {
         self.partition
     }
@@ -195,22 +197,36 @@ pub struct ConsumerRecord {
 }
 
 impl ConsumerRecord {
-    pub(crate) fn new(topic: Arc<str>, partition: i32, record: Record) -> Self {
+    /// `record` as read from `topic`'s `partition`. Consumers build these; build one
+    /// yourself to test code that takes records (a handler's or a
+    /// [`Processor`](crate::Processor)'s work) without a broker.
+    ///
+    /// ```
+    /// use josefine::{ConsumerRecord, Record};
+    ///
+    /// let record = Record::new(42, 1_700_000_000_000, Some("k".into()), Some("v".into()), vec![]);
+    /// let record = ConsumerRecord::new("orders", 3, record);
+    /// assert_eq!((record.topic(), record.partition(), record.offset()), ("orders", 3, 42));
+    /// ```
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32, record: Record) -> Self {
         Self {
-            topic,
+            topic: topic.into(),
             partition,
             record,
         }
     }
 
+    /// The record's topic.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The record's partition.
     pub fn partition(&self) -> i32 {
         self.partition
     }
 
+    /// The record without its topic and partition.
     pub fn into_record(self) -> Record {
         self.record
     }

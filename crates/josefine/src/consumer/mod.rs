@@ -56,6 +56,7 @@ pub enum StartOffset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OffsetReset {
+    /// Move to the oldest record still in the log.
     Earliest,
     /// Kafka's default.
     #[default]
@@ -179,6 +180,8 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Checks the settings and builds the consumer; no I/O. An
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) error names a bad setting.
     pub fn build(self) -> Result<Consumer> {
         let c = &self.config;
         if c.fetch_min_bytes < 0 || c.fetch_max_bytes <= 0 || c.max_partition_fetch_bytes <= 0 {
@@ -204,6 +207,22 @@ impl ConsumerBuilder {
 }
 
 /// Reads partitions; cheap to clone. See the module docs.
+///
+/// ```no_run
+/// # async fn demo(client: josefine::Client) -> josefine::Result<()> {
+/// use josefine::{Consumer, StartOffset};
+/// let consumer = Consumer::builder(client).build()?;
+/// let mut reader = consumer
+///     .consume_partition("orders", 0, StartOffset::Earliest)
+///     .await?;
+/// while let Some(batch) = reader.next_batch().await {
+///     for record in batch?.iter() {
+///         let record = record?;
+///         println!("offset {}: {:?}", record.offset(), record.value());
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Consumer {
     shared: Arc<ConsumerShared>,
@@ -256,6 +275,8 @@ impl Consumer {
         self.shared.config.isolation == IsolationLevel::ReadCommitted
     }
 
+    /// A builder with the default settings (each setter names its default); configure, then
+    /// [`build`](ConsumerBuilder::build).
     pub fn builder(client: Client) -> ConsumerBuilder {
         ConsumerBuilder {
             client,

@@ -119,10 +119,12 @@ impl PartitionConsumer {
         }
     }
 
+    /// The topic read.
     pub fn topic(&self) -> &str {
         &self.shared.tp.topic
     }
 
+    /// The partition read.
     pub fn partition(&self) -> i32 {
         self.shared.tp.partition
     }
@@ -153,6 +155,7 @@ impl PartitionConsumer {
         self.shared.wake_loop();
     }
 
+    /// Whether [`pause`](Self::pause) stopped fetching.
     pub fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::Acquire)
     }

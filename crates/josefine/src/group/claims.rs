@@ -56,7 +56,10 @@ pub enum RevokeReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Revocation {
+    /// Why the claim ended.
     pub reason: RevokeReason,
+    /// Until when the handler may finish and mark the records it holds; marks after it are
+    /// never committed.
     pub deadline: Instant,
 }
 
@@ -291,10 +294,13 @@ impl Session {
         }
     }
 
+    /// The group id (`group.id`).
     pub fn group(&self) -> &str {
         &self.inner.group
     }
 
+    /// This member's id in the group: the coordinator's (classic protocol) or the client's
+    /// (consumer protocol).
     pub fn member_id(&self) -> &str {
         &self.inner.member_id
     }
@@ -603,10 +609,12 @@ impl Claim {
         &self.session
     }
 
+    /// The claimed partition's topic.
     pub fn topic(&self) -> &str {
         self.reader.topic()
     }
 
+    /// The claimed partition.
     pub fn partition(&self) -> i32 {
         self.reader.partition()
     }
@@ -617,6 +625,7 @@ impl Claim {
         self.initial_offset
     }
 
+    /// The partition's high watermark as of the latest fetch (-1 before the first).
     pub fn high_watermark(&self) -> i64 {
         self.reader.high_watermark()
     }
@@ -677,6 +686,7 @@ impl Claim {
         self.reader.resume();
     }
 
+    /// Whether [`pause`](Self::pause) stopped fetching.
     pub fn is_paused(&self) -> bool {
         self.state.is_paused()
     }

@@ -161,6 +161,9 @@ impl ConsumerGroupBuilder {
         self
     }
 
+    /// Checks the settings and builds the group member; no I/O (the member joins once
+    /// [`consume`](ConsumerGroup::consume) or a stream starts). An
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) error names a bad setting.
     pub fn build(self) -> Result<ConsumerGroup> {
         let c = &self.config;
         if c.group_id.is_empty() {
@@ -195,6 +198,23 @@ impl ConsumerGroupBuilder {
 }
 
 /// A consumer group member; see the module docs.
+///
+/// ```no_run
+/// # async fn demo(client: josefine::Client) -> josefine::Result<()> {
+/// use futures::StreamExt;
+/// use josefine::{ConsumerGroup, OffsetReset};
+/// let group = ConsumerGroup::builder(client, "orders-service")
+///     .auto_offset_reset(OffsetReset::Earliest)
+///     .build()?;
+/// let mut records = group.stream(&["orders"])?;
+/// while let Some(record) = records.next().await {
+///     let record = record?;
+///     println!("{}/{} offset {}", record.topic(), record.partition(), record.offset());
+///     // Committed by the next commit, never before this line.
+///     record.mark();
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ConsumerGroup {
     inner: Arc<GroupInner>,
@@ -214,6 +234,10 @@ struct GroupInner {
 }
 
 impl ConsumerGroup {
+    /// A builder for a member of `group_id` (`group.id`) with the defaults:
+    /// `session.timeout.ms` 45 s, `heartbeat.interval.ms` 3 s,
+    /// `max.poll.interval.ms` 5 min, the range assignor, `auto.offset.reset` latest,
+    /// auto-commit every 5 s, the classic protocol.
     pub fn builder(client: Client, group_id: impl Into<String>) -> ConsumerGroupBuilder {
         ConsumerGroupBuilder {
             consumer: Consumer::builder(client.clone()),

@@ -13,6 +13,29 @@ use crate::error::Result;
 /// its own task (so claims run in parallel on a multi-thread runtime); it should
 /// return when the claim's records end. What happens when it fails is the builder's
 /// [`on_handler_error`](super::ConsumerGroupBuilder::on_handler_error).
+///
+/// ```no_run
+/// use josefine::{Claim, ConsumerGroup, GroupHandler, Session};
+///
+/// struct Printer;
+///
+/// impl GroupHandler for Printer {
+///     async fn consume_claim(&self, session: &Session, mut claim: Claim) -> josefine::Result<()> {
+///         // Ends when the partition is revoked or the group closes.
+///         while let Some(record) = claim.next().await {
+///             let record = record?;
+///             println!("{}/{} offset {}", record.topic(), record.partition(), record.offset());
+///             session.mark(&record);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo(group: ConsumerGroup) -> josefine::Result<()> {
+/// // Runs until `group.close()` or a fatal error.
+/// group.consume(&["orders"], Printer).await
+/// # }
+/// ```
 pub trait GroupHandler: Send + Sync {
     /// Before any claim is consumed.
     fn setup(&self, _session: &Session) -> impl Future<Output = Result<()>> + Send {

@@ -129,6 +129,7 @@ fn partition_errors(
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OffsetAndMetadata {
+    /// The committed offset: the next offset the group reads.
     pub offset: i64,
     /// `None` when empty (Kafka stores an absent metadata as "").
     pub metadata: Option<Arc<str>>,

@@ -175,6 +175,7 @@ impl GroupRecord {
         &self.session
     }
 
+    /// The record without its session.
     pub fn into_record(self) -> ConsumerRecord {
         self.record
     }

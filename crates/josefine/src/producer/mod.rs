@@ -63,9 +63,14 @@ use builder::ProducerConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerRecord {
+    /// The topic to write to.
     pub topic: String,
+    /// The key; `None` for a null key. Records with the same key go to the same partition
+    /// (default partitioner).
     pub key: Option<Bytes>,
+    /// The value; `None` for a null value (a tombstone on a compacted topic).
     pub value: Option<Bytes>,
+    /// The headers, in order; a key may repeat.
     pub headers: Vec<Header>,
     /// `None`: the partitioner chooses.
     pub partition: Option<i32>,
@@ -74,6 +79,8 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
+    /// A record for `topic` with no key, value or header; the partitioner picks the
+    /// partition and the timestamp is the time of `send`.
     pub fn new(topic: impl Into<String>) -> Self {
         Self {
             topic: topic.into(),
@@ -85,11 +92,15 @@ impl ProducerRecord {
         }
     }
 
+    /// Sets the key: anything that converts into `Bytes` (`String`, `Vec<u8>`, a
+    /// `&'static str`).
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Sets the value: anything that converts into `Bytes` (`String`, `Vec<u8>`, a
+    /// `&'static str`).
     pub fn value(mut self, value: impl Into<Bytes>) -> Self {
         self.value = Some(value.into());
         self
@@ -113,11 +124,14 @@ impl ProducerRecord {
         self
     }
 
+    /// Writes to this partition, bypassing the partitioner.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
         self
     }
 
+    /// Sets the timestamp, in milliseconds since the Unix epoch (topics with
+    /// `message.timestamp.type=LogAppendTime` replace it with the broker's time).
     pub fn timestamp(mut self, millis: i64) -> Self {
         self.timestamp = Some(millis);
         self
@@ -128,7 +142,9 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeliveryReport {
+    /// The record's topic.
     pub topic: Arc<str>,
+    /// The partition it was written to.
     pub partition: i32,
     /// -1 with `acks=0`, where the broker does not say.
     pub offset: i64,
@@ -224,6 +240,21 @@ impl Shared {
 /// A Kafka producer; cheap to clone. Dropping the last clone closes it in the
 /// background (records already sent are still delivered); [`close`](Self::close)
 /// waits for that.
+///
+/// ```no_run
+/// # async fn demo(client: josefine::Client) -> josefine::Result<()> {
+/// use josefine::{Producer, ProducerRecord};
+/// let producer = Producer::builder(client).build()?;
+/// // `send` waits for the broker's acknowledgement.
+/// let record = ProducerRecord::new("orders").key("customer-1").value("first order");
+/// let report = producer.send(record).await?;
+/// println!("{}/{} offset {}", report.topic, report.partition, report.offset);
+/// // `enqueue` returns once the record is buffered; await its delivery later.
+/// let delivery = producer.enqueue(ProducerRecord::new("orders").value("second")).await?;
+/// delivery.await?;
+/// producer.close().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,

@@ -80,11 +80,14 @@ const TXN_OFFSET_COMMIT_MAX_VERSION: i16 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupMetadata {
+    /// The group id (`group.id`).
     pub group_id: String,
+    /// The member id; empty outside a group.
     pub member_id: String,
     /// The generation (the member epoch under the consumer protocol); -1 outside a
     /// group.
     pub generation_id: i32,
+    /// The `group.instance.id` of a static member (KIP-345); `None` otherwise.
     pub group_instance_id: Option<String>,
 }
 

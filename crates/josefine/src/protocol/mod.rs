@@ -118,6 +118,7 @@ impl FetchedBatchExt for FetchedBatch {
 /// `kafka-protocol` has the same pairing (`Request`) only when both of its `client` and
 /// `broker` features are on; we build with `client` alone, so we keep our own.
 pub trait KafkaRequest: Encodable + Message + HeaderVersion + Send + Sync + 'static {
+    /// The request's API key.
     const API_KEY: ApiKey;
     /// Decoded only after [`guard::check`] walked it ([`WireSchema`]).
     type Response: Decodable + HeaderVersion + WireSchema + Default + Send + 'static;

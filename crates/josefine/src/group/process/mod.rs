@@ -181,6 +181,23 @@ impl ProcessOptions {
 /// [`ConsumerGroup::process`](super::ConsumerGroup::process) is the short way. The
 /// member-wide limits (`max_in_flight`, `max_buffered`) are shared by every claim it
 /// runs.
+///
+/// ```no_run
+/// # async fn demo(group: josefine::ConsumerGroup) -> josefine::Result<()> {
+/// use josefine::{ProcessOptions, ProcessOrder, Processor};
+/// // Up to 50 records at a time, records of one key in order.
+/// let options = ProcessOptions::new(ProcessOrder::Key, 50);
+/// let processor = Processor::new(options, |record| async move {
+///     // Write the record somewhere.
+///     let _ = record.value();
+///     Ok::<(), std::io::Error>(())
+/// });
+/// // A clone shares the counts, to watch them while the group runs.
+/// let progress = processor.clone();
+/// println!("{} records in flight", progress.in_flight());
+/// group.consume(&["orders"], processor).await
+/// # }
+/// ```
 pub struct Processor<F> {
     shared: Arc<Shared<F>>,
 }

@@ -369,11 +369,8 @@ mod tests {
     }
 
     fn record(offset: i64, key: Option<&'static str>) -> ConsumerRecord {
-        ConsumerRecord::new(
-            "t".into(),
-            0,
-            Record::new_for_test(offset, key.map(|k| Bytes::from_static(k.as_bytes())), None),
-        )
+        let key = key.map(|k| Bytes::from_static(k.as_bytes()));
+        ConsumerRecord::new("t", 0, Record::new(offset, 0, key, None, Vec::new()))
     }
 
     fn started(lanes: &mut Lanes) -> Vec<i64> {

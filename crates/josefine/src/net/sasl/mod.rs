@@ -62,6 +62,7 @@ impl Credentials {
         }
     }
 
+    /// The user name (`sasl.username`).
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -133,6 +134,7 @@ fn scram_disabled(config: &SaslConfig) -> crate::Error {
 /// cache the token and refresh it before it expires. An error fails that connection
 /// attempt with the provider's error.
 pub trait OAuthTokenProvider: Send + Sync + fmt::Debug {
+    /// The token to authenticate with now. An error fails the connection attempt.
     fn token(&self) -> BoxFuture<'_, crate::Result<OAuthToken>>;
 }
 

@@ -123,28 +123,49 @@ pub trait WireSchema {
 #[non_exhaustive]
 pub enum GuardError {
     /// The body ends inside `field` (or inside the tagged fields of `field`'s struct).
-    Truncated { field: &'static str, offset: usize },
+    Truncated {
+        /// The field being read, as the schema names it.
+        field: &'static str,
+        /// The position the walk had reached when the bytes ran out.
+        offset: usize,
+    },
     /// `field` claims `count` elements of at least `min_size` bytes each, but only
     /// `remaining` bytes are left.
     CountTooLarge {
+        /// The array or map field, as the schema names it.
         field: &'static str,
+        /// The element count it claims.
         count: u64,
+        /// The smallest size of one element, in bytes.
         min_size: usize,
+        /// The bytes left after the count.
         remaining: usize,
+        /// Where the count is.
         offset: usize,
     },
     /// A length or count the decoder refuses (below -1).
     Negative {
+        /// The field, as the schema names it.
         field: &'static str,
+        /// The length or count read.
         value: i64,
+        /// Where it is.
         offset: usize,
     },
     /// The decoder does not accept this version of `message`.
-    Version { message: &'static str, version: i16 },
+    Version {
+        /// The message (or struct) type, as the schema names it.
+        message: &'static str,
+        /// The version the body was checked at.
+        version: i16,
+    },
     /// A tagged field the decoder knows, at a version where it refuses it.
     Tag {
+        /// The struct the tagged field is in.
         message: &'static str,
+        /// The field's tag.
         tag: u32,
+        /// Where the tagged field is.
         offset: usize,
     },
 }

@@ -159,6 +159,26 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record at `offset` with this timestamp (milliseconds since the Unix epoch),
+    /// key, value and headers. The client builds records from the batches it fetches;
+    /// build one yourself to test code that takes records without a broker (see
+    /// [`ConsumerRecord::new`](crate::ConsumerRecord::new)).
+    pub fn new(
+        offset: i64,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<Header>,
+    ) -> Self {
+        Self {
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        }
+    }
+
     /// The record's offset: the batch's base offset plus the record's offset delta.
     pub fn offset(&self) -> i64 {
         self.offset
@@ -192,17 +212,6 @@ impl Record {
             .iter()
             .rev()
             .find(|h| h.key.as_ref() == key.as_bytes())
-    }
-
-    #[cfg(test)]
-    pub(crate) fn new_for_test(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
-        Self {
-            offset,
-            timestamp: 0,
-            key,
-            value,
-            headers: Vec::new(),
-        }
     }
 
     /// Key, value and headers, without copying.
