@@ -599,7 +599,7 @@ fn deliver(
             .tx
             .try_send(Fetched::Batch {
                 generation: sub.generation,
-                batch,
+                batch: Box::new(batch),
             })
             .is_ok()
         {

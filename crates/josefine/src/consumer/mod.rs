@@ -30,7 +30,7 @@ pub use partition::PartitionConsumer;
 
 use crate::backoff::{jitter_unit, Backoff};
 use crate::client::Client;
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, Result};
 use crate::protocol::records::DecodeOptions;
 use crate::TopicPartition;
 use fetch_loop::{LoopHandle, Subscription};
@@ -303,12 +303,7 @@ impl Consumer {
         start: StartOffset,
     ) -> Result<PartitionConsumer> {
         let shared = &self.shared;
-        let partitions = shared.client.partitions(topic).await?;
-        if !partitions.contains(&partition) {
-            return Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
-                .with_topic(topic)
-                .with_partition(partition));
-        }
+        shared.client.check_partition(topic, partition).await?;
         let tp = TopicPartition::new(topic, partition);
         if !shared
             .active

@@ -33,7 +33,10 @@ pub(crate) const QUEUE_SLOTS: usize = 3;
 pub(crate) enum Fetched {
     Batch {
         generation: u64,
-        batch: FetchedBatch,
+        /// Boxed: tokio's channel allocates 32 slots up front whatever its bound, so
+        /// the slot size is paid 32 times per partition (3.6 KB unboxed, 0.8 KB boxed:
+        /// 28 MB at 10,000 partitions).
+        batch: Box<FetchedBatch>,
     },
     Error {
         generation: u64,
@@ -195,7 +198,7 @@ impl PartitionConsumer {
                 Fetched::Batch { generation, batch } if generation == self.generation => {
                     // Not max(): an offset reset may move the position back.
                     self.position = batch.next_offset();
-                    return Poll::Ready(Some(Ok(batch)));
+                    return Poll::Ready(Some(Ok(*batch)));
                 }
                 Fetched::Error { generation, error } if generation == self.generation => {
                     return Poll::Ready(Some(Err(error)));
