@@ -143,14 +143,10 @@ impl Client {
     /// claims at once asks 10,000 times, and a copy of the partition list each (held
     /// while the reader resolves its offset) was 400 MB.
     pub(crate) async fn check_partition(&self, topic: &str, partition: i32) -> Result<()> {
+        // Err: the topic is not known (refresh once); Ok(false): it lacks the partition.
         let has = |md: &ClusterMetadata| -> Result<bool> {
-            let partitions = &md.topic_or_error(topic)?.partitions;
-            // Listed in id order, as brokers answer: the index is the id.
-            Ok(usize::try_from(partition)
-                .ok()
-                .and_then(|i| partitions.get(i))
-                .is_some_and(|p| p.id == partition)
-                || partitions.iter().any(|p| p.id == partition))
+            md.topic_or_error(topic)?;
+            Ok(md.partition(topic, partition).is_ok())
         };
         let known = match has(&self.metadata()) {
             Ok(known) => known,
