@@ -6,6 +6,7 @@
 //   produce --bootstrap B --topic T --records N --size BYTES [--transaction-size N]
 //   consume --bootstrap B --topic T --partitions P --records N
 //   group   --bootstrap B --topic T --group G --records N [--session-timeout-ms MS]
+//   assign  --members M --partitions-per-topic P [--samples N]
 //
 // Value of record i, byte j: (byte) ((i + j) * 31 + 7), no key, as the other peers.
 // Defaults of the Java client everywhere (acks=all, idempotence on, linger.ms 5,
@@ -22,6 +23,15 @@
 // stops when the last commit returns. Its mode is "produce-txn", and it adds
 // "transaction_size":N and "partitions_per_transaction":F (partitions written per
 // transaction, the mean, from the send callbacks).
+//
+// assign needs no broker: the group leader's work between JoinGroup and SyncGroup in
+// the Java client's assignors, as crates/josefine/benches/assignors.rs measures ours
+// (same members, topics, cases and ownership rules; read its header): each member's
+// serialized subscription deserialized, the assignor's assign(Cluster,
+// GroupSubscription), each assignment serialized. Each case runs 3 times to warm up,
+// then N times (default 10); one JSON line per case on stdout:
+//   {"client":"java","mode":"assign","assignor":A,"case":C,"members":M,
+//    "partitions":P,"median_ms":T,"min_ms":T}
 //
 // One JSON line on stdout at the end:
 //   {"client":"java","mode":M,"records":N,"bytes":B,"seconds":S,"cpu_user":U,
@@ -64,6 +74,7 @@ public final class JavaBenchPeer {
             case "produce" -> produce(args);
             case "consume" -> consume(args);
             case "group" -> group(args);
+            case "assign" -> assign(args);
             default -> throw new IllegalArgumentException("unknown mode " + argv[0]);
         }
     }
@@ -253,5 +264,149 @@ public final class JavaBenchPeer {
         }
         String firstField = first == null ? "" : String.format(",\"first_record_seconds\":%.3f", first);
         report("group", count, bytes, end - start, firstField, cpu);
+    }
+
+    // --- assign ---------------------------------------------------------------------
+
+    private static final int TOPICS = 10;
+    private static final int OWNED_GENERATION = 7;
+
+    private static String assignTopic(int t) {
+        return "topic-" + t;
+    }
+
+    private static List<String> topicsOf(int i, boolean mixed) {
+        List<String> topics = new ArrayList<>();
+        if (mixed) {
+            for (int k = 0; k < 5; k++) {
+                topics.add(assignTopic((i + k) % TOPICS));
+            }
+        } else {
+            for (int t = 0; t < TOPICS; t++) {
+                topics.add(assignTopic(t));
+            }
+        }
+        return topics;
+    }
+
+    private static String memberId(int i) {
+        return String.format("consumer-%04d-5f8c2a1e-93d4-4b7a-a0c6-1d2e3f405162", i);
+    }
+
+    private static org.apache.kafka.clients.consumer.ConsumerPartitionAssignor newAssignor(String name) {
+        return switch (name) {
+            case "range" -> new org.apache.kafka.clients.consumer.RangeAssignor();
+            case "roundrobin" -> new org.apache.kafka.clients.consumer.RoundRobinAssignor();
+            case "sticky" -> new org.apache.kafka.clients.consumer.StickyAssignor();
+            case "cooperative-sticky" -> new org.apache.kafka.clients.consumer.CooperativeStickyAssignor();
+            default -> throw new IllegalArgumentException(name);
+        };
+    }
+
+    // What member i sends in JoinGroup, as the Java client's ConsumerCoordinator builds
+    // it: the assignor's user data after it was told of its last assignment (owned, in
+    // OWNED_GENERATION; none if owned is null); owned partitions and the generation only
+    // under the cooperative protocol (eager members revoked everything before joining).
+    private static java.nio.ByteBuffer joinMetadata(String name, int i, boolean mixed,
+                                                    List<TopicPartition> owned) {
+        var assignor = newAssignor(name);
+        boolean cooperative = name.equals("cooperative-sticky");
+        List<String> topics = topicsOf(i, mixed);
+        java.nio.ByteBuffer userData = null;
+        if (owned != null) {
+            assignor.onAssignment(
+                new org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.Assignment(owned),
+                new org.apache.kafka.clients.consumer.ConsumerGroupMetadata(
+                    "bench", OWNED_GENERATION, memberId(i), java.util.Optional.empty()));
+            userData = assignor.subscriptionUserData(new java.util.HashSet<>(topics));
+        } else if (cooperative) {
+            userData = assignor.subscriptionUserData(new java.util.HashSet<>(topics));
+        }
+        List<TopicPartition> reported = cooperative && owned != null ? owned : List.of();
+        int generation = cooperative && owned != null ? OWNED_GENERATION : -1;
+        var subscription = new org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.Subscription(
+            topics, userData, reported, generation, java.util.Optional.empty());
+        return org.apache.kafka.clients.consumer.internals.ConsumerProtocol.serializeSubscription(subscription);
+    }
+
+    // The leader's work, timed by the caller: deserialize, assign, serialize.
+    private static Map<String, java.nio.ByteBuffer> lead(
+            org.apache.kafka.clients.consumer.ConsumerPartitionAssignor assignor,
+            Map<String, java.nio.ByteBuffer> joined, org.apache.kafka.common.Cluster cluster) {
+        Map<String, org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.Subscription> subscriptions =
+            new HashMap<>();
+        for (var e : joined.entrySet()) {
+            subscriptions.put(e.getKey(),
+                org.apache.kafka.clients.consumer.internals.ConsumerProtocol.deserializeSubscription(
+                    e.getValue().duplicate()));
+        }
+        var plan = assignor.assign(cluster,
+            new org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.GroupSubscription(subscriptions));
+        Map<String, java.nio.ByteBuffer> out = new HashMap<>();
+        for (var e : plan.groupAssignment().entrySet()) {
+            out.put(e.getKey(),
+                org.apache.kafka.clients.consumer.internals.ConsumerProtocol.serializeAssignment(e.getValue()));
+        }
+        return out;
+    }
+
+    private static Map<String, java.nio.ByteBuffer> joined(String name, int from, int to, boolean mixed,
+                                                          Map<String, List<TopicPartition>> owned) {
+        Map<String, java.nio.ByteBuffer> joined = new HashMap<>();
+        for (int i = from; i < to; i++) {
+            joined.put(memberId(i), joinMetadata(name, i, mixed, owned == null ? null : owned.get(memberId(i))));
+        }
+        return joined;
+    }
+
+    private static Map<String, List<TopicPartition>> decoded(Map<String, java.nio.ByteBuffer> plan) {
+        Map<String, List<TopicPartition>> out = new HashMap<>();
+        for (var e : plan.entrySet()) {
+            out.put(e.getKey(), org.apache.kafka.clients.consumer.internals.ConsumerProtocol
+                .deserializeAssignment(e.getValue().duplicate()).partitions());
+        }
+        return out;
+    }
+
+    private static void assign(Map<String, String> args) {
+        int members = Integer.parseInt(args.get("members"));
+        int perTopic = Integer.parseInt(args.get("partitions-per-topic"));
+        int samples = Integer.parseInt(args.getOrDefault("samples", "10"));
+        var node = new org.apache.kafka.common.Node(0, "localhost", 9092);
+        List<org.apache.kafka.common.PartitionInfo> infos = new ArrayList<>();
+        for (int t = 0; t < TOPICS; t++) {
+            for (int p = 0; p < perTopic; p++) {
+                infos.add(new org.apache.kafka.common.PartitionInfo(assignTopic(t), p, node,
+                    new org.apache.kafka.common.Node[] {node}, new org.apache.kafka.common.Node[] {node}));
+            }
+        }
+        var cluster = new org.apache.kafka.common.Cluster("bench", List.of(node), infos, Set.of(), Set.of());
+        for (String name : List.of("range", "roundrobin", "sticky", "cooperative-sticky")) {
+            var assignor = newAssignor(name);
+            var first = joined(name, 0, members, false, null);
+            var balanced = decoded(lead(assignor, first, cluster));
+            var mixedOwned = decoded(lead(assignor, joined(name, 0, members, true, null), cluster));
+            Map<String, Map<String, java.nio.ByteBuffer>> cases = new java.util.LinkedHashMap<>();
+            cases.put("first", first);
+            cases.put("again", joined(name, 0, members, false, balanced));
+            cases.put("leave", joined(name, 1, members, false, balanced));
+            cases.put("join", joined(name, 0, members + 1, false, balanced));
+            cases.put("mixed", joined(name, 0, members, true, mixedOwned));
+            for (var c : cases.entrySet()) {
+                double[] ms = new double[samples];
+                for (int k = -3; k < samples; k++) {
+                    long t0 = System.nanoTime();
+                    lead(assignor, c.getValue(), cluster);
+                    long t1 = System.nanoTime();
+                    if (k >= 0) {
+                        ms[k] = (t1 - t0) / 1e6;
+                    }
+                }
+                java.util.Arrays.sort(ms);
+                System.out.printf("{\"client\":\"java\",\"mode\":\"assign\",\"assignor\":\"%s\",\"case\":\"%s\","
+                        + "\"members\":%d,\"partitions\":%d,\"median_ms\":%.3f,\"min_ms\":%.3f}%n",
+                    name, c.getKey(), members, TOPICS * perTopic, ms[samples / 2], ms[0]);
+            }
+        }
     }
 }

@@ -14,8 +14,10 @@
 #   RUNS=5 scripts/bench.sh     more runs
 #   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu)
 #   SECTIONS="txn" scripts/bench.sh  some sections only, of: clients (produce, consume and
-#                                    group consume), work, process, rebalance, txn; all
-#                                    but clients run on Kafka only
+#                                    group consume), work, process, rebalance, txn,
+#                                    assign; all but clients run on Kafka only, assign
+#                                    (the group leader's assignors, 1,000 members x
+#                                    10,000 partitions, beside the Java client's) on none
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -48,11 +50,11 @@ fi
 # Records per transaction in the transactional section.
 txn_size=1000
 read -r -a brokers <<<"${BROKERS:-kafka tansu}"
-read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn}"
+read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign}"
 for section in "${sections[@]}"; do
     case "$section" in
-        clients | work | process | rebalance | txn) ;;
-        *) echo "unknown section $section (clients, work, process, rebalance, txn)" >&2; exit 2 ;;
+        clients | work | process | rebalance | txn | assign) ;;
+        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign)" >&2; exit 2 ;;
     esac
 done
 want() {
@@ -65,6 +67,40 @@ java_cp="$(ensure_java_bench_peer)"
 ours="$ROOT/target/$profile/josefine"
 results="$BUILD_DIR/bench/results-$(date +%Y%m%d-%H%M%S).jsonl"
 mkdir -p "$(dirname "$results")"
+
+# The group leader's work between JoinGroup and SyncGroup (decode the subscriptions,
+# assign, encode the assignments) in josefine's four assignors and the Java client's,
+# same members, topics, ownership and cases (crates/josefine/benches/assignors.rs,
+# JavaBenchPeer assign); no broker. Prints the medians side by side.
+assign_section() {
+    local members=1000 per_topic=1000 samples=10 timing=()
+    if [ "$mode" = "--smoke" ]; then
+        members=100 per_topic=100 samples=3 timing=(--warm-up-time 0.05 --measurement-time 0.1)
+    fi
+    log "assignors: $members members x $((10 * per_topic)) partitions, josefine and the Java client"
+    local out="$BUILD_DIR/bench/assign-$(date +%Y%m%d-%H%M%S)"
+    ASSIGN_MEMBERS=$members ASSIGN_PARTITIONS_PER_TOPIC=$per_topic \
+        cargo bench --locked -q -p josefine --bench assignors --profile "$( [ "$profile" = debug ] && echo dev || echo bench )" \
+        -- --output-format bencher "${timing[@]}" >"$out.josefine" 2>"$out.stderr" ||
+        { cat "$out.stderr" >&2; return 1; }
+    java_peer assign --members "$members" --partitions-per-topic "$per_topic" --samples "$samples" >"$out.java"
+    python3 - "$out.josefine" "$out.java" <<'PY'
+import json, re, sys
+ours = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"test .*/([a-z-]+)/([a-z]+) \.\.\. bench:\s+([\d,]+) ns/iter", line)
+    if m:
+        ours[(m[1], m[2])] = int(m[3].replace(",", "")) / 1e6
+java = {(r["assignor"], r["case"]): r["median_ms"] for r in map(json.loads, open(sys.argv[2]))}
+print(f'{"assignor":20} {"case":6} {"josefine ms":>11} {"java ms":>9} {"ratio":>7}')
+assignors = ["range", "roundrobin", "sticky", "cooperative-sticky"]
+cases = ["first", "again", "leave", "join", "mixed"]
+for key in sorted(ours, key=lambda k: (assignors.index(k[0]), cases.index(k[1]))):
+    j = java.get(key)
+    print(f'{key[0]:20} {key[1]:6} {ours[key]:11.2f} {j if j else float("nan"):9.2f} '
+          f'{ours[key] / j if j else float("nan"):7.2f}')
+PY
+}
 
 create_bench_topic() {
     "$ours" --bootstrap "$JOSEFINE_BROKER" topics create "$1" --partitions 6 >/dev/null
@@ -131,6 +167,9 @@ run_group() {
     esac
 }
 
+if want assign; then
+    assign_section
+fi
 for broker in "${brokers[@]}"; do
     if [ "$broker" = tansu ] && ! want clients; then
         continue # only the clients section runs on Tansu

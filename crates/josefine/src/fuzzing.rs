@@ -814,6 +814,62 @@ pub mod seeds {
     }
 }
 
+/// The leader's side of a rebalance without its I/O, for the assignor benchmark
+/// (`benches/assignors.rs`), through the functions the group driver calls: each member's
+/// JoinGroup metadata decoded, the assignor run, each assignment encoded for SyncGroup.
+pub mod leader {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use crate::group::assignor::{
+        encode_assignments, join_subscription, joined_member, AssignorKind, Member,
+        RebalanceProtocol,
+    };
+    use crate::group::consumer_protocol::{Assignment, MAX_VERSION};
+    use crate::TopicPartition;
+
+    /// What a member sends for `kind` in JoinGroup, subscribed to `topics`, owning
+    /// `owned` since `generation` (below zero: nothing yet).
+    pub fn join_metadata(
+        kind: AssignorKind,
+        topics: &[String],
+        owned: &[TopicPartition],
+        generation: i32,
+    ) -> Bytes {
+        let assignor = kind.assignor();
+        let cooperative = assignor.protocol() == RebalanceProtocol::Cooperative;
+        join_subscription(assignor.as_ref(), topics, owned, generation, cooperative)
+            .encode(MAX_VERSION)
+            .expect("a subscription encodes")
+    }
+
+    /// The leader's work for `members` (member id, JoinGroup metadata) over `partitions`
+    /// (topic to partition count): member id to its encoded assignment.
+    pub fn lead(
+        kind: AssignorKind,
+        members: &[(String, Bytes)],
+        partitions: &BTreeMap<String, i32>,
+    ) -> Vec<(String, Bytes)> {
+        let members: Vec<Member> = members
+            .iter()
+            .map(|(id, metadata)| joined_member(id, None, metadata))
+            .collect();
+        let plan = kind
+            .assignor()
+            .assign(&members, partitions)
+            .expect("valid input");
+        encode_assignments(plan).expect("an assignment encodes")
+    }
+
+    /// The partitions of an encoded assignment.
+    pub fn partitions(assignment: &[u8]) -> Vec<TopicPartition> {
+        Assignment::decode(assignment)
+            .expect("an assignment decodes")
+            .partitions
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,10 +20,12 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::assignor::{by_name, Assignor, Member};
+use super::assignor::{
+    by_name, encode_assignments, join_subscription, joined_member, Assignor, Member,
+};
 use super::claims::Generation;
 use super::config::GroupConfig;
-use super::consumer_protocol::{Assignment, Subscription, MAX_VERSION, PROTOCOL_TYPE};
+use super::consumer_protocol::{Assignment, MAX_VERSION, PROTOCOL_TYPE};
 use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
 use crate::client::Client;
@@ -277,20 +279,13 @@ impl Driver {
         let config = &self.config;
         let mut protocols = Vec::new();
         for assignor in &self.assignors {
-            // Eager members revoked everything before joining: they own nothing. The
-            // sticky assignor still remembers the last assignment in its user data.
-            let (owned, generation) = if self.cooperative {
-                (self.owned.clone(), self.owned_generation)
-            } else {
-                (Vec::new(), -1)
-            };
-            let subscription = Subscription {
-                topics: self.topics.clone(),
-                user_data: assignor.subscription_user_data(&self.owned, generation),
-                owned_partitions: owned,
-                generation: Some(generation),
-                rack_id: None,
-            };
+            let subscription = join_subscription(
+                assignor.as_ref(),
+                &self.topics,
+                &self.owned,
+                self.owned_generation,
+                self.cooperative,
+            );
             match subscription.encode(MAX_VERSION) {
                 Ok(metadata) => protocols.push(
                     JoinGroupRequestProtocol::default()
@@ -362,17 +357,7 @@ impl Driver {
             })?;
         let members: Vec<Member> = members
             .iter()
-            .map(|m| {
-                Member::from_join_group(&m.member_id, m.instance_id.clone(), &m.metadata).unwrap_or_else(|err| {
-                    // Java fails the rebalance; an empty assignment for that member
-                    // keeps the rest of the group consuming.
-                    tracing::warn!(member = %m.member_id, error = %err, "undecodable subscription; the member gets nothing");
-                    Member {
-                        instance_id: m.instance_id.clone(),
-                        ..Member::new(&m.member_id, Subscription::default())
-                    }
-                })
-            })
+            .map(|m| joined_member(&m.member_id, m.instance_id.clone(), &m.metadata))
             .collect();
         let mut topics: Vec<String> = members
             .iter()
@@ -394,14 +379,7 @@ impl Driver {
         let plan = assignor
             .assign(&members, &counts)
             .map_err(|e| Error::new(ErrorKind::Config, format!("assignor {name}: {e}")))?;
-        plan.into_iter()
-            .map(|(member, partitions)| {
-                Assignment::new(partitions)
-                    .encode(MAX_VERSION)
-                    .map(|bytes| (member, bytes))
-                    .map_err(|e| Error::protocol(format!("assignment: {e}")))
-            })
-            .collect()
+        encode_assignments(plan).map_err(|e| Error::protocol(format!("assignment: {e}")))
     }
 
     async fn sync(

@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::group::consumer_protocol::{java_order, ProtocolError, Subscription};
+use crate::group::consumer_protocol::{
+    java_order, Assignment, ProtocolError, Subscription, MAX_VERSION,
+};
 use crate::TopicPartition;
 
 pub(crate) mod cooperative_sticky;
@@ -239,6 +241,61 @@ pub(crate) fn by_name(name: &str) -> Option<Arc<dyn Assignor>> {
     AssignorKind::by_name(name).map(AssignorKind::assignor)
 }
 
+/// What a member sends for `assignor` in JoinGroup: its topics, and what it owns.
+///
+/// `owned` is the last assignment the member received and `generation` the generation it
+/// came in (below zero: none). A cooperative member reports both as owned; an eager one
+/// revoked everything before joining, so it owns nothing, while the sticky assignor's user
+/// data still carries the last assignment with its generation, as Java's does, so that
+/// the leader can tell a current claim from a stale one.
+pub(crate) fn join_subscription(
+    assignor: &dyn Assignor,
+    topics: &[String],
+    owned: &[TopicPartition],
+    generation: i32,
+    cooperative: bool,
+) -> Subscription {
+    let user_data = assignor.subscription_user_data(owned, generation);
+    let (owned_partitions, generation) = if cooperative {
+        (owned.to_vec(), generation)
+    } else {
+        (Vec::new(), -1)
+    };
+    Subscription {
+        topics: topics.to_vec(),
+        user_data,
+        owned_partitions,
+        generation: Some(generation),
+        rack_id: None,
+    }
+}
+
+/// The leader's view of one JoinGroup member. Metadata that does not decode makes a
+/// member without a subscription, which the assignors give nothing: Java fails the whole
+/// rebalance instead; this keeps the rest of the group consuming.
+pub(crate) fn joined_member(id: &str, instance_id: Option<String>, metadata: &[u8]) -> Member {
+    Member::from_join_group(id, instance_id.clone(), metadata).unwrap_or_else(|err| {
+        tracing::warn!(member = %id, error = %err, "undecodable subscription; the member gets nothing");
+        Member {
+            instance_id,
+            ..Member::new(id, Subscription::default())
+        }
+    })
+}
+
+/// Each member's assignment as SyncGroup carries it.
+pub(crate) fn encode_assignments(
+    plan: GroupAssignment,
+) -> Result<Vec<(String, Bytes)>, ProtocolError> {
+    plan.into_iter()
+        .map(|(member, partitions)| {
+            Assignment::new(partitions)
+                .encode(MAX_VERSION)
+                .map(|bytes| (member, bytes))
+        })
+        .collect()
+}
+
 /// Rejects inputs no assignor can make sense of.
 pub(crate) fn validate(
     members: &[Member],
@@ -266,9 +323,6 @@ pub(crate) fn empty_assignment(members: &[Member]) -> GroupAssignment {
     members.iter().map(|m| (m.id.clone(), Vec::new())).collect()
 }
 
-/// Java's `MemberInfo.compareTo`: static members first by instance id, then dynamic
-/// members by member id. Ties between equal instance ids (which the coordinator does not
-/// allow) fall back to the member id so the order stays total.
 /// Members in Java's assignment order, with each one's subscribed topics as a set.
 pub(crate) fn ordered_members(members: &[Member]) -> (Vec<&Member>, Vec<HashSet<&str>>) {
     let mut ordered: Vec<&Member> = members.iter().collect();
@@ -280,6 +334,9 @@ pub(crate) fn ordered_members(members: &[Member]) -> (Vec<&Member>, Vec<HashSet<
     (ordered, subscribed)
 }
 
+/// Java's `MemberInfo.compareTo`: static members first by instance id, then dynamic
+/// members by member id. Ties between equal instance ids (which the coordinator does not
+/// allow) fall back to the member id so the order stays total.
 pub(crate) fn member_order(a: &Member, b: &Member) -> Ordering {
     match (&a.instance_id, &b.instance_id) {
         (Some(x), Some(y)) => java_order(x, y).then_with(|| java_order(&a.id, &b.id)),
@@ -404,6 +461,36 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    /// An eager sticky member owns nothing while joining, but its user data names its
+    /// last assignment's generation: the leader needs it to prefer a current claim to a
+    /// stale one (a member that missed its eviction still claims its old partitions).
+    #[test]
+    fn a_joining_member_reports_its_last_assignment_and_its_generation() {
+        let owned = [TopicPartition::new("t", 0), TopicPartition::new("t", 3)];
+        let topics = ["t".to_string()];
+
+        let eager = join_subscription(&StickyAssignor, &topics, &owned, 5, false);
+        assert!(eager.owned_partitions.is_empty());
+        assert_eq!(eager.generation, Some(-1));
+        let data = sticky::decode_user_data(eager.user_data.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (data.owned.as_slice(), data.generation),
+            (&owned[..], Some(5))
+        );
+
+        let cooperative = join_subscription(&CooperativeStickyAssignor, &topics, &owned, 5, true);
+        assert_eq!(cooperative.owned_partitions, owned);
+        assert_eq!(cooperative.generation, Some(5));
+        assert_eq!(
+            cooperative.user_data.as_deref(),
+            Some(&5i32.to_be_bytes()[..])
+        );
+
+        // Before its first assignment a member has nothing to report.
+        let first = join_subscription(&StickyAssignor, &topics, &[], -1, false);
+        assert_eq!((first.user_data, first.generation), (None, Some(-1)));
+    }
 
     #[test]
     fn kinds_have_the_java_names_and_protocols() {

@@ -35,9 +35,9 @@
 //! cost no stickiness), and among them one going back to `b` (it was `b`'s, or `b` claimed
 //! it in an older generation) so that moves undo moves. Each move lowers the sum of
 //! squared counts, so the loop ends, and it ends exactly when goal 1 holds. Loads are
-//! indexed per topic, so finding a move costs a look-up per topic the donor holds: 500
-//! members and 10,000 partitions, with one member owning every partition before, take
-//! well under a second.
+//! indexed per topic, so finding a move costs a look-up per topic the donor holds: the
+//! leader's whole work for 1,000 members on 10,000 partitions, each member subscribed to
+//! half the topics, takes about 4 ms (`benches/assignors.rs`; Java's takes 0.2 s).
 //!
 //! Java's general algorithm reaches the same balance with a different search (and a
 //! partition-movement bookkeeping to avoid moving partitions of one topic back and forth
