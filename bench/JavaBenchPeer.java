@@ -6,6 +6,7 @@
 //   produce --bootstrap B --topic T --records N --size BYTES [--transaction-size N]
 //   consume --bootstrap B --topic T --partitions P --records N
 //   group   --bootstrap B --topic T --group G --records N [--session-timeout-ms MS]
+//           [--idle-seconds S]
 //   assign  --members M --partitions-per-topic P [--samples N]
 //
 // Value of record i, byte j: (byte) ((i + j) * 31 + 7), no key, as the other peers.
@@ -14,7 +15,9 @@
 // rdkafka_peer's: the topic's metadata is fetched before the clock starts (the
 // producer's InitProducerId still happens inside the clock: Java gets it on the first
 // send). Group mode subscribes with auto commit (Java's default 5 s interval) and
-// closes the consumer (final commit, leave) after the clock stops.
+// closes the consumer (final commit, leave) after the clock stops. --idle-seconds S:
+// after the N-th record, keep polling for S seconds with nothing left to read and add
+// "idle_seconds":S,"idle_cpu_per_minute":C (the process's CPU seconds a minute).
 //
 // produce --transaction-size N produces in transactions of N records (the last may hold
 // fewer) with transactional.id "java-bench-<topic>-<pid>": initTransactions before the
@@ -238,6 +241,8 @@ public final class JavaBenchPeer {
         double end;
         Double first = null;
         long cpu;
+        long idleSeconds = Long.parseLong(args.getOrDefault("idle-seconds", "0"));
+        String idleField = "";
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
             consumer.partitionsFor(topic);
             cpu = cpuNanos();
@@ -261,9 +266,18 @@ public final class JavaBenchPeer {
             }
             end = now();
             cpu = cpuNanos() - cpu;
+            if (idleSeconds > 0) {
+                long idleCpu = cpuNanos();
+                double until = now() + idleSeconds;
+                while (now() < until) {
+                    consumer.poll(Duration.ofMillis(100));
+                }
+                idleField = String.format(",\"idle_seconds\":%d,\"idle_cpu_per_minute\":%.4f",
+                    idleSeconds, (cpuNanos() - idleCpu) / 1e9 / idleSeconds * 60.0);
+            }
         }
         String firstField = first == null ? "" : String.format(",\"first_record_seconds\":%.3f", first);
-        report("group", count, bytes, end - start, firstField, cpu);
+        report("group", count, bytes, end - start, firstField + idleField, cpu);
     }
 
     // --- assign ---------------------------------------------------------------------

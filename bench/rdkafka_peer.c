@@ -12,7 +12,7 @@
  *                [--no-warmup] [--set NAME=VALUE]...
  *   rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N
  *                [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]
- *                [--no-warmup] [--set NAME=VALUE]...
+ *                [--idle-seconds S] [--no-warmup] [--set NAME=VALUE]...
  * consume assigns partitions 0..P-1 directly from the beginning (no group join,
  * nothing committed). group is a high-level consumer subscribed to T in group G:
  * auto.offset.reset=earliest, auto commit every 1000 ms of the offsets stored per
@@ -20,7 +20,9 @@
  * heartbeat.interval.ms MS/10, one assignor (default range, the one librdkafka's
  * default "range,roundrobin" picks); it closes the consumer (final commit, leave
  * group) after the clock stops. Use a fresh group id per run: a group with committed
- * offsets resumes from them, and finds nothing left to read.
+ * offsets resumes from them, and finds nothing left to read. --idle-seconds S: after
+ * the N-th record, keep polling for S seconds with nothing left to read and add
+ * "idle_seconds":S,"idle_cpu_per_minute":C (CPU seconds a minute meanwhile).
  * --set passes any librdkafka configuration property, applied after the defaults.
  * produce --transaction-size N produces in transactions of N records (the last may
  * hold fewer), with transactional.id "rdkafka-bench-<topic>-<pid>":
@@ -210,6 +212,7 @@ static void usage(void) {
             "               [--no-warmup] [--set NAME=VALUE]...\n"
             "  rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N\n"
             "               [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]\n"
+            "               [--idle-seconds S]\n"
             "               [--no-warmup] [--set NAME=VALUE]...\n"
             "--set passes any librdkafka property (e.g. debug=eos), after the defaults.\n");
     exit(2);
@@ -229,6 +232,14 @@ static void set_conf(rd_kafka_conf_t *conf, const char *name, const char *value)
         fprintf(stderr, "rdkafka_peer: config %s=%s: %s\n", name, value, errstr);
         exit(1);
     }
+}
+
+/* This process's CPU time so far, user and system, all threads. */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* extra: "" or further JSON members, each starting with a comma, placed after seconds. */
@@ -261,6 +272,7 @@ struct opts {
     long long transaction_size; /* 0: no transactions */
     const char *group;
     long long session_timeout_ms;
+    long long idle_seconds;
     const char *assignor;
     int warmup;
     int n_extra;
@@ -309,6 +321,7 @@ static struct opts parse_args(int argc, char **argv) {
         else if (strcmp(a, "--transaction-size") == 0) o.transaction_size = parse_count(a, v, 1);
         else if (strcmp(a, "--group") == 0) o.group = v;
         else if (strcmp(a, "--session-timeout-ms") == 0) o.session_timeout_ms = parse_count(a, v, 1);
+        else if (strcmp(a, "--idle-seconds") == 0) o.idle_seconds = parse_count(a, v, 0);
         else if (strcmp(a, "--assignor") == 0) o.assignor = v;
         else if (strcmp(a, "--set") == 0) {
             if (o.n_extra == 32 || !strchr(v, '=')) die("bad --set %s (NAME=VALUE, at most 32)", v);
@@ -818,6 +831,15 @@ static int group_mode(const struct opts *o) {
         }
     }
     if (t_end == 0) t_end = now_s();
+    double idle_cpu_per_minute = -1;
+    if (o->idle_seconds > 0 && !timed_out) {
+        double c0 = cpu_s(), until = now_s() + (double)o->idle_seconds;
+        while (now_s() < until) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+            if (m) rd_kafka_message_destroy(m);
+        }
+        idle_cpu_per_minute = (cpu_s() - c0) / (double)o->idle_seconds * 60.0;
+    }
 
     /* Outside the clock: revokes the assignment, commits the stored offsets and
      * leaves the group. */
@@ -836,9 +858,13 @@ static int group_mode(const struct opts *o) {
         fprintf(stderr, "group: first to last record: %.3f s, %.0f records/s\n", t_end - t_first,
                 (double)(count - 1) / (t_end - t_first));
 
-    char extra[64];
-    if (t_first > 0) snprintf(extra, sizeof extra, ",\"first_record_seconds\":%.6f", t_first - t0);
-    else snprintf(extra, sizeof extra, ",\"first_record_seconds\":null");
+    char extra[160];
+    int at;
+    if (t_first > 0) at = snprintf(extra, sizeof extra, ",\"first_record_seconds\":%.6f", t_first - t0);
+    else at = snprintf(extra, sizeof extra, ",\"first_record_seconds\":null");
+    if (idle_cpu_per_minute >= 0)
+        snprintf(extra + at, sizeof extra - (size_t)at, ",\"idle_seconds\":%lld,\"idle_cpu_per_minute\":%.4f",
+                 o->idle_seconds, idle_cpu_per_minute);
     print_result("group", count, bytes, t_end - t0, extra);
     return timed_out ? 1 : 0;
 }

@@ -15,9 +15,11 @@
 #   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu)
 #   SECTIONS="txn" scripts/bench.sh  some sections only, of: clients (produce, consume and
 #                                    group consume), work, process, rebalance, txn,
-#                                    assign; all but clients run on Kafka only, assign
-#                                    (the group leader's assignors, 1,000 members x
-#                                    10,000 partitions, beside the Java client's) on none
+#                                    assign, scale; all but clients and scale run on
+#                                    Kafka only, assign (the group leader's assignors,
+#                                    1,000 members x 10,000 partitions, beside the Java
+#                                    client's) on none; scale: 200,000 keyed records
+#                                    produced over 10,000 partitions, then group consumed
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -33,6 +35,9 @@ if [ "$mode" = "--smoke" ]; then
     sleep_records=1200
     parallel_sleep_records=20000
     txn_records=20000
+    scale_partitions=1000
+    scale_records=20000
+    scale_idle=3
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
@@ -43,6 +48,9 @@ else
     sleep_records=6000
     parallel_sleep_records=200000
     txn_records=1000000
+    scale_partitions=10000
+    scale_records=200000
+    scale_idle=60
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
@@ -50,11 +58,11 @@ fi
 # Records per transaction in the transactional section.
 txn_size=1000
 read -r -a brokers <<<"${BROKERS:-kafka tansu}"
-read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign}"
+read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale}"
 for section in "${sections[@]}"; do
     case "$section" in
-        clients | work | process | rebalance | txn | assign) ;;
-        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign)" >&2; exit 2 ;;
+        clients | work | process | rebalance | txn | assign | scale) ;;
+        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign, scale)" >&2; exit 2 ;;
     esac
 done
 want() {
@@ -155,15 +163,17 @@ run_txn() {
 }
 
 # The same session timeout for all: Tansu holds the second JoinGroup for about half of it.
+# Further arguments go to every client (--idle-seconds S).
 run_group() {
     local client="$1" records="$2" topic="$3" group="$4"
+    shift 4
     case "$client" in
         librdkafka) "$peer" group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
-                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+                        --group "$group" --records "$records" --session-timeout-ms 6000 "$@" ;;
         java) java_peer group --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
-                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+                        --group "$group" --records "$records" --session-timeout-ms 6000 "$@" ;;
         josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench group --topic "$topic" \
-                        --group "$group" --records "$records" --session-timeout-ms 6000 ;;
+                        --group "$group" --records "$records" --session-timeout-ms 6000 "$@" ;;
     esac
 }
 
@@ -171,8 +181,8 @@ if want assign; then
     assign_section
 fi
 for broker in "${brokers[@]}"; do
-    if [ "$broker" = tansu ] && ! want clients; then
-        continue # only the clients section runs on Tansu
+    if [ "$broker" = tansu ] && ! want clients && ! want scale; then
+        continue # only the clients and scale sections run on Tansu
     fi
     case "$broker" in
         kafka)
@@ -208,6 +218,50 @@ for broker in "${brokers[@]}"; do
                 done
             done
         done
+    fi
+    if want scale; then
+        # Scale (#17): topics of $scale_partitions partitions. Each producer writes
+        # $scale_records keyed records of 100 B (key-<i>: spread over every partition)
+        # into a fresh topic; then each consumer reads all of the topic librdkafka wrote
+        # in run 1, as the only member of a fresh group (all partitions its own), and
+        # then stays in the group with nothing to read for $scale_idle s: the CPU it
+        # spends meanwhile is its idle cost.
+        producers=(librdkafka josefine)
+        consumers=(librdkafka josefine)
+        [ "$broker" = kafka ] && consumers=(librdkafka java josefine)
+        read_topic=""
+        for run in $(seq 1 "$runs"); do
+            order=("${producers[@]:$(( (run - 1) % 2 ))}" "${producers[@]:0:$(( (run - 1) % 2 ))}")
+            for client in "${order[@]}"; do
+                topic="bench-scale-$client-$run-$$"
+                "$ours" --bootstrap "$JOSEFINE_BROKER" topics create "$topic" \
+                    --partitions "$scale_partitions" >/dev/null
+                log "produce $scale_records x 100 B keyed over $scale_partitions partitions, run $run/$runs: $client on $broker"
+                case "$client" in
+                    librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                                    --records "$scale_records" --size 100 --keyed ;;
+                    josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+                                    --records "$scale_records" --size 100 --keyed ;;
+                esac | tail -n 1 | sed 's/"mode":"produce"/"mode":"produce-scale"/' \
+                    | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+                if [ -z "$read_topic" ] && [ "$client" = librdkafka ]; then
+                    read_topic="$topic"
+                else
+                    "$ours" --bootstrap "$JOSEFINE_BROKER" topics delete "$topic" >/dev/null
+                fi
+            done
+        done
+        for run in $(seq 1 "$runs"); do
+            n=${#consumers[@]}
+            order=("${consumers[@]:$(( (run - 1) % n ))}" "${consumers[@]:0:$(( (run - 1) % n ))}")
+            for client in "${order[@]}"; do
+                log "group consume $scale_records x 100 B over $scale_partitions partitions, run $run/$runs: $client on $broker"
+                run_group "$client" "$scale_records" "$read_topic" "bench-scale-$client-$run-$$" \
+                    --idle-seconds "$scale_idle" | tail -n 1 | sed 's/"mode":"group"/"mode":"group-scale"/' \
+                    | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
+        "$ours" --bootstrap "$JOSEFINE_BROKER" topics delete "$read_topic" >/dev/null
     fi
     if [ "$broker" = kafka ] && want work; then
         # The CPU-bound handler: 25,000 mixing rounds (~50 us) per record.
@@ -310,7 +364,9 @@ for (broker, mode, size, client), rs in sorted(groups.items()):
     n = rs[0]["records"]
     rate = med(rs, lambda r: r["records"] / r["seconds"])
     mbs = med(rs, lambda r: r["bytes"] / r["seconds"] / 1e6)
-    cpu = med(rs, lambda r: r["cpu_user"] + r["cpu_sys"])
+    # Without the idle period's CPU, where a run had one (reported apart below).
+    cpu = med(rs, lambda r: r["cpu_user"] + r["cpu_sys"]
+              - r.get("idle_cpu_per_minute", 0) * r.get("idle_seconds", 0) / 60)
     rss = med(rs, lambda r: r["max_rss_kb"] / 1024)
     firsts = [r["first_record_seconds"] for r in rs if r.get("first_record_seconds") is not None]
     first = f'{statistics.median(firsts):9.3f}' if firsts else f'{"":9}'
@@ -380,6 +436,13 @@ if txn:
         for name, s in stats.items():
             if name != base:
                 print(f'  {name} / {base}: records/s x{s[0] / b[0]:.2f}  cpu x{s[1] / b[1]:.2f}')
+idle = {(b, c): rs for (b, m, size, c), rs in groups.items() if m == "group-scale"}
+if idle:
+    print("idle with every partition assigned (group-scale, after the last record): CPU seconds a minute")
+    for (b, c), rs in sorted(idle.items()):
+        xs = [r["idle_cpu_per_minute"] for r in rs if r.get("idle_cpu_per_minute") is not None]
+        if xs:
+            print(f'  {b:6} {c:11} {statistics.median(xs):8.3f}  (runs: {len(xs)})')
 for (broker, mode, size, client), (rate, cpu, rss) in sorted(summary.items()):
     if client != "josefine":
         continue

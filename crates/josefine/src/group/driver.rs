@@ -6,6 +6,7 @@
 //! cannot stall them (KIP-62). JoinGroup waits up to the rebalance timeout, so its
 //! request timeout is that plus the usual margin.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,7 +209,8 @@ impl Driver {
                 assignment,
             } => {
                 let partitions = self.decode_assignment(&assignment);
-                let revoked = self.owned.iter().any(|tp| !partitions.contains(tp));
+                let assigned: HashSet<&TopicPartition> = partitions.iter().collect();
+                let revoked = self.owned.iter().any(|tp| !assigned.contains(tp));
                 tracing::info!(group = %group, generation, partitions = partitions.len(), revoked, "session updated");
                 self.owned = partitions.clone();
                 self.owned_generation = generation;

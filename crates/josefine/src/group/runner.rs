@@ -21,7 +21,7 @@
 //! as [`OnHandlerError`] says: its claim restarts from its last mark after a backoff,
 //! the member rejoins the group, or `consume` stops with the error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,18 +159,23 @@ impl Claims {
         partitions: &[TopicPartition],
         deadline: Instant,
     ) {
+        // The set shrinks as tasks end: rescanning `partitions` after each would make
+        // draining a whole session O(n²).
+        let mut left: BTreeSet<TopicPartition> = partitions
+            .iter()
+            .filter(|tp| self.is_running(tp))
+            .cloned()
+            .collect();
         let overran = loop {
-            let left: Vec<TopicPartition> = partitions
-                .iter()
-                .filter(|tp| self.is_running(tp))
-                .cloned()
-                .collect();
             if left.is_empty() {
                 return;
             }
             tokio::select! {
                 ended = self.next() => match ended {
-                    Some((tp, result)) => self.ended(session, errors, tp, result),
+                    Some((tp, result)) => {
+                        left.remove(&tp);
+                        self.ended(session, errors, tp, result);
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline) => break left,
