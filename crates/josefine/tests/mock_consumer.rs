@@ -264,6 +264,15 @@ async fn a_leader_move_mid_consume_continues_at_the_next_offset_on_the_new_leade
     expect_records(&mut pc, 100, 150).await;
     assert_eq!(pc.high_watermark(), 150);
     assert_eq!(pc.lag(), 0);
+    let debug = format!("{pc:?}");
+    for part in [
+        TOPIC,
+        "partition: 0",
+        "position: 150",
+        "high_watermark: 150",
+    ] {
+        assert!(debug.contains(part), "{debug} names {part}");
+    }
     for node in [2, 3] {
         assert!(
             count(&cluster, node, ApiKey::Fetch) > 0,

@@ -105,6 +105,21 @@ pub struct PartitionConsumer {
     current: Option<(FetchedBatch, RecordCursor)>,
 }
 
+impl std::fmt::Debug for PartitionConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionConsumer")
+            .field("topic", &self.shared.tp.topic)
+            .field("partition", &self.shared.tp.partition)
+            .field("position", &self.position)
+            .field("paused", &self.shared.paused.load(Ordering::Relaxed))
+            .field(
+                "high_watermark",
+                &self.shared.high_watermark.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl PartitionConsumer {
     pub(crate) fn new(
         shared: Arc<PartitionShared>,
