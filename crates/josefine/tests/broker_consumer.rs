@@ -252,8 +252,7 @@ async fn an_unknown_partition_is_a_typed_error() {
     let err = consumer
         .consume_partition(&missing, 0, StartOffset::Earliest)
         .await
-        .err()
-        .expect("no such topic");
+        .expect_err("no such topic");
     assert_eq!(
         err.code(),
         Some(josefine::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION),

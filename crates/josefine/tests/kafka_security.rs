@@ -228,8 +228,7 @@ async fn reading_without_an_acl_is_a_typed_authorization_error() {
         .unwrap()
         .consume_partition(&topic, 0, StartOffset::Earliest)
         .await
-        .err()
-        .expect("no READ on the topic");
+        .expect_err("no READ on the topic");
     assert_eq!(
         err.code(),
         Some(KafkaCode::TOPIC_AUTHORIZATION_FAILED),
