@@ -7,7 +7,7 @@
 //   consume --bootstrap B --topic T --partitions P --records N
 //   group   --bootstrap B --topic T --group G --records N [--session-timeout-ms MS]
 //           [--idle-seconds S]
-//   assign  --members M --partitions-per-topic P [--samples N]
+//   assign  --members M --partitions-per-topic P [--samples N] [--warm-up-seconds S]
 //
 // Value of record i, byte j: (byte) ((i + j) * 31 + 7), no key, as the other peers.
 // Defaults of the Java client everywhere (acks=all, idempotence on, linger.ms 5,
@@ -29,10 +29,11 @@
 //
 // assign needs no broker: the group leader's work between JoinGroup and SyncGroup in
 // the Java client's assignors, as crates/josefine/benches/assignors.rs measures ours
-// (same members, topics, cases and ownership rules; read its header): each member's
-// serialized subscription deserialized, the assignor's assign(Cluster,
-// GroupSubscription), each assignment serialized. Each case runs 3 times to warm up,
-// then N times (default 10); one JSON line per case on stdout:
+// (same members, topics, cases and ownership rules, each client's ownership from its
+// own first round; read its header): each member's serialized subscription
+// deserialized, the assignor's assign(Cluster, GroupSubscription), each assignment
+// serialized. Each case warms up for S seconds (default 3, as criterion's warm-up for
+// ours; at least 3 runs), then runs N times (default 10); one JSON line per case:
 //   {"client":"java","mode":"assign","assignor":A,"case":C,"members":M,
 //    "partitions":P,"median_ms":T,"min_ms":T}
 //
@@ -135,16 +136,22 @@ public final class JavaBenchPeer {
             if (txnSize > 0) {
                 producer.initTransactions();
             }
+            // Record i's value depends on i % 256 only: the 256 values are made before
+            // the clock starts, as the other peers make theirs (send copies the value
+            // into its batch, so one array serves every record that uses it).
+            byte[][] values = new byte[256][size];
+            for (int k = 0; k < 256; k++) {
+                for (int j = 0; j < size; j++) {
+                    values[k][j] = (byte) ((k + j) * 31 + 7);
+                }
+            }
             cpu = cpuNanos();
             start = now();
             for (long i = 0; i < records; i++) {
                 if (txnSize > 0 && i % txnSize == 0) {
                     producer.beginTransaction();
                 }
-                byte[] value = new byte[size];
-                for (int j = 0; j < size; j++) {
-                    value[j] = (byte) ((i + j) * 31 + 7);
-                }
+                byte[] value = values[(int) (i % 256)];
                 producer.send(new ProducerRecord<>(topic, value), (metadata, error) -> {
                     if (error != null) {
                         failed.incrementAndGet();
@@ -317,10 +324,12 @@ public final class JavaBenchPeer {
         };
     }
 
-    // What member i sends in JoinGroup, as the Java client's ConsumerCoordinator builds
-    // it: the assignor's user data after it was told of its last assignment (owned, in
-    // OWNED_GENERATION; none if owned is null); owned partitions and the generation only
-    // under the cooperative protocol (eager members revoked everything before joining).
+    // What member i sends in JoinGroup, as josefine's members build it (the Java
+    // client's ConsumerCoordinator differs only in also sending the generation under
+    // the eager protocol, which the assignors here do not read): the assignor's user
+    // data after it was told of its last assignment (owned, in OWNED_GENERATION; none
+    // if owned is null); owned partitions and the generation only under the
+    // cooperative protocol (eager members revoked everything before joining).
     private static java.nio.ByteBuffer joinMetadata(String name, int i, boolean mixed,
                                                     List<TopicPartition> owned) {
         var assignor = newAssignor(name);
@@ -386,6 +395,7 @@ public final class JavaBenchPeer {
         int members = Integer.parseInt(args.get("members"));
         int perTopic = Integer.parseInt(args.get("partitions-per-topic"));
         int samples = Integer.parseInt(args.getOrDefault("samples", "10"));
+        double warmUp = Double.parseDouble(args.getOrDefault("warm-up-seconds", "3"));
         var node = new org.apache.kafka.common.Node(0, "localhost", 9092);
         List<org.apache.kafka.common.PartitionInfo> infos = new ArrayList<>();
         for (int t = 0; t < TOPICS; t++) {
@@ -406,15 +416,18 @@ public final class JavaBenchPeer {
             cases.put("leave", joined(name, 1, members, false, balanced));
             cases.put("join", joined(name, 0, members + 1, false, balanced));
             cases.put("mixed", joined(name, 0, members, true, mixedOwned));
+            // Warm-up as criterion's for josefine: each case runs for WARM_UP_S (at
+            // least 3 times) before its samples, so the JIT has compiled what it runs.
             for (var c : cases.entrySet()) {
                 double[] ms = new double[samples];
-                for (int k = -3; k < samples; k++) {
+                double warmUntil = now() + warmUp;
+                for (int k = 0; k < 3 || now() < warmUntil; k++) {
+                    lead(assignor, c.getValue(), cluster);
+                }
+                for (int k = 0; k < samples; k++) {
                     long t0 = System.nanoTime();
                     lead(assignor, c.getValue(), cluster);
-                    long t1 = System.nanoTime();
-                    if (k >= 0) {
-                        ms[k] = (t1 - t0) / 1e6;
-                    }
+                    ms[k] = (System.nanoTime() - t0) / 1e6;
                 }
                 java.util.Arrays.sort(ms);
                 System.out.printf("{\"client\":\"java\",\"mode\":\"assign\",\"assignor\":\"%s\",\"case\":\"%s\","

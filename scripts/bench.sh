@@ -57,7 +57,8 @@ else
 fi
 # Records per transaction in the transactional section.
 txn_size=1000
-read -r -a brokers <<<"${BROKERS:-kafka tansu}"
+# Empty BROKERS: none (the assign section needs none).
+read -r -a brokers <<<"${BROKERS-kafka tansu}"
 read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale}"
 for section in "${sections[@]}"; do
     case "$section" in
@@ -75,15 +76,18 @@ java_cp="$(ensure_java_bench_peer)"
 ours="$ROOT/target/$profile/josefine"
 results="$BUILD_DIR/bench/results-$(date +%Y%m%d-%H%M%S).jsonl"
 mkdir -p "$(dirname "$results")"
+touch "$results"
 
 # The group leader's work between JoinGroup and SyncGroup (decode the subscriptions,
-# assign, encode the assignments) in josefine's four assignors and the Java client's,
-# same members, topics, ownership and cases (crates/josefine/benches/assignors.rs,
-# JavaBenchPeer assign); no broker. Prints the medians side by side.
+# assign, encode the assignments) in josefine's four assignors and the Java client's:
+# same members, topics and cases, each client's ownership from its own first round
+# (crates/josefine/benches/assignors.rs, JavaBenchPeer assign); no broker. Prints the
+# medians side by side.
 assign_section() {
-    local members=1000 per_topic=1000 samples=10 timing=()
+    local members=1000 per_topic=1000 samples=10 timing=() warm_up=3
     if [ "$mode" = "--smoke" ]; then
-        members=100 per_topic=100 samples=3 timing=(--warm-up-time 0.05 --measurement-time 0.1)
+        members=100 per_topic=100 samples=3 warm_up=0.05
+        timing=(--warm-up-time 0.05 --measurement-time 0.1)
     fi
     log "assignors: $members members x $((10 * per_topic)) partitions, josefine and the Java client"
     local out="$BUILD_DIR/bench/assign-$(date +%Y%m%d-%H%M%S)"
@@ -91,7 +95,8 @@ assign_section() {
         cargo bench --locked -q -p josefine --bench assignors --profile "$( [ "$profile" = debug ] && echo dev || echo bench )" \
         -- --output-format bencher "${timing[@]}" >"$out.josefine" 2>"$out.stderr" ||
         { cat "$out.stderr" >&2; return 1; }
-    java_peer assign --members "$members" --partitions-per-topic "$per_topic" --samples "$samples" >"$out.java"
+    java_peer assign --members "$members" --partitions-per-topic "$per_topic" --samples "$samples" \
+        --warm-up-seconds "$warm_up" >"$out.java"
     python3 - "$out.josefine" "$out.java" <<'PY'
 import json, re, sys
 ours = {}
