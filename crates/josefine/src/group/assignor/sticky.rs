@@ -37,7 +37,7 @@
 //! squared counts, so the loop ends, and it ends exactly when goal 1 holds. Loads are
 //! indexed per topic, so finding a move costs a look-up per topic the donor holds: the
 //! leader's whole work for 1,000 members on 10,000 partitions, each member subscribed to
-//! half the topics, takes about 4 ms (`benches/assignors.rs`; Java's takes 0.2 s).
+//! half the topics, takes about 4 ms (`benches/assignors.rs`; Java's takes 0.19 s).
 //!
 //! Java's general algorithm reaches the same balance with a different search (and a
 //! partition-movement bookkeeping to avoid moving partitions of one topic back and forth
