@@ -672,11 +672,10 @@ fn cpu_seconds() -> f64 {
 /// `extra` is empty or further JSON members, each starting with a comma.
 fn report(mode: &str, records: u64, bytes: u64, seconds: f64, extra: &str) {
     let usage = rusage();
-    let secs = seconds_of;
     println!(
         r#"{{"client":"josefine","mode":"{mode}","records":{records},"bytes":{bytes},"seconds":{seconds:.3},"cpu_user":{:.3},"cpu_sys":{:.3},"max_rss_kb":{}{extra}}}"#,
-        secs(usage.ru_utime),
-        secs(usage.ru_stime),
+        seconds_of(usage.ru_utime),
+        seconds_of(usage.ru_stime),
         usage.ru_maxrss
     );
 }
