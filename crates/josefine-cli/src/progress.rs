@@ -42,7 +42,7 @@ impl Progress {
 
     /// Shows `done` if it is time to redraw (10 Hz, on a terminal only).
     pub fn tick(&mut self, done: u64) {
-        self.base.get_or_insert((Instant::now(), done));
+        self.base.get_or_insert_with(|| (Instant::now(), done));
         let every = Duration::from_millis(100);
         if !self.terminal || self.last_drawn.is_some_and(|t| t.elapsed() < every) {
             return;
@@ -54,7 +54,7 @@ impl Progress {
     /// The final state, ending a terminal's bar line (elsewhere the caller's summary
     /// says it).
     pub fn finish(&mut self, done: u64) {
-        self.base.get_or_insert((Instant::now(), done));
+        self.base.get_or_insert_with(|| (Instant::now(), done));
         if self.terminal {
             self.draw(done, true);
         }

@@ -14,13 +14,15 @@
 //! Time is passed in; replies are a type parameter, so this module is tested without a
 //! runtime.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::delivery::{Delivery, Resolver};
 use super::idempotence::Stamp;
 use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
 pub(crate) use crate::topic_partition::TopicPartition;
@@ -48,6 +50,8 @@ pub(crate) struct Batch<R> {
     pub stamp: Option<Stamp>,
     /// One reply per record, in offset order.
     pub replies: Vec<R>,
+    /// The outcome the records' [`Delivery`] futures wait on.
+    pub resolver: Resolver,
     pub created: Instant,
     /// Bytes of `buffer.memory` this batch holds until it is done.
     pub reserved: usize,
@@ -73,15 +77,17 @@ impl<R> Batch<R> {
 }
 
 struct PartitionQueue<R> {
+    tp: TopicPartition,
     open: Option<Batch<R>>,
     closed: VecDeque<Batch<R>>,
     in_flight: bool,
     retry_at: Option<Instant>,
 }
 
-impl<R> Default for PartitionQueue<R> {
-    fn default() -> Self {
+impl<R> PartitionQueue<R> {
+    fn new(tp: TopicPartition) -> Self {
         Self {
+            tp,
             open: None,
             closed: VecDeque::new(),
             in_flight: false,
@@ -107,46 +113,132 @@ impl<R> PartitionQueue<R> {
 }
 
 /// What an append did, for the caller to act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug)]
 pub(crate) struct Appended {
     /// A new open batch was started (the sender must schedule its linger deadline).
     pub new_batch: bool,
     /// A batch of this partition closed because it was full.
     pub batch_full: bool,
+    /// The record's delivery report, to come.
+    pub delivery: Delivery,
 }
 
-/// FNV-1a: these maps are hit once per record with short keys, where SipHash's
-/// flooding resistance buys nothing (keys are our own topic names) and costs time.
+/// A multiplicative hash taking eight bytes a step (the "Fx" hash of rustc): these maps
+/// are hit once per record with short keys, where SipHash's flooding resistance buys
+/// nothing (keys are our own topic names) and costs time.
 #[derive(Default)]
-struct Fnv(u64);
+pub(crate) struct FastHasher(u64);
 
-impl Hasher for Fnv {
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The product's high bits are the well-mixed ones; hashbrown picks buckets with
+        // the low ones.
+        self.0.rotate_left(26)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("eight bytes")));
         }
-        self.0 = h;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// The partition map's key: a [`TopicPartition`] that a record's `(&str, i32)` finds
+/// without building one (no reference count touched per record).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key(TopicPartition);
+
+/// What both [`Key`] and a borrowed `(topic, partition)` look like to the map.
+trait Lookup {
+    fn parts(&self) -> (&str, i32);
+}
+
+impl Lookup for Key {
+    fn parts(&self) -> (&str, i32) {
+        (&self.0.topic, self.0.partition)
+    }
+}
+
+impl Lookup for (&str, i32) {
+    fn parts(&self) -> (&str, i32) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Lookup + 'a> for Key {
+    fn borrow(&self) -> &(dyn Lookup + 'a) {
+        self
+    }
+}
+
+// As `Key`'s derived `Hash` and `Eq` (those of `TopicPartition`: the name's bytes, then
+// the partition), which the map requires of a borrowed form.
+impl Hash for dyn Lookup + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (topic, partition) = self.parts();
+        topic.hash(state);
+        partition.hash(state);
+    }
+}
+
+impl PartialEq for dyn Lookup + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn Lookup + '_ {}
+
+/// `tp` as a map look-up.
+fn lookup(tp: &TopicPartition) -> (&str, i32) {
+    (&tp.topic, tp.partition)
+}
+
+/// The shared name of `topic`, allocated once per topic.
+fn intern(topics: &mut HashSet<Arc<str>, BuildHasherDefault<FastHasher>>, topic: &str) -> Arc<str> {
+    match topics.get(topic) {
+        Some(name) => name.clone(),
+        None => {
+            let name: Arc<str> = Arc::from(topic);
+            topics.insert(name.clone());
+            name
+        }
+    }
+}
 
 /// All partitions' queues.
 pub(crate) struct Accumulator<R> {
     config: BatchConfig,
-    partitions: FastMap<TopicPartition, PartitionQueue<R>>,
-    /// Topic names seen, so appending a record allocates no name.
-    topics: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+    partitions: FastMap<Key, PartitionQueue<R>>,
+    /// Topic names seen, so a new partition queue allocates no name.
+    topics: HashSet<Arc<str>, BuildHasherDefault<FastHasher>>,
     /// Rotates where draining starts, so a request-size limit never starves the
     /// partitions that happen to come last.
     drain_start: usize,
@@ -162,25 +254,14 @@ impl<R> Accumulator<R> {
         }
     }
 
-    /// The shared name of `topic`, allocated once per topic.
-    pub(crate) fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
-        let topic = match self.topics.get(topic) {
-            Some(name) => name.clone(),
-            None => {
-                let name: Arc<str> = Arc::from(topic);
-                self.topics.insert(name.clone());
-                name
-            }
-        };
-        TopicPartition { topic, partition }
-    }
-
-    /// Appends one record to `tp`'s open batch; `now` is asked only if a batch opens.
-    /// On failure (only the wire format's own limits) the reply is handed back.
+    /// Appends one record to the open batch of `topic`/`partition`; `now` is asked
+    /// only if a batch opens. On failure (only the wire format's own limits) the reply
+    /// is handed back.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
-        tp: &TopicPartition,
+        topic: &str,
+        partition: i32,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -190,11 +271,20 @@ impl<R> Accumulator<R> {
         now: impl FnOnce() -> Instant,
     ) -> Result<Appended, (R, RecordError)> {
         let config = self.config;
-        let queue = match self.partitions.get_mut(tp) {
+        let lookup: &dyn Lookup = &(topic, partition);
+        let queue = match self.partitions.get_mut(lookup) {
             Some(queue) => queue,
-            None => self.partitions.entry(tp.clone()).or_default(),
+            None => {
+                let tp = TopicPartition {
+                    topic: intern(&mut self.topics, topic),
+                    partition,
+                };
+                self.partitions
+                    .entry(Key(tp.clone()))
+                    .or_insert_with(|| PartitionQueue::new(tp))
+            }
         };
-        let mut appended = Appended::default();
+        let (mut new_batch, mut batch_full) = (false, false);
         let needed = BatchBuilder::record_size_upper_bound(key, value, headers);
         if let Some(open) = &queue.open {
             let size = open
@@ -203,13 +293,13 @@ impl<R> Accumulator<R> {
                 .map_or(0, BatchBuilder::estimated_size);
             if size + needed > config.batch_size {
                 queue.close_open();
-                appended.batch_full = true;
+                batch_full = true;
             }
         }
         let open = queue.open.get_or_insert_with(|| {
-            appended.new_batch = true;
+            new_batch = true;
             Batch {
-                tp: tp.clone(),
+                tp: queue.tp.clone(),
                 builder: Some(
                     BatchBuilder::new().compression(config.compression, config.compression_level),
                 ),
@@ -217,6 +307,7 @@ impl<R> Accumulator<R> {
                 uncompressed: 0,
                 stamp: None,
                 replies: Vec::new(),
+                resolver: Resolver::new(queue.tp.topic.clone(), queue.tp.partition),
                 created: now(),
                 reserved: 0,
                 attempts: 0,
@@ -233,13 +324,18 @@ impl<R> Accumulator<R> {
             }
             return Err((reply, err));
         }
+        let delivery = open.resolver.delivery(open.replies.len() as u32, timestamp);
         open.replies.push(reply);
         open.reserved += reserved;
         if builder.estimated_size() >= config.batch_size {
             queue.close_open();
-            appended.batch_full = true;
+            batch_full = true;
         }
-        Ok(appended)
+        Ok(Appended {
+            new_batch,
+            batch_full,
+            delivery,
+        })
     }
 
     /// Takes sendable batches: per unmuted partition out of backoff, the oldest closed
@@ -263,7 +359,7 @@ impl<R> Accumulator<R> {
                         .as_ref()
                         .is_some_and(|b| force || b.created + linger <= now)
             })
-            .map(|(tp, _)| tp.clone())
+            .map(|(key, _)| key.0.clone())
             .collect();
         keys.sort();
         if !keys.is_empty() {
@@ -275,7 +371,7 @@ impl<R> Accumulator<R> {
         for tp in keys {
             let queue = self
                 .partitions
-                .get_mut(&tp)
+                .get_mut(&lookup(&tp) as &dyn Lookup)
                 .expect("key taken from the map");
             if queue.closed.is_empty() {
                 queue.close_open();
@@ -346,10 +442,10 @@ impl<R> Accumulator<R> {
 
     /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
     pub(crate) fn complete(&mut self, tp: &TopicPartition) {
-        if let Some(queue) = self.partitions.get_mut(tp) {
+        if let Some(queue) = self.partitions.get_mut(&lookup(tp) as &dyn Lookup) {
             queue.in_flight = false;
             if queue.is_idle() {
-                self.partitions.remove(tp);
+                self.partitions.remove(&lookup(tp) as &dyn Lookup);
             }
         }
     }
@@ -358,7 +454,10 @@ impl<R> Accumulator<R> {
     /// to be sent again no earlier than `retry_at`, and unmutes the partition.
     pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
         for batch in batches.into_iter().rev() {
-            let queue = self.partitions.entry(batch.tp.clone()).or_default();
+            let queue = self
+                .partitions
+                .entry(Key(batch.tp.clone()))
+                .or_insert_with(|| PartitionQueue::new(batch.tp.clone()));
             queue.in_flight = false;
             queue.retry_at = Some(retry_at);
             queue.closed.push_front(batch);
@@ -405,7 +504,7 @@ mod tests {
     }
 
     fn push(a: &mut Accumulator<u32>, p: i32, id: u32, now: Instant) -> Appended {
-        a.append(&tp(p), 0, None, Some(&[0u8; 100]), &[], id, 100, || now)
+        a.append("t", p, 0, None, Some(&[0u8; 100]), &[], id, 100, || now)
             .unwrap()
     }
 

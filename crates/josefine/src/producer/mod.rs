@@ -17,6 +17,7 @@
 //! TxnOffsetCommit, EndTxn.
 
 pub(crate) mod accumulator;
+mod delivery;
 pub(crate) mod idempotence;
 pub(crate) mod partitioner;
 
@@ -24,17 +25,15 @@ mod builder;
 mod sender;
 mod transaction;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 pub use builder::{Acks, ProducerBuilder};
+pub use delivery::{Delivery, DeliveryReport};
 pub use partitioner::{DefaultPartitioner, Partitioner};
 pub use transaction::GroupMetadata;
 
@@ -138,59 +137,13 @@ impl ProducerRecord {
     }
 }
 
-/// Where a record was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeliveryReport {
-    /// The record's topic.
-    pub topic: Arc<str>,
-    /// The partition it was written to.
-    pub partition: i32,
-    /// -1 with `acks=0`, where the broker does not say.
-    pub offset: i64,
-    /// The record's timestamp, or the broker's append time for topics with
-    /// `message.timestamp.type=LogAppendTime`.
-    pub timestamp: i64,
-}
-
-/// The future delivery report of one record; see [`Producer::enqueue`].
-#[must_use = "a Delivery does nothing unless awaited; dropping it does not cancel the send"]
-pub struct Delivery {
-    rx: oneshot::Receiver<Result<DeliveryReport>>,
-}
-
-impl std::fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").finish_non_exhaustive()
-    }
-}
-
-impl Future for Delivery {
-    type Output = Result<DeliveryReport>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Closed,
-                    "the producer stopped before delivering",
-                ))
-            })
-        })
-    }
-}
-
-/// What the accumulator keeps per record.
-pub(crate) struct PendingRecord {
-    reply: oneshot::Sender<Result<DeliveryReport>>,
-    timestamp: i64,
-}
-
 /// State shared by the producer handles and the sender task.
 pub(crate) struct Shared {
     client: Client,
     config: ProducerConfig,
-    accumulator: Mutex<Accumulator<PendingRecord>>,
+    /// Per record, the batch keeps nothing but the record's bytes: its delivery waits
+    /// on the batch's shared outcome ([`delivery`]).
+    accumulator: Mutex<Accumulator<()>>,
     /// Wakes the sender: a batch filled or opened, a flush, close.
     wake: Notify,
     /// `buffer.memory`, in bytes; a batch returns its bytes when it is done.
@@ -202,7 +155,7 @@ pub(crate) struct Shared {
     flushing: AtomicUsize,
     closed: AtomicBool,
     /// Set when the producer cannot go on (InitProducerId failed for good).
-    fatal: Mutex<Option<Error>>,
+    fatal: OnceLock<Error>,
     /// A transactional producer's state ([`transaction`]).
     txn: Option<Mutex<transaction::TxnState>>,
     /// Signalled when an AddPartitionsToTxn answers.
@@ -210,7 +163,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn accumulator(&self) -> std::sync::MutexGuard<'_, Accumulator<PendingRecord>> {
+    fn accumulator(&self) -> std::sync::MutexGuard<'_, Accumulator<()>> {
         self.accumulator
             .lock()
             .expect("accumulator lock is never held across a panic")
@@ -221,12 +174,7 @@ impl Shared {
             .txn
             .as_ref()
             .and_then(|txn| transaction::lock(txn).fatal());
-        txn_fatal.or_else(|| {
-            self.fatal
-                .lock()
-                .expect("fatal lock is never held across a panic")
-                .clone()
-        })
+        txn_fatal.or_else(|| self.fatal.get().cloned())
     }
 
     /// Records `n` reports as delivered (or failed).
@@ -301,7 +249,7 @@ impl Producer {
             idle: Notify::new(),
             flushing: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            fatal: Mutex::new(None),
+            fatal: OnceLock::new(),
         });
         let task = tokio::spawn(sender::run(shared.clone()));
         Self {
@@ -321,6 +269,56 @@ impl Producer {
     /// for room in `buffer.memory`) and returns its [`Delivery`] without waiting for
     /// it: many records can be in flight from one task.
     pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
+        // Most records need no wait: they take the synchronous path, whose stack frame
+        // is small; only a record that must wait (for metadata or memory) or joins a
+        // transaction builds the larger future, boxed so it does not grow this one.
+        match self.try_enqueue(record) {
+            Ok(done) => done,
+            Err(record) => Box::pin(self.enqueue_waiting(record)).await,
+        }
+    }
+
+    /// [`enqueue`](Self::enqueue) without waiting: the record's delivery or error, or
+    /// the record back when it would have to wait (or is transactional).
+    #[allow(clippy::result_large_err)]
+    fn try_enqueue(
+        &self,
+        record: ProducerRecord,
+    ) -> std::result::Result<Result<Delivery>, ProducerRecord> {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Ok(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+        }
+        if shared.txn.is_some() {
+            return Err(record);
+        }
+        if let Some(err) = shared.fatal.get() {
+            return Ok(Err(err.clone()));
+        }
+        let size = match self.record_size(&record) {
+            Ok(size) => size,
+            Err(err) => return Ok(Err(err)),
+        };
+        let Some(count) = shared.client.cached_partition_count(&record.topic) else {
+            return Err(record);
+        };
+        let partition = match self.choose_partition(&record, count) {
+            Ok(partition) => partition,
+            Err(err) => return Ok(Err(err)),
+        };
+        match shared.memory.try_acquire_many(size as u32) {
+            // The bytes are returned when the batch is done.
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(record),
+        }
+        shared.pending.fetch_add(1, Ordering::AcqRel);
+        Ok(self
+            .append(&record, partition, size)
+            .map_err(Rejected::into_error))
+    }
+
+    /// [`enqueue`](Self::enqueue) for a record that may have to wait.
+    async fn enqueue_waiting(&self, record: ProducerRecord) -> Result<Delivery> {
         let shared = &self.inner.shared;
         if shared.closed.load(Ordering::Acquire) {
             return Err(Error::new(ErrorKind::Closed, "the producer is closed"));
@@ -346,27 +344,33 @@ impl Producer {
         }
     }
 
-    /// The part of [`enqueue`](Self::enqueue) after the checks: size, partition,
-    /// memory, then into its batch.
-    async fn accept(&self, record: ProducerRecord) -> std::result::Result<Delivery, Rejected> {
-        let shared = &self.inner.shared;
-        let key = record.key.as_deref();
-        let value = record.value.as_deref();
-        let size = BatchBuilder::record_size_upper_bound(key, value, &record.headers);
-        let limit = shared
-            .config
-            .max_request_size
-            .min(shared.config.buffer_memory);
+    /// The record's size in a batch, or why it can never be sent.
+    fn record_size(&self, record: &ProducerRecord) -> Result<usize> {
+        let config = &self.inner.shared.config;
+        let size = BatchBuilder::record_size_upper_bound(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        let limit = config.max_request_size.min(config.buffer_memory);
         if size + RECORD_BATCH_OVERHEAD > limit {
-            return Err(Rejected::Failed(Error::new(
+            return Err(Error::new(
                 ErrorKind::Kafka(KafkaCode::MESSAGE_TOO_LARGE),
                 format!(
                     "the record is {} bytes serialized, more than max.request.size / buffer.memory ({limit} bytes)",
                     size + RECORD_BATCH_OVERHEAD
                 ),
             )
-            .with_topic(&record.topic)));
+            .with_topic(&record.topic));
         }
+        Ok(size)
+    }
+
+    /// The part of [`enqueue`](Self::enqueue) after the checks: size, partition,
+    /// memory, then into its batch.
+    async fn accept(&self, record: ProducerRecord) -> std::result::Result<Delivery, Rejected> {
+        let shared = &self.inner.shared;
+        let size = self.record_size(&record).map_err(Rejected::Failed)?;
         let max_block = || tokio::time::Instant::now() + shared.config.max_block;
         let partition = self
             .partition_of(&record, max_block)
@@ -394,9 +398,6 @@ impl Producer {
         };
         // The bytes are returned when the batch is done, not when this function ends.
         permit.forget();
-
-        let timestamp = record.timestamp.unwrap_or_else(now_millis);
-        let (reply, rx) = oneshot::channel();
         match &shared.txn {
             // Counted as pending under the transaction's lock, so a commit that starts
             // now waits for this record (and one that started refuses it).
@@ -416,15 +417,30 @@ impl Producer {
                 shared.pending.fetch_add(1, Ordering::AcqRel);
             }
         }
+        self.append(&record, partition, size)
+    }
+
+    /// Appends an accepted record (its memory taken, counted as pending) to its
+    /// partition's batch.
+    fn append(
+        &self,
+        record: &ProducerRecord,
+        partition: i32,
+        size: usize,
+    ) -> std::result::Result<Delivery, Rejected> {
+        let shared = &self.inner.shared;
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let timestamp = record.timestamp.unwrap_or_else(now_millis);
         let mut accumulator = shared.accumulator();
-        let tp = accumulator.topic_partition(&record.topic, partition);
         let appended = accumulator.append(
-            &tp,
+            &record.topic,
+            partition,
             timestamp,
             key,
             value,
             &record.headers,
-            PendingRecord { reply, timestamp },
+            (),
             size,
             || tokio::time::Instant::now().into_std(),
         );
@@ -440,7 +456,7 @@ impl Producer {
                 if appended.new_batch || appended.batch_full {
                     shared.wake.notify_one();
                 }
-                Ok(Delivery { rx })
+                Ok(appended.delivery)
             }
             Err((_, err)) => {
                 shared.memory.add_permits(size);
@@ -467,13 +483,18 @@ impl Producer {
             Some(count) => count,
             None => self.wait_for_partitions(record, max_block()).await?,
         };
+        self.choose_partition(record, count)
+    }
+
+    /// The record's partition of a topic of `count` partitions.
+    fn choose_partition(&self, record: &ProducerRecord, count: i32) -> Result<i32> {
         match record.partition {
             Some(p) if (0..count).contains(&p) => Ok(p),
             Some(p) => Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
                 .with_topic(&record.topic)
                 .with_partition(p)),
             None => {
-                let p = shared.config.partitioner.partition(
+                let p = self.inner.shared.config.partitioner.partition(
                     &record.topic,
                     record.key.as_deref(),
                     count,

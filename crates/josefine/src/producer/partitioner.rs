@@ -7,7 +7,7 @@
 //! that partition's batch fills, then a different partition is picked. Batches fill up
 //! instead of many tiny batches going everywhere.
 
-use std::collections::HashMap;
+use super::accumulator::FastMap;
 use std::sync::Mutex;
 
 /// Picks the partition of a record whose partition the caller did not set.
@@ -62,7 +62,7 @@ pub(crate) fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 /// murmur2 for keyed records, KIP-480 sticky for keyless ones. The default.
 #[derive(Debug, Default)]
 pub struct DefaultPartitioner {
-    sticky: Mutex<HashMap<String, Sticky>>,
+    sticky: Mutex<FastMap<String, Sticky>>,
 }
 
 /// A topic's sticky choice: the partition keyless records go to, or, after its batch

@@ -35,16 +35,17 @@ use tokio::sync::mpsc;
 
 use super::accumulator::{Batch, TopicPartition};
 use super::builder::Acks;
+use super::delivery::{Resolution, Resolver};
 use super::idempotence::{ProducerIdentity, Sequences, Stamp};
 use super::transaction::{self, Phase};
-use super::{DeliveryReport, PendingRecord, Shared};
+use super::Shared;
 use crate::backoff::jitter_unit;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
 use crate::protocol::records::{batches, restamp_producer, BatchBuilder, DecodeOptions, Header};
 
 const DUPLICATE_SEQUENCE_NUMBER: i16 = KafkaCode::DUPLICATE_SEQUENCE_NUMBER.code();
 
-type ProducerBatch = Batch<PendingRecord>;
+type ProducerBatch = Batch<()>;
 
 /// A finished Produce request, back from its task.
 struct Completion {
@@ -378,23 +379,10 @@ impl Sender {
             metrics.compression_ratio.record(ratio);
         }
         metrics.latency.record(took.as_secs_f64());
-        for (i, record) in batch.replies.into_iter().enumerate() {
-            let report = DeliveryReport {
-                topic: batch.tp.topic.clone(),
-                partition: batch.tp.partition,
-                offset: if base_offset < 0 {
-                    -1
-                } else {
-                    base_offset + i as i64
-                },
-                timestamp: if append_time >= 0 {
-                    append_time
-                } else {
-                    record.timestamp
-                },
-            };
-            let _ = record.reply.send(Ok(report));
-        }
+        batch.resolver.resolve(Resolution::Written {
+            base_offset,
+            append_time,
+        });
         self.shared.accumulator().complete(&batch.tp);
         self.shared.memory.add_permits(batch.reserved);
         self.note_buffer();
@@ -426,9 +414,7 @@ impl Sender {
             self.needs_epoch_bump = true;
         }
         let n = batch.replies.len();
-        for record in batch.replies {
-            let _ = record.reply.send(Err(err.clone()));
-        }
+        batch.resolver.resolve(Resolution::Failed(err));
         self.shared.accumulator().complete(&batch.tp);
         self.shared.memory.add_permits(batch.reserved);
         self.note_buffer();
@@ -592,11 +578,7 @@ impl Sender {
                         format!("cannot get a producer id: {err}"),
                     );
                     tracing::error!(error = %err, "idempotent producer cannot continue");
-                    *self
-                        .shared
-                        .fatal
-                        .lock()
-                        .expect("fatal lock is never held across a panic") = Some(err.clone());
+                    let _ = self.shared.fatal.set(err.clone());
                     let waiting = self.shared.accumulator().take_all_waiting();
                     for batch in waiting {
                         self.fail(batch, err.clone());
@@ -749,7 +731,7 @@ fn split(
     let mid = records.len() / 2;
     let mut replies = std::mem::take(&mut batch.replies);
     let second_replies = replies.split_off(mid);
-    let mut halves = Vec::new();
+    let mut halves: Vec<ProducerBatch> = Vec::new();
     let reserved_first = batch.reserved / 2;
     for (part, replies, reserved) in [
         (&records[..mid], replies, reserved_first),
@@ -779,12 +761,17 @@ fn split(
             uncompressed: 0,
             stamp: None,
             replies,
+            resolver: Resolver::new(batch.tp.topic.clone(), batch.tp.partition),
             created: batch.created,
             reserved,
             attempts: batch.attempts,
             last_error: batch.last_error.clone(),
         });
     }
+    batch.resolver.resolve(Resolution::Moved(vec![
+        (0, halves[0].resolver.outcome().clone()),
+        (mid as u32, halves[1].resolver.outcome().clone()),
+    ]));
     Ok(halves)
 }
 
