@@ -19,5 +19,5 @@ mkdir -p "$(dirname "$out")"
 # directory as a fallback if the binary is copied elsewhere on this machine.
 rel="$(realpath --relative-to="$(dirname "$out")" "$libdir")"
 gcc -O2 -Wall -Wextra -std=c11 -o "$out" "$ROOT/bench/rdkafka_peer.c" "$so" \
-    -Wl,-rpath,"\$ORIGIN/$rel" -Wl,-rpath,"$libdir"
+    -Wl,-rpath,"\$ORIGIN/$rel" -Wl,-rpath,"$libdir" -lm -lpthread
 echo "$out"

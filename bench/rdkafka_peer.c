@@ -13,6 +13,21 @@
  *   rdkafka_peer group --bootstrap HOST:PORT --topic T --group G --records N
  *                [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]
  *                [--idle-seconds S] [--no-warmup] [--set NAME=VALUE]...
+ *   rdkafka_peer latency --bootstrap HOST:PORT --topic T --group G --records N
+ *                [--partitions P] [--rate R] [--size BYTES] [--warmup-ms MS]
+ *                [--linger-ms MS] [--fetch-wait-ms MS] [--set NAME=VALUE]...
+ * latency: end-to-end latency, as `josefine bench latency` measures it. One producer
+ * (acks=all, idempotence on, linger MS) sends record i to partition i % P (default
+ * 6) at R records a second (default 10,000), each at its due time; its value (BYTES,
+ * default 100, at least 9) starts with the send time (CLOCK_MONOTONIC ns,
+ * little-endian, taken just before rd_kafka_produce) and a flag byte, 1 for a
+ * measured record. A high-level consumer in group G (the group mode's settings,
+ * fetch.wait.max.ms MS, default 100) polls on its own thread and takes each measured
+ * record's latency as its receive time minus its send time. Warm-up records (flag
+ * 0) go out until the consumer received its first record and --warmup-ms (default
+ * 2000) more passed; then N measured records. Its line adds "rate", "partitions",
+ * "linger_ms", "fetch_wait_ms" and the nearest-rank "p50_ms", "p99_ms", "p999_ms",
+ * "max_ms"; "seconds" spans the measured sends.
  * consume assigns partitions 0..P-1 directly from the beginning (no group join,
  * nothing committed). group is a high-level consumer subscribed to T in group G:
  * auto.offset.reset=earliest, auto commit every 1000 ms of the offsets stored per
@@ -56,6 +71,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +231,9 @@ static void usage(void) {
             "               [--session-timeout-ms MS] [--assignor range|roundrobin|cooperative-sticky]\n"
             "               [--idle-seconds S]\n"
             "               [--no-warmup] [--set NAME=VALUE]...\n"
+            "  rdkafka_peer latency --bootstrap HOST:PORT --topic T --group G --records N\n"
+            "               [--partitions P] [--rate R] [--size BYTES] [--warmup-ms MS]\n"
+            "               [--linger-ms MS] [--fetch-wait-ms MS] [--set NAME=VALUE]...\n"
             "--set passes any librdkafka property (e.g. debug=eos), after the defaults.\n");
     exit(2);
 }
@@ -274,6 +294,9 @@ struct opts {
     long long session_timeout_ms;
     long long idle_seconds;
     const char *assignor;
+    long long rate;
+    long long warmup_ms;
+    long long fetch_wait_ms;
     int warmup;
     int n_extra;
     const char *extra[32]; /* --set NAME=VALUE, applied last */
@@ -291,6 +314,9 @@ static struct opts parse_args(int argc, char **argv) {
     o.idempotence = "true";
     o.session_timeout_ms = 6000;
     o.assignor = "range";
+    o.rate = 10000;
+    o.warmup_ms = 2000;
+    o.fetch_wait_ms = 100;
     o.warmup = 1;
     if (argc < 2) usage();
     o.mode = argv[1];
@@ -323,6 +349,9 @@ static struct opts parse_args(int argc, char **argv) {
         else if (strcmp(a, "--session-timeout-ms") == 0) o.session_timeout_ms = parse_count(a, v, 1);
         else if (strcmp(a, "--idle-seconds") == 0) o.idle_seconds = parse_count(a, v, 0);
         else if (strcmp(a, "--assignor") == 0) o.assignor = v;
+        else if (strcmp(a, "--rate") == 0) o.rate = parse_count(a, v, 1);
+        else if (strcmp(a, "--warmup-ms") == 0) o.warmup_ms = parse_count(a, v, 0);
+        else if (strcmp(a, "--fetch-wait-ms") == 0) o.fetch_wait_ms = parse_count(a, v, 0);
         else if (strcmp(a, "--set") == 0) {
             if (o.n_extra == 32 || !strchr(v, '=')) die("bad --set %s (NAME=VALUE, at most 32)", v);
             o.extra[o.n_extra++] = v;
@@ -341,6 +370,11 @@ static struct opts parse_args(int argc, char **argv) {
             die("%s", "--transaction-size needs --idempotence true and --acks all");
     } else if (strcmp(o.mode, "consume") == 0) {
         if (o.partitions < 1) usage();
+    } else if (strcmp(o.mode, "latency") == 0) {
+        if (!o.group || !*o.group) usage();
+        if (o.size < 0) o.size = 100;
+        if (o.partitions < 0) o.partitions = 6;
+        if (o.size < 9) die("%s", "--size must be at least 9 in latency mode");
     } else if (strcmp(o.mode, "group") == 0) {
         if (!o.group || !*o.group) usage();
         if (strcmp(o.assignor, "range") != 0 && strcmp(o.assignor, "roundrobin") != 0 &&
@@ -869,6 +903,173 @@ static int group_mode(const struct opts *o) {
     return timed_out ? 1 : 0;
 }
 
+/* ---------------------------------- latency ------------------------------ */
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct latency_state {
+    rd_kafka_t *consumer;
+    long long target;
+    uint64_t first_ns;   /* the first record's receive time, 0 until then (atomic) */
+    long long measured;  /* written by the consumer thread only (atomic) */
+    uint64_t *lat_ns;
+    int stop;            /* atomic */
+    long long failed;    /* delivery reports with an error (producer thread) */
+};
+
+static struct latency_state L;
+
+static void *latency_consumer(void *arg) {
+    (void)arg;
+    while (!__atomic_load_n(&L.stop, __ATOMIC_ACQUIRE)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(L.consumer, 100);
+        if (!m) continue;
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            uint64_t now = mono_ns();
+            if (__atomic_load_n(&L.first_ns, __ATOMIC_ACQUIRE) == 0)
+                __atomic_store_n(&L.first_ns, now, __ATOMIC_RELEASE);
+            const unsigned char *v = m->payload;
+            long long n = __atomic_load_n(&L.measured, __ATOMIC_ACQUIRE);
+            if (v && m->len >= 9 && v[8] == 1 && n < L.target) {
+                uint64_t sent = 0;
+                for (int b = 7; b >= 0; b--) sent = (sent << 8) | v[b];
+                L.lat_ns[n] = now > sent ? now - sent : 0;
+                __atomic_store_n(&L.measured, n + 1, __ATOMIC_RELEASE);
+            }
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            fprintf(stderr, "latency: consumer error event: %s\n", rd_kafka_err2str(m->err));
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return NULL;
+}
+
+static void on_latency_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (L.failed++ == 0) fprintf(stderr, "latency: delivery failed: %s\n", rd_kafka_err2str(m->err));
+    }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest rank, as josefine's harness takes it. */
+static double percentile_ms(const uint64_t *sorted, long long n, double q) {
+    if (n == 0) return 0;
+    long long rank = (long long)ceil(q * (double)n);
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    return (double)sorted[rank - 1] / 1e6;
+}
+
+static int latency_mode(const struct opts *o) {
+    char errstr[512], num[32];
+    rd_kafka_conf_t *cconf = rd_kafka_conf_new();
+    set_conf(cconf, "bootstrap.servers", o->bootstrap);
+    set_conf(cconf, "client.id", "josefine-bench-rdkafka-peer");
+    set_conf(cconf, "group.id", o->group);
+    set_conf(cconf, "auto.offset.reset", "earliest");
+    set_conf(cconf, "enable.auto.commit", "true");
+    set_conf(cconf, "auto.commit.interval.ms", "1000");
+    snprintf(num, sizeof num, "%lld", o->fetch_wait_ms);
+    set_conf(cconf, "fetch.wait.max.ms", num);
+    set_conf(cconf, "enable.partition.eof", "false");
+    set_extra(cconf, o);
+    L.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
+    if (!L.consumer) die("rd_kafka_new(consumer): %s", errstr);
+    rd_kafka_poll_set_consumer(L.consumer);
+    L.target = o->records;
+    L.lat_ns = calloc((size_t)o->records, sizeof *L.lat_ns);
+    if (!L.lat_ns) die("%s", "out of memory");
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, o->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(L.consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) die("rd_kafka_subscribe: %s", rd_kafka_err2str(err));
+    pthread_t reader;
+    if (pthread_create(&reader, NULL, latency_consumer, NULL) != 0) die("%s", "pthread_create");
+
+    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    set_conf(pconf, "bootstrap.servers", o->bootstrap);
+    set_conf(pconf, "client.id", "josefine-bench-rdkafka-peer");
+    set_conf(pconf, "linger.ms", o->linger_ms);
+    set_conf(pconf, "enable.idempotence", "true");
+    set_conf(pconf, "acks", "-1");
+    set_extra(pconf, o);
+    rd_kafka_conf_set_dr_msg_cb(pconf, on_latency_delivery);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof errstr);
+    if (!rk) die("rd_kafka_new(producer): %s", errstr);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, o->topic, NULL);
+    if (!rkt) die("rd_kafka_topic_new: %s", rd_kafka_err2str(rd_kafka_last_error()));
+
+    size_t size = (size_t)o->size;
+    unsigned char *value = calloc(size, 1);
+    if (!value) die("%s", "out of memory");
+    double interval_ns = 1e9 / (double)o->rate;
+    uint64_t start = mono_ns(), measuring_since = 0;
+    long long sent_measured = 0;
+    for (long long i = 0; sent_measured < o->records; i++) {
+        uint64_t due = start + (uint64_t)((double)i * interval_ns);
+        if (mono_ns() < due) {
+            struct timespec ts = {(time_t)(due / 1000000000ull), (long)(due % 1000000000ull)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+        }
+        if (!measuring_since) {
+            uint64_t first = __atomic_load_n(&L.first_ns, __ATOMIC_ACQUIRE);
+            if (first && mono_ns() - first >= (uint64_t)o->warmup_ms * 1000000ull)
+                measuring_since = mono_ns();
+            if (mono_ns() - start > 120ull * 1000000000ull)
+                die("%s", "the consumer received nothing in 120 s");
+        }
+        value[8] = measuring_since ? 1 : 0;
+        uint64_t t = mono_ns();
+        for (int b = 0; b < 8; b++) value[b] = (unsigned char)(t >> (8 * b));
+        while (rd_kafka_produce(rkt, (int32_t)(i % o->partitions), RD_KAFKA_MSG_F_COPY, value,
+                                size, NULL, 0, NULL) == -1) {
+            if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                die("rd_kafka_produce: %s", rd_kafka_err2str(rd_kafka_last_error()));
+            rd_kafka_poll(rk, 10);
+        }
+        rd_kafka_poll(rk, 0); /* serves delivery reports */
+        if (measuring_since) sent_measured++;
+    }
+    double seconds = (double)(mono_ns() - measuring_since) / 1e9;
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) die("%s", "flush timed out");
+    uint64_t deadline = mono_ns() + 60ull * 1000000000ull;
+    while (__atomic_load_n(&L.measured, __ATOMIC_ACQUIRE) < o->records && mono_ns() < deadline) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    __atomic_store_n(&L.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(reader, NULL);
+    long long n = __atomic_load_n(&L.measured, __ATOMIC_ACQUIRE);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    rd_kafka_consumer_close(L.consumer);
+    rd_kafka_destroy(L.consumer);
+    if (L.failed > 0) die("%s", "some records failed");
+    if (n < o->records) fprintf(stderr, "latency: received %lld of %lld measured records\n", n, o->records);
+
+    qsort(L.lat_ns, (size_t)n, sizeof *L.lat_ns, cmp_u64);
+    char extra[320];
+    snprintf(extra, sizeof extra,
+             ",\"rate\":%lld,\"partitions\":%lld,\"linger_ms\":%s,\"fetch_wait_ms\":%lld,"
+             "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f",
+             o->rate, o->partitions, o->linger_ms, o->fetch_wait_ms, percentile_ms(L.lat_ns, n, 0.50),
+             percentile_ms(L.lat_ns, n, 0.99), percentile_ms(L.lat_ns, n, 0.999),
+             percentile_ms(L.lat_ns, n, 1.0));
+    print_result("latency", n, n * (long long)size, seconds, extra);
+    return n < o->records ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     struct opts o = parse_args(argc, argv);
     int v = rd_kafka_version();
@@ -877,5 +1078,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rdkafka_peer: librdkafka %s, %s\n", rd_kafka_version_str(), o.mode);
     if (strcmp(o.mode, "produce") == 0) return produce_mode(&o);
     if (strcmp(o.mode, "consume") == 0) return consume_mode(&o);
+    if (strcmp(o.mode, "latency") == 0) return latency_mode(&o);
     return group_mode(&o);
 }

@@ -19,7 +19,10 @@
 #                                    Kafka only, assign (the group leader's assignors,
 #                                    1,000 members x 10,000 partitions, beside the Java
 #                                    client's) on none; scale: 200,000 keyed records
-#                                    produced over 10,000 partitions, then group consumed
+#                                    produced over 10,000 partitions, then group consumed;
+#                                    latency: records produced at 10,000/s and read by a
+#                                    group member in the same process, send to receive
+#                                    percentiles, josefine's pair and librdkafka's
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -38,6 +41,8 @@ if [ "$mode" = "--smoke" ]; then
     scale_partitions=1000
     scale_records=20000
     scale_idle=3
+    latency_records=2000
+    latency_warmup_ms=500
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
@@ -51,6 +56,8 @@ else
     scale_partitions=10000
     scale_records=200000
     scale_idle=60
+    latency_records=300000
+    latency_warmup_ms=2000
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
@@ -59,16 +66,21 @@ fi
 txn_size=1000
 # Empty BROKERS: none (the assign section needs none).
 read -r -a brokers <<<"${BROKERS-kafka tansu}"
-read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale}"
+read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale latency}"
 for section in "${sections[@]}"; do
     case "$section" in
-        clients | work | process | rebalance | txn | assign | scale) ;;
-        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign, scale)" >&2; exit 2 ;;
+        clients | work | process | rebalance | txn | assign | scale | latency) ;;
+        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign, scale, latency)" >&2; exit 2 ;;
     esac
 done
 want() {
     [[ " ${sections[*]} " == *" $1 "* ]]
 }
+# A broker holding 10,000 partitions and serving them to one fetch needs more than
+# the tests' 768 MB heap (it ran out of memory there).
+if want scale && [ "$mode" != --smoke ]; then
+    KAFKA_HEAP="${JOSEFINE_KAFKA_HEAP:-3g}"
+fi
 ensure_venv
 ensure_kafka
 peer="$(bash bench/build-peer.sh)"
@@ -186,8 +198,8 @@ if want assign; then
     assign_section
 fi
 for broker in "${brokers[@]}"; do
-    if [ "$broker" = tansu ] && ! want clients && ! want scale; then
-        continue # only the clients and scale sections run on Tansu
+    if [ "$broker" = tansu ] && ! want clients && ! want scale && ! want latency; then
+        continue # only the clients, scale and latency sections run on Tansu
     fi
     case "$broker" in
         kafka)
@@ -225,48 +237,80 @@ for broker in "${brokers[@]}"; do
         done
     fi
     if want scale; then
-        # Scale (#17): topics of $scale_partitions partitions. Each producer writes
-        # $scale_records keyed records of 100 B (key-<i>: spread over every partition)
-        # into a fresh topic; then each consumer reads all of the topic librdkafka wrote
-        # in run 1, as the only member of a fresh group (all partitions its own), and
-        # then stays in the group with nothing to read for $scale_idle s: the CPU it
-        # spends meanwhile is its idle cost.
-        producers=(librdkafka josefine)
+        # Scale (#17): one topic of $scale_partitions partitions. librdkafka fills it
+        # with $scale_records keyed records of 100 B (key-<i>: spread over every
+        # partition; not counted); each consumer reads all of it as the only member of
+        # a fresh group (all partitions its own), then stays in the group with nothing
+        # to read for $scale_idle s: the CPU it spends meanwhile is its idle cost. Then
+        # each producer writes $scale_records more keyed records into the same topic.
+        # One topic only: Kafka keeps a file open per partition, these machines allow
+        # a process 20,000, and Kafka takes minutes to close a deleted topic's files.
+        # Kafka's controller takes at most 10,000 records in one operation (a topic of
+        # 10,000 partitions is 10,001): there the topic grows in steps of 5,000.
+        scale_produce() {
+            local client="$1" topic="$2"
+            case "$client" in
+                librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
+                                --records "$scale_records" --size 100 --keyed ;;
+                josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
+                                --records "$scale_records" --size 100 --keyed --existing ;;
+            esac
+        }
+        topic="bench-scale-$$"
+        n="$scale_partitions"
+        [ "$broker" = kafka ] && [ "$n" -gt 5000 ] && n=5000
+        "$ours" --bootstrap "$JOSEFINE_BROKER" topics create "$topic" --partitions "$n" >/dev/null
+        while [ "$n" -lt "$scale_partitions" ]; do
+            n=$(( n + 5000 < scale_partitions ? n + 5000 : scale_partitions ))
+            "$ours" --bootstrap "$JOSEFINE_BROKER" topics add-partitions "$topic" --total "$n" >/dev/null
+        done
+        log "filling $topic ($scale_partitions partitions) for the group runs (librdkafka, not counted)"
+        scale_produce librdkafka "$topic" >/dev/null
         consumers=(librdkafka josefine)
         [ "$broker" = kafka ] && consumers=(librdkafka java josefine)
-        read_topic=""
         for run in $(seq 1 "$runs"); do
-            order=("${producers[@]:$(( (run - 1) % 2 ))}" "${producers[@]:0:$(( (run - 1) % 2 ))}")
-            for client in "${order[@]}"; do
-                topic="bench-scale-$client-$run-$$"
-                "$ours" --bootstrap "$JOSEFINE_BROKER" topics create "$topic" \
-                    --partitions "$scale_partitions" >/dev/null
-                log "produce $scale_records x 100 B keyed over $scale_partitions partitions, run $run/$runs: $client on $broker"
-                case "$client" in
-                    librdkafka) "$peer" produce --bootstrap "$JOSEFINE_BROKER" --topic "$topic" \
-                                    --records "$scale_records" --size 100 --keyed ;;
-                    josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench produce --topic "$topic" \
-                                    --records "$scale_records" --size 100 --keyed ;;
-                esac | tail -n 1 | sed 's/"mode":"produce"/"mode":"produce-scale"/' \
-                    | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
-                if [ -z "$read_topic" ] && [ "$client" = librdkafka ]; then
-                    read_topic="$topic"
-                else
-                    "$ours" --bootstrap "$JOSEFINE_BROKER" topics delete "$topic" >/dev/null
-                fi
-            done
-        done
-        for run in $(seq 1 "$runs"); do
-            n=${#consumers[@]}
-            order=("${consumers[@]:$(( (run - 1) % n ))}" "${consumers[@]:0:$(( (run - 1) % n ))}")
+            k=$(( (run - 1) % ${#consumers[@]} ))
+            order=("${consumers[@]:$k}" "${consumers[@]:0:$k}")
             for client in "${order[@]}"; do
                 log "group consume $scale_records x 100 B over $scale_partitions partitions, run $run/$runs: $client on $broker"
-                run_group "$client" "$scale_records" "$read_topic" "bench-scale-$client-$run-$$" \
+                run_group "$client" "$scale_records" "$topic" "bench-scale-$client-$run-$$" \
                     --idle-seconds "$scale_idle" | tail -n 1 | sed 's/"mode":"group"/"mode":"group-scale"/' \
                     | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
             done
         done
-        "$ours" --bootstrap "$JOSEFINE_BROKER" topics delete "$read_topic" >/dev/null
+        producers=(librdkafka josefine)
+        for run in $(seq 1 "$runs"); do
+            order=("${producers[@]:$(( (run - 1) % 2 ))}" "${producers[@]:0:$(( (run - 1) % 2 ))}")
+            for client in "${order[@]}"; do
+                log "produce $scale_records x 100 B keyed over $scale_partitions partitions, run $run/$runs: $client on $broker"
+                scale_produce "$client" "$topic" | tail -n 1 \
+                    | sed 's/"mode":"produce"/"mode":"produce-scale"/' \
+                    | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
+        "$ours" --bootstrap "$JOSEFINE_BROKER" topics delete "$topic" >/dev/null
+    fi
+    if want latency; then
+        # End-to-end latency (#17): each pair (producer and group member in one
+        # process) sends $latency_records measured records at 10,000/s, 100 B, to a
+        # fresh 6-partition topic (record i to partition i % 6), linger 5 ms, fetch wait
+        # 100 ms, after a warm-up that starts when the member's first record arrives.
+        pairs=(librdkafka josefine)
+        for run in $(seq 1 "$runs"); do
+            order=("${pairs[@]:$(( (run - 1) % 2 ))}" "${pairs[@]:0:$(( (run - 1) % 2 ))}")
+            for client in "${order[@]}"; do
+                topic="bench-latency-$client-$run-$$"
+                create_bench_topic "$topic"
+                log "latency, $latency_records records at 10,000/s, run $run/$runs: $client on $broker"
+                args=(--bootstrap "$JOSEFINE_BROKER" --topic "$topic" --group "bench-latency-$client-$run-$$"
+                      --records "$latency_records" --rate 10000 --size 100 --partitions 6
+                      --warmup-ms "$latency_warmup_ms" --linger-ms 5 --fetch-wait-ms 100)
+                case "$client" in
+                    librdkafka) "$peer" latency "${args[@]}" ;;
+                    josefine) "$ours" --bootstrap "$JOSEFINE_BROKER" bench latency "${args[@]:2}" ;;
+                esac | tail -n 1 | sed "s/}\$/,\"size\":100,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
     fi
     if [ "$broker" = kafka ] && want work; then
         # The CPU-bound handler: 25,000 mixing rounds (~50 us) per record.
@@ -358,7 +402,8 @@ python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rebalances = [r for r in rows if r["mode"].startswith("rebalance-")]
-rows = [r for r in rows if not r["mode"].startswith("rebalance-")]
+latencies = [r for r in rows if r["mode"] == "latency"]
+rows = [r for r in rows if not r["mode"].startswith("rebalance-") and r["mode"] != "latency"]
 groups = {}
 for r in rows:
     groups.setdefault((r.get("broker", "tansu"), r["mode"], r["size"], r["client"]), []).append(r)
@@ -441,6 +486,22 @@ if txn:
         for name, s in stats.items():
             if name != base:
                 print(f'  {name} / {base}: records/s x{s[0] / b[0]:.2f}  cpu x{s[1] / b[1]:.2f}')
+if latencies:
+    print("end-to-end latency, send to receive (ms; medians over runs of each percentile):")
+    print(f'  {"broker":6} {"pair":11} {"runs":>4} {"p50":>7} {"p99":>7} {"p99.9":>7} {"max":>8} {"cpu-s":>6}')
+    by = {}
+    for r in latencies:
+        by.setdefault((r["broker"], r["client"]), []).append(r)
+    lat = {}
+    for (b, c), rs in sorted(by.items()):
+        lat[(b, c)] = [med(rs, lambda r: r[k]) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")]
+        cpu = med(rs, lambda r: r["cpu_user"] + r["cpu_sys"])
+        p50, p99, p999, mx = lat[(b, c)]
+        print(f'  {b:6} {c:11} {len(rs):4} {p50:7.2f} {p99:7.2f} {p999:7.2f} {mx:8.2f} {cpu:6.2f}')
+    for (b, c), ours in lat.items():
+        peer = lat.get((b, "librdkafka"))
+        if c == "josefine" and peer:
+            print(f'  {b}: josefine/librdkafka  p50 x{ours[0] / peer[0]:.2f}  p99 x{ours[1] / peer[1]:.2f}  p99.9 x{ours[2] / peer[2]:.2f}')
 idle = {(b, c): rs for (b, m, size, c), rs in groups.items() if m == "group-scale"}
 if idle:
     print("idle with every partition assigned (group-scale, after the last record): CPU seconds a minute")

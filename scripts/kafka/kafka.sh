@@ -151,6 +151,7 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.check.interval.ms=600000
+file.delete.delay.ms=1000
 EOF
 }
 

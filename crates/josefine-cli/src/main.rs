@@ -17,6 +17,7 @@ mod bench;
 mod consume;
 mod demo;
 mod groups;
+mod latency_bench;
 mod local_broker;
 mod output;
 mod produce;
@@ -109,6 +110,9 @@ enum BenchCommand {
     Group(bench::GroupArgs),
     /// Rebalance time and the pause of unmoved partitions under one group protocol.
     Rebalance(rebalance_bench::RebalanceArgs),
+    /// End-to-end latency percentiles of records produced at a fixed rate and read by
+    /// a group member in this process; same JSON report.
+    Latency(latency_bench::LatencyArgs),
 }
 
 #[derive(Subcommand)]
@@ -423,6 +427,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
         Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
+        Command::Bench(BenchCommand::Latency(args)) => {
+            latency_bench::latency(client.clone(), args).await?
+        }
         Command::Bench(BenchCommand::Rebalance(args)) => {
             rebalance_bench::rebalance(client.clone(), &config, args).await?
         }

@@ -52,6 +52,7 @@ mod client;
 mod config;
 mod consumer;
 mod error;
+mod fast_hash;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -35,6 +35,7 @@ use super::partition::{Fetched, PartitionShared};
 use super::scan::scan;
 use super::{ConsumerShared, IsolationLevel, OffsetReset};
 use crate::backoff::jitter_unit;
+use crate::client::TopicMetadata;
 use crate::error::{Error, ErrorKind, KafkaCode};
 use crate::net::Broker;
 
@@ -289,21 +290,33 @@ impl FetchLoop {
     /// session (KIP-227) decides which of them the request must actually carry.
     fn wanted(&self, fetchable: &[usize]) -> Vec<WantedPartition> {
         let metadata = self.shared.client.metadata();
+        // A topic's partitions usually come one after another: look each topic up once
+        // per run of them, not once per partition.
+        let mut topic: Option<(&str, Option<&TopicMetadata>)> = None;
         fetchable
             .iter()
             .map(|&i| {
                 let sub = &self.subs[i];
                 let tp = &sub.shared.tp;
+                let meta = match topic {
+                    Some((name, meta)) if name == &*tp.topic => meta,
+                    _ => {
+                        let meta = metadata.topic(&tp.topic).map(|t| &**t);
+                        topic = Some((&tp.topic, meta));
+                        meta
+                    }
+                };
                 WantedPartition {
                     tp: tp.clone(),
-                    topic_id: metadata
-                        .topic(&tp.topic)
-                        .and_then(|t| t.topic_id)
-                        .unwrap_or_default(),
+                    topic_id: meta.and_then(|t| t.topic_id).unwrap_or_default(),
                     fetch_offset: sub.offset,
-                    current_leader_epoch: metadata
-                        .partition(&tp.topic, tp.partition)
-                        .map_or(-1, |p| p.leader_epoch),
+                    current_leader_epoch: meta
+                        .filter(|t| t.error.is_none())
+                        .and_then(|t| {
+                            let i = t.partitions.binary_search_by_key(&tp.partition, |p| p.id);
+                            i.ok().map(|i| t.partitions[i].leader_epoch)
+                        })
+                        .unwrap_or(-1),
                     partition_max_bytes: sub.max_bytes,
                 }
             })
@@ -396,9 +409,13 @@ impl FetchLoop {
             .filter(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
             .count();
         let copy = with_data > 1;
+        if by_partition.is_empty() {
+            // An incremental answer with nothing new (an idle session's every round).
+            return;
+        }
         let mut leaving = Vec::new();
         for &i in fetchable {
-            let tp = self.subs[i].shared.tp.clone();
+            let tp = &self.subs[i].shared.tp;
             let Some(data) = by_partition.get(&(tp.topic.clone(), tp.partition)) else {
                 continue;
             };

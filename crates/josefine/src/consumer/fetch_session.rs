@@ -67,7 +67,7 @@
 //! [`FetchSession::handle_response`] before anything else and follow its
 //! [`SessionOutcome`]; on any failure to get a response call [`FetchSession::reset`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
@@ -75,6 +75,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use crate::fast_hash::FastSet;
 use crate::TopicPartition;
 
 /// The first Fetch version with sessions (KIP-227).
@@ -226,7 +227,7 @@ impl FetchSession {
         if self.in_flight.is_some() {
             self.reset();
         }
-        let mut seen = HashSet::with_capacity(wanted.len());
+        let mut seen = FastSet::with_capacity_and_hasher(wanted.len(), Default::default());
         let wanted: Vec<&WantedPartition> = wanted.iter().filter(|w| seen.insert(&w.tp)).collect();
         let uses_topic_ids = version >= FIRST_TOPIC_ID_VERSION;
 
@@ -387,7 +388,7 @@ impl FetchSession {
     fn diff<'a>(
         &mut self,
         wanted: &[&'a WantedPartition],
-        seen: &HashSet<&TopicPartition>,
+        seen: &FastSet<&TopicPartition>,
         uses_topic_ids: bool,
     ) -> (Vec<&'a WantedPartition>, Vec<Forget>) {
         let mut send = Vec::new();

@@ -15,8 +15,8 @@
 //! runtime.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use bytes::Bytes;
 
 use super::delivery::{Delivery, Resolver};
 use super::idempotence::Stamp;
+use crate::fast_hash::{FastMap, FastSet};
 use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
 pub(crate) use crate::topic_partition::TopicPartition;
 
@@ -123,53 +124,6 @@ pub(crate) struct Appended {
     pub delivery: Delivery,
 }
 
-/// A multiplicative hash taking eight bytes a step (the "Fx" hash of rustc): these maps
-/// are hit once per record with short keys, where SipHash's flooding resistance buys
-/// nothing (keys are our own topic names) and costs time.
-#[derive(Default)]
-pub(crate) struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        // The product's high bits are the well-mixed ones; hashbrown picks buckets with
-        // the low ones.
-        self.0.rotate_left(26)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self.add(u64::from_le_bytes(word.try_into().expect("eight bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_i32(&mut self, i: i32) {
-        self.add(u64::from(i as u32));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
 /// The partition map's key: a [`TopicPartition`] that a record's `(&str, i32)` finds
 /// without building one (no reference count touched per record).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -222,7 +176,7 @@ fn lookup(tp: &TopicPartition) -> (&str, i32) {
 }
 
 /// The shared name of `topic`, allocated once per topic.
-fn intern(topics: &mut HashSet<Arc<str>, BuildHasherDefault<FastHasher>>, topic: &str) -> Arc<str> {
+fn intern(topics: &mut FastSet<Arc<str>>, topic: &str) -> Arc<str> {
     match topics.get(topic) {
         Some(name) => name.clone(),
         None => {
@@ -238,7 +192,7 @@ pub(crate) struct Accumulator<R> {
     config: BatchConfig,
     partitions: FastMap<Key, PartitionQueue<R>>,
     /// Topic names seen, so a new partition queue allocates no name.
-    topics: HashSet<Arc<str>, BuildHasherDefault<FastHasher>>,
+    topics: FastSet<Arc<str>>,
     /// Rotates where draining starts, so a request-size limit never starves the
     /// partitions that happen to come last.
     drain_start: usize,
@@ -249,7 +203,7 @@ impl<R> Accumulator<R> {
         Self {
             config,
             partitions: FastMap::default(),
-            topics: HashSet::default(),
+            topics: FastSet::default(),
             drain_start: 0,
         }
     }
@@ -421,13 +375,16 @@ impl<R> Accumulator<R> {
     /// for their response (the request timeout bounds that).
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
         let mut expired = Vec::new();
+        let expired_at = |b: &Batch<R>| b.created + timeout <= now;
         for queue in self.partitions.values_mut() {
-            let (keep, gone): (VecDeque<_>, VecDeque<_>) = queue
-                .closed
-                .drain(..)
-                .partition(|b| b.created + timeout > now);
-            queue.closed = keep;
-            expired.extend(gone);
+            // Rebuilt only when something expired: this runs every sender turn, over
+            // every partition.
+            if queue.closed.iter().any(expired_at) {
+                let (keep, gone): (VecDeque<_>, VecDeque<_>) =
+                    queue.closed.drain(..).partition(|b| !expired_at(b));
+                queue.closed = keep;
+                expired.extend(gone);
+            }
             if queue
                 .open
                 .as_ref()

@@ -7,7 +7,7 @@
 //! that partition's batch fills, then a different partition is picked. Batches fill up
 //! instead of many tiny batches going everywhere.
 
-use super::accumulator::FastMap;
+use crate::fast_hash::FastMap;
 use std::sync::Mutex;
 
 /// Picks the partition of a record whose partition the caller did not set.
