@@ -778,8 +778,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (ret) fprintf(stderr, "group: assign failed: %s\n", rd_kafka_err2str(ret));
 }
 
-static int group_mode(const struct opts *o) {
-    char errstr[512], num[32];
+/* The settings group and latency mode share: group G, from the earliest offset, auto
+ * commit every 1000 ms, no partition-EOF events. */
+static rd_kafka_conf_t *group_conf(const struct opts *o) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set_conf(conf, "bootstrap.servers", o->bootstrap);
     set_conf(conf, "client.id", "josefine-bench-rdkafka-peer");
@@ -787,6 +788,13 @@ static int group_mode(const struct opts *o) {
     set_conf(conf, "auto.offset.reset", "earliest");
     set_conf(conf, "enable.auto.commit", "true");
     set_conf(conf, "auto.commit.interval.ms", "1000");
+    set_conf(conf, "enable.partition.eof", "false");
+    return conf;
+}
+
+static int group_mode(const struct opts *o) {
+    char errstr[512], num[32];
+    rd_kafka_conf_t *conf = group_conf(o);
     set_conf(conf, "enable.auto.offset.store", "true"); /* the default: store per record */
     set_conf(conf, "partition.assignment.strategy", o->assignor);
     snprintf(num, sizeof num, "%lld", o->session_timeout_ms);
@@ -794,7 +802,6 @@ static int group_mode(const struct opts *o) {
     snprintf(num, sizeof num, "%lld", o->session_timeout_ms >= 10 ? o->session_timeout_ms / 10 : 1);
     set_conf(conf, "heartbeat.interval.ms", num);
     set_conf(conf, "fetch.wait.max.ms", "100");
-    set_conf(conf, "enable.partition.eof", "false");
     set_extra(conf, o);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 
@@ -972,16 +979,9 @@ static double percentile_ms(const uint64_t *sorted, long long n, double q) {
 
 static int latency_mode(const struct opts *o) {
     char errstr[512], num[32];
-    rd_kafka_conf_t *cconf = rd_kafka_conf_new();
-    set_conf(cconf, "bootstrap.servers", o->bootstrap);
-    set_conf(cconf, "client.id", "josefine-bench-rdkafka-peer");
-    set_conf(cconf, "group.id", o->group);
-    set_conf(cconf, "auto.offset.reset", "earliest");
-    set_conf(cconf, "enable.auto.commit", "true");
-    set_conf(cconf, "auto.commit.interval.ms", "1000");
+    rd_kafka_conf_t *cconf = group_conf(o);
     snprintf(num, sizeof num, "%lld", o->fetch_wait_ms);
     set_conf(cconf, "fetch.wait.max.ms", num);
-    set_conf(cconf, "enable.partition.eof", "false");
     set_extra(cconf, o);
     L.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
     if (!L.consumer) die("rd_kafka_new(consumer): %s", errstr);

@@ -49,8 +49,8 @@ type ProducerBatch = Batch<()>;
 
 /// tokio's timer ticks once a millisecond and fires a sleep at the first tick at or
 /// after its deadline: a linger deadline would be missed by half a millisecond on
-/// average, which is all of the difference between the two clients' median latency
-/// in the latency benchmark. The loop sleeps until one resolution before a linger or
+/// average, most of the difference between the two clients' median latency in the
+/// latency benchmark (docs/BENCHMARKS.md). The loop sleeps until one resolution before a linger or
 /// backoff deadline, and draining counts those within one resolution of now as
 /// reached.
 const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
