@@ -43,6 +43,8 @@ if [ "$mode" = "--smoke" ]; then
     scale_idle=3
     latency_records=2000
     latency_warmup_ms=500
+    members=10
+    members_partitions=100
     profile=debug
     cargo build --locked -q -p josefine-cli
 else
@@ -58,6 +60,8 @@ else
     scale_idle=60
     latency_records=300000
     latency_warmup_ms=2000
+    members=100
+    members_partitions=1000
     profile=release
     log "building josefine (release)"
     cargo build --locked --release -q -p josefine-cli
@@ -66,11 +70,11 @@ fi
 txn_size=1000
 # Empty BROKERS: none (the assign section needs none).
 read -r -a brokers <<<"${BROKERS-kafka tansu}"
-read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale latency}"
+read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale latency members}"
 for section in "${sections[@]}"; do
     case "$section" in
-        clients | work | process | rebalance | txn | assign | scale | latency) ;;
-        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign, scale, latency)" >&2; exit 2 ;;
+        clients | work | process | rebalance | txn | assign | scale | latency | members) ;;
+        *) echo "unknown section $section (clients, work, process, rebalance, txn, assign, scale, latency, members)" >&2; exit 2 ;;
     esac
 done
 want() {
@@ -198,8 +202,8 @@ if want assign; then
     assign_section
 fi
 for broker in "${brokers[@]}"; do
-    if [ "$broker" = tansu ] && ! want clients && ! want scale && ! want latency; then
-        continue # only the clients, scale and latency sections run on Tansu
+    if [ "$broker" = tansu ] && ! want clients && ! want scale && ! want latency && ! want members; then
+        continue # only the clients, scale, latency and members sections run on Tansu
     fi
     case "$broker" in
         kafka)
@@ -379,6 +383,23 @@ for broker in "${brokers[@]}"; do
             done
         done
     fi
+    if want members; then
+        # Big groups (#17): $members members (tasks in this process, a client each) on
+        # $members_partitions partitions: 1 -> N, then one more joins (`bench
+        # rebalance`, one record a second per partition). KIP-848 on Kafka only.
+        protocols=(eager cooperative)
+        [ "$broker" = kafka ] && protocols+=(consumer)
+        for run in $(seq 1 "$runs"); do
+            k=$(( (run - 1) % ${#protocols[@]} ))
+            order=("${protocols[@]:$k}" "${protocols[@]:0:$k}")
+            for protocol in "${order[@]}"; do
+                log "$members members on $members_partitions partitions, run $run/$runs: $protocol on $broker"
+                "$ours" --bootstrap "$JOSEFINE_BROKER" bench rebalance --protocol "$protocol" \
+                    --members "$members" --partitions "$members_partitions" --rate 1 --work-ms 10 \
+                    | tail -n 1 | sed "s/}\$/,\"broker\":\"$broker\"}/" >> "$results"
+            done
+        done
+    fi
     if [ "$broker" = kafka ] && want txn; then
         # Transactions of $txn_size records: josefine, librdkafka and Java, with
         # josefine's idempotent producer as the baseline, rotating who goes first.
@@ -448,12 +469,15 @@ if slow and fast:
     f_rate = med(fast, lambda r: r["records"] / r["seconds"])
     print(f'parallel, 5 ms per record: handler {s_rate:.0f} records/s, process(key, 500) {f_rate:.0f}: x{f_rate / s_rate:.1f}')
 if rebalances:
-    print(f'{"rebalance":22} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} {"pause unmoved ms":>17} {"pause moved ms":>15}')
+    print(f'{"rebalance, members x partitions":38} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} {"pause unmoved ms":>17} {"pause moved ms":>15}')
     by = {}
     for r in rebalances:
-        by.setdefault(r["mode"], []).append(r)
+        name = f'{r["mode"]} {r.get("members", "")}x{r.get("partitions", "")}'
+        if r.get("broker", "kafka") != "kafka":
+            name += f' {r["broker"]}'
+        by.setdefault(name, []).append(r)
     for mode, rs in sorted(by.items()):
-        print(f'{mode:22} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
+        print(f'{mode:38} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
               f'{med(rs, lambda r: r["join_seconds"]):7.3f} {med(rs, lambda r: r["baseline_gap_ms"]):7.1f} '
               f'{med(rs, lambda r: r["pause_unmoved_ms"]):17.1f} {med(rs, lambda r: r["pause_moved_ms"]):15.1f}')
 # Transactions: the three transactional producers and josefine's idempotent one.
