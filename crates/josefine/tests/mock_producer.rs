@@ -367,3 +367,80 @@ async fn records_waiting_for_a_producer_id_expire_after_the_delivery_timeout() {
     }
     assert!(log_values(&cluster, 0).is_empty());
 }
+
+/// A partitioner of the user's: every keyless record to one partition, and a count of
+/// the full batches it was told about.
+#[derive(Default)]
+struct ToPartitionTwo {
+    full: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl josefine::Partitioner for ToPartitionTwo {
+    fn partition(&self, _topic: &str, _key: Option<&[u8]>, _partitions: i32) -> i32 {
+        2
+    }
+
+    fn on_batch_full(&self, _topic: &str, _partition: i32) {
+        self.full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn a_custom_partitioner_places_records_and_hears_of_full_batches() {
+    let cluster = cluster(1, 4).await;
+    let partitioner = ToPartitionTwo::default();
+    let full = partitioner.full.clone();
+    let producer = producer(&cluster, |b| b.partitioner(partitioner)).await;
+    let mut deliveries = Vec::new();
+    for i in 0..300 {
+        let record = ProducerRecord::new(TOPIC).value(format!("record-{i}"));
+        deliveries.push(producer.enqueue(record).await.unwrap());
+    }
+    // A record that names its partition goes there, whatever the partitioner says.
+    let named = ProducerRecord::new(TOPIC).partition(1).value("named");
+    let named = producer.send(named).await.unwrap();
+    assert_eq!(named.partition, 1);
+    for d in deliveries {
+        assert_eq!(d.await.unwrap().partition, 2);
+    }
+    assert_eq!(log_values(&cluster, 2), expected(300));
+    // 300 records of about 20 bytes fill batches of 2,048 bytes at least twice.
+    assert!(full.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn keyed_records_follow_a_partition_count_that_grew() {
+    let cluster = cluster(1, 3).await;
+    let client = Client::builder()
+        .bootstrap([cluster.bootstrap()])
+        .connect()
+        .await
+        .unwrap();
+    let producer = Producer::builder(client.clone())
+        .linger(Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..50).map(|i| format!("key-{i}")).collect();
+    let where_to = |partitions: i32| -> Vec<i32> {
+        let p = josefine::DefaultPartitioner::default();
+        keys.iter()
+            .map(|k| josefine::Partitioner::partition(&p, TOPIC, Some(k.as_bytes()), partitions))
+            .collect()
+    };
+    assert_ne!(where_to(3), where_to(12));
+    let send_keys = || async {
+        let mut placed = Vec::new();
+        for key in &keys {
+            let record = ProducerRecord::new(TOPIC).key(key.clone()).value("v");
+            placed.push(producer.send(record).await.unwrap().partition);
+        }
+        placed
+    };
+    assert_eq!(send_keys().await, where_to(3));
+    client.admin().create_partitions(TOPIC, 12).await.unwrap();
+    // The producer learns of the new partitions with its client's next refresh.
+    client.refresh_metadata(&[TOPIC]).await.unwrap();
+    assert_eq!(send_keys().await, where_to(12));
+    producer.close().await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! [`ClientBuilder`]: every setting with its default and the Kafka property it mirrors.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,6 +172,7 @@ impl ClientBuilder {
             broker_config,
             seeds,
             state: Mutex::new(State::default()),
+            metadata_version: AtomicU64::new(0),
             background: Mutex::new(None),
         });
         let task = tokio::spawn(refresh_periodically(

@@ -20,6 +20,7 @@ mod builder;
 mod refresh;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ struct Inner {
     broker_config: Arc<BrokerConfig>,
     seeds: Vec<Broker>,
     state: Mutex<State>,
+    /// Bumped whenever `state.metadata` is replaced, so a caller caching something it
+    /// read from the metadata knows, with one atomic load, that it is still current.
+    metadata_version: AtomicU64,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -167,6 +171,13 @@ impl Client {
         let state = self.state();
         let t = state.metadata.topic(topic)?;
         (t.error.is_none() && !t.partitions.is_empty()).then_some(t.partitions.len() as i32)
+    }
+
+    /// The version of the cached metadata: it changes whenever the cache is replaced.
+    /// Read it before reading the cache, so a value cached with it is known stale
+    /// after any later replacement.
+    pub(crate) fn metadata_version(&self) -> u64 {
+        self.inner.metadata_version.load(Ordering::Acquire)
     }
 
     /// The leader of `topic`/`partition`, refreshing metadata once if the cached view

@@ -109,6 +109,10 @@ async fn run(
         .retain(|id, _| merged.brokers.contains_key(id));
     let merged = Arc::new(merged);
     state.metadata = merged.clone();
+    client
+        .inner
+        .metadata_version
+        .fetch_add(1, Ordering::Release);
     tracing::debug!(
         brokers = merged.brokers.len(),
         topics = merged.topics.len(),

@@ -14,9 +14,7 @@
 //! Time is passed in; replies are a type parameter, so this module is tested without a
 //! runtime.
 
-use std::borrow::Borrow;
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +22,8 @@ use bytes::Bytes;
 
 use super::delivery::{Delivery, Resolver};
 use super::idempotence::Stamp;
-use crate::fast_hash::{FastMap, FastSet};
+use super::partitioner::{partition_for_key, Sticky};
+use crate::fast_hash::FastMap;
 use crate::protocol::records::{BatchBuilder, Compression, Header, RecordError};
 pub(crate) use crate::topic_partition::TopicPartition;
 
@@ -124,93 +123,94 @@ pub(crate) struct Appended {
     pub delivery: Delivery,
 }
 
-/// The partition map's key: a [`TopicPartition`] that a record's `(&str, i32)` finds
-/// without building one (no reference count touched per record).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key(TopicPartition);
-
-/// What both [`Key`] and a borrowed `(topic, partition)` look like to the map.
-trait Lookup {
-    fn parts(&self) -> (&str, i32);
+/// A topic's queues and what the built-in partitioner keeps of it: the partition
+/// count records are placed among and where keyless records stick. Records find
+/// their queue by one look-up of the topic's name, then one of the partition.
+struct TopicEntry<R> {
+    /// The topic's name, shared by its partition queues and batches.
+    name: Arc<str>,
+    /// The partition count, as of metadata version `version` (`None`: never read).
+    partitions: i32,
+    version: Option<u64>,
+    sticky: Sticky,
+    /// Partitions with a batch waiting or in flight; an idle queue is removed.
+    queues: FastMap<i32, PartitionQueue<R>>,
 }
 
-impl Lookup for Key {
-    fn parts(&self) -> (&str, i32) {
-        (&self.0.topic, self.0.partition)
-    }
+/// Why [`Topic::place`] found no partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unplaced {
+    /// The topic's partition count is not in the cached metadata.
+    UnknownTopic,
+    /// The record asked for a partition the topic does not have.
+    NoSuchPartition(i32),
 }
 
-impl Lookup for (&str, i32) {
-    fn parts(&self) -> (&str, i32) {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn Lookup + 'a> for Key {
-    fn borrow(&self) -> &(dyn Lookup + 'a) {
-        self
-    }
-}
-
-// As `Key`'s derived `Hash` and `Eq` (those of `TopicPartition`: the name's bytes, then
-// the partition), which the map requires of a borrowed form.
-impl Hash for dyn Lookup + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let (topic, partition) = self.parts();
-        topic.hash(state);
-        partition.hash(state);
-    }
-}
-
-impl PartialEq for dyn Lookup + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn Lookup + '_ {}
-
-/// `tp` as a map look-up.
-fn lookup(tp: &TopicPartition) -> (&str, i32) {
-    (&tp.topic, tp.partition)
-}
-
-/// The shared name of `topic`, allocated once per topic.
-fn intern(topics: &mut FastSet<Arc<str>>, topic: &str) -> Arc<str> {
-    match topics.get(topic) {
-        Some(name) => name.clone(),
-        None => {
-            let name: Arc<str> = Arc::from(topic);
-            topics.insert(name.clone());
-            name
-        }
-    }
-}
-
-/// All partitions' queues.
+/// All partitions' queues, by topic.
 pub(crate) struct Accumulator<R> {
     config: BatchConfig,
-    partitions: FastMap<Key, PartitionQueue<R>>,
-    /// Topic names seen, so a new partition queue allocates no name.
-    topics: FastSet<Arc<str>>,
+    /// Every topic seen, in the order first seen. An entry outlives its queues: it
+    /// keeps the topic's name (a new partition queue allocates none) and its
+    /// placement state.
+    topics: Vec<TopicEntry<R>>,
+    /// Where each topic's entry is in `topics` (an index, so a look-up is one hash).
+    index: FastMap<Arc<str>, usize>,
+    /// The entry found last: a producer mostly writes to one topic, and comparing
+    /// the name is cheaper than hashing it.
+    last: usize,
     /// Rotates where draining starts, so a request-size limit never starves the
     /// partitions that happen to come last.
     drain_start: usize,
+}
+
+/// One topic of the [`Accumulator`], found once per record.
+pub(crate) struct Topic<'a, R> {
+    config: BatchConfig,
+    entry: &'a mut TopicEntry<R>,
 }
 
 impl<R> Accumulator<R> {
     pub(crate) fn new(config: BatchConfig) -> Self {
         Self {
             config,
-            partitions: FastMap::default(),
-            topics: FastSet::default(),
+            topics: Vec::new(),
+            index: FastMap::default(),
+            last: 0,
             drain_start: 0,
         }
     }
 
-    /// Appends one record to the open batch of `topic`/`partition`; `now` is asked
-    /// only if a batch opens. On failure (only the wire format's own limits) the reply
-    /// is handed back.
+    /// The queues of `topic`, its entry made the first time it is seen.
+    pub(crate) fn topic(&mut self, topic: &str) -> Topic<'_, R> {
+        let at = if self
+            .topics
+            .get(self.last)
+            .is_some_and(|t| &*t.name == topic)
+        {
+            self.last
+        } else if let Some(&at) = self.index.get(topic) {
+            at
+        } else {
+            let name: Arc<str> = Arc::from(topic);
+            self.topics.push(TopicEntry {
+                name: name.clone(),
+                partitions: 0,
+                version: None,
+                sticky: Sticky::default(),
+                queues: FastMap::default(),
+            });
+            self.index.insert(name, self.topics.len() - 1);
+            self.topics.len() - 1
+        };
+        self.last = at;
+        Topic {
+            config: self.config,
+            entry: &mut self.topics[at],
+        }
+    }
+
+    /// [`Topic::append`] to `topic`.
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
@@ -221,31 +221,242 @@ impl<R> Accumulator<R> {
         value: Option<&[u8]>,
         headers: &[Header],
         reply: R,
-        reserved: usize,
+        size: usize,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<Appended, (R, RecordError)> {
+        self.topic(topic)
+            .append(partition, timestamp, key, value, headers, reply, size, now)
+    }
+
+    /// The queue of `tp`, if it has one.
+    fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue<R>> {
+        let at = *self.index.get(&*tp.topic)?;
+        self.topics[at].queues.get_mut(&tp.partition)
+    }
+
+    fn queues(&self) -> impl Iterator<Item = &PartitionQueue<R>> {
+        self.topics.iter().flat_map(|t| t.queues.values())
+    }
+
+    fn queues_mut(&mut self) -> impl Iterator<Item = &mut PartitionQueue<R>> {
+        self.topics.iter_mut().flat_map(|t| t.queues.values_mut())
+    }
+
+    /// Drops the queues with nothing waiting or in flight.
+    fn remove_idle(&mut self) {
+        for topic in &mut self.topics {
+            topic.queues.retain(|_, q| !q.is_idle());
+        }
+    }
+
+    /// Takes sendable batches: per unmuted partition out of backoff, the oldest closed
+    /// batch, else the open one if its linger passed (or `force`). `route` sees each
+    /// candidate and its size and returns where it goes (a broker id), or `None` to
+    /// leave it (no leader, broker busy, request full). Taken partitions are muted.
+    pub(crate) fn drain<K>(
+        &mut self,
+        now: Instant,
+        force: bool,
+        mut route: impl FnMut(&TopicPartition, usize) -> Option<K>,
+    ) -> Vec<(K, Batch<R>)> {
+        let linger = self.config.linger;
+        let mut keys: Vec<TopicPartition> = self
+            .queues()
+            .filter(|q| !q.in_flight && q.retry_at.is_none_or(|t| t <= now))
+            .filter(|q| {
+                !q.closed.is_empty()
+                    || q.open
+                        .as_ref()
+                        .is_some_and(|b| force || b.created + linger <= now)
+            })
+            .map(|q| q.tp.clone())
+            .collect();
+        keys.sort();
+        if !keys.is_empty() {
+            let start = self.drain_start % keys.len();
+            keys.rotate_left(start);
+            self.drain_start = self.drain_start.wrapping_add(1);
+        }
+        let mut out = Vec::new();
+        for tp in keys {
+            let queue = self.queue(&tp).expect("key taken from the map");
+            if queue.closed.is_empty() {
+                queue.close_open();
+            }
+            let size = queue.closed.front().map_or(0, Batch::size);
+            if let Some(key) = route(&tp, size) {
+                let batch = queue.closed.pop_front().expect("checked non-empty");
+                queue.in_flight = true;
+                queue.retry_at = None;
+                out.push((key, batch));
+            }
+        }
+        out
+    }
+
+    /// When the next drain could find something new: the earliest linger deadline or
+    /// end of a backoff among partitions that are not muted.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.queues()
+            .filter(|q| !q.in_flight)
+            .filter_map(|q| {
+                let ready = match (&q.closed.front(), &q.open) {
+                    (Some(_), _) => q.retry_at,
+                    (None, Some(open)) => {
+                        Some(q.retry_at.map_or(open.created + self.config.linger, |r| {
+                            r.max(open.created + self.config.linger)
+                        }))
+                    }
+                    (None, None) => None,
+                };
+                ready
+            })
+            .min()
+    }
+
+    /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
+    pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.queues()
+            .flat_map(|q| q.closed.iter().chain(q.open.iter()))
+            .map(|b| b.created + timeout)
+            .min()
+    }
+
+    /// Removes waiting batches created `timeout` or longer ago. In-flight batches wait
+    /// for their response (the request timeout bounds that).
+    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
+        let mut expired = Vec::new();
+        let expired_at = |b: &Batch<R>| b.created + timeout <= now;
+        for queue in self.queues_mut() {
+            // Rebuilt only when something expired: this runs every sender turn, over
+            // every partition.
+            if queue.closed.iter().any(expired_at) {
+                let (keep, gone): (VecDeque<_>, VecDeque<_>) =
+                    queue.closed.drain(..).partition(|b| !expired_at(b));
+                queue.closed = keep;
+                expired.extend(gone);
+            }
+            if queue
+                .open
+                .as_ref()
+                .is_some_and(|b| b.created + timeout <= now)
+            {
+                expired.extend(queue.open.take());
+            }
+        }
+        self.remove_idle();
+        expired
+    }
+
+    /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
+    pub(crate) fn complete(&mut self, tp: &TopicPartition) {
+        if let Some(&at) = self.index.get(&*tp.topic) {
+            let topic = &mut self.topics[at];
+            if let Some(queue) = topic.queues.get_mut(&tp.partition) {
+                queue.in_flight = false;
+                if queue.is_idle() {
+                    topic.queues.remove(&tp.partition);
+                }
+            }
+        }
+    }
+
+    /// Puts batches back at the front of their partition's queue (in the given order)
+    /// to be sent again no earlier than `retry_at`, and unmutes the partition.
+    pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
+        for batch in batches.into_iter().rev() {
+            let queue = self
+                .topic(&batch.tp.topic)
+                .entry
+                .queues
+                .entry(batch.tp.partition)
+                .or_insert_with(|| PartitionQueue::new(batch.tp.clone()));
+            queue.in_flight = false;
+            queue.retry_at = Some(retry_at);
+            queue.closed.push_front(batch);
+        }
+    }
+
+    /// Whether no partition has a record waiting or in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues().all(PartitionQueue::is_idle)
+    }
+
+    /// Removes every waiting batch (in-flight ones stay), to fail them.
+    pub(crate) fn take_all_waiting(&mut self) -> Vec<Batch<R>> {
+        let mut out = Vec::new();
+        for queue in self.queues_mut() {
+            out.extend(queue.closed.drain(..));
+            out.extend(queue.open.take());
+        }
+        self.remove_idle();
+        out
+    }
+}
+
+impl<R> Topic<'_, R> {
+    /// The partition of a record placed by the built-in partitioner: `partition` when
+    /// the record names one (checked against the count), else murmur2 of `key`, else
+    /// the topic's sticky partition (KIP-480: it moves on when its batch fills). The
+    /// partition count is the one cached with metadata `version`; `count` reads it
+    /// again only when the version moved.
+    pub(crate) fn place(
+        &mut self,
+        key: Option<&[u8]>,
+        partition: Option<i32>,
+        version: u64,
+        count: impl FnOnce() -> Option<i32>,
+    ) -> Result<i32, Unplaced> {
+        let entry = &mut *self.entry;
+        if entry.version != Some(version) {
+            // Not cached when unknown: the caller waits for metadata, then asks again.
+            entry.partitions = count().ok_or(Unplaced::UnknownTopic)?;
+            entry.version = Some(version);
+        }
+        let partitions = entry.partitions;
+        Ok(match (partition, key) {
+            (Some(p), _) if (0..partitions).contains(&p) => p,
+            (Some(p), _) => return Err(Unplaced::NoSuchPartition(p)),
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => entry.sticky.choose(partitions),
+        })
+    }
+
+    /// Appends one record to the open batch of `partition`; `now` is asked only if a
+    /// batch opens. `size` is the record's size in a batch at most
+    /// ([`BatchBuilder::record_size_upper_bound`], which the caller has computed), and
+    /// also the bytes of `buffer.memory` the record holds. On failure (only the wire
+    /// format's own limits) the reply is handed back.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append(
+        &mut self,
+        partition: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+        reply: R,
+        size: usize,
         now: impl FnOnce() -> Instant,
     ) -> Result<Appended, (R, RecordError)> {
         let config = self.config;
-        let lookup: &dyn Lookup = &(topic, partition);
-        let queue = match self.partitions.get_mut(lookup) {
+        let entry = &mut *self.entry;
+        let queue = match entry.queues.get_mut(&partition) {
             Some(queue) => queue,
-            None => {
-                let tp = TopicPartition {
-                    topic: intern(&mut self.topics, topic),
+            None => entry.queues.entry(partition).or_insert_with(|| {
+                PartitionQueue::new(TopicPartition {
+                    topic: entry.name.clone(),
                     partition,
-                };
-                self.partitions
-                    .entry(Key(tp.clone()))
-                    .or_insert_with(|| PartitionQueue::new(tp))
-            }
+                })
+            }),
         };
         let (mut new_batch, mut batch_full) = (false, false);
-        let needed = BatchBuilder::record_size_upper_bound(key, value, headers);
         if let Some(open) = &queue.open {
-            let size = open
+            let open_size = open
                 .builder
                 .as_ref()
                 .map_or(0, BatchBuilder::estimated_size);
-            if size + needed > config.batch_size {
+            if open_size + size > config.batch_size {
                 queue.close_open();
                 batch_full = true;
             }
@@ -280,161 +491,19 @@ impl<R> Accumulator<R> {
         }
         let delivery = open.resolver.delivery(open.replies.len() as u32, timestamp);
         open.replies.push(reply);
-        open.reserved += reserved;
+        open.reserved += size;
         if builder.estimated_size() >= config.batch_size {
             queue.close_open();
             batch_full = true;
+        }
+        if batch_full {
+            entry.sticky.batch_full(partition);
         }
         Ok(Appended {
             new_batch,
             batch_full,
             delivery,
         })
-    }
-
-    /// Takes sendable batches: per unmuted partition out of backoff, the oldest closed
-    /// batch, else the open one if its linger passed (or `force`). `route` sees each
-    /// candidate and its size and returns where it goes (a broker id), or `None` to
-    /// leave it (no leader, broker busy, request full). Taken partitions are muted.
-    pub(crate) fn drain<K>(
-        &mut self,
-        now: Instant,
-        force: bool,
-        mut route: impl FnMut(&TopicPartition, usize) -> Option<K>,
-    ) -> Vec<(K, Batch<R>)> {
-        let linger = self.config.linger;
-        let mut keys: Vec<TopicPartition> = self
-            .partitions
-            .iter()
-            .filter(|(_, q)| !q.in_flight && q.retry_at.is_none_or(|t| t <= now))
-            .filter(|(_, q)| {
-                !q.closed.is_empty()
-                    || q.open
-                        .as_ref()
-                        .is_some_and(|b| force || b.created + linger <= now)
-            })
-            .map(|(key, _)| key.0.clone())
-            .collect();
-        keys.sort();
-        if !keys.is_empty() {
-            let start = self.drain_start % keys.len();
-            keys.rotate_left(start);
-            self.drain_start = self.drain_start.wrapping_add(1);
-        }
-        let mut out = Vec::new();
-        for tp in keys {
-            let queue = self
-                .partitions
-                .get_mut(&lookup(&tp) as &dyn Lookup)
-                .expect("key taken from the map");
-            if queue.closed.is_empty() {
-                queue.close_open();
-            }
-            let size = queue.closed.front().map_or(0, Batch::size);
-            if let Some(key) = route(&tp, size) {
-                let batch = queue.closed.pop_front().expect("checked non-empty");
-                queue.in_flight = true;
-                queue.retry_at = None;
-                out.push((key, batch));
-            }
-        }
-        out
-    }
-
-    /// When the next drain could find something new: the earliest linger deadline or
-    /// end of a backoff among partitions that are not muted.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.partitions
-            .values()
-            .filter(|q| !q.in_flight)
-            .filter_map(|q| {
-                let ready = match (&q.closed.front(), &q.open) {
-                    (Some(_), _) => q.retry_at,
-                    (None, Some(open)) => {
-                        Some(q.retry_at.map_or(open.created + self.config.linger, |r| {
-                            r.max(open.created + self.config.linger)
-                        }))
-                    }
-                    (None, None) => None,
-                };
-                ready
-            })
-            .min()
-    }
-
-    /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
-    pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.partitions
-            .values()
-            .flat_map(|q| q.closed.iter().chain(q.open.iter()))
-            .map(|b| b.created + timeout)
-            .min()
-    }
-
-    /// Removes waiting batches created `timeout` or longer ago. In-flight batches wait
-    /// for their response (the request timeout bounds that).
-    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
-        let mut expired = Vec::new();
-        let expired_at = |b: &Batch<R>| b.created + timeout <= now;
-        for queue in self.partitions.values_mut() {
-            // Rebuilt only when something expired: this runs every sender turn, over
-            // every partition.
-            if queue.closed.iter().any(expired_at) {
-                let (keep, gone): (VecDeque<_>, VecDeque<_>) =
-                    queue.closed.drain(..).partition(|b| !expired_at(b));
-                queue.closed = keep;
-                expired.extend(gone);
-            }
-            if queue
-                .open
-                .as_ref()
-                .is_some_and(|b| b.created + timeout <= now)
-            {
-                expired.extend(queue.open.take());
-            }
-        }
-        self.partitions.retain(|_, q| !q.is_idle());
-        expired
-    }
-
-    /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
-    pub(crate) fn complete(&mut self, tp: &TopicPartition) {
-        if let Some(queue) = self.partitions.get_mut(&lookup(tp) as &dyn Lookup) {
-            queue.in_flight = false;
-            if queue.is_idle() {
-                self.partitions.remove(&lookup(tp) as &dyn Lookup);
-            }
-        }
-    }
-
-    /// Puts batches back at the front of their partition's queue (in the given order)
-    /// to be sent again no earlier than `retry_at`, and unmutes the partition.
-    pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
-        for batch in batches.into_iter().rev() {
-            let queue = self
-                .partitions
-                .entry(Key(batch.tp.clone()))
-                .or_insert_with(|| PartitionQueue::new(batch.tp.clone()));
-            queue.in_flight = false;
-            queue.retry_at = Some(retry_at);
-            queue.closed.push_front(batch);
-        }
-    }
-
-    /// Whether no partition has a record waiting or in flight.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.partitions.values().all(PartitionQueue::is_idle)
-    }
-
-    /// Removes every waiting batch (in-flight ones stay), to fail them.
-    pub(crate) fn take_all_waiting(&mut self) -> Vec<Batch<R>> {
-        let mut out = Vec::new();
-        for queue in self.partitions.values_mut() {
-            out.extend(queue.closed.drain(..));
-            out.extend(queue.open.take());
-        }
-        self.partitions.retain(|_, q| !q.is_idle());
-        out
     }
 }
 
@@ -460,8 +529,14 @@ mod tests {
         }
     }
 
+    /// The size of the records [`push`] appends.
+    fn pushed_size() -> usize {
+        BatchBuilder::record_size_upper_bound(None, Some(&[0u8; 100]), &[])
+    }
+
     fn push(a: &mut Accumulator<u32>, p: i32, id: u32, now: Instant) -> Appended {
-        a.append("t", p, 0, None, Some(&[0u8; 100]), &[], id, 100, || now)
+        let size = pushed_size();
+        a.append("t", p, 0, None, Some(&[0u8; 100]), &[], id, size, || now)
             .unwrap()
     }
 
@@ -582,7 +657,7 @@ mod tests {
         push(&mut a, 0, 1, t0);
         push(&mut a, 0, 2, t0);
         let (_, batch) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
-        assert_eq!(batch.reserved, 200);
+        assert_eq!(batch.reserved, 2 * pushed_size());
         assert_eq!(batch.record_count(), 2);
         assert!(batch.size() > 200);
     }
@@ -609,6 +684,66 @@ mod tests {
         assert!(
             firsts.len() > 1,
             "always the same partition first: {firsts:?}"
+        );
+    }
+
+    #[test]
+    fn placement_is_murmur2_for_keys_and_sticky_for_keyless_records() {
+        // Batches of one record: every append fills its batch.
+        let mut a = acc(1);
+        let never = || -> Option<i32> { panic!("the count is cached for version 1") };
+        let mut t = a.topic("t");
+        assert_eq!(t.place(None, None, 1, || Some(8)).map(|p| p < 8), Ok(true));
+        for key in [&b"a"[..], b"order-42", b""] {
+            assert_eq!(
+                t.place(Some(key), None, 1, never),
+                Ok(partition_for_key(key, 8))
+            );
+        }
+        let first = t.place(None, None, 1, never).unwrap();
+        for _ in 0..100 {
+            assert_eq!(t.place(None, None, 1, never), Ok(first));
+        }
+        // A full batch elsewhere does not move keyless records; theirs does.
+        let other = (first + 1) % 8;
+        assert!(push(&mut a, other, 1, Instant::now()).batch_full);
+        assert_eq!(a.topic("t").place(None, None, 1, never), Ok(first));
+        assert!(push(&mut a, first, 2, Instant::now()).batch_full);
+        let next = a.topic("t").place(None, None, 1, never).unwrap();
+        assert_ne!(next, first);
+        // Topics stick apart.
+        assert_eq!(a.topic("u").place(None, None, 1, || Some(1)), Ok(0));
+        assert_eq!(a.topic("t").place(None, None, 1, never), Ok(next));
+    }
+
+    #[test]
+    fn placement_rereads_the_count_when_the_metadata_version_moves() {
+        let mut a = acc(1_000);
+        let mut t = a.topic("t");
+        // Unknown: nothing is cached, the next call asks again.
+        assert_eq!(
+            t.place(Some(b"k"), None, 1, || None),
+            Err(Unplaced::UnknownTopic)
+        );
+        assert_eq!(
+            t.place(Some(b"k"), None, 1, || Some(3)),
+            Ok(partition_for_key(b"k", 3))
+        );
+        assert_eq!(t.place(None, Some(2), 1, || None), Ok(2));
+        assert_eq!(
+            t.place(None, Some(5), 1, || None),
+            Err(Unplaced::NoSuchPartition(5))
+        );
+        // The topic grew: a new version reads the new count.
+        assert_eq!(t.place(None, Some(5), 2, || Some(12)), Ok(5));
+        assert_ne!(partition_for_key(b"k", 3), partition_for_key(b"k", 12));
+        assert_eq!(
+            t.place(Some(b"k"), None, 2, || None),
+            Ok(partition_for_key(b"k", 12))
+        );
+        assert_eq!(
+            t.place(None, Some(-1), 2, || None),
+            Err(Unplaced::NoSuchPartition(-1))
         );
     }
 }

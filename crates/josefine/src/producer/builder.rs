@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::partitioner::{DefaultPartitioner, Partitioner};
+use super::partitioner::Partitioner;
 use super::Producer;
 use crate::backoff::Backoff;
 use crate::client::Client;
@@ -50,7 +50,9 @@ pub(crate) struct ProducerConfig {
     pub max_block: Duration,
     pub retries: u32,
     pub retry_backoff: Backoff,
-    pub partitioner: Arc<dyn Partitioner>,
+    /// `None`: the built-in placement (as [`DefaultPartitioner`](crate::DefaultPartitioner), kept in the
+    /// accumulator).
+    pub partitioner: Option<Arc<dyn Partitioner>>,
     pub transactional_id: Option<Arc<str>>,
     pub transaction_timeout: Duration,
 }
@@ -85,7 +87,7 @@ pub struct ProducerBuilder {
     max_block: Duration,
     retries: u32,
     retry_backoff: Backoff,
-    partitioner: Arc<dyn Partitioner>,
+    partitioner: Option<Arc<dyn Partitioner>>,
     transactional_id: Option<String>,
     transaction_timeout: Duration,
 }
@@ -108,7 +110,7 @@ impl ProducerBuilder {
             max_block: Duration::from_secs(60),
             retries: u32::MAX,
             retry_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
-            partitioner: Arc::new(DefaultPartitioner::default()),
+            partitioner: None,
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
         }
@@ -205,9 +207,9 @@ impl ProducerBuilder {
     }
 
     /// `partitioner.class`: where records without an explicit partition go. Default
-    /// [`DefaultPartitioner`] (murmur2 for keys, sticky for keyless records).
+    /// [`DefaultPartitioner`](crate::DefaultPartitioner) (murmur2 for keys, sticky for keyless records).
     pub fn partitioner(mut self, partitioner: impl Partitioner) -> Self {
-        self.partitioner = Arc::new(partitioner);
+        self.partitioner = Some(Arc::new(partitioner));
         self
     }
 

@@ -45,8 +45,8 @@ pub(crate) fn is_fatal_transaction_error(err: &Error) -> bool {
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
-use crate::protocol::records::{BatchBuilder, Header, RECORD_BATCH_OVERHEAD};
-use accumulator::Accumulator;
+use crate::protocol::records::{BatchBuilder, Header, RecordError, RECORD_BATCH_OVERHEAD};
+use accumulator::{Accumulator, Appended, Topic, Unplaced};
 use builder::ProducerConfig;
 
 /// A record to produce.
@@ -272,49 +272,73 @@ impl Producer {
         // Most records need no wait: they take the synchronous path, whose stack frame
         // is small; only a record that must wait (for metadata or memory) or joins a
         // transaction builds the larger future, boxed so it does not grow this one.
-        match self.try_enqueue(record) {
-            Ok(done) => done,
-            Err(record) => Box::pin(self.enqueue_waiting(record)).await,
+        match self.try_enqueue(&record) {
+            Some(done) => done,
+            None => Box::pin(self.enqueue_waiting(record)).await,
         }
     }
 
     /// [`enqueue`](Self::enqueue) without waiting: the record's delivery or error, or
-    /// the record back when it would have to wait (or is transactional).
-    #[allow(clippy::result_large_err)]
-    fn try_enqueue(
-        &self,
-        record: ProducerRecord,
-    ) -> std::result::Result<Result<Delivery>, ProducerRecord> {
+    /// `None` when it would have to wait (or is transactional). The record is
+    /// borrowed, not moved: it is 136 bytes.
+    fn try_enqueue(&self, record: &ProducerRecord) -> Option<Result<Delivery>> {
         let shared = &self.inner.shared;
         if shared.closed.load(Ordering::Acquire) {
-            return Ok(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
+            return Some(Err(Error::new(ErrorKind::Closed, "the producer is closed")));
         }
         if shared.txn.is_some() {
-            return Err(record);
+            return None;
         }
         if let Some(err) = shared.fatal.get() {
-            return Ok(Err(err.clone()));
+            return Some(Err(err.clone()));
         }
-        let size = match self.record_size(&record) {
+        let size = match self.record_size(record) {
             Ok(size) => size,
-            Err(err) => return Ok(Err(err)),
+            Err(err) => return Some(Err(err)),
         };
-        let Some(count) = shared.client.cached_partition_count(&record.topic) else {
-            return Err(record);
-        };
-        let partition = match self.choose_partition(&record, count) {
-            Ok(partition) => partition,
-            Err(err) => return Ok(Err(err)),
+        // A partitioner of the user's runs before the accumulator's lock is taken: user
+        // code never runs under it.
+        let chosen = match (&shared.config.partitioner, record.partition) {
+            (Some(partitioner), None) => {
+                let count = shared.client.cached_partition_count(&record.topic)?;
+                Some(custom_partition(partitioner.as_ref(), record, count))
+            }
+            _ => None,
         };
         match shared.memory.try_acquire_many(size as u32) {
             // The bytes are returned when the batch is done.
             Ok(permit) => permit.forget(),
-            Err(_) => return Err(record),
+            Err(_) => return None,
         }
+        let version = shared.client.metadata_version();
+        let mut accumulator = shared.accumulator();
+        let mut topic = accumulator.topic(&record.topic);
+        let partition = match chosen {
+            Some(partition) => partition,
+            None => match topic.place(record.key.as_deref(), record.partition, version, || {
+                shared.client.cached_partition_count(&record.topic)
+            }) {
+                Ok(partition) => partition,
+                Err(unplaced) => {
+                    drop(accumulator);
+                    shared.memory.add_permits(size);
+                    return match unplaced {
+                        // Waits for metadata on the slow path.
+                        Unplaced::UnknownTopic => None,
+                        Unplaced::NoSuchPartition(p) => {
+                            Some(Err(no_such_partition(&record.topic, p)))
+                        }
+                    };
+                }
+            },
+        };
         shared.pending.fetch_add(1, Ordering::AcqRel);
-        Ok(self
-            .append(&record, partition, size)
-            .map_err(Rejected::into_error))
+        let appended = append(&mut topic, record, partition, size);
+        drop(accumulator);
+        Some(
+            self.appended(appended, record, partition, size)
+                .map_err(Rejected::into_error),
+        )
     }
 
     /// [`enqueue`](Self::enqueue) for a record that may have to wait.
@@ -417,48 +441,38 @@ impl Producer {
                 shared.pending.fetch_add(1, Ordering::AcqRel);
             }
         }
-        self.append(&record, partition, size)
+        let appended = append(
+            &mut shared.accumulator().topic(&record.topic),
+            &record,
+            partition,
+            size,
+        );
+        self.appended(appended, &record, partition, size)
     }
 
-    /// Appends an accepted record (its memory taken, counted as pending) to its
-    /// partition's batch.
-    fn append(
+    /// What follows [`append`] once the accumulator's lock is released: wake the
+    /// sender for a new or full batch, or undo the record's accounting if the batch
+    /// refused it.
+    fn appended(
         &self,
+        appended: std::result::Result<Appended, RecordError>,
         record: &ProducerRecord,
         partition: i32,
         size: usize,
     ) -> std::result::Result<Delivery, Rejected> {
         let shared = &self.inner.shared;
-        let key = record.key.as_deref();
-        let value = record.value.as_deref();
-        let timestamp = record.timestamp.unwrap_or_else(now_millis);
-        let mut accumulator = shared.accumulator();
-        let appended = accumulator.append(
-            &record.topic,
-            partition,
-            timestamp,
-            key,
-            value,
-            &record.headers,
-            (),
-            size,
-            || tokio::time::Instant::now().into_std(),
-        );
-        drop(accumulator);
         match appended {
             Ok(appended) => {
-                if appended.batch_full {
-                    shared
-                        .config
-                        .partitioner
-                        .on_batch_full(&record.topic, partition);
+                if let (true, Some(partitioner)) = (appended.batch_full, &shared.config.partitioner)
+                {
+                    partitioner.on_batch_full(&record.topic, partition);
                 }
                 if appended.new_batch || appended.batch_full {
                     shared.wake.notify_one();
                 }
                 Ok(appended.delivery)
             }
-            Err((_, err)) => {
+            Err(err) => {
                 shared.memory.add_permits(size);
                 shared.finished(1);
                 Err(Rejected::Failed(
@@ -488,20 +502,21 @@ impl Producer {
 
     /// The record's partition of a topic of `count` partitions.
     fn choose_partition(&self, record: &ProducerRecord, count: i32) -> Result<i32> {
-        match record.partition {
-            Some(p) if (0..count).contains(&p) => Ok(p),
-            Some(p) => Err(Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
-                .with_topic(&record.topic)
-                .with_partition(p)),
-            None => {
-                let p = self.inner.shared.config.partitioner.partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    count,
-                );
-                Ok(p.rem_euclid(count.max(1)))
-            }
+        let shared = &self.inner.shared;
+        if let (Some(partitioner), None) = (&shared.config.partitioner, record.partition) {
+            return Ok(custom_partition(partitioner.as_ref(), record, count));
         }
+        let version = shared.client.metadata_version();
+        shared
+            .accumulator()
+            .topic(&record.topic)
+            .place(record.key.as_deref(), record.partition, version, || {
+                Some(count)
+            })
+            .map_err(|unplaced| match unplaced {
+                Unplaced::NoSuchPartition(p) => no_such_partition(&record.topic, p),
+                Unplaced::UnknownTopic => no_such_partition(&record.topic, -1),
+            })
     }
 
     /// The partition count of a topic missing from the cache, asking the cluster with
@@ -605,8 +620,46 @@ impl Rejected {
     }
 }
 
+/// Appends an accepted record (its memory taken, counted as pending) to its
+/// partition's batch, under the accumulator's lock; the built-in partitioner's sticky
+/// choice moves on if the batch filled.
+fn append(
+    topic: &mut Topic<'_, ()>,
+    record: &ProducerRecord,
+    partition: i32,
+    size: usize,
+) -> std::result::Result<Appended, RecordError> {
+    topic
+        .append(
+            partition,
+            record.timestamp.unwrap_or_else(now_millis),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+            (),
+            size,
+            || tokio::time::Instant::now().into_std(),
+        )
+        .map_err(|((), err)| err)
+}
+
+/// The partition a user's partitioner picks for `record` among `count`.
+fn custom_partition(partitioner: &dyn Partitioner, record: &ProducerRecord, count: i32) -> i32 {
+    partitioner
+        .partition(&record.topic, record.key.as_deref(), count)
+        .rem_euclid(count.max(1))
+}
+
+/// The error of a record that names a partition its topic does not have.
+fn no_such_partition(topic: &str, partition: i32) -> Error {
+    Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+        .with_topic(topic)
+        .with_partition(partition)
+}
+
 fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    // Seconds and milliseconds apart: `as_millis` divides a u128, per record.
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs() as i64 * 1_000 + i64::from(d.subsec_millis())
+    })
 }

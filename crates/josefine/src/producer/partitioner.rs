@@ -60,17 +60,47 @@ pub(crate) fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 }
 
 /// murmur2 for keyed records, KIP-480 sticky for keyless ones. The default.
+///
+/// A producer built without [`partitioner`](crate::ProducerBuilder::partitioner)
+/// places records this same way, with the sticky choice kept beside the topic's
+/// batches (no lock of its own); this type is for partitioners that wrap or fall back
+/// to the default one.
 #[derive(Debug, Default)]
 pub struct DefaultPartitioner {
     sticky: Mutex<FastMap<String, Sticky>>,
 }
 
-/// A topic's sticky choice: the partition keyless records go to, or, after its batch
-/// filled, the one to move away from.
-#[derive(Debug, Clone, Copy)]
-enum Sticky {
+/// A topic's sticky choice for keyless records (KIP-480): the partition they go to,
+/// or, after its batch filled, the one to move away from.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum Sticky {
+    /// Nothing chosen yet.
+    #[default]
+    Unset,
     Current(i32),
     MoveFrom(i32),
+}
+
+impl Sticky {
+    /// The partition for the next keyless record among `partitions`.
+    pub(crate) fn choose(&mut self, partitions: i32) -> i32 {
+        let avoid = match *self {
+            Sticky::Current(p) if p < partitions => return p,
+            Sticky::MoveFrom(p) => Some(p),
+            _ => None,
+        };
+        let p = random_partition(partitions, avoid);
+        *self = Sticky::Current(p);
+        p
+    }
+
+    /// The batch of `partition` closed because it was full: keyless records move on if
+    /// they were sticking to it. A keyed batch filling up elsewhere says nothing.
+    pub(crate) fn batch_full(&mut self, partition: i32) {
+        if matches!(self, Sticky::Current(p) if *p == partition) {
+            *self = Sticky::MoveFrom(partition);
+        }
+    }
 }
 
 impl Partitioner for DefaultPartitioner {
@@ -82,14 +112,15 @@ impl Partitioner for DefaultPartitioner {
             .sticky
             .lock()
             .expect("sticky map lock is never held across a panic");
-        let avoid = match sticky.get(topic) {
-            Some(&Sticky::Current(p)) if p < partitions => return p,
-            Some(&Sticky::MoveFrom(p)) => Some(p),
-            _ => None,
-        };
-        let p = random_partition(partitions, avoid);
-        sticky.insert(topic.to_string(), Sticky::Current(p));
-        p
+        match sticky.get_mut(topic) {
+            Some(state) => state.choose(partitions),
+            None => {
+                let mut state = Sticky::Unset;
+                let p = state.choose(partitions);
+                sticky.insert(topic.to_string(), state);
+                p
+            }
+        }
     }
 
     fn on_batch_full(&self, topic: &str, partition: i32) {
@@ -97,12 +128,8 @@ impl Partitioner for DefaultPartitioner {
             .sticky
             .lock()
             .expect("sticky map lock is never held across a panic");
-        // Only the partition keyless records stick to moves; a keyed batch filling up
-        // elsewhere says nothing about it.
         if let Some(state) = sticky.get_mut(topic) {
-            if matches!(state, Sticky::Current(p) if *p == partition) {
-                *state = Sticky::MoveFrom(partition);
-            }
+            state.batch_full(partition);
         }
     }
 }
