@@ -32,6 +32,7 @@ use super::batch::{AbortedTransaction, FetchedBatch};
 use super::fetch_session::{FetchSession, SessionOutcome, WantedPartition};
 use super::list_offsets::{list_offset, EARLIEST, LATEST};
 use super::partition::{Fetched, PartitionShared};
+use super::queue;
 use super::scan::scan;
 use super::{ConsumerShared, IsolationLevel, OffsetReset};
 use crate::backoff::jitter_unit;
@@ -43,7 +44,7 @@ use crate::net::Broker;
 #[derive(Debug)]
 pub(crate) struct Subscription {
     pub shared: Arc<PartitionShared>,
-    pub tx: mpsc::Sender<Fetched>,
+    pub tx: queue::Sender,
     /// The next offset to fetch.
     pub offset: i64,
     /// Current per-partition byte limit (grows when one batch does not fit).
@@ -657,7 +658,6 @@ mod tests {
 
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::fetch_response::PartitionData;
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::backoff::Backoff;
@@ -701,7 +701,7 @@ mod tests {
             .with_records(Some(records.freeze()))
     }
 
-    fn subscription(tx: mpsc::Sender<Fetched>) -> Subscription {
+    fn subscription(tx: queue::Sender) -> Subscription {
         Subscription {
             shared: Arc::new(PartitionShared::new(TopicPartition::new("t", 0))),
             tx,
@@ -720,7 +720,7 @@ mod tests {
     /// the batch going and the error being dropped with the partition stopped.
     #[test]
     fn a_corrupt_batch_and_the_good_ones_before_it_are_queued_together_or_not_at_all() {
-        let (tx, mut rx) = mpsc::channel(QUEUE_SLOTS);
+        let (tx, mut rx) = queue::channel(QUEUE_SLOTS);
         let mut sub = subscription(tx);
         let queued = QueuedBytes::new(1 << 20);
         for _ in 0..QUEUE_SLOTS - 1 {
@@ -770,7 +770,7 @@ mod tests {
             .with_high_watermark(3)
             .with_records(Some(records.freeze()));
 
-        let (tx, mut rx) = mpsc::channel(QUEUE_SLOTS);
+        let (tx, mut rx) = queue::channel(QUEUE_SLOTS);
         let mut sub = subscription(tx);
         deliver(
             &mut sub,

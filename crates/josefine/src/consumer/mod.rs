@@ -17,6 +17,7 @@ pub(crate) mod fetch_session;
 pub(crate) mod list_offsets;
 mod memory;
 pub(crate) mod partition;
+pub(crate) mod queue;
 pub(crate) mod scan;
 
 use std::collections::{HashMap, HashSet};
@@ -322,7 +323,7 @@ impl Consumer {
         };
         let offset = self.resolve(topic, partition, start).await?;
         reservation.keep();
-        let (tx, rx) = mpsc::channel(QUEUE_SLOTS);
+        let (tx, rx) = queue::channel(QUEUE_SLOTS);
         let partition_shared = Arc::new(PartitionShared::new(tp));
         let sub = Subscription {
             shared: partition_shared.clone(),

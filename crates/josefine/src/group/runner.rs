@@ -22,6 +22,7 @@
 //! the member rejoins the group, or `consume` stops with the error.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -711,63 +712,80 @@ struct ClaimTask<H> {
 }
 
 impl<H: GroupHandler + 'static> ClaimTask<H> {
-    async fn run(self, first: Claim) -> ClaimExit {
-        let state = first.state();
-        let mut claim = Some(first);
-        let mut failures = 0u32;
-        loop {
-            if let Some(claim) = claim.take() {
-                let err = match self.consume(claim).await {
-                    Ok(()) => return ClaimExit::Returned,
-                    Err(err) => err,
-                };
-                if state.is_revoked() {
-                    self.errors.report("consume_claim failed", err);
+    // Not an `async fn`: its parameters would be kept twice (as arguments and as
+    // locals), in a future that lives as long as the claim.
+    #[allow(clippy::manual_async_fn)]
+    fn run(self, first: Claim) -> impl Future<Output = ClaimExit> {
+        async move {
+            let state = first.state();
+            let mut claim = Some(first);
+            let mut failures = 0u32;
+            loop {
+                if let Some(claim) = claim.take() {
+                    let err = match self.consume(claim).await {
+                        Ok(()) => return ClaimExit::Returned,
+                        Err(err) => err,
+                    };
+                    if state.is_revoked() {
+                        self.errors.report("consume_claim failed", err);
+                        return ClaimExit::Returned;
+                    }
+                    match self.config.on_handler_error {
+                        OnHandlerError::Stop => {
+                            // `consume` returns it.
+                            tracing::error!(error = %err, "consume_claim failed; consume stops");
+                            return ClaimExit::Stop(err);
+                        }
+                        OnHandlerError::Rejoin => {
+                            self.errors
+                                .report("consume_claim failed; the member rejoins the group", err);
+                            return ClaimExit::Rejoin;
+                        }
+                        OnHandlerError::RestartClaim => self.errors.report(
+                            "consume_claim failed; the claim restarts from its last mark",
+                            err,
+                        ),
+                    }
+                }
+                failures += 1;
+                // Boxed, as `reopen`: a future is as large as all its awaits together, and
+                // these two wait only after a handler failed, while the claim's task
+                // lives as long as the claim (one per partition).
+                let delay = self.config.retry_backoff.delay(failures, jitter_unit());
+                let revoked = Box::pin(async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => false,
+                        _ = state.revoked() => true,
+                    }
+                })
+                .await;
+                if revoked {
                     return ClaimExit::Returned;
                 }
-                match self.config.on_handler_error {
-                    OnHandlerError::Stop => {
-                        // `consume` returns it.
-                        tracing::error!(error = %err, "consume_claim failed; consume stops");
-                        return ClaimExit::Stop(err);
-                    }
-                    OnHandlerError::Rejoin => {
-                        self.errors
-                            .report("consume_claim failed; the member rejoins the group", err);
-                        return ClaimExit::Rejoin;
-                    }
-                    OnHandlerError::RestartClaim => self.errors.report(
-                        "consume_claim failed; the claim restarts from its last mark",
-                        err,
-                    ),
-                }
+                claim = Box::pin(self.reopen(&state)).await;
             }
-            failures += 1;
-            let delay = self.config.retry_backoff.delay(failures, jitter_unit());
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = state.revoked() => return ClaimExit::Returned,
-            }
-            claim = self.reopen(&state).await;
         }
     }
 
     /// The handler's outcome; a panic becomes an error that says so.
-    async fn consume(&self, claim: Claim) -> Result<()> {
-        let handled = AssertUnwindSafe(self.handler.consume_claim(&self.session, claim))
-            .catch_unwind()
-            .await;
+    ///
+    /// Combinators, not an `async fn`: an async body keeps the handler's future twice
+    /// (as a value and as what it awaits), and this future lives in the claim's task
+    /// as long as the claim.
+    fn consume(&self, claim: Claim) -> impl Future<Output = Result<()>> + '_ {
         let tp = &self.tp;
-        match handled {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.with_topic(&*tp.topic).with_partition(tp.partition)),
-            Err(panic) => Err(Error::new(
-                ErrorKind::Handler,
-                format!("consume_claim panicked: {}", panic_message(panic.as_ref())),
-            )
-            .with_topic(&*tp.topic)
-            .with_partition(tp.partition)),
-        }
+        AssertUnwindSafe(self.handler.consume_claim(&self.session, claim))
+            .catch_unwind()
+            .map(move |handled| match handled {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(err.with_topic(&*tp.topic).with_partition(tp.partition)),
+                Err(panic) => Err(Error::new(
+                    ErrorKind::Handler,
+                    format!("consume_claim panicked: {}", panic_message(panic.as_ref())),
+                )
+                .with_topic(&*tp.topic)
+                .with_partition(tp.partition)),
+            })
     }
 
     /// The claim again, from after its last mark; `None` (try again after a backoff)
