@@ -59,7 +59,9 @@ for run in $(seq 1 "$runs"); do
     fi
     took=$(( $(date +%s) - began ))
     if [ "$status" = 0 ]; then
-        echo "run $run: green in ${took} s"
+        counts=$(awk '/^test result:/ { p += $4; f += $6; i += $8 }
+            END { printf "%d passed, %d failed, %d ignored", p, f, i }' "$out")
+        echo "run $run: green in ${took} s ($counts)"
         rm -f "$out"
     else
         failed=$((failed + 1))

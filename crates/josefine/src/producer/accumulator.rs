@@ -209,25 +209,6 @@ impl<R> Accumulator<R> {
         }
     }
 
-    /// [`Topic::append`] to `topic`.
-    #[cfg(test)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn append(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-        reply: R,
-        size: usize,
-        now: impl FnOnce() -> Instant,
-    ) -> Result<Appended, (R, RecordError)> {
-        self.topic(topic)
-            .append(partition, timestamp, key, value, headers, reply, size, now)
-    }
-
     /// The queue of `tp`, if it has one.
     fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue<R>> {
         let at = *self.index.get(&*tp.topic)?;
@@ -536,7 +517,8 @@ mod tests {
 
     fn push(a: &mut Accumulator<u32>, p: i32, id: u32, now: Instant) -> Appended {
         let size = pushed_size();
-        a.append("t", p, 0, None, Some(&[0u8; 100]), &[], id, size, || now)
+        a.topic("t")
+            .append(p, 0, None, Some(&[0u8; 100]), &[], id, size, || now)
             .unwrap()
     }
 
