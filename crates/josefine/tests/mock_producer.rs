@@ -404,8 +404,9 @@ async fn a_custom_partitioner_places_records_and_hears_of_full_batches() {
         assert_eq!(d.await.unwrap().partition, 2);
     }
     assert_eq!(log_values(&cluster, 2), expected(300));
-    // 300 records of about 20 bytes fill batches of 2,048 bytes at least twice.
-    assert!(full.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    // 300 records of about 30 bytes each in a batch fill batches of 2,048 bytes at
+    // least twice.
+    assert!(full.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     producer.close().await.unwrap();
 }
 

@@ -4,8 +4,9 @@
 //! A tokio channel allocates its first block of 32 slots and its cache-padded state
 //! when it is made, whatever its bound: about 1.3 KB per partition, 13 MB for a
 //! member with 10,000 partitions, most of them empty most of the time. This queue is
-//! a mutex over a deque that holds only what is queued (nothing, for an idle
-//! partition). The lock is held for a push or a pop, never across an `.await`.
+//! a mutex over a deque of at most `capacity` items: nothing allocated until the
+//! first item, then room for a few. The lock is held for a push or a pop, never
+//! across an `.await`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -180,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_receiver_is_woken_by_an_item_and_by_the_sender_leaving() {
+    fn a_waiting_receiver_is_woken_by_an_item_and_reads_what_came_before_the_end() {
         let (tx, mut rx) = channel(2);
         let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
         let waker = Waker::from(wakes.clone());

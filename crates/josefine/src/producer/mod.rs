@@ -493,20 +493,24 @@ impl Producer {
         max_block: impl Fn() -> tokio::time::Instant,
     ) -> Result<i32> {
         let shared = &self.inner.shared;
+        // Read before the count: a count is then never cached with a version newer
+        // than the metadata it came from (a refresh in between makes the next record
+        // read the count again, never trust an old one).
+        let version = shared.client.metadata_version();
         let count = match shared.client.cached_partition_count(&record.topic) {
             Some(count) => count,
             None => self.wait_for_partitions(record, max_block()).await?,
         };
-        self.choose_partition(record, count)
+        self.choose_partition(record, count, version)
     }
 
-    /// The record's partition of a topic of `count` partitions.
-    fn choose_partition(&self, record: &ProducerRecord, count: i32) -> Result<i32> {
+    /// The record's partition of a topic of `count` partitions, as of metadata
+    /// `version`.
+    fn choose_partition(&self, record: &ProducerRecord, count: i32, version: u64) -> Result<i32> {
         let shared = &self.inner.shared;
         if let (Some(partitioner), None) = (&shared.config.partitioner, record.partition) {
             return Ok(custom_partition(partitioner.as_ref(), record, count));
         }
-        let version = shared.client.metadata_version();
         shared
             .accumulator()
             .topic(&record.topic)
@@ -515,7 +519,10 @@ impl Producer {
             })
             .map_err(|unplaced| match unplaced {
                 Unplaced::NoSuchPartition(p) => no_such_partition(&record.topic, p),
-                Unplaced::UnknownTopic => no_such_partition(&record.topic, -1),
+                // Not from a count given as `Some`; said as what it would mean.
+                Unplaced::UnknownTopic => {
+                    Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION).with_topic(&record.topic)
+                }
             })
     }
 
