@@ -94,6 +94,16 @@ fn node(id: i32) -> Option<i32> {
     (id >= 0).then_some(id)
 }
 
+impl TopicMetadata {
+    /// Partition `id`, found in the sorted list.
+    pub(crate) fn partition(&self, id: i32) -> Option<&PartitionMetadata> {
+        self.partitions
+            .binary_search_by_key(&id, |p| p.id)
+            .ok()
+            .map(|i| &self.partitions[i])
+    }
+}
+
 impl ClusterMetadata {
     /// Converts a Metadata response. Topics without a name (only possible when asking
     /// by topic id, which we never do) are skipped.
@@ -213,14 +223,11 @@ impl ClusterMetadata {
     /// topic or partition the view does not have).
     pub fn partition(&self, topic: &str, partition: i32) -> Result<&PartitionMetadata> {
         let t = self.topic_or_error(topic)?;
-        t.partitions
-            .binary_search_by_key(&partition, |p| p.id)
-            .map(|i| &t.partitions[i])
-            .map_err(|_| {
-                Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
-                    .with_topic(topic)
-                    .with_partition(partition)
-            })
+        t.partition(partition).ok_or_else(|| {
+            Error::kafka(KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+                .with_topic(topic)
+                .with_partition(partition)
+        })
     }
 
     /// The leader's node id, or a retriable error while there is none.
@@ -240,10 +247,7 @@ impl ClusterMetadata {
 /// `fresh`, except partitions whose cached leader epoch is newer than the fresh one.
 fn keep_newer_epochs(old: &Arc<TopicMetadata>, fresh: Arc<TopicMetadata>) -> Arc<TopicMetadata> {
     let stale = |p: &PartitionMetadata| {
-        old.partitions
-            .binary_search_by_key(&p.id, |o| o.id)
-            .ok()
-            .map(|i| &old.partitions[i])
+        old.partition(p.id)
             .filter(|o| p.leader_epoch >= 0 && o.leader_epoch > p.leader_epoch)
     };
     if !fresh.partitions.iter().any(|p| stale(p).is_some()) {

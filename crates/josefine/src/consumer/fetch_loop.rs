@@ -313,11 +313,8 @@ impl FetchLoop {
                     fetch_offset: sub.offset,
                     current_leader_epoch: meta
                         .filter(|t| t.error.is_none())
-                        .and_then(|t| {
-                            let i = t.partitions.binary_search_by_key(&tp.partition, |p| p.id);
-                            i.ok().map(|i| t.partitions[i].leader_epoch)
-                        })
-                        .unwrap_or(-1),
+                        .and_then(|t| t.partition(tp.partition))
+                        .map_or(-1, |p| p.leader_epoch),
                     partition_max_bytes: sub.max_bytes,
                 }
             })
