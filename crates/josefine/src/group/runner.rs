@@ -716,13 +716,16 @@ impl<H: GroupHandler + 'static> ClaimTask<H> {
     // locals), in a future that lives as long as the claim.
     #[allow(clippy::manual_async_fn)]
     fn run(self, first: Claim) -> impl Future<Output = ClaimExit> {
+        // Made before the block, which then captures them as they are: a claim moved
+        // inside it would take room twice (the captured value and the local).
+        let state = first.state();
+        let mut claim = Some(first);
         async move {
-            let state = first.state();
-            let mut claim = Some(first);
             let mut failures = 0u32;
             loop {
-                if let Some(claim) = claim.take() {
-                    let err = match self.consume(claim).await {
+                if claim.is_some() {
+                    // Taken in the call, with no binding of its own across the await.
+                    let err = match self.consume(claim.take().expect("checked")).await {
                         Ok(()) => return ClaimExit::Returned,
                         Err(err) => err,
                     };

