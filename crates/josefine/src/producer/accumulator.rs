@@ -78,7 +78,9 @@ impl<R> Batch<R> {
 
 struct PartitionQueue<R> {
     tp: TopicPartition,
-    open: Option<Batch<R>>,
+    /// Boxed: the queues live in a map of one per partition (with a hash table's
+    /// spare slots), and most have no open batch most of the time.
+    open: Option<Box<Batch<R>>>,
     closed: VecDeque<Batch<R>>,
     in_flight: bool,
     retry_at: Option<Instant>,
@@ -104,7 +106,12 @@ impl<R> PartitionQueue<R> {
     fn close_open(&mut self) -> bool {
         match self.open.take() {
             Some(batch) => {
-                self.closed.push_back(batch);
+                // A deque's first push makes room for four batches (1 KB), in each of
+                // 10,000 partitions' queues; most never hold more than one.
+                if self.closed.capacity() == 0 {
+                    self.closed.reserve_exact(1);
+                }
+                self.closed.push_back(*batch);
                 true
             }
             None => false,
@@ -261,6 +268,9 @@ impl<R> Accumulator<R> {
         let mut out = Vec::new();
         for tp in keys {
             let queue = self.queue(&tp).expect("key taken from the map");
+            // Closed even when it cannot go now: a closed batch waits for an event (a
+            // response, metadata), an open one past its linger would wake the sender
+            // at once, again and again.
             if queue.closed.is_empty() {
                 queue.close_open();
             }
@@ -298,7 +308,7 @@ impl<R> Accumulator<R> {
     /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
     pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
         self.queues()
-            .flat_map(|q| q.closed.iter().chain(q.open.iter()))
+            .flat_map(|q| q.closed.iter().chain(q.open.as_deref()))
             .map(|b| b.created + timeout)
             .min()
     }
@@ -322,7 +332,7 @@ impl<R> Accumulator<R> {
                 .as_ref()
                 .is_some_and(|b| b.created + timeout <= now)
             {
-                expired.extend(queue.open.take());
+                expired.extend(queue.open.take().map(|b| *b));
             }
         }
         self.remove_idle();
@@ -368,7 +378,7 @@ impl<R> Accumulator<R> {
         let mut out = Vec::new();
         for queue in self.queues_mut() {
             out.extend(queue.closed.drain(..));
-            out.extend(queue.open.take());
+            out.extend(queue.open.take().map(|b| *b));
         }
         self.remove_idle();
         out
@@ -444,7 +454,7 @@ impl<R> Topic<'_, R> {
         }
         let open = queue.open.get_or_insert_with(|| {
             new_batch = true;
-            Batch {
+            Box::new(Batch {
                 tp: queue.tp.clone(),
                 builder: Some(
                     BatchBuilder::new().compression(config.compression, config.compression_level),
@@ -458,7 +468,7 @@ impl<R> Topic<'_, R> {
                 reserved: 0,
                 attempts: 0,
                 last_error: None,
-            }
+            })
         });
         let builder = open
             .builder
@@ -610,6 +620,22 @@ mod tests {
         let later = a.drain(t0, true, |tp, _| Some(tp.partition));
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].0, 1);
+    }
+
+    #[test]
+    fn a_waiting_partition_holds_little() {
+        // One queue per partition, in a hash table with spare slots: the open batch
+        // (272 bytes) is boxed.
+        let queue = std::mem::size_of::<PartitionQueue<u32>>();
+        assert!(queue <= 128, "a partition's queue is {queue} bytes");
+        // A batch the route refuses waits closed, alone in room for one.
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        assert!(a.drain(t0, true, |_, _| None::<()>).is_empty());
+        let queue = a.queue(&tp(0)).expect("the partition waits");
+        assert_eq!(queue.closed.len(), 1);
+        assert_eq!(queue.closed.capacity(), 1);
     }
 
     #[test]
