@@ -103,14 +103,18 @@ impl<R> PartitionQueue<R> {
         self.open.is_none() && self.closed.is_empty() && !self.in_flight
     }
 
+    /// A deque's first push makes room for four batches (1 KB), in each of 10,000
+    /// partitions' queues; most never hold more than one.
+    fn room_for_one(&mut self) {
+        if self.closed.capacity() == 0 {
+            self.closed.reserve_exact(1);
+        }
+    }
+
     fn close_open(&mut self) -> bool {
         match self.open.take() {
             Some(batch) => {
-                // A deque's first push makes room for four batches (1 KB), in each of
-                // 10,000 partitions' queues; most never hold more than one.
-                if self.closed.capacity() == 0 {
-                    self.closed.reserve_exact(1);
-                }
+                self.room_for_one();
                 self.closed.push_back(*batch);
                 true
             }
@@ -268,9 +272,11 @@ impl<R> Accumulator<R> {
         let mut out = Vec::new();
         for tp in keys {
             let queue = self.queue(&tp).expect("key taken from the map");
-            // Closed even when it cannot go now: a closed batch waits for an event (a
-            // response, metadata), an open one past its linger would wake the sender
-            // at once, again and again.
+            // Closed, and a passed backoff forgotten, even when the batch cannot go
+            // now: a batch that cannot go waits for an event (a response, metadata),
+            // while an open one past its linger, or a passed backoff, would be a
+            // deadline in the past and wake the sender at once, again and again.
+            queue.retry_at = None;
             if queue.closed.is_empty() {
                 queue.close_open();
             }
@@ -278,7 +284,6 @@ impl<R> Accumulator<R> {
             if let Some(key) = route(&tp, size) {
                 let batch = queue.closed.pop_front().expect("checked non-empty");
                 queue.in_flight = true;
-                queue.retry_at = None;
                 out.push((key, batch));
             }
         }
@@ -364,6 +369,7 @@ impl<R> Accumulator<R> {
                 .or_insert_with(|| PartitionQueue::new(batch.tp.clone()));
             queue.in_flight = false;
             queue.retry_at = Some(retry_at);
+            queue.room_for_one();
             queue.closed.push_front(batch);
         }
     }
@@ -636,6 +642,25 @@ mod tests {
         let queue = a.queue(&tp(0)).expect("the partition waits");
         assert_eq!(queue.closed.len(), 1);
         assert_eq!(queue.closed.capacity(), 1);
+    }
+
+    #[test]
+    fn a_refused_batch_past_its_backoff_sets_no_deadline() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        let (_, batch) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
+        let backoff = t0 + Duration::from_millis(100);
+        a.retry(vec![batch], backoff);
+        assert_eq!(a.next_deadline(), Some(backoff));
+        // Past its backoff, but its broker has no slot: it waits for an event (a
+        // response), not for a deadline already passed, which would wake the sender
+        // at once, again and again.
+        let later = t0 + Duration::from_millis(200);
+        assert!(a.drain(later, false, |_, _| None::<()>).is_empty());
+        assert_eq!(a.next_deadline(), None);
+        let sent = a.drain(later, false, |_, _| Some(()));
+        assert_eq!(ids(&sent[0].1), [1]);
     }
 
     #[test]
