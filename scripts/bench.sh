@@ -12,7 +12,7 @@
 #   scripts/bench.sh            full: 3 runs each of 1,000,000 x 100 B and 200,000 x 1 KiB
 #   scripts/bench.sh --smoke    one small run of each, debug build (what CI runs)
 #   RUNS=5 scripts/bench.sh     more runs
-#   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu)
+#   BROKERS=kafka scripts/bench.sh   one broker only (kafka, tansu, mock)
 #   SECTIONS="txn" scripts/bench.sh  some sections only, of: clients (produce, consume and
 #                                    group consume), work, process, rebalance, txn,
 #                                    assign, scale; all but clients and scale run on
@@ -22,7 +22,11 @@
 #                                    produced over 10,000 partitions, then group consumed;
 #                                    latency: records produced at 10,000/s and read by a
 #                                    group member in the same process, send to receive
-#                                    percentiles, josefine's pair and librdkafka's
+#                                    percentiles, josefine's pair and librdkafka's;
+#                                    members: 100 members on 1,000 partitions (tasks of
+#                                    one process, then processes), 1 -> 100 -> 101,
+#                                    times and CPU, on Kafka, Tansu and the mock cluster
+#                                    (`josefine mock`, the members section only)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -69,7 +73,7 @@ fi
 # Records per transaction in the transactional section.
 txn_size=1000
 # Empty BROKERS: none (the assign section needs none).
-read -r -a brokers <<<"${BROKERS-kafka tansu}"
+read -r -a brokers <<<"${BROKERS-kafka tansu mock}"
 read -r -a sections <<<"${SECTIONS:-clients work process rebalance txn assign scale latency members}"
 for section in "${sections[@]}"; do
     case "$section" in
@@ -205,6 +209,9 @@ for broker in "${brokers[@]}"; do
     if [ "$broker" = tansu ] && ! want clients && ! want scale && ! want latency && ! want members; then
         continue # only the clients, scale, latency and members sections run on Tansu
     fi
+    if [ "$broker" = mock ] && ! want members; then
+        continue # only the members section runs on the mock
+    fi
     case "$broker" in
         kafka)
             start_kafka
@@ -213,7 +220,11 @@ for broker in "${brokers[@]}"; do
         tansu)
             start_broker
             clients=(librdkafka josefine) ;;
-        *) echo "unknown broker $broker (kafka, tansu)" >&2; exit 2 ;;
+        mock)
+            # `josefine mock`: a coordinator that answers at once.
+            start_mock "$ours"
+            clients=(josefine) ;;
+        *) echo "unknown broker $broker (kafka, tansu, mock)" >&2; exit 2 ;;
     esac
     if want clients; then
         for workload in "${workloads[@]}"; do
@@ -392,19 +403,24 @@ for broker in "${brokers[@]}"; do
         done
     fi
     if want members; then
-        # Big groups (#17): $members members (tasks in this process, a client each) on
-        # $members_partitions partitions: 1 -> N, then one more joins (`bench
-        # rebalance`, one record a second per partition). KIP-848 on Kafka only.
+        # Big groups (#17): $members members on $members_partitions partitions, each
+        # with its own client, as tasks in one process and as processes of their own:
+        # 1 -> N, then one more joins (`bench rebalance`, one record a second per
+        # partition), with the members' CPU. KIP-848 on Kafka and the mock.
         protocols=(eager cooperative)
-        [ "$broker" = kafka ] && protocols+=(consumer)
+        [ "$broker" != tansu ] && protocols+=(consumer)
         for run in $(seq 1 "$runs"); do
             k=$(( (run - 1) % ${#protocols[@]} ))
             order=("${protocols[@]:$k}" "${protocols[@]:0:$k}")
             for protocol in "${order[@]}"; do
-                log "$members members on $members_partitions partitions, run $run/$runs: $protocol on $broker"
-                "$ours" --bootstrap "$JOSEFINE_BROKER" bench rebalance --protocol "$protocol" \
-                    --members "$members" --partitions "$members_partitions" --rate 1 --work-ms 10 \
-                    | tail -n 1 | sed "s/}\$/,\"broker\":\"$broker\"}/" >> "$results"
+                for as in tasks processes; do
+                    flag=()
+                    [ "$as" = processes ] && flag=(--processes)
+                    log "$members members ($as) on $members_partitions partitions, run $run/$runs: $protocol on $broker"
+                    "$ours" --bootstrap "$JOSEFINE_BROKER" bench rebalance --protocol "$protocol" \
+                        --members "$members" --partitions "$members_partitions" --rate 1 --work-ms 10 \
+                        "${flag[@]}" | tail -n 1 | sed "s/}\$/,\"broker\":\"$broker\"}/" >> "$results"
+                done
             done
         done
     fi
@@ -477,17 +493,26 @@ if slow and fast:
     f_rate = med(fast, lambda r: r["records"] / r["seconds"])
     print(f'parallel, 5 ms per record: handler {s_rate:.0f} records/s, process(key, 500) {f_rate:.0f}: x{f_rate / s_rate:.1f}')
 if rebalances:
-    print(f'{"rebalance, members x partitions":38} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} {"pause unmoved ms":>17} {"pause moved ms":>15}')
+    # CPU: the members' (with tasks, the whole process's, the producer feeding the
+    # topic included), from the start of the phase until the group is balanced.
+    print(f'{"rebalance, members x partitions":44} {"runs":>4} {"1->N s":>7} {"join s":>7} {"gap ms":>7} '
+          f'{"pause unmoved ms":>17} {"pause moved ms":>15} {"1->N cpu-s":>10} {"join cpu-s":>10} {"steady cpu/s":>12}')
     by = {}
     for r in rebalances:
         name = f'{r["mode"]} {r.get("members", "")}x{r.get("partitions", "")}'
+        if r.get("processes"):
+            name += " procs"
         if r.get("broker", "kafka") != "kafka":
             name += f' {r["broker"]}'
         by.setdefault(name, []).append(r)
     for mode, rs in sorted(by.items()):
-        print(f'{mode:38} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
+        cpu = ""
+        if all("join_cpu_seconds" in r for r in rs):
+            cpu = (f' {med(rs, lambda r: r["scale_out_cpu_seconds"]):10.3f} {med(rs, lambda r: r["join_cpu_seconds"]):10.3f} '
+                   f'{med(rs, lambda r: r["steady_cpu_per_second"]):12.3f}')
+        print(f'{mode:44} {len(rs):4} {med(rs, lambda r: r["scale_out_seconds"]):7.3f} '
               f'{med(rs, lambda r: r["join_seconds"]):7.3f} {med(rs, lambda r: r["baseline_gap_ms"]):7.1f} '
-              f'{med(rs, lambda r: r["pause_unmoved_ms"]):17.1f} {med(rs, lambda r: r["pause_moved_ms"]):15.1f}')
+              f'{med(rs, lambda r: r["pause_unmoved_ms"]):17.1f} {med(rs, lambda r: r["pause_moved_ms"]):15.1f}{cpu}')
 # Transactions: the three transactional producers and josefine's idempotent one.
 txn = [("josefine idempotent", rs) for (b, m, size, c), rs in groups.items() if m == "produce-idempotent"]
 txn += sorted(((f"{c} transactional", rs) for (b, m, size, c), rs in groups.items() if m == "produce-txn"),

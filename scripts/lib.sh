@@ -8,6 +8,7 @@ BUILD_DIR="$ROOT/build"
 VENV="$BUILD_DIR/venv"
 REQUIREMENTS="$ROOT/scripts/requirements.txt"
 BROKER_PID=""
+BROKER_NAME=""
 
 # Each step with the time it started, so a slow step shows in CI's log.
 log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
@@ -128,7 +129,7 @@ start_broker() {
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine memory://tansu/ \
         --cluster-id josefine >"$logfile" 2>&1 &
-    BROKER_PID=$!
+    BROKER_PID=$! BROKER_NAME="Tansu broker"
     trap run_cleanups EXIT
     trap 'exit 130' INT TERM
     for _ in $(seq 1 100); do
@@ -148,11 +149,37 @@ start_broker() {
     return 1
 }
 
+# Starts `josefine mock` (the mock cluster, one broker) with the binary $1; exports
+# JOSEFINE_BROKER; stop_broker stops it as it stops Tansu.
+start_mock() {
+    local out="$BUILD_DIR/mock-$$.out" logfile="$BUILD_DIR/mock-$$.log"
+    : >"$out"
+    "$1" mock >"$out" 2>"$logfile" &
+    BROKER_PID=$! BROKER_NAME="mock cluster"
+    trap run_cleanups EXIT
+    trap 'exit 130' INT TERM
+    for _ in $(seq 1 100); do
+        if [ -s "$out" ]; then
+            export JOSEFINE_BROKER="$(head -n 1 "$out")"
+            log "mock cluster (pid $BROKER_PID) listening on $JOSEFINE_BROKER, log: $logfile"
+            return 0
+        fi
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            echo "josefine mock exited at start; its log:" >&2
+            cat "$logfile" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "josefine mock printed no address within 10 s; its log: $logfile" >&2
+    return 1
+}
+
 stop_broker() {
     if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
         kill "$BROKER_PID" 2>/dev/null || true
         wait "$BROKER_PID" 2>/dev/null || true
-        log "stopped the Tansu broker (pid $BROKER_PID)"
+        log "stopped the $BROKER_NAME (pid $BROKER_PID)"
     fi
     BROKER_PID=""
 }

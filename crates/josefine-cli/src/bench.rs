@@ -668,7 +668,7 @@ fn seconds_of(t: libc::timeval) -> f64 {
 }
 
 /// This process's CPU time so far, user and system.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let usage = rusage();
     seconds_of(usage.ru_utime) + seconds_of(usage.ru_stime)
 }

@@ -19,6 +19,7 @@ mod demo;
 mod groups;
 mod latency_bench;
 mod local_broker;
+mod mock;
 mod output;
 mod produce;
 mod progress;
@@ -88,6 +89,9 @@ enum Command {
     /// bootstrap.servers names a cluster), produces, consumes with a group of three,
     /// rebalances, and shows the lag reaching zero.
     Demo(demo::DemoArgs),
+    /// A mock Kafka cluster in memory (the josefine-mock crate) until Ctrl-C: prints
+    /// its bootstrap address first; no JVM, nothing to install.
+    Mock(mock::MockArgs),
     /// Throughput benchmarks (see docs/BENCHMARKS.md and scripts/bench.sh).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -110,6 +114,9 @@ enum BenchCommand {
     Group(bench::GroupArgs),
     /// Rebalance time and the pause of unmoved partitions under one group protocol.
     Rebalance(rebalance_bench::RebalanceArgs),
+    /// One member of `bench rebalance --processes`, driven over stdin and stdout.
+    #[command(hide = true)]
+    RebalanceMember(rebalance_bench::MemberArgs),
     /// End-to-end latency percentiles of records produced at a fixed rate and read by
     /// a group member in this process; same JSON report.
     Latency(latency_bench::LatencyArgs),
@@ -321,9 +328,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    if let Command::Demo(args) = command {
-        return demo::run(&config, cluster_given, args).await;
-    }
+    let command = match command {
+        Command::Demo(args) => return demo::run(&config, cluster_given, args).await,
+        Command::Mock(args) => return mock::run(args).await,
+        Command::Bench(BenchCommand::RebalanceMember(args)) => {
+            return rebalance_bench::member(args).await
+        }
+        command => command,
+    };
     let servers = config
         .get("bootstrap.servers")
         .unwrap_or_default()
@@ -416,7 +428,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin.create_partitions(&name, total).await?;
             println!("topic {name} now has {total} partition(s)");
         }
-        Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+        Command::Demo(_)
+        | Command::Mock(_)
+        | Command::Bench(BenchCommand::RebalanceMember(_))
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before connecting")
         }
         Command::Groups(command) => groups::run(&client, command).await?,

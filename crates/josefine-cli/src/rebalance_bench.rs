@@ -3,10 +3,12 @@
 //! classic cooperative, or the consumer protocol of KIP-848). Method: docs/BENCHMARKS.md.
 //!
 //! A fresh topic of `--partitions` gets a steady stream (`--rate` records per second
-//! per partition) for the whole run; every member is in this process, each with its
-//! own client, and its handler spends `--work-ms` on each batch (as an I/O-bound
-//! handler would: a revoked claim finishes its batch before the partition moves).
-//! Two phases:
+//! per partition) for the whole run; every member has its own client, and its handler
+//! spends `--work-ms` on each batch (as an I/O-bound handler would: a revoked claim
+//! finishes its batch before the partition moves). The members are tasks in this
+//! process, or with `--processes` each a process of its own (`bench rebalance-member`,
+//! this binary again), which reports its claims and deliveries on stdout and its CPU
+//! time when asked on stdin. Two phases:
 //!
 //! 1. scale-out: one member owns every partition; `--members - 1` more start at once;
 //!    the time until every member holds its even share is `scale_out_seconds`.
@@ -17,17 +19,31 @@
 //!    the partitions that kept their owner (the ones a rebalance should not stop),
 //!    `pause_moved_ms` that of the partitions that moved. The gap between records
 //!    without any rebalance is about 1000 / `--rate` ms (`baseline_gap_ms`, measured
-//!    before the join).
+//!    over two quiet seconds before the join).
+//!
+//! CPU: the members' CPU time from the start of each phase until the group is
+//! balanced (`scale_out_cpu_seconds`, `join_cpu_seconds`), and its rate over the
+//! quiet seconds (`steady_cpu_per_second`, the cost of consuming with nothing
+//! moving). With tasks it is this process's CPU (the members and the producer feeding
+//! the topic); with `--processes`, the sum of the members' processes' own, each
+//! process's start included.
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use josefine::{
     AssignorKind, Claim, Client, Config, ConsumerGroup, GroupHandler, GroupProtocol, NewTopic,
     OffsetReset, Producer, ProducerRecord, Session,
 };
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::bench::cpu_seconds;
 
 #[derive(Args)]
 pub struct RebalanceArgs {
@@ -43,6 +59,28 @@ pub struct RebalanceArgs {
     /// The handler's time per batch (an I/O-bound handler: a sleep), which a
     /// revoked claim finishes before the partition is handed over.
     #[arg(long, default_value_t = 50)]
+    work_ms: u64,
+    /// Every member in a process of its own instead of a task in this one.
+    #[arg(long)]
+    processes: bool,
+}
+
+/// One member of `--processes`. It reads its client's properties from stdin
+/// (`key=value` lines up to an empty line: secrets stay out of the command line),
+/// then joins and prints `a P` when it claims partition P, `d P` when a batch of P
+/// has been handled and `r P` when it gives P up; to `cpu` on stdin it answers
+/// `c SECONDS`; at the end of stdin it leaves the group and exits.
+#[derive(Args)]
+pub struct MemberArgs {
+    #[arg(long, value_enum)]
+    protocol: Protocol,
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    group: String,
+    #[arg(long)]
+    member: usize,
+    #[arg(long)]
     work_ms: u64,
 }
 
@@ -81,6 +119,27 @@ struct Watch {
 }
 
 impl Watch {
+    fn claimed(&mut self, partition: i32, member: usize) {
+        self.partitions.entry(partition).or_default().owner = Some(member);
+    }
+
+    fn delivered(&mut self, partition: i32, at: Instant) {
+        let partition = self.partitions.entry(partition).or_default();
+        if let Some(previous) = partition.last {
+            partition.max_gap = partition
+                .max_gap
+                .max(at.saturating_duration_since(previous));
+        }
+        partition.last = Some(at);
+    }
+
+    fn released(&mut self, partition: i32, member: usize) {
+        let partition = self.partitions.entry(partition).or_default();
+        if partition.owner == Some(member) {
+            partition.owner = None;
+        }
+    }
+
     fn owned(&self) -> Vec<usize> {
         let mut owners: Vec<usize> = self.partitions.values().filter_map(|p| p.owner).collect();
         owners.sort_unstable();
@@ -105,22 +164,46 @@ impl Watch {
     }
 }
 
+/// Where a member's handler reports: the shared watch (a task), or stdout for the
+/// parent to read (a process).
+enum Sink {
+    Watch(Arc<Mutex<Watch>>),
+    Stdout,
+}
+
+impl Sink {
+    fn claimed(&self, partition: i32, member: usize) {
+        match self {
+            Sink::Watch(watch) => watch.lock().unwrap().claimed(partition, member),
+            Sink::Stdout => println!("a {partition}"),
+        }
+    }
+
+    fn delivered(&self, partition: i32) {
+        match self {
+            Sink::Watch(watch) => watch.lock().unwrap().delivered(partition, Instant::now()),
+            Sink::Stdout => println!("d {partition}"),
+        }
+    }
+
+    fn released(&self, partition: i32, member: usize) {
+        match self {
+            Sink::Watch(watch) => watch.lock().unwrap().released(partition, member),
+            Sink::Stdout => println!("r {partition}"),
+        }
+    }
+}
+
 struct Recorder {
     member: usize,
-    watch: Arc<Mutex<Watch>>,
+    sink: Sink,
     work: Duration,
 }
 
 impl GroupHandler for Recorder {
     async fn consume_claim(&self, _session: &Session, mut claim: Claim) -> josefine::Result<()> {
         let p = claim.partition();
-        self.watch
-            .lock()
-            .unwrap()
-            .partitions
-            .entry(p)
-            .or_default()
-            .owner = Some(self.member);
+        self.sink.claimed(p, self.member);
         while let Some(batch) = claim.next_batch().await {
             let batch = batch?;
             let mut last = None;
@@ -132,25 +215,99 @@ impl GroupHandler for Recorder {
                     tokio::time::sleep(self.work).await;
                 }
                 claim.mark_next(last + 1);
-                let now = Instant::now();
-                let mut watch = self.watch.lock().unwrap();
-                let partition = watch.partitions.entry(p).or_default();
-                if let Some(previous) = partition.last {
-                    partition.max_gap = partition.max_gap.max(now - previous);
-                }
-                partition.last = Some(now);
+                self.sink.delivered(p);
             }
         }
-        let mut watch = self.watch.lock().unwrap();
-        let partition = watch.partitions.entry(p).or_default();
-        if partition.owner == Some(self.member) {
-            partition.owner = None;
-        }
+        self.sink.released(p, self.member);
         Ok(())
     }
 }
 
-type Member = (ConsumerGroup, tokio::task::JoinHandle<josefine::Result<()>>);
+/// Member `member` of `group`, on its own client (its own coordinator connection).
+async fn group_member(
+    config: &Config,
+    protocol: Protocol,
+    group: &str,
+    member: usize,
+) -> anyhow::Result<ConsumerGroup> {
+    let mut config = config.clone();
+    config.set("client.id", &format!("bench-member-{member}"))?;
+    let client = config.client().await?;
+    let builder = ConsumerGroup::builder(client, group)
+        .auto_offset_reset(OffsetReset::Latest)
+        .session_timeout(Duration::from_secs(10))
+        .heartbeat_interval(Duration::from_millis(500))
+        .rebalance_timeout(Duration::from_secs(30))
+        .auto_commit_interval(Duration::from_millis(500));
+    let builder = match protocol {
+        Protocol::Eager => builder.assignor(AssignorKind::Range),
+        Protocol::Cooperative => builder.assignor(AssignorKind::CooperativeSticky),
+        Protocol::Consumer => builder.protocol(GroupProtocol::Consumer),
+    };
+    Ok(builder.build()?)
+}
+
+fn consuming(
+    member: &ConsumerGroup,
+    topic: &str,
+    handler: Recorder,
+) -> JoinHandle<josefine::Result<()>> {
+    let (member, topic) = (member.clone(), topic.to_string());
+    tokio::spawn(async move { member.consume(&[&topic], handler).await })
+}
+
+/// `bench rebalance-member`: see [`MemberArgs`].
+pub async fn member(args: MemberArgs) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut config = Config::new();
+    while let Some(line) = lines.next_line().await? {
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .with_context(|| format!("a property line is key=value, not {line:?}"))?;
+        config.set(key, value)?;
+    }
+    let group = group_member(&config, args.protocol, &args.group, args.member).await?;
+    let handler = Recorder {
+        member: args.member,
+        sink: Sink::Stdout,
+        work: Duration::from_millis(args.work_ms),
+    };
+    let mut running = consuming(&group, &args.topic, handler);
+    let commands = async {
+        while let Some(line) = lines.next_line().await? {
+            if line == "cpu" {
+                println!("c {:.6}", cpu_seconds());
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        ended = &mut running => {
+            ended??;
+            anyhow::bail!("member {} stopped consuming before it was told to", args.member)
+        }
+        read = commands => read?,
+    }
+    group.close().await?;
+    running.await??;
+    Ok(())
+}
+
+/// A member as a process of its own, and the task reading what it reports.
+struct ChildMember {
+    process: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    cpu: mpsc::Receiver<f64>,
+    reader: JoinHandle<anyhow::Result<()>>,
+}
+
+enum Member {
+    Task(ConsumerGroup, JoinHandle<josefine::Result<()>>),
+    Process(Box<ChildMember>),
+}
 
 /// What every member shares.
 struct Run {
@@ -160,36 +317,106 @@ struct Run {
     group: String,
     watch: Arc<Mutex<Watch>>,
     work: Duration,
+    processes: bool,
 }
 
 impl Run {
-    /// Member `i`, on its own client (its own coordinator connection), consuming.
+    /// Member `i`, consuming.
     async fn start(&self, i: usize) -> anyhow::Result<Member> {
-        let mut config = self.config.clone();
-        config.set("client.id", &format!("bench-member-{i}"))?;
-        let client = config.client().await?;
-        let mut builder = ConsumerGroup::builder(client, &self.group)
-            .auto_offset_reset(OffsetReset::Latest)
-            .session_timeout(Duration::from_secs(10))
-            .heartbeat_interval(Duration::from_millis(500))
-            .rebalance_timeout(Duration::from_secs(30))
-            .auto_commit_interval(Duration::from_millis(500));
-        builder = match self.protocol {
-            Protocol::Eager => builder.assignor(AssignorKind::Range),
-            Protocol::Cooperative => builder.assignor(AssignorKind::CooperativeSticky),
-            Protocol::Consumer => builder.protocol(GroupProtocol::Consumer),
+        if self.processes {
+            return Ok(Member::Process(Box::new(self.spawn(i).await?)));
+        }
+        let member = group_member(&self.config, self.protocol, &self.group, i).await?;
+        let handler = Recorder {
+            member: i,
+            sink: Sink::Watch(self.watch.clone()),
+            work: self.work,
         };
-        let member = builder.build()?;
-        let running = {
-            let (member, topic) = (member.clone(), self.topic.clone());
-            let handler = Recorder {
-                member: i,
-                watch: self.watch.clone(),
-                work: self.work,
-            };
-            tokio::spawn(async move { member.consume(&[&topic], handler).await })
-        };
-        Ok((member, running))
+        let running = consuming(&member, &self.topic, handler);
+        Ok(Member::Task(member, running))
+    }
+
+    async fn spawn(&self, i: usize) -> anyhow::Result<ChildMember> {
+        let exe = std::env::current_exe().context("finding this binary to start a member")?;
+        let mut process = tokio::process::Command::new(exe)
+            .args([
+                "bench",
+                "rebalance-member",
+                "--protocol",
+                self.protocol.name(),
+            ])
+            .args(["--topic", &self.topic, "--group", &self.group])
+            .args(["--member", &i.to_string(), "--work-ms"])
+            .arg(self.work.as_millis().to_string())
+            // Its settings come from stdin alone.
+            .env_remove("JOSEFINE_BOOTSTRAP")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a member process")?;
+        let mut stdin = process.stdin.take().expect("piped");
+        let mut properties = String::new();
+        for (key, value) in self.config.iter() {
+            properties.push_str(&format!("{key}={value}\n"));
+        }
+        properties.push('\n');
+        stdin.write_all(properties.as_bytes()).await?;
+        let stdout = process.stdout.take().expect("piped");
+        let (cpu_tx, cpu) = mpsc::channel(1);
+        let watch = self.watch.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(line) = lines.next_line().await? {
+                let (what, value) = line
+                    .split_once(' ')
+                    .with_context(|| format!("member {i} said {line:?}"))?;
+                if what == "c" {
+                    let _ = cpu_tx.send(value.parse()?).await;
+                    continue;
+                }
+                let partition: i32 = value.parse()?;
+                let mut watch = watch.lock().unwrap();
+                match what {
+                    "a" => watch.claimed(partition, i),
+                    "d" => watch.delivered(partition, Instant::now()),
+                    "r" => watch.released(partition, i),
+                    _ => anyhow::bail!("member {i} said {line:?}"),
+                }
+            }
+            Ok(())
+        });
+        Ok(ChildMember {
+            process,
+            stdin: Some(stdin),
+            cpu,
+            reader,
+        })
+    }
+
+    /// The members' CPU time so far: this process's, or the member processes' sum.
+    async fn cpu(&self, members: &mut [Member]) -> anyhow::Result<f64> {
+        if !self.processes {
+            return Ok(cpu_seconds());
+        }
+        // Ask them all, then collect: they answer in parallel.
+        for member in members.iter_mut() {
+            if let Member::Process(child) = member {
+                let stdin = child.stdin.as_mut().expect("open until the end");
+                stdin.write_all(b"cpu\n").await?;
+            }
+        }
+        let mut total = 0.0;
+        for member in members.iter_mut() {
+            if let Member::Process(child) = member {
+                let answer = tokio::time::timeout(Duration::from_secs(30), child.cpu.recv());
+                total += answer
+                    .await
+                    .context("a member process did not report its CPU within 30 s")?
+                    .context("a member process ended")?;
+            }
+        }
+        Ok(total)
     }
 
     /// Waits (bounded) until `done` holds.
@@ -202,6 +429,27 @@ impl Run {
             anyhow::ensure!(Instant::now() < deadline, "no {what} within 120 s");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+impl Member {
+    /// Leaves the group and stops.
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Member::Task(member, running) => {
+                member.close().await?;
+                running.await??;
+            }
+            Member::Process(mut child) => {
+                drop(child.stdin.take());
+                let status = tokio::time::timeout(Duration::from_secs(60), child.process.wait())
+                    .await
+                    .context("a member process did not stop within 60 s of its stdin closing")??;
+                anyhow::ensure!(status.success(), "a member process ended with {status}");
+                child.reader.await??;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -244,6 +492,7 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
         topic: topic.clone(),
         watch: Arc::new(Mutex::new(Watch::default())),
         work: Duration::from_millis(args.work_ms),
+        processes: args.processes,
     };
     let partitions = args.partitions;
     let mut members: Vec<Member> = Vec::new();
@@ -256,6 +505,7 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     .await?;
 
     // Phase 1: the others join at once.
+    let cpu_before = run.cpu(&mut members).await?;
     let scale_out = Instant::now();
     // (Connecting takes a millisecond each: they join together.)
     for i in 1..args.members {
@@ -266,8 +516,9 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     })
     .await?;
     let scale_out_seconds = scale_out.elapsed().as_secs_f64();
+    let scale_out_cpu = run.cpu(&mut members).await? - cpu_before;
 
-    // Every partition delivers again; then the gap with nothing moving, for a second.
+    // Every partition delivers again; then the gap and the CPU with nothing moving.
     let settled = Instant::now();
     run.until("deliveries after the scale-out", |w| {
         w.partitions
@@ -276,7 +527,9 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     })
     .await?;
     reset_gaps(&run.watch);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (quiet, quiet_cpu) = (Instant::now(), run.cpu(&mut members).await?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let steady_cpu = (run.cpu(&mut members).await? - quiet_cpu) / quiet.elapsed().as_secs_f64();
     let (before, baseline_gap) = {
         let w = run.watch.lock().unwrap();
         let baseline = w
@@ -292,6 +545,7 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     reset_gaps(&run.watch);
 
     // Phase 2: one more member.
+    let cpu_before = run.cpu(&mut members).await?;
     let join = Instant::now();
     members.push(run.start(args.members).await?);
     run.until("balance after the join", |w| {
@@ -299,6 +553,7 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     })
     .await?;
     let join_seconds = join.elapsed().as_secs_f64();
+    let join_cpu = run.cpu(&mut members).await? - cpu_before;
     let balanced = Instant::now();
     run.until("deliveries after the join", |w| {
         w.partitions
@@ -321,19 +576,19 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
         }
     }
 
-    for (member, running) in members {
+    for member in members {
         member.close().await?;
-        running.await??;
     }
     feeding.abort();
     producer.close().await?;
     client.admin().delete_topic(&topic).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        r#"{{"client":"josefine","mode":"rebalance-{}","members":{},"partitions":{},"work_ms":{},"scale_out_seconds":{scale_out_seconds:.3},"join_seconds":{join_seconds:.3},"baseline_gap_ms":{:.1},"pause_unmoved_ms":{:.1},"unmoved":{unmoved_count},"pause_moved_ms":{:.1},"moved":{moved_count}}}"#,
+        r#"{{"client":"josefine","mode":"rebalance-{}","members":{},"partitions":{},"processes":{},"work_ms":{},"scale_out_seconds":{scale_out_seconds:.3},"join_seconds":{join_seconds:.3},"baseline_gap_ms":{:.1},"pause_unmoved_ms":{:.1},"unmoved":{unmoved_count},"pause_moved_ms":{:.1},"moved":{moved_count},"scale_out_cpu_seconds":{scale_out_cpu:.3},"join_cpu_seconds":{join_cpu:.3},"steady_cpu_per_second":{steady_cpu:.3}}}"#,
         args.protocol.name(),
         args.members,
         args.partitions,
+        args.processes,
         args.work_ms,
         ms(baseline_gap),
         ms(unmoved),

@@ -734,6 +734,76 @@ fn completions_and_the_man_page_are_generated() {
     );
 }
 
+/// `josefine mock` serves a cluster that the other commands use as any other: its
+/// topic from `--topic`, records produced and read back, a group's commits; SIGINT
+/// stops it with a zero exit; a bad `--topic` is one clear line.
+#[test]
+fn the_mock_cluster_serves_the_other_commands_until_sigint() {
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_josefine"))
+        .args(["mock", "--topic", "orders:3"])
+        .env_remove("JOSEFINE_BOOTSTRAP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the josefine binary starts");
+    let mut address = String::new();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let broker = address.trim().to_string();
+    assert!(broker.starts_with("127.0.0.1:"), "{address:?}");
+
+    let cluster = run_ok(&mut josefine(&broker), b"");
+    let cluster = String::from_utf8_lossy(&cluster.stdout);
+    assert!(cluster.contains("orders"), "{cluster}");
+    let input: String = (0..30).map(|i| format!("order {i}\n")).collect();
+    run_ok(
+        josefine(&broker).args(["produce", "--topic", "orders"]),
+        input.as_bytes(),
+    );
+    let read = run_ok(
+        josefine(&broker).args([
+            "consume",
+            "--topic",
+            "orders",
+            "--group",
+            "billing",
+            "--from-beginning",
+            "--count",
+            "30",
+        ]),
+        b"",
+    );
+    let mut got: Vec<String> = String::from_utf8(read.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    got.sort_by_key(|line| line[6..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..30).map(|i| format!("order {i}")).collect();
+    assert_eq!(got, want);
+    let lag = run_ok(josefine(&broker).args(["groups", "lag", "billing"]), b"");
+    let lag = String::from_utf8_lossy(&lag.stdout);
+    assert!(lag.contains("orders"), "the group committed: {lag}");
+
+    sigint(mock.id());
+    let stopped = mock.wait_with_output().unwrap();
+    assert!(
+        stopped.status.success(),
+        "{:?}: {}",
+        stopped.status,
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+
+    let bad = run(
+        Command::new(env!("CARGO_BIN_EXE_josefine")).args(["mock", "--topic", "orders"]),
+        b"",
+    );
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("is not NAME:PARTITIONS"), "{stderr}");
+}
+
 /// `topics alter-config` and `describe-config` (Kafka: DescribeConfigs and
 /// IncrementalAlterConfigs).
 #[test]
