@@ -27,6 +27,7 @@ pub struct MockArgs {
 fn topic(arg: &str) -> Result<(String, i32), String> {
     let (name, partitions) = arg
         .rsplit_once(':')
+        .filter(|(name, _)| !name.is_empty())
         .ok_or_else(|| format!("{arg:?} is not NAME:PARTITIONS, e.g. orders:6"))?;
     let partitions: i32 = partitions
         .parse()
@@ -42,6 +43,8 @@ pub async fn run(args: MockArgs) -> anyhow::Result<()> {
     for (name, partitions) in args.topic {
         builder = builder.topic(name, partitions);
     }
+    // Before the address is out: a parent may stop us as soon as it has read it.
+    let mut signals = crate::shutdown::signals()?;
     let cluster = builder.start().await?;
     println!("{}", cluster.bootstrap());
     eprintln!(
@@ -49,7 +52,6 @@ pub async fn run(args: MockArgs) -> anyhow::Result<()> {
         args.brokers,
         cluster.bootstrap()
     );
-    let mut signals = crate::shutdown::signals()?;
     let stdin_closed = async {
         if !args.until_stdin_closes {
             return std::future::pending().await;
@@ -58,10 +60,18 @@ pub async fn run(args: MockArgs) -> anyhow::Result<()> {
         let mut buf = [0u8; 256];
         while !matches!(stdin.read(&mut buf).await, Ok(0) | Err(_)) {}
     };
-    tokio::select! {
-        why = signals.recv() => eprintln!("josefine mock: {why}, stopping"),
-        () = stdin_closed => {}
-    }
+    let signalled = tokio::select! {
+        why = signals.recv() => {
+            eprintln!("josefine mock: {why}, stopping");
+            true
+        }
+        () = stdin_closed => false,
+    };
     cluster.shutdown().await;
+    if signalled && args.until_stdin_closes {
+        // The stdin read blocks a runtime thread that cannot be cancelled: leaving
+        // main would wait for stdin to end.
+        std::process::exit(0);
+    }
     Ok(())
 }

@@ -256,8 +256,18 @@ fn consuming(
     tokio::spawn(async move { member.consume(&[&topic], handler).await })
 }
 
-/// `bench rebalance-member`: see [`MemberArgs`].
+/// `bench rebalance-member`: see [`MemberArgs`]. A member that fails exits at once:
+/// the stdin read blocks a runtime thread that would keep it alive until the parent
+/// closes stdin.
 pub async fn member(args: MemberArgs) -> anyhow::Result<()> {
+    if let Err(err) = run_member(args).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run_member(args: MemberArgs) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut config = Config::new();
     while let Some(line) = lines.next_line().await? {
@@ -403,7 +413,10 @@ impl Run {
         for member in members.iter_mut() {
             if let Member::Process(child) = member {
                 let stdin = child.stdin.as_mut().expect("open until the end");
-                stdin.write_all(b"cpu\n").await?;
+                if let Err(err) = stdin.write_all(b"cpu\n").await {
+                    let status = child.process.try_wait().ok().flatten();
+                    anyhow::bail!("a member process is gone ({err}; exit status {status:?})");
+                }
             }
         }
         let mut total = 0.0;
@@ -485,6 +498,14 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
             }
         })
     };
+    if args.processes {
+        // A member that died must be an error here, not a SIGPIPE that ends this
+        // process without a word (main restores SIGPIPE's default for `| head`).
+        // SAFETY: signal(2) only sets the disposition; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     let run = Run {
         config: config.clone(),
         protocol: args.protocol,
@@ -576,8 +597,14 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
         }
     }
 
+    // All at once, as a service's instances stop: one at a time, each leave would
+    // rebalance the rest first (minutes on Tansu for 100 members).
+    let mut closing = tokio::task::JoinSet::new();
     for member in members {
-        member.close().await?;
+        closing.spawn(member.close());
+    }
+    while let Some(closed) = closing.join_next().await {
+        closed??;
     }
     feeding.abort();
     producer.close().await?;

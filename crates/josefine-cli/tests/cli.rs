@@ -739,15 +739,28 @@ fn completions_and_the_man_page_are_generated() {
 /// stops it with a zero exit; a bad `--topic` is one clear line.
 #[test]
 fn the_mock_cluster_serves_the_other_commands_until_sigint() {
-    let mut mock = Command::new(env!("CARGO_BIN_EXE_josefine"))
-        .args(["mock", "--topic", "orders:3"])
-        .env_remove("JOSEFINE_BOOTSTRAP")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the josefine binary starts");
+    /// Kills the mock if the test fails before it stops it.
+    struct Running(Option<std::process::Child>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut mock = Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_josefine"))
+            .args(["mock", "--topic", "orders:3"])
+            .env_remove("JOSEFINE_BOOTSTRAP")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the josefine binary starts"),
+    ));
+    let child = mock.0.as_mut().unwrap();
     let mut address = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
+    BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut address)
         .unwrap();
     let broker = address.trim().to_string();
@@ -786,8 +799,9 @@ fn the_mock_cluster_serves_the_other_commands_until_sigint() {
     let lag = String::from_utf8_lossy(&lag.stdout);
     assert!(lag.contains("orders"), "the group committed: {lag}");
 
-    sigint(mock.id());
-    let stopped = mock.wait_with_output().unwrap();
+    let child = mock.0.take().unwrap();
+    sigint(child.id());
+    let stopped = child.wait_with_output().unwrap();
     assert!(
         stopped.status.success(),
         "{:?}: {}",

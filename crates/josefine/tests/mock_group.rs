@@ -474,6 +474,18 @@ async fn start(
     configure: impl FnOnce(ConsumerGroupBuilder) -> ConsumerGroupBuilder,
 ) -> Member {
     let client = client(cluster, &format!("m{index}")).await;
+    start_on(client, group, index, log, topics, configure)
+}
+
+/// [`start`] on the test's own client.
+fn start_on(
+    client: Client,
+    group: &str,
+    index: usize,
+    log: &Shared,
+    topics: &[&str],
+    configure: impl FnOnce(ConsumerGroupBuilder) -> ConsumerGroupBuilder,
+) -> Member {
     let group = configure(settings(client, group)).build().unwrap();
     let linger_ms = Arc::new(AtomicU64::new(0));
     let block_ms = Arc::new(AtomicU64::new(0));
@@ -697,6 +709,106 @@ async fn two_members_split_the_partitions_and_commit_to_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_split_the_partitions_and_commit_to_the_end() {
     members_share_the_partitions(3).await;
+}
+
+/// A member closed while the coordinator holds its JoinGroup (Kafka holds one until
+/// the group's members have joined, up to the rebalance timeout) gives the join up
+/// and leaves at once, on a connection of its own: the held join keeps anything
+/// behind it on its connection unanswered. Here m1's join with its member id is
+/// never answered; its close must not wait for it (20 s rebalance timeout) nor for
+/// a LeaveGroup stuck behind it (10 s request timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_closed_during_its_join_leaves_at_once() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "held-join";
+    let log = new_log();
+    let m0 = start_plain(&cluster, group, 0, &log).await;
+    settle(&log, &[0], FIRST).await;
+
+    // m1's first JoinGroup gets its member id (MEMBER_ID_REQUIRED); the second,
+    // with it, is held forever.
+    let joins = Arc::new(AtomicU64::new(0));
+    let held: Vec<_> = cluster
+        .brokers()
+        .iter()
+        .map(|broker| {
+            let joins = joins.clone();
+            broker.intercept(
+                Intercept::api(ApiKey::JoinGroup).when(move |r| {
+                    r.client_id.as_deref() == Some("m1")
+                        && joins.fetch_add(1, Ordering::SeqCst) >= 1
+                }),
+                Action::Stall,
+            )
+        })
+        .collect();
+    let client = Client::builder()
+        .bootstrap([cluster.bootstrap()])
+        .client_id("m1")
+        .request_timeout(Duration::from_secs(10))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap();
+    let m1 = start_on(client, group, 1, &log, &[TOPIC], |b| {
+        b.rebalance_timeout(Duration::from_secs(20))
+            .close_timeout(Duration::from_secs(2))
+    });
+    until("m1's join to be held", || {
+        held.iter().map(|h| h.hits()).sum::<usize>() == 1
+    })
+    .await;
+    let leaves = requests(&cluster, ApiKey::LeaveGroup);
+    m1.group
+        .close()
+        .await
+        .expect("m1 closes within its 2 s close timeout");
+    within("m1's consume to return", m1.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        requests(&cluster, ApiKey::LeaveGroup),
+        leaves + 1,
+        "m1 left"
+    );
+
+    // m0 was never disturbed and commits everything.
+    close_all(vec![m0]).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// A session's new claims without a commit look up their start together: one
+/// ListOffsets per leader, not one per partition (at 10,000 partitions that is
+/// 10,000 requests at once). A leader's refusal is asked again, once, at the
+/// leader, and the partitions behind it start where they should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_claims_look_up_their_start_once_per_leader() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let refused = cluster.broker(1).intercept(
+        Intercept::api(ApiKey::ListOffsets).times(1),
+        Action::error(ResponseError::NotLeaderOrFollower),
+    );
+    let group = "starts";
+    let log = new_log();
+    let members = vec![start_plain(&cluster, group, 0, &log).await];
+    settle(&log, &[0], FIRST).await;
+    close_all(members).await;
+
+    assert_eq!(refused.hits(), 1);
+    let per_broker: Vec<usize> = (1..=3)
+        .map(|node| requests_at(&cluster, node, ApiKey::ListOffsets))
+        .collect();
+    assert_eq!(
+        per_broker,
+        [2, 1, 1],
+        "one ListOffsets per leader for six partitions, and broker 1's again after its refusal"
+    );
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
 }
 
 // ---- 2. the coordinator moves ----

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
-use crate::consumer::list_offsets::{list_offset, EARLIEST};
+use crate::consumer::list_offsets::{list_offsets, EARLIEST};
 use crate::consumer::StartOffset;
 use crate::error::{Error, Result};
 use crate::TopicPartition;
@@ -30,27 +30,42 @@ impl Admin {
             StartOffset::Latest | StartOffset::Timestamp(_) => self.end_offsets(partitions).await?,
             _ => HashMap::new(),
         };
-        let backoff = self.client.retry_backoff();
-        let found = futures::future::join_all(partitions.iter().map(|tp| {
-            let end = ends.get(tp).copied();
-            async move {
-                let lookup = |timestamp| {
-                    list_offset(&self.client, &tp.topic, tp.partition, timestamp, 0, backoff)
-                };
-                let offset = match at {
-                    StartOffset::Earliest => lookup(EARLIEST).await?.unwrap_or(0),
-                    StartOffset::Latest => end.expect("ends were read for Latest"),
-                    StartOffset::Timestamp(ts) => match lookup(ts).await? {
-                        Some(offset) => offset,
-                        None => end.expect("ends were read for Timestamp"),
-                    },
-                    StartOffset::Offset(offset) => offset,
-                };
-                Ok::<_, Error>((tp.clone(), offset))
+        let timestamp = match at {
+            StartOffset::Earliest => Some(EARLIEST),
+            StartOffset::Timestamp(ts) => Some(ts),
+            StartOffset::Latest | StartOffset::Offset(_) => None,
+        };
+        let found = match timestamp {
+            Some(timestamp) => {
+                let wanted: Vec<(TopicPartition, i64)> = partitions
+                    .iter()
+                    .map(|tp| (tp.clone(), timestamp))
+                    .collect();
+                let backoff = self.client.retry_backoff();
+                list_offsets(&self.client, &wanted, 0, backoff).await
             }
-        }))
-        .await;
-        found.into_iter().collect()
+            None => Vec::new(),
+        };
+        let end = |tp: &TopicPartition| {
+            ends.get(tp)
+                .copied()
+                .ok_or_else(|| Error::protocol(format!("no end offset was read for {tp}")))
+        };
+        let mut offsets = HashMap::with_capacity(partitions.len());
+        for (i, tp) in partitions.iter().enumerate() {
+            let offset = match at {
+                StartOffset::Earliest => found[i].clone()?.unwrap_or(0),
+                StartOffset::Latest => end(tp)?,
+                // A time after every record: the end.
+                StartOffset::Timestamp(_) => match found[i].clone()? {
+                    Some(offset) => offset,
+                    None => end(tp)?,
+                },
+                StartOffset::Offset(offset) => offset,
+            };
+            offsets.insert(tp.clone(), offset);
+        }
+        Ok(offsets)
     }
 
     /// Deletes the records before each given offset (DeleteRecords at the partition's

@@ -1,6 +1,9 @@
-//! Turning a start position (earliest, latest, a timestamp) into an offset with
-//! ListOffsets at the partition's leader (KIP-79 for timestamps).
+//! Turning start positions (earliest, latest, a timestamp) into offsets with
+//! ListOffsets at the partitions' leaders (KIP-79 for timestamps): one request per
+//! leader with all of its partitions, so a session that starts 10,000 partitions
+//! sends one request per broker, not 10,000.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -10,17 +13,18 @@ use kafka_protocol::protocol::StrBytes;
 use crate::backoff::{jitter_unit, Backoff};
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::net::Broker;
+use crate::TopicPartition;
 
 /// ListOffsets' special timestamps.
 pub(crate) const LATEST: i64 = -1;
 pub(crate) const EARLIEST: i64 = -2;
 
-/// How often a lookup is tried before its error is final.
+/// How many rounds a partition is tried before its error is final.
 const ATTEMPTS: u32 = 10;
 
 /// The offset for `timestamp` (or [`EARLIEST`] / [`LATEST`]) in `topic`/`partition`;
-/// `None` when no record has a timestamp at or after it. Retries leader moves and
-/// other retriable errors with backoff.
+/// see [`list_offsets`].
 pub(crate) async fn list_offset(
     client: &Client,
     topic: &str,
@@ -29,52 +33,192 @@ pub(crate) async fn list_offset(
     isolation_level: i8,
     backoff: Backoff,
 ) -> Result<Option<i64>> {
-    let mut failures = 0;
-    loop {
-        let attempt = async {
-            let leader = client.leader(topic, partition).await?;
-            let epoch = client
-                .metadata()
-                .partition(topic, partition)
-                .map_or(-1, |p| p.leader_epoch);
-            let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_isolation_level(isolation_level)
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partitions(vec![ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_current_leader_epoch(epoch)
-                        .with_timestamp(timestamp)])]);
-            let response = leader.call(&request).await?;
-            parse(&response, partition)
-        };
-        match attempt.await {
-            Ok(offset) => return Ok(offset),
-            Err(err) if err.is_retriable() && failures + 1 < ATTEMPTS => {
-                failures += 1;
-                if err.is_stale_metadata() {
-                    let _ = client.refresh_metadata(&[topic]).await;
-                }
-                let delay = backoff
-                    .delay(failures, jitter_unit())
-                    .max(Duration::from_millis(10));
-                tokio::time::sleep(delay).await;
-            }
-            Err(err) => return Err(err.with_topic(topic).with_partition(partition)),
-        }
-    }
+    let wanted = [(TopicPartition::new(topic, partition), timestamp)];
+    let mut found = list_offsets(client, &wanted, isolation_level, backoff).await;
+    found.pop().expect("one outcome per partition asked")
 }
 
-fn parse(response: &ListOffsetsResponse, partition: i32) -> Result<Option<i64>> {
-    let p = response
-        .topics
+/// For each partition, the offset for its timestamp (or [`EARLIEST`] / [`LATEST`]);
+/// `None` when no record has a timestamp at or after it. Outcomes in the order
+/// asked. All leaders are asked at once, each once per round; a partition that
+/// failed retriably (a leader move, a broker still loading) is asked again after a
+/// backoff, and after a metadata refresh when its leader may have moved, until it
+/// has failed [`ATTEMPTS`] rounds.
+pub(crate) async fn list_offsets(
+    client: &Client,
+    wanted: &[(TopicPartition, i64)],
+    isolation_level: i8,
+    backoff: Backoff,
+) -> Vec<Result<Option<i64>>> {
+    let mut outcomes: Vec<Option<Result<Option<i64>>>> = vec![None; wanted.len()];
+    let mut pending: Vec<usize> = (0..wanted.len()).collect();
+    let mut failures = 0;
+    while !pending.is_empty() {
+        let (by_leader, mut failed) = by_leader(client, wanted, pending).await;
+        let calls = by_leader.into_values().map(|(leader, asked)| async move {
+            let request = build_request(client, wanted, &asked, isolation_level);
+            let response = leader.call(&request).await;
+            (asked, response)
+        });
+        for (asked, response) in futures::future::join_all(calls).await {
+            match response {
+                Ok(response) => {
+                    for (i, outcome) in read(&response, wanted, &asked) {
+                        match outcome {
+                            Ok(offset) => outcomes[i] = Some(Ok(offset)),
+                            Err(err) => failed.push((i, err)),
+                        }
+                    }
+                }
+                Err(err) => failed.extend(asked.into_iter().map(|i| (i, err.clone()))),
+            }
+        }
+        failures += 1;
+        let mut stale: Vec<&str> = Vec::new();
+        pending = Vec::new();
+        for (i, err) in failed {
+            let tp = &wanted[i].0;
+            if err.is_retriable() && failures < ATTEMPTS {
+                if err.is_stale_metadata() && !stale.contains(&&*tp.topic) {
+                    stale.push(&tp.topic);
+                }
+                pending.push(i);
+            } else {
+                outcomes[i] = Some(Err(err.with_topic(&*tp.topic).with_partition(tp.partition)));
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if !stale.is_empty() {
+            let _ = client.refresh_metadata(&stale).await;
+        }
+        let delay = backoff
+            .delay(failures, jitter_unit())
+            .max(Duration::from_millis(10));
+        tokio::time::sleep(delay).await;
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every partition asked has an outcome"))
+        .collect()
+}
+
+/// The partitions `pending` (indexes into `wanted`) by leader (and by how often the
+/// partition came before in `pending`), from the cached
+/// metadata, refreshed once for the topics it has no leader for; those still without
+/// one come back as failures of this round.
+async fn by_leader(
+    client: &Client,
+    wanted: &[(TopicPartition, i64)],
+    pending: Vec<usize>,
+) -> (
+    HashMap<(i32, usize), (Broker, Vec<usize>)>,
+    Vec<(usize, Error)>,
+) {
+    let mut unknown: Vec<&str> = Vec::new();
+    for &i in &pending {
+        let tp = &wanted[i].0;
+        if client.cached_leader(&tp.topic, tp.partition).is_err() && !unknown.contains(&&*tp.topic)
+        {
+            unknown.push(&tp.topic);
+        }
+    }
+    let refreshed = match unknown.is_empty() {
+        true => Ok(()),
+        false => client.refresh_metadata(&unknown).await.map(|_| ()),
+    };
+    // A partition asked twice (two timestamps) goes in two requests: Kafka refuses a
+    // request that names a partition twice.
+    let mut by_leader: HashMap<(i32, usize), (Broker, Vec<usize>)> = HashMap::new();
+    let mut seen: HashMap<&TopicPartition, usize> = HashMap::new();
+    let mut failed = Vec::new();
+    for i in pending {
+        let tp = &wanted[i].0;
+        match client.cached_leader(&tp.topic, tp.partition) {
+            Ok(leader) => {
+                let times = seen.entry(tp).or_insert(0);
+                let key = (leader.id().unwrap_or(-1), *times);
+                *times += 1;
+                by_leader
+                    .entry(key)
+                    .or_insert_with(|| (leader, Vec::new()))
+                    .1
+                    .push(i);
+            }
+            // A failed refresh says more than the missing leader it left.
+            Err(err) => failed.push((i, refreshed.clone().err().unwrap_or(err))),
+        }
+    }
+    (by_leader, failed)
+}
+
+/// One leader's request: the partitions `asked` (indexes into `wanted`), by topic.
+fn build_request(
+    client: &Client,
+    wanted: &[(TopicPartition, i64)],
+    asked: &[usize],
+    isolation_level: i8,
+) -> ListOffsetsRequest {
+    let metadata = client.metadata();
+    let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    for &i in asked {
+        let (tp, timestamp) = &wanted[i];
+        let epoch = metadata
+            .partition(&tp.topic, tp.partition)
+            .map_or(-1, |p| p.leader_epoch);
+        topics.entry(&tp.topic).or_default().push(
+            ListOffsetsPartition::default()
+                .with_partition_index(tp.partition)
+                .with_current_leader_epoch(epoch)
+                .with_timestamp(*timestamp),
+        );
+    }
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation_level)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+/// Each partition `asked` (indexes into `wanted`) with what `response` says of it: its
+/// offset (`None` for -1, no such record), its error, or a protocol error when the
+/// response leaves it out.
+fn read(
+    response: &ListOffsetsResponse,
+    wanted: &[(TopicPartition, i64)],
+    asked: &[usize],
+) -> Vec<(usize, Result<Option<i64>>)> {
+    let mut answers: HashMap<(&str, i32), (i16, i64)> = HashMap::new();
+    for topic in &response.topics {
+        let name: &str = &topic.name.0;
+        for p in &topic.partitions {
+            answers.insert((name, p.partition_index), (p.error_code, p.offset));
+        }
+    }
+    asked
         .iter()
-        .flat_map(|t| t.partitions.iter())
-        .find(|p| p.partition_index == partition)
-        .ok_or_else(|| Error::protocol("ListOffsets response does not mention the partition"))?;
-    Error::check_code(p.error_code)?;
-    Ok((p.offset >= 0).then_some(p.offset))
+        .map(|&i| {
+            let tp = &wanted[i].0;
+            let outcome = match answers.get(&(&*tp.topic, tp.partition)) {
+                None => Err(Error::protocol(
+                    "ListOffsets response does not mention the partition",
+                )),
+                Some(&(code, offset)) => {
+                    Error::check_code(code).map(|()| (offset >= 0).then_some(offset))
+                }
+            };
+            (i, outcome)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -84,20 +228,41 @@ mod tests {
         ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
     };
 
-    fn response(code: i16, offset: i64) -> ListOffsetsResponse {
-        ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
-            .with_partitions(vec![ListOffsetsPartitionResponse::default()
-                .with_partition_index(2)
-                .with_error_code(code)
-                .with_offset(offset)])])
+    fn topic(name: &str, partitions: &[(i32, i16, i64)]) -> ListOffsetsTopicResponse {
+        ListOffsetsTopicResponse::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(index, code, offset)| {
+                        ListOffsetsPartitionResponse::default()
+                            .with_partition_index(index)
+                            .with_error_code(code)
+                            .with_offset(offset)
+                    })
+                    .collect(),
+            )
     }
 
     #[test]
-    fn offsets_errors_and_no_match() {
-        assert_eq!(parse(&response(0, 42), 2).unwrap(), Some(42));
-        assert_eq!(parse(&response(0, -1), 2).unwrap(), None);
-        let err = parse(&response(6, -1), 2).unwrap_err();
-        assert!(err.is_stale_metadata() && err.is_retriable());
-        assert!(parse(&response(0, 1), 3).is_err());
+    fn every_partition_gets_its_own_answer_offset_error_or_absence() {
+        // Two topics with the same partition numbers, answered out of order.
+        let response = ListOffsetsResponse::default().with_topics(vec![
+            topic("b", &[(0, 0, 7), (1, 6, -1)]),
+            topic("a", &[(1, 0, -1), (0, 0, 42)]),
+        ]);
+        let tp = |t: &str, p| (TopicPartition::new(t, p), EARLIEST);
+        let wanted = [tp("a", 0), tp("a", 1), tp("b", 0), tp("b", 1), tp("b", 2)];
+        let read = read(&response, &wanted, &[4, 0, 1, 2, 3]);
+        let indexes: Vec<usize> = read.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [4, 0, 1, 2, 3]);
+        let outcome = |i: usize| &read.iter().find(|(j, _)| *j == i).unwrap().1;
+        assert_eq!(outcome(0).as_ref().unwrap(), &Some(42));
+        assert_eq!(outcome(1).as_ref().unwrap(), &None, "-1: no such record");
+        assert_eq!(outcome(2).as_ref().unwrap(), &Some(7));
+        let moved = outcome(3).as_ref().unwrap_err();
+        assert!(moved.is_stale_metadata() && moved.is_retriable(), "{moved}");
+        let missing = outcome(4).as_ref().unwrap_err();
+        assert!(!missing.is_retriable(), "{missing}");
     }
 }

@@ -346,29 +346,66 @@ impl Consumer {
     }
 
     async fn resolve(&self, topic: &str, partition: i32, start: StartOffset) -> Result<i64> {
+        let starts = [(TopicPartition::new(topic, partition), start)];
+        let mut offsets = self.resolve_all(&starts).await;
+        offsets.pop().expect("one offset per partition asked")
+    }
+
+    /// The offset each start position means, in the order given: ListOffsets for
+    /// the earliest, latest and timestamp positions, batched per leader (a group
+    /// session's new claims resolve together). A timestamp after every record means
+    /// the end of the log.
+    pub(crate) async fn resolve_all(
+        &self,
+        starts: &[(TopicPartition, StartOffset)],
+    ) -> Vec<Result<i64>> {
         let config = &self.shared.config;
-        let lookup = |timestamp| {
-            list_offsets::list_offset(
+        let mut offsets: Vec<Option<Result<i64>>> = vec![None; starts.len()];
+        // Up to two rounds: the positions, then the end for timestamps past the last record.
+        let mut lookups: Vec<(usize, i64)> = Vec::new();
+        for (i, (_, start)) in starts.iter().enumerate() {
+            match *start {
+                StartOffset::Offset(offset) if offset >= 0 => offsets[i] = Some(Ok(offset)),
+                StartOffset::Offset(offset) => {
+                    offsets[i] = Some(Err(Error::config(format!(
+                        "start offset {offset} is negative"
+                    ))))
+                }
+                StartOffset::Earliest => lookups.push((i, list_offsets::EARLIEST)),
+                StartOffset::Latest => lookups.push((i, list_offsets::LATEST)),
+                StartOffset::Timestamp(ts) => lookups.push((i, ts)),
+            }
+        }
+        while !lookups.is_empty() {
+            let wanted: Vec<(TopicPartition, i64)> = lookups
+                .iter()
+                .map(|&(i, timestamp)| (starts[i].0.clone(), timestamp))
+                .collect();
+            let found = list_offsets::list_offsets(
                 &self.shared.client,
-                topic,
-                partition,
-                timestamp,
+                &wanted,
                 config.isolation.wire(),
                 config.retry_backoff,
             )
-        };
-        match start {
-            StartOffset::Offset(offset) if offset >= 0 => Ok(offset),
-            StartOffset::Offset(offset) => {
-                Err(Error::config(format!("start offset {offset} is negative")))
+            .await;
+            let mut past_the_end = Vec::new();
+            for (&(i, timestamp), found) in lookups.iter().zip(found) {
+                offsets[i] = Some(match found {
+                    Ok(Some(offset)) => Ok(offset),
+                    Ok(None) if timestamp >= 0 => {
+                        past_the_end.push((i, list_offsets::LATEST));
+                        continue;
+                    }
+                    Ok(None) => Ok(0),
+                    Err(err) => Err(err),
+                });
             }
-            StartOffset::Earliest => Ok(lookup(list_offsets::EARLIEST).await?.unwrap_or(0)),
-            StartOffset::Latest => Ok(lookup(list_offsets::LATEST).await?.unwrap_or(0)),
-            StartOffset::Timestamp(ts) => match lookup(ts).await? {
-                Some(offset) => Ok(offset),
-                None => Ok(lookup(list_offsets::LATEST).await?.unwrap_or(0)),
-            },
+            lookups = past_the_end;
         }
+        offsets
+            .into_iter()
+            .map(|o| o.expect("every start position resolved"))
+            .collect()
     }
 
     /// The client this consumer reads through.

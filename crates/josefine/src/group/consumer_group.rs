@@ -300,6 +300,8 @@ impl ConsumerGroup {
                     assignors,
                     sessions: sessions_tx,
                     commands,
+                    deferred: Vec::new(),
+                    abandoned: false,
                     owned: Vec::new(),
                     owned_generation: -1,
                     cooperative,

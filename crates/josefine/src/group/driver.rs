@@ -81,6 +81,13 @@ pub(crate) struct Driver {
     pub assignors: Vec<Arc<dyn Assignor>>,
     pub sessions: mpsc::Sender<SessionCommand>,
     pub commands: mpsc::Receiver<DriverCommand>,
+    /// Commands that came during a JoinGroup or SyncGroup round trip, other than a
+    /// close: applied, in order, once it is over.
+    pub deferred: Vec<DriverCommand>,
+    /// A JoinGroup or SyncGroup was given up for a close: the coordinator may still
+    /// hold it, and answers a connection's requests in order, so the LeaveGroup goes
+    /// on a connection of its own.
+    pub abandoned: bool,
     /// The partitions of the last assignment, and its generation: cooperative members
     /// report them as owned; sticky assignors put them in their user data.
     pub owned: Vec<TopicPartition>,
@@ -134,7 +141,11 @@ impl Driver {
             };
             if actions.is_empty() {
                 // Nothing scheduled (e.g. waiting for a session to end): wait for a command.
-                actions = apply(&mut membership, self.commands.recv().await);
+                let command = match self.deferred.is_empty() {
+                    true => self.commands.recv().await,
+                    false => Some(self.deferred.remove(0)),
+                };
+                actions = apply(&mut membership, command);
             }
         }
     }
@@ -153,7 +164,15 @@ impl Driver {
             },
             Action::Join { member_id } => {
                 let span = tracing::debug_span!("join", group = %group, member_id = %member_id);
-                let outcome = tracing::Instrument::instrument(self.join(&member_id), span).await;
+                let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
+                let mut deferred = std::mem::take(&mut self.deferred);
+                let join = tracing::Instrument::instrument(self.join(&member_id), span);
+                let outcome = unless_closed(&mut commands, &mut deferred, join).await;
+                (self.commands, self.deferred) = (commands, deferred);
+                let Some(outcome) = outcome else {
+                    self.abandoned = true;
+                    return m.close(now());
+                };
                 if let JoinOutcome::Joined { protocol, .. } = &outcome {
                     self.protocol = protocol.clone();
                 }
@@ -177,9 +196,19 @@ impl Driver {
                 assignments,
             } => {
                 let span = tracing::debug_span!("sync", group = %group, member_id = %member_id, generation);
+                let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
+                let mut deferred = std::mem::take(&mut self.deferred);
                 let sync = self.sync(&member_id, generation, assignments);
-                let outcome = tracing::Instrument::instrument(sync, span).await;
-                m.synced(outcome, now())
+                let sync = tracing::Instrument::instrument(sync, span);
+                let outcome = unless_closed(&mut commands, &mut deferred, sync).await;
+                (self.commands, self.deferred) = (commands, deferred);
+                match outcome {
+                    Some(outcome) => m.synced(outcome, now()),
+                    None => {
+                        self.abandoned = true;
+                        m.close(now())
+                    }
+                }
             }
             Action::StartSession {
                 member_id,
@@ -261,6 +290,10 @@ impl Driver {
                 }
                 m.left();
                 Vec::new()
+            }
+            Action::WaitUntil(_) if !self.deferred.is_empty() => {
+                let command = self.deferred.remove(0);
+                apply(m, Some(command))
             }
             Action::WaitUntil(at) => {
                 tokio::select! {
@@ -499,7 +532,10 @@ impl Driver {
 
     async fn leave(&self, member_id: &str) -> Result<()> {
         let config = &self.config;
-        let coordinator = self.client.coordinator(&config.group_id).await?;
+        let mut coordinator = self.client.coordinator(&config.group_id).await?;
+        if self.abandoned {
+            coordinator = coordinator.dedicated();
+        }
         let (_, response) = coordinator
             .call_versioned(|version| {
                 let request =
@@ -536,6 +572,28 @@ pub(crate) fn coordinator_error(client: &Client, group: &str, err: Error) -> Err
 }
 
 /// A command from the session runner, as a state machine event.
+/// Awaits `round_trip` (a JoinGroup, which the coordinator holds until the group's
+/// members have joined, up to the rebalance timeout; or a SyncGroup, held until the
+/// leader's assignment), unless a close comes first: `None` then, the round trip
+/// dropped, so a closing member leaves at once rather than after the rebalance (the
+/// Java client's close does the same). Other commands wait in `deferred`.
+async fn unless_closed<T>(
+    commands: &mut mpsc::Receiver<DriverCommand>,
+    deferred: &mut Vec<DriverCommand>,
+    round_trip: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(round_trip);
+    loop {
+        tokio::select! {
+            outcome = &mut round_trip => return Some(outcome),
+            command = commands.recv() => match command {
+                Some(DriverCommand::Close) | None => return None,
+                Some(other) => deferred.push(other),
+            },
+        }
+    }
+}
+
 fn apply(m: &mut Membership, command: Option<DriverCommand>) -> Vec<Action> {
     match command {
         Some(DriverCommand::Close) | None => m.close(now()),

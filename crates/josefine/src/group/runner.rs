@@ -562,8 +562,15 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
         let committed = self
             .committed_offsets(session, &partitions, sessions)
             .await?;
-        // Claims open concurrently: each may need a ListOffsets round trip.
-        let opened = futures::future::join_all(partitions.iter().filter_map(|tp| {
+        let mut starts = Vec::with_capacity(partitions.len());
+        for tp in &partitions {
+            // A partition gone from the metadata (a deleted topic) fails at once, rather
+            // than in the start lookup's retries, which every new claim would wait for.
+            if let Err(err) = self.client.check_partition(&tp.topic, tp.partition).await {
+                self.errors
+                    .report("cannot consume a claimed partition", err);
+                continue;
+            }
             let start = match committed.get(tp) {
                 Some(c) => StartOffset::Offset(c.offset),
                 None => match self.config.auto_offset_reset {
@@ -576,19 +583,31 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
                                 "{tp} has no committed offset and auto.offset.reset is none"
                             )),
                         );
-                        return None;
+                        continue;
                     }
                 },
             };
-            Some(async move {
-                (
-                    tp,
-                    self.consumer
+            starts.push((tp.clone(), start));
+        }
+        // The partitions without a commit take one ListOffsets per leader, together.
+        let offsets = self.consumer.resolve_all(&starts).await;
+        let opened = futures::future::join_all(starts.iter().zip(offsets).filter_map(
+            |((tp, _), offset)| match offset {
+                Ok(offset) => Some(async move {
+                    let start = StartOffset::Offset(offset);
+                    let reader = self
+                        .consumer
                         .consume_partition(&tp.topic, tp.partition, start)
-                        .await,
-                )
-            })
-        }))
+                        .await;
+                    (tp, reader)
+                }),
+                Err(err) => {
+                    self.errors
+                        .report("cannot consume a claimed partition", err);
+                    None
+                }
+            },
+        ))
         .await;
         let mut claims = Vec::new();
         for (tp, reader) in opened {
