@@ -146,6 +146,18 @@ struct TopicEntry<R> {
     sticky: Sticky,
     /// Partitions with a batch waiting or in flight; an idle queue is removed.
     queues: FastMap<i32, PartitionQueue<R>>,
+    /// No batch of this topic waiting (not in flight) was created before this: the
+    /// sender looks for expired batches, and computes its next expiry, without going
+    /// over every partition's queue each turn. A lower bound only (a batch that went
+    /// out leaves it as it was); `None`: none waits.
+    oldest: Option<Instant>,
+}
+
+impl<R> TopicEntry<R> {
+    /// A batch created at `created` waits (again).
+    fn waits(&mut self, created: Instant) {
+        self.oldest = Some(self.oldest.map_or(created, |o| o.min(created)));
+    }
 }
 
 /// Why [`Topic::place`] found no partition.
@@ -209,6 +221,7 @@ impl<R> Accumulator<R> {
                 version: None,
                 sticky: Sticky::default(),
                 queues: FastMap::default(),
+                oldest: None,
             });
             self.index.insert(name, self.topics.len() - 1);
             self.topics.len() - 1
@@ -310,37 +323,44 @@ impl<R> Accumulator<R> {
             .min()
     }
 
-    /// The earliest moment a waiting (not in-flight) batch runs out of `timeout`.
+    /// No waiting (not in-flight) batch runs out of `timeout` before this (a lower
+    /// bound: waking then may find none, and computes it again).
     pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.queues()
-            .flat_map(|q| q.closed.iter().chain(q.open.as_deref()))
-            .map(|b| b.created + timeout)
+        self.topics
+            .iter()
+            .filter_map(|t| t.oldest)
             .min()
+            .map(|oldest| oldest + timeout)
     }
 
     /// Removes waiting batches created `timeout` or longer ago. In-flight batches wait
-    /// for their response (the request timeout bounds that).
+    /// for their response (the request timeout bounds that). Goes over a topic's
+    /// queues only when its oldest waiting batch may have run out.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
         let mut expired = Vec::new();
         let expired_at = |b: &Batch<R>| b.created + timeout <= now;
-        for queue in self.queues_mut() {
-            // Rebuilt only when something expired: this runs every sender turn, over
-            // every partition.
-            if queue.closed.iter().any(expired_at) {
-                let (keep, gone): (VecDeque<_>, VecDeque<_>) =
-                    queue.closed.drain(..).partition(|b| !expired_at(b));
-                queue.closed = keep;
-                expired.extend(gone);
+        for topic in &mut self.topics {
+            if topic.oldest.is_none_or(|oldest| now < oldest + timeout) {
+                continue;
             }
-            if queue
-                .open
-                .as_ref()
-                .is_some_and(|b| b.created + timeout <= now)
-            {
-                expired.extend(queue.open.take().map(|b| *b));
+            let mut oldest: Option<Instant> = None;
+            for queue in topic.queues.values_mut() {
+                if queue.closed.iter().any(expired_at) {
+                    let (keep, gone): (VecDeque<_>, VecDeque<_>) =
+                        queue.closed.drain(..).partition(|b| !expired_at(b));
+                    queue.closed = keep;
+                    expired.extend(gone);
+                }
+                if queue.open.as_ref().is_some_and(|b| expired_at(b)) {
+                    expired.extend(queue.open.take().map(|b| *b));
+                }
+                for batch in queue.closed.iter().chain(queue.open.as_deref()) {
+                    oldest = Some(oldest.map_or(batch.created, |o| o.min(batch.created)));
+                }
             }
+            topic.oldest = oldest;
+            topic.queues.retain(|_, q| !q.is_idle());
         }
-        self.remove_idle();
         expired
     }
 
@@ -361,9 +381,9 @@ impl<R> Accumulator<R> {
     /// to be sent again no earlier than `retry_at`, and unmutes the partition.
     pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
         for batch in batches.into_iter().rev() {
-            let queue = self
-                .topic(&batch.tp.topic)
-                .entry
+            let entry = self.topic(&batch.tp.topic).entry;
+            entry.waits(batch.created);
+            let queue = entry
                 .queues
                 .entry(batch.tp.partition)
                 .or_insert_with(|| PartitionQueue::new(batch.tp.clone()));
@@ -460,6 +480,8 @@ impl<R> Topic<'_, R> {
         }
         let open = queue.open.get_or_insert_with(|| {
             new_batch = true;
+            let created = now();
+            entry.oldest = Some(entry.oldest.map_or(created, |o| o.min(created)));
             Box::new(Batch {
                 tp: queue.tp.clone(),
                 builder: Some(
@@ -470,7 +492,7 @@ impl<R> Topic<'_, R> {
                 stamp: None,
                 replies: Vec::new(),
                 resolver: Resolver::new(queue.tp.topic.clone(), queue.tp.partition),
-                created: now(),
+                created,
                 reserved: 0,
                 attempts: 0,
                 last_error: None,
@@ -681,6 +703,31 @@ mod tests {
         assert!(!a.is_empty(), "partition 0 is still in flight");
         a.complete(&tp(0));
         assert!(a.is_empty());
+    }
+
+    /// Expiry is found from each topic's oldest waiting batch, not by going over
+    /// every queue each turn: a batch sent off and retried brings its age back with it.
+    #[test]
+    fn a_retried_batch_brings_the_next_expiry_back() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        let mut sent = a.drain(t0, true, |_, _| Some(()));
+        let t1 = t0 + Duration::from_millis(500);
+        push(&mut a, 1, 2, t1);
+        // Only partition 1 waits: nothing runs out at t0 + timeout, and the next
+        // expiry becomes partition 1's.
+        assert!(a.expire(t0 + timeout, timeout).is_empty());
+        assert_eq!(a.next_expiry(timeout), Some(t1 + timeout));
+        // Partition 0's batch comes back (created at t0) and runs out first.
+        let ((), batch) = sent.pop().unwrap();
+        a.retry(vec![batch], t0 + timeout);
+        assert_eq!(a.next_expiry(timeout), Some(t0 + timeout));
+        let expired = a.expire(t0 + timeout, timeout);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(ids(&expired[0]), [1]);
+        assert_eq!(a.next_expiry(timeout), Some(t1 + timeout));
     }
 
     #[test]

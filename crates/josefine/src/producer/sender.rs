@@ -124,7 +124,14 @@ impl Sender {
             let deadline = self.next_wakeup(now);
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
-                Some(done) = self.completions.recv() => self.complete(done),
+                Some(done) = self.completions.recv() => {
+                    // Every request that finished meanwhile, in one turn: a turn goes
+                    // over every partition's queue.
+                    self.complete(done);
+                    while let Ok(done) = self.completions.try_recv() {
+                        self.complete(done);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
         }
