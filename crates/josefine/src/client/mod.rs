@@ -30,6 +30,7 @@ pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::{Broker, BrokerConfig};
+use crate::TopicPartition;
 
 /// Settings of a [`Client`] beyond how to reach brokers; see [`ClientBuilder`].
 #[derive(Debug, Clone)]
@@ -142,27 +143,44 @@ impl Client {
         }
     }
 
+    /// [`check_partition`](Self::check_partition) for many partitions, with at most
+    /// one metadata refresh (for the topics the cache does not know), in order.
+    pub(crate) async fn check_partitions(&self, partitions: &[TopicPartition]) -> Vec<Result<()>> {
+        let mut unknown: Vec<&str> = Vec::new();
+        {
+            let metadata = self.metadata();
+            for tp in partitions {
+                if metadata.topic_or_error(&tp.topic).is_err() && !unknown.contains(&&*tp.topic) {
+                    unknown.push(&tp.topic);
+                }
+            }
+        }
+        let refreshed = match unknown.is_empty() {
+            true => Ok(()),
+            false => self.refresh_metadata(&unknown).await.map(|_| ()),
+        };
+        let metadata = self.metadata();
+        partitions
+            .iter()
+            .map(|tp| match metadata.topic_or_error(&tp.topic) {
+                // A failed refresh says more than the topic it left unknown.
+                Err(err) => Err(refreshed.clone().err().unwrap_or(err)),
+                Ok(_) if metadata.partition(&tp.topic, tp.partition).is_ok() => Ok(()),
+                Ok(_) => Err(Error::kafka(crate::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_topic(&*tp.topic)
+                    .with_partition(tp.partition)),
+            })
+            .collect()
+    }
+
     /// `UNKNOWN_TOPIC_OR_PARTITION` unless `topic` has `partition`, refreshing once if
     /// the topic is not known yet. Reads the metadata in place: a member opening 10,000
     /// claims at once asks 10,000 times, and a copy of the partition list each (held
     /// while the reader resolves its offset) was 400 MB.
     pub(crate) async fn check_partition(&self, topic: &str, partition: i32) -> Result<()> {
-        // Err: the topic is not known (refresh once); Ok(false): it lacks the partition.
-        let has = |md: &ClusterMetadata| -> Result<bool> {
-            md.topic_or_error(topic)?;
-            Ok(md.partition(topic, partition).is_ok())
-        };
-        let known = match has(&self.metadata()) {
-            Ok(known) => known,
-            Err(_) => has(&*self.refresh_metadata(&[topic]).await?)?,
-        };
-        if known {
-            Ok(())
-        } else {
-            Err(Error::kafka(crate::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
-                .with_topic(topic)
-                .with_partition(partition))
-        }
+        let wanted = [TopicPartition::new(topic, partition)];
+        let mut checked = self.check_partitions(&wanted).await;
+        checked.pop().expect("one outcome per partition")
     }
 
     /// The number of partitions of `topic` in the cached view, if it is known and

@@ -81,12 +81,12 @@ pub(crate) struct Driver {
     pub assignors: Vec<Arc<dyn Assignor>>,
     pub sessions: mpsc::Sender<SessionCommand>,
     pub commands: mpsc::Receiver<DriverCommand>,
-    /// Commands that came during a JoinGroup or SyncGroup round trip, other than a
-    /// close: applied, in order, once it is over.
+    /// Commands that came during a JoinGroup round trip, other than a close: applied,
+    /// in order, once it is over.
     pub deferred: Vec<DriverCommand>,
-    /// A JoinGroup or SyncGroup was given up for a close: the coordinator may still
-    /// hold it, and answers a connection's requests in order, so the LeaveGroup goes
-    /// on a connection of its own.
+    /// A JoinGroup was given up for a close: the coordinator may still hold it, and
+    /// answers a connection's requests in order, so the LeaveGroup goes on a
+    /// connection of its own.
     pub abandoned: bool,
     /// The partitions of the last assignment, and its generation: cooperative members
     /// report them as owned; sticky assignors put them in their user data.
@@ -164,11 +164,18 @@ impl Driver {
             },
             Action::Join { member_id } => {
                 let span = tracing::debug_span!("join", group = %group, member_id = %member_id);
-                let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
-                let mut deferred = std::mem::take(&mut self.deferred);
-                let join = tracing::Instrument::instrument(self.join(&member_id), span);
-                let outcome = unless_closed(&mut commands, &mut deferred, join).await;
-                (self.commands, self.deferred) = (commands, deferred);
+                // A running session (cooperative) must commit before it leaves, on the
+                // coordinator connection the held join occupies: it waits for the join.
+                let outcome = if m.session_active() {
+                    Some(tracing::Instrument::instrument(self.join(&member_id), span).await)
+                } else {
+                    let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
+                    let mut deferred = std::mem::take(&mut self.deferred);
+                    let join = tracing::Instrument::instrument(self.join(&member_id), span);
+                    let outcome = unless_closed(&mut commands, &mut deferred, join).await;
+                    (self.commands, self.deferred) = (commands, deferred);
+                    outcome
+                };
                 let Some(outcome) = outcome else {
                     self.abandoned = true;
                     return m.close(now());
@@ -196,19 +203,12 @@ impl Driver {
                 assignments,
             } => {
                 let span = tracing::debug_span!("sync", group = %group, member_id = %member_id, generation);
-                let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
-                let mut deferred = std::mem::take(&mut self.deferred);
+                // Not given up for a close: the coordinator answers SyncGroup once the
+                // leader's assignment is in, and a leader that gave its own up would
+                // leave the others waiting in theirs.
                 let sync = self.sync(&member_id, generation, assignments);
-                let sync = tracing::Instrument::instrument(sync, span);
-                let outcome = unless_closed(&mut commands, &mut deferred, sync).await;
-                (self.commands, self.deferred) = (commands, deferred);
-                match outcome {
-                    Some(outcome) => m.synced(outcome, now()),
-                    None => {
-                        self.abandoned = true;
-                        m.close(now())
-                    }
-                }
+                let outcome = tracing::Instrument::instrument(sync, span).await;
+                m.synced(outcome, now())
             }
             Action::StartSession {
                 member_id,
@@ -573,10 +573,10 @@ pub(crate) fn coordinator_error(client: &Client, group: &str, err: Error) -> Err
 
 /// A command from the session runner, as a state machine event.
 /// Awaits `round_trip` (a JoinGroup, which the coordinator holds until the group's
-/// members have joined, up to the rebalance timeout; or a SyncGroup, held until the
-/// leader's assignment), unless a close comes first: `None` then, the round trip
-/// dropped, so a closing member leaves at once rather than after the rebalance (the
-/// Java client's close does the same). Other commands wait in `deferred`.
+/// members have joined, up to the rebalance timeout), unless a close comes first:
+/// `None` then, the round trip dropped, so a closing member leaves at once rather
+/// than after the rebalance. An answer already in wins over a close (it may carry
+/// the member id the LeaveGroup needs). Other commands wait in `deferred`.
 async fn unless_closed<T>(
     commands: &mut mpsc::Receiver<DriverCommand>,
     deferred: &mut Vec<DriverCommand>,
@@ -585,6 +585,7 @@ async fn unless_closed<T>(
     tokio::pin!(round_trip);
     loop {
         tokio::select! {
+            biased;
             outcome = &mut round_trip => return Some(outcome),
             command = commands.recv() => match command {
                 Some(DriverCommand::Close) | None => return None,

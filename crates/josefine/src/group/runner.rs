@@ -563,10 +563,11 @@ impl<H: GroupHandler + 'static> SessionRunner<H> {
             .committed_offsets(session, &partitions, sessions)
             .await?;
         let mut starts = Vec::with_capacity(partitions.len());
-        for tp in &partitions {
-            // A partition gone from the metadata (a deleted topic) fails at once, rather
-            // than in the start lookup's retries, which every new claim would wait for.
-            if let Err(err) = self.client.check_partition(&tp.topic, tp.partition).await {
+        // A partition gone from the metadata (a deleted topic) fails at once, rather
+        // than in the start lookup's retries, which every new claim would wait for.
+        let known = self.client.check_partitions(&partitions).await;
+        for (tp, known) in partitions.iter().zip(known) {
+            if let Err(err) = known {
                 self.errors
                     .report("cannot consume a claimed partition", err);
                 continue;
