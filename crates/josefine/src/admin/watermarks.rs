@@ -229,15 +229,7 @@ pub(crate) async fn high_watermarks(
             });
         }
         for p in pending.iter_mut().filter(|p| p.out_of_range) {
-            let start = list_offset(
-                client,
-                &p.tp.topic,
-                p.tp.partition,
-                EARLIEST,
-                READ_UNCOMMITTED,
-                backoff,
-            )
-            .await?;
+            let start = list_offset(client, &p.tp, EARLIEST, READ_UNCOMMITTED, backoff).await?;
             tracing::debug!(partition = %p.tp, from = p.offset, to = ?start, "offset out of range, fetching at the log start");
             p.offset = start.unwrap_or(0);
             p.out_of_range = false;

@@ -178,9 +178,22 @@ impl Client {
     /// claims at once asks 10,000 times, and a copy of the partition list each (held
     /// while the reader resolves its offset) was 400 MB.
     pub(crate) async fn check_partition(&self, topic: &str, partition: i32) -> Result<()> {
-        let wanted = [TopicPartition::new(topic, partition)];
-        let mut checked = self.check_partitions(&wanted).await;
-        checked.pop().expect("one outcome per partition")
+        // Err: the topic is not known (refresh once); Ok(false): it lacks the partition.
+        let has = |md: &ClusterMetadata| -> Result<bool> {
+            md.topic_or_error(topic)?;
+            Ok(md.partition(topic, partition).is_ok())
+        };
+        let known = match has(&self.metadata()) {
+            Ok(known) => known,
+            Err(_) => has(&*self.refresh_metadata(&[topic]).await?)?,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(Error::kafka(crate::KafkaCode::UNKNOWN_TOPIC_OR_PARTITION)
+                .with_topic(topic)
+                .with_partition(partition))
+        }
     }
 
     /// The number of partitions of `topic` in the cached view, if it is known and

@@ -500,8 +500,7 @@ impl FetchLoop {
             let tp = sub.shared.tp.clone();
             let found = list_offset(
                 &shared.client,
-                &tp.topic,
-                tp.partition,
+                &tp,
                 target,
                 config.isolation.wire(),
                 config.retry_backoff,

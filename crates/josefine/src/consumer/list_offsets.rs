@@ -3,7 +3,7 @@
 //! leader with all of its partitions, so a session that starts 10,000 partitions
 //! sends one request per broker, not 10,000.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -23,19 +23,41 @@ pub(crate) const EARLIEST: i64 = -2;
 /// How many rounds a partition is tried before its error is final.
 const ATTEMPTS: u32 = 10;
 
-/// The offset for `timestamp` (or [`EARLIEST`] / [`LATEST`]) in `topic`/`partition`;
-/// see [`list_offsets`].
+/// The offset for `timestamp` (or [`EARLIEST`] / [`LATEST`]) in `tp`: [`list_offsets`]
+/// for one partition, without its lists and maps (a consumer opening 10,000 readers
+/// at once holds 10,000 of these lookups; `mock_memory.rs` keeps them small).
 pub(crate) async fn list_offset(
     client: &Client,
-    topic: &str,
-    partition: i32,
+    tp: &TopicPartition,
     timestamp: i64,
     isolation_level: i8,
     backoff: Backoff,
 ) -> Result<Option<i64>> {
-    let wanted = [(TopicPartition::new(topic, partition), timestamp)];
-    let mut found = list_offsets(client, &wanted, isolation_level, backoff).await;
-    found.pop().expect("one outcome per partition asked")
+    let wanted = [(tp.clone(), timestamp)];
+    let mut failures = 0;
+    loop {
+        let attempt = async {
+            let leader = client.leader(&tp.topic, tp.partition).await?;
+            let request = build_request(client, &wanted, &[0], isolation_level);
+            let response = leader.call(&request).await?;
+            let (_, outcome) = read(&response, &wanted, &[0]).pop().expect("one asked");
+            outcome
+        };
+        match attempt.await {
+            Ok(offset) => return Ok(offset),
+            Err(err) if err.is_retriable() && failures + 1 < ATTEMPTS => {
+                failures += 1;
+                if err.is_stale_metadata() {
+                    let _ = client.refresh_metadata(&[&tp.topic]).await;
+                }
+                let delay = backoff
+                    .delay(failures, jitter_unit())
+                    .max(Duration::from_millis(10));
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => return Err(err.with_topic(&*tp.topic).with_partition(tp.partition)),
+        }
+    }
 }
 
 /// For each partition, the offset for its timestamp (or [`EARLIEST`] / [`LATEST`]);
@@ -55,12 +77,12 @@ pub(crate) async fn list_offsets(
     let mut failures = 0;
     while !pending.is_empty() {
         let (by_leader, mut failed) = by_leader(client, wanted, pending).await;
-        let calls = by_leader.into_values().map(|(leader, asked)| async move {
-            let request = build_request(client, wanted, &asked, isolation_level);
-            let response = leader.call(&request).await;
-            (asked, response)
-        });
-        for (asked, response) in futures::future::join_all(calls).await {
+        let ask = |r: Request| async move {
+            let request = build_request(client, wanted, &r.asked, isolation_level);
+            let response = r.broker.call(&request).await;
+            (r.asked, response)
+        };
+        for (asked, response) in futures::future::join_all(by_leader.into_iter().map(ask)).await {
             match response {
                 Ok(response) => {
                     for (i, outcome) in read(&response, wanted, &asked) {
@@ -104,6 +126,16 @@ pub(crate) async fn list_offsets(
         .collect()
 }
 
+/// One ListOffsets to send: the partitions `asked` (indexes into `wanted`) of one
+/// leader, each named once.
+struct Request {
+    leader: i32,
+    /// How often these partitions came before in this round's list.
+    round: usize,
+    broker: Broker,
+    asked: Vec<usize>,
+}
+
 /// The partitions `pending` (indexes into `wanted`) by leader (and by how often the
 /// partition came before in `pending`), from the cached
 /// metadata, refreshed once for the topics it has no leader for; those still without
@@ -112,10 +144,7 @@ async fn by_leader(
     client: &Client,
     wanted: &[(TopicPartition, i64)],
     pending: Vec<usize>,
-) -> (
-    HashMap<(i32, usize), (Broker, Vec<usize>)>,
-    Vec<(usize, Error)>,
-) {
+) -> (Vec<Request>, Vec<(usize, Error)>) {
     let mut unknown: Vec<&str> = Vec::new();
     for &i in &pending {
         let tp = &wanted[i].0;
@@ -129,22 +158,37 @@ async fn by_leader(
         false => client.refresh_metadata(&unknown).await.map(|_| ()),
     };
     // A partition asked twice (two timestamps) goes in two requests: Kafka refuses a
-    // request that names a partition twice.
-    let mut by_leader: HashMap<(i32, usize), (Broker, Vec<usize>)> = HashMap::new();
+    // request that names a partition twice. (No maps for one partition: a consumer
+    // opening 10,000 readers at once holds 10,000 of these lookups.)
+    let single = pending.len() == 1;
+    let mut by_leader: Vec<Request> = Vec::new();
     let mut seen: HashMap<&TopicPartition, usize> = HashMap::new();
     let mut failed = Vec::new();
     for i in pending {
         let tp = &wanted[i].0;
         match client.cached_leader(&tp.topic, tp.partition) {
             Ok(leader) => {
-                let times = seen.entry(tp).or_insert(0);
-                let key = (leader.id().unwrap_or(-1), *times);
-                *times += 1;
-                by_leader
-                    .entry(key)
-                    .or_insert_with(|| (leader, Vec::new()))
-                    .1
-                    .push(i);
+                let id = leader.id().unwrap_or(-1);
+                let round = match single {
+                    true => 0,
+                    false => {
+                        let times = seen.entry(tp).or_insert(0);
+                        *times += 1;
+                        *times - 1
+                    }
+                };
+                match by_leader
+                    .iter_mut()
+                    .find(|r| r.leader == id && r.round == round)
+                {
+                    Some(request) => request.asked.push(i),
+                    None => by_leader.push(Request {
+                        leader: id,
+                        round,
+                        broker: leader,
+                        asked: vec![i],
+                    }),
+                }
             }
             // A failed refresh says more than the missing leader it left.
             Err(err) => failed.push((i, refreshed.clone().err().unwrap_or(err))),
@@ -161,18 +205,22 @@ fn build_request(
     isolation_level: i8,
 ) -> ListOffsetsRequest {
     let metadata = client.metadata();
-    let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+    // Most requests name one topic (a B-tree node was ~500 bytes for each of 10,000
+    // readers looking their own start up).
+    let mut topics: Vec<(&str, Vec<ListOffsetsPartition>)> = Vec::new();
     for &i in asked {
         let (tp, timestamp) = &wanted[i];
         let epoch = metadata
             .partition(&tp.topic, tp.partition)
             .map_or(-1, |p| p.leader_epoch);
-        topics.entry(&tp.topic).or_default().push(
-            ListOffsetsPartition::default()
-                .with_partition_index(tp.partition)
-                .with_current_leader_epoch(epoch)
-                .with_timestamp(*timestamp),
-        );
+        let partition = ListOffsetsPartition::default()
+            .with_partition_index(tp.partition)
+            .with_current_leader_epoch(epoch)
+            .with_timestamp(*timestamp);
+        match topics.iter_mut().rev().find(|(t, _)| **t == *tp.topic) {
+            Some((_, partitions)) => partitions.push(partition),
+            None => topics.push((&tp.topic, vec![partition])),
+        }
     }
     ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))

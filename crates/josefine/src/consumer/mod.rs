@@ -321,7 +321,7 @@ impl Consumer {
             shared,
             tp: Some(tp.clone()),
         };
-        let offset = self.resolve(topic, partition, start).await?;
+        let offset = self.resolve(&tp, start).await?;
         reservation.keep();
         let (tx, rx) = queue::channel(QUEUE_SLOTS);
         let partition_shared = Arc::new(PartitionShared::new(tp));
@@ -345,10 +345,31 @@ impl Consumer {
         ))
     }
 
-    async fn resolve(&self, topic: &str, partition: i32, start: StartOffset) -> Result<i64> {
-        let starts = [(TopicPartition::new(topic, partition), start)];
-        let mut offsets = self.resolve_all(&starts).await;
-        offsets.pop().expect("one offset per partition asked")
+    /// One partition's start ([`resolve_all`](Self::resolve_all) for one, without its
+    /// lists: a consumer opening 10,000 readers at once holds 10,000 of these).
+    async fn resolve(&self, tp: &TopicPartition, start: StartOffset) -> Result<i64> {
+        let config = &self.shared.config;
+        let lookup = |timestamp| {
+            list_offsets::list_offset(
+                &self.shared.client,
+                tp,
+                timestamp,
+                config.isolation.wire(),
+                config.retry_backoff,
+            )
+        };
+        match start {
+            StartOffset::Offset(offset) if offset >= 0 => Ok(offset),
+            StartOffset::Offset(offset) => {
+                Err(Error::config(format!("start offset {offset} is negative")))
+            }
+            StartOffset::Earliest => Ok(lookup(list_offsets::EARLIEST).await?.unwrap_or(0)),
+            StartOffset::Latest => Ok(lookup(list_offsets::LATEST).await?.unwrap_or(0)),
+            StartOffset::Timestamp(ts) => match lookup(ts).await? {
+                Some(offset) => Ok(offset),
+                None => Ok(lookup(list_offsets::LATEST).await?.unwrap_or(0)),
+            },
+        }
     }
 
     /// The offset each start position means, in the order given: ListOffsets for
