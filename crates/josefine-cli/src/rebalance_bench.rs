@@ -597,11 +597,14 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
         }
     }
 
-    // One at a time (minutes on Tansu for 100 members: each leave rebalances the
-    // rest first). All at once, a cooperative member on Tansu did not finish its
-    // close within 90 s (not understood yet; docs/BENCHMARKS.md).
+    // All at once, as a service's instances stop: one at a time, each leave would
+    // rebalance the rest first (minutes on Tansu for 100 members).
+    let mut closing = tokio::task::JoinSet::new();
     for member in members {
-        member.close().await?;
+        closing.spawn(member.close());
+    }
+    while let Some(closed) = closing.join_next().await {
+        closed??;
     }
     feeding.abort();
     producer.close().await?;

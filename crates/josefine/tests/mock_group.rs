@@ -780,6 +780,130 @@ async fn a_member_closed_during_its_join_leaves_at_once() {
     assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
 }
 
+/// A cooperative member's session runs on while it rejoins. Closed while the
+/// coordinator holds that JoinGroup, it commits what its handler processed and
+/// leaves at once, without waiting for the rebalance: the join goes on a
+/// connection of the member's own, so the commit and the LeaveGroup do not queue
+/// behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_member_closed_during_its_join_commits_and_leaves_at_once() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let group = "held-cooperative-join";
+    let log = new_log();
+    // m0's first two JoinGroups make it a member; the third, the rejoin m1's
+    // arrival asks for, is held forever.
+    let joins = Arc::new(AtomicU64::new(0));
+    let held: Vec<_> = cluster
+        .brokers()
+        .iter()
+        .map(|broker| {
+            let joins = joins.clone();
+            broker.intercept(
+                Intercept::api(ApiKey::JoinGroup).when(move |r| {
+                    r.client_id.as_deref() == Some("m0")
+                        && joins.fetch_add(1, Ordering::SeqCst) >= 2
+                }),
+                Action::Stall,
+            )
+        })
+        .collect();
+    // Only the close commits: no periodic commit could stand in for it.
+    let m0 = start(&cluster, group, 0, &log, &[TOPIC], |b| {
+        cooperative(b)
+            .rebalance_timeout(Duration::from_secs(20))
+            .auto_commit_interval(Duration::from_secs(3600))
+            .close_timeout(Duration::from_secs(2))
+    })
+    .await;
+    settle(&log, &[0], FIRST).await;
+    let m1 = start(&cluster, group, 1, &log, &[TOPIC], cooperative).await;
+    until("m0's rejoin to be held", || {
+        held.iter().map(|h| h.hits()).sum::<usize>() == 1
+    })
+    .await;
+    let leaves = requests(&cluster, ApiKey::LeaveGroup);
+    m0.group
+        .close()
+        .await
+        .expect("m0 closes within its 2 s close timeout");
+    within("m0's consume to return", m0.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        requests(&cluster, ApiKey::LeaveGroup),
+        leaves + 1,
+        "m0 left"
+    );
+
+    // m1 gets every partition once m0 has left, and starts where m0 committed.
+    wait_for(&log, "m1 to claim every partition", |l| {
+        l.settled(&[1], &[(TOPIC, PARTITIONS)]).is_some()
+    })
+    .await;
+    close_all(vec![m1]).await;
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// Two groups on one client: one member's JoinGroup, held by the coordinator,
+/// does not hold up the other group's heartbeats (a broker answers one
+/// connection's requests in order; the join goes on a connection of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_join_does_not_hold_up_another_groups_heartbeats() {
+    let cluster = cluster().await;
+    append(&cluster, TOPIC, 0..PARTITIONS, 0..FIRST);
+    let log = new_log();
+    // The steady group's member makes two JoinGroups; the joining group's
+    // member's first (MEMBER_ID_REQUIRED) passes, its second is held forever.
+    let joins = Arc::new(AtomicU64::new(0));
+    let held: Vec<_> = cluster
+        .brokers()
+        .iter()
+        .map(|broker| {
+            let joins = joins.clone();
+            broker.intercept(
+                Intercept::api(ApiKey::JoinGroup).when(move |r| {
+                    r.client_id.as_deref() == Some("shared")
+                        && joins.fetch_add(1, Ordering::SeqCst) >= 3
+                }),
+                Action::Stall,
+            )
+        })
+        .collect();
+    let client = client(&cluster, "shared").await;
+    let steady = start_on(client.clone(), "steady", 0, &log, &[TOPIC], |b| b);
+    settle(&log, &[0], FIRST).await;
+    let joining = start_on(client, "joining", 1, &log, &[TOPIC], |b| {
+        b.rebalance_timeout(Duration::from_secs(20))
+            .close_timeout(Duration::from_secs(2))
+    });
+    until("the joining member's join to be held", || {
+        held.iter().map(|h| h.hits()).sum::<usize>() == 1
+    })
+    .await;
+    let heartbeats = requests(&cluster, ApiKey::Heartbeat);
+    until("five more heartbeats of the steady group", || {
+        requests(&cluster, ApiKey::Heartbeat) >= heartbeats + 5
+    })
+    .await;
+    joining
+        .group
+        .close()
+        .await
+        .expect("the joining member closes within its close timeout");
+    within("the joining member's consume to return", joining.task)
+        .await
+        .unwrap()
+        .unwrap();
+    close_all(vec![steady]).await;
+    let sessions = log.lock().unwrap().sessions.len();
+    assert_eq!(sessions, 1, "the steady member kept its one session");
+    assert_processed_once(&log, TOPIC, PARTITIONS);
+    assert_committed(&cluster, "steady", TOPIC, PARTITIONS, FIRST);
+}
+
 /// A session's new claims without a commit look up their start together: one
 /// ListOffsets per leader, not one per partition (at 10,000 partitions that is
 /// 10,000 requests at once). A leader's refusal is asked again, once, at the

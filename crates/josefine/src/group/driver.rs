@@ -5,8 +5,14 @@
 //! Heartbeats come from this task, never from the user's handler, so slow processing
 //! cannot stall them (KIP-62). JoinGroup waits up to the rebalance timeout, so its
 //! request timeout is that plus the usual margin.
+//!
+//! JoinGroup and SyncGroup go on a coordinator connection of the member's own (its
+//! rebalance link). The coordinator holds both until the group has (re)joined, and a
+//! broker answers one connection's requests in order: on the client's shared
+//! coordinator connection they would hold up this member's commits, heartbeats and
+//! LeaveGroup, and every other group of the client at that coordinator.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +37,7 @@ use super::errors::ErrorSink;
 use super::membership::{Action, JoinOutcome, JoinedMember, Membership, SessionEnd};
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, KafkaCode, Result};
+use crate::net::Broker;
 use crate::TopicPartition;
 
 /// What the driver tells the session runner.
@@ -83,11 +90,12 @@ pub(crate) struct Driver {
     pub commands: mpsc::Receiver<DriverCommand>,
     /// Commands that came during a JoinGroup round trip, other than a close: applied,
     /// in order, once it is over.
-    pub deferred: Vec<DriverCommand>,
-    /// A JoinGroup was given up for a close: the coordinator may still hold it, and
-    /// answers a connection's requests in order, so the LeaveGroup goes on a
-    /// connection of its own.
-    pub abandoned: bool,
+    pub deferred: VecDeque<DriverCommand>,
+    /// The connection JoinGroup and SyncGroup go on, to the coordinator they last went
+    /// to (see the module docs). `None` before the first join and after a join given
+    /// up for a close: dropping it closes the connection the coordinator may still
+    /// hold that join on.
+    pub rebalance_link: Option<Broker>,
     /// The partitions of the last assignment, and its generation: cooperative members
     /// report them as owned; sticky assignors put them in their user data.
     pub owned: Vec<TopicPartition>,
@@ -143,7 +151,7 @@ impl Driver {
                 // Nothing scheduled (e.g. waiting for a session to end): wait for a command.
                 let command = match self.deferred.is_empty() {
                     true => self.commands.recv().await,
-                    false => Some(self.deferred.remove(0)),
+                    false => self.deferred.pop_front(),
                 };
                 actions = apply(&mut membership, command);
             }
@@ -164,20 +172,23 @@ impl Driver {
             },
             Action::Join { member_id } => {
                 let span = tracing::debug_span!("join", group = %group, member_id = %member_id);
-                // A running session (cooperative) must commit before it leaves, on the
-                // coordinator connection the held join occupies: it waits for the join.
-                let outcome = if m.session_active() {
-                    Some(tracing::Instrument::instrument(self.join(&member_id), span).await)
-                } else {
-                    let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
-                    let mut deferred = std::mem::take(&mut self.deferred);
-                    let join = tracing::Instrument::instrument(self.join(&member_id), span);
-                    let outcome = unless_closed(&mut commands, &mut deferred, join).await;
-                    (self.commands, self.deferred) = (commands, deferred);
-                    outcome
+                let link = match self.rebalance_link().await {
+                    Ok(link) => link,
+                    Err(err) => {
+                        let err = self.coordinator_error(err);
+                        return m.joined(JoinOutcome::Failed(err), now());
+                    }
                 };
+                // A close gives the join up: the member leaves at once rather than
+                // after the rebalance. A running (cooperative) session still commits
+                // first, on the shared connection the held join does not occupy.
+                let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
+                let mut deferred = std::mem::take(&mut self.deferred);
+                let join = tracing::Instrument::instrument(self.join(&link, &member_id), span);
+                let outcome = unless_closed(&mut commands, &mut deferred, join).await;
+                (self.commands, self.deferred) = (commands, deferred);
                 let Some(outcome) = outcome else {
-                    self.abandoned = true;
+                    self.rebalance_link = None;
                     return m.close(now());
                 };
                 if let JoinOutcome::Joined { protocol, .. } = &outcome {
@@ -206,8 +217,13 @@ impl Driver {
                 // Not given up for a close: the coordinator answers SyncGroup once the
                 // leader's assignment is in, and a leader that gave its own up would
                 // leave the others waiting in theirs.
-                let sync = self.sync(&member_id, generation, assignments);
-                let outcome = tracing::Instrument::instrument(sync, span).await;
+                let outcome = match self.rebalance_link().await {
+                    Ok(link) => {
+                        let sync = self.sync(&link, &member_id, generation, assignments);
+                        tracing::Instrument::instrument(sync, span).await
+                    }
+                    Err(err) => Err(self.coordinator_error(err)),
+                };
                 m.synced(outcome, now())
             }
             Action::StartSession {
@@ -292,8 +308,8 @@ impl Driver {
                 Vec::new()
             }
             Action::WaitUntil(_) if !self.deferred.is_empty() => {
-                let command = self.deferred.remove(0);
-                apply(m, Some(command))
+                let command = self.deferred.pop_front();
+                apply(m, command)
             }
             Action::WaitUntil(at) => {
                 tokio::select! {
@@ -310,7 +326,23 @@ impl Driver {
         }
     }
 
-    async fn join(&self, member_id: &str) -> JoinOutcome {
+    /// The member's own connection to the group's coordinator, opened anew when the
+    /// coordinator moved.
+    async fn rebalance_link(&mut self) -> Result<Broker> {
+        let coordinator = self.client.coordinator(&self.config.group_id).await?;
+        match &self.rebalance_link {
+            Some(link) if link.id() == coordinator.id() && link.addr() == coordinator.addr() => {
+                Ok(link.clone())
+            }
+            _ => {
+                let link = coordinator.dedicated();
+                self.rebalance_link = Some(link.clone());
+                Ok(link)
+            }
+        }
+    }
+
+    async fn join(&self, link: &Broker, member_id: &str) -> JoinOutcome {
         let config = &self.config;
         let mut protocols = Vec::new();
         for assignor in &self.assignors {
@@ -341,12 +373,7 @@ impl Driver {
             .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
             .with_protocols(protocols);
         let timeout = config.rebalance_timeout + Duration::from_secs(5);
-        let result = async {
-            let coordinator = self.client.coordinator(&config.group_id).await?;
-            coordinator.call_with_timeout(&request, timeout).await
-        }
-        .await;
-        let response = match result {
+        let response = match link.call_with_timeout(&request, timeout).await {
             Ok(r) => r,
             Err(err) => return JoinOutcome::Failed(self.coordinator_error(err)),
         };
@@ -419,6 +446,7 @@ impl Driver {
 
     async fn sync(
         &self,
+        link: &Broker,
         member_id: &str,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
@@ -442,12 +470,10 @@ impl Driver {
                     .collect(),
             );
         let timeout = config.rebalance_timeout + Duration::from_secs(5);
-        let response = async {
-            let coordinator = self.client.coordinator(&config.group_id).await?;
-            coordinator.call_with_timeout(&request, timeout).await
-        }
-        .await
-        .map_err(|e| self.coordinator_error(e))?;
+        let response = link
+            .call_with_timeout(&request, timeout)
+            .await
+            .map_err(|e| self.coordinator_error(e))?;
         Error::check_code(response.error_code).map_err(|e| self.coordinator_error(e))?;
         Ok(response.assignment)
     }
@@ -532,10 +558,7 @@ impl Driver {
 
     async fn leave(&self, member_id: &str) -> Result<()> {
         let config = &self.config;
-        let mut coordinator = self.client.coordinator(&config.group_id).await?;
-        if self.abandoned {
-            coordinator = coordinator.dedicated();
-        }
+        let coordinator = self.client.coordinator(&config.group_id).await?;
         let (_, response) = coordinator
             .call_versioned(|version| {
                 let request =
@@ -579,7 +602,7 @@ pub(crate) fn coordinator_error(client: &Client, group: &str, err: Error) -> Err
 /// the member id the LeaveGroup needs). Other commands wait in `deferred`.
 async fn unless_closed<T>(
     commands: &mut mpsc::Receiver<DriverCommand>,
-    deferred: &mut Vec<DriverCommand>,
+    deferred: &mut VecDeque<DriverCommand>,
     round_trip: impl std::future::Future<Output = T>,
 ) -> Option<T> {
     tokio::pin!(round_trip);
@@ -589,7 +612,7 @@ async fn unless_closed<T>(
             outcome = &mut round_trip => return Some(outcome),
             command = commands.recv() => match command {
                 Some(DriverCommand::Close) | None => return None,
-                Some(other) => deferred.push(other),
+                Some(other) => deferred.push_back(other),
             },
         }
     }

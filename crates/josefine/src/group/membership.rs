@@ -228,11 +228,6 @@ impl Membership {
         self.generation
     }
 
-    /// Whether a session runs (a cooperative member's goes on while it rejoins).
-    pub(crate) fn session_active(&self) -> bool {
-        self.session_active
-    }
-
     #[cfg(test)]
     pub(crate) fn is_leader(&self) -> bool {
         self.leader
