@@ -603,12 +603,20 @@ pub async fn rebalance(client: Client, config: &Config, args: RebalanceArgs) -> 
     for member in members {
         closing.spawn(member.close());
     }
+    // Every close runs to its end (a failed one does not cancel the others), and the
+    // feed, the producer and the topic go either way.
+    let mut failed = None;
     while let Some(closed) = closing.join_next().await {
-        closed??;
+        if let Err(err) = closed.map_err(anyhow::Error::from).and_then(|c| c) {
+            failed.get_or_insert(err);
+        }
     }
     feeding.abort();
     producer.close().await?;
     client.admin().delete_topic(&topic).await?;
+    if let Some(err) = failed {
+        return Err(err.context("closing a member"));
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         r#"{{"client":"josefine","mode":"rebalance-{}","members":{},"partitions":{},"processes":{},"work_ms":{},"scale_out_seconds":{scale_out_seconds:.3},"join_seconds":{join_seconds:.3},"baseline_gap_ms":{:.1},"pause_unmoved_ms":{:.1},"unmoved":{unmoved_count},"pause_moved_ms":{:.1},"moved":{moved_count},"scale_out_cpu_seconds":{scale_out_cpu:.3},"join_cpu_seconds":{join_cpu:.3},"steady_cpu_per_second":{steady_cpu:.3}}}"#,

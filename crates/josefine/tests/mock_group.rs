@@ -713,10 +713,10 @@ async fn three_members_split_the_partitions_and_commit_to_the_end() {
 
 /// A member closed while the coordinator holds its JoinGroup (Kafka holds one until
 /// the group's members have joined, up to the rebalance timeout) gives the join up
-/// and leaves at once, on a connection of its own: the held join keeps anything
-/// behind it on its connection unanswered. Here m1's join with its member id is
-/// never answered; its close must not wait for it (20 s rebalance timeout) nor for
-/// a LeaveGroup stuck behind it (10 s request timeout).
+/// and leaves at once. The join went on a connection of its own: a held join keeps
+/// anything behind it on its connection unanswered. Here m1's join with its member
+/// id is never answered; its close must not wait for it (20 s rebalance timeout)
+/// nor for a LeaveGroup stuck behind it (10 s request timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_closed_during_its_join_leaves_at_once() {
     let cluster = cluster().await;
@@ -778,6 +778,43 @@ async fn a_member_closed_during_its_join_leaves_at_once() {
     close_all(vec![m0]).await;
     assert_processed_once(&log, TOPIC, PARTITIONS);
     assert_committed(&cluster, group, TOPIC, PARTITIONS, FIRST);
+}
+
+/// Closing the client ends a member whose JoinGroup the coordinator holds: the
+/// join's connection of its own closes with the client's other connections, so
+/// the member does not wait out the rebalance timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_client_ends_a_held_join() {
+    let cluster = cluster().await;
+    let group = "held-join-client-closed";
+    let log = new_log();
+    let held: Vec<_> = cluster
+        .brokers()
+        .iter()
+        .map(|broker| {
+            broker.intercept(
+                Intercept::api(ApiKey::JoinGroup)
+                    .when(|r| r.client_id.as_deref() == Some("m0") && r.api_version > 0),
+                Action::Stall,
+            )
+        })
+        .collect();
+    let client = client(&cluster, "m0").await;
+    let m0 = start_on(client.clone(), group, 0, &log, &[TOPIC], |b| {
+        b.rebalance_timeout(Duration::from_secs(20))
+    });
+    until("m0's join to be held", || {
+        held.iter().map(|h| h.hits()).sum::<usize>() >= 1
+    })
+    .await;
+    client.close();
+    let ended = within("m0's consume to end once its client is closed", m0.task)
+        .await
+        .unwrap();
+    assert!(
+        ended.is_err(),
+        "a member whose client closed fails: {ended:?}"
+    );
 }
 
 /// A cooperative member's session runs on while it rejoins. Closed while the
@@ -883,9 +920,23 @@ async fn a_held_join_does_not_hold_up_another_groups_heartbeats() {
         held.iter().map(|h| h.hits()).sum::<usize>() == 1
     })
     .await;
-    let heartbeats = requests(&cluster, ApiKey::Heartbeat);
+    // The test means something only if both groups have the same coordinator.
+    let coordinator = held.iter().position(|h| h.hits() == 1).unwrap();
+    let heartbeats_there = || {
+        cluster.brokers()[coordinator]
+            .requests()
+            .iter()
+            .filter(|r| r.api_key == ApiKey::Heartbeat)
+            .count()
+    };
+    assert_eq!(
+        heartbeats_there(),
+        requests(&cluster, ApiKey::Heartbeat),
+        "the two groups share a coordinator"
+    );
+    let heartbeats = heartbeats_there();
     until("five more heartbeats of the steady group", || {
-        requests(&cluster, ApiKey::Heartbeat) >= heartbeats + 5
+        heartbeats_there() >= heartbeats + 5
     })
     .await;
     joining

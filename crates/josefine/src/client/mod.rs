@@ -29,7 +29,7 @@ pub(crate) use coordinator::CoordinatorType;
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::net::{Broker, BrokerConfig};
+use crate::net::{Broker, BrokerConfig, WeakBroker};
 use crate::TopicPartition;
 
 /// Settings of a [`Client`] beyond how to reach brokers; see [`ClientBuilder`].
@@ -82,6 +82,9 @@ struct State {
     coordinators: HashMap<(CoordinatorType, String), i32>,
     /// Dedicated connections to coordinator nodes (see [`coordinator`]).
     coordinator_links: HashMap<i32, Broker>,
+    /// Connections of their own that users of the client opened (see
+    /// [`Client::dedicated`]), so that [`Client::close`] closes them too.
+    dedicated: Vec<WeakBroker>,
     /// Rotates the broker asked for metadata, spreading load.
     next_broker: usize,
     closed: bool,
@@ -306,7 +309,9 @@ impl Client {
             state.refresh = None;
             let brokers = std::mem::take(&mut state.brokers).into_values();
             let links = std::mem::take(&mut state.coordinator_links).into_values();
-            brokers.chain(links).collect()
+            let dedicated = std::mem::take(&mut state.dedicated);
+            let dedicated = dedicated.iter().filter_map(WeakBroker::upgrade);
+            brokers.chain(links).chain(dedicated).collect()
         };
         if let Some(task) = self.inner.background.lock().ok().and_then(|mut t| t.take()) {
             task.abort();
@@ -314,6 +319,20 @@ impl Client {
         for broker in connections.iter().chain(&self.inner.seeds) {
             broker.disconnect();
         }
+    }
+
+    /// A connection of its own to `broker` (see [`Broker::dedicated`]), for requests
+    /// that would hold up others on the shared one; [`close`](Self::close) closes it
+    /// too.
+    pub(crate) fn dedicated(&self, broker: &Broker) -> Result<Broker> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(Error::new(ErrorKind::Closed, "the client is closed"));
+        }
+        let link = broker.dedicated();
+        state.dedicated.retain(|weak| !weak.is_dropped());
+        state.dedicated.push(link.downgrade());
+        Ok(link)
     }
 
     pub(crate) fn inner_request_timeout(&self) -> Duration {

@@ -301,7 +301,7 @@ impl ConsumerGroup {
                     sessions: sessions_tx,
                     commands,
                     deferred: Default::default(),
-                    rebalance_link: None,
+                    rebalance_link: Default::default(),
                     owned: Vec::new(),
                     owned_generation: -1,
                     cooperative,

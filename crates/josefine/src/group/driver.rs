@@ -94,8 +94,8 @@ pub(crate) struct Driver {
     /// The connection JoinGroup and SyncGroup go on, to the coordinator they last went
     /// to (see the module docs). `None` before the first join and after a join given
     /// up for a close: dropping it closes the connection the coordinator may still
-    /// hold that join on.
-    pub rebalance_link: Option<Broker>,
+    /// hold that join on. Locked only to read or replace it, never across an await.
+    pub rebalance_link: std::sync::Mutex<Option<Broker>>,
     /// The partitions of the last assignment, and its generation: cooperative members
     /// report them as owned; sticky assignors put them in their user data.
     pub owned: Vec<TopicPartition>,
@@ -172,23 +172,16 @@ impl Driver {
             },
             Action::Join { member_id } => {
                 let span = tracing::debug_span!("join", group = %group, member_id = %member_id);
-                let link = match self.rebalance_link().await {
-                    Ok(link) => link,
-                    Err(err) => {
-                        let err = self.coordinator_error(err);
-                        return m.joined(JoinOutcome::Failed(err), now());
-                    }
-                };
                 // A close gives the join up: the member leaves at once rather than
-                // after the rebalance. A running (cooperative) session still commits
-                // first, on the shared connection the held join does not occupy.
+                // after the rebalance. A running (cooperative) session ends first,
+                // committing on the shared connection the held join does not occupy.
                 let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
                 let mut deferred = std::mem::take(&mut self.deferred);
-                let join = tracing::Instrument::instrument(self.join(&link, &member_id), span);
+                let join = tracing::Instrument::instrument(self.join(&member_id), span);
                 let outcome = unless_closed(&mut commands, &mut deferred, join).await;
                 (self.commands, self.deferred) = (commands, deferred);
                 let Some(outcome) = outcome else {
-                    self.rebalance_link = None;
+                    *lock(&self.rebalance_link) = None;
                     return m.close(now());
                 };
                 if let JoinOutcome::Joined { protocol, .. } = &outcome {
@@ -217,13 +210,8 @@ impl Driver {
                 // Not given up for a close: the coordinator answers SyncGroup once the
                 // leader's assignment is in, and a leader that gave its own up would
                 // leave the others waiting in theirs.
-                let outcome = match self.rebalance_link().await {
-                    Ok(link) => {
-                        let sync = self.sync(&link, &member_id, generation, assignments);
-                        tracing::Instrument::instrument(sync, span).await
-                    }
-                    Err(err) => Err(self.coordinator_error(err)),
-                };
+                let sync = self.sync(&member_id, generation, assignments);
+                let outcome = tracing::Instrument::instrument(sync, span).await;
                 m.synced(outcome, now())
             }
             Action::StartSession {
@@ -328,21 +316,22 @@ impl Driver {
 
     /// The member's own connection to the group's coordinator, opened anew when the
     /// coordinator moved.
-    async fn rebalance_link(&mut self) -> Result<Broker> {
+    async fn rebalance_link(&self) -> Result<Broker> {
         let coordinator = self.client.coordinator(&self.config.group_id).await?;
-        match &self.rebalance_link {
-            Some(link) if link.id() == coordinator.id() && link.addr() == coordinator.addr() => {
-                Ok(link.clone())
+        let mut link = lock(&self.rebalance_link);
+        match &*link {
+            Some(l) if l.id() == coordinator.id() && l.addr() == coordinator.addr() => {
+                Ok(l.clone())
             }
             _ => {
-                let link = coordinator.dedicated();
-                self.rebalance_link = Some(link.clone());
-                Ok(link)
+                let new = self.client.dedicated(&coordinator)?;
+                *link = Some(new.clone());
+                Ok(new)
             }
         }
     }
 
-    async fn join(&self, link: &Broker, member_id: &str) -> JoinOutcome {
+    async fn join(&self, member_id: &str) -> JoinOutcome {
         let config = &self.config;
         let mut protocols = Vec::new();
         for assignor in &self.assignors {
@@ -373,7 +362,11 @@ impl Driver {
             .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
             .with_protocols(protocols);
         let timeout = config.rebalance_timeout + Duration::from_secs(5);
-        let response = match link.call_with_timeout(&request, timeout).await {
+        let result = async {
+            let link = self.rebalance_link().await?;
+            link.call_with_timeout(&request, timeout).await
+        };
+        let response = match result.await {
             Ok(r) => r,
             Err(err) => return JoinOutcome::Failed(self.coordinator_error(err)),
         };
@@ -446,7 +439,6 @@ impl Driver {
 
     async fn sync(
         &self,
-        link: &Broker,
         member_id: &str,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
@@ -470,10 +462,12 @@ impl Driver {
                     .collect(),
             );
         let timeout = config.rebalance_timeout + Duration::from_secs(5);
-        let response = link
-            .call_with_timeout(&request, timeout)
-            .await
-            .map_err(|e| self.coordinator_error(e))?;
+        let response = async {
+            let link = self.rebalance_link().await?;
+            link.call_with_timeout(&request, timeout).await
+        }
+        .await
+        .map_err(|e| self.coordinator_error(e))?;
         Error::check_code(response.error_code).map_err(|e| self.coordinator_error(e))?;
         Ok(response.assignment)
     }
@@ -624,6 +618,12 @@ fn apply(m: &mut Membership, command: Option<DriverCommand>) -> Vec<Action> {
         Some(DriverCommand::Rejoin) => m.rejoin(now()),
         Some(DriverCommand::Stalled) => m.stalled(now()),
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn now() -> std::time::Instant {

@@ -74,6 +74,19 @@ pub struct Broker {
     inner: Arc<Inner>,
 }
 
+/// A [`Broker`] handle that does not keep it alive (see [`Broker::downgrade`]).
+pub(crate) struct WeakBroker(std::sync::Weak<Inner>);
+
+impl WeakBroker {
+    pub(crate) fn upgrade(&self) -> Option<Broker> {
+        self.0.upgrade().map(|inner| Broker { inner })
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 struct Inner {
     /// `None` for bootstrap addresses, whose node id is not known yet.
     id: Option<i32>,
@@ -138,6 +151,11 @@ impl Broker {
             self.inner.addr.clone(),
             self.inner.config.clone(),
         )
+    }
+
+    /// A handle that does not keep the broker's connection open.
+    pub(crate) fn downgrade(&self) -> WeakBroker {
+        WeakBroker(Arc::downgrade(&self.inner))
     }
 
     /// The node id, `None` for a bootstrap address.

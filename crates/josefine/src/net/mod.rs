@@ -7,4 +7,4 @@ pub(crate) mod connection;
 pub(crate) mod sasl;
 pub(crate) mod tls;
 
-pub(crate) use broker::{Broker, BrokerConfig};
+pub(crate) use broker::{Broker, BrokerConfig, WeakBroker};
