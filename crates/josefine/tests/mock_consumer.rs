@@ -1152,3 +1152,29 @@ async fn fetches_have_a_connection_of_their_own() {
         "fetches on connections {fetches:?}, produces on {produces:?}"
     );
 }
+
+/// Closing the client stops its consumers' readers: the fetch loop's connection of
+/// its own closes with the client's others, and the reader gets a Closed error,
+/// never the records appended after the close.
+#[tokio::test]
+async fn closing_the_client_stops_its_readers() {
+    let cluster = cluster(1, 1).await;
+    append(&cluster, 0, 0..10, 10);
+    let client = client(&cluster).await;
+    let consumer = Consumer::builder(client.clone())
+        .fetch_max_wait(Duration::from_millis(50))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut pc = consumer
+        .consume_partition(TOPIC, 0, StartOffset::Earliest)
+        .await
+        .unwrap();
+    expect_records(&mut pc, 0, 10).await;
+    client.close();
+    append(&cluster, 0, 10..20, 10);
+    match within("the reader to learn of the close", pc.next_batch()).await {
+        Some(Err(err)) => assert_eq!(err.kind(), &ErrorKind::Closed, "{err}"),
+        other => panic!("a reader of a closed client got {other:?}"),
+    }
+}

@@ -259,6 +259,27 @@ async fn a_closed_client_refuses_work() {
     assert!(client.is_closed());
 }
 
+/// A broker handle kept past the client's close (as a fetch loop or a group member
+/// keeps one) never connects again: its calls fail with Closed.
+#[tokio::test]
+async fn a_closed_client_s_brokers_never_connect_again() {
+    use kafka_protocol::messages::MetadataRequest;
+    let broker = MockBroker::builder().topic("t", 1).start().await.unwrap();
+    let client = client(&broker).await;
+    client.refresh_metadata(&["t"]).await.unwrap();
+    let handle = client.brokers().pop().expect("the broker is known");
+    handle.call(&MetadataRequest::default()).await.unwrap();
+    let connections = broker.connection_count();
+    client.close();
+    let err = handle.call(&MetadataRequest::default()).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Closed, "{err}");
+    assert_eq!(
+        broker.connection_count(),
+        connections,
+        "no connection opened"
+    );
+}
+
 /// Kafka's brokers drop a deleted topic from their metadata a moment after
 /// DeleteTopics returns (found on Kafka 4.4: a list right after the delete still
 /// showed it). Here the broker answers DeleteTopics "done" without deleting, and the

@@ -38,7 +38,9 @@ use josefine::{AssignorKind, ConsumerGroupBuilder};
 use josefine::{
     Claim, Client, ConsumerGroup, GroupHandler, KafkaCode, OffsetReset, Session, TopicPartition,
 };
-use josefine_mock::{Action, ApiKey, GroupState, Intercept, MockCluster, ResponseError};
+use josefine_mock::{
+    Action, ApiKey, GroupState, Intercept, InterceptHandle, MockCluster, ResponseError,
+};
 use tokio::task::JoinHandle;
 
 const TOPIC: &str = "events";
@@ -711,6 +713,31 @@ async fn three_members_split_the_partitions_and_commit_to_the_end() {
     members_share_the_partitions(3).await;
 }
 
+/// Holds forever, unanswered, every JoinGroup from client `client_id` after its
+/// first `passed` (at whichever broker coordinates the group): one rule per broker.
+fn hold_joins(cluster: &MockCluster, client_id: &'static str, passed: u64) -> Vec<InterceptHandle> {
+    let joins = Arc::new(AtomicU64::new(0));
+    cluster
+        .brokers()
+        .iter()
+        .map(|broker| {
+            let joins = joins.clone();
+            broker.intercept(
+                Intercept::api(ApiKey::JoinGroup).when(move |r| {
+                    r.client_id.as_deref() == Some(client_id)
+                        && joins.fetch_add(1, Ordering::SeqCst) >= passed
+                }),
+                Action::Stall,
+            )
+        })
+        .collect()
+}
+
+/// The JoinGroups `hold_joins` holds so far.
+fn holds(held: &[InterceptHandle]) -> usize {
+    held.iter().map(|h| h.hits()).sum()
+}
+
 /// A member closed while the coordinator holds its JoinGroup (Kafka holds one until
 /// the group's members have joined, up to the rebalance timeout) gives the join up
 /// and leaves at once. The join went on a connection of its own: a held join keeps
@@ -728,21 +755,7 @@ async fn a_member_closed_during_its_join_leaves_at_once() {
 
     // m1's first JoinGroup gets its member id (MEMBER_ID_REQUIRED); the second,
     // with it, is held forever.
-    let joins = Arc::new(AtomicU64::new(0));
-    let held: Vec<_> = cluster
-        .brokers()
-        .iter()
-        .map(|broker| {
-            let joins = joins.clone();
-            broker.intercept(
-                Intercept::api(ApiKey::JoinGroup).when(move |r| {
-                    r.client_id.as_deref() == Some("m1")
-                        && joins.fetch_add(1, Ordering::SeqCst) >= 1
-                }),
-                Action::Stall,
-            )
-        })
-        .collect();
+    let held = hold_joins(&cluster, "m1", 1);
     let client = Client::builder()
         .bootstrap([cluster.bootstrap()])
         .client_id("m1")
@@ -755,10 +768,7 @@ async fn a_member_closed_during_its_join_leaves_at_once() {
         b.rebalance_timeout(Duration::from_secs(20))
             .close_timeout(Duration::from_secs(2))
     });
-    until("m1's join to be held", || {
-        held.iter().map(|h| h.hits()).sum::<usize>() == 1
-    })
-    .await;
+    until("m1's join to be held", || holds(&held) == 1).await;
     let leaves = requests(&cluster, ApiKey::LeaveGroup);
     m1.group
         .close()
@@ -788,25 +798,12 @@ async fn closing_the_client_ends_a_held_join() {
     let cluster = cluster().await;
     let group = "held-join-client-closed";
     let log = new_log();
-    let held: Vec<_> = cluster
-        .brokers()
-        .iter()
-        .map(|broker| {
-            broker.intercept(
-                Intercept::api(ApiKey::JoinGroup)
-                    .when(|r| r.client_id.as_deref() == Some("m0") && r.api_version > 0),
-                Action::Stall,
-            )
-        })
-        .collect();
+    let held = hold_joins(&cluster, "m0", 0);
     let client = client(&cluster, "m0").await;
     let m0 = start_on(client.clone(), group, 0, &log, &[TOPIC], |b| {
         b.rebalance_timeout(Duration::from_secs(20))
     });
-    until("m0's join to be held", || {
-        held.iter().map(|h| h.hits()).sum::<usize>() >= 1
-    })
-    .await;
+    until("m0's join to be held", || holds(&held) >= 1).await;
     client.close();
     let ended = within("m0's consume to end once its client is closed", m0.task)
         .await
@@ -830,21 +827,7 @@ async fn a_cooperative_member_closed_during_its_join_commits_and_leaves_at_once(
     let log = new_log();
     // m0's first two JoinGroups make it a member; the third, the rejoin m1's
     // arrival asks for, is held forever.
-    let joins = Arc::new(AtomicU64::new(0));
-    let held: Vec<_> = cluster
-        .brokers()
-        .iter()
-        .map(|broker| {
-            let joins = joins.clone();
-            broker.intercept(
-                Intercept::api(ApiKey::JoinGroup).when(move |r| {
-                    r.client_id.as_deref() == Some("m0")
-                        && joins.fetch_add(1, Ordering::SeqCst) >= 2
-                }),
-                Action::Stall,
-            )
-        })
-        .collect();
+    let held = hold_joins(&cluster, "m0", 2);
     // Only the close commits: no periodic commit could stand in for it.
     let m0 = start(&cluster, group, 0, &log, &[TOPIC], |b| {
         cooperative(b)
@@ -855,10 +838,7 @@ async fn a_cooperative_member_closed_during_its_join_commits_and_leaves_at_once(
     .await;
     settle(&log, &[0], FIRST).await;
     let m1 = start(&cluster, group, 1, &log, &[TOPIC], cooperative).await;
-    until("m0's rejoin to be held", || {
-        held.iter().map(|h| h.hits()).sum::<usize>() == 1
-    })
-    .await;
+    until("m0's rejoin to be held", || holds(&held) == 1).await;
     let leaves = requests(&cluster, ApiKey::LeaveGroup);
     m0.group
         .close()
@@ -894,21 +874,7 @@ async fn a_held_join_does_not_hold_up_another_groups_heartbeats() {
     let log = new_log();
     // The steady group's member makes two JoinGroups; the joining group's
     // member's first (MEMBER_ID_REQUIRED) passes, its second is held forever.
-    let joins = Arc::new(AtomicU64::new(0));
-    let held: Vec<_> = cluster
-        .brokers()
-        .iter()
-        .map(|broker| {
-            let joins = joins.clone();
-            broker.intercept(
-                Intercept::api(ApiKey::JoinGroup).when(move |r| {
-                    r.client_id.as_deref() == Some("shared")
-                        && joins.fetch_add(1, Ordering::SeqCst) >= 3
-                }),
-                Action::Stall,
-            )
-        })
-        .collect();
+    let held = hold_joins(&cluster, "shared", 3);
     let client = client(&cluster, "shared").await;
     let steady = start_on(client.clone(), "steady", 0, &log, &[TOPIC], |b| b);
     settle(&log, &[0], FIRST).await;
@@ -916,10 +882,7 @@ async fn a_held_join_does_not_hold_up_another_groups_heartbeats() {
         b.rebalance_timeout(Duration::from_secs(20))
             .close_timeout(Duration::from_secs(2))
     });
-    until("the joining member's join to be held", || {
-        held.iter().map(|h| h.hits()).sum::<usize>() == 1
-    })
-    .await;
+    until("the joining member's join to be held", || holds(&held) == 1).await;
     // The test means something only if both groups have the same coordinator.
     let coordinator = held.iter().position(|h| h.hits() == 1).unwrap();
     let heartbeats_there = || {

@@ -301,7 +301,8 @@ impl Client {
     }
 
     /// Closes every connection and stops background refresh. Clones of this client
-    /// fail with [`ErrorKind::Closed`] afterwards.
+    /// fail with [`ErrorKind::Closed`] afterwards, and so do its consumers' readers,
+    /// its producers' sends and its groups.
     pub fn close(&self) {
         let connections: Vec<Broker> = {
             let mut state = self.state();
@@ -317,7 +318,7 @@ impl Client {
             task.abort();
         }
         for broker in connections.iter().chain(&self.inner.seeds) {
-            broker.disconnect();
+            broker.close();
         }
     }
 

@@ -443,6 +443,17 @@ pub(crate) async fn dispatch(shared: Arc<ConsumerShared>, mut sub: Subscription)
         if sub.shared.closed.load(std::sync::atomic::Ordering::Acquire) || sub.tx.is_closed() {
             return;
         }
+        if shared.client.is_closed() {
+            // Nothing to retry: the reader learns why its records stopped.
+            let error = Error::new(crate::error::ErrorKind::Closed, "the client is closed")
+                .with_topic(&*sub.shared.tp.topic)
+                .with_partition(sub.shared.tp.partition);
+            let _ = sub.tx.try_send(partition::Fetched::Error {
+                generation: sub.generation,
+                error,
+            });
+            return;
+        }
         if let Some(at) = sub.retry_at.take() {
             tokio::time::sleep_until(at).await;
         }

@@ -125,6 +125,12 @@ enum State {
     },
     Connecting(Connecting),
     Ready(Ready),
+    /// Closed with its client ([`Broker::close`]): never connects again.
+    Closed,
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Closed, "the client is closed")
 }
 
 impl Broker {
@@ -265,18 +271,32 @@ impl Broker {
     /// Drops the current connection, failing its in-flight requests; the next use
     /// reconnects. Used when the broker left the cluster or changed address.
     pub fn disconnect(&self) {
+        let mut state = self.lock();
+        if matches!(*state, State::Closed) {
+            return;
+        }
         let previous = std::mem::replace(
-            &mut *self.lock(),
+            &mut *state,
             State::Idle {
                 failures: 0,
                 retry_at: None,
             },
         );
+        drop(state);
         if let State::Ready(ready) = previous {
             ready.connection.poison(Error::new(
                 ErrorKind::ConnectionClosed,
                 "disconnected by the client",
             ));
+        }
+    }
+
+    /// Drops the current connection, failing its in-flight requests, for good: every
+    /// later use fails with [`ErrorKind::Closed`] (the client was closed).
+    pub(crate) fn close(&self) {
+        let previous = std::mem::replace(&mut *self.lock(), State::Closed);
+        if let State::Ready(ready) = previous {
+            ready.connection.poison(closed());
         }
     }
 
@@ -292,6 +312,7 @@ impl Broker {
                     let (failures, retry_at) = (*failures, *retry_at);
                     self.start_connecting(&mut state, failures, retry_at)
                 }
+                State::Closed => return Err(closed()),
             }
         };
         connecting.await
@@ -314,7 +335,13 @@ impl Broker {
                 .lock()
                 .expect("broker state lock is never held across a panic");
             match &result {
+                // Closed while connecting: the new connection goes at once.
+                Ok(ready) if matches!(*state, State::Closed) => {
+                    ready.connection.poison(closed());
+                    return Err(closed());
+                }
                 Ok(ready) => *state = State::Ready(ready.clone()),
+                Err(_) if matches!(*state, State::Closed) => {}
                 Err(err) => {
                     let failures = failures.saturating_add(1);
                     let delay = inner
