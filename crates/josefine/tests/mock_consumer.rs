@@ -1177,4 +1177,6 @@ async fn closing_the_client_stops_its_readers() {
         Some(Err(err)) => assert_eq!(err.kind(), &ErrorKind::Closed, "{err}"),
         other => panic!("a reader of a closed client got {other:?}"),
     }
+    let end = within("the reader's end", pc.next_batch()).await;
+    assert!(end.is_none(), "after the close, the reader ends: {end:?}");
 }

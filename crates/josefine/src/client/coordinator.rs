@@ -66,6 +66,12 @@ pub(super) async fn coordinator(
         match found.await {
             Ok((id, addr)) => {
                 let mut state = client.state();
+                if state.closed {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Closed,
+                        "the client is closed",
+                    ));
+                }
                 let broker =
                     Client::coordinator_link(&mut state, &client.inner.broker_config, id, addr);
                 state.coordinators.insert(cache_key, id);

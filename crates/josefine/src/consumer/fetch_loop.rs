@@ -346,11 +346,15 @@ impl FetchLoop {
     /// was serving goes back to the dispatcher.
     fn handle_failure(&mut self, err: Error) {
         tracing::debug!(error = %err, partitions = self.subs.len(), "fetch failed");
-        // Neither goes away by fetching elsewhere: the readers get the error.
-        if matches!(
-            err.kind(),
-            ErrorKind::UnsupportedVersion | ErrorKind::Closed
-        ) {
+        if err.kind() == &ErrorKind::Closed {
+            // The client was closed: each reader gets the error, then its end.
+            for sub in std::mem::take(&mut self.subs) {
+                sub.report(err.clone());
+            }
+            return;
+        }
+        // Does not go away by fetching elsewhere: the readers get the error.
+        if err.kind() == &ErrorKind::UnsupportedVersion {
             for sub in &mut self.subs {
                 sub.stop_with(err.clone());
             }

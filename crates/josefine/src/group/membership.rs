@@ -700,6 +700,10 @@ impl Membership {
 
 /// Codes after which the member must stop, as the Java client treats them.
 fn is_fatal(err: &Error) -> bool {
+    if err.kind() == &crate::ErrorKind::Closed {
+        // The client was closed: nothing to retry.
+        return true;
+    }
     const FENCED_INSTANCE_ID: i16 = 82;
     const GROUP_AUTHORIZATION_FAILED: i16 = 30;
     const INVALID_SESSION_TIMEOUT: i16 = 26;

@@ -316,6 +316,21 @@ fn fenced_instance_id_on_heartbeat_is_fatal_and_loses_the_session() {
 }
 
 #[test]
+fn a_closed_client_fails_the_member_at_once() {
+    let t0 = Instant::now();
+    let mut m = stable(t0);
+    m.poll(t0);
+    let closed = Error::new(ErrorKind::Closed, "the client is closed");
+    let actions = m.heartbeat_done(Err(closed), t0);
+    assert!(matches!(
+        actions[..],
+        [Action::EndSession(SessionEnd::Lost), Action::Fail(_)]
+    ));
+    assert!(m.session_ended(t0).is_empty());
+    assert_eq!(m.phase(), Phase::Failed);
+}
+
+#[test]
 fn stale_answers_are_ignored() {
     let t0 = Instant::now();
     let mut m = stable(t0);

@@ -96,6 +96,12 @@ struct Inner {
 }
 
 impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("broker state lock is never held across a panic")
+    }
+
     /// `ID@HOST:PORT`, or the address alone for a bootstrap broker: how errors, logs
     /// and metrics name it.
     fn name(&self) -> String {
@@ -269,7 +275,8 @@ impl Broker {
     }
 
     /// Drops the current connection, failing its in-flight requests; the next use
-    /// reconnects. Used when the broker left the cluster or changed address.
+    /// reconnects (unless the broker was closed with its client). Used when the
+    /// broker left the cluster or changed address.
     pub fn disconnect(&self) {
         let mut state = self.lock();
         if matches!(*state, State::Closed) {
@@ -329,6 +336,9 @@ impl Broker {
             if let Some(at) = retry_at {
                 tokio::time::sleep_until(at).await;
             }
+            if matches!(*inner.lock_state(), State::Closed) {
+                return Err(closed());
+            }
             let result = connect(&inner).await;
             let mut state = inner
                 .state
@@ -341,7 +351,7 @@ impl Broker {
                     return Err(closed());
                 }
                 Ok(ready) => *state = State::Ready(ready.clone()),
-                Err(_) if matches!(*state, State::Closed) => {}
+                Err(_) if matches!(*state, State::Closed) => return Err(closed()),
                 Err(err) => {
                     let failures = failures.saturating_add(1);
                     let delay = inner
