@@ -371,6 +371,12 @@ impl Error {
         Self::new(ErrorKind::Config, message)
     }
 
+    /// [`Client::close`](crate::Client::close) was called: nothing of that client
+    /// works any more.
+    pub(crate) fn client_closed() -> Self {
+        Self::new(ErrorKind::Closed, "the client is closed")
+    }
+
     /// `what` (a setting, as the user wrote it) needs the cargo `feature`, which is
     /// disabled in this build.
     pub(crate) fn feature_disabled(what: impl fmt::Display, feature: &str) -> Self {

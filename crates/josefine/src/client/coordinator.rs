@@ -67,10 +67,7 @@ pub(super) async fn coordinator(
             Ok((id, addr)) => {
                 let mut state = client.state();
                 if state.closed {
-                    return Err(Error::new(
-                        crate::error::ErrorKind::Closed,
-                        "the client is closed",
-                    ));
+                    return Err(Error::client_closed());
                 }
                 let broker =
                     Client::coordinator_link(&mut state, &client.inner.broker_config, id, addr);

@@ -271,7 +271,7 @@ impl Client {
         self.candidates()
             .into_iter()
             .next()
-            .ok_or_else(|| Error::new(ErrorKind::Closed, "the client is closed"))
+            .ok_or_else(Error::client_closed)
     }
 
     /// The coordinator of consumer group `group`, from the cache or FindCoordinator.
@@ -324,16 +324,18 @@ impl Client {
 
     /// A connection of its own to `broker` (see [`Broker::dedicated`]), for requests
     /// that would hold up others on the shared one; [`close`](Self::close) closes it
-    /// too.
-    pub(crate) fn dedicated(&self, broker: &Broker) -> Result<Broker> {
+    /// too, and a closed client gives one already closed (its calls fail with Closed).
+    pub(crate) fn dedicated(&self, broker: &Broker) -> Broker {
+        let link = broker.dedicated();
         let mut state = self.state();
         if state.closed {
-            return Err(Error::new(ErrorKind::Closed, "the client is closed"));
+            drop(state);
+            link.close();
+            return link;
         }
-        let link = broker.dedicated();
         state.dedicated.retain(|weak| !weak.is_dropped());
         state.dedicated.push(link.downgrade());
-        Ok(link)
+        link
     }
 
     pub(crate) fn inner_request_timeout(&self) -> Duration {

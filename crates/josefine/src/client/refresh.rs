@@ -32,7 +32,7 @@ pub(super) async fn refresh(
     let future = {
         let mut state = client.state();
         if state.closed {
-            return Err(Error::new(ErrorKind::Closed, "the client is closed"));
+            return Err(Error::client_closed());
         }
         let asked: Option<BTreeSet<String>> =
             topics.map(|ts| ts.iter().map(|t| t.to_string()).collect());
@@ -96,7 +96,7 @@ async fn run(
     }
     let update = result?;
     if state.closed {
-        return Err(Error::new(ErrorKind::Closed, "the client is closed"));
+        return Err(Error::client_closed());
     }
     let requested: Option<Vec<String>> = topics.map(|t| t.into_iter().collect());
     let merged = state.metadata.merge(update, requested.as_deref());
@@ -125,7 +125,7 @@ async fn run(
 async fn fetch(client: &Client, topics: Option<&BTreeSet<String>>) -> Result<ClusterMetadata> {
     let candidates = client.candidates();
     if candidates.is_empty() {
-        return Err(Error::new(ErrorKind::Closed, "the client is closed"));
+        return Err(Error::client_closed());
     }
     let auto_create = client.inner.config.allow_auto_topic_creation;
     let mut last_error = None;

@@ -118,7 +118,7 @@ pub(crate) struct LoopHandle {
 /// the client's shared connection every produce, metadata or admin request would
 /// wait behind a long poll (up to `fetch.max.wait.ms`).
 pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
-    let broker = own_connection(&shared, &broker);
+    let broker = shared.client.dedicated(&broker);
     let (tx, rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
     let handle = LoopHandle {
@@ -140,16 +140,6 @@ pub(crate) fn spawn(shared: Arc<ConsumerShared>, broker: Broker) -> LoopHandle {
         span,
     ));
     handle
-}
-
-/// A connection of the loop's own to `broker`, which closes with the client. A
-/// closed client gives one already closed, so the loop's fetch fails with Closed.
-fn own_connection(shared: &ConsumerShared, broker: &Broker) -> Broker {
-    shared.client.dedicated(broker).unwrap_or_else(|_| {
-        let link = broker.dedicated();
-        link.close();
-        link
-    })
 }
 
 struct FetchLoop {
@@ -234,7 +224,7 @@ impl FetchLoop {
                     "broker moved"
                 );
                 self.broker.disconnect();
-                self.broker = own_connection(&self.shared, &current);
+                self.broker = self.shared.client.dedicated(&current);
                 self.session.reset();
             }
         }

@@ -445,7 +445,7 @@ pub(crate) async fn dispatch(shared: Arc<ConsumerShared>, mut sub: Subscription)
         }
         if shared.client.is_closed() {
             // Nothing to retry: the reader learns why its records stopped.
-            let error = Error::new(crate::error::ErrorKind::Closed, "the client is closed")
+            let error = Error::client_closed()
                 .with_topic(&*sub.shared.tp.topic)
                 .with_partition(sub.shared.tp.partition);
             let _ = sub.tx.try_send(partition::Fetched::Error {

@@ -324,7 +324,7 @@ impl Driver {
                 Ok(l.clone())
             }
             _ => {
-                let new = self.client.dedicated(&coordinator)?;
+                let new = self.client.dedicated(&coordinator);
                 *link = Some(new.clone());
                 Ok(new)
             }

@@ -320,7 +320,7 @@ fn a_closed_client_fails_the_member_at_once() {
     let t0 = Instant::now();
     let mut m = stable(t0);
     m.poll(t0);
-    let closed = Error::new(ErrorKind::Closed, "the client is closed");
+    let closed = Error::client_closed();
     let actions = m.heartbeat_done(Err(closed), t0);
     assert!(matches!(
         actions[..],

@@ -135,10 +135,6 @@ enum State {
     Closed,
 }
 
-fn closed() -> Error {
-    Error::new(ErrorKind::Closed, "the client is closed")
-}
-
 impl Broker {
     pub(crate) fn new(id: Option<i32>, addr: impl Into<String>, config: Arc<BrokerConfig>) -> Self {
         Self {
@@ -303,7 +299,7 @@ impl Broker {
     pub(crate) fn close(&self) {
         let previous = std::mem::replace(&mut *self.lock(), State::Closed);
         if let State::Ready(ready) = previous {
-            ready.connection.poison(closed());
+            ready.connection.poison(Error::client_closed());
         }
     }
 
@@ -319,7 +315,7 @@ impl Broker {
                     let (failures, retry_at) = (*failures, *retry_at);
                     self.start_connecting(&mut state, failures, retry_at)
                 }
-                State::Closed => return Err(closed()),
+                State::Closed => return Err(Error::client_closed()),
             }
         };
         connecting.await
@@ -337,21 +333,18 @@ impl Broker {
                 tokio::time::sleep_until(at).await;
             }
             if matches!(*inner.lock_state(), State::Closed) {
-                return Err(closed());
+                return Err(Error::client_closed());
             }
             let result = connect(&inner).await;
-            let mut state = inner
-                .state
-                .lock()
-                .expect("broker state lock is never held across a panic");
+            let mut state = inner.lock_state();
             match &result {
                 // Closed while connecting: the new connection goes at once.
                 Ok(ready) if matches!(*state, State::Closed) => {
-                    ready.connection.poison(closed());
-                    return Err(closed());
+                    ready.connection.poison(Error::client_closed());
+                    return Err(Error::client_closed());
                 }
                 Ok(ready) => *state = State::Ready(ready.clone()),
-                Err(_) if matches!(*state, State::Closed) => return Err(closed()),
+                Err(_) if matches!(*state, State::Closed) => return Err(Error::client_closed()),
                 Err(err) => {
                     let failures = failures.saturating_add(1);
                     let delay = inner
@@ -383,10 +376,7 @@ impl Broker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .expect("broker state lock is never held across a panic")
+        self.inner.lock_state()
     }
 }
 
