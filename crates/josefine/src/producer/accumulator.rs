@@ -5,6 +5,12 @@
 //! `batch.size`. The sender drains, per partition, the oldest closed batch, or the open
 //! one once `linger.ms` has passed since it was opened (or at once when flushing).
 //!
+//! A sender turn does not go over every partition with a record waiting: a partition
+//! whose batch can go (closed, or its linger ended) is *listed*, and one whose open
+//! batch lingers, or whose retry backs off, has a timer. Drain looks at the listed
+//! partitions and at those whose timer ran out; with 10,000 partitions each holding an
+//! open batch, a turn costs what is ready, not what waits.
+//!
 //! At most one batch per partition is in flight: a partition is *muted* from drain to
 //! completion. That is what keeps retries from reordering records (a retried batch
 //! goes back to the front of its queue) without relying on the broker to reject
@@ -14,7 +20,8 @@
 //! Time is passed in; replies are a type parameter, so this module is tested without a
 //! runtime.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +91,8 @@ struct PartitionQueue<R> {
     closed: VecDeque<Batch<R>>,
     in_flight: bool,
     retry_at: Option<Instant>,
+    /// In [`Ready::listed`]: the next drain looks at it.
+    listed: bool,
 }
 
 impl<R> PartitionQueue<R> {
@@ -94,6 +103,7 @@ impl<R> PartitionQueue<R> {
             closed: VecDeque::new(),
             in_flight: false,
             retry_at: None,
+            listed: false,
         }
     }
 }
@@ -101,6 +111,23 @@ impl<R> PartitionQueue<R> {
 impl<R> PartitionQueue<R> {
     fn is_idle(&self) -> bool {
         self.open.is_none() && self.closed.is_empty() && !self.in_flight
+    }
+
+    /// Idle and not listed: it can leave the map (a timer left for it finds no queue
+    /// and is dropped).
+    fn is_removable(&self) -> bool {
+        self.is_idle() && !self.listed
+    }
+
+    /// A timer of [`Ready::lingers`] at `at` still counts: its open batch lingers
+    /// until then, and the partition is not muted (its completion lists it).
+    fn lingers_until(&self, linger: Duration, at: Instant) -> bool {
+        !self.in_flight && self.open.as_ref().is_some_and(|b| b.created + linger == at)
+    }
+
+    /// A timer of [`Ready::backoffs`] at `at` still counts.
+    fn backs_off_until(&self, at: Instant) -> bool {
+        !self.in_flight && self.retry_at == Some(at)
     }
 
     /// A deque's first push makes room for four batches (1 KB), in each of 10,000
@@ -126,8 +153,11 @@ impl<R> PartitionQueue<R> {
 /// What an append did, for the caller to act on.
 #[derive(Debug)]
 pub(crate) struct Appended {
-    /// A new open batch was started (the sender must schedule its linger deadline).
+    /// A new batch opened.
     pub new_batch: bool,
+    /// The sender must look again: the partition has a batch to send, or the new
+    /// batch's linger ends before any other timer (which the sender sleeps until).
+    pub wake: bool,
     /// A batch of this partition closed because it was full.
     pub batch_full: bool,
     /// The record's delivery report, to come.
@@ -169,6 +199,50 @@ pub(crate) enum Unplaced {
     NoSuchPartition(i32),
 }
 
+/// Where a partition's queue is: its topic's place in [`Accumulator::topics`] and the
+/// partition. Small and `Copy`, for [`Ready`]'s entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    topic: u32,
+    partition: i32,
+}
+
+/// A timer: when, and whose.
+type Timer = Reverse<(Instant, Key)>;
+
+/// The partitions drain looks at: those listed, and those whose timer ran out. A
+/// timer's entry is not removed when it stops counting (its batch went, its partition
+/// was muted): it is dropped when it comes up, so none wakes the sender for nothing.
+#[derive(Default)]
+struct Ready {
+    /// In the order they were listed, each once ([`PartitionQueue::listed`]); a
+    /// partition the route leaves keeps its place, ahead of those listed after it.
+    listed: VecDeque<Key>,
+    /// Open batches' linger ends: pushed when a batch opens, and again when drain
+    /// finds one still lingering (its partition was listed by a completion).
+    lingers: BinaryHeap<Timer>,
+    /// Retries' backoff ends, while each is its partition's `retry_at`.
+    backoffs: BinaryHeap<Timer>,
+}
+
+impl Ready {
+    fn list<R>(&mut self, key: Key, queue: &mut PartitionQueue<R>) {
+        if !queue.listed {
+            queue.listed = true;
+            self.listed.push_back(key);
+        }
+    }
+
+    /// Whether a timer at `at` would run out before every other (then a sleeping
+    /// sender must be woken to see it).
+    fn is_earliest(&self, at: Instant) -> bool {
+        [self.lingers.peek(), self.backoffs.peek()]
+            .into_iter()
+            .flatten()
+            .all(|Reverse((t, _))| at < *t)
+    }
+}
+
 /// All partitions' queues, by topic.
 pub(crate) struct Accumulator<R> {
     config: BatchConfig,
@@ -181,15 +255,15 @@ pub(crate) struct Accumulator<R> {
     /// The entry found last: a producer mostly writes to one topic, and comparing
     /// the name is cheaper than hashing it.
     last: usize,
-    /// Rotates where draining starts, so a request-size limit never starves the
-    /// partitions that happen to come last.
-    drain_start: usize,
+    ready: Ready,
 }
 
 /// One topic of the [`Accumulator`], found once per record.
 pub(crate) struct Topic<'a, R> {
     config: BatchConfig,
+    at: u32,
     entry: &'a mut TopicEntry<R>,
+    ready: &'a mut Ready,
 }
 
 impl<R> Accumulator<R> {
@@ -199,7 +273,7 @@ impl<R> Accumulator<R> {
             topics: Vec::new(),
             index: FastMap::default(),
             last: 0,
-            drain_start: 0,
+            ready: Ready::default(),
         }
     }
 
@@ -229,14 +303,10 @@ impl<R> Accumulator<R> {
         self.last = at;
         Topic {
             config: self.config,
+            at: at as u32,
             entry: &mut self.topics[at],
+            ready: &mut self.ready,
         }
-    }
-
-    /// The queue of `tp`, if it has one.
-    fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue<R>> {
-        let at = *self.index.get(&*tp.topic)?;
-        self.topics[at].queues.get_mut(&tp.partition)
     }
 
     fn queues(&self) -> impl Iterator<Item = &PartitionQueue<R>> {
@@ -247,17 +317,20 @@ impl<R> Accumulator<R> {
         self.topics.iter_mut().flat_map(|t| t.queues.values_mut())
     }
 
-    /// Drops the queues with nothing waiting or in flight.
+    /// Drops the queues with nothing waiting or in flight (those [`Ready`] still
+    /// names go when drain comes to them).
     fn remove_idle(&mut self) {
         for topic in &mut self.topics {
-            topic.queues.retain(|_, q| !q.is_idle());
+            topic.queues.retain(|_, q| !q.is_removable());
         }
     }
 
     /// Takes sendable batches: per unmuted partition out of backoff, the oldest closed
     /// batch, else the open one if its linger passed (or `force`). `route` sees each
     /// candidate and its size and returns where it goes (a broker id), or `None` to
-    /// leave it (no leader, broker busy, request full). Taken partitions are muted.
+    /// leave it (no leader, no room in flight on its broker). Taken partitions are muted.
+    /// Looks only at listed partitions and those whose timer ran out (with `force`,
+    /// every timer counts as run out).
     pub(crate) fn drain<K>(
         &mut self,
         now: Instant,
@@ -265,62 +338,104 @@ impl<R> Accumulator<R> {
         mut route: impl FnMut(&TopicPartition, usize) -> Option<K>,
     ) -> Vec<(K, Batch<R>)> {
         let linger = self.config.linger;
-        let mut keys: Vec<TopicPartition> = self
-            .queues()
-            .filter(|q| !q.in_flight && q.retry_at.is_none_or(|t| t <= now))
-            .filter(|q| {
-                !q.closed.is_empty()
-                    || q.open
-                        .as_ref()
-                        .is_some_and(|b| force || b.created + linger <= now)
-            })
-            .map(|q| q.tp.clone())
-            .collect();
-        keys.sort();
-        if !keys.is_empty() {
-            let start = self.drain_start % keys.len();
-            keys.rotate_left(start);
-            self.drain_start = self.drain_start.wrapping_add(1);
+        let (topics, ready) = (&mut self.topics, &mut self.ready);
+        // Timers that ran out list their partitions; on flush or close every lingering
+        // batch goes at once, but backoffs still run their course.
+        while let Some(&Reverse((at, key))) = ready.lingers.peek() {
+            if at > now && !force {
+                break;
+            }
+            ready.lingers.pop();
+            if let Some(queue) = topics[key.topic as usize].queues.get_mut(&key.partition) {
+                if queue.lingers_until(linger, at) {
+                    ready.list(key, queue);
+                }
+            }
+        }
+        while let Some(&Reverse((at, key))) = ready.backoffs.peek() {
+            if at > now {
+                break;
+            }
+            ready.backoffs.pop();
+            if let Some(queue) = topics[key.topic as usize].queues.get_mut(&key.partition) {
+                if queue.backs_off_until(at) {
+                    ready.list(key, queue);
+                }
+            }
         }
         let mut out = Vec::new();
-        for tp in keys {
-            let queue = self.queue(&tp).expect("key taken from the map");
-            // Closed, and a passed backoff forgotten, even when the batch cannot go
-            // now: a batch that cannot go waits for an event (a response, metadata),
-            // while an open one past its linger, or a passed backoff, would be a
-            // deadline in the past and wake the sender at once, again and again.
-            queue.retry_at = None;
-            if queue.closed.is_empty() {
-                queue.close_open();
+        // Those the route leaves go back to the end in their order, ahead of nothing:
+        // nothing is listed while this runs.
+        for _ in 0..ready.listed.len() {
+            let key = ready.listed.pop_front().expect("counted");
+            let topic = &mut topics[key.topic as usize];
+            let Some(queue) = topic.queues.get_mut(&key.partition) else {
+                continue;
+            };
+            queue.listed = false;
+            if !queue.in_flight {
+                match queue.retry_at {
+                    // Its backoff's timer lists it when it ends.
+                    Some(at) if at > now => {}
+                    _ => {
+                        // A passed backoff is forgotten, and an open batch past its
+                        // linger closed, even when the batch cannot go now: it waits
+                        // for an event (a response, metadata) listed, not for a
+                        // deadline in the past, which would wake the sender at once,
+                        // again and again.
+                        queue.retry_at = None;
+                        let lingered = |b: &Batch<R>| force || b.created + linger <= now;
+                        if queue.closed.is_empty() && queue.open.as_deref().is_some_and(lingered) {
+                            queue.close_open();
+                        }
+                        if let Some(size) = queue.closed.front().map(Batch::size) {
+                            match route(&queue.tp, size) {
+                                Some(to) => {
+                                    let batch = queue.closed.pop_front().expect("checked");
+                                    // Muted: its completion lists it again.
+                                    queue.in_flight = true;
+                                    out.push((to, batch));
+                                }
+                                None => {
+                                    queue.listed = true;
+                                    ready.listed.push_back(key);
+                                }
+                            }
+                        } else if let Some(open) = &queue.open {
+                            ready.lingers.push(Reverse((open.created + linger, key)));
+                        }
+                    }
+                }
             }
-            let size = queue.closed.front().map_or(0, Batch::size);
-            if let Some(key) = route(&tp, size) {
-                let batch = queue.closed.pop_front().expect("checked non-empty");
-                queue.in_flight = true;
-                out.push((key, batch));
+            if queue.is_removable() {
+                topic.queues.remove(&key.partition);
             }
         }
         out
     }
 
     /// When the next drain could find something new: the earliest linger deadline or
-    /// end of a backoff among partitions that are not muted.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.queues()
-            .filter(|q| !q.in_flight)
-            .filter_map(|q| {
-                let ready = match (&q.closed.front(), &q.open) {
-                    (Some(_), _) => q.retry_at,
-                    (None, Some(open)) => {
-                        Some(q.retry_at.map_or(open.created + self.config.linger, |r| {
-                            r.max(open.created + self.config.linger)
-                        }))
-                    }
-                    (None, None) => None,
-                };
-                ready
-            })
-            .min()
+    /// end of a backoff among partitions that are not muted. Timers that no longer
+    /// count are dropped on the way.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        let linger = self.config.linger;
+        let topics = &self.topics;
+        let queue = |key: Key| topics[key.topic as usize].queues.get(&key.partition);
+        let first = |heap: &mut BinaryHeap<Timer>,
+                     counts: &dyn Fn(&PartitionQueue<R>, Instant) -> bool| {
+            while let Some(&Reverse((at, key))) = heap.peek() {
+                if queue(key).is_some_and(|q| counts(q, at)) {
+                    return Some(at);
+                }
+                heap.pop();
+            }
+            None
+        };
+        let linger_end = first(&mut self.ready.lingers, &|q, at| {
+            q.lingers_until(linger, at)
+        });
+        let backoff_end = first(&mut self.ready.backoffs, &|q, at| q.backs_off_until(at));
+        linger_end.into_iter().chain(backoff_end).min()
     }
 
     /// No waiting (not in-flight) batch runs out of `timeout` before this (a lower
@@ -354,23 +469,34 @@ impl<R> Accumulator<R> {
                 if queue.open.as_ref().is_some_and(|b| expired_at(b)) {
                     expired.extend(queue.open.take().map(|b| *b));
                 }
+                if queue.closed.is_empty() {
+                    // The backoff was the retried batch's.
+                    queue.retry_at = None;
+                }
                 for batch in queue.closed.iter().chain(queue.open.as_deref()) {
                     oldest = Some(oldest.map_or(batch.created, |o| o.min(batch.created)));
                 }
             }
             topic.oldest = oldest;
-            topic.queues.retain(|_, q| !q.is_idle());
+            topic.queues.retain(|_, q| !q.is_removable());
         }
         expired
     }
 
-    /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition.
+    /// The in-flight batch of `tp` is done (delivered or failed): unmute the partition,
+    /// listed if anything else waits in it.
     pub(crate) fn complete(&mut self, tp: &TopicPartition) {
         if let Some(&at) = self.index.get(&*tp.topic) {
             let topic = &mut self.topics[at];
             if let Some(queue) = topic.queues.get_mut(&tp.partition) {
                 queue.in_flight = false;
-                if queue.is_idle() {
+                if !queue.is_idle() {
+                    let key = Key {
+                        topic: at as u32,
+                        partition: tp.partition,
+                    };
+                    self.ready.list(key, queue);
+                } else if queue.is_removable() {
                     topic.queues.remove(&tp.partition);
                 }
             }
@@ -381,7 +507,12 @@ impl<R> Accumulator<R> {
     /// to be sent again no earlier than `retry_at`, and unmutes the partition.
     pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
         for batch in batches.into_iter().rev() {
-            let entry = self.topic(&batch.tp.topic).entry;
+            let topic = self.topic(&batch.tp.topic);
+            let key = Key {
+                topic: topic.at,
+                partition: batch.tp.partition,
+            };
+            let entry = topic.entry;
             entry.waits(batch.created);
             let queue = entry
                 .queues
@@ -391,6 +522,7 @@ impl<R> Accumulator<R> {
             queue.retry_at = Some(retry_at);
             queue.room_for_one();
             queue.closed.push_front(batch);
+            topic.ready.backoffs.push(Reverse((retry_at, key)));
         }
     }
 
@@ -405,6 +537,7 @@ impl<R> Accumulator<R> {
         for queue in self.queues_mut() {
             out.extend(queue.closed.drain(..));
             out.extend(queue.open.take().map(|b| *b));
+            queue.retry_at = None;
         }
         self.remove_idle();
         out
@@ -467,7 +600,7 @@ impl<R> Topic<'_, R> {
                 })
             }),
         };
-        let (mut new_batch, mut batch_full) = (false, false);
+        let (mut opened, mut batch_full) = (None, false);
         if let Some(open) = &queue.open {
             let open_size = open
                 .builder
@@ -479,8 +612,8 @@ impl<R> Topic<'_, R> {
             }
         }
         let open = queue.open.get_or_insert_with(|| {
-            new_batch = true;
             let created = now();
+            opened = Some(created);
             entry.oldest = Some(entry.oldest.map_or(created, |o| o.min(created)));
             Box::new(Batch {
                 tp: queue.tp.clone(),
@@ -518,8 +651,31 @@ impl<R> Topic<'_, R> {
         if batch_full {
             entry.sticky.batch_full(partition);
         }
+        // A muted partition is listed when its batch completes; one listed already,
+        // or backing off (its timer runs), waits for drain to come to it.
+        let key = Key {
+            topic: self.at,
+            partition,
+        };
+        let ready = &mut *self.ready;
+        let linger_end = opened.map(|created| created + config.linger);
+        let wake = if queue.in_flight || queue.listed {
+            false
+        } else if !queue.closed.is_empty() {
+            // Backing off, its backoff's timer lists it.
+            queue.retry_at.is_none() && {
+                ready.list(key, queue);
+                true
+            }
+        } else {
+            linger_end.is_some_and(|at| ready.is_earliest(at))
+        };
+        if let (Some(at), false) = (linger_end, queue.in_flight) {
+            ready.lingers.push(Reverse((at, key)));
+        }
         Ok(Appended {
-            new_batch,
+            new_batch: opened.is_some(),
+            wake,
             batch_full,
             delivery,
         })
@@ -568,8 +724,8 @@ mod tests {
     fn open_batch_waits_for_linger_unless_forced() {
         let t0 = Instant::now();
         let mut a = acc(1 << 20);
-        assert!(push(&mut a, 0, 1, t0).new_batch);
-        assert!(!push(&mut a, 0, 2, t0).new_batch);
+        assert!(push(&mut a, 0, 1, t0).wake);
+        assert!(!push(&mut a, 0, 2, t0).wake);
         assert!(a.drain(t0, false, |_, _| Some(())).is_empty());
         assert_eq!(a.next_deadline(), Some(t0 + LINGER));
         let forced = a.drain(t0, true, |_, _| Some(()));
@@ -661,7 +817,7 @@ mod tests {
         let mut a = acc(1 << 20);
         push(&mut a, 0, 1, t0);
         assert!(a.drain(t0, true, |_, _| None::<()>).is_empty());
-        let queue = a.queue(&tp(0)).expect("the partition waits");
+        let queue = a.topics[0].queues.get(&0).expect("the partition waits");
         assert_eq!(queue.closed.len(), 1);
         assert_eq!(queue.closed.capacity(), 1);
     }
@@ -743,28 +899,163 @@ mod tests {
     }
 
     #[test]
-    fn drain_start_rotates_for_fairness() {
+    fn a_partition_the_route_left_goes_before_those_ready_after_it() {
         let t0 = Instant::now();
         let mut a = acc(1 << 20);
-        let mut firsts = std::collections::HashSet::new();
-        for round in 0..4 {
-            for p in 0..4 {
-                push(&mut a, p, round, t0);
-            }
-            // Room for one batch per drain.
+        for p in 0..4 {
+            push(&mut a, p, p as u32, t0);
+        }
+        // Room for one batch per drain: the others wait, in their order.
+        let one = |a: &mut Accumulator<u32>| {
             let mut taken = false;
             let got = a.drain(t0, true, |_, _| {
                 (!std::mem::replace(&mut taken, true)).then_some(())
             });
-            let (_, b) = &got[0];
-            firsts.insert(b.tp.partition);
-            a.complete(&b.tp.clone());
-            a.take_all_waiting();
+            assert_eq!(got.len(), 1);
+            got[0].1.tp.partition
+        };
+        assert_eq!(one(&mut a), 0);
+        push(&mut a, 9, 9, t0);
+        assert_eq!(one(&mut a), 1);
+        a.complete(&tp(0));
+        push(&mut a, 0, 10, t0);
+        assert_eq!(
+            [one(&mut a), one(&mut a), one(&mut a), one(&mut a)],
+            [2, 3, 9, 0]
+        );
+    }
+
+    /// A turn costs what is ready, not what waits: with many partitions lingering,
+    /// drain looks at none of them until a timer runs out or a batch fills.
+    #[test]
+    fn a_turn_looks_only_at_partitions_that_may_send() {
+        let t0 = Instant::now();
+        let mut a = acc(400);
+        for p in 0..1_000 {
+            let at = t0 + Duration::from_micros(p as u64);
+            a.topic("t")
+                .append(p, 0, None, Some(&[0u8; 100]), &[], 0, pushed_size(), || at)
+                .unwrap();
         }
         assert!(
-            firsts.len() > 1,
-            "always the same partition first: {firsts:?}"
+            a.ready.listed.is_empty(),
+            "nothing is listed while it lingers"
         );
+        assert_eq!(a.ready.lingers.len(), 1_000);
+        assert!(a.drain(t0, false, |_, _| Some(())).is_empty());
+        assert_eq!(
+            a.ready.lingers.len(),
+            1_000,
+            "and drain finds no timer run out"
+        );
+        let mut filled = 0;
+        while !push(&mut a, 7, 1, t0).batch_full {
+            filled += 1;
+        }
+        assert!(filled > 0);
+        assert_eq!(a.ready.listed.len(), 1, "the full batch is listed");
+        let mut looked = 0;
+        let sent = a.drain(t0, false, |_, _| {
+            looked += 1;
+            Some(())
+        });
+        assert_eq!((looked, sent.len()), (1, 1));
+        // Partition 0's linger ends first, then 1's: a drain then takes just those.
+        assert_eq!(a.next_deadline(), Some(t0 + LINGER));
+        let sent = a.drain(t0 + LINGER + Duration::from_micros(1), false, |tp, _| {
+            Some(tp.partition)
+        });
+        let mut got: Vec<i32> = sent.iter().map(|(p, _)| *p).collect();
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(a.ready.listed.len(), 0);
+    }
+
+    /// A new batch wakes the sender only when it must: when its partition has a batch
+    /// to send, or its linger ends before every other timer.
+    #[test]
+    fn a_new_batch_wakes_the_sender_only_if_its_linger_ends_first() {
+        let t0 = Instant::now();
+        let mut a = acc(400);
+        assert!(push(&mut a, 0, 1, t0).wake, "the first timer");
+        assert!(
+            !push(&mut a, 1, 2, t0 + LINGER).wake,
+            "ends after partition 0's"
+        );
+        // A full batch wakes; a muted partition's does not (its completion lists it).
+        let mut full = push(&mut a, 2, 3, t0);
+        while !full.batch_full {
+            full = push(&mut a, 2, 3, t0);
+        }
+        assert!(full.wake);
+        let sent = a.drain(t0, false, |_, _| Some(()));
+        assert_eq!(sent.len(), 1);
+        let mut full = push(&mut a, 2, 4, t0);
+        while !full.batch_full {
+            full = push(&mut a, 2, 4, t0);
+        }
+        assert!(!full.wake, "partition 2 is in flight");
+    }
+
+    /// A timer whose batch went before its linger ended, or whose partition is muted,
+    /// wakes nobody: the sender would turn for nothing once per such batch.
+    #[test]
+    fn a_timer_that_no_longer_counts_wakes_nobody() {
+        let t0 = Instant::now();
+        let mut a = acc(400);
+        let mut pushed = push(&mut a, 0, 1, t0);
+        while !pushed.batch_full {
+            pushed = push(&mut a, 0, 1, t0);
+        }
+        assert_eq!(a.drain(t0, false, |_, _| Some(())).len(), 1);
+        // Partition 0 is muted, its first batch gone: no deadline, no timer kept.
+        assert_eq!(a.next_deadline(), None);
+        assert!(a.ready.lingers.is_empty());
+    }
+
+    /// A retried batch that runs out of time takes its backoff with it: the record
+    /// behind it goes at its linger's end, not at the old backoff's.
+    #[test]
+    fn an_expired_retry_leaves_no_backoff_behind() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(100);
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        let (_, batch) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
+        a.retry(vec![batch], t0 + Duration::from_secs(10));
+        push(&mut a, 0, 2, t0 + Duration::from_millis(60));
+        let t1 = t0 + timeout;
+        assert_eq!(ids(&a.expire(t1, timeout)[0]), [1]);
+        let sent = a.drain(t1, false, |_, _| Some(()));
+        assert_eq!(sent.len(), 1, "record 2 lingered out");
+        assert_eq!(ids(&sent[0].1), [2]);
+    }
+
+    /// A batch that lingered out while its partition was in flight goes at the next
+    /// drain after the completion; one still lingering then gets its timer.
+    #[test]
+    fn a_completed_partition_sends_what_lingered_meanwhile() {
+        let t0 = Instant::now();
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        push(&mut a, 1, 2, t0);
+        let sent = a.drain(t0, true, |_, _| Some(()));
+        assert_eq!(sent.len(), 2);
+        let t1 = t0 + Duration::from_millis(1);
+        assert!(!push(&mut a, 0, 3, t1).wake);
+        assert!(!push(&mut a, 1, 4, t1).wake);
+        assert_eq!(a.next_deadline(), None, "muted partitions have no timer");
+        let t2 = t1 + LINGER;
+        a.complete(&tp(0));
+        let again = a.drain(t2, false, |_, _| Some(()));
+        assert_eq!(again.len(), 1);
+        assert_eq!(ids(&again[0].1), [3]);
+        // Partition 1 completes before its linger ends: drain sets its timer.
+        a.complete(&tp(1));
+        assert!(a.drain(t1, false, |_, _| Some(())).is_empty());
+        assert_eq!(a.next_deadline(), Some(t2));
+        let last = a.drain(t2, false, |_, _| Some(()));
+        assert_eq!(ids(&last[0].1), [4]);
     }
 
     #[test]

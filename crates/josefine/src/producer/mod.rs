@@ -451,7 +451,7 @@ impl Producer {
     }
 
     /// What follows [`append`] once the accumulator's lock is released: wake the
-    /// sender for a new or full batch, or undo the record's accounting if the batch
+    /// sender when it must look again, or undo the record's accounting if the batch
     /// refused it.
     fn appended(
         &self,
@@ -467,12 +467,17 @@ impl Producer {
                 {
                     partitioner.on_batch_full(&record.topic, partition);
                 }
-                if appended.new_batch || appended.batch_full {
+                // While flushing, every batch goes at once, not at its linger's end.
+                if appended.wake
+                    || (appended.new_batch && shared.flushing.load(Ordering::Acquire) > 0)
+                {
                     shared.wake.notify_one();
                 }
                 Ok(appended.delivery)
             }
             Err(err) => {
+                // The batch before it may have closed without a wake-up.
+                shared.wake.notify_one();
                 shared.memory.add_permits(size);
                 shared.finished(1);
                 Err(Rejected::Failed(

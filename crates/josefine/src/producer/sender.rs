@@ -1,5 +1,6 @@
-//! The sender task: drains ready batches into Produce requests, one per broker, and
-//! turns responses into delivery reports, retries or errors.
+//! The sender task: drains ready batches into Produce requests (per broker, as many
+//! as it has room in flight for) and turns responses into delivery reports, retries
+//! or errors.
 //!
 //! It owns what must change in one place and order: in-flight counts per broker, the
 //! idempotent producer's identity and sequences, epoch bumps. Requests themselves run
@@ -125,8 +126,7 @@ impl Sender {
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
                 Some(done) = self.completions.recv() => {
-                    // Every request that finished meanwhile, in one turn: a turn goes
-                    // over every partition's queue.
+                    // Every request that finished meanwhile, in one turn.
                     self.complete(done);
                     while let Ok(done) = self.completions.try_recv() {
                         self.complete(done);
@@ -174,7 +174,7 @@ impl Sender {
         if let Some(err) = doomed {
             let waiting = self.shared.accumulator().take_all_waiting();
             for batch in waiting {
-                self.fail(batch, err.clone());
+                self.fail_waiting(batch, err.clone());
             }
         }
         if let Some((partitions, identity)) = to_add {
@@ -208,11 +208,16 @@ impl Sender {
     /// When to look again without being woken: a linger or backoff deadline, an
     /// expiry, or a metadata retry for batches without a leader.
     fn next_wakeup(&self, now: Instant) -> Instant {
-        let acc = self.shared.accumulator();
+        let mut acc = self.shared.accumulator();
         let mut deadline = now + Duration::from_secs(1);
+        // Waiting for an epoch bump nothing is drained (the requests out end the wait):
+        // a linger passed meanwhile would wake the loop again and again.
+        let drain_at = (!self.needs_epoch_bump)
+            .then(|| acc.next_deadline())
+            .flatten()
+            .map(|d| d.checked_sub(TIMER_RESOLUTION).unwrap_or(d));
         for candidate in [
-            acc.next_deadline()
-                .map(|d| d.checked_sub(TIMER_RESOLUTION).unwrap_or(d)),
+            drain_at,
             acc.next_expiry(self.shared.config.delivery_timeout),
             (!self.stale_topics.is_empty()).then(|| now + self.shared.config.retry_backoff.initial),
         ]
@@ -241,15 +246,18 @@ impl Sender {
                     batch.attempts
                 ),
             );
-            self.fail(batch, err);
+            self.fail_waiting(batch, err);
         }
     }
 
-    /// Drains sendable batches and starts one request per broker with room for one.
+    /// Drains sendable batches into requests of at most `max.request.size`, as many
+    /// per broker as it has room in flight for: a backlog bigger than one request
+    /// (thousands of partitions' batches after a flush) goes out pipelined, not one
+    /// request per response.
     fn dispatch(&mut self, now: Instant, force: bool) {
         let client = &self.shared.client;
         let config = &self.shared.config;
-        let mut request_bytes: HashMap<i32, usize> = HashMap::new();
+        let mut requests = Requests::new(config.max_in_flight, config.max_request_size);
         let mut leaderless = Vec::new();
         // The transaction's lock before the accumulator's (see TxnState).
         let mut txn = self.shared.txn.as_ref().map(transaction::lock);
@@ -271,29 +279,22 @@ impl Sender {
                         return None;
                     }
                 };
-                if self.in_flight.get(&leader).copied().unwrap_or(0) >= config.max_in_flight {
-                    return None;
-                }
-                let bytes = request_bytes.entry(leader).or_insert(0);
-                if *bytes > 0 && *bytes + size > config.max_request_size {
-                    return None;
-                }
-                *bytes += size;
-                Some(leader)
+                let in_flight = self.in_flight.get(&leader).copied().unwrap_or(0);
+                requests.place(leader, in_flight, size)
             });
         drop(txn);
         self.stale_topics.extend(leaderless);
-        let mut by_broker: BTreeMap<i32, Vec<ProducerBatch>> = BTreeMap::new();
-        for (broker, mut batch) in drained {
+        let mut by_request: BTreeMap<(i32, usize), Vec<ProducerBatch>> = BTreeMap::new();
+        for (request, mut batch) in drained {
             batch.stamp = self
                 .sequences
                 .stamp(&batch.tp, batch.stamp, batch.record_count());
-            by_broker.entry(broker).or_default().push(batch);
+            by_request.entry(request).or_default().push(batch);
         }
-        if !by_broker.is_empty() {
+        if !by_request.is_empty() {
             self.note_buffer();
         }
-        for (broker_id, batches) in by_broker {
+        for ((broker_id, _), batches) in by_request {
             let Some(broker) = self.shared.client.broker(broker_id) else {
                 // The broker left the metadata between lookup and now.
                 self.retry_all(batches, now, None);
@@ -410,7 +411,16 @@ impl Sender {
         self.shared.finished(n);
     }
 
+    /// Fails a batch that was in flight: its partition is unmuted.
     fn fail(&mut self, batch: ProducerBatch, err: Error) {
+        let tp = batch.tp.clone();
+        self.fail_waiting(batch, err);
+        self.shared.accumulator().complete(&tp);
+    }
+
+    /// Fails a batch taken from its queue without being sent (expired, or every
+    /// waiting batch at once): its partition's batch in flight, if any, keeps it muted.
+    fn fail_waiting(&mut self, batch: ProducerBatch, err: Error) {
         let what = match err.code() {
             Some(code) => code.name().to_string(),
             None => format!("{:?}", err.kind()),
@@ -436,7 +446,6 @@ impl Sender {
         }
         let n = batch.replies.len();
         batch.resolver.resolve(Resolution::Failed(err));
-        self.shared.accumulator().complete(&batch.tp);
         self.shared.memory.add_permits(batch.reserved);
         self.note_buffer();
         self.shared.finished(n);
@@ -602,13 +611,48 @@ impl Sender {
                     let _ = self.shared.fatal.set(err.clone());
                     let waiting = self.shared.accumulator().take_all_waiting();
                     for batch in waiting {
-                        self.fail(batch, err.clone());
+                        self.fail_waiting(batch, err.clone());
                     }
                     self.needs_epoch_bump = false;
                     return;
                 }
             }
         }
+    }
+}
+
+/// One turn's Produce requests as they are filled: a batch joins its leader's last
+/// request while that stays within `max.request.size` (a bigger batch goes alone), else
+/// begins another while the broker has room in flight for it.
+struct Requests {
+    max_in_flight: usize,
+    max_request_size: usize,
+    /// Per broker: the requests begun this turn, and the bytes of the last one.
+    building: HashMap<i32, (usize, usize)>,
+}
+
+impl Requests {
+    fn new(max_in_flight: usize, max_request_size: usize) -> Self {
+        Self {
+            max_in_flight,
+            max_request_size,
+            building: HashMap::new(),
+        }
+    }
+
+    /// The request (leader, number within the turn) a batch of `size` bytes joins, or
+    /// `None` when the leader, with `in_flight` requests out, has no room for it.
+    fn place(&mut self, leader: i32, in_flight: usize, size: usize) -> Option<(i32, usize)> {
+        let (requests, bytes) = self.building.entry(leader).or_insert((0, 0));
+        if *requests == 0 || *bytes + size > self.max_request_size {
+            if in_flight + *requests >= self.max_in_flight {
+                return None;
+            }
+            *requests += 1;
+            *bytes = 0;
+        }
+        *bytes += size;
+        Some((leader, *requests))
     }
 }
 
@@ -808,4 +852,36 @@ fn batch_compression(
             b.compression()
         });
     (codec, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backlog bigger than one request goes out in as many requests as the broker
+    /// has room in flight for, not one per response.
+    #[test]
+    fn a_backlog_fills_every_request_the_broker_has_room_for() {
+        let mut requests = Requests::new(5, 1_000);
+        let placed: Vec<_> = (0..20).map(|_| requests.place(1, 0, 300)).collect();
+        let expected: Vec<_> = (1..=5)
+            .flat_map(|n| [Some((1, n)); 3])
+            .chain([None; 5])
+            .collect();
+        assert_eq!(placed, expected);
+        // Another broker has its own room; one with four out has room for one more.
+        assert_eq!(requests.place(2, 4, 300), Some((2, 1)));
+        assert_eq!(requests.place(2, 4, 800), None);
+        assert_eq!(requests.place(2, 4, 700), Some((2, 1)));
+    }
+
+    #[test]
+    fn a_batch_bigger_than_a_request_goes_alone() {
+        let mut requests = Requests::new(5, 1_000);
+        assert_eq!(requests.place(1, 0, 100), Some((1, 1)));
+        assert_eq!(requests.place(1, 0, 5_000), Some((1, 2)));
+        assert_eq!(requests.place(1, 0, 100), Some((1, 3)));
+        let mut full = Requests::new(1, 1_000);
+        assert_eq!(full.place(1, 1, 100), None, "no room in flight");
+    }
 }

@@ -54,6 +54,16 @@ impl Default for BatchBuilder {
     }
 }
 
+/// Makes room for `more` bytes, growing by half again rather than doubling: a
+/// producer keeps a batch open per partition, and with 10,000 partitions each holding
+/// a few KB, doubling's slack (up to half of every buffer) was most of the producer's
+/// lead over librdkafka in peak RSS.
+fn grow(buf: &mut Vec<u8>, more: usize) {
+    if buf.capacity() - buf.len() < more {
+        buf.reserve_exact(more.max(buf.capacity() / 2));
+    }
+}
+
 impl BatchBuilder {
     /// An empty, uncompressed, non-idempotent batch at base offset 0.
     pub fn new() -> Self {
@@ -228,7 +238,7 @@ impl BatchBuilder {
         })?;
 
         let buf = &mut self.buf;
-        buf.reserve(varint_len(body) + body as usize);
+        grow(buf, varint_len(body) + body as usize);
         write_varint(buf, body);
         buf.push(0); // record attributes: none defined in v2
         write_varlong(buf, timestamp_delta);
@@ -541,6 +551,18 @@ mod tests {
                 level: 1
             }
         );
+    }
+
+    /// A batch's buffer holds at most half again its bytes (and one record): with
+    /// doubling, a batch just past a step held twice its bytes.
+    #[test]
+    fn a_growing_batch_holds_little_spare_room() {
+        let mut b = BatchBuilder::new();
+        while b.buf.len() < 64 << 10 {
+            b.push(0, Some(b"key"), Some(&[7; 100]), &[]).unwrap();
+            let (len, room) = (b.buf.len(), b.buf.capacity());
+            assert!(room <= len * 3 / 2 + 128, "{room} bytes for {len}");
+        }
     }
 
     #[test]
