@@ -454,12 +454,13 @@ impl<R> Accumulator<R> {
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Batch<R>> {
         let mut expired = Vec::new();
         let expired_at = |b: &Batch<R>| b.created + timeout <= now;
-        for topic in &mut self.topics {
+        for (at, topic) in self.topics.iter_mut().enumerate() {
             if topic.oldest.is_none_or(|oldest| now < oldest + timeout) {
                 continue;
             }
             let mut oldest: Option<Instant> = None;
-            for queue in topic.queues.values_mut() {
+            for (&partition, queue) in topic.queues.iter_mut() {
+                let before = expired.len();
                 if queue.closed.iter().any(expired_at) {
                     let (keep, gone): (VecDeque<_>, VecDeque<_>) =
                         queue.closed.drain(..).partition(|b| !expired_at(b));
@@ -468,6 +469,16 @@ impl<R> Accumulator<R> {
                 }
                 if queue.open.as_ref().is_some_and(|b| expired_at(b)) {
                     expired.extend(queue.open.take().map(|b| *b));
+                }
+                if expired.len() > before && !queue.in_flight && !queue.is_idle() {
+                    // What is left may have waited behind the backoff, whose timer
+                    // stops counting below, or had its linger timer used up meanwhile:
+                    // drain looks at it again (and times it again if it lingers).
+                    let key = Key {
+                        topic: at as u32,
+                        partition,
+                    };
+                    self.ready.list(key, queue);
                 }
                 if queue.closed.is_empty() {
                     // The backoff was the retried batch's.
@@ -638,6 +649,14 @@ impl<R> Topic<'_, R> {
         if let Err(err) = builder.push(timestamp, key, value, headers) {
             if open.replies.is_empty() {
                 queue.open = None;
+            }
+            // The batch before it may have closed for this record: it can go.
+            if !queue.in_flight && !queue.closed.is_empty() && queue.retry_at.is_none() {
+                let key = Key {
+                    topic: self.at,
+                    partition,
+                };
+                self.ready.list(key, queue);
             }
             return Err((reply, err));
         }
@@ -1045,17 +1064,43 @@ mod tests {
         assert!(!push(&mut a, 0, 3, t1).wake);
         assert!(!push(&mut a, 1, 4, t1).wake);
         assert_eq!(a.next_deadline(), None, "muted partitions have no timer");
-        let t2 = t1 + LINGER;
-        a.complete(&tp(0));
-        let again = a.drain(t2, false, |_, _| Some(()));
-        assert_eq!(again.len(), 1);
-        assert_eq!(ids(&again[0].1), [3]);
-        // Partition 1 completes before its linger ends: drain sets its timer.
+        // Partition 1 completes before its batch's linger ends: drain times it.
         a.complete(&tp(1));
         assert!(a.drain(t1, false, |_, _| Some(())).is_empty());
+        let t2 = t1 + LINGER;
         assert_eq!(a.next_deadline(), Some(t2));
-        let last = a.drain(t2, false, |_, _| Some(()));
-        assert_eq!(ids(&last[0].1), [4]);
+        // Partition 0 completes after its batch's linger ended: it goes at once.
+        a.complete(&tp(0));
+        let mut sent: Vec<Vec<u32>> = a
+            .drain(t2, false, |_, _| Some(()))
+            .iter()
+            .map(|(_, b)| ids(b))
+            .collect();
+        sent.sort();
+        assert_eq!(sent, [[3], [4]]);
+    }
+
+    /// A batch opened while its partition was in flight, behind a retried batch that
+    /// then runs out of time, still goes: expiry lists what is left.
+    #[test]
+    fn a_batch_behind_an_expired_retry_is_not_stranded() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(100);
+        let mut a = acc(1 << 20);
+        push(&mut a, 0, 1, t0);
+        let (_, batch) = a.drain(t0, true, |_, _| Some(())).pop().unwrap();
+        // Opened while the partition is muted: no timer of its own.
+        push(&mut a, 0, 2, t0 + Duration::from_millis(10));
+        a.retry(vec![batch], t0 + Duration::from_secs(10));
+        // A turn during the backoff finds nothing to send.
+        assert!(a
+            .drain(t0 + Duration::from_millis(50), false, |_, _| Some(()))
+            .is_empty());
+        let t1 = t0 + timeout;
+        assert_eq!(ids(&a.expire(t1, timeout)[0]), [1]);
+        let sent = a.drain(t1, false, |_, _| Some(()));
+        assert_eq!(sent.len(), 1, "record 2 is not stranded");
+        assert_eq!(ids(&sent[0].1), [2]);
     }
 
     #[test]
