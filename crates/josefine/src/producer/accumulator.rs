@@ -207,6 +207,15 @@ struct Key {
     partition: i32,
 }
 
+impl Key {
+    fn new(topic: usize, partition: i32) -> Self {
+        Self {
+            topic: topic as u32,
+            partition,
+        }
+    }
+}
+
 /// A timer: when, and whose.
 type Timer = Reverse<(Instant, Key)>;
 
@@ -225,12 +234,50 @@ struct Ready {
     backoffs: BinaryHeap<Timer>,
 }
 
+/// Lists the partition, unless it is listed already.
+fn list<R>(listed: &mut VecDeque<Key>, key: Key, queue: &mut PartitionQueue<R>) {
+    if !queue.listed {
+        queue.listed = true;
+        listed.push_back(key);
+    }
+}
+
+/// Pops the timers of `heap` that ran out by `until` (every one with `None`) and lists
+/// the partitions of those that still `count`.
+fn run_out<R>(
+    heap: &mut BinaryHeap<Timer>,
+    until: Option<Instant>,
+    topics: &mut [TopicEntry<R>],
+    listed: &mut VecDeque<Key>,
+    count: impl Fn(&PartitionQueue<R>, Instant) -> bool,
+) {
+    while let Some(&Reverse((at, key))) = heap.peek() {
+        if until.is_some_and(|until| at > until) {
+            break;
+        }
+        heap.pop();
+        if let Some(queue) = topics[key.topic as usize].queues.get_mut(&key.partition) {
+            if count(queue, at) {
+                list(listed, key, queue);
+            }
+        }
+    }
+}
+
 impl Ready {
     fn list<R>(&mut self, key: Key, queue: &mut PartitionQueue<R>) {
-        if !queue.listed {
-            queue.listed = true;
-            self.listed.push_back(key);
+        list(&mut self.listed, key, queue);
+    }
+
+    /// Lists a partition whose closed batch can go now (not muted, not backing off:
+    /// its backoff's timer lists it); whether this call listed it.
+    fn list_closed<R>(&mut self, key: Key, queue: &mut PartitionQueue<R>) -> bool {
+        let can_go = !queue.in_flight && queue.retry_at.is_none() && !queue.closed.is_empty();
+        let newly = can_go && !queue.listed;
+        if newly {
+            self.list(key, queue);
         }
+        newly
     }
 
     /// Whether a timer at `at` would run out before every other (then a sleeping
@@ -261,7 +308,8 @@ pub(crate) struct Accumulator<R> {
 /// One topic of the [`Accumulator`], found once per record.
 pub(crate) struct Topic<'a, R> {
     config: BatchConfig,
-    at: u32,
+    /// The topic's place in [`Accumulator::topics`].
+    at: usize,
     entry: &'a mut TopicEntry<R>,
     ready: &'a mut Ready,
 }
@@ -303,7 +351,7 @@ impl<R> Accumulator<R> {
         self.last = at;
         Topic {
             config: self.config,
-            at: at as u32,
+            at,
             entry: &mut self.topics[at],
             ready: &mut self.ready,
         }
@@ -341,28 +389,21 @@ impl<R> Accumulator<R> {
         let (topics, ready) = (&mut self.topics, &mut self.ready);
         // Timers that ran out list their partitions; on flush or close every lingering
         // batch goes at once, but backoffs still run their course.
-        while let Some(&Reverse((at, key))) = ready.lingers.peek() {
-            if at > now && !force {
-                break;
-            }
-            ready.lingers.pop();
-            if let Some(queue) = topics[key.topic as usize].queues.get_mut(&key.partition) {
-                if queue.lingers_until(linger, at) {
-                    ready.list(key, queue);
-                }
-            }
-        }
-        while let Some(&Reverse((at, key))) = ready.backoffs.peek() {
-            if at > now {
-                break;
-            }
-            ready.backoffs.pop();
-            if let Some(queue) = topics[key.topic as usize].queues.get_mut(&key.partition) {
-                if queue.backs_off_until(at) {
-                    ready.list(key, queue);
-                }
-            }
-        }
+        let linger_until = (!force).then_some(now);
+        run_out(
+            &mut ready.lingers,
+            linger_until,
+            topics,
+            &mut ready.listed,
+            |q, at| q.lingers_until(linger, at),
+        );
+        run_out(
+            &mut ready.backoffs,
+            Some(now),
+            topics,
+            &mut ready.listed,
+            |q, at| q.backs_off_until(at),
+        );
         let mut out = Vec::new();
         // Those the route leaves go back to the end in their order, ahead of nothing:
         // nothing is listed while this runs.
@@ -396,10 +437,7 @@ impl<R> Accumulator<R> {
                                     queue.in_flight = true;
                                     out.push((to, batch));
                                 }
-                                None => {
-                                    queue.listed = true;
-                                    ready.listed.push_back(key);
-                                }
+                                None => ready.list(key, queue),
                             }
                         } else if let Some(open) = &queue.open {
                             ready.lingers.push(Reverse((open.created + linger, key)));
@@ -474,11 +512,7 @@ impl<R> Accumulator<R> {
                     // What is left may have waited behind the backoff, whose timer
                     // stops counting below, or had its linger timer used up meanwhile:
                     // drain looks at it again (and times it again if it lingers).
-                    let key = Key {
-                        topic: at as u32,
-                        partition,
-                    };
-                    self.ready.list(key, queue);
+                    self.ready.list(Key::new(at, partition), queue);
                 }
                 if queue.closed.is_empty() {
                     // The backoff was the retried batch's.
@@ -502,11 +536,7 @@ impl<R> Accumulator<R> {
             if let Some(queue) = topic.queues.get_mut(&tp.partition) {
                 queue.in_flight = false;
                 if !queue.is_idle() {
-                    let key = Key {
-                        topic: at as u32,
-                        partition: tp.partition,
-                    };
-                    self.ready.list(key, queue);
+                    self.ready.list(Key::new(at, tp.partition), queue);
                 } else if queue.is_removable() {
                     topic.queues.remove(&tp.partition);
                 }
@@ -519,10 +549,7 @@ impl<R> Accumulator<R> {
     pub(crate) fn retry(&mut self, batches: Vec<Batch<R>>, retry_at: Instant) {
         for batch in batches.into_iter().rev() {
             let topic = self.topic(&batch.tp.topic);
-            let key = Key {
-                topic: topic.at,
-                partition: batch.tp.partition,
-            };
+            let key = Key::new(topic.at, batch.tp.partition);
             let entry = topic.entry;
             entry.waits(batch.created);
             let queue = entry
@@ -601,6 +628,7 @@ impl<R> Topic<'_, R> {
         now: impl FnOnce() -> Instant,
     ) -> Result<Appended, (R, RecordError)> {
         let config = self.config;
+        let here = Key::new(self.at, partition);
         let entry = &mut *self.entry;
         let queue = match entry.queues.get_mut(&partition) {
             Some(queue) => queue,
@@ -651,13 +679,7 @@ impl<R> Topic<'_, R> {
                 queue.open = None;
             }
             // The batch before it may have closed for this record: it can go.
-            if !queue.in_flight && !queue.closed.is_empty() && queue.retry_at.is_none() {
-                let key = Key {
-                    topic: self.at,
-                    partition,
-                };
-                self.ready.list(key, queue);
-            }
+            self.ready.list_closed(here, queue);
             return Err((reply, err));
         }
         let delivery = open.resolver.delivery(open.replies.len() as u32, timestamp);
@@ -672,25 +694,13 @@ impl<R> Topic<'_, R> {
         }
         // A muted partition is listed when its batch completes; one listed already,
         // or backing off (its timer runs), waits for drain to come to it.
-        let key = Key {
-            topic: self.at,
-            partition,
-        };
         let ready = &mut *self.ready;
         let linger_end = opened.map(|created| created + config.linger);
-        let wake = if queue.in_flight || queue.listed {
-            false
-        } else if !queue.closed.is_empty() {
-            // Backing off, its backoff's timer lists it.
-            queue.retry_at.is_none() && {
-                ready.list(key, queue);
-                true
-            }
-        } else {
-            linger_end.is_some_and(|at| ready.is_earliest(at))
-        };
+        let waits_alone = !queue.in_flight && !queue.listed && queue.closed.is_empty();
+        let wake = ready.list_closed(here, queue)
+            || (waits_alone && linger_end.is_some_and(|at| ready.is_earliest(at)));
         if let (Some(at), false) = (linger_end, queue.in_flight) {
-            ready.lingers.push(Reverse((at, key)));
+            ready.lingers.push(Reverse((at, here)));
         }
         Ok(Appended {
             new_batch: opened.is_some(),
