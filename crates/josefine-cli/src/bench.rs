@@ -17,7 +17,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use josefine::Acks;
 use josefine::Compression;
-use josefine::{Client, Producer, ProducerRecord};
+use josefine::{Client, Config, Producer, ProducerRecord};
 
 use crate::progress::Progress;
 
@@ -78,7 +78,7 @@ enum AcksArg {
 /// benchmark itself holds, independent of `buffer.memory`.
 const WINDOW: usize = 200_000;
 
-pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn produce(client: Client, config: &Config, args: ProduceArgs) -> anyhow::Result<()> {
     let compression = match args.compression {
         Codec::None => Compression::None,
         Codec::Gzip => Compression::Gzip,
@@ -91,7 +91,10 @@ pub async fn produce(client: Client, args: ProduceArgs) -> anyhow::Result<()> {
         AcksArg::One => Acks::Leader,
         AcksArg::Zero => Acks::None,
     };
-    let mut builder = Producer::builder(client)
+    // The -X producer settings (buffer.memory, max.in.flight, ...), then this
+    // command's own flags, which the peers are given too.
+    let mut builder = config
+        .producer_builder(client)?
         .acks(acks)
         .compression(compression, None)
         .linger(Duration::from_millis(args.linger_ms));

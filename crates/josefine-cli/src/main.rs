@@ -440,7 +440,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Acls(command) => acls::run(&client, command).await?,
         Command::Consume(args) => consume::run(client.clone(), &config, args, recorder).await?,
         Command::Produce(args) => produce::run(client.clone(), &config, args).await?,
-        Command::Bench(BenchCommand::Produce(args)) => bench::produce(client.clone(), args).await?,
+        Command::Bench(BenchCommand::Produce(args)) => {
+            bench::produce(client.clone(), &config, args).await?
+        }
         Command::Bench(BenchCommand::Consume(args)) => bench::consume(client.clone(), args).await?,
         Command::Bench(BenchCommand::Group(args)) => bench::group(client.clone(), args).await?,
         Command::Bench(BenchCommand::Latency(args)) => {

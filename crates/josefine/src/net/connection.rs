@@ -90,7 +90,8 @@ struct Shared {
 struct Command {
     correlation_id: i32,
     api: ApiKey,
-    frame: Bytes,
+    /// The frame's parts, written in order (see [`frame::encode_request_parts`]).
+    frame: Vec<Bytes>,
     /// `None` for requests the broker does not answer (Produce with acks=0).
     reply: Option<oneshot::Sender<Result<Bytes>>>,
 }
@@ -163,9 +164,7 @@ impl Connection {
             .shared
             .next_correlation_id
             .fetch_add(1, Ordering::Relaxed);
-        let mut buf = BytesMut::new();
-        frame::encode_request(
-            &mut buf,
+        let parts = frame::encode_request_parts(
             request,
             version,
             correlation_id,
@@ -173,7 +172,7 @@ impl Connection {
         )
         .map_err(|e| self.context(e, R::API_KEY))?;
         let expects_response = request.expects_response();
-        tracing::trace!(api = ?R::API_KEY, version, correlation_id, bytes = buf.len(), "request");
+        tracing::trace!(api = ?R::API_KEY, version, correlation_id, bytes = parts.iter().map(Bytes::len).sum::<usize>(), "request");
         // In the caller's task and span (a group phase, a fetch round), so it names
         // the broker itself; trace level keeps it quiet.
         let span = tracing::trace_span!(
@@ -183,23 +182,17 @@ impl Connection {
             version,
             correlation_id
         );
-        self.send_frame(
-            R::API_KEY,
-            correlation_id,
-            buf.freeze(),
-            expects_response,
-            timeout,
-        )
-        .instrument(span)
-        .await
-        .map_err(|e| self.context(e, R::API_KEY))
+        self.send_frame(R::API_KEY, correlation_id, parts, expects_response, timeout)
+            .instrument(span)
+            .await
+            .map_err(|e| self.context(e, R::API_KEY))
     }
 
     async fn send_frame(
         &self,
         api: ApiKey,
         correlation_id: i32,
-        frame: Bytes,
+        frame: Vec<Bytes>,
         expects_response: bool,
         timeout: Duration,
     ) -> Result<Option<Bytes>> {
@@ -340,14 +333,12 @@ where
                 }
                 Err(e) => break tls::stream_error(e),
             },
-            written = write_front(&mut writer, &mut outgoing), if !outgoing.is_empty() => match written {
+            written = write_front(&mut writer, &outgoing), if !outgoing.is_empty() => match written {
                 Ok(0) => break Error::new(ErrorKind::ConnectionClosed, "the socket accepts no more bytes"),
                 Ok(n) => {
                     shared.metrics.bytes_sent.increment(n as u64);
                     outgoing_bytes -= n;
-                    if outgoing.front().is_some_and(|f| !f.has_remaining()) {
-                        outgoing.pop_front();
-                    }
+                    consume(&mut outgoing, n);
                     if outgoing.is_empty() {
                         // Transports that buffer (TLS) need a flush to put bytes on the wire.
                         if let Err(e) = writer.flush().await {
@@ -364,8 +355,12 @@ where
                     return;
                 }
                 Some(command) => {
-                    outgoing_bytes += command.frame.len();
-                    outgoing.push_back(command.frame);
+                    // An empty part would be a write of nothing, which reads as a
+                    // closed socket.
+                    for part in command.frame.into_iter().filter(|part| !part.is_empty()) {
+                        outgoing_bytes += part.len();
+                        outgoing.push_back(part);
+                    }
                     if let Some(reply) = command.reply {
                         in_flight.insert(command.correlation_id, Waiter { api: command.api, reply });
                     }
@@ -398,15 +393,45 @@ where
     }
 }
 
-/// Writes some of the oldest queued frame; pending forever when nothing is queued
-/// (`select!` builds the future even when its branch is disabled).
+/// Parts handed to one vectored write at most (Linux takes 1,024).
+const WRITE_PARTS: usize = 64;
+
+/// Writes some of the oldest queued parts, up to [`WRITE_PARTS`] of them in one
+/// vectored write (a Produce frame is two parts a batch), and returns the bytes
+/// written, which [`consume`] then drops from the queue; pending forever when
+/// nothing is queued (`select!` builds the future even when its branch is disabled).
 async fn write_front<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    outgoing: &mut VecDeque<Bytes>,
+    outgoing: &VecDeque<Bytes>,
 ) -> std::io::Result<usize> {
-    match outgoing.front_mut() {
-        Some(frame) => writer.write_buf(frame).await,
-        None => std::future::pending().await,
+    if outgoing.is_empty() {
+        return std::future::pending().await;
+    }
+    if outgoing.len() == 1 || !writer.is_write_vectored() {
+        return writer.write(&outgoing[0]).await;
+    }
+    let mut slices = [std::io::IoSlice::new(&[]); WRITE_PARTS];
+    let mut n = 0;
+    for part in outgoing.iter().take(WRITE_PARTS) {
+        slices[n] = std::io::IoSlice::new(part);
+        n += 1;
+    }
+    writer.write_vectored(&slices[..n]).await
+}
+
+/// Drops the first `n` bytes of the queued parts: the parts written whole, and the
+/// written start of the next.
+fn consume(outgoing: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = outgoing.front_mut() else {
+            return;
+        };
+        if n < front.len() {
+            front.advance(n);
+            return;
+        }
+        n -= front.len();
+        outgoing.pop_front();
     }
 }
 

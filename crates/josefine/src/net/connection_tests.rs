@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{HeartbeatRequest, ProduceRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use super::*;
 
@@ -350,4 +350,120 @@ async fn dropping_every_handle_ends_the_task() {
     // The task closes its end: the peer reads EOF.
     let mut buf = [0u8; 1];
     assert_eq!(peer.read(&mut buf).await.unwrap(), 0);
+}
+
+/// A Produce request of `partitions` batches with acks=0 (no response to script), and
+/// its bytes as one buffer.
+fn many_batches(partitions: i32) -> (ProduceRequest, Vec<u8>) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    let request =
+        ProduceRequest::default()
+            .with_acks(0)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(
+                    (0..partitions)
+                        .map(|p| {
+                            PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(Some(Bytes::from(vec![p as u8; 1000 + p as usize])))
+                        })
+                        .collect(),
+                )]);
+    let mut whole = BytesMut::new();
+    // Correlation id 0: the connection's first request.
+    frame::encode_request(&mut whole, &request, 9, 0, None).unwrap();
+    (request, whole.to_vec())
+}
+
+async fn read_frame<S: AsyncReadExt + Unpin>(peer: &mut S) -> Vec<u8> {
+    let len = peer.read_i32().await.expect("request length");
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.resize(4 + len as usize, 0);
+    peer.read_exact(&mut frame[4..])
+        .await
+        .expect("request body");
+    frame
+}
+
+/// A stream without vectored writes (as a transport may be): the parts go one at a time.
+struct Plain(DuplexStream);
+
+impl AsyncRead for Plain {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Plain {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_produce_frame_in_parts_arrives_whole_through_plain_writes() {
+    let (client_end, mut peer) = tokio::io::duplex(1 << 20);
+    let client_end = Plain(client_end);
+    assert!(!client_end.is_write_vectored());
+    let conn = Connection::spawn(client_end, "peer", ConnectionConfig::default());
+    let (request, whole) = many_batches(300);
+    conn.call(&request, 9, TIMEOUT).await.unwrap();
+    assert_eq!(read_frame(&mut peer).await, whole);
+}
+
+#[tokio::test]
+async fn a_produce_frame_in_parts_arrives_whole_through_vectored_writes() {
+    // A socket takes many parts a write: 601 parts need several writes, some partial
+    // (the peer reads only once the request is queued).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    assert!(client.is_write_vectored());
+    let (mut peer, _) = listener.accept().await.unwrap();
+    let conn = Connection::spawn(client, "peer", ConnectionConfig::default());
+    let (request, whole) = many_batches(300);
+    conn.call(&request, 9, TIMEOUT).await.unwrap();
+    assert_eq!(read_frame(&mut peer).await, whole);
+}
+
+#[test]
+fn written_bytes_leave_the_queue_across_parts() {
+    let mut queue: VecDeque<Bytes> = [&b"abc"[..], b"de", b"fgh"]
+        .into_iter()
+        .map(Bytes::from_static)
+        .collect();
+    consume(&mut queue, 4);
+    assert_eq!(
+        queue,
+        [Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]
+    );
+    consume(&mut queue, 1);
+    assert_eq!(queue, [Bytes::from_static(b"fgh")]);
+    consume(&mut queue, 3);
+    assert!(queue.is_empty());
 }
