@@ -35,12 +35,16 @@ pub struct ProduceArgs {
     /// Keys `key-<i % N>` (N distinct keys; implies keyed).
     #[arg(long)]
     keys: Option<u64>,
-    #[arg(long, value_enum, default_value_t = Codec::None)]
-    compression: Codec,
-    #[arg(long, value_enum, default_value_t = AcksArg::All)]
-    acks: AcksArg,
-    #[arg(long, default_value_t = 5)]
-    linger_ms: u64,
+    /// The codec, at its default level. This flag, `--acks` and `--linger-ms` win
+    /// over the `-X` settings of the same name (`compression.type` and
+    /// `compression.level`, `acks`, `linger.ms`); without either, the producer's
+    /// defaults hold: no compression, acks=all, 5 ms, as the peers are given.
+    #[arg(long, value_enum)]
+    compression: Option<Codec>,
+    #[arg(long, value_enum)]
+    acks: Option<AcksArg>,
+    #[arg(long)]
+    linger_ms: Option<u64>,
     #[arg(long)]
     batch_size: Option<usize>,
     /// Produce in transactions of N records each (begin, N records, commit; the last
@@ -79,25 +83,38 @@ enum AcksArg {
 const WINDOW: usize = 200_000;
 
 pub async fn produce(client: Client, config: &Config, args: ProduceArgs) -> anyhow::Result<()> {
-    let compression = match args.compression {
-        Codec::None => Compression::None,
-        Codec::Gzip => Compression::Gzip,
-        Codec::Snappy => Compression::Snappy,
-        Codec::Lz4 => Compression::Lz4,
-        Codec::Zstd => Compression::Zstd,
-    };
-    let acks = match args.acks {
-        AcksArg::All => Acks::All,
-        AcksArg::One => Acks::Leader,
-        AcksArg::Zero => Acks::None,
-    };
+    if config.get("transactional.id").is_some() {
+        // Transactions need the begin and commit calls that --transaction-size makes.
+        anyhow::bail!("bench produce takes no -X transactional.id: use --transaction-size N");
+    }
     // The -X producer settings (buffer.memory, max.in.flight, ...), then this
-    // command's own flags, which the peers are given too.
-    let mut builder = config
-        .producer_builder(client)?
-        .acks(acks)
-        .compression(compression, None)
-        .linger(Duration::from_millis(args.linger_ms));
+    // command's own flags where given.
+    let mut builder = config.producer_builder(client)?;
+    if let Some(codec) = args.compression {
+        let compression = match codec {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        };
+        builder = builder.compression(compression, None);
+    }
+    if let Some(acks) = args.acks {
+        builder = builder.acks(match acks {
+            AcksArg::All => Acks::All,
+            AcksArg::One => Acks::Leader,
+            AcksArg::Zero => Acks::None,
+        });
+    }
+    if let Some(ms) = args.linger_ms {
+        builder = builder.linger(Duration::from_millis(ms));
+    }
+    // With acks=0 the broker reports no offsets to check.
+    let acks_zero = match args.acks {
+        Some(acks) => matches!(acks, AcksArg::Zero),
+        None => config.get("acks") == Some("0"),
+    };
     if let Some(bytes) = args.batch_size {
         builder = builder.batch_size(bytes);
     }
@@ -173,7 +190,7 @@ pub async fn produce(client: Client, config: &Config, args: ProduceArgs) -> anyh
     let seconds = started.elapsed().as_secs_f64();
     producer.close().await?;
     progress.finish(args.records);
-    if !matches!(args.acks, AcksArg::Zero) && !args.existing {
+    if !acks_zero && !args.existing {
         ends.check(args.records)?;
     }
     let (mode, extra) = match args.transaction_size {

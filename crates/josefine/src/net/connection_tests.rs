@@ -353,8 +353,9 @@ async fn dropping_every_handle_ends_the_task() {
 }
 
 /// A Produce request of `partitions` batches with acks=0 (no response to script), and
-/// its bytes as one buffer.
-fn many_batches(partitions: i32) -> (ProduceRequest, Vec<u8>) {
+/// its bytes at `version` as one buffer. The first batch is empty, and before v9 the
+/// frame ends with the last batch: both make empty parts.
+fn many_batches(partitions: i32, version: i16) -> (ProduceRequest, Vec<u8>) {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::TopicName;
     let request =
@@ -367,13 +368,13 @@ fn many_batches(partitions: i32) -> (ProduceRequest, Vec<u8>) {
                         .map(|p| {
                             PartitionProduceData::default()
                                 .with_index(p)
-                                .with_records(Some(Bytes::from(vec![p as u8; 1000 + p as usize])))
+                                .with_records(Some(Bytes::from(vec![p as u8; p as usize * 7])))
                         })
                         .collect(),
                 )]);
     let mut whole = BytesMut::new();
     // Correlation id 0: the connection's first request.
-    frame::encode_request(&mut whole, &request, 9, 0, None).unwrap();
+    frame::encode_request(&mut whole, &request, version, 0, None).unwrap();
     (request, whole.to_vec())
 }
 
@@ -430,9 +431,29 @@ async fn a_produce_frame_in_parts_arrives_whole_through_plain_writes() {
     let client_end = Plain(client_end);
     assert!(!client_end.is_write_vectored());
     let conn = Connection::spawn(client_end, "peer", ConnectionConfig::default());
-    let (request, whole) = many_batches(300);
-    conn.call(&request, 9, TIMEOUT).await.unwrap();
+    // v8: a write of an empty part would read as a closed socket.
+    let (request, whole) = many_batches(300, 8);
+    conn.call(&request, 8, TIMEOUT).await.unwrap();
     assert_eq!(read_frame(&mut peer).await, whole);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_produce_frame_in_parts_arrives_whole_through_partial_vectored_writes() {
+    // A duplex stream takes many parts a write, up to its room: 997 bytes end every
+    // write inside a part.
+    let (client_end, mut peer) = tokio::io::duplex(997);
+    assert!(client_end.is_write_vectored());
+    let conn = Connection::spawn(client_end, "peer", ConnectionConfig::default());
+    for version in [8, 9] {
+        let (request, whole) = many_batches(40, version);
+        conn.call(&request, version, TIMEOUT).await.unwrap();
+        let mut whole = whole;
+        // The second frame's correlation id is 1.
+        if version == 9 {
+            whole[8..12].copy_from_slice(&1i32.to_be_bytes());
+        }
+        assert_eq!(read_frame(&mut peer).await, whole, "v{version}");
+    }
 }
 
 #[tokio::test]
@@ -446,7 +467,7 @@ async fn a_produce_frame_in_parts_arrives_whole_through_vectored_writes() {
     assert!(client.is_write_vectored());
     let (mut peer, _) = listener.accept().await.unwrap();
     let conn = Connection::spawn(client, "peer", ConnectionConfig::default());
-    let (request, whole) = many_batches(300);
+    let (request, whole) = many_batches(300, 9);
     conn.call(&request, 9, TIMEOUT).await.unwrap();
     assert_eq!(read_frame(&mut peer).await, whole);
 }

@@ -200,6 +200,8 @@ impl Future for Delivery {
                         Some(entry) => *entry = Some(cx.waker().clone()),
                         None => {
                             this.slot = u32::try_from(waiting.len())
+                                .ok()
+                                .filter(|&slot| slot != NO_SLOT)
                                 .expect("a batch holds fewer than u32::MAX records");
                             waiting.push(Some(cx.waker().clone()));
                         }
@@ -311,6 +313,11 @@ mod tests {
         let waker = Waker::from(count.clone());
         assert!(poll(&mut late, &waker).is_pending());
         let (a, b) = (resolver(), resolver());
+        // A record already waiting on the half takes its first slot: the moved
+        // future must take a slot of its own there, not keep the one it had.
+        let mut other = b.delivery(0, 0);
+        let other_count = Arc::new(Count(AtomicUsize::new(0)));
+        assert!(poll(&mut other, &Waker::from(other_count.clone())).is_pending());
         whole.resolve(Resolution::Moved(vec![
             (0, a.outcome().clone()),
             (2, b.outcome().clone()),
@@ -329,6 +336,11 @@ mod tests {
             append_time: -1,
         });
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            other_count.0.load(Ordering::SeqCst),
+            1,
+            "both waiters woken"
+        );
         assert!(matches!(poll(&mut late, &waker), Poll::Ready(Ok(r)) if r.offset == 11));
         a.resolve(Resolution::Written {
             base_offset: 20,
@@ -352,6 +364,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn a_delivery_is_three_words() {
         // Callers hold one per buffered record (the benchmark, 200,000).
         assert_eq!(std::mem::size_of::<Delivery>(), 24);

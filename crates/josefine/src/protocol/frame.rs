@@ -1,9 +1,9 @@
 //! Request/response framing: `[i32 length][header][body]`, big-endian.
 //!
 //! Requests are encoded into one buffer with the length patched in afterwards, so the
-//! connection task writes them with a single write. Produce requests are the
+//! connection task writes them without assembling anything. Produce requests are the
 //! exception ([`encode_request_parts`]): their record batches are not copied into the
-//! frame but written from their own buffers, by one vectored write. Responses are handed in as one
+//! frame but written from their own buffers, by vectored writes. Responses are handed in as one
 //! `Bytes` frame (without the length prefix); decoding slices it, so record data in a
 //! Fetch response stays a view of the frame the socket read.
 
@@ -56,7 +56,12 @@ pub fn encode_request<R: KafkaRequest>(
 
 /// The frame of `request` (length prefix and header included) as the parts to write,
 /// in order: [`encode_request`]'s one buffer for every request but Produce, whose
-/// record batches stay in their own buffers ([`encode_produce`]).
+/// record batches stay in their own buffers ([`encode_produce`]). A part may be empty.
+///
+/// The Produce encoding is ours and refuses two things `kafka-protocol`'s would write:
+/// unknown tagged fields (the client sets none; the crate's encoder for them is
+/// private) and, in flexible versions, strings over `i16::MAX` bytes (Kafka's own
+/// limit).
 pub(crate) fn encode_request_parts<R: KafkaRequest>(
     request: &R,
     version: i16,
