@@ -6,7 +6,7 @@
 //! subscriptions the counts differ by at most one; with different subscriptions they can
 //! be lopsided (see the javadoc example in the tests), which the sticky assignors avoid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::{
@@ -37,38 +37,46 @@ impl Assignor for RoundRobinAssignor {
 
         let (ordered, subscribed) = ordered_members(members);
 
+        // Each topic once (a set first: every member names its topics, and sorting all
+        // those names before the dedup cost more than the dealing), then in order.
         let mut topics: Vec<&str> = subscribed
             .iter()
             .flatten()
             .copied()
             .filter(|t| partitions.get(*t).is_some_and(|&n| n > 0))
+            .collect::<HashSet<&str>>()
+            .into_iter()
             .collect();
         topics.sort_by(|a, b| java_order(a, b));
-        topics.dedup();
 
+        // Dealt by position in `ordered`, moved into the assignment by id at the end: a
+        // look-up by id for every partition was most of the dealing's cost.
+        let mut dealt: Vec<Vec<TopicPartition>> = vec![Vec::new(); ordered.len()];
         // The next member in the circle; it only advances past members that take a
         // partition or do not subscribe to its topic.
         let mut next = 0;
         for topic in topics {
             let name: Arc<str> = Arc::from(topic);
+            let takes: Vec<bool> = subscribed.iter().map(|s| s.contains(topic)).collect();
             for partition in 0..partitions[topic] {
                 // Some member subscribes to `topic` (that is where it came from), so this
                 // finds one within a full turn.
-                let Some(turn) = (0..ordered.len())
-                    .find(|i| subscribed[(next + i) % ordered.len()].contains(topic))
+                let Some(turn) = (0..ordered.len()).find(|i| takes[(next + i) % ordered.len()])
                 else {
                     break;
                 };
                 let taker = (next + turn) % ordered.len();
-                let entry = assignment
-                    .get_mut(&ordered[taker].id)
-                    .expect("every member has an entry");
-                entry.push(TopicPartition {
+                dealt[taker].push(TopicPartition {
                     topic: name.clone(),
                     partition,
                 });
                 next = taker + 1;
             }
+        }
+        for (member, partitions) in ordered.iter().zip(dealt) {
+            *assignment
+                .get_mut(&member.id)
+                .expect("every member has an entry") = partitions;
         }
         Ok(assignment)
     }
