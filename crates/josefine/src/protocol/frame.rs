@@ -1,9 +1,8 @@
 //! Request/response framing: `[i32 length][header][body]`, big-endian.
 //!
-//! Requests are encoded into one buffer with the length patched in afterwards, so the
-//! connection task writes them without assembling anything. Produce requests are the
-//! exception ([`encode_request_parts`]): their record batches are not copied into the
-//! frame but written from their own buffers, by vectored writes. Responses are handed in as one
+//! Requests are encoded into one buffer with the length patched in afterwards. Produce
+//! requests are the exception: the client writes their record batches from the
+//! batches' own buffers, by vectored writes, without copying them into the frame. Responses are handed in as one
 //! `Bytes` frame (without the length prefix); decoding slices it, so record data in a
 //! Fetch response stays a view of the frame the socket read.
 
