@@ -46,11 +46,16 @@ pub fn encode_request<R: KafkaRequest>(
             buf.truncate(start);
             Error::protocol(format!("cannot encode {:?} v{version}: {e}", R::API_KEY))
         })?;
-    let len = buf.len() - start - LENGTH_PREFIX;
-    let len = i32::try_from(len)
-        .map_err(|_| Error::protocol(format!("request of {len} bytes does not fit a frame")))?;
-    buf[start..start + LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+    let prefix = length_prefix(buf.len() - start - LENGTH_PREFIX)?;
+    buf[start..start + LENGTH_PREFIX].copy_from_slice(&prefix);
     Ok(())
+}
+
+/// The length prefix of a request whose frame holds `len` bytes after it.
+fn length_prefix(len: usize) -> Result<[u8; LENGTH_PREFIX]> {
+    i32::try_from(len)
+        .map(i32::to_be_bytes)
+        .map_err(|_| Error::protocol(format!("request of {len} bytes does not fit a frame")))
 }
 
 /// The frame of `request` (length prefix and header included) as the parts to write,
@@ -192,9 +197,7 @@ fn encode_produce(
     }
     no_tags(&mut head, &request.unknown_tagged_fields)?;
     let len = head.len() - LENGTH_PREFIX + batches.iter().map(|(_, b)| b.len()).sum::<usize>();
-    let len = i32::try_from(len)
-        .map_err(|_| Error::protocol(format!("request of {len} bytes does not fit a frame")))?;
-    head[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+    head[..LENGTH_PREFIX].copy_from_slice(&length_prefix(len)?);
     let mut head = head.freeze();
     let mut parts = Vec::with_capacity(2 * batches.len() + 1);
     let mut at = 0;
